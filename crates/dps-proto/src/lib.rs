@@ -1,0 +1,18 @@
+//! Wire and management types of DPS Console.
+//!
+//! Everything a device, a service SDK, the CLI or the console puts on the wire is defined here, once, as
+//! plain serde types: no I/O, no async, so the crate compiles to wasm for the UI. Field names follow Azure's
+//! swagger (`../shared/reference/openapi/2021-10-01`) and `dps-protocol.md` §1.4, §1.5, §1.8 and §5.3.
+//! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
+
+pub mod device;
+pub mod error;
+pub mod ids;
+pub mod management;
+pub mod service;
+
+pub use device::*;
+pub use error::*;
+pub use ids::*;
+pub use management::*;
+pub use service::*;

@@ -1,0 +1,72 @@
+//! DPS Console's own management types: what Azure keeps in its control plane (linked hubs, shared access
+//! policies, service endpoints) and this service exposes as documented extensions of the service API.
+
+use serde::{Deserialize, Serialize};
+
+/// A linked IoT hub (Azure's `properties.iotHubs[]`, §7.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedHub {
+    /// The hub's host name: what devices are told in `assignedHub`.
+    pub host_name: String,
+    /// 1–1000; a hub with weight 2 receives twice the devices of one with weight 1.
+    #[serde(default = "one")]
+    pub allocation_weight: u32,
+    /// `false`: never chosen by `hashed`/`geoLatency` unless an enrollment names it.
+    #[serde(default = "yes")]
+    pub apply_allocation_policy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// How identities are created in this hub. `builtin`: the service's own device registry.
+    #[serde(default = "builtin")]
+    pub connector: String,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn builtin() -> String {
+    "builtin".to_owned()
+}
+
+/// A device identity as a hub connector created it (the built-in registry's record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceIdentity {
+    pub hub_host_name: String,
+    pub device_id: String,
+    pub registration_id: String,
+    /// `sas`, `selfSigned` or `none`.
+    pub authentication_type: String,
+    #[serde(default)]
+    pub iot_edge: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_twin: Option<crate::InitialTwin>,
+}
+
+/// Where the service listens and how to reach it: `<data-dir>/endpoint.json` and `GET /service/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointInfo {
+    pub id_scope: String,
+    pub host: String,
+    pub ports: Ports,
+    /// Path of the CA certificate (PEM) devices must trust.
+    pub ca_certificate: String,
+    pub service_connection_string: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ports {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<u16>,
+}

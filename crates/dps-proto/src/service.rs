@@ -1,0 +1,435 @@
+//! Service (management) API bodies: enrollments, groups, registration states, queries and bulk
+//! operations (§5.3, swagger 2021-10-01). Members the service computes (`etag`, timestamps, `info`) are
+//! optional so that a client may send them back unchanged.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::device::{RegistrationStatus, Substatus};
+
+/// A twin property bag (`TwinCollection`): arbitrary members, kept as sent.
+pub type TwinCollection = Map<String, Value>;
+
+/// Formats a time the way Azure does: RFC 3339, UTC, 7 fractional digits (`2020-04-10T05:24:22.4718526Z`).
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    let micros = t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    // Micros gives 6 digits; Azure's .NET formatting gives 7 (100 ns ticks).
+    let ticks = t.timestamp_subsec_nanos() / 100;
+    match micros.split_once('.') {
+        Some((head, _)) => format!("{head}.{ticks:07}Z"),
+        None => micros,
+    }
+}
+
+/// Serde adapter for optional timestamps in Azure's format; parses any RFC 3339 time.
+pub mod opt_time {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(t) => s.serialize_str(&format_time(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        match v {
+            None => Ok(None),
+            Some(s) if s.is_empty() => Ok(None),
+            Some(s) => DateTime::parse_from_rfc3339(&s)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProvisioningStatus {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AllocationPolicy {
+    Hashed,
+    GeoLatency,
+    Static,
+    Custom,
+}
+
+impl AllocationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hashed => "hashed",
+            Self::GeoLatency => "geoLatency",
+            Self::Static => "static",
+            Self::Custom => "custom",
+        }
+    }
+    /// Accepts the REST names and the CLI's spellings (`geolatency`), case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Hashed, Self::GeoLatency, Self::Static, Self::Custom]
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttestationType {
+    None,
+    Tpm,
+    X509,
+    SymmetricKey,
+}
+
+impl AttestationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Tpm => "tpm",
+            Self::X509 => "x509",
+            Self::SymmetricKey => "symmetricKey",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationMechanism {
+    #[serde(rename = "type")]
+    pub kind: AttestationType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmAttestation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<X509Attestation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symmetric_key: Option<SymmetricKeyAttestation>,
+}
+
+impl AttestationMechanism {
+    pub fn symmetric_key(primary: Option<String>, secondary: Option<String>) -> Self {
+        Self {
+            kind: AttestationType::SymmetricKey,
+            tpm: None,
+            x509: None,
+            symmetric_key: Some(SymmetricKeyAttestation { primary_key: primary, secondary_key: secondary }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmAttestation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_root_key: Option<String>,
+}
+
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SymmetricKeyAttestation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_key: Option<String>,
+}
+
+/// Keys are secrets: Debug never shows them.
+impl std::fmt::Debug for SymmetricKeyAttestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymmetricKeyAttestation")
+            .field("primary_key", &self.primary_key.as_ref().map(|_| "<redacted>"))
+            .field("secondary_key", &self.secondary_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Attestation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificates: Option<X509Certificates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_certificates: Option<X509Certificates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_references: Option<X509CaReferences>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Certificates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<X509CertificateWithInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<X509CertificateWithInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509CertificateWithInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<X509CertificateInfo>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509CertificateInfo {
+    pub subject_name: String,
+    pub sha1_thumbprint: String,
+    pub sha256_thumbprint: String,
+    pub issuer_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub not_before_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub not_after_utc: Option<DateTime<Utc>>,
+    pub serial_number: String,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509CaReferences {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceCapabilities {
+    #[serde(default)]
+    pub iot_edge: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitialTwin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<TwinCollection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<InitialTwinProperties>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitialTwinProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<TwinCollection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReprovisionPolicy {
+    #[serde(default = "yes")]
+    pub update_hub_assignment: bool,
+    #[serde(default = "yes")]
+    pub migrate_device_data: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ReprovisionPolicy {
+    fn default() -> Self {
+        Self { update_hub_assignment: true, migrate_device_data: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomAllocationDefinition {
+    pub webhook_url: String,
+    pub api_version: String,
+}
+
+/// `IndividualEnrollment` (§5.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndividualEnrollment {
+    pub registration_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_state: Option<DeviceRegistrationState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional_device_information: Option<TwinCollection>,
+    pub attestation: AttestationMechanism,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<DeviceCapabilities>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_hub_host_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_twin: Option<InitialTwin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_status: Option<ProvisioningStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovision_policy: Option<ReprovisionPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub created_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub last_updated_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_policy: Option<AllocationPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_hubs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+}
+
+/// `EnrollmentGroup` (§5.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollmentGroup {
+    pub enrollment_group_id: String,
+    pub attestation: AttestationMechanism,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<DeviceCapabilities>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_hub_host_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_twin: Option<InitialTwin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_status: Option<ProvisioningStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprovision_policy: Option<ReprovisionPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub created_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub last_updated_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation_policy: Option<AllocationPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_hubs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+}
+
+/// `DeviceRegistrationState`: a registration record as the service API shows it (§5.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRegistrationState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub created_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_hub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RegistrationStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substatus: Option<Substatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub last_updated_date_time_utc: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuerySpecification {
+    pub query: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BulkMode {
+    #[serde(rename = "create")]
+    Create,
+    #[serde(rename = "update")]
+    Update,
+    #[serde(rename = "updateIfMatchETag", alias = "updateIfMatchEtag")]
+    UpdateIfMatchEtag,
+    #[serde(rename = "delete")]
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkEnrollmentOperation {
+    pub enrollments: Vec<IndividualEnrollment>,
+    pub mode: BulkMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkEnrollmentGroupOperation {
+    pub enrollment_groups: Vec<EnrollmentGroup>,
+    pub mode: BulkMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkEnrollmentOperationResult {
+    pub is_successful: bool,
+    #[serde(default)]
+    pub errors: Vec<BulkEnrollmentOperationError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkEnrollmentOperationError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment_group_id: Option<String>,
+    pub error_code: i64,
+    pub error_status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_like_azure() {
+        let t = DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(format_time(&t), "2020-04-10T05:24:22.4718526Z");
+    }
+
+    #[test]
+    fn the_documented_tpm_enrollment_round_trips() {
+        let doc = r#"{
+  "registrationId": "mbjrvd2rxyfbckl6qmg6rkvszr4y7xynmi35zfwqdhw4hxpxdhva",
+  "deviceId": "sensor-17",
+  "attestation": { "type": "tpm", "tpm": { "endorsementKey": "AToAAQALAAMAsgAg", "storageRootKey": "ARoAAQALAAMEcgAA" } },
+  "capabilities": { "iotEdge": false },
+  "initialTwin": { "tags": { "site": "b12" }, "properties": { "desired": { "interval": 30 } } },
+  "provisioningStatus": "enabled",
+  "reprovisionPolicy": { "updateHubAssignment": true, "migrateDeviceData": true },
+  "allocationPolicy": "hashed",
+  "iotHubs": [ "hub-a.example.net" ],
+  "etag": "\"0a1b2c3d-0000-0100-0000-5f0e0d0c0000\"",
+  "createdDateTimeUtc": "2024-01-01T00:00:00.0000000Z",
+  "lastUpdatedDateTimeUtc": "2024-01-01T00:00:00.0000000Z"
+}"#;
+        let e: IndividualEnrollment = serde_json::from_str(doc).unwrap_or_else(|e| panic!("{e}"));
+        let back: serde_json::Value = serde_json::to_value(&e).unwrap_or_default();
+        let orig: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
+        assert_eq!(back, orig);
+    }
+}

@@ -1,0 +1,272 @@
+'use strict';
+// Helpers for the Node.js interop suite: start the local DPS Console service and point the
+// unmodified Azure IoT Node SDKs at it (custom port + CA, see TOOLCHAIN.md §6).
+
+const { spawn, execFile } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const https = require('node:https');
+const os = require('node:os');
+const path = require('node:path');
+const { promisify } = require('node:util');
+
+const { Http: HttpBase, RestApiClient } = require('azure-iot-http-base');
+const { SharedAccessSignature, ConnectionString, anHourFromNow } = require('azure-iot-common');
+const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
+const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
+const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
+const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+
+const execFileP = promisify(execFile);
+
+const DPS_BIN = process.env.DPS_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache', 'dps-target'), 'debug', 'dps');
+
+const DEFAULT_HUB = 'local-hub.dps.local';
+const START_TIMEOUT_MS = Number(process.env.DPS_START_TIMEOUT_MS || 20000);
+
+// Children started by this process; killed (by PID only) if the test process exits early.
+const children = new Set();
+process.on('exit', () => {
+  for (const child of children) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch (_) { /* already gone */ }
+  }
+});
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+function tail(file, n = 40) {
+  try { return fs.readFileSync(file, 'utf8').split('\n').slice(-n).join('\n'); } catch (_) { return ''; }
+}
+
+async function waitForEndpoint(file, child, logFile, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`dps exited early (code ${child.exitCode}, signal ${child.signalCode}); log:\n${tail(logFile)}`);
+    }
+    try {
+      const text = fs.readFileSync(file, 'utf8');
+      const ep = JSON.parse(text); // a half-written file fails to parse → keep polling
+      if (ep && ep.ports && ep.ports.https && ep.idScope && ep.caCertificate) return ep;
+    } catch (_) { /* not there yet */ }
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${file}; log:\n${tail(logFile)}`);
+}
+
+function waitForExit(child, timeoutMs) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      try { process.kill(child.pid, 'SIGKILL'); } catch (_) { /* gone */ }
+    }, timeoutMs);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+  });
+}
+
+/**
+ * Start `dps serve` on a fresh temp data dir (or opts.dataDir) and wait for endpoint.json.
+ * Returns { dataDir, endpoint, ca, host, port, idScope, logFile, stop(), restart() }.
+ */
+async function startService(opts = {}) {
+  if (!fs.existsSync(DPS_BIN)) throw new Error(`dps binary not found at ${DPS_BIN} (set DPS_BIN)`);
+  const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'dps-node-'));
+  const logFile = path.join(dataDir, 'service.log');
+  const endpointFile = path.join(dataDir, 'endpoint.json');
+  const svc = { dataDir, logFile, child: null };
+
+  async function launch(httpsPort) {
+    fs.rmSync(endpointFile, { force: true });
+    const out = fs.openSync(logFile, 'a');
+    const args = ['serve', '--data-dir', dataDir, '--bind', '127.0.0.1', '--https-port', String(httpsPort), ...(opts.extraArgs || [])];
+    const child = spawn(DPS_BIN, args, { stdio: ['ignore', out, out], env: { ...process.env, ...(opts.env || {}) } });
+    fs.closeSync(out);
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    svc.child = child;
+    const endpoint = await waitForEndpoint(endpointFile, child, logFile, opts.timeoutMs || START_TIMEOUT_MS);
+    svc.endpoint = endpoint;
+    svc.idScope = endpoint.idScope;
+    svc.host = endpoint.host;
+    svc.port = endpoint.ports.https;
+    svc.ca = fs.readFileSync(endpoint.caCertificate, 'utf8');
+  }
+
+  async function kill() {
+    const child = svc.child;
+    if (!child) return;
+    if (child.exitCode === null && child.signalCode === null) {
+      try { process.kill(child.pid, 'SIGTERM'); } catch (_) { /* gone */ }
+    }
+    await waitForExit(child, 5000);
+    svc.child = null;
+  }
+
+  svc.stop = async () => {
+    await kill();
+    if (!opts.dataDir && !process.env.DPS_KEEP_DATA) fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  /** Stop and start again on the same data dir; keeps the port unless samePort === false. */
+  svc.restart = async ({ samePort = true } = {}) => {
+    const port = svc.port;
+    await kill();
+    await launch(samePort ? port : 0);
+  };
+
+  try {
+    await launch(opts.httpsPort || 0);
+  } catch (e) {
+    await kill();
+    throw e;
+  }
+  return svc;
+}
+
+/** Parse `HostName=h:port;SharedAccessKeyName=..;SharedAccessKey=..`. */
+function parseServiceConnectionString(cs) {
+  const cn = ConnectionString.parse(cs);
+  const m = /^(.*?)(?::(\d+))?$/.exec(cn.HostName);
+  return { hostWithPort: cn.HostName, host: m[1], port: m[2] ? Number(m[2]) : 443, keyName: cn.SharedAccessKeyName, key: cn.SharedAccessKey };
+}
+
+/** https-base Http pointed at the service's port with its CA (TOOLCHAIN §6 agent trick). */
+function httpBaseFor(svc, port) {
+  const base = new HttpBase();
+  base.setOptions({ ca: svc.ca, http: { agent: new https.Agent({ port: port || svc.port, ca: svc.ca }) } });
+  return base;
+}
+
+/** Official ProvisioningServiceClient talking to the local service. */
+function serviceClient(svc, { connectionString } = {}) {
+  const cs = parseServiceConnectionString(connectionString || svc.endpoint.serviceConnectionString);
+  const config = {
+    host: cs.host,
+    // What fromConnectionString does (sr = host, skn = policy), with the port stripped from the host.
+    sharedAccessSignature: SharedAccessSignature.create(cs.host, cs.keyName, cs.key, anHourFromNow()),
+  };
+  const ua = 'azure-iot-provisioning-service/' + require('azure-iot-provisioning-service/package.json').version;
+  const rest = new RestApiClient(config, ua, httpBaseFor(svc, cs.port));
+  return new ProvisioningServiceClient(config, rest);
+}
+
+/** Device-side HTTP transport (azure-iot-provisioning-device-http) for the local port + CA. */
+function httpTransport(svc) {
+  return new ProvisioningHttp(httpBaseFor(svc));
+}
+
+/** Register a symmetric-key device over HTTPS with the official device SDK; resolves with its result. */
+function registerSymmetricKey(svc, regId, key, { payload, idScope } = {}) {
+  const security = new SymmetricKeySecurityClient(regId, key);
+  const client = ProvisioningDeviceClient.create(svc.host, idScope || svc.idScope, httpTransport(svc), security);
+  if (payload !== undefined) client.setProvisioningPayload(payload);
+  return client.register();
+}
+
+/** Run the dps CLI with --data-dir appended; resolves { stdout, stderr, code, json? }. */
+async function runCli(svc, args, { json = undefined, allowFailure = false, dataDir = true } = {}) {
+  const full = [...args, ...(dataDir ? ['--data-dir', svc.dataDir] : [])];
+  let res;
+  try {
+    const r = await execFileP(DPS_BIN, full, { timeout: 30000, maxBuffer: 16 << 20 });
+    res = { stdout: r.stdout, stderr: r.stderr, code: 0 };
+  } catch (e) {
+    if (e.code === undefined || typeof e.code !== 'number') throw e;
+    res = { stdout: e.stdout, stderr: e.stderr, code: e.code };
+    if (!allowFailure) throw new Error(`dps ${full.join(' ')} exited ${e.code}\nstdout: ${e.stdout}\nstderr: ${e.stderr}`);
+  }
+  const wantJson = json !== undefined ? json : full.includes('json');
+  if (wantJson && res.code === 0) {
+    try { res.json = JSON.parse(res.stdout); } catch (e) {
+      throw new Error(`dps ${full.join(' ')} printed invalid JSON: ${e.message}\n${res.stdout}`);
+    }
+  }
+  return res;
+}
+
+/** base64(HMAC-SHA256(base64decode(groupKey), utf8(regId))) — §4.2. */
+function deriveKey(groupKey, regId) {
+  return crypto.createHmac('sha256', Buffer.from(groupKey, 'base64')).update(regId, 'utf8').digest('base64');
+}
+
+function randomKey(bytes = 64) { return crypto.randomBytes(bytes).toString('base64'); }
+
+/** Short unique id (lower-case alnum + '-'), valid as registration/enrollment id. */
+function uid(prefix) { return `${prefix}-${crypto.randomBytes(5).toString('hex')}`; }
+
+/** Parse a DPS error body (§1.8) from an SDK error, whichever property carries it. */
+function errorBody(err) {
+  let raw = err && (err.responseBody !== undefined ? err.responseBody
+    : err.result !== undefined ? err.result
+      : err.transportObject && err.transportObject.body);
+  if (typeof raw === 'string') { try { raw = JSON.parse(raw); } catch (_) { /* not json */ } }
+  return raw;
+}
+
+/** Status code of an SDK error (RestApiClient puts the IncomingMessage on err.response). */
+function errorStatus(err) {
+  return (err && err.response && err.response.statusCode) || (err && err.transportObject && err.transportObject.statusCode);
+}
+
+/**
+ * Await a promise that must reject with HTTP `status`; asserts the §1.8 error body
+ * (errorCode = status*1000+sub) and returns { err, body }.
+ */
+async function expectHttpError(promise, status, assert) {
+  let err;
+  try { await promise; } catch (e) { err = e; }
+  assert.ok(err, `expected HTTP ${status}, but the call succeeded`);
+  assert.equal(errorStatus(err), status, `expected HTTP ${status}, got ${errorStatus(err)}: ${err && err.message} body=${err && err.responseBody}`);
+  const body = errorBody(err);
+  assert.equal(typeof body, 'object', `error body is not JSON: ${err.responseBody}`);
+  assert.equal(Math.floor(body.errorCode / 1000), status, `errorCode ${body.errorCode} does not start with ${status} (§1.8)`);
+  return { err, body };
+}
+
+/** Read all pages of an SDK Query; returns { items, pages }. */
+async function drainQuery(query, maxPages = 1000) {
+  const items = [];
+  const pages = [];
+  while (query.hasMoreResults) {
+    const res = await query.next();
+    const page = res.result;
+    if (!Array.isArray(page)) throw new Error('query page is not an array: ' + JSON.stringify(page));
+    pages.push({ items: page, headers: res.response.headers });
+    items.push(...page);
+    if (pages.length > maxPages) throw new Error('query did not terminate');
+  }
+  return { items, pages };
+}
+
+/** Host names from `dps hub list --output json` (accepts an array of strings/objects, or {hubs:[..]}). */
+function hubNames(json) {
+  const list = Array.isArray(json) ? json : (json && (json.hubs || json.iotHubs || json.linkedHubs)) || [];
+  return list.map((h) => (typeof h === 'string' ? h : h.hostName || h.hostname || h.host || h.name));
+}
+
+async function listHubs(svc) {
+  const r = await runCli(svc, ['hub', 'list', '--output', 'json']);
+  return hubNames(r.json);
+}
+
+module.exports = {
+  DPS_BIN,
+  DEFAULT_HUB,
+  startService,
+  parseServiceConnectionString,
+  serviceClient,
+  httpTransport,
+  httpBaseFor,
+  registerSymmetricKey,
+  runCli,
+  deriveKey,
+  randomKey,
+  uid,
+  errorBody,
+  errorStatus,
+  expectHttpError,
+  drainQuery,
+  hubNames,
+  listHubs,
+  sleep,
+};
