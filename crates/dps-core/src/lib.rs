@@ -1,1 +1,16 @@
-//! placeholder
+//! The provisioning domain. Nothing here knows HTTP, MQTT, AMQP, SQL or Tauri: transports call
+//! [`registration::RegistrationEngine`] and [`management::Management`]; persistence, hubs and time come in
+//! through the narrow traits of [`ports`] and [`clock`].
+
+pub mod access;
+pub mod allocation;
+pub mod attestation;
+pub mod clock;
+pub mod error;
+pub mod management;
+pub mod model;
+pub mod ports;
+pub mod registration;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{DpsError, ErrorKind};

@@ -10,8 +10,12 @@ const os = require('node:os');
 const path = require('node:path');
 const { promisify } = require('node:util');
 
-const { Http: HttpBase, RestApiClient } = require('azure-iot-http-base');
-const { SharedAccessSignature, ConnectionString, anHourFromNow } = require('azure-iot-common');
+// Use the exact azure-iot-http-base / azure-iot-common copies each SDK package resolves itself
+// (npm installs several versions side by side).
+const requireFrom = (pkg, from) => require(require.resolve(pkg, { paths: [path.dirname(require.resolve(from + '/package.json'))] }));
+const ServiceHttpBase = requireFrom('azure-iot-http-base', 'azure-iot-provisioning-service');
+const DeviceHttpBase = requireFrom('azure-iot-http-base', 'azure-iot-provisioning-device-http');
+const { SharedAccessSignature, ConnectionString, anHourFromNow } = requireFrom('azure-iot-common', 'azure-iot-provisioning-service');
 const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
@@ -123,6 +127,16 @@ async function startService(opts = {}) {
   return svc;
 }
 
+/**
+ * ProvisioningServiceClient.runBulkEnrollmentOperation only calls back when a callback is given
+ * (its promise form never settles in 1.11.2), so wrap the callback form.
+ */
+function runBulk(sc, op) {
+  return new Promise((resolve, reject) => {
+    sc.runBulkEnrollmentOperation(op, (err, result, response) => (err ? reject(err) : resolve({ responseBody: result, httpResponse: response })));
+  });
+}
+
 /** Parse `HostName=h:port;SharedAccessKeyName=..;SharedAccessKey=..`. */
 function parseServiceConnectionString(cs) {
   const cn = ConnectionString.parse(cs);
@@ -131,7 +145,7 @@ function parseServiceConnectionString(cs) {
 }
 
 /** https-base Http pointed at the service's port with its CA (TOOLCHAIN §6 agent trick). */
-function httpBaseFor(svc, port) {
+function httpBaseFor(svc, port, HttpBase = DeviceHttpBase.Http) {
   const base = new HttpBase();
   base.setOptions({ ca: svc.ca, http: { agent: new https.Agent({ port: port || svc.port, ca: svc.ca }) } });
   return base;
@@ -146,7 +160,7 @@ function serviceClient(svc, { connectionString } = {}) {
     sharedAccessSignature: SharedAccessSignature.create(cs.host, cs.keyName, cs.key, anHourFromNow()),
   };
   const ua = 'azure-iot-provisioning-service/' + require('azure-iot-provisioning-service/package.json').version;
-  const rest = new RestApiClient(config, ua, httpBaseFor(svc, cs.port));
+  const rest = new ServiceHttpBase.RestApiClient(config, ua, httpBaseFor(svc, cs.port, ServiceHttpBase.Http));
   return new ProvisioningServiceClient(config, rest);
 }
 
@@ -228,10 +242,11 @@ async function drainQuery(query, maxPages = 1000) {
   const items = [];
   const pages = [];
   while (query.hasMoreResults) {
-    const res = await query.next();
-    const page = res.result;
+    // Query.next() without arguments (promise form) ignores the stored token; pass it explicitly.
+    const res = await query.next(query.continuationToken);
+    const page = res.responseBody;
     if (!Array.isArray(page)) throw new Error('query page is not an array: ' + JSON.stringify(page));
-    pages.push({ items: page, headers: res.response.headers });
+    pages.push({ items: page, headers: res.httpResponse.headers });
     items.push(...page);
     if (pages.length > maxPages) throw new Error('query did not terminate');
   }
@@ -266,6 +281,7 @@ module.exports = {
   errorStatus,
   expectHttpError,
   drainQuery,
+  runBulk,
   hubNames,
   listHubs,
   sleep,

@@ -1,0 +1,345 @@
+//! The service API's domain (§5): enrollments, enrollment groups, registration records, bulk operations
+//! and linked hubs. Transports parse requests into these calls; the store does the conditional writes.
+
+use std::sync::Arc;
+
+use dps_crypto::{generate_key, validate_key};
+use dps_proto::{
+    AllocationPolicy, AttestationMechanism, AttestationType, BulkEnrollmentGroupOperation, BulkEnrollmentOperation,
+    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkMode, DeviceCapabilities,
+    DeviceRegistrationState, EnrollmentGroup, EnrollmentGroupId, IndividualEnrollment, LinkedHub,
+    ProvisioningStatus, RegistrationId, ReprovisionPolicy, SymmetricKeyAttestation,
+};
+
+use crate::error::{DpsError, ErrorKind};
+use crate::model::{new_etag, Page, PageRequest, Precondition, RegistrationRecord};
+use crate::ports::{EnrollmentStore, HubStore, RegistrationStore, StoreError};
+use crate::Clock;
+
+#[derive(Clone)]
+pub struct Management {
+    pub enrollments: Arc<dyn EnrollmentStore>,
+    pub registrations: Arc<dyn RegistrationStore>,
+    pub hubs: Arc<dyn HubStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Maps a store failure for an entity called `what`.
+fn map_store(what: String) -> impl Fn(StoreError) -> DpsError {
+    move |e| match e {
+        StoreError::NotFound => DpsError::new(ErrorKind::EnrollmentNotFound, format!("{what} not found")),
+        StoreError::PreconditionFailed => {
+            DpsError::new(ErrorKind::PreconditionFailed, format!("{what}: the If-Match etag does not match the current etag (precondition failed)"))
+        }
+        StoreError::Conflict => DpsError::new(ErrorKind::Conflict, format!("{what} already exists")),
+        StoreError::Backend(detail) => {
+            tracing::error!(%detail, "store failure");
+            DpsError::new(ErrorKind::Unavailable, "the store is unavailable; try again")
+        }
+    }
+}
+
+fn check_device_id(d: &str) -> Result<(), DpsError> {
+    let ok = !d.is_empty()
+        && d.len() <= 128
+        && d.chars().all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(DpsError::invalid(format!(
+            "deviceId '{}' is invalid: 1–128 characters, letters, digits and - . + % _ # * ? ! ( ) , : = @ $ '",
+            d.escape_debug()
+        )))
+    }
+}
+
+/// Fills generated keys in and checks supplied ones (§4.2: 16–64 bytes of base64).
+fn prepare_symmetric_key(a: &mut AttestationMechanism) -> Result<(), DpsError> {
+    let sk = a.symmetric_key.get_or_insert_with(SymmetricKeyAttestation::default);
+    for (name, slot) in [("primaryKey", &mut sk.primary_key), ("secondaryKey", &mut sk.secondary_key)] {
+        match slot.as_deref().map(str::trim) {
+            None | Some("") => *slot = Some(generate_key()),
+            Some(k) => {
+                validate_key(k).map_err(|e| DpsError::invalid(format!("attestation.symmetricKey.{name}: {e}")))?;
+            }
+        }
+    }
+    a.tpm = None;
+    a.x509 = None;
+    Ok(())
+}
+
+fn prepare_attestation(a: &mut AttestationMechanism, group: bool) -> Result<(), DpsError> {
+    match a.kind {
+        AttestationType::SymmetricKey => prepare_symmetric_key(a),
+        AttestationType::Tpm => {
+            if group {
+                return Err(DpsError::invalid("enrollment groups do not support TPM attestation"));
+            }
+            let ek = a.tpm.as_ref().and_then(|t| t.endorsement_key.as_deref()).unwrap_or_default();
+            use base64::Engine;
+            if ek.is_empty() || base64::engine::general_purpose::STANDARD.decode(ek).is_err() {
+                return Err(DpsError::invalid("attestation.tpm.endorsementKey is required (base64 of the EK's TPM2B_PUBLIC)"));
+            }
+            a.x509 = None;
+            a.symmetric_key = None;
+            Ok(())
+        }
+        AttestationType::X509 => {
+            let x = a.x509.as_ref().ok_or_else(|| DpsError::invalid("attestation.x509 is required for type x509"))?;
+            let has_cert = |c: &Option<dps_proto::X509Certificates>| {
+                c.as_ref().and_then(|c| c.primary.as_ref()).and_then(|p| p.certificate.as_deref()).is_some_and(|s| !s.trim().is_empty())
+            };
+            let has_ca = x.ca_references.as_ref().and_then(|c| c.primary.as_deref()).is_some_and(|s| !s.is_empty());
+            let ok = if group { has_cert(&x.signing_certificates) || has_ca } else { has_cert(&x.client_certificates) || has_ca };
+            if !ok {
+                return Err(DpsError::invalid(if group {
+                    "attestation.x509 needs signingCertificates.primary.certificate or caReferences.primary"
+                } else {
+                    "attestation.x509 needs clientCertificates.primary.certificate or caReferences.primary"
+                }));
+            }
+            a.tpm = None;
+            a.symmetric_key = None;
+            Ok(())
+        }
+        AttestationType::None => Err(DpsError::invalid("attestation type 'none' cannot be enrolled; use symmetricKey, x509 or tpm")),
+    }
+}
+
+struct Allocation<'a> {
+    policy: Option<AllocationPolicy>,
+    iot_hubs: &'a Option<Vec<String>>,
+    legacy: &'a Option<String>,
+    custom: bool,
+}
+
+impl Management {
+    async fn check_allocation(&self, a: Allocation<'_>) -> Result<(), DpsError> {
+        let linked = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+        let named: Vec<&String> = a.iot_hubs.iter().flatten().chain(a.legacy.iter()).collect();
+        for n in &named {
+            if !linked.iter().any(|h| h.host_name.eq_ignore_ascii_case(n)) {
+                return Err(DpsError::invalid(format!("iotHubs: '{n}' is not a linked hub (link it first: dps hub add {n})")));
+            }
+        }
+        match a.policy {
+            Some(AllocationPolicy::Static) if a.iot_hubs.as_ref().map_or(usize::from(a.legacy.is_some()), Vec::len) != 1 => {
+                Err(DpsError::invalid("allocationPolicy static needs exactly one hub in iotHubs"))
+            }
+            Some(AllocationPolicy::Custom) if !a.custom => {
+                Err(DpsError::invalid("allocationPolicy custom needs customAllocationDefinition (webhookUrl and apiVersion)"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stamps a write: new etag, both times now (the store keeps the created time of what it replaces).
+    fn stamp(&self, created: &mut Option<chrono::DateTime<chrono::Utc>>, updated: &mut Option<chrono::DateTime<chrono::Utc>>, etag: &mut Option<String>) {
+        let now = self.clock.now();
+        *created = Some(now);
+        *updated = Some(now);
+        *etag = Some(new_etag());
+    }
+
+    /// Validates and completes an individual enrollment before it is written.
+    pub async fn prepare_enrollment(&self, path_id: Option<&str>, mut e: IndividualEnrollment) -> Result<IndividualEnrollment, DpsError> {
+        let id = RegistrationId::try_from(e.registration_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
+        if let Some(p) = path_id {
+            if !p.eq_ignore_ascii_case(id.as_str()) {
+                return Err(DpsError::invalid(format!("registrationId '{}' in the body does not match '{}' in the path", id, p.escape_debug())));
+            }
+        }
+        if let Some(d) = e.device_id.as_deref() {
+            check_device_id(d)?;
+        }
+        prepare_attestation(&mut e.attestation, false)?;
+        self.check_allocation(Allocation {
+            policy: e.allocation_policy,
+            iot_hubs: &e.iot_hubs,
+            legacy: &e.iot_hub_host_name,
+            custom: e.custom_allocation_definition.is_some(),
+        })
+        .await?;
+        e.registration_state = None;
+        e.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
+        e.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        e.capabilities.get_or_insert(DeviceCapabilities::default());
+        self.stamp(&mut e.created_date_time_utc, &mut e.last_updated_date_time_utc, &mut e.etag);
+        Ok(e)
+    }
+
+    /// Validates and completes an enrollment group before it is written.
+    pub async fn prepare_group(&self, path_id: Option<&str>, mut g: EnrollmentGroup) -> Result<EnrollmentGroup, DpsError> {
+        let id = EnrollmentGroupId::try_from(g.enrollment_group_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
+        if let Some(p) = path_id {
+            if !p.eq_ignore_ascii_case(id.as_str()) {
+                return Err(DpsError::invalid(format!("enrollmentGroupId '{}' in the body does not match '{}' in the path", id, p.escape_debug())));
+            }
+        }
+        prepare_attestation(&mut g.attestation, true)?;
+        self.check_allocation(Allocation {
+            policy: g.allocation_policy,
+            iot_hubs: &g.iot_hubs,
+            legacy: &g.iot_hub_host_name,
+            custom: g.custom_allocation_definition.is_some(),
+        })
+        .await?;
+        g.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
+        g.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        g.capabilities.get_or_insert(DeviceCapabilities::default());
+        self.stamp(&mut g.created_date_time_utc, &mut g.last_updated_date_time_utc, &mut g.etag);
+        Ok(g)
+    }
+
+    // ---- individual enrollments ----
+
+    pub async fn get_enrollment(&self, id: &str) -> Result<IndividualEnrollment, DpsError> {
+        let what = format!("enrollment '{}'", id.escape_debug());
+        let mut e = self.enrollments.get_enrollment(id).await.map_err(map_store(what.clone()))?.ok_or_else(|| map_store(what)(StoreError::NotFound))?;
+        e.registration_state = self.registrations.get_registration(id).await.ok().flatten().map(|r| r.state);
+        Ok(e)
+    }
+
+    pub async fn put_enrollment(&self, path_id: &str, e: IndividualEnrollment, pre: Precondition) -> Result<IndividualEnrollment, DpsError> {
+        let e = self.prepare_enrollment(Some(path_id), e).await?;
+        let what = format!("enrollment '{}'", e.registration_id);
+        self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
+    }
+
+    pub async fn delete_enrollment(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
+        self.enrollments.delete_enrollment(id, pre).await.map_err(map_store(format!("enrollment '{}'", id.escape_debug())))
+    }
+
+    pub async fn query_enrollments(&self, page: PageRequest) -> Result<Page<IndividualEnrollment>, DpsError> {
+        self.enrollments.query_enrollments(page).await.map_err(map_store("enrollments".into()))
+    }
+
+    pub async fn enrollment_attestation(&self, id: &str) -> Result<AttestationMechanism, DpsError> {
+        Ok(self.get_enrollment(id).await?.attestation)
+    }
+
+    pub async fn bulk_enrollments(&self, op: BulkEnrollmentOperation) -> BulkEnrollmentOperationResult {
+        let mut errors = Vec::new();
+        for e in op.enrollments {
+            let id = e.registration_id.clone();
+            let r = match op.mode {
+                BulkMode::Delete => self.delete_enrollment(&id, e.etag.clone().map_or(Precondition::None, Precondition::Etag)).await,
+                mode => {
+                    let pre = match mode {
+                        BulkMode::Create => Precondition::NotExists,
+                        BulkMode::UpdateIfMatchEtag => Precondition::Etag(e.etag.clone().unwrap_or_default()),
+                        _ => Precondition::None,
+                    };
+                    self.put_enrollment(&id, e, pre).await.map(|_| ())
+                }
+            };
+            if let Err(err) = r {
+                errors.push(BulkEnrollmentOperationError { registration_id: Some(id), enrollment_group_id: None, error_code: err.code(), error_status: err.message });
+            }
+        }
+        BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
+    }
+
+    // ---- enrollment groups ----
+
+    pub async fn get_group(&self, id: &str) -> Result<EnrollmentGroup, DpsError> {
+        let what = format!("enrollment group '{}'", id.escape_debug());
+        self.enrollments.get_group(id).await.map_err(map_store(what.clone()))?.ok_or_else(|| map_store(what)(StoreError::NotFound))
+    }
+
+    pub async fn put_group(&self, path_id: &str, g: EnrollmentGroup, pre: Precondition) -> Result<EnrollmentGroup, DpsError> {
+        let g = self.prepare_group(Some(path_id), g).await?;
+        let what = format!("enrollment group '{}'", g.enrollment_group_id);
+        self.enrollments.put_group(g, pre).await.map_err(map_store(what))
+    }
+
+    pub async fn delete_group(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
+        self.enrollments.delete_group(id, pre).await.map_err(map_store(format!("enrollment group '{}'", id.escape_debug())))
+    }
+
+    pub async fn query_groups(&self, page: PageRequest) -> Result<Page<EnrollmentGroup>, DpsError> {
+        self.enrollments.query_groups(page).await.map_err(map_store("enrollment groups".into()))
+    }
+
+    pub async fn group_attestation(&self, id: &str) -> Result<AttestationMechanism, DpsError> {
+        Ok(self.get_group(id).await?.attestation)
+    }
+
+    pub async fn bulk_groups(&self, op: BulkEnrollmentGroupOperation) -> BulkEnrollmentOperationResult {
+        let mut errors = Vec::new();
+        for g in op.enrollment_groups {
+            let id = g.enrollment_group_id.clone();
+            let r = match op.mode {
+                BulkMode::Delete => self.delete_group(&id, g.etag.clone().map_or(Precondition::None, Precondition::Etag)).await,
+                mode => {
+                    let pre = match mode {
+                        BulkMode::Create => Precondition::NotExists,
+                        BulkMode::UpdateIfMatchEtag => Precondition::Etag(g.etag.clone().unwrap_or_default()),
+                        _ => Precondition::None,
+                    };
+                    self.put_group(&id, g, pre).await.map(|_| ())
+                }
+            };
+            if let Err(err) = r {
+                errors.push(BulkEnrollmentOperationError { registration_id: None, enrollment_group_id: Some(id), error_code: err.code(), error_status: err.message });
+            }
+        }
+        BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
+    }
+
+    // ---- registration records ----
+
+    pub async fn get_registration(&self, id: &str) -> Result<RegistrationRecord, DpsError> {
+        self.registrations
+            .get_registration(id)
+            .await
+            .map_err(map_store(format!("registration '{}'", id.escape_debug())))?
+            .ok_or_else(|| DpsError::new(ErrorKind::RegistrationNotFound, format!("registration '{}' not found", id.escape_debug())))
+    }
+
+    pub async fn delete_registration(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
+        self.registrations.delete_registration(id, pre).await.map_err(|e| match e {
+            StoreError::NotFound => DpsError::new(ErrorKind::RegistrationNotFound, format!("registration '{}' not found", id.escape_debug())),
+            other => map_store(format!("registration '{}'", id.escape_debug()))(other),
+        })
+    }
+
+    /// Registration records of a group (`None`: all records, an extension for the console and CLI).
+    pub async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> Result<Page<DeviceRegistrationState>, DpsError> {
+        let p = self.registrations.query_registrations(group_id, page).await.map_err(map_store("registrations".into()))?;
+        Ok(Page { items: p.items.into_iter().map(|r| r.state).collect(), continuation: p.continuation })
+    }
+
+    // ---- linked hubs ----
+
+    pub async fn list_hubs(&self) -> Result<Vec<LinkedHub>, DpsError> {
+        self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))
+    }
+
+    pub async fn put_hub(&self, hub: LinkedHub) -> Result<LinkedHub, DpsError> {
+        let name = hub.host_name.trim();
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
+        if !valid {
+            return Err(DpsError::invalid(format!("'{}' is not a valid hub host name", hub.host_name.escape_debug())));
+        }
+        if !(1..=1000).contains(&hub.allocation_weight) {
+            return Err(DpsError::invalid(format!("allocationWeight {} is outside 1–1000", hub.allocation_weight)));
+        }
+        if hub.connector != "builtin" {
+            return Err(DpsError::invalid(format!("unknown hub connector '{}' (available: builtin)", hub.connector.escape_debug())));
+        }
+        let hub = LinkedHub { host_name: name.to_owned(), ..hub };
+        self.hubs.put_hub(hub.clone()).await.map_err(map_store("linked hub".into()))?;
+        Ok(hub)
+    }
+
+    pub async fn delete_hub(&self, host_name: &str) -> Result<(), DpsError> {
+        self.hubs.delete_hub(host_name).await.map_err(|e| match e {
+            StoreError::NotFound => DpsError::new(ErrorKind::NotFound, format!("hub '{}' is not linked", host_name.escape_debug())),
+            other => map_store("linked hub".into())(other),
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Domain records the engine keeps: operations, registration records, access policies, paging.
+
+use chrono::{DateTime, Utc};
+use dps_crypto::Secret;
+use dps_proto::{AttestationType, DeviceRegistrationResult, DeviceRegistrationState, RegistrationStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Which enrollment a device matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
+pub enum EnrollmentRef {
+    Individual(String),
+    Group(String),
+}
+
+/// A device registration in flight or finished (§8 operation store). Persisted, so a poll is answered
+/// after a restart and an interrupted assignment is resumed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub operation_id: String,
+    /// As the device presented it.
+    pub registration_id: String,
+    pub status: RegistrationStatus,
+    pub enrollment: EnrollmentRef,
+    pub attestation: AttestationType,
+    /// The device's custom payload, for the custom-allocation webhook.
+    #[serde(default)]
+    pub payload: Option<Value>,
+    #[serde(default)]
+    pub force_registration: bool,
+    /// The `registrationState` answered once the operation is terminal.
+    #[serde(default)]
+    pub result: Option<DeviceRegistrationResult>,
+    pub created: DateTime<Utc>,
+    pub updated: DateTime<Utc>,
+}
+
+/// A registration record (`DeviceRegistrationState` plus what the service needs to list and explain it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationRecord {
+    pub state: DeviceRegistrationState,
+    pub enrollment: EnrollmentRef,
+    pub attestation: AttestationType,
+    /// How the decision was made (candidates, scores, connector result), for `dps registration explain`.
+    #[serde(default)]
+    pub trace: Option<Value>,
+}
+
+impl RegistrationRecord {
+    pub fn registration_id(&self) -> &str {
+        self.state.registration_id.as_deref().unwrap_or_default()
+    }
+    pub fn group_id(&self) -> Option<&str> {
+        match &self.enrollment {
+            EnrollmentRef::Group(g) => Some(g),
+            EnrollmentRef::Individual(_) => None,
+        }
+    }
+}
+
+/// Rights of a shared access policy (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Right {
+    ServiceConfig,
+    EnrollmentRead,
+    EnrollmentWrite,
+    RegistrationStatusRead,
+    RegistrationStatusWrite,
+}
+
+impl Right {
+    pub const ALL: [Right; 5] = [
+        Self::ServiceConfig,
+        Self::EnrollmentRead,
+        Self::EnrollmentWrite,
+        Self::RegistrationStatusRead,
+        Self::RegistrationStatusWrite,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceConfig => "ServiceConfig",
+            Self::EnrollmentRead => "EnrollmentRead",
+            Self::EnrollmentWrite => "EnrollmentWrite",
+            Self::RegistrationStatusRead => "RegistrationStatusRead",
+            Self::RegistrationStatusWrite => "RegistrationStatusWrite",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// A shared access policy of the service API.
+#[derive(Debug, Clone)]
+pub struct AccessPolicy {
+    pub name: String,
+    pub primary_key: Secret,
+    pub secondary_key: Secret,
+    pub rights: Vec<Right>,
+}
+
+/// What a conditional write requires of the current entity (`If-Match`, bulk modes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Unconditional: create or replace.
+    None,
+    /// `If-Match: *`: the entity must exist.
+    Exists,
+    /// The entity must exist with this etag.
+    Etag(String),
+    /// The entity must not exist (bulk `create`).
+    NotExists,
+}
+
+impl Precondition {
+    /// From an `If-Match` header value.
+    pub fn from_if_match(v: Option<&str>) -> Self {
+        match v.map(str::trim) {
+            None | Some("") => Self::None,
+            Some("*") => Self::Exists,
+            Some(v) => Self::Etag(v.to_owned()),
+        }
+    }
+}
+
+/// Etags are compared ignoring surrounding quotes and a weak `W/` prefix (SDKs pass them back in
+/// different shapes).
+pub fn etag_matches(a: &str, b: &str) -> bool {
+    fn norm(s: &str) -> &str {
+        let s = s.trim();
+        let s = s.strip_prefix("W/").unwrap_or(s);
+        s.trim_matches('"')
+    }
+    norm(a) == norm(b)
+}
+
+/// A new etag in Azure's shape: a quoted GUID-like value.
+pub fn new_etag() -> String {
+    format!("\"{}\"", uuid::Uuid::new_v4())
+}
+
+/// A page of a query: `continuation` is opaque to clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub continuation: Option<String>,
+    pub max_items: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub continuation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_match_in_every_shape_sdks_send() {
+        assert!(etag_matches("\"abc\"", "abc"));
+        assert!(etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(!etag_matches("\"abc\"", "\"abd\""));
+        assert_eq!(Precondition::from_if_match(Some("*")), Precondition::Exists);
+        assert_eq!(Precondition::from_if_match(None), Precondition::None);
+        assert_eq!(Precondition::from_if_match(Some("\"x\"")), Precondition::Etag("\"x\"".into()));
+    }
+}

@@ -1,0 +1,119 @@
+//! The ports: everything the domain needs from the outside, as narrow traits. `dps-store` implements the
+//! stores (SQLite; PostgreSQL behind the same suite), `dps-hub` the hub connectors, tests fake them.
+
+use async_trait::async_trait;
+use dps_crypto::Secret;
+use dps_proto::{DeviceIdentity, EnrollmentGroup, IndividualEnrollment, InitialTwin, LinkedHub};
+
+use crate::model::{AccessPolicy, Operation, Page, PageRequest, Precondition, RegistrationRecord};
+
+/// Store failures. `Backend` is internal detail: it is logged, never shown to clients.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("already exists")]
+    Conflict,
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Individual enrollments and enrollment groups. Ids are looked up case-insensitively. Writes check the
+/// precondition and keep `createdDateTimeUtc` of the entity they replace, atomically.
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync {
+    async fn get_enrollment(&self, registration_id: &str) -> StoreResult<Option<IndividualEnrollment>>;
+    async fn put_enrollment(&self, e: IndividualEnrollment, pre: Precondition) -> StoreResult<IndividualEnrollment>;
+    async fn delete_enrollment(&self, registration_id: &str, pre: Precondition) -> StoreResult<()>;
+    async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>>;
+
+    async fn get_group(&self, group_id: &str) -> StoreResult<Option<EnrollmentGroup>>;
+    async fn put_group(&self, g: EnrollmentGroup, pre: Precondition) -> StoreResult<EnrollmentGroup>;
+    async fn delete_group(&self, group_id: &str, pre: Precondition) -> StoreResult<()>;
+    async fn query_groups(&self, page: PageRequest) -> StoreResult<Page<EnrollmentGroup>>;
+    /// Every group with symmetric-key attestation (a device does not name its group, §4.2).
+    async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
+}
+
+/// Registration records.
+#[async_trait]
+pub trait RegistrationStore: Send + Sync {
+    async fn get_registration(&self, registration_id: &str) -> StoreResult<Option<RegistrationRecord>>;
+    async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()>;
+    async fn delete_registration(&self, registration_id: &str, pre: Precondition) -> StoreResult<()>;
+    async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>>;
+}
+
+/// Device registration operations (§8).
+#[async_trait]
+pub trait OperationStore: Send + Sync {
+    async fn put_operation(&self, op: &Operation) -> StoreResult<()>;
+    async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>>;
+    /// Operations still `assigning` (to resume after a restart).
+    async fn pending_operations(&self) -> StoreResult<Vec<Operation>>;
+    /// Forgets finished operations last updated before `before`; returns how many.
+    async fn purge_operations(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+}
+
+/// Linked hubs (service-level configuration, §7.2).
+#[async_trait]
+pub trait HubStore: Send + Sync {
+    async fn list_hubs(&self) -> StoreResult<Vec<LinkedHub>>;
+    async fn put_hub(&self, hub: LinkedHub) -> StoreResult<()>;
+    async fn delete_hub(&self, host_name: &str) -> StoreResult<()>;
+}
+
+/// Shared access policies of the service API; keys are sealed at rest.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    async fn list_policies(&self) -> StoreResult<Vec<AccessPolicy>>;
+    async fn put_policy(&self, p: AccessPolicy) -> StoreResult<()>;
+}
+
+/// The built-in hub's device registry: identities a connector created.
+#[async_trait]
+pub trait DeviceRegistryStore: Send + Sync {
+    async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()>;
+    async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>>;
+    async fn delete_identity(&self, hub: &str, device_id: &str) -> StoreResult<()>;
+    async fn list_identities(&self, hub: Option<&str>) -> StoreResult<Vec<DeviceIdentity>>;
+}
+
+/// How a device authenticates to its hub (§7.4).
+#[derive(Debug, Clone)]
+pub enum HubAuthentication {
+    Sas { primary_key: Secret, secondary_key: Secret },
+    SelfSigned { primary_thumbprint: String, secondary_thumbprint: String },
+}
+
+/// What a connector must create or update in a hub.
+#[derive(Debug, Clone)]
+pub struct HubDevice {
+    pub device_id: String,
+    pub registration_id: String,
+    pub authentication: HubAuthentication,
+    pub iot_edge: bool,
+    /// The twin to apply (`None`: keep the hub's twin).
+    pub initial_twin: Option<InitialTwin>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("the hub is unreachable: {0}")]
+    Unavailable(String),
+    #[error("the hub refused the request: {0}")]
+    Refused(String),
+}
+
+/// Creates device identities in a hub (built-in registry, Azure IoT Hub, MQTT broker…).
+#[async_trait]
+pub trait HubConnector: Send + Sync {
+    /// Creates or updates the identity and applies the twin. Idempotent.
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError>;
+    /// Removes the identity (device moved to another hub).
+    async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError>;
+}
