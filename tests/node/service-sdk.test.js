@@ -452,3 +452,31 @@ test('§5.1 service SAS signed with a wrong key → 401; wrong policy name → 4
   const noPolicy = dps.serviceClient(svc, { connectionString: `HostName=${cs.hostWithPort};SharedAccessKeyName=nosuchpolicy;SharedAccessKey=${cs.key}` });
   await dps.expectHttpError(noPolicy.createIndividualEnrollmentQuery({ query: 'SELECT * FROM enrollments' }).next(), 401, assert);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Restart on the same data dir (binary contract): same id scope, keys, CA and database.
+// ---------------------------------------------------------------------------------------------
+
+test('restart with the same data dir keeps id scope, service key, CA, enrollments and registrations', async () => {
+  const registrationId = dps.uid('restart');
+  const primaryKey = dps.randomKey();
+  await sc.createOrUpdateIndividualEnrollment({ registrationId, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey: dps.randomKey() } } });
+  const first = await dps.registerSymmetricKey(svc, registrationId, primaryKey);
+  const before = { idScope: svc.idScope, port: svc.port, ca: svc.ca, cs: svc.endpoint.serviceConnectionString };
+
+  await svc.restart();
+  assert.equal(svc.idScope, before.idScope);
+  assert.equal(svc.port, before.port);
+  assert.equal(svc.ca, before.ca);
+  assert.equal(svc.endpoint.serviceConnectionString, before.cs);
+
+  // The client built before the restart (same SAS, same CA) keeps working.
+  const e = await body(sc.getIndividualEnrollment(registrationId));
+  assert.equal(e.registrationId, registrationId);
+  const st = await body(sc.getDeviceRegistrationState(registrationId));
+  assert.equal(st.assignedHub, first.assignedHub);
+  assert.equal(st.etag, first.etag);
+  const again = await dps.registerSymmetricKey(svc, registrationId, primaryKey);
+  assert.equal(again.assignedHub, first.assignedHub);
+  assert.equal(again.deviceId, first.deviceId);
+});

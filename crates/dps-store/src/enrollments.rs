@@ -1,0 +1,224 @@
+//! Individual enrollments and enrollment groups. Symmetric keys are taken out of the document and sealed
+//! (associated data `enrollment/<id>` or `group/<id>`).
+
+use async_trait::async_trait;
+use dps_core::model::{etag_matches, Page, PageRequest, Precondition};
+use dps_core::ports::{EnrollmentStore, StoreError, StoreResult};
+use dps_proto::{AttestationMechanism, EnrollmentGroup, IndividualEnrollment, SymmetricKeyAttestation};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{backend, from_json, to_json, SqliteStore};
+
+#[derive(Serialize, Deserialize)]
+struct Keys {
+    primary: Option<String>,
+    secondary: Option<String>,
+}
+
+/// Table-specific parts of the two entity kinds.
+trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync {
+    const TABLE: &'static str;
+    const AAD: &'static str;
+    fn id(&self) -> &str;
+    fn attestation_mut(&mut self) -> &mut AttestationMechanism;
+    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>);
+}
+
+impl Entity for IndividualEnrollment {
+    const TABLE: &'static str = "enrollments";
+    const AAD: &'static str = "enrollment";
+    fn id(&self) -> &str {
+        &self.registration_id
+    }
+    fn attestation_mut(&mut self) -> &mut AttestationMechanism {
+        &mut self.attestation
+    }
+    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
+        (&mut self.created_date_time_utc, &mut self.etag)
+    }
+}
+
+impl Entity for EnrollmentGroup {
+    const TABLE: &'static str = "enrollment_groups";
+    const AAD: &'static str = "group";
+    fn id(&self) -> &str {
+        &self.enrollment_group_id
+    }
+    fn attestation_mut(&mut self) -> &mut AttestationMechanism {
+        &mut self.attestation
+    }
+    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
+        (&mut self.created_date_time_utc, &mut self.etag)
+    }
+}
+
+impl SqliteStore {
+    fn to_row<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, String, Option<String>)> {
+        let key = e.id().to_ascii_lowercase();
+        let att = e.attestation_mut();
+        let kind = att.kind.as_str().to_owned();
+        let secrets = match att.symmetric_key.take() {
+            Some(sk) => {
+                let keys = Keys { primary: sk.primary_key.clone(), secondary: sk.secondary_key.clone() };
+                att.symmetric_key = Some(SymmetricKeyAttestation::default());
+                Some(self.seal(&to_json(&keys)?, &format!("{}/{key}", E::AAD)))
+            }
+            None => None,
+        };
+        Ok((key, kind, to_json(&e)?, secrets))
+    }
+
+    fn from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
+        let mut e: E = from_json(doc)?;
+        if let Some(s) = secrets {
+            let keys: Keys = from_json(&self.open_sealed(s, &format!("{}/{key}", E::AAD))?)?;
+            e.attestation_mut().symmetric_key = Some(SymmetricKeyAttestation { primary_key: keys.primary, secondary_key: keys.secondary });
+        }
+        Ok(e)
+    }
+
+    async fn get_entity<E: Entity>(&self, id: &str) -> StoreResult<Option<E>> {
+        let key = id.to_ascii_lowercase();
+        let row = sqlx::query(table_sql(format!("SELECT doc, secrets FROM {} WHERE id_key = ?", E::TABLE)))
+            .bind(&key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(self.from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?)),
+        }
+    }
+
+    async fn put_entity<E: Entity>(&self, mut e: E, pre: Precondition) -> StoreResult<E> {
+        let _w = self.write.lock().await;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let key = e.id().to_ascii_lowercase();
+        let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
+            .transpose()?;
+        check(&pre, current.clone().map(|mut c| c.stamps().1.clone()))?;
+        if let Some(mut c) = current {
+            let created = *c.stamps().0;
+            *e.stamps().0 = created;
+        }
+        let returned = e.clone();
+        let (key, kind, doc, secrets) = self.to_row(e)?;
+        sqlx::query(table_sql(format!(
+            "INSERT INTO {} (id_key, attestation, doc, secrets) VALUES (?, ?, ?, ?)
+             ON CONFLICT(id_key) DO UPDATE SET attestation = excluded.attestation, doc = excluded.doc, secrets = excluded.secrets",
+            E::TABLE
+        )))
+        .bind(&key)
+        .bind(&kind)
+        .bind(&doc)
+        .bind(&secrets)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(returned)
+    }
+
+    async fn delete_entity<E: Entity>(&self, id: &str, pre: Precondition) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        let key = id.to_ascii_lowercase();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
+            .transpose()?;
+        let Some(mut current) = current else { return Err(StoreError::NotFound) };
+        check(&pre, Some(current.stamps().1.clone()))?;
+        sqlx::query(table_sql(format!("DELETE FROM {} WHERE id_key = ?", E::TABLE))).bind(&key).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn query_entities<E: Entity>(&self, page: PageRequest, only_kind: Option<&str>) -> StoreResult<Page<E>> {
+        let limit = page.max_items.clamp(1, 10_000);
+        let after = page.continuation.unwrap_or_default();
+        let rows = sqlx::query(table_sql(format!(
+            "SELECT id_key, doc, secrets FROM {} WHERE id_key > ? AND (? IS NULL OR attestation = ?) ORDER BY id_key LIMIT ?",
+            E::TABLE
+        )))
+        .bind(&after)
+        .bind(only_kind)
+        .bind(only_kind)
+        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let more = rows.len() > limit;
+        let mut items = Vec::with_capacity(limit);
+        let mut last = None;
+        for r in rows.into_iter().take(limit) {
+            let key: String = r.get("id_key");
+            items.push(self.from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?);
+            last = Some(key);
+        }
+        Ok(Page { items, continuation: if more { last } else { None } })
+    }
+}
+
+/// Checks a precondition against the current etag (`None`: the entity does not exist).
+pub(crate) fn check(pre: &Precondition, current: Option<Option<String>>) -> StoreResult<()> {
+    match (pre, current) {
+        (Precondition::None, _) => Ok(()),
+        (Precondition::NotExists, None) => Ok(()),
+        (Precondition::NotExists, Some(_)) => Err(StoreError::Conflict),
+        (Precondition::Exists, Some(_)) => Ok(()),
+        (Precondition::Exists | Precondition::Etag(_), None) => Err(StoreError::PreconditionFailed),
+        (Precondition::Etag(want), Some(have)) => {
+            if have.as_deref().is_some_and(|h| etag_matches(h, want)) {
+                Ok(())
+            } else {
+                Err(StoreError::PreconditionFailed)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for SqliteStore {
+    async fn get_enrollment(&self, registration_id: &str) -> StoreResult<Option<IndividualEnrollment>> {
+        self.get_entity(registration_id).await
+    }
+    async fn put_enrollment(&self, e: IndividualEnrollment, pre: Precondition) -> StoreResult<IndividualEnrollment> {
+        self.put_entity(e, pre).await
+    }
+    async fn delete_enrollment(&self, registration_id: &str, pre: Precondition) -> StoreResult<()> {
+        self.delete_entity::<IndividualEnrollment>(registration_id, pre).await
+    }
+    async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>> {
+        self.query_entities(page, None).await
+    }
+    async fn get_group(&self, group_id: &str) -> StoreResult<Option<EnrollmentGroup>> {
+        self.get_entity(group_id).await
+    }
+    async fn put_group(&self, g: EnrollmentGroup, pre: Precondition) -> StoreResult<EnrollmentGroup> {
+        self.put_entity(g, pre).await
+    }
+    async fn delete_group(&self, group_id: &str, pre: Precondition) -> StoreResult<()> {
+        self.delete_entity::<EnrollmentGroup>(group_id, pre).await
+    }
+    async fn query_groups(&self, page: PageRequest) -> StoreResult<Page<EnrollmentGroup>> {
+        self.query_entities(page, None).await
+    }
+    async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
+        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000 }, Some("symmetricKey")).await?.items)
+    }
+}
+
+/// SQL text built from one of this module's two table names (constants, never input).
+fn table_sql(s: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(s)
+}

@@ -1,0 +1,77 @@
+//! Registration records.
+
+use async_trait::async_trait;
+use dps_core::model::{Page, PageRequest, Precondition, RegistrationRecord};
+use dps_core::ports::{RegistrationStore, StoreError, StoreResult};
+use sqlx::Row;
+
+use crate::enrollments::check;
+use crate::{backend, from_json, to_json, SqliteStore};
+
+#[async_trait]
+impl RegistrationStore for SqliteStore {
+    async fn get_registration(&self, registration_id: &str) -> StoreResult<Option<RegistrationRecord>> {
+        let row = sqlx::query("SELECT doc FROM registrations WHERE id_key = ?")
+            .bind(registration_id.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+    }
+
+    async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO registrations (id_key, group_key, doc) VALUES (?, ?, ?)
+             ON CONFLICT(id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
+        )
+        .bind(r.registration_id().to_ascii_lowercase())
+        .bind(r.group_id().map(str::to_ascii_lowercase))
+        .bind(to_json(&r)?)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_registration(&self, registration_id: &str, pre: Precondition) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        let key = registration_id.to_ascii_lowercase();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let current: Option<RegistrationRecord> = sqlx::query("SELECT doc FROM registrations WHERE id_key = ?")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json(r.get::<&str, _>("doc")))
+            .transpose()?;
+        let Some(current) = current else { return Err(StoreError::NotFound) };
+        check(&pre, Some(current.state.etag.clone()))?;
+        sqlx::query("DELETE FROM registrations WHERE id_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>> {
+        let limit = page.max_items.clamp(1, 10_000);
+        let group = group_id.map(str::to_ascii_lowercase);
+        let rows = sqlx::query(
+            "SELECT id_key, doc FROM registrations WHERE id_key > ? AND (? IS NULL OR group_key = ?) ORDER BY id_key LIMIT ?",
+        )
+        .bind(page.continuation.unwrap_or_default())
+        .bind(&group)
+        .bind(&group)
+        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let more = rows.len() > limit;
+        let mut items = Vec::new();
+        let mut last = None;
+        for r in rows.into_iter().take(limit) {
+            items.push(from_json(r.get::<&str, _>("doc"))?);
+            last = Some(r.get::<String, _>("id_key"));
+        }
+        Ok(Page { items, continuation: if more { last } else { None } })
+    }
+}

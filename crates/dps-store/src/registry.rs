@@ -1,0 +1,79 @@
+//! The built-in hub's device registry; device keys sealed (`identity/<hub>/<device>`).
+
+use async_trait::async_trait;
+use dps_core::ports::{DeviceRegistryStore, StoreResult};
+use dps_crypto::Secret;
+use dps_proto::DeviceIdentity;
+use sqlx::Row;
+
+use crate::{backend, from_json, to_json, SqliteStore};
+
+#[async_trait]
+impl DeviceRegistryStore for SqliteStore {
+    async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        let (hub, dev) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
+        let sealed = keys.map(|(p, s)| self.seal(&format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{dev}")));
+        sqlx::query(
+            "INSERT INTO device_identities (hub_key, device_key, doc, keys_sealed) VALUES (?, ?, ?, ?)
+             ON CONFLICT(hub_key, device_key) DO UPDATE SET doc = excluded.doc, keys_sealed = excluded.keys_sealed",
+        )
+        .bind(&hub)
+        .bind(&dev)
+        .bind(to_json(identity)?)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>> {
+        let row = sqlx::query("SELECT doc FROM device_identities WHERE hub_key = ? AND device_key = ?")
+            .bind(hub.to_ascii_lowercase())
+            .bind(device_id.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+    }
+
+    async fn delete_identity(&self, hub: &str, device_id: &str) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        sqlx::query("DELETE FROM device_identities WHERE hub_key = ? AND device_key = ?")
+            .bind(hub.to_ascii_lowercase())
+            .bind(device_id.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_identities(&self, hub: Option<&str>) -> StoreResult<Vec<DeviceIdentity>> {
+        let hub = hub.map(str::to_ascii_lowercase);
+        let rows = sqlx::query("SELECT doc FROM device_identities WHERE (? IS NULL OR hub_key = ?) ORDER BY hub_key, device_key")
+            .bind(&hub)
+            .bind(&hub)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| from_json(r.get::<&str, _>("doc"))).collect()
+    }
+}
+
+impl SqliteStore {
+    /// The keys stored with an identity (primary, secondary), for tests and the console's device view.
+    pub async fn identity_keys(&self, hub: &str, device_id: &str) -> StoreResult<Option<(Secret, Secret)>> {
+        let (hub, dev) = (hub.to_ascii_lowercase(), device_id.to_ascii_lowercase());
+        let row = sqlx::query("SELECT keys_sealed FROM device_identities WHERE hub_key = ? AND device_key = ?")
+            .bind(&hub)
+            .bind(&dev)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        let Some(sealed) = row.and_then(|r| r.get::<Option<String>, _>("keys_sealed")) else { return Ok(None) };
+        let text = self.open_sealed(&sealed, &format!("identity/{hub}/{dev}"))?;
+        let (p, s) = text.split_once('\n').unwrap_or((&text, ""));
+        Ok(Some((Secret::new(p), Secret::new(s))))
+    }
+}

@@ -1,0 +1,237 @@
+//! The store suite: written against the `dps-core` store traits only, instantiated once per backend
+//! (SQLite today; PostgreSQL joins by adding a `backend()` for it).
+
+use std::sync::Arc;
+
+use dps_core::model::{EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right, AccessPolicy};
+use dps_core::ports::{DeviceRegistryStore, EnrollmentStore, HubStore, OperationStore, PolicyStore, RegistrationStore, StoreError};
+use dps_crypto::{MasterKey, Secret};
+use dps_proto::*;
+use dps_store::SqliteStore;
+
+async fn sqlite_file() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (key, _) = MasterKey::generate();
+    let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
+    (s, dir)
+}
+
+fn sym_enrollment(id: &str) -> IndividualEnrollment {
+    serde_json::from_value(serde_json::json!({
+        "registrationId": id,
+        "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": "cHJpbWFyeS1rZXktMTIzNDU2", "secondaryKey": "c2Vjb25kYXJ5LWtleS0xMjM0" } },
+        "etag": "\"e1\"",
+        "createdDateTimeUtc": "2024-01-01T00:00:00Z",
+        "initialTwin": { "tags": { "site": "b12" } }
+    }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn group(id: &str, kind: &str) -> EnrollmentGroup {
+    let att = if kind == "symmetricKey" {
+        serde_json::json!({ "type": "symmetricKey", "symmetricKey": { "primaryKey": "Z3JvdXAta2V5LXByaW1hcnkx", "secondaryKey": "Z3JvdXAta2V5LXNlY29uZGFyeQ==" } })
+    } else {
+        serde_json::json!({ "type": "x509", "x509": { "caReferences": { "primary": "root" } } })
+    };
+    serde_json::from_value(serde_json::json!({ "enrollmentGroupId": id, "attestation": att, "etag": "\"g1\"" })).unwrap_or_else(|e| panic!("{e}"))
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (s, _dir) = super::sqlite_file().await;
+                    super::$name(&s).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    enrollments_round_trip_case_insensitively,
+    conditional_writes_follow_if_match,
+    created_time_survives_replacement,
+    paging_visits_every_item_once,
+    symmetric_key_groups_are_listed,
+    registrations_are_listed_by_group,
+    operations_persist_and_purge,
+    hubs_and_policies_round_trip,
+    identities_keep_their_keys_sealed,
+);
+
+async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
+    let e = sym_enrollment("Dev-1");
+    let stored = s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, e);
+    let got = s.get_enrollment("dev-1").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got, Some(e));
+    assert_eq!(s.get_enrollment("other").await, Ok(None));
+    s.delete_enrollment("DEV-1", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_enrollment("dev-1").await, Ok(None));
+    assert_eq!(s.delete_enrollment("dev-1", Precondition::None).await, Err(StoreError::NotFound));
+}
+
+async fn conditional_writes_follow_if_match(s: &SqliteStore) {
+    let e = sym_enrollment("dev");
+    assert_eq!(s.put_enrollment(e.clone(), Precondition::Exists).await.map(|_| ()), Err(StoreError::PreconditionFailed));
+    assert_eq!(s.put_enrollment(e.clone(), Precondition::Etag("\"e1\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
+    s.put_enrollment(e.clone(), Precondition::NotExists).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.put_enrollment(e.clone(), Precondition::NotExists).await.map(|_| ()), Err(StoreError::Conflict));
+    let mut e2 = e.clone();
+    e2.etag = Some("\"e2\"".into());
+    assert_eq!(s.put_enrollment(e2.clone(), Precondition::Etag("\"stale\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
+    s.put_enrollment(e2.clone(), Precondition::Etag("e1".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(e2.clone(), Precondition::Exists).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.delete_enrollment("dev", Precondition::Etag("\"e1\"".into())).await, Err(StoreError::PreconditionFailed));
+    s.delete_enrollment("dev", Precondition::Etag("\"e2\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+
+    let g = group("g", "symmetricKey");
+    s.put_group(g.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.delete_group("g", Precondition::Etag("\"x\"".into())).await, Err(StoreError::PreconditionFailed));
+    s.delete_group("G", Precondition::Exists).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn created_time_survives_replacement(s: &SqliteStore) {
+    let e = sym_enrollment("dev");
+    s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut later = e.clone();
+    later.created_date_time_utc = Some(chrono::Utc::now());
+    let stored = s.put_enrollment(later, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored.created_date_time_utc, e.created_date_time_utc);
+}
+
+async fn paging_visits_every_item_once(s: &SqliteStore) {
+    for i in 0..25 {
+        s.put_enrollment(sym_enrollment(&format!("dev-{i:02}")), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest { continuation: None, max_items: 10 };
+    let mut pages = 0;
+    loop {
+        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        pages += 1;
+        assert!(p.items.len() <= 10);
+        seen.extend(p.items.into_iter().map(|e| e.registration_id));
+        match p.continuation {
+            Some(c) => page.continuation = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..25).map(|i| format!("dev-{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let p = s.query_groups(PageRequest { continuation: None, max_items: 100 }).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.items.len(), p.continuation), (25, None));
+}
+
+async fn symmetric_key_groups_are_listed(s: &SqliteStore) {
+    s.put_group(group("sym", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("cert", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let groups = s.symmetric_key_groups().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(groups.len(), 1);
+    let keys = groups[0].attestation.symmetric_key.clone().unwrap_or_default();
+    assert_eq!(keys.primary_key.as_deref(), Some("Z3JvdXAta2V5LXByaW1hcnkx"));
+}
+
+fn record(id: &str, group: Option<&str>) -> RegistrationRecord {
+    RegistrationRecord {
+        state: DeviceRegistrationState {
+            registration_id: Some(id.into()),
+            status: Some(RegistrationStatus::Assigned),
+            etag: Some("\"r1\"".into()),
+            ..Default::default()
+        },
+        enrollment: group.map_or(EnrollmentRef::Individual(id.into()), |g| EnrollmentRef::Group(g.into())),
+        attestation: AttestationType::SymmetricKey,
+        trace: Some(serde_json::json!({ "why": "test" })),
+    }
+}
+
+async fn registrations_are_listed_by_group(s: &SqliteStore) {
+    for (id, g) in [("a1", Some("ga")), ("a2", Some("GA")), ("b1", Some("gb")), ("solo", None)] {
+        s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let all = PageRequest { continuation: None, max_items: 100 };
+    let ga = s.query_registrations(Some("ga"), all.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ga.items.iter().map(|r| r.registration_id().to_owned()).collect::<Vec<_>>(), ["a1", "a2"]);
+    assert_eq!(s.query_registrations(None, all.clone()).await.map(|p| p.items.len()), Ok(4));
+    assert_eq!(s.get_registration("SOLO").await.map(|r| r.map(|r| r.trace)), Ok(Some(Some(serde_json::json!({ "why": "test" })))));
+    assert_eq!(s.delete_registration("a1", Precondition::Etag("\"zz\"".into())).await, Err(StoreError::PreconditionFailed));
+    s.delete_registration("a1", Precondition::Etag("\"r1\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.delete_registration("a1", Precondition::None).await, Err(StoreError::NotFound));
+}
+
+async fn operations_persist_and_purge(s: &SqliteStore) {
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(48);
+    let mk = |id: &str, status| Operation {
+        operation_id: id.into(),
+        registration_id: "dev".into(),
+        status,
+        enrollment: EnrollmentRef::Individual("dev".into()),
+        attestation: AttestationType::SymmetricKey,
+        payload: Some(serde_json::json!({ "a": 1 })),
+        force_registration: false,
+        result: None,
+        created: t0,
+        updated: t0,
+    };
+    s.put_operation(&mk("op-old", RegistrationStatus::Assigned)).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_operation(&mk("op-pending", RegistrationStatus::Assigning)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_operation("op-old").await.map(|o| o.map(|o| o.payload)), Ok(Some(Some(serde_json::json!({ "a": 1 })))));
+    assert_eq!(s.pending_operations().await.map(|v| v.len()), Ok(1));
+    assert_eq!(s.purge_operations(chrono::Utc::now() - chrono::Duration::hours(24)).await, Ok(1));
+    assert_eq!(s.get_operation("op-old").await, Ok(None));
+    assert!(matches!(s.get_operation("op-pending").await, Ok(Some(_))));
+}
+
+async fn hubs_and_policies_round_trip(s: &SqliteStore) {
+    let hub = LinkedHub { host_name: "Hub-A.example".into(), allocation_weight: 3, apply_allocation_policy: true, region: Some("eu".into()), connector: "builtin".into() };
+    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.list_hubs().await, Ok(vec![hub]));
+    s.delete_hub("hub-a.example").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.delete_hub("hub-a.example").await, Err(StoreError::NotFound));
+
+    let key = dps_crypto::generate_key();
+    s.put_policy(AccessPolicy { name: "reader".into(), primary_key: Secret::new(key.clone()), secondary_key: Secret::new("s"), rights: vec![Right::EnrollmentRead] })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = s.list_policies().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p[0].name.as_str(), p[0].primary_key.expose(), p[0].rights.clone()), ("reader", key.as_str(), vec![Right::EnrollmentRead]));
+}
+
+async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
+    let id = DeviceIdentity { hub_host_name: "hub".into(), device_id: "Dev".into(), registration_id: "dev".into(), authentication_type: "sas".into(), iot_edge: true, initial_twin: None };
+    let (p, q) = (Secret::new("primary"), Secret::new("secondary"));
+    s.put_identity(&id, Some((&p, &q))).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_identity("HUB", "dev").await, Ok(Some(id.clone())));
+    let keys = s.identity_keys("hub", "dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no keys"));
+    assert_eq!((keys.0.expose(), keys.1.expose()), ("primary", "secondary"));
+    assert_eq!(s.list_identities(Some("hub")).await.map(|v| v.len()), Ok(1));
+    s.delete_identity("hub", "DEV").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_identity("hub", "dev").await, Ok(None));
+}
+
+/// Secrets never reach the database file in clear text.
+#[tokio::test]
+async fn secrets_are_not_stored_in_clear() {
+    let (s, dir) = sqlite_file().await;
+    s.put_enrollment(sym_enrollment("dev"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("g", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_policy(AccessPolicy { name: "p".into(), primary_key: Secret::new("UE9MSUNZLVBSSU1BUlk="), secondary_key: Secret::new("UE9MSUNZLVNFQ09OREFSWQ=="), rights: vec![] })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.close().await;
+    let mut all = Vec::new();
+    for f in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        all.extend(std::fs::read(f.path()).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("b12"), "the database should hold the documents");
+    for secret in ["cHJpbWFyeS1rZXktMTIzNDU2", "c2Vjb25kYXJ5LWtleS0xMjM0", "Z3JvdXAta2V5LXByaW1hcnkx", "UE9MSUNZLVBSSU1BUlk="] {
+        assert!(!text.contains(secret), "{secret} found in clear");
+    }
+}
