@@ -1,1 +1,84 @@
-fn main() {}
+//! `dps`: the DPS Console command line, shaped like `az iot dps`.
+
+mod client;
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+use client::Target;
+use output::Output;
+
+#[derive(Parser)]
+#[command(name = "dps", version, about = "DPS Console: a local Azure IoT Device Provisioning Service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the provisioning service (headless).
+    Serve(commands::serve::ServeArgs),
+    /// Individual enrollments.
+    #[command(subcommand)]
+    Enrollment(commands::enrollment::EnrollmentCommand),
+    /// Enrollment groups.
+    #[command(subcommand, name = "enrollment-group")]
+    EnrollmentGroup(commands::group::GroupCommand),
+    /// Device registration records.
+    #[command(subcommand)]
+    Registration(commands::registration::RegistrationCommand),
+    /// Linked IoT hubs.
+    #[command(subcommand)]
+    Hub(commands::hub::HubCommand),
+    /// Compute a device's key from its enrollment group's key (§4.2).
+    ComputeDeviceKey {
+        /// The enrollment group's symmetric key (base64).
+        #[arg(long)]
+        key: String,
+        /// The device's registration id, exactly as the device uses it.
+        #[arg(long)]
+        registration_id: String,
+    },
+    /// Print how to reach the service: ID scope, endpoints, CA, service connection string.
+    ConnectionInfo {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Enrollment(c) => commands::enrollment::run(c).await,
+            Command::EnrollmentGroup(c) => commands::group::run(c).await,
+            Command::Registration(c) => commands::registration::run(c).await,
+            Command::Hub(c) => commands::hub::run(c).await,
+            Command::ComputeDeviceKey { key, registration_id } => {
+                let k = dps_crypto::derive_device_key(&key, &registration_id).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+                println!("{k}");
+                Ok(())
+            }
+            Command::ConnectionInfo { target, output } => commands::connection_info(&target, output),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

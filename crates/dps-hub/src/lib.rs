@@ -1,1 +1,58 @@
-//! placeholder
+//! Hub connectors: they create the device identity in the hub a device was assigned to (§7.4).
+//!
+//! [`BuiltinRegistry`] is the default: the service's own registry of device identities, kept in its
+//! database (keys sealed). It makes every registration observable without an IoT hub. The connectors for
+//! Azure IoT Hub and MQTT brokers implement the same [`HubConnector`] trait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice};
+use dps_proto::{DeviceIdentity, LinkedHub};
+use tracing::info;
+
+/// The built-in device registry.
+#[derive(Clone)]
+pub struct BuiltinRegistry {
+    store: Arc<dyn DeviceRegistryStore>,
+}
+
+impl BuiltinRegistry {
+    pub fn new(store: Arc<dyn DeviceRegistryStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl HubConnector for BuiltinRegistry {
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
+        let existing = self
+            .store
+            .get_identity(&hub.host_name, &device.device_id)
+            .await
+            .map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        let (kind, keys) = match &device.authentication {
+            HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
+            HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
+        };
+        let identity = DeviceIdentity {
+            hub_host_name: hub.host_name.clone(),
+            device_id: device.device_id.clone(),
+            registration_id: device.registration_id.clone(),
+            authentication_type: kind.to_owned(),
+            iot_edge: device.iot_edge,
+            // `None` keeps the twin the hub has (migration); a twin replaces it (initial / reset).
+            initial_twin: match &device.initial_twin {
+                Some(t) => Some(t.clone()),
+                None => existing.and_then(|e| e.initial_twin),
+            },
+        };
+        self.store.put_identity(&identity, keys).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        info!(hub = %hub.host_name, device_id = %device.device_id, "device identity created in the built-in registry");
+        Ok(())
+    }
+
+    async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError> {
+        self.store.delete_identity(&hub.host_name, device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))
+    }
+}

@@ -1,1 +1,217 @@
-//! placeholder
+//! The DPS Console service: transports, configuration, TLS material, wiring.
+//!
+//! Start-up follows one path for the CLI, the desktop shell and tests:
+//! [`bind`] the listeners (port 0 allowed), then [`start`] the service on them with a clock; the returned
+//! [`Running`] stops on [`Running::shutdown`]. [`start`] prepares the data directory (master key, CA,
+//! server certificate, database, ID scope, the `provisioningserviceowner` policy), resumes registrations
+//! a previous run left in progress, and writes `<data-dir>/endpoint.json`.
+
+pub mod app;
+pub mod config;
+pub mod https;
+pub mod material;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use dps_core::allocation::BuiltinAllocator;
+use dps_core::management::Management;
+use dps_core::model::{AccessPolicy, Right};
+use dps_core::ports::{HubStore, OperationStore, PolicyStore};
+use dps_core::registration::{EngineConfig, Ports, RegistrationEngine};
+use dps_core::Clock;
+use dps_crypto::{generate_key, Secret};
+use dps_proto::{EndpointInfo, IdScope, LinkedHub, Ports as PortMap};
+use dps_store::{Settings, SqliteStore};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::info;
+
+pub use config::Config;
+
+/// The policy with every right, created on first start (§5.1).
+pub const OWNER_POLICY: &str = "provisioningserviceowner";
+/// The hub linked on first start so that a fresh service can assign devices at once.
+pub const DEFAULT_HUB: &str = "local-hub.dps.local";
+
+/// Listeners bound before the service starts (so callers choose ports, including 0).
+pub struct Listeners {
+    pub https: std::net::TcpListener,
+}
+
+fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr).map_err(|e| {
+        let how = format!("choose another port with {flag} N (or {env}, or {key} in config.toml)");
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow!("the {what} port {} on {} is already in use: stop what uses it, or {how}", addr.port(), addr.ip()),
+            std::io::ErrorKind::PermissionDenied => anyhow!(
+                "binding the {what} port {} needs privileges: run as root, allow it with `sudo setcap cap_net_bind_service=+ep $(command -v dps)`, or {how}",
+                addr.port()
+            ),
+            _ => anyhow!("cannot listen on {addr} for {what}: {e}; {how}"),
+        }
+    })?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Binds every listener the configuration asks for.
+pub fn bind(config: &Config) -> Result<Listeners> {
+    Ok(Listeners { https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")? })
+}
+
+/// A started service.
+pub struct Running {
+    pub info: EndpointInfo,
+    pub store: SqliteStore,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        self.store.close().await;
+    }
+}
+
+async fn setting_or_init(store: &SqliteStore, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+    if let Some(v) = store.get_setting(key).await? {
+        return Ok(v);
+    }
+    let v = init();
+    store.put_setting(key, &v).await?;
+    Ok(v)
+}
+
+/// Creates on first start what the service needs; returns the ID scope and the owner policy's key.
+async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
+    let scope = setting_or_init(store, "id_scope", || IdScope::from_bytes(rand::random::<[u8; 4]>()).to_string()).await?;
+    let scope = IdScope::try_from(scope).map_err(|e| anyhow!("stored ID scope: {e}"))?;
+    let policies = store.list_policies().await?;
+    let owner = match policies.into_iter().find(|p| p.name.eq_ignore_ascii_case(OWNER_POLICY)) {
+        Some(p) => p,
+        None => {
+            let p = AccessPolicy {
+                name: OWNER_POLICY.into(),
+                primary_key: Secret::new(generate_key()),
+                secondary_key: Secret::new(generate_key()),
+                rights: Right::ALL.to_vec(),
+            };
+            store.put_policy(p.clone()).await?;
+            p
+        }
+    };
+    if store.get_setting("default_hub_linked").await?.is_none() {
+        if store.list_hubs().await?.is_empty() {
+            store
+                .put_hub(LinkedHub {
+                    host_name: DEFAULT_HUB.into(),
+                    allocation_weight: 1,
+                    apply_allocation_policy: true,
+                    region: None,
+                    connector: "builtin".into(),
+                })
+                .await?;
+        }
+        store.put_setting("default_hub_linked", "true").await?;
+    }
+    Ok((scope, owner.primary_key))
+}
+
+/// `HostName=…` of the service connection string: the host, with `:port` unless it is 443.
+pub fn host_with_port(host: &str, port: u16) -> String {
+    let h = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    if port == 443 {
+        h
+    } else {
+        format!("{h}:{port}")
+    }
+}
+
+/// Writes `endpoint.json` atomically (readers never see half a file); mode 0600, it holds the owner key.
+fn write_endpoint(dir: &Path, info: &EndpointInfo) -> Result<()> {
+    let tmp = dir.join("endpoint.json.tmp");
+    material::write_private(&tmp, &serde_json::to_vec_pretty(info)?)?;
+    std::fs::rename(&tmp, dir.join("endpoint.json")).context("cannot write endpoint.json")?;
+    Ok(())
+}
+
+/// Starts the service on `listeners`.
+pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
+    let host_names = config.host_names();
+    let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
+    let store = SqliteStore::open(&config.data_dir.join("dps.sqlite"), Arc::clone(&material.master_key))
+        .await
+        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let (id_scope, owner_key) = bootstrap(&store).await?;
+
+    let shared = Arc::new(store.clone());
+    let connector = Arc::new(dps_hub::BuiltinRegistry::new(shared.clone()));
+    let engine = RegistrationEngine::new(
+        Ports {
+            enrollments: shared.clone(),
+            registrations: shared.clone(),
+            operations: shared.clone(),
+            hubs: shared.clone(),
+            connector,
+            allocator: Arc::new(BuiltinAllocator),
+            clock: Arc::clone(&clock),
+        },
+        EngineConfig { id_scope: id_scope.clone(), retry_after_secs: config.retry_after_secs, default_policy: config.default_allocation_policy },
+    );
+    let https_port = listeners.https.local_addr()?.port();
+    let info = EndpointInfo {
+        id_scope: id_scope.to_string(),
+        host: config.host.clone(),
+        ports: PortMap { https: Some(https_port), ..Default::default() },
+        ca_certificate: material.ca_path.display().to_string(),
+        service_connection_string: format!(
+            "HostName={};SharedAccessKeyName={OWNER_POLICY};SharedAccessKey={}",
+            host_with_port(&config.host, https_port),
+            owner_key.expose()
+        ),
+    };
+    let app = Arc::new(app::App {
+        engine: Arc::clone(&engine),
+        management: Management { enrollments: shared.clone(), registrations: shared.clone(), hubs: shared.clone(), clock: Arc::clone(&clock) },
+        policies: shared.clone(),
+        registry: shared.clone(),
+        clock: Arc::clone(&clock),
+        host_names,
+        info: info.clone(),
+    });
+
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let tls = tls::server_config(material.server_chain, material.server_key)?;
+    let https = tokio::net::TcpListener::from_std(listeners.https)?;
+    tasks.spawn(https::serve(https, tls, Arc::clone(&app), rx.clone()));
+
+    let (purge_store, retention, purge_clock, mut purge_rx) = (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx);
+    tasks.spawn(async move {
+        loop {
+            let cutoff = purge_clock.now() - chrono::Duration::hours(i64::from(retention));
+            if let Ok(n) = purge_store.purge_operations(cutoff).await {
+                if n > 0 {
+                    info!(count = n, "purged finished operations");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = purge_rx.changed() => break,
+            }
+        }
+    });
+
+    engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    write_endpoint(&config.data_dir, &info)?;
+    info!(id_scope = %info.id_scope, https = https_port, "service started");
+    Ok(Running { info, store, shutdown: tx, tasks })
+}

@@ -1,0 +1,306 @@
+//! `dps enrollment create|show|list|update|delete` (like `az iot dps enrollment`).
+
+use anyhow::{bail, Result};
+use dps_proto::*;
+use reqwest::Method;
+
+use super::json_arg;
+use crate::client::{seg, Client, Target};
+use crate::output::{print, Output};
+
+/// Options shared by individual enrollments and groups.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct CommonArgs {
+    /// Primary symmetric key (base64; generated when omitted).
+    #[arg(long)]
+    pub primary_key: Option<String>,
+    /// Secondary symmetric key (base64; generated when omitted).
+    #[arg(long)]
+    pub secondary_key: Option<String>,
+    /// enabled or disabled.
+    #[arg(long)]
+    pub provisioning_status: Option<String>,
+    /// Hubs the devices may be assigned to (repeatable or space-separated).
+    #[arg(long, num_args = 1..)]
+    pub iot_hubs: Vec<String>,
+    /// hashed, geolatency, static or custom.
+    #[arg(long)]
+    pub allocation_policy: Option<String>,
+    /// Initial twin tags, a JSON object.
+    #[arg(long)]
+    pub initial_twin_tags: Option<String>,
+    /// Initial twin desired properties, a JSON object.
+    #[arg(long)]
+    pub initial_twin_properties: Option<String>,
+    /// The devices are IoT Edge devices.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub edge_enabled: Option<bool>,
+    /// reprovisionandmigratedata, reprovisionandresetdata or never.
+    #[arg(long)]
+    pub reprovision_policy: Option<String>,
+    /// Custom allocation webhook URL.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Custom allocation API version.
+    #[arg(long)]
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum EnrollmentCommand {
+    /// Create an individual enrollment.
+    Create {
+        #[arg(long, alias = "registration-id")]
+        enrollment_id: String,
+        /// symmetrickey (default), tpm or x509.
+        #[arg(long, default_value = "symmetrickey")]
+        attestation_type: String,
+        /// Device id in the hub (default: the registration id).
+        #[arg(long)]
+        device_id: Option<String>,
+        /// TPM endorsement key (base64).
+        #[arg(long)]
+        endorsement_key: Option<String>,
+        /// Device certificate (PEM file) for X.509.
+        #[arg(long)]
+        certificate_path: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show an enrollment (keys included with --show-keys).
+    Show {
+        #[arg(long, alias = "registration-id")]
+        enrollment_id: String,
+        #[arg(long)]
+        show_keys: bool,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List enrollments.
+    List {
+        #[arg(long)]
+        top: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Change an enrollment (only the given options; guarded by its etag).
+    Update {
+        #[arg(long, alias = "registration-id")]
+        enrollment_id: String,
+        #[arg(long)]
+        device_id: Option<String>,
+        /// Expected etag (default: the current one).
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete an enrollment.
+    Delete {
+        #[arg(long, alias = "registration-id")]
+        enrollment_id: String,
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("REGISTRATION ID", "/registrationId"),
+    ("DEVICE ID", "/deviceId"),
+    ("ATTESTATION", "/attestation/type"),
+    ("STATUS", "/provisioningStatus"),
+    ("POLICY", "/allocationPolicy"),
+    ("HUBS", "/iotHubs"),
+];
+
+/// The part of an enrollment or group that `CommonArgs` set.
+pub struct Common<'a> {
+    pub attestation: &'a mut AttestationMechanism,
+    pub provisioning_status: &'a mut Option<ProvisioningStatus>,
+    pub iot_hubs: &'a mut Option<Vec<String>>,
+    pub allocation_policy: &'a mut Option<AllocationPolicy>,
+    pub initial_twin: &'a mut Option<InitialTwin>,
+    pub capabilities: &'a mut Option<DeviceCapabilities>,
+    pub reprovision_policy: &'a mut Option<ReprovisionPolicy>,
+    pub custom: &'a mut Option<CustomAllocationDefinition>,
+}
+
+pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
+    if a.primary_key.is_some() || a.secondary_key.is_some() {
+        if c.attestation.kind != AttestationType::SymmetricKey {
+            bail!("--primary-key/--secondary-key apply to symmetric-key attestation only");
+        }
+        let sk = c.attestation.symmetric_key.get_or_insert_with(Default::default);
+        if let Some(k) = &a.primary_key {
+            sk.primary_key = Some(k.clone());
+        }
+        if let Some(k) = &a.secondary_key {
+            sk.secondary_key = Some(k.clone());
+        }
+    }
+    if let Some(s) = &a.provisioning_status {
+        *c.provisioning_status = Some(match s.to_ascii_lowercase().as_str() {
+            "enabled" => ProvisioningStatus::Enabled,
+            "disabled" => ProvisioningStatus::Disabled,
+            _ => bail!("--provisioning-status must be enabled or disabled"),
+        });
+    }
+    if !a.iot_hubs.is_empty() {
+        let hubs: Vec<String> = a.iot_hubs.iter().flat_map(|h| h.split([' ', ','])).filter(|h| !h.is_empty()).map(str::to_owned).collect();
+        *c.iot_hubs = Some(hubs);
+    }
+    if let Some(p) = &a.allocation_policy {
+        *c.allocation_policy = Some(AllocationPolicy::parse(p).ok_or_else(|| anyhow::anyhow!("--allocation-policy must be hashed, geolatency, static or custom"))?);
+    }
+    if a.initial_twin_tags.is_some() || a.initial_twin_properties.is_some() {
+        let twin = c.initial_twin.get_or_insert_with(Default::default);
+        if let Some(t) = &a.initial_twin_tags {
+            twin.tags = Some(json_arg("--initial-twin-tags", t)?);
+        }
+        if let Some(p) = &a.initial_twin_properties {
+            twin.properties = Some(InitialTwinProperties { desired: Some(json_arg("--initial-twin-properties", p)?) });
+        }
+    }
+    if let Some(e) = a.edge_enabled {
+        *c.capabilities = Some(DeviceCapabilities { iot_edge: e });
+    }
+    if let Some(r) = &a.reprovision_policy {
+        *c.reprovision_policy = Some(match r.to_ascii_lowercase().as_str() {
+            "reprovisionandmigratedata" => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: true },
+            "reprovisionandresetdata" => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: false },
+            "never" => ReprovisionPolicy { update_hub_assignment: false, migrate_device_data: true },
+            _ => bail!("--reprovision-policy must be reprovisionandmigratedata, reprovisionandresetdata or never"),
+        });
+    }
+    if a.webhook_url.is_some() || a.api_version.is_some() {
+        let url = a.webhook_url.clone().or_else(|| c.custom.as_ref().map(|d| d.webhook_url.clone()));
+        let Some(webhook_url) = url else { bail!("--api-version needs --webhook-url") };
+        *c.custom = Some(CustomAllocationDefinition { webhook_url, api_version: a.api_version.clone().unwrap_or_else(|| "2021-10-01".into()) });
+    }
+    Ok(())
+}
+
+/// Hides the symmetric keys unless asked for.
+pub fn redact(a: &mut AttestationMechanism, show: bool) {
+    if !show {
+        if let Some(sk) = a.symmetric_key.as_mut() {
+            sk.primary_key = sk.primary_key.as_ref().map(|_| "<hidden: --show-keys>".into());
+            sk.secondary_key = sk.secondary_key.as_ref().map(|_| "<hidden: --show-keys>".into());
+        }
+    }
+}
+
+pub fn attestation_of(kind: &str, endorsement_key: Option<String>, certificate: Option<&std::path::Path>, group: bool) -> Result<AttestationMechanism> {
+    Ok(match kind.to_ascii_lowercase().as_str() {
+        "symmetrickey" => AttestationMechanism::symmetric_key(None, None),
+        "tpm" => {
+            let Some(ek) = endorsement_key else { bail!("--attestation-type tpm needs --endorsement-key") };
+            AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(TpmAttestation { endorsement_key: Some(ek), storage_root_key: None }), x509: None, symmetric_key: None }
+        }
+        "x509" => {
+            let Some(p) = certificate else { bail!("--attestation-type x509 needs --certificate-path") };
+            let pem = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+            let certs = X509Certificates { primary: Some(X509CertificateWithInfo { certificate: Some(pem), info: None }), secondary: None };
+            let x509 = if group {
+                X509Attestation { signing_certificates: Some(certs), ..Default::default() }
+            } else {
+                X509Attestation { client_certificates: Some(certs), ..Default::default() }
+            };
+            AttestationMechanism { kind: AttestationType::X509, tpm: None, x509: Some(x509), symmetric_key: None }
+        }
+        other => bail!("--attestation-type '{other}' is not symmetrickey, tpm or x509"),
+    })
+}
+
+pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
+    match cmd {
+        EnrollmentCommand::Create { enrollment_id, attestation_type, device_id, endorsement_key, certificate_path, common, target, output } => {
+            let client = Client::new(&target)?;
+            let mut e = IndividualEnrollment {
+                registration_id: enrollment_id.clone(),
+                device_id,
+                registration_state: None,
+                optional_device_information: None,
+                attestation: attestation_of(&attestation_type, endorsement_key, certificate_path.as_deref(), false)?,
+                capabilities: None,
+                iot_hub_host_name: None,
+                initial_twin: None,
+                etag: None,
+                provisioning_status: None,
+                reprovision_policy: None,
+                created_date_time_utc: None,
+                last_updated_date_time_utc: None,
+                allocation_policy: None,
+                iot_hubs: None,
+                custom_allocation_definition: None,
+            };
+            apply_common(&common, common_of(&mut e))?;
+            let path = format!("/enrollments/{}", seg(&enrollment_id));
+            if client.call::<(), IndividualEnrollment>(Method::GET, &path, None, &[]).await.is_ok() {
+                bail!("enrollment '{enrollment_id}' already exists; change it with `dps enrollment update`");
+            }
+            let created: IndividualEnrollment = client.call(Method::PUT, &path, Some(&e), &[]).await?;
+            print(output, &created, COLUMNS);
+        }
+        EnrollmentCommand::Show { enrollment_id, show_keys, target, output } => {
+            let client = Client::new(&target)?;
+            let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &format!("/enrollments/{}", seg(&enrollment_id)), None, &[]).await?;
+            redact(&mut e.attestation, show_keys);
+            print(output, &e, COLUMNS);
+        }
+        EnrollmentCommand::List { top, target, output } => {
+            let client = Client::new(&target)?;
+            let mut list: Vec<IndividualEnrollment> = client.query_all("/enrollments/query", top).await?;
+            list.iter_mut().for_each(|e| redact(&mut e.attestation, false));
+            print(output, &list, COLUMNS);
+        }
+        EnrollmentCommand::Update { enrollment_id, device_id, etag, common, target, output } => {
+            let client = Client::new(&target)?;
+            let path = format!("/enrollments/{}", seg(&enrollment_id));
+            let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &path, None, &[]).await?;
+            let if_match = etag.or_else(|| e.etag.clone()).unwrap_or_else(|| "*".into());
+            if let Some(d) = device_id {
+                e.device_id = Some(d);
+            }
+            apply_common(&common, common_of(&mut e))?;
+            e.registration_state = None;
+            let mut updated: IndividualEnrollment = client.call(Method::PUT, &path, Some(&e), &[("if-match", if_match)]).await?;
+            redact(&mut updated.attestation, false);
+            print(output, &updated, COLUMNS);
+        }
+        EnrollmentCommand::Delete { enrollment_id, etag, target } => {
+            let client = Client::new(&target)?;
+            let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
+            client.send::<()>(Method::DELETE, &format!("/enrollments/{}", seg(&enrollment_id)), None, &h).await?;
+            eprintln!("deleted enrollment '{enrollment_id}'");
+        }
+    }
+    Ok(())
+}
+
+fn common_of(e: &mut IndividualEnrollment) -> Common<'_> {
+    Common {
+        attestation: &mut e.attestation,
+        provisioning_status: &mut e.provisioning_status,
+        iot_hubs: &mut e.iot_hubs,
+        allocation_policy: &mut e.allocation_policy,
+        initial_twin: &mut e.initial_twin,
+        capabilities: &mut e.capabilities,
+        reprovision_policy: &mut e.reprovision_policy,
+        custom: &mut e.custom_allocation_definition,
+    }
+}

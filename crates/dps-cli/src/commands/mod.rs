@@ -1,0 +1,39 @@
+//! One file per command group.
+
+pub mod enrollment;
+pub mod group;
+pub mod hub;
+pub mod registration;
+pub mod serve;
+
+use anyhow::Result;
+
+use crate::client::{parse_connection_string, read_endpoint, Target};
+use crate::output::{print, Output};
+
+pub fn connection_info(target: &Target, out: Output) -> Result<()> {
+    let data_dir = target.data_dir.clone().unwrap_or_else(dps_service::config::default_data_dir);
+    match &target.connection_string {
+        Some(cs) => {
+            let cs = parse_connection_string(cs)?;
+            print(out, &serde_json::json!({ "hostName": cs.host, "sharedAccessKeyName": cs.key_name }), &[("HOST", "/hostName"), ("POLICY", "/sharedAccessKeyName")]);
+        }
+        None => {
+            let info = read_endpoint(&data_dir)?;
+            print(
+                out,
+                &info,
+                &[("ID SCOPE", "/idScope"), ("HOST", "/host"), ("HTTPS", "/ports/https"), ("CA", "/caCertificate")],
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON argument (`--initial-twin-tags '{"a":1}'`).
+pub fn json_arg(name: &str, v: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(v) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => anyhow::bail!("{name} must be a JSON object, e.g. '{{\"site\":\"b12\"}}'"),
+    }
+}

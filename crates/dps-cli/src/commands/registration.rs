@@ -1,0 +1,128 @@
+//! `dps registration show|list|delete|explain` (like `az iot dps enrollment registration` / `az iot dps
+//! enrollment-group registration`).
+
+use anyhow::Result;
+use dps_proto::DeviceRegistrationState;
+use reqwest::Method;
+
+use crate::client::{seg, Client, Target};
+use crate::output::{print, Output};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RegistrationCommand {
+    /// Show a device's registration record.
+    Show {
+        #[arg(long)]
+        registration_id: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List registration records (of one enrollment group with --group-id).
+    List {
+        #[arg(long, alias = "enrollment-id")]
+        group_id: Option<String>,
+        #[arg(long)]
+        top: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Delete a registration record (the hub identity stays, as in Azure).
+    Delete {
+        #[arg(long)]
+        registration_id: String,
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Explain how the device's last registration was decided.
+    Explain {
+        /// The registration id (also accepted positionally).
+        #[arg(long = "registration-id", required_unless_present = "id")]
+        registration_id: Option<String>,
+        #[arg(conflicts_with = "registration_id")]
+        id: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+const COLUMNS: &[(&str, &str)] = &[
+    ("REGISTRATION ID", "/registrationId"),
+    ("STATUS", "/status"),
+    ("SUBSTATUS", "/substatus"),
+    ("HUB", "/assignedHub"),
+    ("DEVICE ID", "/deviceId"),
+    ("ERROR", "/errorCode"),
+    ("UPDATED", "/lastUpdatedDateTimeUtc"),
+];
+
+pub async fn run(cmd: RegistrationCommand) -> Result<()> {
+    match cmd {
+        RegistrationCommand::Show { registration_id, target, output } => {
+            let client = Client::new(&target)?;
+            let r: DeviceRegistrationState = client.call::<(), _>(Method::GET, &format!("/registrations/{}", seg(&registration_id)), None, &[]).await?;
+            print(output, &r, COLUMNS);
+        }
+        RegistrationCommand::List { group_id, top, target, output } => {
+            let client = Client::new(&target)?;
+            let path = match &group_id {
+                Some(g) => format!("/registrations/{}/query", seg(g)),
+                None => "/registrations/query".to_owned(),
+            };
+            let list: Vec<DeviceRegistrationState> = client.query_all(&path, top).await?;
+            print(output, &list, COLUMNS);
+        }
+        RegistrationCommand::Delete { registration_id, etag, target } => {
+            let client = Client::new(&target)?;
+            let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
+            client.send::<()>(Method::DELETE, &format!("/registrations/{}", seg(&registration_id)), None, &h).await?;
+            eprintln!("deleted the registration record of '{registration_id}'");
+        }
+        RegistrationCommand::Explain { registration_id, id, target, output } => {
+            let client = Client::new(&target)?;
+            let rid = registration_id.or(id).unwrap_or_default();
+            let t: serde_json::Value = client.call::<(), _>(Method::GET, &format!("/registrations/{}/trace", seg(&rid)), None, &[]).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default()),
+                Output::Table => explain_text(&t),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The decision trace in words.
+fn explain_text(t: &serde_json::Value) {
+    let s = |p: &str| t.pointer(p).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    println!("registration  {}", s("/registrationState/registrationId"));
+    println!("status        {} {}", s("/registrationState/status"), s("/registrationState/substatus"));
+    println!("attestation   {}", s("/attestation"));
+    println!("enrollment    {} {}", s("/enrollment/kind"), s("/enrollment/id"));
+    if let Some(a) = t.pointer("/trace/allocation") {
+        println!("policy        {}", a.get("policy").and_then(|v| v.as_str()).unwrap_or_default());
+        for c in a.get("candidates").and_then(|c| c.as_array()).into_iter().flatten() {
+            println!(
+                "  candidate   {:<32} weight {:>4}  score {:.4}",
+                c.get("hub").and_then(|v| v.as_str()).unwrap_or_default(),
+                c.get("weight").and_then(|v| v.as_u64()).unwrap_or_default(),
+                c.get("score").and_then(|v| v.as_f64()).unwrap_or_default()
+            );
+        }
+        println!("decision      {}", a.get("reason").and_then(|v| v.as_str()).unwrap_or_default());
+    }
+    println!("assigned hub  {}", s("/registrationState/assignedHub"));
+    println!("connector     {}", s("/trace/connector/result"));
+    if let Some(e) = t.pointer("/trace/error") {
+        println!("error         {} {}", e.get("code").map(|v| v.to_string()).unwrap_or_default(), e.get("message").and_then(|v| v.as_str()).unwrap_or_default());
+    }
+    if let Some(w) = t.pointer("/trace/why").and_then(|v| v.as_str()) {
+        println!("why           {w}");
+    }
+}

@@ -1,0 +1,99 @@
+//! `dps serve`: the headless service. Flags are the last configuration layer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use dps_service::config::{default_data_dir, Config, LogFormat, Overrides};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (database, keys, CA, endpoint.json).
+    #[arg(long, env = "DPS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (default: <data-dir>/config.toml when present).
+    #[arg(long, env = "DPS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1; 0.0.0.0 for devices on other machines).
+    #[arg(long)]
+    bind: Option<std::net::IpAddr>,
+    /// Host name devices and clients use (default: the bind address, or this machine's name).
+    #[arg(long)]
+    host: Option<String>,
+    /// More names for the TLS certificate (repeatable).
+    #[arg(long = "extra-host-name")]
+    extra_host_names: Vec<String>,
+    /// HTTPS port of the device and service APIs (default 443; 0 = any free port).
+    #[arg(long)]
+    https_port: Option<u16>,
+    /// Seconds devices wait between polls.
+    #[arg(long)]
+    retry_after_secs: Option<u32>,
+    /// Allocation policy for enrollments that set none: hashed, geoLatency or static.
+    #[arg(long)]
+    default_allocation_policy: Option<String>,
+    /// Log filter (e.g. info, debug, dps_core=debug).
+    #[arg(long)]
+    log: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn init_logging(c: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&c.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match c.log_format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn run(a: ServeArgs) -> Result<()> {
+    let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let flags = Overrides {
+        bind: a.bind,
+        host: a.host,
+        extra_host_names: (!a.extra_host_names.is_empty()).then_some(a.extra_host_names),
+        https_port: a.https_port,
+        retry_after_secs: a.retry_after_secs,
+        default_allocation_policy: a.default_allocation_policy,
+        log: a.log,
+        log_format: a.log_format,
+        ..Default::default()
+    };
+    let config = Config::load(data_dir, a.config.as_deref(), &env, flags)?;
+    init_logging(&config);
+    let listeners = dps_service::bind(&config)?;
+    let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await?;
+    let i = &running.info;
+    println!("DPS Console is running.");
+    println!("  ID scope:            {}", i.id_scope);
+    println!("  Device endpoint:     https://{}  (global device endpoint / provisioning host)", dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443)));
+    println!("  Service endpoint:    same host; connection string below");
+    println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
+    println!("  Connection string:   {}", i.service_connection_string);
+    println!("  Data directory:      {}", config.data_dir.display());
+    println!("  Endpoint file:       {}", config.data_dir.join("endpoint.json").display());
+    println!("Stop with Ctrl+C.");
+    shutdown_signal().await;
+    println!("Stopping…");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The application state every transport shares.
+
+use std::sync::Arc;
+
+use dps_core::management::Management;
+use dps_core::model::Right;
+use dps_core::ports::{DeviceRegistryStore, PolicyStore};
+use dps_core::registration::RegistrationEngine;
+use dps_core::{Clock, DpsError, ErrorKind};
+use dps_proto::EndpointInfo;
+
+pub struct App {
+    pub engine: Arc<RegistrationEngine>,
+    pub management: Management,
+    pub policies: Arc<dyn PolicyStore>,
+    pub registry: Arc<dyn DeviceRegistryStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Every name the service answers to (service-API SAS audiences).
+    pub host_names: Vec<String>,
+    pub info: EndpointInfo,
+}
+
+impl App {
+    /// Service-API authorisation (§5.1) for an operation needing `right`.
+    pub async fn authorize(&self, authorization: Option<&str>, right: Right) -> Result<String, DpsError> {
+        let policies = self.policies.list_policies().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read access policies");
+            DpsError::new(ErrorKind::Unavailable, "the store is unavailable; try again")
+        })?;
+        dps_core::access::authorize(authorization, &policies, &self.host_names, right, self.clock.as_ref())
+    }
+}

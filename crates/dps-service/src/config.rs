@@ -1,0 +1,270 @@
+//! Configuration in layers: built-in defaults → TOML file → `DPS_*` environment → command-line flags.
+//! Every layer has the same shape ([`Overrides`]); each later layer overrides the fields it sets. The
+//! result is validated once, at load, into [`Config`].
+//!
+//! The TOML file is `--config FILE` (or `DPS_CONFIG`), else `<data-dir>/config.toml` when it exists.
+//! Secrets can come from files: `master_key_file` / `DPS_MASTER_KEY_FILE`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use dps_proto::AllocationPolicy;
+use serde::Deserialize;
+
+/// The default ports are the ones the SDKs use (`dps-protocol.md` §1, §2, §3; TOOLCHAIN.md §6).
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+
+/// One configuration layer; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// Address the listeners bind (default 127.0.0.1; `0.0.0.0` or `::` for devices on other machines).
+    pub bind: Option<IpAddr>,
+    /// The host name devices and service clients use; goes into endpoint.json and the connection string.
+    pub host: Option<String>,
+    /// More names (or addresses) for the TLS certificate and the service-API audience.
+    pub extra_host_names: Option<Vec<String>>,
+    pub https_port: Option<u16>,
+    /// Seconds devices are told to wait between polls (1–60; 2–5 suit every SDK).
+    pub retry_after_secs: Option<u32>,
+    /// `hashed` (default), `geoLatency` or `static`.
+    pub default_allocation_policy: Option<String>,
+    /// Hours finished operations are kept for late polls.
+    pub operation_retention_hours: Option<u32>,
+    /// File holding the master key (base64 of 32 bytes); default `<data-dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Log filter (`info`, `dps=debug`, …).
+    pub log: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+}
+
+impl Overrides {
+    /// `self` with every field `other` sets replaced.
+    pub fn then(self, other: Overrides) -> Overrides {
+        Overrides {
+            bind: other.bind.or(self.bind),
+            host: other.host.or(self.host),
+            extra_host_names: other.extra_host_names.or(self.extra_host_names),
+            https_port: other.https_port.or(self.https_port),
+            retry_after_secs: other.retry_after_secs.or(self.retry_after_secs),
+            default_allocation_policy: other.default_allocation_policy.or(self.default_allocation_policy),
+            operation_retention_hours: other.operation_retention_hours.or(self.operation_retention_hours),
+            master_key_file: other.master_key_file.or(self.master_key_file),
+            log: other.log.or(self.log),
+            log_format: other.log_format.or(self.log_format),
+        }
+    }
+
+    /// The `DPS_*` environment layer.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Overrides, ConfigError> {
+        fn get<'a>(env: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
+            env.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        }
+        fn parse<T: std::str::FromStr>(env: &HashMap<String, String>, k: &str) -> Result<Option<T>, ConfigError> {
+            get(env, k)
+                .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value"))))
+                .transpose()
+        }
+        Ok(Overrides {
+            bind: parse(env, "DPS_BIND")?,
+            host: get(env, "DPS_HOST").map(str::to_owned),
+            extra_host_names: get(env, "DPS_EXTRA_HOST_NAMES")
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
+            https_port: parse(env, "DPS_HTTPS_PORT")?,
+            retry_after_secs: parse(env, "DPS_RETRY_AFTER_SECS")?,
+            default_allocation_policy: get(env, "DPS_DEFAULT_ALLOCATION_POLICY").map(str::to_owned),
+            operation_retention_hours: parse(env, "DPS_OPERATION_RETENTION_HOURS")?,
+            master_key_file: get(env, "DPS_MASTER_KEY_FILE").map(PathBuf::from),
+            log: get(env, "DPS_LOG").map(str::to_owned),
+            log_format: get(env, "DPS_LOG_FORMAT").map(str::to_owned),
+        })
+    }
+
+    /// The TOML file layer.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Overrides, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("{}: {}", origin.display(), e.message())))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind: IpAddr,
+    pub host: String,
+    pub extra_host_names: Vec<String>,
+    pub https_port: u16,
+    pub retry_after_secs: u32,
+    pub default_allocation_policy: AllocationPolicy,
+    pub operation_retention_hours: u32,
+    pub master_key_file: PathBuf,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir().unwrap_or_else(|| PathBuf::from(".")).join("dps-console")
+}
+
+impl Config {
+    /// Resolves every layer. `config_file`: an explicit file (must exist); otherwise
+    /// `<data-dir>/config.toml` is read when present.
+    pub fn load(
+        data_dir: PathBuf,
+        config_file: Option<&Path>,
+        env: &HashMap<String, String>,
+        flags: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let file = match config_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                Overrides::from_toml(&text, p)?
+            }
+            None => {
+                let p = data_dir.join("config.toml");
+                match std::fs::read_to_string(&p) {
+                    Ok(text) => Overrides::from_toml(&text, &p)?,
+                    Err(_) => Overrides::default(),
+                }
+            }
+        };
+        let o = file.then(Overrides::from_env(env)?).then(flags);
+        Self::validate(data_dir, o)
+    }
+
+    fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
+        let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let host = match o.host {
+            Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
+            Some(h) => h.trim().to_owned(),
+            None if bind.is_loopback() => bind.to_string(),
+            None => hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+        };
+        if host.contains('/') || host.contains(' ') {
+            return Err(ConfigError(format!("host '{host}' is not a host name")));
+        }
+        let retry_after_secs = o.retry_after_secs.unwrap_or(2);
+        if !(1..=60).contains(&retry_after_secs) {
+            return Err(ConfigError(format!("retry_after_secs {retry_after_secs} is outside 1–60")));
+        }
+        let policy_text = o.default_allocation_policy.unwrap_or_else(|| "hashed".into());
+        let default_allocation_policy = match AllocationPolicy::parse(&policy_text) {
+            Some(AllocationPolicy::Custom) => {
+                return Err(ConfigError("default_allocation_policy cannot be custom (a webhook belongs to an enrollment)".into()))
+            }
+            Some(p) => p,
+            None => return Err(ConfigError(format!("default_allocation_policy '{policy_text}' is not hashed, geoLatency or static"))),
+        };
+        let log_format = match o.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError(format!("log_format '{other}' is not text or json"))),
+        };
+        Ok(Config {
+            master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            data_dir,
+            bind,
+            host,
+            extra_host_names: o.extra_host_names.unwrap_or_default(),
+            https_port: o.https_port.unwrap_or(DEFAULT_HTTPS_PORT),
+            retry_after_secs,
+            default_allocation_policy,
+            operation_retention_hours: o.operation_retention_hours.unwrap_or(24).max(1),
+            log: o.log.unwrap_or_else(|| "info".into()),
+            log_format,
+        })
+    }
+
+    /// Every name the service answers to: the TLS certificate's SANs and the service-API audiences.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut v = vec![self.host.clone(), "localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if let Some(h) = hostname::get().ok().and_then(|h| h.into_string().ok()) {
+            v.push(h);
+        }
+        if !self.bind.is_unspecified() {
+            v.push(self.bind.to_string());
+        }
+        v.extend(self.extra_host_names.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|h| seen.insert(h.to_ascii_lowercase()));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.https_port, 443);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.retry_after_secs, 2);
+        assert_eq!(c.default_allocation_policy, AllocationPolicy::Hashed);
+        assert_eq!(c.master_key_file, PathBuf::from("/nonexistent/master.key"));
+        assert!(c.host_names().contains(&"localhost".to_owned()));
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("dps.toml");
+        std::fs::write(&file, "host = \"file.example\"\nhttps_port = 8443\nretry_after_secs = 3\nextra_host_names = [\"a.example\"]\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = env(&[("DPS_HTTPS_PORT", "9443"), ("DPS_RETRY_AFTER_SECS", "4")]);
+        let flags = Overrides { retry_after_secs: Some(5), ..Default::default() };
+        let c = Config::load(dir.path().into(), Some(&file), &e, flags).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.host.as_str(), c.https_port, c.retry_after_secs), ("file.example", 9443, 5));
+        assert!(c.host_names().contains(&"a.example".to_owned()));
+    }
+
+    #[test]
+    fn data_dir_config_toml_is_read_when_present() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("config.toml"), "default_allocation_policy = \"static\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(dir.path().into(), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.default_allocation_policy, AllocationPolicy::Static);
+    }
+
+    #[test]
+    fn bad_samples_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            ("unknown_key = 1\n", "unknown field"),
+            ("https_port = \"x\"\n", "https_port"),
+            ("https_port = 70000\n", "https_port"),
+            ("retry_after_secs = 0\n", "retry_after_secs"),
+            ("default_allocation_policy = \"custom\"\n", "custom"),
+            ("default_allocation_policy = \"random\"\n", "random"),
+            ("log_format = \"xml\"\n", "xml"),
+            ("host = \"\"\n", "host"),
+        ];
+        for (text, needle) in cases {
+            let f = dir.path().join("bad.toml");
+            std::fs::write(&f, text).unwrap_or_else(|e| panic!("{e}"));
+            let err = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default()).err().unwrap_or_else(|| panic!("{text} accepted"));
+            assert!(err.0.contains(needle), "{text}: {err}");
+        }
+        let err = Config::load(dir.path().into(), None, &env(&[("DPS_HTTPS_PORT", "https")]), Overrides::default());
+        assert!(err.is_err());
+        assert!(Config::load(dir.path().into(), Some(&dir.path().join("missing.toml")), &env(&[]), Overrides::default()).is_err());
+    }
+}

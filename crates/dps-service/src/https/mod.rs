@@ -1,0 +1,213 @@
+//! The HTTPS listener: device API (§1) and service API (§5) on one port. A connection is one task; each
+//! request is parsed into a [`Request`] (path segments percent-decoded, body read up to its route's
+//! limit), routed, and answered; any error goes through [`error::error_response`].
+
+pub mod device;
+pub mod error;
+pub mod router;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dps_core::{DpsError, ErrorKind};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::app::App;
+use router::Route;
+
+/// Device messages are limited to 96 KB (§9).
+pub const DEVICE_BODY_LIMIT: usize = 96 * 1024;
+/// Service-API bodies (bulk operations are not capped at 10 items here).
+pub const SERVICE_BODY_LIMIT: usize = 16 * 1024 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A parsed request.
+pub struct Request {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter, name matched case-insensitively.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The JSON body; `empty` is used when there is none.
+    pub fn json_or<T: serde::de::DeserializeOwned>(&self, empty: impl FnOnce() -> Option<T>) -> Result<T, DpsError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return empty().ok_or_else(|| DpsError::bad_request("the request body is empty; a JSON document is required"));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| DpsError::bad_request(format!("the request body is not valid: {e}")))
+    }
+}
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+pub fn empty_response(status: StatusCode) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+fn split_path(path: &str) -> Result<Vec<String>, DpsError> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| DpsError::invalid("the request path is not valid UTF-8 after percent-decoding"))
+        })
+        .collect()
+}
+
+fn split_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn is_device_route(r: &Route) -> bool {
+    matches!(r, Route::Register { .. } | Route::OperationStatus { .. } | Route::StatusLookup { .. })
+}
+
+async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result<(Route, Request), DpsError> {
+    let (parts, body) = req.into_parts();
+    let segments = split_path(parts.uri.path())?;
+    let route = router::route(&parts.method, &segments)?;
+    let limit = if is_device_route(&route) { DEVICE_BODY_LIMIT } else { SERVICE_BODY_LIMIT };
+    if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        if len > limit {
+            return Err(DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body ({len} bytes) exceeds the {limit}-byte limit")));
+        }
+    }
+    let body = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds the {limit}-byte limit"))
+        } else {
+            DpsError::bad_request(format!("the request body could not be read: {e}"))
+        }
+    })?;
+    Ok((
+        route,
+        Request { method: parts.method, segments, query: split_query(parts.uri.query()), headers: parts.headers, body: body.to_bytes(), peer },
+    ))
+}
+
+async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse, DpsError> {
+    use Route::*;
+    match route {
+        Register { scope, registration_id } => device::register::handle(app, req, &scope, &registration_id).await,
+        OperationStatus { scope, registration_id, operation_id } => {
+            device::operation_status::handle(app, req, &scope, &registration_id, &operation_id).await
+        }
+        StatusLookup { scope, registration_id } => device::status_lookup::handle(app, req, &scope, &registration_id).await,
+        other => service::handle(app, req, other).await,
+    }
+}
+
+/// Answers one request; never fails.
+pub async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let result = match read_request(req, peer).await {
+        Ok((route, r)) => dispatch(&app, route, &r).await,
+        Err(e) => Err(e),
+    };
+    let response = match result {
+        Ok(r) => {
+            debug!(%method, %path, status = r.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+            r
+        }
+        Err(e) => {
+            let tracking_id = uuid::Uuid::new_v4().to_string();
+            if e.status() >= 500 {
+                warn!(%method, %path, %peer, code = e.code(), tracking_id, error = %e.message, "request failed");
+            } else {
+                info!(%method, %path, %peer, code = e.code(), tracking_id, error = %e.message, "request refused");
+            }
+            error::error_response(&e, &tracking_id, app.clock.now())
+        }
+    };
+    Ok(response)
+}
+
+/// Accepts TLS connections until `shutdown` turns true, then lets open requests finish (5 s at most).
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, app, watcher) = (acceptor.clone(), Arc::clone(&app), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), peer, req));
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

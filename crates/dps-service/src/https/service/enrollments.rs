@@ -1,0 +1,40 @@
+//! `/enrollments…`: individual enrollments (§5.2).
+
+use dps_core::DpsError;
+use dps_proto::{BulkEnrollmentOperation, IndividualEnrollment, QuerySpecification};
+use http::StatusCode;
+
+use super::{page_request, page_response, precondition};
+use crate::app::App;
+use crate::https::{empty_response, json_response, HttpResponse, Request};
+
+pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.management.get_enrollment(id).await?))
+}
+
+pub async fn put(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
+    let e: IndividualEnrollment = req.json_or(|| None)?;
+    Ok(json_response(StatusCode::OK, &app.management.put_enrollment(id, e, precondition(req)).await?))
+}
+
+pub async fn delete(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
+    app.management.delete_enrollment(id, precondition(req)).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+pub async fn attestation(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.management.enrollment_attestation(id).await?))
+}
+
+pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    // The query text is accepted and not interpreted: every SDK sends `SELECT * FROM enrollments`.
+    let _spec: Option<QuerySpecification> = req.json_or(|| Some(None))?;
+    let page = page_request(req)?;
+    let max = page.max_items;
+    Ok(page_response(app.management.query_enrollments(page).await?, "Enrollment", max))
+}
+
+pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    let op: BulkEnrollmentOperation = req.json_or(|| None)?;
+    Ok(json_response(StatusCode::OK, &app.management.bulk_enrollments(op).await))
+}

@@ -1,0 +1,93 @@
+//! Service (management) API over HTTPS (§5), plus DPS Console's documented extensions (linked hubs,
+//! decision traces, the built-in registry, service info). Every route checks the SAS policy right it
+//! needs first.
+
+pub mod enrollment_groups;
+pub mod enrollments;
+pub mod linked_hubs;
+pub mod registrations;
+
+use dps_core::model::{Page, PageRequest, Precondition, Right};
+use dps_core::DpsError;
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+
+use super::router::Route;
+use super::{json_response, HttpResponse, Request};
+use crate::app::App;
+
+/// Default page size of queries without `x-ms-max-item-count`.
+pub const DEFAULT_PAGE: usize = 100;
+
+pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpResponse, DpsError> {
+    use Route::*;
+    let right = match &route {
+        GetEnrollment(_) | EnrollmentAttestation(_) | QueryEnrollments | GetGroup(_) | GroupAttestation(_) | QueryGroups => {
+            Right::EnrollmentRead
+        }
+        PutEnrollment(_) | DeleteEnrollment(_) | BulkEnrollments | PutGroup(_) | DeleteGroup(_) | BulkGroups => Right::EnrollmentWrite,
+        GetRegistration(_) | QueryRegistrations(_) | QueryAllRegistrations | RegistrationTrace(_) => Right::RegistrationStatusRead,
+        DeleteRegistration(_) => Right::RegistrationStatusWrite,
+        ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
+        Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
+            return Err(DpsError::internal("a device route reached the service API"))
+        }
+    };
+    app.authorize(req.header("authorization"), right).await?;
+    match route {
+        GetEnrollment(id) => enrollments::get(app, &id).await,
+        PutEnrollment(id) => enrollments::put(app, req, &id).await,
+        DeleteEnrollment(id) => enrollments::delete(app, req, &id).await,
+        EnrollmentAttestation(id) => enrollments::attestation(app, &id).await,
+        QueryEnrollments => enrollments::query(app, req).await,
+        BulkEnrollments => enrollments::bulk(app, req).await,
+        GetGroup(id) => enrollment_groups::get(app, &id).await,
+        PutGroup(id) => enrollment_groups::put(app, req, &id).await,
+        DeleteGroup(id) => enrollment_groups::delete(app, req, &id).await,
+        GroupAttestation(id) => enrollment_groups::attestation(app, &id).await,
+        QueryGroups => enrollment_groups::query(app, req).await,
+        BulkGroups => enrollment_groups::bulk(app, req).await,
+        GetRegistration(id) => registrations::get(app, &id).await,
+        DeleteRegistration(id) => registrations::delete(app, req, &id).await,
+        QueryRegistrations(group) => registrations::query(app, req, Some(&group)).await,
+        QueryAllRegistrations => registrations::query(app, req, None).await,
+        RegistrationTrace(id) => registrations::trace(app, &id).await,
+        ListHubs => linked_hubs::list(app).await,
+        GetHub(h) => linked_hubs::get(app, &h).await,
+        PutHub(h) => linked_hubs::put(app, req, &h).await,
+        DeleteHub(h) => linked_hubs::delete(app, &h).await,
+        HubDevices(h) => linked_hubs::devices(app, &h).await,
+        ServiceInfo => Ok(json_response(StatusCode::OK, &app.info)),
+        Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
+    }
+}
+
+pub fn precondition(req: &Request) -> Precondition {
+    Precondition::from_if_match(req.header("if-match"))
+}
+
+/// `x-ms-max-item-count` and `x-ms-continuation` (§5.2).
+pub fn page_request(req: &Request) -> Result<PageRequest, DpsError> {
+    let max_items = match req.header("x-ms-max-item-count") {
+        None => DEFAULT_PAGE,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n.min(10_000),
+            _ => return Err(DpsError::invalid(format!("x-ms-max-item-count '{}' is not a positive number", v.escape_debug()))),
+        },
+    };
+    let continuation = req.header("x-ms-continuation").map(str::to_owned).filter(|c| !c.is_empty());
+    Ok(PageRequest { continuation, max_items })
+}
+
+/// A query answer: the items plus `x-ms-item-type`, `x-ms-max-item-count` and, when more remain,
+/// `x-ms-continuation`.
+pub fn page_response<T: Serialize>(page: Page<T>, item_type: &'static str, max_items: usize) -> HttpResponse {
+    let mut r = json_response(StatusCode::OK, &page.items);
+    let h = r.headers_mut();
+    h.insert("x-ms-item-type", HeaderValue::from_static(item_type));
+    h.insert("x-ms-max-item-count", HeaderValue::from(max_items));
+    if let Some(c) = page.continuation.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert("x-ms-continuation", c);
+    }
+    r
+}

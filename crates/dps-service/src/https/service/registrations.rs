@@ -1,0 +1,37 @@
+//! `/registrations…`: registration records (§5.2) and their decision traces (extension).
+
+use dps_core::DpsError;
+use dps_proto::QuerySpecification;
+use http::StatusCode;
+use serde_json::json;
+
+use super::{page_request, page_response, precondition};
+use crate::app::App;
+use crate::https::{empty_response, json_response, HttpResponse, Request};
+
+pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.management.get_registration(id).await?.state))
+}
+
+pub async fn delete(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
+    app.management.delete_registration(id, precondition(req)).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+/// `POST /registrations/{groupId}/query` (swagger: no body; Node/.NET send a QuerySpecification — accepted
+/// and ignored, §10.11). `POST /registrations/query` lists every record (extension).
+pub async fn query(app: &App, req: &Request, group: Option<&str>) -> Result<HttpResponse, DpsError> {
+    let _spec: Option<QuerySpecification> = req.json_or(|| Some(None)).or_else(|_| Ok::<_, DpsError>(None))?;
+    let page = page_request(req)?;
+    let max = page.max_items;
+    Ok(page_response(app.management.query_registrations(group, page).await?, "DeviceRegistration", max))
+}
+
+/// `GET /registrations/{id}/trace`: how the last registration of this device was decided.
+pub async fn trace(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    let rec = app.management.get_registration(id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "registrationState": rec.state, "enrollment": rec.enrollment, "attestation": rec.attestation.as_str(), "trace": rec.trace }),
+    ))
+}

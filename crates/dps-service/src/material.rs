@@ -1,0 +1,121 @@
+//! What the data directory holds besides the database, created on first start:
+//! - `master.key`: the AES-256-GCM key every secret at rest is sealed with (mode 0600);
+//! - `ca.pem` / `ca.key`: a local root CA (the key mode 0600) that devices are told to trust;
+//! - the TLS server certificate, issued by that CA at every start for the configured host names (so a new
+//!   name needs only a restart), kept in memory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use dps_crypto::MasterKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub struct Material {
+    pub master_key: Arc<MasterKey>,
+    pub ca_pem: String,
+    pub ca_path: PathBuf,
+    pub server_chain: Vec<CertificateDer<'static>>,
+    pub server_key: PrivateKeyDer<'static>,
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(contents)?;
+    Ok(())
+}
+
+fn load_or_create_master_key(path: &Path) -> Result<MasterKey> {
+    match fs::read_to_string(path) {
+        Ok(text) => MasterKey::from_base64(&text).map_err(|e| anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, text) = MasterKey::generate();
+            write_private(path, format!("{text}\n").as_bytes())?;
+            Ok(key)
+        }
+        Err(e) => Err(anyhow!("cannot read the master key {}: {e}", path.display())),
+    }
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair)> {
+    let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
+    if cert_path.exists() && key_path.exists() {
+        let pem = fs::read_to_string(&cert_path)?;
+        let key = KeyPair::from_pem(&fs::read_to_string(&key_path)?).with_context(|| format!("{} is not a private key", key_path.display()))?;
+        return Ok((pem, key));
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    let host = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+    dn.push(DnType::CommonName, format!("DPS Console local root CA ({host})"));
+    dn.push(DnType::OrganizationName, "DPS Console");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity(&mut params, 3650);
+    let cert = params.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    fs::write(&cert_path, cert.pem())?;
+    Ok((cert.pem(), key))
+}
+
+fn issue_server_certificate(ca_pem: &str, ca_key: &KeyPair, names: &[String]) -> Result<(String, KeyPair)> {
+    let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key).context("the CA certificate cannot be read")?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, 397);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key))
+}
+
+fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<std::result::Result<Vec<_>, _>>().context("bad PEM")
+}
+
+/// Prepares the data directory and the TLS material for `host_names`.
+pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -> Result<Material> {
+    fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700));
+    }
+    let master_key = Arc::new(load_or_create_master_key(master_key_file)?);
+    let (ca_pem, ca_key) = load_or_create_ca(data_dir)?;
+    let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
+    let mut server_chain = pem_certs(&server_pem)?;
+    server_chain.extend(pem_certs(&ca_pem)?);
+    Ok(Material {
+        master_key,
+        ca_path: fs::canonicalize(data_dir.join("ca.pem")).unwrap_or_else(|_| data_dir.join("ca.pem")),
+        ca_pem,
+        server_chain,
+        server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+    })
+}
