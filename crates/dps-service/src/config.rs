@@ -84,7 +84,7 @@ impl Overrides {
 
     /// The TOML file layer.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Overrides, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(format!("{}: {}", origin.display(), e.message())))
+        toml::from_str(text).map_err(|e| ConfigError(format!("{}: {}", origin.display(), e.to_string().trim_end())))
     }
 }
 

@@ -1,0 +1,56 @@
+//! Operations are persisted (§8): a poll is answered after a restart, and an assignment interrupted by
+//! a stop is resumed at the next start.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestService;
+use dps_core::model::{EnrollmentRef, Operation};
+use dps_core::ports::OperationStore;
+use dps_proto::{AttestationType, RegistrationStatus};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_poll_is_answered_after_a_restart() {
+    let mut s = TestService::start().await;
+    let key = s.enroll("restart-1", json!({})).await;
+    let sas = s.device_sas("restart-1", &key, s.now() + 3600);
+    let a = s.register("restart-1", &sas, "{}").await;
+    assert_eq!(a.status, 202);
+    let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
+    s.restart().await;
+    let done = s.poll_done("restart-1", &op, &sas).await;
+    assert_eq!((done.status, &done.body["status"]), (200, &json!("assigned")), "{}", done.body);
+}
+
+#[tokio::test]
+async fn an_interrupted_assignment_resumes_at_start() {
+    let mut s = TestService::start().await;
+    let key = s.enroll("restart-2", json!({})).await;
+    s.stop().await;
+    // What a crash between "accepted" and "assigned" leaves behind.
+    let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = dps_store::SqliteStore::open(&s.dir.path().join("dps.sqlite"), Arc::new(master)).await.unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    let op = Operation {
+        operation_id: "4.0123456789abcdef.pending".into(),
+        registration_id: "restart-2".into(),
+        status: RegistrationStatus::Assigning,
+        enrollment: EnrollmentRef::Individual("restart-2".into()),
+        attestation: AttestationType::SymmetricKey,
+        payload: None,
+        force_registration: false,
+        result: None,
+        created: now,
+        updated: now,
+    };
+    store.put_operation(&op).await.unwrap_or_else(|e| panic!("{e}"));
+    store.close().await;
+    s.restart().await;
+    let sas = s.device_sas("restart-2", &key, s.now() + 3600);
+    let done = s.poll_done("restart-2", &op.operation_id, &sas).await;
+    assert_eq!(done.body["status"], "assigned", "{}", done.body);
+    assert_eq!(done.body["registrationState"]["assignedHub"], "local-hub.dps.local");
+}
