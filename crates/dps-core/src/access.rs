@@ -37,9 +37,8 @@ pub fn authorize(
         .iter()
         .find(|p| p.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| DpsError::unauthorized(format!("no shared access policy named '{}'", name.escape_debug())))?;
-    let verified = [&policy.primary_key, &policy.secondary_key]
-        .iter()
-        .any(|k| decode_key(k.expose()).map(|b| token.verify(&b)).unwrap_or(false));
+    let verified =
+        [&policy.primary_key, &policy.secondary_key].iter().any(|k| decode_key(k.expose()).map(|b| token.verify(&b)).unwrap_or(false));
     if !verified {
         return Err(DpsError::unauthorized(format!("the token is not signed with a key of policy '{}'", policy.name)));
     }

@@ -124,7 +124,12 @@ mod tests {
 
     fn pick(id: &str, hubs: &[LinkedHub]) -> String {
         BuiltinAllocator
-            .allocate(&AllocationRequest { registration_id: id, policy: AllocationPolicy::Hashed, candidates: hubs.to_vec(), named_by_enrollment: false })
+            .allocate(&AllocationRequest {
+                registration_id: id,
+                policy: AllocationPolicy::Hashed,
+                candidates: hubs.to_vec(),
+                named_by_enrollment: false,
+            })
             .map(|d| d.hub)
             .unwrap_or_default()
     }
@@ -162,7 +167,12 @@ mod tests {
 
     #[test]
     fn static_needs_exactly_one_named_hub() {
-        let req = |c: Vec<LinkedHub>, named| AllocationRequest { registration_id: "x", policy: AllocationPolicy::Static, candidates: c, named_by_enrollment: named };
+        let req = |c: Vec<LinkedHub>, named| AllocationRequest {
+            registration_id: "x",
+            policy: AllocationPolicy::Static,
+            candidates: c,
+            named_by_enrollment: named,
+        };
         assert_eq!(BuiltinAllocator.allocate(&req(vec![hub("a", 1)], true)).map(|d| d.hub), Ok("a".to_owned()));
         assert!(BuiltinAllocator.allocate(&req(vec![hub("a", 1), hub("b", 1)], true)).is_err());
         assert!(BuiltinAllocator.allocate(&req(vec![hub("a", 1)], false)).is_err());

@@ -5,7 +5,7 @@
 //! symmetric-key group derives for this id (§4.2). X.509 and TPM enrollments are stored already; their
 //! device-side attestation answers a clear 401 until it lands.
 
-use dps_crypto::{decode_key, derive_device_key, Secret, SasToken};
+use dps_crypto::{decode_key, derive_device_key, SasToken, Secret};
 use dps_proto::{AttestationType, EnrollmentGroup, IdScope, IndividualEnrollment, RegistrationId};
 
 use crate::error::DpsError;
@@ -28,8 +28,8 @@ pub enum DeviceCredentials {
 /// The enrollment a device matched.
 #[derive(Debug, Clone)]
 pub enum Matched {
-    Individual(IndividualEnrollment),
-    Group(EnrollmentGroup),
+    Individual(Box<IndividualEnrollment>),
+    Group(Box<EnrollmentGroup>),
 }
 
 impl Matched {
@@ -60,13 +60,9 @@ fn keys_of(kind: &str, id: &str, primary: Option<&String>, secondary: Option<&St
 /// Checks the token's audience and expiry (§4.1 steps 3–4).
 fn check_token(token: &SasToken, scope: &IdScope, reg: &RegistrationId, clock: &dyn Clock) -> Result<(), DpsError> {
     let expected = format!("{}/registrations/{}", scope.as_str(), reg.as_str());
-    let resource = token
-        .resource()
-        .map_err(|e| DpsError::unauthorized(format!("the SAS token is malformed: {e}")))?;
+    let resource = token.resource().map_err(|e| DpsError::unauthorized(format!("the SAS token is malformed: {e}")))?;
     if !resource.eq_ignore_ascii_case(&expected) {
-        return Err(DpsError::unauthorized(format!(
-            "the SAS token was issued for '{resource}', not for '{expected}'"
-        )));
+        return Err(DpsError::unauthorized(format!("the SAS token was issued for '{resource}', not for '{expected}'")));
     }
     let now = clock.now().timestamp();
     let se = token.expiry();
@@ -86,17 +82,14 @@ pub async fn attest(
     presents_tpm: bool,
 ) -> Result<Attested, DpsError> {
     let token = match creds {
-        DeviceCredentials::Sas(t) => SasToken::parse(t)
-            .map_err(|e| DpsError::unauthorized(format!("invalid SharedAccessSignature: {e}")))?,
+        DeviceCredentials::Sas(t) => {
+            SasToken::parse(t).map_err(|e| DpsError::unauthorized(format!("invalid SharedAccessSignature: {e}")))?
+        }
         DeviceCredentials::None if presents_tpm => {
-            return Err(DpsError::unauthorized(
-                "TPM attestation is not available in this version of the service; use symmetric keys",
-            ))
+            return Err(DpsError::unauthorized("TPM attestation is not available in this version of the service; use symmetric keys"))
         }
         DeviceCredentials::None => {
-            return Err(DpsError::unauthorized(
-                "no credentials: send a SharedAccessSignature (symmetric key) in the Authorization header",
-            ))
+            return Err(DpsError::unauthorized("no credentials: send a SharedAccessSignature (symmetric key) in the Authorization header"))
         }
     };
     check_token(&token, scope, reg, clock)?;
@@ -110,15 +103,17 @@ pub async fn attest(
             )));
         };
         let keys = keys_of("enrollment", reg.as_str(), sk.primary_key.as_ref(), sk.secondary_key.as_ref())?;
-        let ok = [&keys.0, &keys.1]
-            .iter()
-            .any(|k| decode_key(k.expose()).map(|b| token.verify(&b)).unwrap_or(false));
+        let ok = [&keys.0, &keys.1].iter().any(|k| decode_key(k.expose()).map(|b| token.verify(&b)).unwrap_or(false));
         if !ok {
             return Err(DpsError::unauthorized(format!(
                 "the SAS token of '{reg}' is not signed with the enrollment's primary or secondary key"
             )));
         }
-        return Ok(Attested { matched: Matched::Individual(e), attestation: AttestationType::SymmetricKey, device_keys: Some(keys) });
+        return Ok(Attested {
+            matched: Matched::Individual(Box::new(e)),
+            attestation: AttestationType::SymmetricKey,
+            device_keys: Some(keys),
+        });
     }
 
     for g in store.symmetric_key_groups().await.map_err(backend)? {
@@ -128,7 +123,7 @@ pub async fn attest(
         let ok = [&p, &s].iter().any(|k| decode_key(k).map(|b| token.verify(&b)).unwrap_or(false));
         if ok {
             return Ok(Attested {
-                matched: Matched::Group(g),
+                matched: Matched::Group(Box::new(g)),
                 attestation: AttestationType::SymmetricKey,
                 device_keys: Some((Secret::new(p), Secret::new(s))),
             });

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use dps_crypto::{generate_key, validate_key};
 use dps_proto::{
     AllocationPolicy, AttestationMechanism, AttestationType, BulkEnrollmentGroupOperation, BulkEnrollmentOperation,
-    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkMode, DeviceCapabilities,
-    DeviceRegistrationState, EnrollmentGroup, EnrollmentGroupId, IndividualEnrollment, LinkedHub,
-    ProvisioningStatus, RegistrationId, ReprovisionPolicy, SymmetricKeyAttestation,
+    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkMode, DeviceCapabilities, DeviceRegistrationState, EnrollmentGroup,
+    EnrollmentGroupId, IndividualEnrollment, LinkedHub, ProvisioningStatus, RegistrationId, ReprovisionPolicy, SymmetricKeyAttestation,
 };
 
 use crate::error::{DpsError, ErrorKind};
@@ -28,9 +27,10 @@ pub struct Management {
 fn map_store(what: String) -> impl Fn(StoreError) -> DpsError {
     move |e| match e {
         StoreError::NotFound => DpsError::new(ErrorKind::EnrollmentNotFound, format!("{what} not found")),
-        StoreError::PreconditionFailed => {
-            DpsError::new(ErrorKind::PreconditionFailed, format!("{what}: the If-Match etag does not match the current etag (precondition failed)"))
-        }
+        StoreError::PreconditionFailed => DpsError::new(
+            ErrorKind::PreconditionFailed,
+            format!("{what}: the If-Match etag does not match the current etag (precondition failed)"),
+        ),
         StoreError::Conflict => DpsError::new(ErrorKind::Conflict, format!("{what} already exists")),
         StoreError::Backend(detail) => {
             tracing::error!(%detail, "store failure");
@@ -40,9 +40,7 @@ fn map_store(what: String) -> impl Fn(StoreError) -> DpsError {
 }
 
 fn check_device_id(d: &str) -> Result<(), DpsError> {
-    let ok = !d.is_empty()
-        && d.len() <= 128
-        && d.chars().all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c));
+    let ok = !d.is_empty() && d.len() <= 128 && d.chars().all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c));
     if ok {
         Ok(())
     } else {
@@ -135,7 +133,12 @@ impl Management {
     }
 
     /// Stamps a write: new etag, both times now (the store keeps the created time of what it replaces).
-    fn stamp(&self, created: &mut Option<chrono::DateTime<chrono::Utc>>, updated: &mut Option<chrono::DateTime<chrono::Utc>>, etag: &mut Option<String>) {
+    fn stamp(
+        &self,
+        created: &mut Option<chrono::DateTime<chrono::Utc>>,
+        updated: &mut Option<chrono::DateTime<chrono::Utc>>,
+        etag: &mut Option<String>,
+    ) {
         let now = self.clock.now();
         *created = Some(now);
         *updated = Some(now);
@@ -147,7 +150,11 @@ impl Management {
         let id = RegistrationId::try_from(e.registration_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
         if let Some(p) = path_id {
             if !p.eq_ignore_ascii_case(id.as_str()) {
-                return Err(DpsError::invalid(format!("registrationId '{}' in the body does not match '{}' in the path", id, p.escape_debug())));
+                return Err(DpsError::invalid(format!(
+                    "registrationId '{}' in the body does not match '{}' in the path",
+                    id,
+                    p.escape_debug()
+                )));
             }
         }
         if let Some(d) = e.device_id.as_deref() {
@@ -174,7 +181,11 @@ impl Management {
         let id = EnrollmentGroupId::try_from(g.enrollment_group_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
         if let Some(p) = path_id {
             if !p.eq_ignore_ascii_case(id.as_str()) {
-                return Err(DpsError::invalid(format!("enrollmentGroupId '{}' in the body does not match '{}' in the path", id, p.escape_debug())));
+                return Err(DpsError::invalid(format!(
+                    "enrollmentGroupId '{}' in the body does not match '{}' in the path",
+                    id,
+                    p.escape_debug()
+                )));
             }
         }
         prepare_attestation(&mut g.attestation, true)?;
@@ -196,12 +207,22 @@ impl Management {
 
     pub async fn get_enrollment(&self, id: &str) -> Result<IndividualEnrollment, DpsError> {
         let what = format!("enrollment '{}'", id.escape_debug());
-        let mut e = self.enrollments.get_enrollment(id).await.map_err(map_store(what.clone()))?.ok_or_else(|| map_store(what)(StoreError::NotFound))?;
+        let mut e = self
+            .enrollments
+            .get_enrollment(id)
+            .await
+            .map_err(map_store(what.clone()))?
+            .ok_or_else(|| map_store(what)(StoreError::NotFound))?;
         e.registration_state = self.registrations.get_registration(id).await.ok().flatten().map(|r| r.state);
         Ok(e)
     }
 
-    pub async fn put_enrollment(&self, path_id: &str, e: IndividualEnrollment, pre: Precondition) -> Result<IndividualEnrollment, DpsError> {
+    pub async fn put_enrollment(
+        &self,
+        path_id: &str,
+        e: IndividualEnrollment,
+        pre: Precondition,
+    ) -> Result<IndividualEnrollment, DpsError> {
         let e = self.prepare_enrollment(Some(path_id), e).await?;
         let what = format!("enrollment '{}'", e.registration_id);
         self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
@@ -235,7 +256,12 @@ impl Management {
                 }
             };
             if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError { registration_id: Some(id), enrollment_group_id: None, error_code: err.code(), error_status: err.message });
+                errors.push(BulkEnrollmentOperationError {
+                    registration_id: Some(id),
+                    enrollment_group_id: None,
+                    error_code: err.code(),
+                    error_status: err.message,
+                });
             }
         }
         BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
@@ -282,7 +308,12 @@ impl Management {
                 }
             };
             if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError { registration_id: None, enrollment_group_id: Some(id), error_code: err.code(), error_status: err.message });
+                errors.push(BulkEnrollmentOperationError {
+                    registration_id: None,
+                    enrollment_group_id: Some(id),
+                    error_code: err.code(),
+                    error_status: err.message,
+                });
             }
         }
         BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
@@ -300,7 +331,9 @@ impl Management {
 
     pub async fn delete_registration(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
         self.registrations.delete_registration(id, pre).await.map_err(|e| match e {
-            StoreError::NotFound => DpsError::new(ErrorKind::RegistrationNotFound, format!("registration '{}' not found", id.escape_debug())),
+            StoreError::NotFound => {
+                DpsError::new(ErrorKind::RegistrationNotFound, format!("registration '{}' not found", id.escape_debug()))
+            }
             other => map_store(format!("registration '{}'", id.escape_debug()))(other),
         })
     }
@@ -319,9 +352,8 @@ impl Management {
 
     pub async fn put_hub(&self, hub: LinkedHub) -> Result<LinkedHub, DpsError> {
         let name = hub.host_name.trim();
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
+        let valid =
+            !name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
         if !valid {
             return Err(DpsError::invalid(format!("'{}' is not a valid hub host name", hub.host_name.escape_debug())));
         }

@@ -72,13 +72,8 @@ pub enum Right {
 }
 
 impl Right {
-    pub const ALL: [Right; 5] = [
-        Self::ServiceConfig,
-        Self::EnrollmentRead,
-        Self::EnrollmentWrite,
-        Self::RegistrationStatusRead,
-        Self::RegistrationStatusWrite,
-    ];
+    pub const ALL: [Right; 5] =
+        [Self::ServiceConfig, Self::EnrollmentRead, Self::EnrollmentWrite, Self::RegistrationStatusRead, Self::RegistrationStatusWrite];
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ServiceConfig => "ServiceConfig",

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dps_proto::{
-    AllocationPolicy, AttestationType, DeviceRegistration, DeviceRegistrationResult, DeviceRegistrationState,
-    IdScope, LinkedHub, RegistrationId, RegistrationOperationStatus, RegistrationStatus, ReprovisionPolicy,
-    Substatus, SymmetricKeyRegistrationResult,
+    AllocationPolicy, AttestationType, DeviceRegistration, DeviceRegistrationResult, DeviceRegistrationState, IdScope, LinkedHub,
+    RegistrationId, RegistrationOperationStatus, RegistrationStatus, ReprovisionPolicy, Substatus, SymmetricKeyRegistrationResult,
 };
 use serde_json::json;
 use tracing::{info, warn};
@@ -18,9 +17,7 @@ use crate::allocation::{AllocationRequest, Allocator};
 use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
-use crate::ports::{
-    EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore, RegistrationStore,
-};
+use crate::ports::{EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore, RegistrationStore};
 use crate::Clock;
 
 /// The engine's collaborators.
@@ -168,7 +165,11 @@ impl RegistrationEngine {
             })?;
         if op.status.is_terminal() {
             Ok(Reply {
-                status: RegistrationOperationStatus { operation_id: op.operation_id.clone(), status: op.status, registration_state: op.result.clone() },
+                status: RegistrationOperationStatus {
+                    operation_id: op.operation_id.clone(),
+                    status: op.status,
+                    registration_state: op.result.clone(),
+                },
                 retry_after: None,
             })
         } else {
@@ -241,8 +242,10 @@ impl RegistrationEngine {
     async fn load_enrollment(&self, r: &EnrollmentRef) -> Result<Option<Matched>, DpsError> {
         let err = store_err("could not read the enrollment");
         Ok(match r {
-            EnrollmentRef::Individual(id) => self.ports.enrollments.get_enrollment(id).await.map_err(&err)?.map(Matched::Individual),
-            EnrollmentRef::Group(id) => self.ports.enrollments.get_group(id).await.map_err(&err)?.map(Matched::Group),
+            EnrollmentRef::Individual(id) => {
+                self.ports.enrollments.get_enrollment(id).await.map_err(&err)?.map(|e| Matched::Individual(Box::new(e)))
+            }
+            EnrollmentRef::Group(id) => self.ports.enrollments.get_group(id).await.map_err(&err)?.map(|g| Matched::Group(Box::new(g))),
         })
     }
 
@@ -264,7 +267,15 @@ impl RegistrationEngine {
         let view = EnrollmentView::of(&matched);
         if view.disabled {
             trace["why"] = json!("the enrollment is disabled");
-            return Outcome { status: RegistrationStatus::Disabled, matched: Some(matched), hub: None, device_id: None, substatus: None, error: None, trace };
+            return Outcome {
+                status: RegistrationStatus::Disabled,
+                matched: Some(matched),
+                hub: None,
+                device_id: None,
+                substatus: None,
+                error: None,
+                trace,
+            };
         }
         let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
             Ok(p) => p.filter(|p| p.state.status == Some(RegistrationStatus::Assigned)),
@@ -286,7 +297,12 @@ impl RegistrationEngine {
                 Ok((hubs, named)) => self
                     .ports
                     .allocator
-                    .allocate(&AllocationRequest { registration_id: &op.registration_id, policy, candidates: hubs, named_by_enrollment: named })
+                    .allocate(&AllocationRequest {
+                        registration_id: &op.registration_id,
+                        policy,
+                        candidates: hubs,
+                        named_by_enrollment: named,
+                    })
                     .map(|d| (d.hub.clone(), serde_json::to_value(&d).unwrap_or_default())),
                 Err(e) => Err(e),
             }
@@ -327,7 +343,11 @@ impl RegistrationEngine {
         };
         if let Err(e) = self.ports.connector.provision(&hub, &device).await {
             trace["connector"] = json!({ "hub": hub.host_name, "result": e.to_string() });
-            return Outcome::failed(DpsError::new(ErrorKind::Unavailable, format!("hub '{}' did not accept the device: {e}", hub.host_name)), trace, Some(matched));
+            return Outcome::failed(
+                DpsError::new(ErrorKind::Unavailable, format!("hub '{}' did not accept the device: {e}", hub.host_name)),
+                trace,
+                Some(matched),
+            );
         }
         trace["connector"] = json!({ "hub": hub.host_name, "result": "identity created or updated" });
         if moved {
@@ -339,7 +359,15 @@ impl RegistrationEngine {
             }
         }
         trace["substatus"] = json!(substatus.as_str());
-        Outcome { status: RegistrationStatus::Assigned, matched: Some(matched), hub: Some(hub.host_name), device_id: Some(device_id), substatus: Some(substatus), error: None, trace }
+        Outcome {
+            status: RegistrationStatus::Assigned,
+            matched: Some(matched),
+            hub: Some(hub.host_name),
+            device_id: Some(device_id),
+            substatus: Some(substatus),
+            error: None,
+            trace,
+        }
     }
 
     async fn finish(&self, mut op: Operation, o: Outcome) -> Result<(), crate::ports::StoreError> {
@@ -359,9 +387,15 @@ impl RegistrationEngine {
             etag: Some(new_etag()),
             payload: None,
         };
-        let record = RegistrationRecord { state: state.clone(), enrollment: op.enrollment.clone(), attestation: op.attestation, trace: Some(o.trace) };
+        let record = RegistrationRecord {
+            state: state.clone(),
+            enrollment: op.enrollment.clone(),
+            attestation: op.attestation,
+            trace: Some(o.trace),
+        };
         // A failure leaves an assigned device assigned: only record it when there is nothing better.
-        let keep_previous = o.status == RegistrationStatus::Failed && previous.as_ref().is_some_and(|p| p.state.status == Some(RegistrationStatus::Assigned));
+        let keep_previous = o.status == RegistrationStatus::Failed
+            && previous.as_ref().is_some_and(|p| p.state.status == Some(RegistrationStatus::Assigned));
         if !keep_previous {
             self.ports.registrations.put_registration(record).await?;
         }
@@ -377,8 +411,12 @@ impl RegistrationEngine {
         op.updated = now;
         self.ports.operations.put_operation(&op).await?;
         match &o.error {
-            Some(e) => warn!(registration_id = %op.registration_id, operation_id = %op.operation_id, code = e.code(), error = %e.message, "registration failed"),
-            None => info!(registration_id = %op.registration_id, operation_id = %op.operation_id, status = o.status.as_str(), hub = ?o.hub, "registration finished"),
+            Some(e) => {
+                warn!(registration_id = %op.registration_id, operation_id = %op.operation_id, code = e.code(), error = %e.message, "registration failed")
+            }
+            None => {
+                info!(registration_id = %op.registration_id, operation_id = %op.operation_id, status = o.status.as_str(), hub = ?o.hub, "registration finished")
+            }
         }
         Ok(())
     }

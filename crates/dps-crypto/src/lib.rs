@@ -9,8 +9,8 @@ pub mod sas;
 pub mod sealed;
 pub mod secret;
 
+pub use keys::decode_key;
 pub use keys::{derive_device_key, generate_key, validate_key, KeyError};
 pub use sas::{build_token, sign, SasError, SasToken};
-pub use keys::decode_key;
 pub use sealed::{MasterKey, SealError};
 pub use secret::Secret;

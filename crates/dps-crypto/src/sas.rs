@@ -34,11 +34,7 @@ pub struct SasToken {
 
 impl std::fmt::Debug for SasToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SasToken")
-            .field("sr", &self.sr)
-            .field("se", &self.se)
-            .field("skn", &self.skn)
-            .finish_non_exhaustive()
+        f.debug_struct("SasToken").field("sr", &self.sr).field("se", &self.se).field("skn", &self.skn).finish_non_exhaustive()
     }
 }
 
@@ -72,10 +68,7 @@ impl SasToken {
 
     /// The audience, percent-decoded (`0ne…/registrations/dev1`, or a host name on the service API).
     pub fn resource(&self) -> Result<String, SasError> {
-        percent_decode_str(&self.sr)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| SasError::Malformed("sr"))
+        percent_decode_str(&self.sr).decode_utf8().map(|s| s.into_owned()).map_err(|_| SasError::Malformed("sr"))
     }
 
     /// Expiry in seconds since the epoch. Values too large for u64 (never seen, but not ours to trust)
@@ -163,7 +156,8 @@ mod tests {
 
     #[test]
     fn a_wrong_key_or_altered_field_fails() {
-        let t = "SharedAccessSignature sr=0ne0001A2B3%2Fregistrations%2Fdev1&sig=c6v11l32JqAHj2RLcgKlmsN70OidVpEQUPzRxxI0ABk%3D&se=1735689600";
+        let t =
+            "SharedAccessSignature sr=0ne0001A2B3%2Fregistrations%2Fdev1&sig=c6v11l32JqAHj2RLcgKlmsN70OidVpEQUPzRxxI0ABk%3D&se=1735689600";
         let tok = SasToken::parse(t).unwrap_or_else(|e| panic!("{e}"));
         assert!(!tok.verify(&[0u8; 32]));
         let later = SasToken::parse(&t.replace("1735689600", "1735689601")).unwrap_or_else(|e| panic!("{e}"));

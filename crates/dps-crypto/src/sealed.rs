@@ -67,10 +67,7 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         // Encryption with a 32-byte key and a 12-byte nonce cannot fail for inputs below 64 GiB.
-        let ct = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
-            .unwrap_or_default();
+        let ct = self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() }).unwrap_or_default();
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -85,9 +82,7 @@ impl MasterKey {
             return Err(SealError::Malformed);
         }
         let (nonce, ct) = raw.split_at(12);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
-            .map_err(|_| SealError::Unauthentic)
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() }).map_err(|_| SealError::Unauthentic)
     }
 
     /// Convenience for text secrets.

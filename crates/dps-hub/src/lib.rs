@@ -26,11 +26,8 @@ impl BuiltinRegistry {
 #[async_trait]
 impl HubConnector for BuiltinRegistry {
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
-        let existing = self
-            .store
-            .get_identity(&hub.host_name, &device.device_id)
-            .await
-            .map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        let existing =
+            self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
         let (kind, keys) = match &device.authentication {
             HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
             HubAuthentication::SelfSigned { .. } => ("selfSigned", None),

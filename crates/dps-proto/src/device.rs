@@ -75,14 +75,9 @@ impl Substatus {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::InitialAssignment,
-            Self::DeviceDataMigrated,
-            Self::DeviceDataReset,
-            Self::ReprovisionedToInitialAssignment,
-        ]
-        .into_iter()
-        .find(|v| v.as_str().eq_ignore_ascii_case(s))
+        [Self::InitialAssignment, Self::DeviceDataMigrated, Self::DeviceDataReset, Self::ReprovisionedToInitialAssignment]
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -174,14 +169,7 @@ mod tests {
 
     #[test]
     fn operation_status_omits_absent_members() {
-        let s = RegistrationOperationStatus {
-            operation_id: "op1".into(),
-            status: RegistrationStatus::Assigning,
-            registration_state: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&s).unwrap_or_default(),
-            r#"{"operationId":"op1","status":"assigning"}"#
-        );
+        let s = RegistrationOperationStatus { operation_id: "op1".into(), status: RegistrationStatus::Assigning, registration_state: None };
+        assert_eq!(serde_json::to_string(&s).unwrap_or_default(), r#"{"operationId":"op1","status":"assigning"}"#);
     }
 }

@@ -130,16 +130,11 @@ impl IdScope {
 impl TryFrom<String> for IdScope {
     type Error = InvalidId;
     fn try_from(s: String) -> Result<Self, InvalidId> {
-        let ok = s.len() == 11
-            && s[..3].eq_ignore_ascii_case("0ne")
-            && s[3..].chars().all(|c| c.is_ascii_hexdigit());
+        let ok = s.len() == 11 && s[..3].eq_ignore_ascii_case("0ne") && s[3..].chars().all(|c| c.is_ascii_hexdigit());
         if ok {
             Ok(Self(s))
         } else {
-            Err(InvalidId(format!(
-                "ID scope '{}' is not in Azure's shape (0ne followed by 8 hexadecimal digits)",
-                s.escape_debug()
-            )))
+            Err(InvalidId(format!("ID scope '{}' is not in Azure's shape (0ne followed by 8 hexadecimal digits)", s.escape_debug())))
         }
     }
 }

@@ -39,9 +39,7 @@ pub mod opt_time {
         match v {
             None => Ok(None),
             Some(s) if s.is_empty() => Ok(None),
-            Some(s) => DateTime::parse_from_rfc3339(&s)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(serde::de::Error::custom),
+            Some(s) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -74,9 +72,7 @@ impl AllocationPolicy {
     }
     /// Accepts the REST names and the CLI's spellings (`geolatency`), case-insensitively.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Hashed, Self::GeoLatency, Self::Static, Self::Custom]
-            .into_iter()
-            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+        [Self::Hashed, Self::GeoLatency, Self::Static, Self::Custom].into_iter().find(|v| v.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -405,9 +401,8 @@ mod tests {
 
     #[test]
     fn times_are_formatted_like_azure() {
-        let t = DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let t =
+            DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z").map(|t| t.with_timezone(&Utc)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(format_time(&t), "2020-04-10T05:24:22.4718526Z");
     }
 

@@ -63,9 +63,7 @@ impl Overrides {
             env.get(k).map(String::as_str).filter(|v| !v.is_empty())
         }
         fn parse<T: std::str::FromStr>(env: &HashMap<String, String>, k: &str) -> Result<Option<T>, ConfigError> {
-            get(env, k)
-                .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value"))))
-                .transpose()
+            get(env, k).map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value")))).transpose()
         }
         Ok(Overrides {
             bind: parse(env, "DPS_BIND")?,
@@ -260,7 +258,9 @@ mod tests {
         for (text, needle) in cases {
             let f = dir.path().join("bad.toml");
             std::fs::write(&f, text).unwrap_or_else(|e| panic!("{e}"));
-            let err = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default()).err().unwrap_or_else(|| panic!("{text} accepted"));
+            let err = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default())
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
             assert!(err.0.contains(needle), "{text}: {err}");
         }
         let err = Config::load(dir.path().into(), None, &env(&[("DPS_HTTPS_PORT", "https")]), Overrides::default());

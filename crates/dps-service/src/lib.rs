@@ -61,7 +61,9 @@ fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> R
 
 /// Binds every listener the configuration asks for.
 pub fn bind(config: &Config) -> Result<Listeners> {
-    Ok(Listeners { https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")? })
+    Ok(Listeners {
+        https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")?,
+    })
 }
 
 /// A started service.
@@ -164,7 +166,11 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             allocator: Arc::new(BuiltinAllocator),
             clock: Arc::clone(&clock),
         },
-        EngineConfig { id_scope: id_scope.clone(), retry_after_secs: config.retry_after_secs, default_policy: config.default_allocation_policy },
+        EngineConfig {
+            id_scope: id_scope.clone(),
+            retry_after_secs: config.retry_after_secs,
+            default_policy: config.default_allocation_policy,
+        },
     );
     let https_port = listeners.https.local_addr()?.port();
     let info = EndpointInfo {
@@ -180,7 +186,12 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     };
     let app = Arc::new(app::App {
         engine: Arc::clone(&engine),
-        management: Management { enrollments: shared.clone(), registrations: shared.clone(), hubs: shared.clone(), clock: Arc::clone(&clock) },
+        management: Management {
+            enrollments: shared.clone(),
+            registrations: shared.clone(),
+            hubs: shared.clone(),
+            clock: Arc::clone(&clock),
+        },
         policies: shared.clone(),
         registry: shared.clone(),
         clock: Arc::clone(&clock),

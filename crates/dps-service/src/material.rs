@@ -12,8 +12,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use dps_crypto::MasterKey;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -61,7 +60,8 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, KeyPair)> {
     let (cert_path, key_path) = (dir.join("ca.pem"), dir.join("ca.key"));
     if cert_path.exists() && key_path.exists() {
         let pem = fs::read_to_string(&cert_path)?;
-        let key = KeyPair::from_pem(&fs::read_to_string(&key_path)?).with_context(|| format!("{} is not a private key", key_path.display()))?;
+        let key =
+            KeyPair::from_pem(&fs::read_to_string(&key_path)?).with_context(|| format!("{} is not a private key", key_path.display()))?;
         return Ok((pem, key));
     }
     let key = KeyPair::generate()?;

@@ -36,7 +36,9 @@ async fn individual_enrollment_provisions_with_the_whole_result() {
     assert_eq!(devices.body[0]["deviceId"], "sensor-1");
     assert_eq!(devices.body[0]["initialTwin"]["tags"]["site"], "b12");
     // The device's status look-up (§1.1) and the service's record agree.
-    let look = s.send(Method::POST, &format!("/{}/registrations/dev-1?api-version=2019-03-31", s.scope), Some(&sas), &[], Some(b"{}".to_vec())).await;
+    let look = s
+        .send(Method::POST, &format!("/{}/registrations/dev-1?api-version=2019-03-31", s.scope), Some(&sas), &[], Some(b"{}".to_vec()))
+        .await;
     assert_eq!((look.status, &look.body["assignedHub"]), (200, &json!("local-hub.dps.local")));
     let rec = s.service(Method::GET, "/registrations/dev-1", None).await;
     assert_eq!(rec.body["deviceId"], "sensor-1");
@@ -46,7 +48,13 @@ async fn individual_enrollment_provisions_with_the_whole_result() {
 #[tokio::test]
 async fn group_devices_provision_with_derived_keys() {
     let s = TestService::start().await;
-    let g = s.service(Method::PUT, "/enrollmentGroups/line-7", Some(json!({ "enrollmentGroupId": "line-7", "attestation": { "type": "symmetricKey" } }))).await;
+    let g = s
+        .service(
+            Method::PUT,
+            "/enrollmentGroups/line-7",
+            Some(json!({ "enrollmentGroupId": "line-7", "attestation": { "type": "symmetricKey" } })),
+        )
+        .await;
     assert_eq!(g.status, 200, "{}", g.body);
     let group_key = g.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
     let secondary = g.body["attestation"]["symmetricKey"]["secondaryKey"].as_str().unwrap_or_default().to_owned();
@@ -74,7 +82,10 @@ async fn group_devices_provision_with_derived_keys() {
 async fn disabled_enrollments_and_repeat_registrations() {
     let s = TestService::start().await;
     for h in ["hub-a.example", "hub-b.example", "hub-c.example"] {
-        assert_eq!(s.service(Method::PUT, &format!("/linkedHubs/{h}"), Some(json!({ "hostName": h, "allocationWeight": 5 }))).await.status, 200);
+        assert_eq!(
+            s.service(Method::PUT, &format!("/linkedHubs/{h}"), Some(json!({ "hostName": h, "allocationWeight": 5 }))).await.status,
+            200
+        );
     }
     let key = s.enroll("off", json!({ "provisioningStatus": "disabled" })).await;
     let done = s.provision("off", &key).await;
@@ -131,7 +142,8 @@ async fn tokens_in_every_sdk_shape_are_accepted() {
     let se = s.now() + 600;
     let enc = format!("{}%2Fregistrations%2Fshape", s.scope);
     let lower = format!("{}%2fregistrations%2fshape", s.scope);
-    let sig = |sr: &str| percent_encoding::utf8_percent_encode(&dps_crypto::sign(&raw, sr, se), percent_encoding::NON_ALPHANUMERIC).to_string();
+    let sig =
+        |sr: &str| percent_encoding::utf8_percent_encode(&dps_crypto::sign(&raw, sr, se), percent_encoding::NON_ALPHANUMERIC).to_string();
     for token in [
         format!("SharedAccessSignature sr={enc}&sig={}&se={se}", sig(&enc)),
         format!("SharedAccessSignature sig={}&se={se}&skn=&sr={lower}", sig(&lower)),

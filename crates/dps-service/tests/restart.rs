@@ -33,7 +33,7 @@ async fn an_interrupted_assignment_resumes_at_start() {
     let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}"));
     let store = dps_store::SqliteStore::open(&s.dir.path().join("dps.sqlite"), Arc::new(master)).await.unwrap_or_else(|e| panic!("{e}"));
-    let now = chrono::Utc::now();
+    let now = dps_core::Clock::now(&dps_core::SystemClock);
     let op = Operation {
         operation_id: "4.0123456789abcdef.pending".into(),
         registration_id: "restart-2".into(),

@@ -47,13 +47,32 @@ async fn bad_service_input_gets_clear_errors() {
     let sas = s.service_sas();
     let bad = s.send(Method::PUT, "/enrollments/x", Some(&sas), &[], Some(b"{oops".to_vec())).await;
     TestService::assert_error(&bad, 400, 400001);
-    let mismatch = s.service(Method::PUT, "/enrollments/x", Some(json!({ "registrationId": "y", "attestation": { "type": "symmetricKey" } }))).await;
+    let mismatch =
+        s.service(Method::PUT, "/enrollments/x", Some(json!({ "registrationId": "y", "attestation": { "type": "symmetricKey" } }))).await;
     TestService::assert_error(&mismatch, 400, 400004);
-    let badkey = s.service(Method::PUT, "/enrollments/x", Some(json!({ "registrationId": "x", "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": "c2hvcnQ=" } } }))).await;
+    let badkey = s
+        .service(
+            Method::PUT,
+            "/enrollments/x",
+            Some(json!({ "registrationId": "x", "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": "c2hvcnQ=" } } })),
+        )
+        .await;
     TestService::assert_error(&badkey, 400, 400004);
-    let hub = s.service(Method::PUT, "/enrollments/x", Some(json!({ "registrationId": "x", "attestation": { "type": "symmetricKey" }, "iotHubs": ["not-linked.example"] }))).await;
+    let hub = s
+        .service(
+            Method::PUT,
+            "/enrollments/x",
+            Some(json!({ "registrationId": "x", "attestation": { "type": "symmetricKey" }, "iotHubs": ["not-linked.example"] })),
+        )
+        .await;
     TestService::assert_error(&hub, 400, 400004);
-    let tpm_group = s.service(Method::PUT, "/enrollmentGroups/g", Some(json!({ "enrollmentGroupId": "g", "attestation": { "type": "tpm", "tpm": { "endorsementKey": "AAAA" } } }))).await;
+    let tpm_group = s
+        .service(
+            Method::PUT,
+            "/enrollmentGroups/g",
+            Some(json!({ "enrollmentGroupId": "g", "attestation": { "type": "tpm", "tpm": { "endorsementKey": "AAAA" } } })),
+        )
+        .await;
     TestService::assert_error(&tpm_group, 400, 400004);
     TestService::assert_error(&s.service(Method::PATCH, "/enrollments/x", None).await, 405, 405001);
     TestService::assert_error(&s.service(Method::GET, "/nowhere", None).await, 404, 404204);
@@ -65,7 +84,8 @@ async fn bad_service_input_gets_clear_errors() {
 #[tokio::test]
 async fn queries_page_and_bulk_operations_report_per_item() {
     let s = TestService::start().await;
-    let items: Vec<_> = (0..23).map(|i| json!({ "registrationId": format!("bulk-{i:02}"), "attestation": { "type": "symmetricKey" } })).collect();
+    let items: Vec<_> =
+        (0..23).map(|i| json!({ "registrationId": format!("bulk-{i:02}"), "attestation": { "type": "symmetricKey" } })).collect();
     let created = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "create", "enrollments": items }))).await;
     assert_eq!(created.body, json!({ "isSuccessful": true, "errors": [] }));
     let again = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "create", "enrollments": [items[0].clone()] }))).await;
@@ -82,9 +102,11 @@ async fn queries_page_and_bulk_operations_report_per_item() {
         if continuation.is_some() {
             h.push(("x-ms-continuation", c.as_str()));
         }
-        let page = s.send(Method::POST, "/enrollments/query", Some(&sas), &h, Some(br#"{"query":"SELECT * FROM enrollments"}"#.to_vec())).await;
+        let page =
+            s.send(Method::POST, "/enrollments/query", Some(&sas), &h, Some(br#"{"query":"SELECT * FROM enrollments"}"#.to_vec())).await;
         assert_eq!(page.headers.get("x-ms-item-type").and_then(|v| v.to_str().ok()), Some("Enrollment"));
-        let ids: Vec<String> = page.body.as_array().into_iter().flatten().filter_map(|e| e["registrationId"].as_str().map(str::to_owned)).collect();
+        let ids: Vec<String> =
+            page.body.as_array().into_iter().flatten().filter_map(|e| e["registrationId"].as_str().map(str::to_owned)).collect();
         assert!(ids.len() <= 10);
         seen.extend(ids);
         continuation = page.headers.get("x-ms-continuation").and_then(|v| v.to_str().ok()).map(str::to_owned);

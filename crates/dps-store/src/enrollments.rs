@@ -69,7 +69,7 @@ impl SqliteStore {
         Ok((key, kind, to_json(&e)?, secrets))
     }
 
-    fn from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
+    fn entity_from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
         let mut e: E = from_json(doc)?;
         if let Some(s) = secrets {
             let keys: Keys = from_json(&self.open_sealed(s, &format!("{}/{key}", E::AAD))?)?;
@@ -87,7 +87,7 @@ impl SqliteStore {
             .map_err(backend)?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some(self.from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?)),
+            Some(r) => Ok(Some(self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?)),
         }
     }
 
@@ -162,7 +162,7 @@ impl SqliteStore {
         let mut last = None;
         for r in rows.into_iter().take(limit) {
             let key: String = r.get("id_key");
-            items.push(self.from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?);
+            items.push(self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?);
             last = Some(key);
         }
         Ok(Page { items, continuation: if more { last } else { None } })

@@ -87,8 +87,6 @@ impl SqliteStore {
     }
 
     pub(crate) fn open_sealed(&self, sealed: &str, aad: &str) -> Result<String, StoreError> {
-        self.key
-            .open_string(sealed, aad)
-            .map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+        self.key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
     }
 }

@@ -28,11 +28,8 @@ impl OperationStore for SqliteStore {
     }
 
     async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>> {
-        let row = sqlx::query("SELECT doc FROM operations WHERE id = ?")
-            .bind(operation_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT doc FROM operations WHERE id = ?").bind(operation_id).fetch_optional(&self.pool).await.map_err(backend)?;
         row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
     }
 

@@ -55,16 +55,15 @@ impl RegistrationStore for SqliteStore {
     async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>> {
         let limit = page.max_items.clamp(1, 10_000);
         let group = group_id.map(str::to_ascii_lowercase);
-        let rows = sqlx::query(
-            "SELECT id_key, doc FROM registrations WHERE id_key > ? AND (? IS NULL OR group_key = ?) ORDER BY id_key LIMIT ?",
-        )
-        .bind(page.continuation.unwrap_or_default())
-        .bind(&group)
-        .bind(&group)
-        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT id_key, doc FROM registrations WHERE id_key > ? AND (? IS NULL OR group_key = ?) ORDER BY id_key LIMIT ?")
+                .bind(page.continuation.unwrap_or_default())
+                .bind(&group)
+                .bind(&group)
+                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
         let more = rows.len() > limit;
         let mut items = Vec::new();
         let mut last = None;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dps_core::model::{EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right, AccessPolicy};
+use dps_core::model::{AccessPolicy, EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right};
 use dps_core::ports::{DeviceRegistryStore, EnrollmentStore, HubStore, OperationStore, PolicyStore, RegistrationStore, StoreError};
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
@@ -33,7 +33,8 @@ fn group(id: &str, kind: &str) -> EnrollmentGroup {
     } else {
         serde_json::json!({ "type": "x509", "x509": { "caReferences": { "primary": "root" } } })
     };
-    serde_json::from_value(serde_json::json!({ "enrollmentGroupId": id, "attestation": att, "etag": "\"g1\"" })).unwrap_or_else(|e| panic!("{e}"))
+    serde_json::from_value(serde_json::json!({ "enrollmentGroupId": id, "attestation": att, "etag": "\"g1\"" }))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 macro_rules! suite {
@@ -98,7 +99,7 @@ async fn created_time_survives_replacement(s: &SqliteStore) {
     let e = sym_enrollment("dev");
     s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let mut later = e.clone();
-    later.created_date_time_utc = Some(chrono::Utc::now());
+    later.created_date_time_utc = Some(dps_core::Clock::now(&dps_core::SystemClock));
     let stored = s.put_enrollment(later, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored.created_date_time_utc, e.created_date_time_utc);
 }
@@ -166,7 +167,7 @@ async fn registrations_are_listed_by_group(s: &SqliteStore) {
 }
 
 async fn operations_persist_and_purge(s: &SqliteStore) {
-    let t0 = chrono::Utc::now() - chrono::Duration::hours(48);
+    let t0 = dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(48);
     let mk = |id: &str, status| Operation {
         operation_id: id.into(),
         registration_id: "dev".into(),
@@ -183,28 +184,46 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
     s.put_operation(&mk("op-pending", RegistrationStatus::Assigning)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_operation("op-old").await.map(|o| o.map(|o| o.payload)), Ok(Some(Some(serde_json::json!({ "a": 1 })))));
     assert_eq!(s.pending_operations().await.map(|v| v.len()), Ok(1));
-    assert_eq!(s.purge_operations(chrono::Utc::now() - chrono::Duration::hours(24)).await, Ok(1));
+    assert_eq!(s.purge_operations(dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(24)).await, Ok(1));
     assert_eq!(s.get_operation("op-old").await, Ok(None));
     assert!(matches!(s.get_operation("op-pending").await, Ok(Some(_))));
 }
 
 async fn hubs_and_policies_round_trip(s: &SqliteStore) {
-    let hub = LinkedHub { host_name: "Hub-A.example".into(), allocation_weight: 3, apply_allocation_policy: true, region: Some("eu".into()), connector: "builtin".into() };
+    let hub = LinkedHub {
+        host_name: "Hub-A.example".into(),
+        allocation_weight: 3,
+        apply_allocation_policy: true,
+        region: Some("eu".into()),
+        connector: "builtin".into(),
+    };
     s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.list_hubs().await, Ok(vec![hub]));
     s.delete_hub("hub-a.example").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.delete_hub("hub-a.example").await, Err(StoreError::NotFound));
 
     let key = dps_crypto::generate_key();
-    s.put_policy(AccessPolicy { name: "reader".into(), primary_key: Secret::new(key.clone()), secondary_key: Secret::new("s"), rights: vec![Right::EnrollmentRead] })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_policy(AccessPolicy {
+        name: "reader".into(),
+        primary_key: Secret::new(key.clone()),
+        secondary_key: Secret::new("s"),
+        rights: vec![Right::EnrollmentRead],
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let p = s.list_policies().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p[0].name.as_str(), p[0].primary_key.expose(), p[0].rights.clone()), ("reader", key.as_str(), vec![Right::EnrollmentRead]));
 }
 
 async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
-    let id = DeviceIdentity { hub_host_name: "hub".into(), device_id: "Dev".into(), registration_id: "dev".into(), authentication_type: "sas".into(), iot_edge: true, initial_twin: None };
+    let id = DeviceIdentity {
+        hub_host_name: "hub".into(),
+        device_id: "Dev".into(),
+        registration_id: "dev".into(),
+        authentication_type: "sas".into(),
+        iot_edge: true,
+        initial_twin: None,
+    };
     let (p, q) = (Secret::new("primary"), Secret::new("secondary"));
     s.put_identity(&id, Some((&p, &q))).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_identity("HUB", "dev").await, Ok(Some(id.clone())));
@@ -221,9 +240,14 @@ async fn secrets_are_not_stored_in_clear() {
     let (s, dir) = sqlite_file().await;
     s.put_enrollment(sym_enrollment("dev"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     s.put_group(group("g", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_policy(AccessPolicy { name: "p".into(), primary_key: Secret::new("UE9MSUNZLVBSSU1BUlk="), secondary_key: Secret::new("UE9MSUNZLVNFQ09OREFSWQ=="), rights: vec![] })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_policy(AccessPolicy {
+        name: "p".into(),
+        primary_key: Secret::new("UE9MSUNZLVBSSU1BUlk="),
+        secondary_key: Secret::new("UE9MSUNZLVNFQ09OREFSWQ=="),
+        rights: vec![],
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     s.close().await;
     let mut all = Vec::new();
     for f in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {

@@ -164,7 +164,10 @@ pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
         *c.iot_hubs = Some(hubs);
     }
     if let Some(p) = &a.allocation_policy {
-        *c.allocation_policy = Some(AllocationPolicy::parse(p).ok_or_else(|| anyhow::anyhow!("--allocation-policy must be hashed, geolatency, static or custom"))?);
+        *c.allocation_policy = Some(
+            AllocationPolicy::parse(p)
+                .ok_or_else(|| anyhow::anyhow!("--allocation-policy must be hashed, geolatency, static or custom"))?,
+        );
     }
     if a.initial_twin_tags.is_some() || a.initial_twin_properties.is_some() {
         let twin = c.initial_twin.get_or_insert_with(Default::default);
@@ -189,7 +192,8 @@ pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
     if a.webhook_url.is_some() || a.api_version.is_some() {
         let url = a.webhook_url.clone().or_else(|| c.custom.as_ref().map(|d| d.webhook_url.clone()));
         let Some(webhook_url) = url else { bail!("--api-version needs --webhook-url") };
-        *c.custom = Some(CustomAllocationDefinition { webhook_url, api_version: a.api_version.clone().unwrap_or_else(|| "2021-10-01".into()) });
+        *c.custom =
+            Some(CustomAllocationDefinition { webhook_url, api_version: a.api_version.clone().unwrap_or_else(|| "2021-10-01".into()) });
     }
     Ok(())
 }
@@ -204,12 +208,22 @@ pub fn redact(a: &mut AttestationMechanism, show: bool) {
     }
 }
 
-pub fn attestation_of(kind: &str, endorsement_key: Option<String>, certificate: Option<&std::path::Path>, group: bool) -> Result<AttestationMechanism> {
+pub fn attestation_of(
+    kind: &str,
+    endorsement_key: Option<String>,
+    certificate: Option<&std::path::Path>,
+    group: bool,
+) -> Result<AttestationMechanism> {
     Ok(match kind.to_ascii_lowercase().as_str() {
         "symmetrickey" => AttestationMechanism::symmetric_key(None, None),
         "tpm" => {
             let Some(ek) = endorsement_key else { bail!("--attestation-type tpm needs --endorsement-key") };
-            AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(TpmAttestation { endorsement_key: Some(ek), storage_root_key: None }), x509: None, symmetric_key: None }
+            AttestationMechanism {
+                kind: AttestationType::Tpm,
+                tpm: Some(TpmAttestation { endorsement_key: Some(ek), storage_root_key: None }),
+                x509: None,
+                symmetric_key: None,
+            }
         }
         "x509" => {
             let Some(p) = certificate else { bail!("--attestation-type x509 needs --certificate-path") };
@@ -228,7 +242,16 @@ pub fn attestation_of(kind: &str, endorsement_key: Option<String>, certificate: 
 
 pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
     match cmd {
-        EnrollmentCommand::Create { enrollment_id, attestation_type, device_id, endorsement_key, certificate_path, common, target, output } => {
+        EnrollmentCommand::Create {
+            enrollment_id,
+            attestation_type,
+            device_id,
+            endorsement_key,
+            certificate_path,
+            common,
+            target,
+            output,
+        } => {
             let client = Client::new(&target)?;
             let mut e = IndividualEnrollment {
                 registration_id: enrollment_id.clone(),
@@ -258,7 +281,8 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
         }
         EnrollmentCommand::Show { enrollment_id, show_keys, target, output } => {
             let client = Client::new(&target)?;
-            let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &format!("/enrollments/{}", seg(&enrollment_id)), None, &[]).await?;
+            let mut e: IndividualEnrollment =
+                client.call::<(), _>(Method::GET, &format!("/enrollments/{}", seg(&enrollment_id)), None, &[]).await?;
             redact(&mut e.attestation, show_keys);
             print(output, &e, COLUMNS);
         }

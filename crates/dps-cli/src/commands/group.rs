@@ -99,7 +99,10 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
                 Some(ca) => AttestationMechanism {
                     kind: AttestationType::X509,
                     tpm: None,
-                    x509: Some(X509Attestation { ca_references: Some(X509CaReferences { primary: Some(ca), secondary: None }), ..Default::default() }),
+                    x509: Some(X509Attestation {
+                        ca_references: Some(X509CaReferences { primary: Some(ca), secondary: None }),
+                        ..Default::default()
+                    }),
                     symmetric_key: None,
                 },
                 None => attestation_of(&attestation_type, None, certificate_path.as_deref(), true)?,
@@ -129,7 +132,8 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
         }
         GroupCommand::Show { group_id, show_keys, target, output } => {
             let client = Client::new(&target)?;
-            let mut g: EnrollmentGroup = client.call::<(), _>(Method::GET, &format!("/enrollmentGroups/{}", seg(&group_id)), None, &[]).await?;
+            let mut g: EnrollmentGroup =
+                client.call::<(), _>(Method::GET, &format!("/enrollmentGroups/{}", seg(&group_id)), None, &[]).await?;
             redact(&mut g.attestation, show_keys);
             print(output, &g, COLUMNS);
         }

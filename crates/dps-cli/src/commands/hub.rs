@@ -60,7 +60,13 @@ pub async fn run(cmd: HubCommand) -> Result<()> {
     match cmd {
         HubCommand::Add { host_name, weight, region, no_apply_allocation_policy, target, output } => {
             let client = Client::new(&target)?;
-            let hub = LinkedHub { host_name: host_name.clone(), allocation_weight: weight, apply_allocation_policy: !no_apply_allocation_policy, region, connector: "builtin".into() };
+            let hub = LinkedHub {
+                host_name: host_name.clone(),
+                allocation_weight: weight,
+                apply_allocation_policy: !no_apply_allocation_policy,
+                region,
+                connector: "builtin".into(),
+            };
             let saved: LinkedHub = client.call(Method::PUT, &format!("/linkedHubs/{}", seg(&host_name)), Some(&hub), &[]).await?;
             print(output, &saved, COLUMNS);
         }
@@ -76,8 +82,18 @@ pub async fn run(cmd: HubCommand) -> Result<()> {
         }
         HubCommand::Devices { host_name, target, output } => {
             let client = Client::new(&target)?;
-            let ids: Vec<DeviceIdentity> = client.call::<(), _>(Method::GET, &format!("/linkedHubs/{}/devices", seg(&host_name)), None, &[]).await?;
-            print(output, &ids, &[("DEVICE ID", "/deviceId"), ("REGISTRATION ID", "/registrationId"), ("AUTH", "/authenticationType"), ("EDGE", "/iotEdge")]);
+            let ids: Vec<DeviceIdentity> =
+                client.call::<(), _>(Method::GET, &format!("/linkedHubs/{}/devices", seg(&host_name)), None, &[]).await?;
+            print(
+                output,
+                &ids,
+                &[
+                    ("DEVICE ID", "/deviceId"),
+                    ("REGISTRATION ID", "/registrationId"),
+                    ("AUTH", "/authenticationType"),
+                    ("EDGE", "/iotEdge"),
+                ],
+            );
         }
     }
     Ok(())

@@ -16,15 +16,15 @@ pub fn connection_info(target: &Target, out: Output) -> Result<()> {
     match &target.connection_string {
         Some(cs) => {
             let cs = parse_connection_string(cs)?;
-            print(out, &serde_json::json!({ "hostName": cs.host, "sharedAccessKeyName": cs.key_name }), &[("HOST", "/hostName"), ("POLICY", "/sharedAccessKeyName")]);
+            print(
+                out,
+                &serde_json::json!({ "hostName": cs.host, "sharedAccessKeyName": cs.key_name }),
+                &[("HOST", "/hostName"), ("POLICY", "/sharedAccessKeyName")],
+            );
         }
         None => {
             let info = read_endpoint(&data_dir)?;
-            print(
-                out,
-                &info,
-                &[("ID SCOPE", "/idScope"), ("HOST", "/host"), ("HTTPS", "/ports/https"), ("CA", "/caCertificate")],
-            );
+            print(out, &info, &[("ID SCOPE", "/idScope"), ("HOST", "/host"), ("HTTPS", "/ports/https"), ("CA", "/caCertificate")]);
         }
     }
     Ok(())

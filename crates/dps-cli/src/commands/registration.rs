@@ -67,7 +67,8 @@ pub async fn run(cmd: RegistrationCommand) -> Result<()> {
     match cmd {
         RegistrationCommand::Show { registration_id, target, output } => {
             let client = Client::new(&target)?;
-            let r: DeviceRegistrationState = client.call::<(), _>(Method::GET, &format!("/registrations/{}", seg(&registration_id)), None, &[]).await?;
+            let r: DeviceRegistrationState =
+                client.call::<(), _>(Method::GET, &format!("/registrations/{}", seg(&registration_id)), None, &[]).await?;
             print(output, &r, COLUMNS);
         }
         RegistrationCommand::List { group_id, top, target, output } => {
@@ -120,7 +121,11 @@ fn explain_text(t: &serde_json::Value) {
     println!("assigned hub  {}", s("/registrationState/assignedHub"));
     println!("connector     {}", s("/trace/connector/result"));
     if let Some(e) = t.pointer("/trace/error") {
-        println!("error         {} {}", e.get("code").map(|v| v.to_string()).unwrap_or_default(), e.get("message").and_then(|v| v.as_str()).unwrap_or_default());
+        println!(
+            "error         {} {}",
+            e.get("code").map(|v| v.to_string()).unwrap_or_default(),
+            e.get("message").and_then(|v| v.as_str()).unwrap_or_default()
+        );
     }
     if let Some(w) = t.pointer("/trace/why").and_then(|v| v.as_str()) {
         println!("why           {w}");

@@ -85,7 +85,10 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     let i = &running.info;
     println!("DPS Console is running.");
     println!("  ID scope:            {}", i.id_scope);
-    println!("  Device endpoint:     https://{}  (global device endpoint / provisioning host)", dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443)));
+    println!(
+        "  Device endpoint:     https://{}  (global device endpoint / provisioning host)",
+        dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443))
+    );
     println!("  Service endpoint:    same host; connection string below");
     println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
     println!("  Connection string:   {}", i.service_connection_string);

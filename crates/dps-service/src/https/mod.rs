@@ -114,7 +114,10 @@ async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result
     let limit = if is_device_route(&route) { DEVICE_BODY_LIMIT } else { SERVICE_BODY_LIMIT };
     if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > limit {
-            return Err(DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body ({len} bytes) exceeds the {limit}-byte limit")));
+            return Err(DpsError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("the request body ({len} bytes) exceeds the {limit}-byte limit"),
+            ));
         }
     }
     let body = Limited::new(body, limit).collect().await.map_err(|e| {
@@ -126,7 +129,14 @@ async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result
     })?;
     Ok((
         route,
-        Request { method: parts.method, segments, query: split_query(parts.uri.query()), headers: parts.headers, body: body.to_bytes(), peer },
+        Request {
+            method: parts.method,
+            segments,
+            query: split_query(parts.uri.query()),
+            headers: parts.headers,
+            body: body.to_bytes(),
+            peer,
+        },
     ))
 }
 

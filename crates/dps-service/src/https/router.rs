@@ -54,9 +54,19 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             Method::DELETE => DeleteEnrollment(id.to_string()),
             _ => return Err(not_allowed()),
         },
-        [c] if is(c, "enrollments") => if m == Method::POST { BulkEnrollments } else { return Err(not_allowed()) },
+        [c] if is(c, "enrollments") => {
+            if m == Method::POST {
+                BulkEnrollments
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, id, a] if is(c, "enrollments") && is(a, "attestationmechanism") => {
-            if m == Method::POST { EnrollmentAttestation(id.to_string()) } else { return Err(not_allowed()) }
+            if m == Method::POST {
+                EnrollmentAttestation(id.to_string())
+            } else {
+                return Err(not_allowed());
+            }
         }
         [c, q] if is(c, "enrollmentgroups") && is(q, "query") && m == Method::POST => QueryGroups,
         [c, id] if is(c, "enrollmentgroups") => match m {
@@ -65,9 +75,19 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             Method::DELETE => DeleteGroup(id.to_string()),
             _ => return Err(not_allowed()),
         },
-        [c] if is(c, "enrollmentgroups") => if m == Method::POST { BulkGroups } else { return Err(not_allowed()) },
+        [c] if is(c, "enrollmentgroups") => {
+            if m == Method::POST {
+                BulkGroups
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, id, a] if is(c, "enrollmentgroups") && is(a, "attestationmechanism") => {
-            if m == Method::POST { GroupAttestation(id.to_string()) } else { return Err(not_allowed()) }
+            if m == Method::POST {
+                GroupAttestation(id.to_string())
+            } else {
+                return Err(not_allowed());
+            }
         }
         [c, q] if is(c, "registrations") && is(q, "query") && m == Method::POST => QueryAllRegistrations,
         [c, id] if is(c, "registrations") => match m {
@@ -76,12 +96,26 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             _ => return Err(not_allowed()),
         },
         [c, g, q] if is(c, "registrations") && is(q, "query") => {
-            if m == Method::POST { QueryRegistrations(g.to_string()) } else { return Err(not_allowed()) }
+            if m == Method::POST {
+                QueryRegistrations(g.to_string())
+            } else {
+                return Err(not_allowed());
+            }
         }
         [c, id, t] if is(c, "registrations") && is(t, "trace") => {
-            if m == Method::GET { RegistrationTrace(id.to_string()) } else { return Err(not_allowed()) }
+            if m == Method::GET {
+                RegistrationTrace(id.to_string())
+            } else {
+                return Err(not_allowed());
+            }
         }
-        [c] if is(c, "linkedhubs") => if m == Method::GET { ListHubs } else { return Err(not_allowed()) },
+        [c] if is(c, "linkedhubs") => {
+            if m == Method::GET {
+                ListHubs
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, h] if is(c, "linkedhubs") => match m {
             Method::GET => GetHub(h.to_string()),
             Method::PUT => PutHub(h.to_string()),
@@ -89,11 +123,25 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             _ => return Err(not_allowed()),
         },
         [c, h, d] if is(c, "linkedhubs") && is(d, "devices") => {
-            if m == Method::GET { HubDevices(h.to_string()) } else { return Err(not_allowed()) }
+            if m == Method::GET {
+                HubDevices(h.to_string())
+            } else {
+                return Err(not_allowed());
+            }
         }
-        [c, i] if is(c, "service") && is(i, "info") => if m == Method::GET { ServiceInfo } else { return Err(not_allowed()) },
+        [c, i] if is(c, "service") && is(i, "info") => {
+            if m == Method::GET {
+                ServiceInfo
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [scope, r, id, reg] if is(r, "registrations") && is(reg, "register") => {
-            if m == Method::PUT { Register { scope: scope.to_string(), registration_id: id.to_string() } } else { return Err(not_allowed()) }
+            if m == Method::PUT {
+                Register { scope: scope.to_string(), registration_id: id.to_string() }
+            } else {
+                return Err(not_allowed());
+            }
         }
         [scope, r, id, o, op] if is(r, "registrations") && is(o, "operations") => {
             if m == Method::GET {
@@ -103,7 +151,11 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             }
         }
         [scope, r, id] if is(r, "registrations") => {
-            if m == Method::POST { StatusLookup { scope: scope.to_string(), registration_id: id.to_string() } } else { return Err(not_allowed()) }
+            if m == Method::POST {
+                StatusLookup { scope: scope.to_string(), registration_id: id.to_string() }
+            } else {
+                return Err(not_allowed());
+            }
         }
         _ => return Err(DpsError::new(ErrorKind::NotFound, "no such resource")),
     };
@@ -122,12 +174,18 @@ mod tests {
     #[test]
     fn every_documented_path_routes() {
         use Route::*;
-        assert_eq!(r(Method::PUT, "/0ne00000001/registrations/dev1/register"), Ok(Register { scope: "0ne00000001".into(), registration_id: "dev1".into() }));
+        assert_eq!(
+            r(Method::PUT, "/0ne00000001/registrations/dev1/register"),
+            Ok(Register { scope: "0ne00000001".into(), registration_id: "dev1".into() })
+        );
         assert_eq!(
             r(Method::GET, "/0ne00000001/registrations/dev1/operations/4.a.b"),
             Ok(OperationStatus { scope: "0ne00000001".into(), registration_id: "dev1".into(), operation_id: "4.a.b".into() })
         );
-        assert_eq!(r(Method::POST, "/0ne00000001/registrations/dev1"), Ok(StatusLookup { scope: "0ne00000001".into(), registration_id: "dev1".into() }));
+        assert_eq!(
+            r(Method::POST, "/0ne00000001/registrations/dev1"),
+            Ok(StatusLookup { scope: "0ne00000001".into(), registration_id: "dev1".into() })
+        );
         assert_eq!(r(Method::GET, "/enrollments/dev1"), Ok(GetEnrollment("dev1".into())));
         assert_eq!(r(Method::GET, "/enrollments/query"), Ok(GetEnrollment("query".into())));
         assert_eq!(r(Method::POST, "/enrollments/query"), Ok(QueryEnrollments));

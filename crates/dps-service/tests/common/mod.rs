@@ -45,8 +45,16 @@ fn client(ca_pem: &[u8]) -> reqwest::Client {
 impl TestService {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let mut s = Self { dir, running: None, clock, http: reqwest::Client::new(), base: String::new(), scope: String::new(), owner_key: String::new() };
+        let clock = Arc::new(ManualClock::new(dps_core::SystemClock.now()));
+        let mut s = Self {
+            dir,
+            running: None,
+            clock,
+            http: reqwest::Client::new(),
+            base: String::new(),
+            scope: String::new(),
+            owner_key: String::new(),
+        };
         s.restart().await;
         s
     }
@@ -98,7 +106,14 @@ impl TestService {
         format!("SharedAccessSignature sr=127.0.0.1&sig={sig}&se={se}&skn=provisioningserviceowner")
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, auth: Option<&str>, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Answer {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(a) = auth {
             rb = rb.header("authorization", a);
@@ -112,7 +127,11 @@ impl TestService {
         let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let (status, headers) = (r.status().as_u16(), r.headers().clone());
         let bytes = r.bytes().await.unwrap_or_default();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&bytes))) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&bytes)))
+        };
         Answer { status, headers, body }
     }
 
@@ -144,7 +163,14 @@ impl TestService {
     }
 
     pub async fn poll(&self, id: &str, op: &str, sas: &str) -> Answer {
-        self.send(reqwest::Method::GET, &format!("/{}/registrations/{id}/operations/{op}?api-version=2019-03-31", self.scope), Some(sas), &[], None).await
+        self.send(
+            reqwest::Method::GET,
+            &format!("/{}/registrations/{id}/operations/{op}?api-version=2019-03-31", self.scope),
+            Some(sas),
+            &[],
+            None,
+        )
+        .await
     }
 
     /// Polls until the operation is terminal (bounded).

@@ -26,7 +26,11 @@ pub async fn put(app: &App, req: &Request, host: &str) -> Result<HttpResponse, D
     if hub.host_name.is_empty() {
         hub.host_name = host.to_owned();
     } else if !hub.host_name.eq_ignore_ascii_case(host) {
-        return Err(DpsError::invalid(format!("hostName '{}' in the body does not match '{}' in the path", hub.host_name, host.escape_debug())));
+        return Err(DpsError::invalid(format!(
+            "hostName '{}' in the body does not match '{}' in the path",
+            hub.host_name,
+            host.escape_debug()
+        )));
     }
     Ok(json_response(StatusCode::OK, &app.management.put_hub(hub).await?))
 }

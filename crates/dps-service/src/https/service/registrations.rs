@@ -21,7 +21,7 @@ pub async fn delete(app: &App, req: &Request, id: &str) -> Result<HttpResponse, 
 /// `POST /registrations/{groupId}/query` (swagger: no body; Node/.NET send a QuerySpecification — accepted
 /// and ignored, §10.11). `POST /registrations/query` lists every record (extension).
 pub async fn query(app: &App, req: &Request, group: Option<&str>) -> Result<HttpResponse, DpsError> {
-    let _spec: Option<QuerySpecification> = req.json_or(|| Some(None)).or_else(|_| Ok::<_, DpsError>(None))?;
+    let _spec: Option<QuerySpecification> = req.json_or(|| Some(None)).unwrap_or(None);
     let page = page_request(req)?;
     let max = page.max_items;
     Ok(page_response(app.management.query_registrations(group, page).await?, "DeviceRegistration", max))

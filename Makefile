@@ -1,0 +1,42 @@
+# DPS Console — the two commands: `make run` and `make test`.
+# Builds go to a persistent target directory outside the clone, so CI and later runs reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/dps-target
+DATA_DIR ?=
+RUN_ARGS ?=
+
+.PHONY: run test setup-run setup-test build test-rust test-node fmt lint bench
+
+## make run: install what is missing, build, start the service (headless; prints how to connect).
+run: setup-run
+	cargo build --release -p dps-cli
+	$(CARGO_TARGET_DIR)/release/dps serve $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_ARGS)
+
+## make test: install what is missing, run every test (Rust unit/integration, then the official SDKs).
+test: setup-test test-rust test-node
+
+setup-run:
+	@scripts/setup.sh run
+
+setup-test:
+	@scripts/setup.sh test
+
+build:
+	cargo build --workspace --all-targets
+
+test-rust:
+	cargo test --workspace --all-targets
+
+test-node:
+	cargo build -p dps-cli
+	cd tests/node && DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps npm test
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench:
+	cargo build --release -p dps-cli
+	$(CARGO_TARGET_DIR)/release/dps bench $(BENCH_ARGS)

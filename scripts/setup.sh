@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what `make run` / `make test` need and is missing; quick and silent when all is there.
+#   scripts/setup.sh run    build tools for the service
+#   scripts/setup.sh test   + Node.js and the pinned SDK test peers (tests/node)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-run}"
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_missing=()
+need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$1"); }
+
+# Rust: rustup's toolchain is expected (Debian's rustc is too old for sqlx 0.9, which needs 1.94).
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo is missing: install Rust 1.94 or newer (https://rustup.rs), then run this again."
+  exit 1
+fi
+rust_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "${rust_minor:-0}" -lt 94 ]; then
+  say "rustc $(rustc --version) is too old: 1.94 or newer is needed (rustup update stable)."
+  exit 1
+fi
+
+if command -v dpkg-query >/dev/null 2>&1; then
+  need_pkg build-essential
+  need_pkg pkg-config
+  if [ "$what" = "test" ]; then
+    command -v node >/dev/null 2>&1 || { need_pkg nodejs; need_pkg npm; }
+  fi
+  if [ ${#apt_missing[@]} -gt 0 ]; then
+    say "installing ${apt_missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+  fi
+fi
+
+if [ "$what" = "test" ]; then
+  node_major=$(node --version | sed -E 's/^v([0-9]+).*/\1/')
+  if [ "${node_major:-0}" -lt 18 ]; then
+    say "Node.js $(node --version) is too old for the SDK test peers: 18 or newer is needed."
+    exit 1
+  fi
+  # The pinned SDK peers: reinstall only when the lock file changed since the last install.
+  if [ ! -f tests/node/node_modules/.package-lock.json ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
+    say "installing the Azure IoT Node SDK test peers (tests/node)"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
