@@ -12,7 +12,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// How to reach the service (shared flags of every management command).
+// How to reach the service: the shared flags of every management command (a plain comment: clap
+// would show a doc comment as the description of every subcommand that flattens this).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
     /// Data directory of a local service (its endpoint.json is read).

@@ -11,6 +11,7 @@ pub mod management;
 pub mod model;
 pub mod ports;
 pub mod registration;
+pub mod x509;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{DpsError, ErrorKind};

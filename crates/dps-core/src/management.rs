@@ -84,7 +84,8 @@ fn prepare_attestation(a: &mut AttestationMechanism, group: bool) -> Result<(), 
             Ok(())
         }
         AttestationType::X509 => {
-            let x = a.x509.as_ref().ok_or_else(|| DpsError::invalid("attestation.x509 is required for type x509"))?;
+            let x = a.x509.as_mut().ok_or_else(|| DpsError::invalid("attestation.x509 is required for type x509"))?;
+            crate::x509::fill_infos(x)?;
             let has_cert = |c: &Option<dps_proto::X509Certificates>| {
                 c.as_ref().and_then(|c| c.primary.as_ref()).and_then(|p| p.certificate.as_deref()).is_some_and(|s| !s.trim().is_empty())
             };
