@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         registration_id: String,
     },
+    /// Load generator: register many devices and report registrations per second.
+    Bench(commands::bench::BenchArgs),
     /// Print how to reach the service: ID scope, endpoints, CA, service connection string.
     ConnectionInfo {
         #[command(flatten)]
@@ -71,6 +73,7 @@ fn main() -> std::process::ExitCode {
                 println!("{k}");
                 Ok(())
             }
+            Command::Bench(a) => commands::bench::run(a).await,
             Command::ConnectionInfo { target, output } => commands::connection_info(&target, output),
         }
     });

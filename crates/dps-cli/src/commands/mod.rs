@@ -1,5 +1,6 @@
 //! One file per command group.
 
+pub mod bench;
 pub mod enrollment;
 pub mod group;
 pub mod hub;

@@ -1,0 +1,104 @@
+//! The device side of the provisioning protocol, for DPS Console's own simulator, load generator and
+//! tests (the interop suites use the official SDKs instead). HTTPS only for now (§1.10).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use dps_proto::{ProvisioningServiceErrorDetails, RegistrationOperationStatus};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+/// Where the service is and whom to trust.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `host[:port]`.
+    pub host: String,
+    pub id_scope: String,
+    pub ca_pem: Vec<u8>,
+}
+
+/// How to poll.
+#[derive(Debug, Clone, Copy)]
+pub enum Polling {
+    /// Wait what the service says (`retry-after`), as the SDKs do.
+    RetryAfter,
+    /// Poll at a fixed interval (load tests measure the service, not the wait).
+    Every(Duration),
+}
+
+/// One HTTPS connection pool (keep-alive), or a new connection per client when built per device.
+#[derive(Clone)]
+pub struct HttpsDevice {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    polling: Polling,
+}
+
+pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(c.context("CA PEM")?)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A device SAS token, signed as the Node SDK does (§4.1).
+pub fn device_sas(id_scope: &str, registration_id: &str, key_b64: &str, lifetime: Duration) -> Result<String> {
+    let key = dps_crypto::decode_key(key_b64).map_err(|e| anyhow!("device key: {e}"))?;
+    #[allow(clippy::disallowed_methods)] // a device signs with its own wall clock
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let se = (now + lifetime).as_secs();
+    let sr = utf8_percent_encode(&format!("{id_scope}/registrations/{registration_id}"), NON_ALPHANUMERIC).to_string();
+    let sig = utf8_percent_encode(&dps_crypto::sign(&key, &sr, se), NON_ALPHANUMERIC).to_string();
+    Ok(format!("SharedAccessSignature sr={sr}&sig={sig}&se={se}&skn=registration"))
+}
+
+impl HttpsDevice {
+    pub fn new(endpoint: Endpoint, polling: Polling) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(&endpoint.ca_pem)?)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self { http, endpoint, polling })
+    }
+
+    /// Registers with a symmetric key and polls to the end (§1.10).
+    pub async fn provision_symmetric_key(&self, registration_id: &str, key_b64: &str) -> Result<RegistrationOperationStatus> {
+        let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
+        let base = format!("https://{}/{}/registrations/{}", self.endpoint.host, self.endpoint.id_scope, utf8_percent_encode(registration_id, NON_ALPHANUMERIC));
+        let body = serde_json::json!({ "registrationId": registration_id });
+        let r = self.http.put(format!("{base}/register?api-version=2021-06-01")).header("authorization", &sas).json(&body).send().await?;
+        let (mut status, mut wait) = Self::read(r).await?;
+        for _ in 0..120 {
+            if status.status.is_terminal() {
+                return Ok(status);
+            }
+            tokio::time::sleep(match self.polling {
+                Polling::RetryAfter => wait,
+                Polling::Every(d) => d,
+            })
+            .await;
+            let url = format!("{base}/operations/{}?api-version=2021-06-01", status.operation_id);
+            (status, wait) = Self::read(self.http.get(url).header("authorization", &sas).send().await?).await?;
+        }
+        bail!("{registration_id}: the operation did not finish")
+    }
+
+    async fn read(r: reqwest::Response) -> Result<(RegistrationOperationStatus, Duration)> {
+        let code = r.status();
+        let wait = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map_or(Duration::from_secs(2), Duration::from_secs);
+        let bytes = r.bytes().await?;
+        if !code.is_success() {
+            let e: ProvisioningServiceErrorDetails = serde_json::from_slice(&bytes).map_err(|_| anyhow!("HTTP {code}"))?;
+            bail!("{} ({})", e.message, e.error_code);
+        }
+        Ok((serde_json::from_slice(&bytes).context("operation status")?, wait))
+    }
+}
