@@ -47,6 +47,9 @@ enum Command {
     ConnectionInfo {
         #[command(flatten)]
         target: Target,
+        /// Print only this member of endpoint.json (idScope, host, caCertificate, serviceConnectionString, ports.https).
+        #[arg(long)]
+        field: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -74,7 +77,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Bench(a) => commands::bench::run(a).await,
-            Command::ConnectionInfo { target, output } => commands::connection_info(&target, output),
+            Command::ConnectionInfo { target, field, output } => commands::connection_info(&target, field.as_deref(), output),
         }
     });
     match result {

@@ -415,7 +415,7 @@ impl RegistrationEngine {
                 warn!(registration_id = %op.registration_id, operation_id = %op.operation_id, code = e.code(), error = %e.message, "registration failed")
             }
             None => {
-                info!(registration_id = %op.registration_id, operation_id = %op.operation_id, status = o.status.as_str(), hub = ?o.hub, "registration finished")
+                info!(registration_id = %op.registration_id, operation_id = %op.operation_id, status = o.status.as_str(), hub = o.hub.as_deref().unwrap_or("-"), "registration finished")
             }
         }
         Ok(())

@@ -8,9 +8,7 @@ use std::hint::black_box;
 fn bench(c: &mut Criterion) {
     let key = dps_crypto::decode_key(&generate_key()).unwrap_or_default();
     let token = build_token(&key, "0ne0001A2B3/registrations/dev1", 1_900_000_000, Some("registration"));
-    c.bench_function("sas_parse_and_verify", |b| {
-        b.iter(|| SasToken::parse(black_box(&token)).map(|t| t.verify(&key)).unwrap_or(false))
-    });
+    c.bench_function("sas_parse_and_verify", |b| b.iter(|| SasToken::parse(black_box(&token)).map(|t| t.verify(&key)).unwrap_or(false)));
     let group = generate_key();
     c.bench_function("derive_device_key", |b| b.iter(|| derive_device_key(black_box(&group), black_box("sn-007-888-abc"))));
     let (mk, _) = MasterKey::generate();

@@ -58,17 +58,20 @@ pub fn device_sas(id_scope: &str, registration_id: &str, key_b64: &str, lifetime
 
 impl HttpsDevice {
     pub fn new(endpoint: Endpoint, polling: Polling) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config(&endpoint.ca_pem)?)
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let http =
+            reqwest::Client::builder().use_preconfigured_tls(tls_config(&endpoint.ca_pem)?).timeout(Duration::from_secs(30)).build()?;
         Ok(Self { http, endpoint, polling })
     }
 
     /// Registers with a symmetric key and polls to the end (§1.10).
     pub async fn provision_symmetric_key(&self, registration_id: &str, key_b64: &str) -> Result<RegistrationOperationStatus> {
         let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
-        let base = format!("https://{}/{}/registrations/{}", self.endpoint.host, self.endpoint.id_scope, utf8_percent_encode(registration_id, NON_ALPHANUMERIC));
+        let base = format!(
+            "https://{}/{}/registrations/{}",
+            self.endpoint.host,
+            self.endpoint.id_scope,
+            utf8_percent_encode(registration_id, NON_ALPHANUMERIC)
+        );
         let body = serde_json::json!({ "registrationId": registration_id });
         let r = self.http.put(format!("{base}/register?api-version=2021-06-01")).header("authorization", &sas).json(&body).send().await?;
         let (mut status, mut wait) = Self::read(r).await?;

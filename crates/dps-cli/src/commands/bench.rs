@@ -35,14 +35,7 @@ pub struct BenchArgs {
 }
 
 fn rss_kib(field: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    std::fs::read_to_string("/proc/self/status").ok()?.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
@@ -105,7 +98,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct =
+        |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
     println!(
         "{{\"devices\":{},\"concurrency\":{},\"connection\":\"{}\",\"pollMs\":{},\"seconds\":{:.3},\"registrationsPerSecond\":{:.1},\"p50Ms\":{},\"p95Ms\":{},\"p99Ms\":{},\"failed\":{},\"peakRssKiB\":{}}}",
         a.devices,

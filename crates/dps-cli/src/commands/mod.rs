@@ -12,7 +12,7 @@ use anyhow::Result;
 use crate::client::{parse_connection_string, read_endpoint, Target};
 use crate::output::{print, Output};
 
-pub fn connection_info(target: &Target, out: Output) -> Result<()> {
+pub fn connection_info(target: &Target, field: Option<&str>, out: Output) -> Result<()> {
     let data_dir = target.data_dir.clone().unwrap_or_else(dps_service::config::default_data_dir);
     match &target.connection_string {
         Some(cs) => {
@@ -25,6 +25,16 @@ pub fn connection_info(target: &Target, out: Output) -> Result<()> {
         }
         None => {
             let info = read_endpoint(&data_dir)?;
+            if let Some(f) = field {
+                let v = serde_json::to_value(&info)?;
+                let ptr = format!("/{}", f.replace('.', "/"));
+                match v.pointer(&ptr) {
+                    Some(serde_json::Value::String(s)) => println!("{s}"),
+                    Some(other) => println!("{other}"),
+                    None => anyhow::bail!("endpoint.json has no member '{f}'"),
+                }
+                return Ok(());
+            }
             print(out, &info, &[("ID SCOPE", "/idScope"), ("HOST", "/host"), ("HTTPS", "/ports/https"), ("CA", "/caCertificate")]);
         }
     }
