@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod ids;
 pub mod management;
+pub mod mqtt;
 pub mod service;
 
 pub use device::*;

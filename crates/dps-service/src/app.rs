@@ -18,6 +18,9 @@ pub struct App {
     /// Every name the service answers to (service-API SAS audiences).
     pub host_names: Vec<String>,
     pub info: EndpointInfo,
+    pub mqtt_limits: crate::mqtt::Limits,
+    /// Turns true when the service stops (sessions that outlive a request watch it).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl App {

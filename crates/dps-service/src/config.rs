@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 /// The default ports are the ones the SDKs use (`dps-protocol.md` §1, §2, §3; TOOLCHAIN.md §6).
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
+pub const DEFAULT_MQTT_PORT: u16 = 8883;
 
 /// One configuration layer; every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -26,6 +27,12 @@ pub struct Overrides {
     /// More names (or addresses) for the TLS certificate and the service-API audience.
     pub extra_host_names: Option<Vec<String>>,
     pub https_port: Option<u16>,
+    /// MQTT over TLS (default 8883; MQTT over WebSockets uses the HTTPS port).
+    pub mqtt_port: Option<u16>,
+    /// Seconds an MQTT client has to send CONNECT after TLS.
+    pub mqtt_connect_timeout_secs: Option<u32>,
+    /// Largest MQTT packet accepted (bytes).
+    pub mqtt_max_packet_bytes: Option<usize>,
     /// Seconds devices are told to wait between polls (1–60; 2–5 suit every SDK).
     pub retry_after_secs: Option<u32>,
     /// `hashed` (default), `geoLatency` or `static`.
@@ -48,6 +55,9 @@ impl Overrides {
             host: other.host.or(self.host),
             extra_host_names: other.extra_host_names.or(self.extra_host_names),
             https_port: other.https_port.or(self.https_port),
+            mqtt_port: other.mqtt_port.or(self.mqtt_port),
+            mqtt_connect_timeout_secs: other.mqtt_connect_timeout_secs.or(self.mqtt_connect_timeout_secs),
+            mqtt_max_packet_bytes: other.mqtt_max_packet_bytes.or(self.mqtt_max_packet_bytes),
             retry_after_secs: other.retry_after_secs.or(self.retry_after_secs),
             default_allocation_policy: other.default_allocation_policy.or(self.default_allocation_policy),
             operation_retention_hours: other.operation_retention_hours.or(self.operation_retention_hours),
@@ -71,6 +81,9 @@ impl Overrides {
             extra_host_names: get(env, "DPS_EXTRA_HOST_NAMES")
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
             https_port: parse(env, "DPS_HTTPS_PORT")?,
+            mqtt_port: parse(env, "DPS_MQTT_PORT")?,
+            mqtt_connect_timeout_secs: parse(env, "DPS_MQTT_CONNECT_TIMEOUT_SECS")?,
+            mqtt_max_packet_bytes: parse(env, "DPS_MQTT_MAX_PACKET_BYTES")?,
             retry_after_secs: parse(env, "DPS_RETRY_AFTER_SECS")?,
             default_allocation_policy: get(env, "DPS_DEFAULT_ALLOCATION_POLICY").map(str::to_owned),
             operation_retention_hours: parse(env, "DPS_OPERATION_RETENTION_HOURS")?,
@@ -104,6 +117,8 @@ pub struct Config {
     pub host: String,
     pub extra_host_names: Vec<String>,
     pub https_port: u16,
+    pub mqtt_port: u16,
+    pub mqtt_limits: crate::mqtt::Limits,
     pub retry_after_secs: u32,
     pub default_allocation_policy: AllocationPolicy,
     pub operation_retention_hours: u32,
@@ -171,7 +186,20 @@ impl Config {
             "json" => LogFormat::Json,
             other => return Err(ConfigError(format!("log_format '{other}' is not text or json"))),
         };
+        let defaults = crate::mqtt::Limits::default();
+        let mqtt_limits = crate::mqtt::Limits {
+            max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
+            connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
+        };
+        if !(1024..=16 * 1024 * 1024).contains(&mqtt_limits.max_packet_bytes) {
+            return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", mqtt_limits.max_packet_bytes)));
+        }
+        if mqtt_limits.connect_timeout.is_zero() {
+            return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
+        }
         Ok(Config {
+            mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
+            mqtt_limits,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
             bind,

@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod https;
 pub mod material;
+pub mod mqtt;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub const DEFAULT_HUB: &str = "local-hub.dps.local";
 /// Listeners bound before the service starts (so callers choose ports, including 0).
 pub struct Listeners {
     pub https: std::net::TcpListener,
+    pub mqtt: std::net::TcpListener,
 }
 
 fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> Result<std::net::TcpListener> {
@@ -63,6 +65,7 @@ fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> R
 pub fn bind(config: &Config) -> Result<Listeners> {
     Ok(Listeners {
         https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")?,
+        mqtt: bind_one(SocketAddr::new(config.bind, config.mqtt_port), "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?,
     })
 }
 
@@ -173,10 +176,11 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         },
     );
     let https_port = listeners.https.local_addr()?.port();
+    let mqtt_port = listeners.mqtt.local_addr()?.port();
     let info = EndpointInfo {
         id_scope: id_scope.to_string(),
         host: config.host.clone(),
-        ports: PortMap { https: Some(https_port), ..Default::default() },
+        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), ..Default::default() },
         ca_certificate: material.ca_path.display().to_string(),
         service_connection_string: format!(
             "HostName={};SharedAccessKeyName={OWNER_POLICY};SharedAccessKey={}",
@@ -184,6 +188,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             owner_key.expose()
         ),
     };
+    let (tx, rx) = watch::channel(false);
     let app = Arc::new(app::App {
         engine: Arc::clone(&engine),
         management: Management {
@@ -197,13 +202,17 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         clock: Arc::clone(&clock),
         host_names,
         info: info.clone(),
+        mqtt_limits: config.mqtt_limits,
+        shutdown: rx.clone(),
     });
 
-    let (tx, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let tls = tls::server_config(material.server_chain, material.server_key)?;
+    let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
+    let mqtt_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
     let https = tokio::net::TcpListener::from_std(listeners.https)?;
-    tasks.spawn(https::serve(https, tls, Arc::clone(&app), rx.clone()));
+    tasks.spawn(https::serve(https, https_tls, Arc::clone(&app), rx.clone()));
+    let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
+    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, rx.clone()));
 
     let (purge_store, retention, purge_clock, mut purge_rx) = (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx);
     tasks.spawn(async move {
@@ -223,6 +232,6 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
 
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     write_endpoint(&config.data_dir, &info)?;
-    info!(id_scope = %info.id_scope, https = https_port, "service started");
+    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, "service started");
     Ok(Running { info, store, shutdown: tx, tasks })
 }

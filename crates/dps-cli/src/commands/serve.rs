@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// HTTPS port of the device and service APIs (default 443; 0 = any free port).
     #[arg(long)]
     https_port: Option<u16>,
+    /// MQTT port (default 8883; 0 = any free port). MQTT over WebSockets uses the HTTPS port.
+    #[arg(long)]
+    mqtt_port: Option<u16>,
     /// Seconds devices wait between polls.
     #[arg(long)]
     retry_after_secs: Option<u32>,
@@ -72,6 +75,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         host: a.host,
         extra_host_names: (!a.extra_host_names.is_empty()).then_some(a.extra_host_names),
         https_port: a.https_port,
+        mqtt_port: a.mqtt_port,
         retry_after_secs: a.retry_after_secs,
         default_allocation_policy: a.default_allocation_policy,
         log: a.log,
@@ -89,6 +93,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         "  Device endpoint:     https://{}  (global device endpoint / provisioning host)",
         dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443))
     );
+    println!("  MQTT:                {}:{}  (MQTT over WebSockets: the HTTPS port)", i.host, i.ports.mqtt.unwrap_or(8883));
     println!("  Service endpoint:    same host; connection string below");
     println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
     println!("  Connection string:   {}", i.service_connection_string);

@@ -154,6 +154,9 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
 
 /// Answers one request; never fails.
 pub async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
+    if crate::mqtt::websocket::is_upgrade(&req) {
+        return Ok(crate::mqtt::websocket::upgrade(req, app, peer));
+    }
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let result = match read_request(req, peer).await {

@@ -1,0 +1,77 @@
+//! The MQTT 3.1.1 device endpoint (§2): TLS on its own port (default 8883), and over WebSockets on the
+//! HTTPS port (see `websocket.rs`). It is not a broker: it accepts exactly the DPS subscription and the two
+//! DPS request topics, and answers each request on the response topic.
+//!
+//! Packets are encoded and decoded with the `mqttbytes` v4 codec of `rumqttc` (the rumqtt project's
+//! well-kept, tested codec, used by its broker `rumqttd` too), without its client, TLS or event loop; only
+//! the session logic — what a DPS endpoint answers to which packet, in which order — is written here.
+//!
+//! One task per connection. A connection waiting for its next packet holds no read buffer (it waits on a
+//! single byte, then reads what is in flight), and a response is encoded into a buffer dropped once sent.
+
+pub mod connect;
+pub mod operation_status;
+pub mod register;
+pub mod session;
+pub mod subscribe;
+pub mod websocket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::app::App;
+
+/// Limits of the MQTT endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest packet accepted; a larger one closes the connection (§9: 96 KB messages).
+    pub max_packet_bytes: usize,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_packet_bytes: 96 * 1024 + 1024, connect_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Accepts TLS connections on the MQTT port until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "MQTT accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, app, stop) = (acceptor.clone(), Arc::clone(&app), shutdown.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limits.connect_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => session::run(stream, app, peer, limits, stop).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "MQTT TLS handshake failed"),
+                        Err(_) => debug!(%peer, "MQTT TLS handshake timed out"),
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! One MQTT connection, as two states: [`AwaitingConnect`] (only CONNECT is valid, within the connect
+//! timeout) consumed into [`Connected`] (SUBSCRIBE, the two request topics, PINGREQ, PUBACK, DISCONNECT).
+//! Anything else, a malformed or oversized packet, or silence past 1.5 × keep-alive closes this connection
+//! only.
+//!
+//! Ordering (§0.5, §2.6): for a QoS 1 request the PUBACK is written before the response PUBLISH; responses
+//! go out at QoS 1 on `$dps/registrations/res/{status}/?$rid={rid}[&retry-after=n]`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use dps_core::registration::Reply;
+use dps_core::DpsError;
+use dps_proto::mqtt::{parse_request_topic, response_topic, MqttRequest};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, UnsubAck};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use super::connect::{self, Identity};
+use super::{operation_status, register, subscribe, Limits};
+use crate::app::App;
+use crate::https::error::{details, status_of};
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed or sent DISCONNECT.
+    Closed,
+    Timeout(&'static str),
+    Protocol(String),
+    Io(std::io::Error),
+    Shutdown,
+}
+
+struct Conn<S> {
+    stream: S,
+    buf: BytesMut,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Reads one packet, waiting at most `wait` for each piece of it.
+    async fn read_packet(&mut self, wait: Option<Duration>) -> Result<Packet, End> {
+        loop {
+            if !self.buf.is_empty() {
+                match Packet::read(&mut self.buf, self.limits.max_packet_bytes) {
+                    Ok(p) => {
+                        if self.buf.is_empty() {
+                            self.buf = BytesMut::new(); // an idle connection keeps no buffer
+                        }
+                        return Ok(p);
+                    }
+                    Err(CodecError::InsufficientBytes(_)) => {}
+                    Err(CodecError::PayloadSizeLimitExceeded(n)) => {
+                        return Err(End::Protocol(format!("packet of {n} bytes exceeds the {}-byte limit", self.limits.max_packet_bytes)))
+                    }
+                    Err(e) => return Err(End::Protocol(format!("malformed packet: {e:?}"))),
+                }
+            }
+            let (stream, buf, shutdown) = (&mut self.stream, &mut self.buf, &mut self.shutdown);
+            let read = async {
+                if buf.is_empty() {
+                    let mut first = [0u8; 1];
+                    let n = stream.read(&mut first).await?;
+                    if n == 1 {
+                        buf.reserve(256);
+                        buf.put_u8(first[0]);
+                    }
+                    Ok::<usize, std::io::Error>(n)
+                } else {
+                    buf.reserve(1024);
+                    stream.read_buf(buf).await
+                }
+            };
+            let n = tokio::select! {
+                r = async {
+                    match wait {
+                        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| End::Timeout("no packet within the keep-alive window"))?,
+                        None => read.await,
+                    }
+                    .map_err(End::Io)
+                } => r?,
+                _ = shutdown.changed() => return Err(End::Shutdown),
+            };
+            if n == 0 {
+                return Err(if self.buf.is_empty() { End::Closed } else { End::Protocol("connection closed inside a packet".into()) });
+            }
+        }
+    }
+
+    async fn write(&mut self, p: Packet) -> Result<(), End> {
+        let mut out = BytesMut::with_capacity(p.size() + 5);
+        p.write(&mut out, usize::MAX).map_err(|e| End::Protocol(format!("cannot encode {e:?}")))?;
+        self.stream.write_all(&out).await.map_err(End::Io)?;
+        self.stream.flush().await.map_err(End::Io)
+    }
+}
+
+/// The first state: only CONNECT.
+struct AwaitingConnect<S> {
+    conn: Conn<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
+    async fn connect(mut self) -> Result<Connected<S>, End> {
+        let timeout = self.conn.limits.connect_timeout;
+        let packet = match tokio::time::timeout(timeout, self.conn.read_packet(Some(timeout))).await {
+            Ok(r) => r?,
+            Err(_) => return Err(End::Timeout("no CONNECT within the connect timeout")),
+        };
+        let Packet::Connect(c) = packet else {
+            return Err(End::Protocol("the first packet must be CONNECT".into()));
+        };
+        match connect::accept(&c) {
+            Ok(who) => {
+                // Session-present is always 0: DPS keeps no sessions, even for CleanSession=0 (§0.6).
+                self.conn.write(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await?;
+                debug!(peer = %self.conn.peer, registration_id = %who.registration_id, client = ?who.client_version, "MQTT connected");
+                Ok(Connected { conn: self.conn, who, next_pkid: 0 })
+            }
+            Err((code, why)) => {
+                info!(peer = %self.conn.peer, ?code, why, "MQTT CONNECT refused");
+                self.conn.write(Packet::ConnAck(ConnAck::new(code, false))).await?;
+                Err(End::Protocol(why))
+            }
+        }
+    }
+}
+
+/// After a successful CONNECT.
+struct Connected<S> {
+    conn: Conn<S>,
+    who: Identity,
+    next_pkid: u16,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
+    async fn serve(mut self, app: &App) -> Result<(), End> {
+        // 1.5 × keep-alive; 0 disables it (the C SDK sends 0, §2.2).
+        let wait = (self.who.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.who.keep_alive) * 1500));
+        loop {
+            match self.conn.read_packet(wait).await? {
+                Packet::Publish(p) => self.publish(app, p).await?,
+                Packet::Subscribe(s) => {
+                    let (ack, _) = subscribe::answer(&s);
+                    self.conn.write(Packet::SubAck(ack)).await?;
+                }
+                Packet::Unsubscribe(u) => self.conn.write(Packet::UnsubAck(UnsubAck::new(u.pkid))).await?,
+                Packet::PingReq => self.conn.write(Packet::PingResp).await?,
+                Packet::PubAck(_) => {}
+                Packet::Disconnect => return Err(End::Closed),
+                Packet::Connect(_) => return Err(End::Protocol("a second CONNECT".into())),
+                other => return Err(End::Protocol(format!("unexpected {other:?}"))),
+            }
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1).max(1);
+        self.next_pkid
+    }
+
+    async fn publish(&mut self, app: &App, p: Publish) -> Result<(), End> {
+        if p.qos == QoS::ExactlyOnce {
+            return Err(End::Protocol("QoS 2 publishes are not supported".into()));
+        }
+        let Some(request) = parse_request_topic(&p.topic) else {
+            return Err(End::Protocol(format!("'{}' is not a DPS request topic", p.topic.escape_debug())));
+        };
+        if p.qos == QoS::AtLeastOnce {
+            self.conn.write(Packet::PubAck(PubAck::new(p.pkid))).await?;
+        }
+        let (rid, result, is_register) = match &request {
+            MqttRequest::Register { rid } => (rid, register::handle(app, &self.who, &p.payload).await, true),
+            MqttRequest::OperationStatus { rid, operation_id } => {
+                (rid, operation_status::handle(app, &self.who, operation_id).await, false)
+            }
+        };
+        let (topic, body) = response(app, rid, result, is_register);
+        let pkid = self.pkid();
+        let mut out = Publish::new(topic, QoS::AtLeastOnce, body);
+        out.pkid = pkid;
+        self.conn.write(Packet::Publish(out)).await
+    }
+}
+
+/// The one mapping of an answer (or a `DpsError`) to a response topic and body for MQTT.
+fn response(app: &App, rid: &str, result: Result<Reply, DpsError>, is_register: bool) -> (String, Vec<u8>) {
+    match result {
+        Ok(reply) => {
+            let status = if is_register || reply.in_progress() { 202 } else { 200 };
+            (response_topic(status, rid, reply.retry_after), serde_json::to_vec(&reply.status).unwrap_or_default())
+        }
+        Err(e) => {
+            let tracking_id = uuid::Uuid::new_v4().to_string();
+            info!(code = e.code(), tracking_id, error = %e.message, "MQTT request refused");
+            let status = status_of(e.kind).as_u16();
+            (
+                response_topic(status, rid, e.retry_after),
+                serde_json::to_vec(&details(&e, &tracking_id, app.clock.now())).unwrap_or_default(),
+            )
+        }
+    }
+}
+
+/// Runs one connection to its end.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    app: Arc<App>,
+    peer: SocketAddr,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let conn = Conn { stream, buf: BytesMut::new(), limits, shutdown, peer };
+    let end = match (AwaitingConnect { conn }).connect().await {
+        Ok(connected) => connected.serve(&app).await,
+        Err(e) => Err(e),
+    };
+    match end {
+        Err(End::Closed) | Err(End::Shutdown) | Ok(()) => debug!(%peer, "MQTT connection closed"),
+        Err(End::Protocol(why)) => info!(%peer, why, "MQTT connection closed: protocol violation"),
+        Err(End::Timeout(why)) => debug!(%peer, why, "MQTT connection timed out"),
+        Err(End::Io(e)) => debug!(%peer, error = %e, "MQTT connection I/O error"),
+    }
+}
