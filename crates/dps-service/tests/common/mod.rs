@@ -21,6 +21,8 @@ pub struct TestService {
     pub base: String,
     pub scope: String,
     pub owner_key: String,
+    pub mqtt_port: u16,
+    pub ca_pem: Vec<u8>,
 }
 
 pub struct Answer {
@@ -29,17 +31,24 @@ pub struct Answer {
     pub body: Value,
 }
 
-fn client(ca_pem: &[u8]) -> reqwest::Client {
+pub fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &ca_pem[..]).flatten() {
         roots.add(c).unwrap_or_else(|e| panic!("{e}"));
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|e| panic!("{e}"))
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(20)).build().unwrap_or_else(|e| panic!("{e}"))
+        .with_no_client_auth()
+}
+
+fn client(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_client_config(ca_pem))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 impl TestService {
@@ -54,13 +63,21 @@ impl TestService {
             base: String::new(),
             scope: String::new(),
             owner_key: String::new(),
+            mqtt_port: 0,
+            ca_pem: Vec::new(),
         };
         s.restart().await;
         s
     }
 
     fn config(&self) -> Config {
-        let flags = Overrides { https_port: Some(0), retry_after_secs: Some(1), ..Default::default() };
+        let flags = Overrides {
+            https_port: Some(0),
+            mqtt_port: Some(0),
+            mqtt_connect_timeout_secs: Some(1),
+            retry_after_secs: Some(1),
+            ..Default::default()
+        };
         Config::load(self.dir.path().to_path_buf(), None, &HashMap::new(), flags).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -75,6 +92,8 @@ impl TestService {
         let running = dps_service::start(&config, listeners, clock).await.unwrap_or_else(|e| panic!("{e:#}"));
         let ca = std::fs::read(&running.info.ca_certificate).unwrap_or_else(|e| panic!("{e}"));
         self.http = client(&ca);
+        self.mqtt_port = running.info.ports.mqtt.unwrap_or_default();
+        self.ca_pem = ca.clone();
         self.base = format!("https://127.0.0.1:{}", running.info.ports.https.unwrap_or_default());
         self.scope = running.info.id_scope.clone();
         self.owner_key = running.info.service_connection_string.rsplit("SharedAccessKey=").next().unwrap_or_default().to_owned();
