@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/dps-target
 DATA_DIR ?=
 RUN_ARGS ?=
 
-.PHONY: run test setup-run setup-test build test-rust test-node fmt lint bench
+.PHONY: run test setup-run setup-test build test-rust test-node test-python fmt lint bench
 
 ## make run: install what is missing, build, start the service (headless; prints how to connect).
 run: setup-run
@@ -12,7 +12,7 @@ run: setup-run
 	$(CARGO_TARGET_DIR)/release/dps serve $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_ARGS)
 
 ## make test: install what is missing, run every test (Rust unit/integration, then the official SDKs).
-test: setup-test test-rust test-node
+test: setup-test test-rust test-node test-python
 
 setup-run:
 	@scripts/setup.sh run
@@ -29,6 +29,11 @@ test-rust:
 test-node:
 	cargo build -p dps-cli
 	cd tests/node && DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps npm test
+
+# The Python SDK cannot change ports: this suite's service owns 127.0.0.1:443 and :8883 while it runs.
+test-python:
+	cargo build -p dps-cli
+	DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps tests/python/.venv/bin/python -m pytest -q tests/python
 
 fmt:
 	cargo fmt --all

@@ -29,6 +29,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
   need_pkg pkg-config
   if [ "$what" = "test" ]; then
     command -v node >/dev/null 2>&1 || { need_pkg nodejs; need_pkg npm; }
+    command -v python3 >/dev/null 2>&1 || need_pkg python3
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkg python3-venv
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"
@@ -43,7 +45,15 @@ if [ "$what" = "test" ]; then
     say "Node.js $(node --version) is too old for the SDK test peers: 18 or newer is needed."
     exit 1
   fi
-  # The pinned SDK peers: reinstall only when the lock file changed since the last install.
+  # The pinned Python SDK peer in its own venv: rebuilt only when requirements.txt changed.
+  venv=tests/python/.venv
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.installed" ] || [ tests/python/requirements.txt -nt "$venv/.installed" ]; then
+    say "installing the Azure IoT Python SDK test peer (tests/python/.venv)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+    touch "$venv/.installed"
+  fi
+  # The pinned Node SDK peers: reinstall only when the lock file changed since the last install.
   if [ ! -f tests/node/node_modules/.package-lock.json ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
     say "installing the Azure IoT Node SDK test peers (tests/node)"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

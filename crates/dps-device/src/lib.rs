@@ -1,5 +1,7 @@
 //! The device side of the provisioning protocol, for DPS Console's own simulator, load generator and
-//! tests (the interop suites use the official SDKs instead). HTTPS only for now (§1.10).
+//! tests (the interop suites use the official SDKs instead): HTTPS (§1.10) and MQTT ([`mqtt`], §2.8).
+
+pub mod mqtt;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -32,10 +32,31 @@ pub struct BenchArgs {
     /// Poll interval in milliseconds (0: honour retry-after like the SDKs).
     #[arg(long, default_value_t = 20)]
     poll_ms: u64,
+    /// https or mqtt.
+    #[arg(long, default_value = "https")]
+    protocol: String,
+    /// Instead of registering: open this many MQTT connections (CONNECT + SUBSCRIBE), hold them idle, and
+    /// report the service's resident memory per connection (needs --server-pid, or a private service).
+    #[arg(long)]
+    idle_connections: Option<usize>,
+    /// PID of the service process whose memory --idle-connections reports.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 fn rss_kib(field: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status").ok()?.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+    proc_kib("self", field)
+}
+
+fn proc_kib(pid: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
@@ -71,6 +92,36 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         ca_pem: std::fs::read(&info.ca_certificate)?,
     };
     let polling = if a.poll_ms == 0 { Polling::RetryAfter } else { Polling::Every(Duration::from_millis(a.poll_ms)) };
+    let mqtt_port = info.ports.mqtt.unwrap_or(8883);
+    if let Some(n) = a.idle_connections {
+        let pid = a.server_pid.map_or_else(|| "self".to_owned(), |p| p.to_string());
+        super::serve::raise_open_files_limit();
+        let before = proc_kib(&pid, "VmRSS:").unwrap_or(0);
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("{group_id}-{i:06}");
+            let key = dps_crypto::derive_device_key(&group_key, &id)?;
+            held.push(dps_device::mqtt::MqttSession::connect(&endpoint, mqtt_port, &id, &key).await?);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = proc_kib(&pid, "VmRSS:").unwrap_or(0);
+        println!(
+            "{{\"idleMqttConnections\":{n},\"serverRssBeforeKiB\":{before},\"serverRssAfterKiB\":{after},\"bytesPerConnection\":{},\"measured\":\"{}\"}}",
+            after.saturating_sub(before) * 1024 / n.max(1) as u64,
+            if a.server_pid.is_some() { "server process" } else { "this process (client and private service)" }
+        );
+        drop(held);
+        let _ = client.send::<()>(Method::DELETE, &format!("/enrollmentGroups/{}", seg(&group_id)), None, &[]).await;
+        if let Some((_dir, running)) = private {
+            running.shutdown().await;
+        }
+        return Ok(());
+    }
+    let mqtt = match a.protocol.as_str() {
+        "https" => false,
+        "mqtt" => true,
+        other => anyhow::bail!("--protocol {other}: https or mqtt"),
+    };
     let shared = HttpsDevice::new(endpoint.clone(), polling)?;
     let gate = Arc::new(Semaphore::new(a.concurrency.max(1)));
     let started = Instant::now();
@@ -80,10 +131,18 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         let key = dps_crypto::derive_device_key(&group_key, &id)?;
         let device = if a.new_connection { HttpsDevice::new(endpoint.clone(), polling)? } else { shared.clone() };
         let gate = Arc::clone(&gate);
+        let ep = endpoint.clone();
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let t = Instant::now();
-            let r = device.provision_symmetric_key(&id, &key).await;
+            let r = if mqtt {
+                match dps_device::mqtt::MqttSession::connect(&ep, mqtt_port, &id, &key).await {
+                    Ok(mut s) => s.provision(&id, polling).await,
+                    Err(e) => Err(e),
+                }
+            } else {
+                device.provision_symmetric_key(&id, &key).await
+            };
             (t.elapsed(), r.map(|s| s.status == RegistrationStatus::Assigned).unwrap_or(false))
         });
     }
@@ -101,10 +160,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let pct =
         |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
     println!(
-        "{{\"devices\":{},\"concurrency\":{},\"connection\":\"{}\",\"pollMs\":{},\"seconds\":{:.3},\"registrationsPerSecond\":{:.1},\"p50Ms\":{},\"p95Ms\":{},\"p99Ms\":{},\"failed\":{},\"peakRssKiB\":{}}}",
+        "{{\"protocol\":\"{}\",\"devices\":{},\"concurrency\":{},\"connection\":\"{}\",\"pollMs\":{},\"seconds\":{:.3},\"registrationsPerSecond\":{:.1},\"p50Ms\":{},\"p95Ms\":{},\"p99Ms\":{},\"failed\":{},\"peakRssKiB\":{}}}",
+        a.protocol,
         a.devices,
         a.concurrency,
-        if a.new_connection { "new-per-device" } else { "keep-alive" },
+        if mqtt { "new-per-device" } else if a.new_connection { "new-per-device" } else { "keep-alive" },
         a.poll_ms,
         elapsed.as_secs_f64(),
         a.devices as f64 / elapsed.as_secs_f64().max(1e-9),

@@ -52,6 +52,14 @@ fn init_logging(c: &Config) {
     };
 }
 
+/// Every idle device connection is a file descriptor: lift the soft limit to the hard one.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -84,6 +92,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     };
     let config = Config::load(data_dir, a.config.as_deref(), &env, flags)?;
     init_logging(&config);
+    raise_open_files_limit();
     let listeners = dps_service::bind(&config)?;
     let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await?;
     let i = &running.info;

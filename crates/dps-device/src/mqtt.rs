@@ -1,0 +1,123 @@
+//! MQTT device side (§2.8) with the same `mqttbytes` codec the service uses: CONNECT, SUBSCRIBE, register,
+//! poll. Used by the load generator (registrations per second, idle connections).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::BytesMut;
+use dps_proto::mqtt::{operation_status_topic, register_topic, RESPONSE_FILTER};
+use dps_proto::RegistrationOperationStatus;
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
+use rumqttc::mqttbytes::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::{device_sas, tls_config, Endpoint, Polling};
+
+/// A connected, subscribed MQTT session of one device.
+pub struct MqttSession {
+    stream: TlsStream<tokio::net::TcpStream>,
+    buf: BytesMut,
+    next: u16,
+}
+
+impl MqttSession {
+    /// Connects (TLS, CONNECT with the SAS, SUBSCRIBE) as `registration_id` to `host:port`.
+    pub async fn connect(endpoint: &Endpoint, port: u16, registration_id: &str, key_b64: &str) -> Result<Self> {
+        let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+        let stream = TlsConnector::from(Arc::new(tls_config(&endpoint.ca_pem)?)).connect(name, tcp).await?;
+        let mut s = Self { stream, buf: BytesMut::new(), next: 0 };
+        let mut c = Connect::new(registration_id);
+        c.keep_alive = 0;
+        let sas = device_sas(&endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
+        c.set_login(format!("{}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device", endpoint.id_scope), sas);
+        s.send(Packet::Connect(c)).await?;
+        match s.recv().await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
+            other => bail!("CONNECT refused: {other:?}"),
+        }
+        let mut sub = Subscribe::new(RESPONSE_FILTER, QoS::AtLeastOnce);
+        sub.pkid = s.pkid();
+        s.send(Packet::Subscribe(sub)).await?;
+        match s.recv().await? {
+            Packet::SubAck(_) => Ok(s),
+            other => bail!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        self.next = self.next.checked_add(1).unwrap_or(1).max(1);
+        self.next
+    }
+
+    async fn send(&mut self, p: Packet) -> Result<()> {
+        let mut out = BytesMut::new();
+        p.write(&mut out, usize::MAX).map_err(|e| anyhow!("{e:?}"))?;
+        self.stream.write_all(&out).await?;
+        Ok(self.stream.flush().await?)
+    }
+
+    async fn recv(&mut self) -> Result<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(p) => return Ok(p),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(e) => bail!("bad packet: {e:?}"),
+            }
+            self.buf.reserve(4096);
+            if tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf)).await?? == 0 {
+                bail!("the service closed the connection");
+            }
+        }
+    }
+
+    /// Sends a request and returns the response topic and body (acknowledging both ways).
+    async fn request(&mut self, topic: String, body: &[u8]) -> Result<(String, Vec<u8>)> {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, body.to_vec());
+        p.pkid = self.pkid();
+        self.send(Packet::Publish(p)).await?;
+        loop {
+            match self.recv().await? {
+                Packet::PubAck(_) => {}
+                Packet::Publish(r) => {
+                    self.send(Packet::PubAck(PubAck::new(r.pkid))).await?;
+                    return Ok((r.topic, r.payload.to_vec()));
+                }
+                other => bail!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Registers and polls to the end.
+    pub async fn provision(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
+        let body = serde_json::to_vec(&serde_json::json!({ "registrationId": registration_id }))?;
+        let mut rid = 0u32;
+        let (mut topic, mut payload) = self.request(register_topic("0"), &body).await?;
+        for _ in 0..120 {
+            let code: u16 = topic.split('/').nth(3).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if code >= 300 {
+                bail!("{registration_id}: {topic}: {}", String::from_utf8_lossy(&payload));
+            }
+            let status: RegistrationOperationStatus = serde_json::from_slice(&payload)?;
+            if status.status.is_terminal() {
+                return Ok(status);
+            }
+            let wait = match polling {
+                Polling::Every(d) => d,
+                Polling::RetryAfter => {
+                    let secs = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok()).unwrap_or(2);
+                    Duration::from_secs(secs)
+                }
+            };
+            tokio::time::sleep(wait).await;
+            rid += 1;
+            (topic, payload) = self.request(operation_status_topic(&rid.to_string(), &status.operation_id), b"").await?;
+        }
+        bail!("{registration_id}: the operation did not finish")
+    }
+}
