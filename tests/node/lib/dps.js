@@ -20,6 +20,9 @@ const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+const { Mqtt: ProvisioningMqtt, MqttWs: ProvisioningMqttWs } = require('azure-iot-provisioning-device-mqtt');
+// The MqttBase copy azure-iot-provisioning-device-mqtt itself resolves (a nested 1.13.1).
+const { MqttBase } = requireFrom('azure-iot-mqtt-base', 'azure-iot-provisioning-device-mqtt');
 
 const execFileP = promisify(execFile);
 
@@ -177,6 +180,53 @@ function registerSymmetricKey(svc, regId, key, { payload, idScope } = {}) {
   return client.register();
 }
 
+/**
+ * Device-side MQTT transport (azure-iot-provisioning-device-mqtt) for the local service (TOOLCHAIN §6).
+ * - `Mqtt`: uri `mqtts://<provisioningHost>`, so the host passed to the client is `127.0.0.1:<mqtt port>`.
+ * - `MqttWs`: uri is hard-coded `wss://<provisioningHost>:443/$iothub/websocket`; the host stays `127.0.0.1`
+ *   and an https.Agent with `port` (agent options override the request's port) reaches the HTTPS port.
+ * Returns { transport, host, trace } where `trace.received` records every PUBLISH the SDK received
+ * ({ topic, payload }) — observation only, the SDK's own handler still processes them.
+ */
+function mqttTransport(svc, { ws = false } = {}) {
+  const base = new MqttBase();
+  const trace = { received: [] };
+  base.on('message', (topic, payload) => trace.received.push({ topic, payload: payload.toString('utf8') }));
+  let transport;
+  let host;
+  if (ws) {
+    base.setOptions({ ca: svc.ca, mqtt: { webSocketAgent: new https.Agent({ port: svc.port, ca: svc.ca }) } });
+    transport = new ProvisioningMqttWs(base);
+    host = svc.host;
+  } else {
+    if (!svc.endpoint.ports || !svc.endpoint.ports.mqtt) {
+      throw new Error('endpoint.json has no ports.mqtt: ' + JSON.stringify(svc.endpoint));
+    }
+    base.setOptions({ ca: svc.ca });
+    transport = new ProvisioningMqtt(base);
+    host = `${svc.host}:${svc.endpoint.ports.mqtt}`;
+  }
+  return { transport, host, trace };
+}
+
+/**
+ * Register a symmetric-key device over MQTT (ws=false) or MQTT over WebSockets (ws=true) with the
+ * official device SDK. Resolves { result, trace }; on failure rejects with the SDK error, which
+ * carries `err.trace` (the received publishes).
+ */
+async function registerSymmetricKeyMqtt(svc, regId, key, { ws = false, payload, idScope } = {}) {
+  const { transport, host, trace } = mqttTransport(svc, { ws });
+  const security = new SymmetricKeySecurityClient(regId, key);
+  const client = ProvisioningDeviceClient.create(host, idScope || svc.idScope, transport, security);
+  if (payload !== undefined) client.setProvisioningPayload(payload);
+  try {
+    return { result: await client.register(), trace };
+  } catch (err) {
+    if (err && typeof err === 'object') err.trace = trace;
+    throw err;
+  }
+}
+
 /** Run the dps CLI with --data-dir appended; resolves { stdout, stderr, code, json? }. */
 async function runCli(svc, args, { json = undefined, allowFailure = false, dataDir = true } = {}) {
   const full = [...args, ...(dataDir ? ['--data-dir', svc.dataDir] : [])];
@@ -273,6 +323,8 @@ module.exports = {
   httpTransport,
   httpBaseFor,
   registerSymmetricKey,
+  mqttTransport,
+  registerSymmetricKeyMqtt,
   runCli,
   deriveKey,
   randomKey,
