@@ -89,7 +89,9 @@ pub async fn attest(
             return Err(DpsError::unauthorized("TPM attestation is not available in this version of the service; use symmetric keys"))
         }
         DeviceCredentials::None => {
-            return Err(DpsError::unauthorized("no credentials: send a SharedAccessSignature (symmetric key) in the Authorization header"))
+            return Err(DpsError::unauthorized(
+                "no credentials: this version attests devices by symmetric key (a SharedAccessSignature in the Authorization header or the MQTT password); X.509 attestation is not available yet",
+            ))
         }
     };
     check_token(&token, scope, reg, clock)?;
