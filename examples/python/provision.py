@@ -19,4 +19,4 @@ client = ProvisioningDeviceClient.create_from_symmetric_key(
     websockets="--websockets" in sys.argv,
 )
 result = client.register()
-print(result.status, result.registration_state.assigned_hub, result.registration_state.device_id, result.registration_state.substatus)
+print(result.status, result.registration_state.assigned_hub, result.registration_state.device_id, result.registration_state.sub_status)
