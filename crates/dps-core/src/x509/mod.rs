@@ -1,6 +1,11 @@
 //! X.509 certificates as enrollments carry them (§5.3): PEM (C, Node, Java) or base64 DER (.NET), and
 //! the `X509CertificateInfo` every response shows (§1.5). Thumbprints are SHA-1 / SHA-256 of the DER in
 //! upper-case hex without separators, the .NET convention Azure's portal shows (§4.3, §10.6).
+//!
+//! - [`chain`]: path validation of a device chain up to an enrollment group's (or a verified CA's) certificate;
+//! - [`inspect`]: the structured view of a chain for `dps cert inspect` and the console's chain inspector.
+
+pub mod chain;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -102,4 +107,37 @@ g3Ukyi8CIQCrsqeYDJsb6JaEFu4LFA4Nb/YgSULIQ+tSD2WJKwyJkw==
         assert!(certificate_info("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
         assert!(certificate_info(&B64.encode(b"hello")).is_err());
     }
+}
+
+/// Every certificate of a bundle: PEM blocks (any number, other blocks ignored), or one base64 DER, or raw
+/// DER bytes.
+pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DpsError> {
+    let text = std::str::from_utf8(bytes).ok().map(str::trim);
+    match text {
+        Some(t) if t.contains("-----BEGIN") => {
+            let mut out = Vec::new();
+            for pem in x509_parser::pem::Pem::iter_from_buffer(t.as_bytes()) {
+                let pem = pem.map_err(|e| DpsError::invalid(format!("the PEM data is malformed: {e}")))?;
+                if pem.label == "CERTIFICATE" {
+                    out.push(pem.contents);
+                }
+            }
+            if out.is_empty() {
+                return Err(DpsError::invalid("the PEM data holds no CERTIFICATE block"));
+            }
+            Ok(out)
+        }
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n ".contains(&b)) => {
+            Ok(vec![decode_certificate(t)?])
+        }
+        _ if bytes.first() == Some(&0x30) => Ok(vec![bytes.to_vec()]),
+        _ => Err(DpsError::invalid("no certificate found: expected PEM, base64 DER or DER")),
+    }
+}
+
+/// The subject common name of a certificate, if it has one.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    Some(cn)
 }
