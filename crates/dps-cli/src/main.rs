@@ -32,6 +32,12 @@ enum Command {
     /// Linked IoT hubs.
     #[command(subcommand)]
     Hub(commands::hub::HubCommand),
+    /// CA certificates: upload, proof of possession, list.
+    #[command(subcommand)]
+    Ca(commands::ca::CaCommand),
+    /// X.509 certificates: create a root, intermediate, device or verification certificate; inspect a chain.
+    #[command(subcommand)]
+    Cert(commands::cert::CertCommand),
     /// Compute a device's key from its enrollment group's key (§4.2).
     ComputeDeviceKey {
         /// The enrollment group's symmetric key (base64).
@@ -71,6 +77,8 @@ fn main() -> std::process::ExitCode {
             Command::EnrollmentGroup(c) => commands::group::run(c).await,
             Command::Registration(c) => commands::registration::run(c).await,
             Command::Hub(c) => commands::hub::run(c).await,
+            Command::Ca(c) => commands::ca::run(c).await,
+            Command::Cert(c) => commands::cert::run(c),
             Command::ComputeDeviceKey { key, registration_id } => {
                 let k = dps_crypto::derive_device_key(&key, &registration_id).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
                 println!("{k}");

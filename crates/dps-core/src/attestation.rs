@@ -2,15 +2,25 @@
 //!
 //! Symmetric key: the SAS token is checked for audience and expiry, then verified against the individual
 //! enrollment with this registration id (primary, then secondary key); without one, against the key each
-//! symmetric-key group derives for this id (§4.2). X.509 and TPM enrollments are stored already; their
-//! device-side attestation answers a clear 401 until it lands.
+//! symmetric-key group derives for this id (§4.2).
+//!
+//! X.509 (§4.3): the leaf's CN is the registration id; the individual enrollment for it decides first (the
+//! leaf must be its primary or secondary certificate, or chain to its verified CA); otherwise the enrollment
+//! group whose certificate is nearest the leaf in the presented chain (first intermediate, …, root) decides.
+//! The first match decides, enabled or not — that is how one device of a group is blocked.
+//!
+//! TPM enrollments are stored already; their device-side attestation answers a clear 401 until it lands.
+
+use std::sync::Arc;
 
 use dps_crypto::{decode_key, derive_device_key, SasToken, Secret};
-use dps_proto::{AttestationType, EnrollmentGroup, IdScope, IndividualEnrollment, RegistrationId};
+use dps_proto::{AttestationType, EnrollmentGroup, IdScope, IndividualEnrollment, RegistrationId, X509Attestation, X509RegistrationResult};
 
 use crate::error::DpsError;
 use crate::model::EnrollmentRef;
-use crate::ports::EnrollmentStore;
+use crate::ports::{CertificateStore, EnrollmentStore};
+use crate::x509::chain::{check_leaf, verify_chain, ChainError};
+use crate::x509::{certificate_info, common_name, decode_certificate};
 use crate::Clock;
 
 /// Tokens that expired less than this many seconds ago are still accepted (device clocks drift).
@@ -21,6 +31,8 @@ pub const CLOCK_SKEW_SECS: i64 = 30;
 pub enum DeviceCredentials {
     /// A `SharedAccessSignature …` token (HTTP `Authorization`, MQTT password, AMQP SASL).
     Sas(String),
+    /// The TLS client certificate chain (DER, leaf first), as the handshake presented it.
+    X509(Arc<Vec<Vec<u8>>>),
     /// Nothing (TPM's first request, or an X.509 device whose certificate the TLS layer hands over).
     None,
 }
@@ -48,6 +60,8 @@ pub struct Attested {
     pub attestation: AttestationType,
     /// The keys the device holds (individual keys, or the keys derived from the group's).
     pub device_keys: Option<(Secret, Secret)>,
+    /// For X.509: the device's certificate info and the group's signing certificate (§1.5 `x509`).
+    pub x509: Option<X509RegistrationResult>,
 }
 
 fn keys_of(kind: &str, id: &str, primary: Option<&String>, secondary: Option<&String>) -> Result<(Secret, Secret), DpsError> {
@@ -75,6 +89,7 @@ fn check_token(token: &SasToken, scope: &IdScope, reg: &RegistrationId, clock: &
 /// Finds and checks the enrollment of a device presenting `creds`.
 pub async fn attest(
     store: &dyn EnrollmentStore,
+    cas: &dyn CertificateStore,
     clock: &dyn Clock,
     scope: &IdScope,
     reg: &RegistrationId,
@@ -82,6 +97,7 @@ pub async fn attest(
     presents_tpm: bool,
 ) -> Result<Attested, DpsError> {
     let token = match creds {
+        DeviceCredentials::X509(chain) => return attest_x509(store, cas, clock, reg, chain).await,
         DeviceCredentials::Sas(t) => {
             SasToken::parse(t).map_err(|e| DpsError::unauthorized(format!("invalid SharedAccessSignature: {e}")))?
         }
@@ -90,7 +106,7 @@ pub async fn attest(
         }
         DeviceCredentials::None => {
             return Err(DpsError::unauthorized(
-                "no credentials: this version attests devices by symmetric key (a SharedAccessSignature in the Authorization header or the MQTT password); X.509 attestation is not available yet",
+                "no credentials: present a TLS client certificate (X.509) or a SharedAccessSignature (symmetric key: the Authorization header, or the MQTT password)",
             ))
         }
     };
@@ -115,6 +131,7 @@ pub async fn attest(
             matched: Matched::Individual(Box::new(e)),
             attestation: AttestationType::SymmetricKey,
             device_keys: Some(keys),
+            x509: None,
         });
     }
 
@@ -128,10 +145,165 @@ pub async fn attest(
                 matched: Matched::Group(Box::new(g)),
                 attestation: AttestationType::SymmetricKey,
                 device_keys: Some((Secret::new(p), Secret::new(s))),
+                x509: None,
             });
         }
     }
     Err(DpsError::unauthorized(format!(
         "no enrollment accepts '{reg}': there is no individual enrollment for it and no symmetric-key group's derived key verifies its token"
     )))
+}
+
+fn chain_refusal(who: &str, e: &ChainError) -> DpsError {
+    DpsError::unauthorized(format!("{who}: {e}"))
+}
+
+/// Loads the certificate a CA reference names; only verified CAs count (§4.3).
+async fn referenced_ca(cas: &dyn CertificateStore, name: &str) -> Result<Vec<u8>, DpsError> {
+    let ca = cas.get_ca(name).await.map_err(|e| DpsError::internal(format!("CA look-up failed: {e}")))?.ok_or_else(|| {
+        DpsError::unauthorized(format!("the enrollment references CA certificate '{name}', which is not in the certificate store"))
+    })?;
+    if !ca.is_verified {
+        return Err(DpsError::unauthorized(format!(
+            "CA certificate '{name}' is not verified: prove possession of its key first (dps ca verification-code / dps ca verify)"
+        )));
+    }
+    decode_certificate(&ca.certificate)
+}
+
+/// The certificates an X.509 attestation trusts: signing certificates, or verified CAs by reference.
+async fn anchors(cas: &dyn CertificateStore, x: &X509Attestation, group: bool) -> Vec<Result<Vec<u8>, DpsError>> {
+    let mut out = Vec::new();
+    let certs = if group { x.signing_certificates.as_ref() } else { None };
+    for c in certs.into_iter().flat_map(|c| [c.primary.as_ref(), c.secondary.as_ref()]).flatten() {
+        if let Some(text) = c.certificate.as_deref().filter(|t| !t.trim().is_empty()) {
+            out.push(decode_certificate(text));
+        }
+    }
+    // Collected first: an iterator of closures held across an await is not `Send` for every lifetime.
+    let names: Vec<String> =
+        x.ca_references.iter().flat_map(|r| [r.primary.clone(), r.secondary.clone()]).flatten().filter(|n| !n.is_empty()).collect();
+    for name in names {
+        out.push(referenced_ca(cas, &name).await);
+    }
+    out
+}
+
+async fn attest_x509(
+    store: &dyn EnrollmentStore,
+    cas: &dyn CertificateStore,
+    clock: &dyn Clock,
+    reg: &RegistrationId,
+    chain: &[Vec<u8>],
+) -> Result<Attested, DpsError> {
+    let Some(leaf) = chain.first() else { return Err(DpsError::unauthorized("the TLS client certificate chain is empty")) };
+    let cn = common_name(leaf)
+        .ok_or_else(|| DpsError::unauthorized("Invalid certificate: the device certificate has no subject common name (CN)"))?;
+    if cn.chars().count() > 64 {
+        return Err(DpsError::unauthorized(format!("Invalid certificate: the CN '{cn}' is longer than 64 characters")));
+    }
+    if !cn.eq_ignore_ascii_case(reg.as_str()) {
+        return Err(DpsError::unauthorized(format!("Invalid certificate: its CN '{cn}' is not the registration id '{reg}'")));
+    }
+    let now = clock.now();
+    check_leaf(leaf, now).map_err(|e| chain_refusal("Invalid certificate", &e))?;
+    let leaf_info = certificate_info(&dps_proto_base64(leaf)).ok();
+    let backend = |e| DpsError::internal(format!("enrollment look-up failed: {e}"));
+
+    if let Some(e) = store.get_enrollment(reg.as_str()).await.map_err(backend)? {
+        let Some(x) = e.attestation.x509.as_ref().filter(|_| e.attestation.kind == AttestationType::X509) else {
+            return Err(DpsError::unauthorized(format!(
+                "the enrollment of '{reg}' uses {} attestation, not X.509",
+                e.attestation.kind.as_str()
+            )));
+        };
+        let own = x
+            .client_certificates
+            .iter()
+            .flat_map(|c| [c.primary.as_ref(), c.secondary.as_ref()])
+            .flatten()
+            .filter_map(|c| c.certificate.as_deref())
+            .filter_map(|t| decode_certificate(t).ok())
+            .any(|der| der == *leaf);
+        let mut matched = own;
+        if !matched {
+            let mut last = None;
+            for anchor in anchors(cas, x, false).await {
+                match anchor.and_then(|a| verify_chain(leaf, &chain[1..], &a, now).map_err(|e| chain_refusal("Invalid certificate", &e))) {
+                    Ok(_) => {
+                        matched = true;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if !matched {
+                return Err(last.unwrap_or_else(|| {
+                    DpsError::unauthorized(format!(
+                        "Invalid certificate: it is not the primary or secondary certificate of the enrollment of '{reg}'"
+                    ))
+                }));
+            }
+        }
+        let x509 = X509RegistrationResult { certificate_info: leaf_info, enrollment_group_id: None, signing_certificate_info: None };
+        return Ok(Attested {
+            matched: Matched::Individual(Box::new(e)),
+            attestation: AttestationType::X509,
+            device_keys: None,
+            x509: Some(x509),
+        });
+    }
+
+    // Groups: the one whose certificate is nearest the leaf decides (§4.3 precedence).
+    let mut best: Option<(usize, EnrollmentGroup, Vec<u8>)> = None;
+    let mut refusals: Vec<(String, DpsError, bool)> = Vec::new();
+    let mut groups = store.x509_groups().await.map_err(backend)?;
+    groups.sort_by(|a, b| a.enrollment_group_id.cmp(&b.enrollment_group_id));
+    for g in groups {
+        let Some(x) = g.attestation.x509.as_ref() else { continue };
+        for anchor in anchors(cas, x, true).await {
+            let anchor = match anchor {
+                Ok(a) => a,
+                Err(e) => {
+                    refusals.push((g.enrollment_group_id.clone(), e, true));
+                    continue;
+                }
+            };
+            match verify_chain(leaf, &chain[1..], &anchor, now) {
+                Ok(v) => {
+                    if best.as_ref().is_none_or(|(d, _, _)| v.depth() < *d) {
+                        best = Some((v.depth(), g.clone(), anchor));
+                    }
+                }
+                Err(e) => {
+                    let relevant = !matches!(e, ChainError::UnknownIssuer { .. });
+                    refusals.push((g.enrollment_group_id.clone(), chain_refusal("Invalid certificate", &e), relevant));
+                }
+            }
+        }
+    }
+    if let Some((_, g, anchor)) = best {
+        let x509 = X509RegistrationResult {
+            certificate_info: leaf_info,
+            enrollment_group_id: Some(g.enrollment_group_id.clone()),
+            signing_certificate_info: certificate_info(&dps_proto_base64(&anchor)).ok(),
+        };
+        return Ok(Attested {
+            matched: Matched::Group(Box::new(g)),
+            attestation: AttestationType::X509,
+            device_keys: None,
+            x509: Some(x509),
+        });
+    }
+    if let Some((group, e, _)) = refusals.iter().find(|(_, _, relevant)| *relevant) {
+        return Err(DpsError::unauthorized(format!("{} (enrollment group '{group}')", e.message)));
+    }
+    Err(DpsError::unauthorized(format!(
+        "Invalid certificate: no individual X.509 enrollment for '{reg}', and no enrollment group's certificate is an issuer in the chain it presented"
+    )))
+}
+
+fn dps_proto_base64(der: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(der)
 }

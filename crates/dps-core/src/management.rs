@@ -6,13 +6,14 @@ use std::sync::Arc;
 use dps_crypto::{generate_key, validate_key};
 use dps_proto::{
     AllocationPolicy, AttestationMechanism, AttestationType, BulkEnrollmentGroupOperation, BulkEnrollmentOperation,
-    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkMode, DeviceCapabilities, DeviceRegistrationState, EnrollmentGroup,
-    EnrollmentGroupId, IndividualEnrollment, LinkedHub, ProvisioningStatus, RegistrationId, ReprovisionPolicy, SymmetricKeyAttestation,
+    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkMode, CaCertificate, DeviceCapabilities, DeviceRegistrationState,
+    EnrollmentGroup, EnrollmentGroupId, IndividualEnrollment, LinkedHub, ProvisioningStatus, RegistrationId, ReprovisionPolicy,
+    SymmetricKeyAttestation,
 };
 
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, Page, PageRequest, Precondition, RegistrationRecord};
-use crate::ports::{EnrollmentStore, HubStore, RegistrationStore, StoreError};
+use crate::ports::{CertificateStore, EnrollmentStore, HubStore, RegistrationStore, StoreError};
 use crate::Clock;
 
 #[derive(Clone)]
@@ -20,6 +21,7 @@ pub struct Management {
     pub enrollments: Arc<dyn EnrollmentStore>,
     pub registrations: Arc<dyn RegistrationStore>,
     pub hubs: Arc<dyn HubStore>,
+    pub certificates: Arc<dyn CertificateStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -106,6 +108,23 @@ fn prepare_attestation(a: &mut AttestationMechanism, group: bool) -> Result<(), 
     }
 }
 
+impl Management {
+    /// CA references must name certificates in the store (verification is checked when devices register,
+    /// so a group can be prepared before its CA is verified).
+    async fn check_ca_references(&self, a: &AttestationMechanism) -> Result<(), DpsError> {
+        let names: Vec<String> =
+            a.x509.iter().flat_map(|x| x.ca_references.iter()).flat_map(|r| [r.primary.clone(), r.secondary.clone()]).flatten().collect();
+        for n in names.iter().filter(|n| !n.is_empty()) {
+            if self.certificates.get_ca(n).await.map_err(map_store("CA certificates".into()))?.is_none() {
+                return Err(DpsError::invalid(format!(
+                    "caReferences: no CA certificate named '{n}' (upload it first: dps ca upload {n} --certificate-path FILE)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Allocation<'a> {
     policy: Option<AllocationPolicy>,
     iot_hubs: &'a Option<Vec<String>>,
@@ -162,6 +181,7 @@ impl Management {
             check_device_id(d)?;
         }
         prepare_attestation(&mut e.attestation, false)?;
+        self.check_ca_references(&e.attestation).await?;
         self.check_allocation(Allocation {
             policy: e.allocation_policy,
             iot_hubs: &e.iot_hubs,
@@ -190,6 +210,7 @@ impl Management {
             }
         }
         prepare_attestation(&mut g.attestation, true)?;
+        self.check_ca_references(&g.attestation).await?;
         self.check_allocation(Allocation {
             policy: g.allocation_policy,
             iot_hubs: &g.iot_hubs,
@@ -374,5 +395,113 @@ impl Management {
             StoreError::NotFound => DpsError::new(ErrorKind::NotFound, format!("hub '{}' is not linked", host_name.escape_debug())),
             other => map_store("linked hub".into())(other),
         })
+    }
+
+    // ---- CA certificates (extension) ----
+
+    fn ca_not_found(name: &str) -> DpsError {
+        DpsError::new(ErrorKind::NotFound, format!("CA certificate '{}' not found", name.escape_debug()))
+    }
+
+    pub async fn list_cas(&self) -> Result<Vec<CaCertificate>, DpsError> {
+        self.certificates.list_cas().await.map_err(map_store("CA certificates".into()))
+    }
+
+    pub async fn get_ca(&self, name: &str) -> Result<CaCertificate, DpsError> {
+        self.certificates.get_ca(name).await.map_err(map_store("CA certificate".into()))?.ok_or_else(|| Self::ca_not_found(name))
+    }
+
+    /// Uploads (or replaces) a CA certificate. It is verified only when the upload says so (Azure's
+    /// "verified on upload"); replacing the certificate otherwise resets verification.
+    pub async fn put_ca(&self, path_name: &str, mut ca: CaCertificate, pre: Precondition) -> Result<CaCertificate, DpsError> {
+        if ca.name.is_empty() {
+            ca.name = path_name.to_owned();
+        }
+        let name = EnrollmentGroupId::try_from(ca.name.as_str()).map_err(|e| DpsError::invalid(format!("CA name: {e}")))?;
+        if !name.as_str().eq_ignore_ascii_case(path_name) {
+            return Err(DpsError::invalid(format!(
+                "name '{}' in the body does not match '{}' in the path",
+                name,
+                path_name.escape_debug()
+            )));
+        }
+        let der = crate::x509::decode_certificate(&ca.certificate)?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| DpsError::invalid(format!("the certificate does not parse: {e}")))?;
+        if !matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca) {
+            return Err(DpsError::invalid(format!("'{}' is not a CA certificate (basic constraints CA:TRUE missing)", cert.subject())));
+        }
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\n")
+        );
+        let current = self.certificates.get_ca(name.as_str()).await.map_err(map_store("CA certificate".into()))?;
+        let same_cert =
+            current.as_ref().is_some_and(|c| crate::x509::decode_certificate(&c.certificate).ok().as_deref() == Some(der.as_slice()));
+        let keep_verified = same_cert && current.as_ref().is_some_and(|c| c.is_verified);
+        ca.is_verified = ca.is_verified || keep_verified;
+        ca.verification_code = if ca.is_verified { None } else { current.filter(|_| same_cert).and_then(|c| c.verification_code) };
+        ca.info = Some(crate::x509::certificate_info(&b64)?);
+        ca.certificate = pem;
+        ca.name = name.to_string();
+        let now = self.clock.now();
+        ca.created_date_time_utc = Some(now);
+        ca.last_updated_date_time_utc = Some(now);
+        ca.etag = Some(new_etag());
+        self.certificates.put_ca(ca, pre).await.map_err(map_store(format!("CA certificate '{name}'")))
+    }
+
+    pub async fn delete_ca(&self, name: &str, pre: Precondition) -> Result<(), DpsError> {
+        self.certificates.delete_ca(name, pre).await.map_err(|e| match e {
+            StoreError::NotFound => Self::ca_not_found(name),
+            other => map_store("CA certificate".into())(other),
+        })
+    }
+
+    /// Azure's "generate verification code": the CN the proof-of-possession certificate must carry.
+    pub async fn generate_verification_code(&self, name: &str) -> Result<CaCertificate, DpsError> {
+        let mut ca = self.get_ca(name).await?;
+        use rand::Rng;
+        let code: String = (0..24).map(|_| format!("{:02X}", rand::thread_rng().gen::<u8>())).collect();
+        ca.verification_code = Some(code);
+        ca.last_updated_date_time_utc = Some(self.clock.now());
+        let etag = ca.etag.clone().map_or(Precondition::Exists, Precondition::Etag);
+        ca.etag = Some(new_etag());
+        self.certificates.put_ca(ca, etag).await.map_err(map_store("CA certificate".into()))
+    }
+
+    /// Proof of possession: a certificate with CN = the verification code, signed by the CA's key.
+    pub async fn verify_ca(&self, name: &str, proof: &str) -> Result<CaCertificate, DpsError> {
+        let mut ca = self.get_ca(name).await?;
+        let Some(code) = ca.verification_code.clone() else {
+            return Err(DpsError::invalid(format!("generate a verification code for '{name}' first")));
+        };
+        let ca_der = crate::x509::decode_certificate(&ca.certificate)?;
+        let proof_der = crate::x509::decode_bundle(proof.as_bytes())?.into_iter().next().unwrap_or_default();
+        let (_, ca_cert) =
+            x509_parser::parse_x509_certificate(&ca_der).map_err(|e| DpsError::internal(format!("stored CA does not parse: {e}")))?;
+        let (_, p) = x509_parser::parse_x509_certificate(&proof_der)
+            .map_err(|e| DpsError::invalid(format!("the verification certificate does not parse: {e}")))?;
+        let cn = crate::x509::common_name(&proof_der).unwrap_or_default();
+        if cn != code {
+            return Err(DpsError::invalid(format!("the verification certificate's CN is '{cn}', not the verification code '{code}'")));
+        }
+        if p.verify_signature(Some(ca_cert.public_key())).is_err() {
+            return Err(DpsError::invalid(format!(
+                "the verification certificate is not signed by the key of '{name}' (proof of possession failed)"
+            )));
+        }
+        let now = self.clock.now().timestamp();
+        if now < p.validity().not_before.timestamp() || now > p.validity().not_after.timestamp() {
+            return Err(DpsError::invalid("the verification certificate is outside its validity period"));
+        }
+        ca.is_verified = true;
+        ca.verification_code = None;
+        ca.last_updated_date_time_utc = Some(self.clock.now());
+        let etag = ca.etag.clone().map_or(Precondition::Exists, Precondition::Etag);
+        ca.etag = Some(new_etag());
+        self.certificates.put_ca(ca, etag).await.map_err(map_store("CA certificate".into()))
     }
 }

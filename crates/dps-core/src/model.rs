@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use dps_crypto::Secret;
-use dps_proto::{AttestationType, DeviceRegistrationResult, DeviceRegistrationState, RegistrationStatus};
+use dps_proto::{AttestationType, DeviceRegistrationResult, DeviceRegistrationState, RegistrationStatus, X509RegistrationResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -30,6 +30,9 @@ pub struct Operation {
     pub payload: Option<Value>,
     #[serde(default)]
     pub force_registration: bool,
+    /// X.509 devices: their certificate's info and the group's signing certificate (public data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<X509RegistrationResult>,
     /// The `registrationState` answered once the operation is terminal.
     #[serde(default)]
     pub result: Option<DeviceRegistrationResult>,

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use dps_crypto::Secret;
-use dps_proto::{DeviceIdentity, EnrollmentGroup, IndividualEnrollment, InitialTwin, LinkedHub};
+use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnrollment, InitialTwin, LinkedHub};
 
 use crate::model::{AccessPolicy, Operation, Page, PageRequest, Precondition, RegistrationRecord};
 
@@ -37,6 +37,17 @@ pub trait EnrollmentStore: Send + Sync {
     async fn query_groups(&self, page: PageRequest) -> StoreResult<Page<EnrollmentGroup>>;
     /// Every group with symmetric-key attestation (a device does not name its group, §4.2).
     async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
+    /// Every group with X.509 attestation (matched through the device's chain, §4.3).
+    async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
+}
+
+/// CA certificates (Azure's certificate store, §4.3). Names are looked up case-insensitively.
+#[async_trait]
+pub trait CertificateStore: Send + Sync {
+    async fn list_cas(&self) -> StoreResult<Vec<CaCertificate>>;
+    async fn get_ca(&self, name: &str) -> StoreResult<Option<CaCertificate>>;
+    async fn put_ca(&self, ca: CaCertificate, pre: Precondition) -> StoreResult<CaCertificate>;
+    async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()>;
 }
 
 /// Registration records.

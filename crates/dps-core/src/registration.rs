@@ -17,13 +17,16 @@ use crate::allocation::{AllocationRequest, Allocator};
 use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
-use crate::ports::{EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore, RegistrationStore};
+use crate::ports::{
+    CertificateStore, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore, RegistrationStore,
+};
 use crate::Clock;
 
 /// The engine's collaborators.
 #[derive(Clone)]
 pub struct Ports {
     pub enrollments: Arc<dyn EnrollmentStore>,
+    pub certificates: Arc<dyn CertificateStore>,
     pub registrations: Arc<dyn RegistrationStore>,
     pub operations: Arc<dyn OperationStore>,
     pub hubs: Arc<dyn HubStore>,
@@ -99,7 +102,16 @@ impl RegistrationEngine {
     }
 
     async fn attest(&self, reg: &RegistrationId, creds: &DeviceCredentials, tpm: bool) -> Result<Attested, DpsError> {
-        attest(self.ports.enrollments.as_ref(), self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await
+        attest(
+            self.ports.enrollments.as_ref(),
+            self.ports.certificates.as_ref(),
+            self.ports.clock.as_ref(),
+            &self.config.id_scope,
+            reg,
+            creds,
+            tpm,
+        )
+        .await
     }
 
     /// `PUT /{idScope}/registrations/{id}/register`.
@@ -128,6 +140,7 @@ impl RegistrationEngine {
             attestation: attested.attestation,
             payload: req.body.payload.clone().filter(|p| !p.is_null()),
             force_registration: req.force_registration,
+            x509: attested.x509.clone(),
             result: None,
             created: now,
             updated: now,
@@ -198,7 +211,9 @@ impl RegistrationEngine {
             .await
             .map_err(store_err("could not read the registration"))?
             .ok_or_else(|| DpsError::new(ErrorKind::RegistrationNotFound, format!("'{reg}' has no registration record yet")))?;
-        Ok(result_of(&rec.state, &attested.matched))
+        let mut result = result_of(&rec.state, &attested.matched);
+        result.x509 = attested.x509;
+        Ok(result)
     }
 
     /// Resumes operations a previous run left `assigning`; returns how many.
@@ -331,13 +346,22 @@ impl RegistrationEngine {
         };
         let apply_twin = matches!(substatus, Substatus::InitialAssignment | Substatus::DeviceDataReset);
 
-        let Some((primary, secondary)) = device_keys.or_else(|| view.device_keys(&op.registration_id)) else {
-            return Outcome::failed(DpsError::internal("the device's keys are not available"), trace, Some(matched));
+        // §7.4: symmetric-key devices get their keys; X.509 devices a self-signed identity with the leaf thumbprint.
+        let authentication = if op.attestation == AttestationType::X509 {
+            let Some(t) = op.x509.as_ref().and_then(|x| x.certificate_info.as_ref()).map(|i| i.sha256_thumbprint.clone()) else {
+                return Outcome::failed(DpsError::internal("the device certificate's thumbprint is not available"), trace, Some(matched));
+            };
+            HubAuthentication::SelfSigned { primary_thumbprint: t.clone(), secondary_thumbprint: t }
+        } else {
+            let Some((primary, secondary)) = device_keys.or_else(|| view.device_keys(&op.registration_id)) else {
+                return Outcome::failed(DpsError::internal("the device's keys are not available"), trace, Some(matched));
+            };
+            HubAuthentication::Sas { primary_key: primary, secondary_key: secondary }
         };
         let device = HubDevice {
             device_id: device_id.clone(),
             registration_id: op.registration_id.clone(),
-            authentication: HubAuthentication::Sas { primary_key: primary, secondary_key: secondary },
+            authentication,
             iot_edge: view.iot_edge,
             initial_twin: if apply_twin { view.initial_twin.clone() } else { None },
         };
@@ -407,6 +431,9 @@ impl RegistrationEngine {
             result.etag = None;
         }
         op.status = o.status;
+        if o.status != RegistrationStatus::Disabled {
+            result.x509 = op.x509.clone();
+        }
         op.result = Some(result);
         op.updated = now;
         self.ports.operations.put_operation(&op).await?;

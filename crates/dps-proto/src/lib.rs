@@ -5,6 +5,7 @@
 //! swagger (`../shared/reference/openapi/2021-10-01`) and `dps-protocol.md` §1.4, §1.5, §1.8 and §5.3.
 //! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
 
+pub mod certificates;
 pub mod device;
 pub mod error;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod management;
 pub mod mqtt;
 pub mod service;
 
+pub use certificates::*;
 pub use device::*;
 pub use error::*;
 pub use ids::*;

@@ -70,3 +70,36 @@ pub struct Ports {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<u16>,
 }
+
+/// A CA certificate in the service's certificate store (Azure's `certificates/{name}` control-plane
+/// resource, §4.3): referenced by X.509 enrollments (`caReferences`) once verified by proof of possession
+/// (or trusted on upload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaCertificate {
+    /// Taken from the path when absent.
+    #[serde(default)]
+    pub name: String,
+    /// PEM (base64 DER accepted on upload).
+    pub certificate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<crate::X509CertificateInfo>,
+    #[serde(default)]
+    pub is_verified: bool,
+    /// The code the proof-of-possession certificate's CN must carry, once generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::service::opt_time")]
+    pub created_date_time_utc: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::service::opt_time")]
+    pub last_updated_date_time_utc: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// Body of `POST /certificates/{name}/verify`: the proof-of-possession certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateVerification {
+    pub certificate: String,
+}

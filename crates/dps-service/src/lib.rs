@@ -162,6 +162,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let engine = RegistrationEngine::new(
         Ports {
             enrollments: shared.clone(),
+            certificates: shared.clone(),
             registrations: shared.clone(),
             operations: shared.clone(),
             hubs: shared.clone(),
@@ -195,6 +196,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             enrollments: shared.clone(),
             registrations: shared.clone(),
             hubs: shared.clone(),
+            certificates: shared.clone(),
             clock: Arc::clone(&clock),
         },
         policies: shared.clone(),

@@ -216,6 +216,9 @@ impl EnrollmentStore for SqliteStore {
     async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
         Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000 }, Some("symmetricKey")).await?.items)
     }
+    async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
+        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000 }, Some("x509")).await?.items)
+    }
 }
 
 /// SQL text built from one of this module's two table names (constants, never input).

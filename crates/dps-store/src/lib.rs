@@ -8,6 +8,7 @@
 //!
 //! The store suite in `tests/suite.rs` is written against the traits, to be instantiated once per backend.
 
+mod certificates;
 mod enrollments;
 mod hubs;
 mod operations;

@@ -176,6 +176,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
         attestation: AttestationType::SymmetricKey,
         payload: Some(serde_json::json!({ "a": 1 })),
         force_registration: false,
+        x509: None,
         result: None,
         created: t0,
         updated: t0,
@@ -258,4 +259,28 @@ async fn secrets_are_not_stored_in_clear() {
     for secret in ["cHJpbWFyeS1rZXktMTIzNDU2", "c2Vjb25kYXJ5LWtleS0xMjM0", "Z3JvdXAta2V5LXByaW1hcnkx", "UE9MSUNZLVBSSU1BUlk="] {
         assert!(!text.contains(secret), "{secret} found in clear");
     }
+}
+
+/// CA certificates round-trip with their etag rules.
+#[tokio::test]
+async fn ca_certificates_round_trip() {
+    use dps_core::ports::CertificateStore;
+    let (s, _dir) = sqlite_file().await;
+    let ca = CaCertificate {
+        name: "Plant-Root".into(),
+        certificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        info: None,
+        is_verified: false,
+        verification_code: Some("ABC".into()),
+        created_date_time_utc: None,
+        last_updated_date_time_utc: None,
+        etag: Some("\"c1\"".into()),
+    };
+    s.put_ca(ca.clone(), Precondition::NotExists).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_ca("plant-root").await, Ok(Some(ca.clone())));
+    assert_eq!(s.put_ca(ca.clone(), Precondition::NotExists).await.map(|_| ()), Err(StoreError::Conflict));
+    assert_eq!(s.put_ca(ca.clone(), Precondition::Etag("\"old\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
+    assert_eq!(s.list_cas().await.map(|v| v.len()), Ok(1));
+    s.delete_ca("PLANT-ROOT", Precondition::Etag("\"c1\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_ca("plant-root").await, Ok(None));
 }

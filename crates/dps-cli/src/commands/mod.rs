@@ -1,6 +1,8 @@
 //! One file per command group.
 
 pub mod bench;
+pub mod ca;
+pub mod cert;
 pub mod enrollment;
 pub mod group;
 pub mod hub;

@@ -6,6 +6,7 @@
 //! - [`inspect`]: the structured view of a chain for `dps cert inspect` and the console's chain inspector.
 
 pub mod chain;
+pub mod inspect;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

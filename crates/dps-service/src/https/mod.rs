@@ -34,6 +34,14 @@ pub const DEVICE_BODY_LIMIT: usize = 96 * 1024;
 pub const SERVICE_BODY_LIMIT: usize = 16 * 1024 * 1024;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The TLS client certificate chain (DER, leaf first), when the client presented one.
+    pub client_chain: Option<Arc<Vec<Vec<u8>>>>,
+}
+
 /// A parsed request.
 pub struct Request {
     pub method: Method,
@@ -41,7 +49,7 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
-    pub peer: SocketAddr,
+    pub peer: Peer,
 }
 
 impl Request {
@@ -107,7 +115,7 @@ fn is_device_route(r: &Route) -> bool {
     matches!(r, Route::Register { .. } | Route::OperationStatus { .. } | Route::StatusLookup { .. })
 }
 
-async fn read_request(req: hyper::Request<Incoming>, peer: SocketAddr) -> Result<(Route, Request), DpsError> {
+async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<(Route, Request), DpsError> {
     let (parts, body) = req.into_parts();
     let segments = split_path(parts.uri.path())?;
     let route = router::route(&parts.method, &segments)?;
@@ -153,12 +161,13 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
 }
 
 /// Answers one request; never fails.
-pub async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
+pub async fn handle(app: Arc<App>, peer: Peer, req: hyper::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
     if crate::mqtt::websocket::is_upgrade(&req) {
         return Ok(crate::mqtt::websocket::upgrade(req, app, peer));
     }
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let addr = peer.addr;
     let result = match read_request(req, peer).await {
         Ok((route, r)) => dispatch(&app, route, &r).await,
         Err(e) => Err(e),
@@ -171,9 +180,9 @@ pub async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incomin
         Err(e) => {
             let tracking_id = uuid::Uuid::new_v4().to_string();
             if e.status() >= 500 {
-                warn!(%method, %path, %peer, code = e.code(), tracking_id, error = %e.message, "request failed");
+                warn!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request failed");
             } else {
-                info!(%method, %path, %peer, code = e.code(), tracking_id, error = %e.message, "request refused");
+                info!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request refused");
             }
             error::error_response(&e, &tracking_id, app.clock.now())
         }
@@ -210,7 +219,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: A
                             return;
                         }
                     };
-                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), peer, req));
+                    let who = Peer { addr: peer, client_chain: crate::tls::peer_chain(stream.get_ref().1) };
+                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), who.clone(), req));
                     let builder = auto::Builder::new(TokioExecutor::new());
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {

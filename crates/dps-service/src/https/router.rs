@@ -35,6 +35,12 @@ pub enum Route {
     DeleteHub(String),
     HubDevices(String),
     ServiceInfo,
+    ListCas,
+    GetCa(String),
+    PutCa(String),
+    DeleteCa(String),
+    CaVerificationCode(String),
+    VerifyCa(String),
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -129,6 +135,29 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c] if is(c, "certificates") => {
+            if m == Method::GET {
+                ListCas
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, n] if is(c, "certificates") => match m {
+            Method::GET => GetCa(n.to_string()),
+            Method::PUT => PutCa(n.to_string()),
+            Method::DELETE => DeleteCa(n.to_string()),
+            _ => return Err(not_allowed()),
+        },
+        [c, n, a] if is(c, "certificates") && (is(a, "generateVerificationCode") || is(a, "verify")) => {
+            if m != Method::POST {
+                return Err(not_allowed());
+            }
+            if is(a, "verify") {
+                VerifyCa(n.to_string())
+            } else {
+                CaVerificationCode(n.to_string())
+            }
+        }
         [c, i] if is(c, "service") && is(i, "info") => {
             if m == Method::GET {
                 ServiceInfo
@@ -197,6 +226,10 @@ mod tests {
         assert_eq!(r(Method::POST, "/registrations/g1/query"), Ok(QueryRegistrations("g1".into())));
         assert_eq!(r(Method::DELETE, "/registrations/dev1"), Ok(DeleteRegistration("dev1".into())));
         assert_eq!(r(Method::PUT, "/linkedHubs/hub.example"), Ok(PutHub("hub.example".into())));
+        assert_eq!(r(Method::GET, "/certificates"), Ok(ListCas));
+        assert_eq!(r(Method::PUT, "/certificates/plant-root"), Ok(PutCa("plant-root".into())));
+        assert_eq!(r(Method::POST, "/certificates/plant-root/generateVerificationCode"), Ok(CaVerificationCode("plant-root".into())));
+        assert_eq!(r(Method::POST, "/certificates/plant-root/verify"), Ok(VerifyCa("plant-root".into())));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub struct Identity {
 }
 
 /// Accepts or refuses a CONNECT; the refusal is the CONNACK return code (§2.2).
-pub fn accept(c: &Connect) -> Result<Identity, (ConnectReturnCode, String)> {
+/// `client_chain`: the TLS client certificate chain, for X.509 devices (they send no password).
+pub fn accept(c: &Connect, client_chain: Option<std::sync::Arc<Vec<Vec<u8>>>>) -> Result<Identity, (ConnectReturnCode, String)> {
     if c.protocol != Protocol::V4 {
         return Err((ConnectReturnCode::RefusedProtocolVersion, "only MQTT 3.1.1 is supported".into()));
     }
@@ -45,8 +46,11 @@ pub fn accept(c: &Connect) -> Result<Identity, (ConnectReturnCode, String)> {
             ),
         ));
     }
-    let credentials =
-        if login.password.trim().is_empty() { DeviceCredentials::None } else { DeviceCredentials::Sas(login.password.clone()) };
+    let credentials = match (login.password.trim().is_empty(), client_chain) {
+        (false, _) => DeviceCredentials::Sas(login.password.clone()),
+        (true, Some(chain)) => DeviceCredentials::X509(chain),
+        (true, None) => DeviceCredentials::None,
+    };
     Ok(Identity {
         id_scope: user.id_scope,
         registration_id: user.registration_id,
@@ -60,6 +64,10 @@ pub fn accept(c: &Connect) -> Result<Identity, (ConnectReturnCode, String)> {
 mod tests {
     use super::*;
 
+    fn accept_plain(c: &Connect) -> Result<Identity, (ConnectReturnCode, String)> {
+        accept(c, None)
+    }
+
     fn connect(id: &str, user: Option<&str>, pass: &str) -> Connect {
         let mut c = Connect::new(id);
         if let Some(u) = user {
@@ -70,14 +78,15 @@ mod tests {
 
     #[test]
     fn connects_are_accepted_or_refused_with_the_right_code() {
-        let ok = accept(&connect("dev1", Some("0ne0001A2B3/registrations/dev1/api-version=2019-03-31"), "SharedAccessSignature sr=x"));
+        let ok =
+            accept_plain(&connect("dev1", Some("0ne0001A2B3/registrations/dev1/api-version=2019-03-31"), "SharedAccessSignature sr=x"));
         assert!(matches!(ok, Ok(Identity { ref registration_id, .. }) if registration_id == "dev1"));
-        let x509 = accept(&connect("dev1", Some("0ne0001A2B3/registrations/dev1/api-version=2019-03-31"), ""));
+        let x509 = accept_plain(&connect("dev1", Some("0ne0001A2B3/registrations/dev1/api-version=2019-03-31"), ""));
         assert!(matches!(x509, Ok(Identity { credentials: DeviceCredentials::None, .. })));
-        assert_eq!(accept(&connect("dev1", None, "")).err().map(|e| e.0), Some(ConnectReturnCode::BadUserNamePassword));
-        assert_eq!(accept(&connect("dev1", Some("garbage"), "p")).err().map(|e| e.0), Some(ConnectReturnCode::BadUserNamePassword));
+        assert_eq!(accept_plain(&connect("dev1", None, "")).err().map(|e| e.0), Some(ConnectReturnCode::BadUserNamePassword));
+        assert_eq!(accept_plain(&connect("dev1", Some("garbage"), "p")).err().map(|e| e.0), Some(ConnectReturnCode::BadUserNamePassword));
         assert_eq!(
-            accept(&connect("dev2", Some("0ne0001A2B3/registrations/dev1/api-version=x"), "p")).err().map(|e| e.0),
+            accept_plain(&connect("dev2", Some("0ne0001A2B3/registrations/dev1/api-version=x"), "p")).err().map(|e| e.0),
             Some(ConnectReturnCode::BadClientId)
         );
     }

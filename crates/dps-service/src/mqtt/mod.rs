@@ -65,7 +65,10 @@ pub async fn serve(
                 let (acceptor, app, stop) = (acceptor.clone(), Arc::clone(&app), shutdown.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(limits.connect_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => session::run(stream, app, peer, limits, stop).await,
+                        Ok(Ok(stream)) => {
+                            let chain = crate::tls::peer_chain(stream.get_ref().1);
+                            session::run(stream, app, peer, chain, limits, stop).await
+                        }
                         Ok(Err(e)) => debug!(%peer, error = %e, "MQTT TLS handshake failed"),
                         Err(_) => debug!(%peer, "MQTT TLS handshake timed out"),
                     }

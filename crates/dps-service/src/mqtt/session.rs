@@ -105,6 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 /// The first state: only CONNECT.
 struct AwaitingConnect<S> {
     conn: Conn<S>,
+    client_chain: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
@@ -117,7 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
         let Packet::Connect(c) = packet else {
             return Err(End::Protocol("the first packet must be CONNECT".into()));
         };
-        match connect::accept(&c) {
+        match connect::accept(&c, self.client_chain.take()) {
             Ok(who) => {
                 // Session-present is always 0: DPS keeps no sessions, even for CleanSession=0 (§0.6).
                 self.conn.write(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await?;
@@ -219,11 +220,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     app: Arc<App>,
     peer: SocketAddr,
+    client_chain: Option<Arc<Vec<Vec<u8>>>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
     let conn = Conn { stream, buf: BytesMut::new(), limits, shutdown, peer };
-    let end = match Box::pin((AwaitingConnect { conn }).connect()).await {
+    let end = match Box::pin((AwaitingConnect { conn, client_chain }).connect()).await {
         Ok(connected) => connected.serve(&app).await,
         Err(e) => Err(e),
     };

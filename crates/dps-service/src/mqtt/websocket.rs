@@ -3,7 +3,6 @@
 //! `MQTT` here; `AMQPWSB10` is refused until AMQP lands. Binary frames carry the MQTT byte stream: a pump
 //! turns them into a byte stream for the same session code as the TLS port.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -39,7 +38,8 @@ fn mqtt_protocol(req: &hyper::Request<Incoming>) -> Option<String> {
 }
 
 /// Answers an upgrade request: `101` and a pumped MQTT session, or a plain refusal.
-pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, peer: SocketAddr) -> HttpResponse {
+pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, who: crate::https::Peer) -> HttpResponse {
+    let peer = who.addr;
     let Some(protocol) = mqtt_protocol(&req) else {
         let mut r = empty_response(StatusCode::BAD_REQUEST);
         r.headers_mut().insert("x-ms-error-code", HeaderValue::from_static("400004"));
@@ -63,7 +63,7 @@ pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, peer: SocketAddr) -
         config.max_frame_size = Some(limits.max_packet_bytes * 2);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         let (session_side, pump_side) = tokio::io::duplex(16 * 1024);
-        tokio::spawn(super::session::run(session_side, app, peer, limits, shutdown));
+        tokio::spawn(super::session::run(session_side, app, peer, who.client_chain, limits, shutdown));
         pump(ws, pump_side, peer).await;
     });
     let mut r = empty_response(StatusCode::SWITCHING_PROTOCOLS);
@@ -80,7 +80,7 @@ pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, peer: SocketAddr) -
 }
 
 /// Moves bytes between the WebSocket (binary frames) and the session's byte stream until either ends.
-async fn pump<S>(ws: WebSocketStream<S>, session: tokio::io::DuplexStream, peer: SocketAddr)
+async fn pump<S>(ws: WebSocketStream<S>, session: tokio::io::DuplexStream, peer: std::net::SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

@@ -224,3 +224,56 @@ impl TestService {
         assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{}", a.body);
     }
 }
+
+/// A TLS client presenting `chain` (DER, leaf first) with `key` (PKCS#8 DER).
+pub fn tls_client_config_with_cert(ca_pem: &[u8], chain: &[Vec<u8>], key: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut &ca_pem[..]).flatten() {
+        roots.add(c).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let certs = chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.clone())).collect();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.to_vec()));
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl TestService {
+    /// An HTTPS client that presents a client certificate chain.
+    pub fn client_with_cert(&self, chain: &[Vec<u8>], key: &[u8]) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls_client_config_with_cert(&self.ca_pem, chain, key))
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Registers with a client certificate over HTTPS (no Authorization header) and polls to the end.
+    pub async fn provision_x509(&self, id: &str, chain: &[Vec<u8>], key: &[u8]) -> Answer {
+        let http = self.client_with_cert(chain, key);
+        let send = |rb: reqwest::RequestBuilder| async move {
+            let r = rb.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.json::<Value>().await.unwrap_or(Value::Null);
+            Answer { status, headers, body }
+        };
+        let base = format!("{}/{}/registrations/{id}", self.base, self.scope);
+        let a = send(http.put(format!("{base}/register?api-version=2019-03-31")).json(&json!({ "registrationId": id }))).await;
+        if a.status != 202 {
+            return a;
+        }
+        let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
+        for _ in 0..100 {
+            let p = send(http.get(format!("{base}/operations/{op}?api-version=2019-03-31"))).await;
+            if p.status != 202 {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("operation {op} did not finish");
+    }
+}

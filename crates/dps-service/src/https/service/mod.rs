@@ -2,6 +2,7 @@
 //! decision traces, the built-in registry, service info). Every route checks the SAS policy right it
 //! needs first.
 
+pub mod certificates;
 pub mod enrollment_groups;
 pub mod enrollments;
 pub mod linked_hubs;
@@ -29,6 +30,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         GetRegistration(_) | QueryRegistrations(_) | QueryAllRegistrations | RegistrationTrace(_) => Right::RegistrationStatusRead,
         DeleteRegistration(_) => Right::RegistrationStatusWrite,
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
+        ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
         }
@@ -58,6 +60,12 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         DeleteHub(h) => linked_hubs::delete(app, &h).await,
         HubDevices(h) => linked_hubs::devices(app, &h).await,
         ServiceInfo => Ok(json_response(StatusCode::OK, &app.info)),
+        ListCas => certificates::list(app).await,
+        GetCa(n) => certificates::get(app, &n).await,
+        PutCa(n) => certificates::put(app, req, &n).await,
+        DeleteCa(n) => certificates::delete(app, req, &n).await,
+        CaVerificationCode(n) => certificates::generate_verification_code(app, &n).await,
+        VerifyCa(n) => certificates::verify(app, req, &n).await,
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
 }

@@ -1,0 +1,230 @@
+//! X.509 attestation over HTTPS and MQTT with client certificates (§4.3, §7.1, §7.4), and the CA store's
+//! proof-of-possession flow.
+
+mod common;
+
+use common::TestService;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    der: Vec<u8>,
+    pem: String,
+}
+
+fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
+    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let cert = match parent {
+        None => params.self_signed(&key),
+        Some(p) => params.signed_by(&key, &Issuer::from_params(&p.params, &p.key)),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    Ca { pem: cert.pem(), der: cert.der().to_vec(), params, key }
+}
+
+/// A device certificate (DER) and its PKCS#8 key; self-signed without an issuer.
+fn device(cn: &str, issuer: Option<&Ca>, expired: bool) -> (Vec<u8>, String, Vec<u8>) {
+    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = match issuer {
+        None => params.self_signed(&key),
+        Some(i) => params.signed_by(&key, &Issuer::from_params(&i.params, &i.key)),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    (cert.der().to_vec(), cert.pem(), key.serialize_der())
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect()
+}
+
+async fn individual(s: &TestService, id: &str, pem: &str, extra: Value) {
+    let mut doc = json!({ "registrationId": id, "attestation": { "type": "x509", "x509": { "clientCertificates": { "primary": { "certificate": pem } } } } });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    let a = s.service(Method::PUT, &format!("/enrollments/{id}"), Some(doc)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body["attestation"]["x509"]["clientCertificates"]["primary"]["info"]["sha256Thumbprint"].is_string(), "{}", a.body);
+}
+
+async fn group(s: &TestService, id: &str, x509: Value) {
+    let a = s
+        .service(
+            Method::PUT,
+            &format!("/enrollmentGroups/{id}"),
+            Some(json!({ "enrollmentGroupId": id, "attestation": { "type": "x509", "x509": x509 } })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// (a) An individual enrollment with a self-signed leaf; the hub identity is self-signed with its thumbprint.
+#[tokio::test]
+async fn individual_self_signed_leaf() {
+    let s = TestService::start().await;
+    let (der, pem, key) = device("x509-dev-1", None, false);
+    individual(&s, "x509-dev-1", &pem, json!({})).await;
+    let done = s.provision_x509("x509-dev-1", &[der.clone()], &key).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let r = &done.body["registrationState"];
+    assert_eq!((r["status"].as_str(), r["deviceId"].as_str()), (Some("assigned"), Some("x509-dev-1")), "{r}");
+    assert_eq!(r["x509"]["certificateInfo"]["sha256Thumbprint"].as_str(), Some(sha256_hex(&der).as_str()));
+    assert_eq!(r["x509"]["certificateInfo"]["subjectName"], "CN=x509-dev-1");
+    let ids = s.service(Method::GET, "/linkedHubs/local-hub.dps.local/devices", None).await;
+    assert_eq!(ids.body[0]["authenticationType"], "selfSigned", "{}", ids.body);
+    // Another self-signed certificate with the same CN is refused.
+    let (other, _, other_key) = device("x509-dev-1", None, false);
+    TestService::assert_error(&s.provision_x509("x509-dev-1", &[other], &other_key).await, 401, 401002);
+}
+
+/// (b), (c) and precedence: groups on the root and on the intermediate; the nearest one decides.
+#[tokio::test]
+async fn groups_on_root_and_intermediate() {
+    let s = TestService::start().await;
+    let root = ca("Plant Root", None);
+    let int = ca("Line Intermediate", Some(&root));
+    group(&s, "on-root", json!({ "signingCertificates": { "primary": { "certificate": root.pem } } })).await;
+    let (leaf, _, key) = device("line-dev-1", Some(&int), false);
+    let done = s.provision_x509("line-dev-1", &[leaf.clone(), int.der.clone()], &key).await;
+    assert_eq!(done.body["status"], "assigned", "{}", done.body);
+    let x = &done.body["registrationState"]["x509"];
+    assert_eq!(
+        (x["enrollmentGroupId"].as_str(), x["signingCertificateInfo"]["subjectName"].as_str()),
+        (Some("on-root"), Some("CN=Plant Root"))
+    );
+    // Without the intermediate the chain does not reach the root.
+    let a = s.provision_x509("line-dev-1", &[leaf.clone()], &key).await;
+    TestService::assert_error(&a, 401, 401002);
+
+    group(&s, "on-intermediate", json!({ "signingCertificates": { "primary": { "certificate": int.pem } } })).await;
+    let (leaf2, _, key2) = device("line-dev-2", Some(&int), false);
+    let done = s.provision_x509("line-dev-2", &[leaf2, int.der.clone(), root.der.clone()], &key2).await;
+    assert_eq!(done.body["registrationState"]["x509"]["enrollmentGroupId"], "on-intermediate", "{}", done.body);
+}
+
+/// (d) A CA reference counts only once the CA is verified by proof of possession.
+#[tokio::test]
+async fn ca_references_need_proof_of_possession() {
+    let s = TestService::start().await;
+    let root = ca("Factory Root", None);
+    let up = s.service(Method::PUT, "/certificates/factory-root", Some(json!({ "certificate": root.pem }))).await;
+    assert_eq!((up.status, &up.body["isVerified"]), (200, &json!(false)), "{}", up.body);
+    let missing = s
+        .service(
+            Method::PUT,
+            "/enrollmentGroups/g",
+            Some(json!({ "enrollmentGroupId": "g", "attestation": { "type": "x509", "x509": { "caReferences": { "primary": "nope" } } } })),
+        )
+        .await;
+    TestService::assert_error(&missing, 400, 400004);
+    group(&s, "by-ca", json!({ "caReferences": { "primary": "factory-root" } })).await;
+    let (leaf, _, key) = device("fact-dev-1", Some(&root), false);
+    let refused = s.provision_x509("fact-dev-1", &[leaf.clone()], &key).await;
+    TestService::assert_error(&refused, 401, 401002);
+    assert!(refused.body["message"].as_str().unwrap_or_default().contains("not verified"), "{}", refused.body);
+
+    let code = s.service(Method::POST, "/certificates/factory-root/generateVerificationCode", None).await;
+    let code = code.body["verificationCode"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(code.len(), 48);
+    let (wrong_cn, _, _) = device("not-the-code", Some(&root), false);
+    let pem_of = |der: &[u8]| {
+        use base64::Engine;
+        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::engine::general_purpose::STANDARD.encode(der))
+    };
+    let bad = s.service(Method::POST, "/certificates/factory-root/verify", Some(json!({ "certificate": pem_of(&wrong_cn) }))).await;
+    TestService::assert_error(&bad, 400, 400004);
+    let impostor = ca("Factory Root", None);
+    let (forged, _, _) = device(&code, Some(&impostor), false);
+    let bad = s.service(Method::POST, "/certificates/factory-root/verify", Some(json!({ "certificate": pem_of(&forged) }))).await;
+    TestService::assert_error(&bad, 400, 400004);
+    let (proof, _, _) = device(&code, Some(&root), false);
+    let ok = s.service(Method::POST, "/certificates/factory-root/verify", Some(json!({ "certificate": pem_of(&proof) }))).await;
+    assert_eq!(ok.body["isVerified"], true, "{}", ok.body);
+    let done = s.provision_x509("fact-dev-1", &[leaf], &key).await;
+    assert_eq!(done.body["registrationState"]["x509"]["enrollmentGroupId"], "by-ca", "{}", done.body);
+}
+
+/// (e), (f), (g): expired leaf, CN ≠ registration id, a device blocked inside an enabled group.
+#[tokio::test]
+async fn refusals_and_blocking() {
+    let s = TestService::start().await;
+    let root = ca("Root", None);
+    group(&s, "fleet", json!({ "signingCertificates": { "primary": { "certificate": root.pem } } })).await;
+    let (old, _, old_key) = device("fleet-old", Some(&root), true);
+    let a = s.provision_x509("fleet-old", &[old], &old_key).await;
+    TestService::assert_error(&a, 401, 401002);
+    assert!(a.body["message"].as_str().unwrap_or_default().contains("expired"), "{}", a.body);
+
+    let (leaf, pem, key) = device("fleet-1", Some(&root), false);
+    let a = s.provision_x509("fleet-2", &[leaf.clone()], &key).await;
+    TestService::assert_error(&a, 401, 401002);
+    assert!(a.body["message"].as_str().unwrap_or_default().contains("CN"), "{}", a.body);
+
+    assert_eq!(s.provision_x509("fleet-1", &[leaf.clone()], &key).await.body["status"], "assigned");
+    individual(&s, "fleet-1", &pem, json!({ "provisioningStatus": "disabled" })).await;
+    let blocked = s.provision_x509("fleet-1", &[leaf], &key).await;
+    assert_eq!((blocked.status, &blocked.body["status"]), (200, &json!("disabled")), "{}", blocked.body);
+
+    // No certificate and no SAS.
+    let a = s.send(Method::PUT, &format!("/{}/registrations/fleet-1/register", s.scope), None, &[], Some(b"{}".to_vec())).await;
+    TestService::assert_error(&a, 401, 401002);
+}
+
+/// X.509 over MQTT: CONNECT without a password, the TLS client certificate attests (§2.2, §4.3).
+#[tokio::test]
+async fn x509_over_mqtt() {
+    use rumqttc::mqttbytes::v4::*;
+    use rumqttc::mqttbytes::QoS;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestService::start().await;
+    let (der, pem, key) = device("mq-x509", None, false);
+    individual(&s, "mq-x509", &pem, json!({})).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.mqtt_port)).await.unwrap_or_else(|e| panic!("{e}"));
+    let cfg = common::tls_client_config_with_cert(&s.ca_pem, &[der], &key);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut out = bytes::BytesMut::new();
+    let mut c = Connect::new("mq-x509");
+    c.set_login(format!("{}/registrations/mq-x509/api-version=2019-03-31", s.scope), "");
+    Packet::Connect(c).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut p = Publish::new("$dps/registrations/PUT/iotdps-register/?$rid=1", QoS::AtMostOnce, b"{}".to_vec());
+    p.pkid = 0;
+    Packet::Publish(p).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
+    tls.write_all(&out).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = bytes::BytesMut::new();
+    let mut packets = Vec::new();
+    while packets.len() < 2 {
+        match Packet::read(&mut buf, 1 << 20) {
+            Ok(p) => packets.push(p),
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                buf.reserve(4096);
+                let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_buf(&mut buf))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or(0);
+                assert!(n > 0, "closed early: {packets:?}");
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(packets[0], Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)));
+    let Packet::Publish(r) = &packets[1] else { panic!("{packets:?}") };
+    assert!(r.topic.starts_with("$dps/registrations/res/202/?$rid=1"), "{}", r.topic);
+}

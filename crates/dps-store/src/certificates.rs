@@ -1,0 +1,70 @@
+//! CA certificates.
+
+use async_trait::async_trait;
+use dps_core::model::Precondition;
+use dps_core::ports::{CertificateStore, StoreError, StoreResult};
+use dps_proto::CaCertificate;
+use sqlx::Row;
+
+use crate::enrollments::check;
+use crate::{backend, from_json, to_json, SqliteStore};
+
+#[async_trait]
+impl CertificateStore for SqliteStore {
+    async fn list_cas(&self) -> StoreResult<Vec<CaCertificate>> {
+        let rows = sqlx::query("SELECT doc FROM ca_certificates ORDER BY name_key").fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(|r| from_json(r.get::<&str, _>("doc"))).collect()
+    }
+
+    async fn get_ca(&self, name: &str) -> StoreResult<Option<CaCertificate>> {
+        let row = sqlx::query("SELECT doc FROM ca_certificates WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+    }
+
+    async fn put_ca(&self, mut ca: CaCertificate, pre: Precondition) -> StoreResult<CaCertificate> {
+        let _w = self.write.lock().await;
+        let key = ca.name.to_ascii_lowercase();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let current: Option<CaCertificate> = sqlx::query("SELECT doc FROM ca_certificates WHERE name_key = ?")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json(r.get::<&str, _>("doc")))
+            .transpose()?;
+        check(&pre, current.as_ref().map(|c| c.etag.clone()))?;
+        if let Some(c) = current {
+            ca.created_date_time_utc = c.created_date_time_utc;
+        }
+        sqlx::query("INSERT INTO ca_certificates (name_key, doc) VALUES (?, ?) ON CONFLICT(name_key) DO UPDATE SET doc = excluded.doc")
+            .bind(&key)
+            .bind(to_json(&ca)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ca)
+    }
+
+    async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()> {
+        let _w = self.write.lock().await;
+        let key = name.to_ascii_lowercase();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let current: Option<CaCertificate> = sqlx::query("SELECT doc FROM ca_certificates WHERE name_key = ?")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json(r.get::<&str, _>("doc")))
+            .transpose()?;
+        let Some(current) = current else { return Err(StoreError::NotFound) };
+        check(&pre, Some(current.etag.clone()))?;
+        sqlx::query("DELETE FROM ca_certificates WHERE name_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+}
