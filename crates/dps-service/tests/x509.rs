@@ -228,3 +228,27 @@ async fn x509_over_mqtt() {
     let Packet::Publish(r) = &packets[1] else { panic!("{packets:?}") };
     assert!(r.topic.starts_with("$dps/registrations/res/202/?$rid=1"), "{}", r.topic);
 }
+
+/// The chain inspector endpoint (§1.5 info, issue 4 item 7): PEM bundle in, each certificate and a verdict out.
+#[tokio::test]
+async fn chain_inspector_endpoint() {
+    let s = TestService::start().await;
+    let root = ca("Inspect Root", None);
+    let int = ca("Inspect Intermediate", Some(&root));
+    let (_, leaf_pem, _) = device("inspect-dev", Some(&int), false);
+    let bundle = format!("{leaf_pem}{}{}", int.pem, root.pem);
+    let sas = s.service_sas();
+    let a = s.send(Method::POST, "/certificates/inspect", Some(&sas), &[], Some(bundle.into_bytes())).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["certificates"].as_array().map(Vec::len), Some(3), "{}", a.body);
+    assert_eq!(a.body["certificates"][0]["subject"], "CN=inspect-dev");
+    assert_eq!(a.body["verdict"]["valid"], true, "{}", a.body);
+    let (_, old_pem, _) = device("inspect-old", Some(&root), true);
+    let a = s.send(Method::POST, "/certificates/inspect", Some(&sas), &[], Some(format!("{old_pem}{}", root.pem).into_bytes())).await;
+    assert_eq!(a.body["verdict"]["valid"], false, "{}", a.body);
+    TestService::assert_error(
+        &s.send(Method::POST, "/certificates/inspect", Some(&sas), &[], Some(b"not a certificate".to_vec())).await,
+        400,
+        400004,
+    );
+}

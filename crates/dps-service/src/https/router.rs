@@ -41,6 +41,7 @@ pub enum Route {
     DeleteCa(String),
     CaVerificationCode(String),
     VerifyCa(String),
+    InspectCertificates,
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -142,6 +143,7 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c, i] if is(c, "certificates") && is(i, "inspect") && m == Method::POST => InspectCertificates,
         [c, n] if is(c, "certificates") => match m {
             Method::GET => GetCa(n.to_string()),
             Method::PUT => PutCa(n.to_string()),
@@ -227,6 +229,8 @@ mod tests {
         assert_eq!(r(Method::DELETE, "/registrations/dev1"), Ok(DeleteRegistration("dev1".into())));
         assert_eq!(r(Method::PUT, "/linkedHubs/hub.example"), Ok(PutHub("hub.example".into())));
         assert_eq!(r(Method::GET, "/certificates"), Ok(ListCas));
+        assert_eq!(r(Method::POST, "/certificates/inspect"), Ok(InspectCertificates));
+        assert_eq!(r(Method::GET, "/certificates/inspect"), Ok(GetCa("inspect".into())));
         assert_eq!(r(Method::PUT, "/certificates/plant-root"), Ok(PutCa("plant-root".into())));
         assert_eq!(r(Method::POST, "/certificates/plant-root/generateVerificationCode"), Ok(CaVerificationCode("plant-root".into())));
         assert_eq!(r(Method::POST, "/certificates/plant-root/verify"), Ok(VerifyCa("plant-root".into())));

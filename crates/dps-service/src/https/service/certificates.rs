@@ -1,5 +1,6 @@
 //! `/certificates…` (extension): the CA certificate store and Azure's proof-of-possession flow — upload a
-//! CA, generate a verification code, verify with a certificate whose CN is the code, signed by the CA.
+//! CA, generate a verification code, verify with a certificate whose CN is the code, signed by the CA —
+//! and the chain inspector.
 
 use dps_core::DpsError;
 use dps_proto::{CaCertificate, CertificateVerification};
@@ -37,4 +38,17 @@ pub async fn generate_verification_code(app: &App, name: &str) -> Result<HttpRes
 pub async fn verify(app: &App, req: &Request, name: &str) -> Result<HttpResponse, DpsError> {
     let proof: CertificateVerification = req.json_or(|| None)?;
     Ok(json_response(StatusCode::OK, &app.management.verify_ca(name, &proof.certificate).await?))
+}
+
+/// `POST /certificates/inspect`: the structured view of a chain (the console's chain inspector). The body
+/// is the file itself — PEM (any number of certificates), base64 DER or DER — or `{ "certificate": "…" }`.
+pub fn inspect(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    let body: Vec<u8> = if req.body.first() == Some(&b'{') {
+        let v: CertificateVerification = req.json_or(|| None)?;
+        v.certificate.into_bytes()
+    } else {
+        req.body.to_vec()
+    };
+    let report = dps_core::x509::inspect::inspect_bytes(&body, app.clock.now())?;
+    Ok(json_response(StatusCode::OK, &report))
 }

@@ -31,6 +31,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         DeleteRegistration(_) => Right::RegistrationStatusWrite,
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
+        InspectCertificates => Right::EnrollmentRead,
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
         }
@@ -66,6 +67,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         DeleteCa(n) => certificates::delete(app, req, &n).await,
         CaVerificationCode(n) => certificates::generate_verification_code(app, &n).await,
         VerifyCa(n) => certificates::verify(app, req, &n).await,
+        InspectCertificates => certificates::inspect(app, req),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
 }
