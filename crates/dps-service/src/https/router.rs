@@ -244,3 +244,30 @@ mod tests {
         assert_eq!(r(Method::GET, "/"), Err(404204));
     }
 }
+
+/// Drift check: every extension route is documented in `openapi/dps-console-extensions.json`.
+#[cfg(test)]
+mod openapi_drift {
+    #[test]
+    fn every_extension_path_is_in_the_openapi_document() {
+        let text = include_str!("../../../../openapi/dps-console-extensions.json");
+        let spec: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+        for p in [
+            "/linkedHubs",
+            "/linkedHubs/{hostName}",
+            "/linkedHubs/{hostName}/devices",
+            "/certificates",
+            "/certificates/{name}",
+            "/certificates/{name}/generateVerificationCode",
+            "/certificates/{name}/verify",
+            "/certificates/inspect",
+            "/registrations/query",
+            "/registrations/{id}/trace",
+            "/service/info",
+        ] {
+            assert!(paths.contains_key(p), "{p} is routed but not documented");
+        }
+        assert_eq!(paths.len(), 11, "the document lists a path the router does not serve");
+    }
+}
