@@ -12,7 +12,7 @@ run: setup-run
 	$(CARGO_TARGET_DIR)/release/dps serve $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_ARGS)
 
 ## make test: install what is missing, run every test (Rust unit/integration, then the official SDKs).
-test: setup-test test-rust test-node test-python
+test: setup-test lint test-rust test-node test-python
 
 setup-run:
 	@scripts/setup.sh run

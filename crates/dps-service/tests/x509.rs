@@ -80,7 +80,7 @@ async fn individual_self_signed_leaf() {
     let s = TestService::start().await;
     let (der, pem, key) = device("x509-dev-1", None, false);
     individual(&s, "x509-dev-1", &pem, json!({})).await;
-    let done = s.provision_x509("x509-dev-1", &[der.clone()], &key).await;
+    let done = s.provision_x509("x509-dev-1", std::slice::from_ref(&der), &key).await;
     assert_eq!(done.status, 200, "{}", done.body);
     let r = &done.body["registrationState"];
     assert_eq!((r["status"].as_str(), r["deviceId"].as_str()), (Some("assigned"), Some("x509-dev-1")), "{r}");
@@ -109,7 +109,7 @@ async fn groups_on_root_and_intermediate() {
         (Some("on-root"), Some("CN=Plant Root"))
     );
     // Without the intermediate the chain does not reach the root.
-    let a = s.provision_x509("line-dev-1", &[leaf.clone()], &key).await;
+    let a = s.provision_x509("line-dev-1", std::slice::from_ref(&leaf), &key).await;
     TestService::assert_error(&a, 401, 401002);
 
     group(&s, "on-intermediate", json!({ "signingCertificates": { "primary": { "certificate": int.pem } } })).await;
@@ -135,7 +135,7 @@ async fn ca_references_need_proof_of_possession() {
     TestService::assert_error(&missing, 400, 400004);
     group(&s, "by-ca", json!({ "caReferences": { "primary": "factory-root" } })).await;
     let (leaf, _, key) = device("fact-dev-1", Some(&root), false);
-    let refused = s.provision_x509("fact-dev-1", &[leaf.clone()], &key).await;
+    let refused = s.provision_x509("fact-dev-1", std::slice::from_ref(&leaf), &key).await;
     TestService::assert_error(&refused, 401, 401002);
     assert!(refused.body["message"].as_str().unwrap_or_default().contains("not verified"), "{}", refused.body);
 
@@ -172,11 +172,11 @@ async fn refusals_and_blocking() {
     assert!(a.body["message"].as_str().unwrap_or_default().contains("expired"), "{}", a.body);
 
     let (leaf, pem, key) = device("fleet-1", Some(&root), false);
-    let a = s.provision_x509("fleet-2", &[leaf.clone()], &key).await;
+    let a = s.provision_x509("fleet-2", std::slice::from_ref(&leaf), &key).await;
     TestService::assert_error(&a, 401, 401002);
     assert!(a.body["message"].as_str().unwrap_or_default().contains("CN"), "{}", a.body);
 
-    assert_eq!(s.provision_x509("fleet-1", &[leaf.clone()], &key).await.body["status"], "assigned");
+    assert_eq!(s.provision_x509("fleet-1", std::slice::from_ref(&leaf), &key).await.body["status"], "assigned");
     individual(&s, "fleet-1", &pem, json!({ "provisioningStatus": "disabled" })).await;
     let blocked = s.provision_x509("fleet-1", &[leaf], &key).await;
     assert_eq!((blocked.status, &blocked.body["status"]), (200, &json!("disabled")), "{}", blocked.body);

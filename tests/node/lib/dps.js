@@ -20,6 +20,7 @@ const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
+const { X509Security } = require('azure-iot-security-x509');
 const { Mqtt: ProvisioningMqtt, MqttWs: ProvisioningMqttWs } = require('azure-iot-provisioning-device-mqtt');
 // The MqttBase copy azure-iot-provisioning-device-mqtt itself resolves (a nested 1.13.1).
 const { MqttBase } = requireFrom('azure-iot-mqtt-base', 'azure-iot-provisioning-device-mqtt');
@@ -227,6 +228,35 @@ async function registerSymmetricKeyMqtt(svc, regId, key, { ws = false, payload, 
   }
 }
 
+/**
+ * Register an X.509 device with the official device SDK (azure-iot-security-x509 `X509Security`):
+ * `cert` is the PEM the device presents in TLS (leaf first, then intermediates), `key` the leaf's key.
+ * transport: 'http' (azure-iot-provisioning-device-http; the SDK puts cert/key into the https request
+ * options via RestApiClient config.x509), 'mqtt' or 'mqttws' (azure-iot-provisioning-device-mqtt; cert/key
+ * go into the MQTT TLS options). Resolves { result, trace } (trace only for MQTT); on failure rejects with the
+ * SDK error carrying `err.trace`.
+ */
+async function registerX509(svc, regId, { cert, key }, { transport = 'http', payload, idScope } = {}) {
+  let t;
+  let host = svc.host;
+  let trace = { received: [] };
+  if (transport === 'http') {
+    t = httpTransport(svc);
+  } else if (transport === 'mqtt' || transport === 'mqttws') {
+    ({ transport: t, host, trace } = mqttTransport(svc, { ws: transport === 'mqttws' }));
+  } else {
+    throw new Error('unknown transport ' + transport);
+  }
+  const client = ProvisioningDeviceClient.create(host, idScope || svc.idScope, t, new X509Security(regId, { cert, key }));
+  if (payload !== undefined) client.setProvisioningPayload(payload);
+  try {
+    return { result: await client.register(), trace };
+  } catch (err) {
+    if (err && typeof err === 'object') err.trace = trace;
+    throw err;
+  }
+}
+
 /** Run the dps CLI with --data-dir appended; resolves { stdout, stderr, code, json? }. */
 async function runCli(svc, args, { json = undefined, allowFailure = false, dataDir = true } = {}) {
   const full = [...args, ...(dataDir ? ['--data-dir', svc.dataDir] : [])];
@@ -325,6 +355,7 @@ module.exports = {
   registerSymmetricKey,
   mqttTransport,
   registerSymmetricKeyMqtt,
+  registerX509,
   runCli,
   deriveKey,
   randomKey,

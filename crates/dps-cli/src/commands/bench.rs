@@ -164,7 +164,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         a.protocol,
         a.devices,
         a.concurrency,
-        if mqtt { "new-per-device" } else if a.new_connection { "new-per-device" } else { "keep-alive" },
+        if mqtt || a.new_connection { "new-per-device" } else { "keep-alive" },
         a.poll_ms,
         elapsed.as_secs_f64(),
         a.devices as f64 / elapsed.as_secs_f64().max(1e-9),

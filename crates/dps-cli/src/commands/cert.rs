@@ -199,7 +199,7 @@ pub fn run(cmd: CertCommand) -> Result<()> {
                 fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
             write_new(&out, cert.pem().as_bytes(), force, false)?;
-            println!("wrote {} (certificate CN={code}, signed by {})", out.display(), ca.subject);
+            say(format_args!("wrote {} (certificate CN={code}, signed by {})", out.display(), ca.subject));
             Ok(())
         }
         CertCommand::Inspect { files, output } => {
@@ -307,6 +307,11 @@ impl Ca {
     }
 }
 
+/// Prints a progress line; a closed stdout (`| head`) does not stop the files being written.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn pem_of(der: &[u8]) -> String {
     let b64 = B64.encode(der);
     let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
@@ -351,14 +356,14 @@ impl Files {
             Ok(i) => (i.subject_name, i.sha1_thumbprint),
             Err(_) => (String::new(), String::new()),
         };
-        println!("wrote {} (certificate {subject}, SHA-1 thumbprint {sha1})", p.display());
+        say(format_args!("wrote {} (certificate {subject}, SHA-1 thumbprint {sha1})", p.display()));
         Ok(())
     }
 
     fn write_key(&self, key: &KeyPair) -> Result<()> {
         let p = self.path("key.pem");
         write_new(&p, key.serialize_pem().as_bytes(), self.force, true)?;
-        println!("wrote {} (private key, PKCS#8, owner-only)", p.display());
+        say(format_args!("wrote {} (private key, PKCS#8, owner-only)", p.display()));
         Ok(())
     }
 
@@ -369,7 +374,7 @@ impl Files {
             chain.push_str(&pem_of(der));
         }
         write_new(&p, chain.as_bytes(), self.force, false)?;
-        println!("wrote {} ({} certificate(s): this one, then its issuers)", p.display(), issuers.len() + 1);
+        say(format_args!("wrote {} ({} certificate(s): this one, then its issuers)", p.display(), issuers.len() + 1));
         Ok(())
     }
 }

@@ -223,7 +223,7 @@ mod tests {
         let root = ca("root", None, None, sign_usages());
         let int = ca("intermediate", Some(&root), Some(0), sign_usages());
         let dev = leaf("device-1", &int, |_| {});
-        let to_root = verify_chain(&dev, &[int.der.clone()], &root.der, today()).unwrap_or_else(|e| panic!("{e}"));
+        let to_root = verify_chain(&dev, std::slice::from_ref(&int.der), &root.der, today()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(to_root.depth(), 2);
         let to_int = verify_chain(&dev, &[int.der.clone(), root.der.clone()], &int.der, today()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(to_int.depth(), 1);
@@ -239,7 +239,7 @@ mod tests {
         let dev = leaf("device-1", &int, |_| {});
         assert!(matches!(verify_chain(&dev, &[], &root.der, today()), Err(ChainError::UnknownIssuer { .. })));
         let other = ca("other", None, None, sign_usages());
-        assert!(matches!(verify_chain(&dev, &[int.der.clone()], &other.der, today()), Err(ChainError::UnknownIssuer { .. })));
+        assert!(matches!(verify_chain(&dev, std::slice::from_ref(&int.der), &other.der, today()), Err(ChainError::UnknownIssuer { .. })));
     }
 
     #[test]
@@ -264,7 +264,10 @@ mod tests {
         let not_ca_der = p.signed_by(&key, &Issuer::from_params(&root.params, &root.key)).unwrap_or_else(|e| panic!("{e}")).der().to_vec();
         let not_ca = Ca { params: p, key, der: not_ca_der };
         let dev = leaf("device-1", &not_ca, |_| {});
-        assert_eq!(verify_chain(&dev, &[not_ca.der.clone()], &root.der, today()), Err(ChainError::NotACa("CN=not-a-ca".into())));
+        assert_eq!(
+            verify_chain(&dev, std::slice::from_ref(&not_ca.der), &root.der, today()),
+            Err(ChainError::NotACa("CN=not-a-ca".into()))
+        );
     }
 
     #[test]
@@ -273,7 +276,7 @@ mod tests {
         let int = ca("intermediate", Some(&root), None, sign_usages());
         let dev = leaf("device-1", &int, |_| {});
         assert_eq!(
-            verify_chain(&dev, &[int.der.clone()], &root.der, today()),
+            verify_chain(&dev, std::slice::from_ref(&int.der), &root.der, today()),
             Err(ChainError::PathLenExceeded { subject: "CN=root".into(), allowed: 0, found: 1 })
         );
         let no_sign = ca("no-sign", None, None, vec![KeyUsagePurpose::DigitalSignature]);

@@ -73,6 +73,39 @@ pub fn fill_infos(x: &mut dps_proto::X509Attestation) -> Result<(), DpsError> {
     Ok(())
 }
 
+/// Every certificate of a bundle: PEM blocks (any number, other blocks ignored), or one base64 DER, or raw
+/// DER bytes.
+pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DpsError> {
+    let text = std::str::from_utf8(bytes).ok().map(str::trim);
+    match text {
+        Some(t) if t.contains("-----BEGIN") => {
+            let mut out = Vec::new();
+            for pem in x509_parser::pem::Pem::iter_from_buffer(t.as_bytes()) {
+                let pem = pem.map_err(|e| DpsError::invalid(format!("the PEM data is malformed: {e}")))?;
+                if pem.label == "CERTIFICATE" {
+                    out.push(pem.contents);
+                }
+            }
+            if out.is_empty() {
+                return Err(DpsError::invalid("the PEM data holds no CERTIFICATE block"));
+            }
+            Ok(out)
+        }
+        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n ".contains(&b)) => {
+            Ok(vec![decode_certificate(t)?])
+        }
+        _ if bytes.first() == Some(&0x30) => Ok(vec![bytes.to_vec()]),
+        _ => Err(DpsError::invalid("no certificate found: expected PEM, base64 DER or DER")),
+    }
+}
+
+/// The subject common name of a certificate, if it has one.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
+    Some(cn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,37 +141,4 @@ g3Ukyi8CIQCrsqeYDJsb6JaEFu4LFA4Nb/YgSULIQ+tSD2WJKwyJkw==
         assert!(certificate_info("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
         assert!(certificate_info(&B64.encode(b"hello")).is_err());
     }
-}
-
-/// Every certificate of a bundle: PEM blocks (any number, other blocks ignored), or one base64 DER, or raw
-/// DER bytes.
-pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DpsError> {
-    let text = std::str::from_utf8(bytes).ok().map(str::trim);
-    match text {
-        Some(t) if t.contains("-----BEGIN") => {
-            let mut out = Vec::new();
-            for pem in x509_parser::pem::Pem::iter_from_buffer(t.as_bytes()) {
-                let pem = pem.map_err(|e| DpsError::invalid(format!("the PEM data is malformed: {e}")))?;
-                if pem.label == "CERTIFICATE" {
-                    out.push(pem.contents);
-                }
-            }
-            if out.is_empty() {
-                return Err(DpsError::invalid("the PEM data holds no CERTIFICATE block"));
-            }
-            Ok(out)
-        }
-        Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=\r\n ".contains(&b)) => {
-            Ok(vec![decode_certificate(t)?])
-        }
-        _ if bytes.first() == Some(&0x30) => Ok(vec![bytes.to_vec()]),
-        _ => Err(DpsError::invalid("no certificate found: expected PEM, base64 DER or DER")),
-    }
-}
-
-/// The subject common name of a certificate, if it has one.
-pub fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_owned();
-    Some(cn)
 }
