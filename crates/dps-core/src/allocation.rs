@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn hub(name: &str, w: u32) -> LinkedHub {
-        LinkedHub { host_name: name.into(), allocation_weight: w, apply_allocation_policy: true, region: None, connector: "builtin".into() }
+        LinkedHub { host_name: name.into(), allocation_weight: w, ..Default::default() }
     }
 
     fn pick(id: &str, hubs: &[LinkedHub]) -> String {

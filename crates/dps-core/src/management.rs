@@ -13,7 +13,7 @@ use dps_proto::{
 
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, Page, PageRequest, Precondition, RegistrationRecord};
-use crate::ports::{CertificateStore, EnrollmentStore, HubStore, RegistrationStore, StoreError};
+use crate::ports::{CertificateStore, EnrollmentStore, HubConnector, HubStore, RegistrationStore, StoreError};
 use crate::Clock;
 
 #[derive(Clone)]
@@ -22,6 +22,7 @@ pub struct Management {
     pub registrations: Arc<dyn RegistrationStore>,
     pub hubs: Arc<dyn HubStore>,
     pub certificates: Arc<dyn CertificateStore>,
+    pub connector: Arc<dyn HubConnector>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -368,8 +369,11 @@ impl Management {
 
     // ---- linked hubs ----
 
+    /// Linked hubs as the API shows them: connection strings are write-only.
     pub async fn list_hubs(&self) -> Result<Vec<LinkedHub>, DpsError> {
-        self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))
+        let mut hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+        hubs.iter_mut().for_each(|h| h.connection_string = None);
+        Ok(hubs)
     }
 
     pub async fn put_hub(&self, hub: LinkedHub) -> Result<LinkedHub, DpsError> {
@@ -382,11 +386,18 @@ impl Management {
         if !(1..=1000).contains(&hub.allocation_weight) {
             return Err(DpsError::invalid(format!("allocationWeight {} is outside 1–1000", hub.allocation_weight)));
         }
-        if hub.connector != "builtin" {
-            return Err(DpsError::invalid(format!("unknown hub connector '{}' (available: builtin)", hub.connector.escape_debug())));
+        let mut hub = LinkedHub { host_name: name.to_owned(), ..hub };
+        // A change of weight or region need not re-send the credentials: keep the stored ones.
+        if hub.connection_string.is_none() {
+            let linked = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+            hub.connection_string = linked
+                .into_iter()
+                .find(|h| h.host_name.eq_ignore_ascii_case(name) && h.connector == hub.connector)
+                .and_then(|h| h.connection_string);
         }
-        let hub = LinkedHub { host_name: name.to_owned(), ..hub };
+        self.connector.check(&hub).map_err(|e| DpsError::invalid(format!("hub '{name}': {e}")))?;
         self.hubs.put_hub(hub.clone()).await.map_err(map_store("linked hub".into()))?;
+        hub.connection_string = None;
         Ok(hub)
     }
 

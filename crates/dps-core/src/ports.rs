@@ -123,6 +123,10 @@ pub enum ConnectorError {
 /// Creates device identities in a hub (built-in registry, Azure IoT Hub, MQTT broker…).
 #[async_trait]
 pub trait HubConnector: Send + Sync {
+    /// Checks a hub's connector settings when it is linked (kind known, credentials well-formed).
+    fn check(&self, _hub: &LinkedHub) -> Result<(), ConnectorError> {
+        Ok(())
+    }
     /// Creates or updates the identity and applies the twin. Idempotent.
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError>;
     /// Removes the identity (device moved to another hub).

@@ -333,6 +333,7 @@ impl RegistrationEngine {
             apply_allocation_policy: false,
             region: None,
             connector: "builtin".into(),
+            ..Default::default()
         });
 
         let device_id = view.device_id.clone().unwrap_or_else(|| op.registration_id.clone());

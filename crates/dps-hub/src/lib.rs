@@ -25,6 +25,14 @@ impl BuiltinRegistry {
 
 #[async_trait]
 impl HubConnector for BuiltinRegistry {
+    fn check(&self, hub: &LinkedHub) -> Result<(), ConnectorError> {
+        if hub.connector == "builtin" {
+            Ok(())
+        } else {
+            Err(ConnectorError::Refused(format!("unknown hub connector '{}' (available: builtin)", hub.connector)))
+        }
+    }
+
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         let existing =
             self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;

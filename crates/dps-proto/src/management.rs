@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A linked IoT hub (Azure's `properties.iotHubs[]`, §7.2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkedHub {
     /// The hub's host name: what devices are told in `assignedHub`.
@@ -17,9 +17,53 @@ pub struct LinkedHub {
     pub apply_allocation_policy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// How identities are created in this hub. `builtin`: the service's own device registry.
+    /// How identities are created in this hub: `builtin` (the service's own device registry), `azureIotHub`
+    /// (IoT Hub's REST API) or `mosquitto` (the dynamic-security plugin).
     #[serde(default = "builtin")]
     pub connector: String,
+    /// The connector's credentials (IoT Hub: a hub connection string; Mosquitto: `mqtt[s]://user:pass@host:port`).
+    /// Write-only: sealed at rest, never returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_string: Option<String>,
+    /// PEM of a CA to trust for the connector's endpoint (besides the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
+}
+
+impl Default for LinkedHub {
+    fn default() -> Self {
+        Self {
+            host_name: String::new(),
+            allocation_weight: 1,
+            apply_allocation_policy: true,
+            region: None,
+            connector: builtin(),
+            connection_string: None,
+            ca_certificate: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for HubSecretsRedacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(<redacted>)" } else { "None" })
+    }
+}
+
+/// Debug view of a connection string.
+pub struct HubSecretsRedacted<'a>(pub &'a Option<String>);
+
+impl std::fmt::Debug for LinkedHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkedHub")
+            .field("host_name", &self.host_name)
+            .field("allocation_weight", &self.allocation_weight)
+            .field("apply_allocation_policy", &self.apply_allocation_policy)
+            .field("region", &self.region)
+            .field("connector", &self.connector)
+            .field("connection_string", &HubSecretsRedacted(&self.connection_string))
+            .finish_non_exhaustive()
+    }
 }
 
 fn one() -> u32 {

@@ -122,6 +122,7 @@ async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
                     apply_allocation_policy: true,
                     region: None,
                     connector: "builtin".into(),
+                    ..Default::default()
                 })
                 .await?;
         }
@@ -166,7 +167,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             registrations: shared.clone(),
             operations: shared.clone(),
             hubs: shared.clone(),
-            connector,
+            connector: connector.clone(),
             allocator: Arc::new(BuiltinAllocator),
             clock: Arc::clone(&clock),
         },
@@ -197,6 +198,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             registrations: shared.clone(),
             hubs: shared.clone(),
             certificates: shared.clone(),
+            connector: connector.clone(),
             clock: Arc::clone(&clock),
         },
         policies: shared.clone(),

@@ -1,4 +1,4 @@
-//! Linked hubs.
+//! Linked hubs; the connector's connection string is sealed (`hub/<host>/connectionString`).
 
 use async_trait::async_trait;
 use dps_core::ports::{HubStore, StoreError, StoreResult};
@@ -10,18 +10,34 @@ use crate::{backend, from_json, to_json, SqliteStore};
 #[async_trait]
 impl HubStore for SqliteStore {
     async fn list_hubs(&self) -> StoreResult<Vec<LinkedHub>> {
-        let rows = sqlx::query("SELECT doc FROM linked_hubs ORDER BY host_key").fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(|r| from_json(r.get::<&str, _>("doc"))).collect()
+        let rows =
+            sqlx::query("SELECT host_key, doc, secrets FROM linked_hubs ORDER BY host_key").fetch_all(&self.pool).await.map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut hub: LinkedHub = from_json(r.get::<&str, _>("doc"))?;
+            if let Some(sealed) = r.get::<Option<&str>, _>("secrets") {
+                let key: &str = r.get("host_key");
+                hub.connection_string = Some(self.open_sealed(sealed, &format!("hub/{key}/connectionString"))?);
+            }
+            out.push(hub);
+        }
+        Ok(out)
     }
 
-    async fn put_hub(&self, hub: LinkedHub) -> StoreResult<()> {
+    async fn put_hub(&self, mut hub: LinkedHub) -> StoreResult<()> {
         let _w = self.write.lock().await;
-        sqlx::query("INSERT INTO linked_hubs (host_key, doc) VALUES (?, ?) ON CONFLICT(host_key) DO UPDATE SET doc = excluded.doc")
-            .bind(hub.host_name.to_ascii_lowercase())
-            .bind(to_json(&hub)?)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let key = hub.host_name.to_ascii_lowercase();
+        let sealed = hub.connection_string.take().map(|cs| self.seal(&cs, &format!("hub/{key}/connectionString")));
+        sqlx::query(
+            "INSERT INTO linked_hubs (host_key, doc, secrets) VALUES (?, ?, ?)
+             ON CONFLICT(host_key) DO UPDATE SET doc = excluded.doc, secrets = excluded.secrets",
+        )
+        .bind(&key)
+        .bind(to_json(&hub)?)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 

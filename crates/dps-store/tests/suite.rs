@@ -197,6 +197,7 @@ async fn hubs_and_policies_round_trip(s: &SqliteStore) {
         apply_allocation_policy: true,
         region: Some("eu".into()),
         connector: "builtin".into(),
+        ..Default::default()
     };
     s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.list_hubs().await, Ok(vec![hub]));

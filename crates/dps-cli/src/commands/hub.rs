@@ -66,6 +66,7 @@ pub async fn run(cmd: HubCommand) -> Result<()> {
                 apply_allocation_policy: !no_apply_allocation_policy,
                 region,
                 connector: "builtin".into(),
+                ..Default::default()
             };
             let saved: LinkedHub = client.call(Method::PUT, &format!("/linkedHubs/{}", seg(&host_name)), Some(&hub), &[]).await?;
             print(output, &saved, COLUMNS);
