@@ -31,6 +31,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     command -v node >/dev/null 2>&1 || { need_pkg nodejs; need_pkg npm; }
     command -v python3 >/dev/null 2>&1 || need_pkg python3
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkg python3-venv
+    need_pkg mosquitto        # the hub connector suite drives a real broker (dynamic-security plugin)
+    need_pkg openssl          # certificates made with openssl cross-check `dps cert`
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"

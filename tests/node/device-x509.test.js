@@ -355,6 +355,56 @@ for (const { transport, tools } of RUNS) {
     await assertX509Assigned(result, { registrationId: sibling, device: siblingDev, group: { id: gid, signingCert: root.cert } });
   });
 
+  test(`§4.3 ${label(0)}: chain rules — no EKU ok; EKU without clientAuth, issuer not CA, no keyCertSign, pathLen, bad signature → 401002`, async () => {
+    const o = certs.openssl;
+    const root = T(0).root(dir, name('root-h'));
+    const gid = name('grp-h');
+    await groupOnCertificate(gid, root.cert);
+    const inter = T(0).intermediate(dir, name('int-h'), root);
+
+    // a leaf without any EKU is fine (the EKU rule applies only when the extension is present)
+    const noEku = name(`x-noeku-${transport}`);
+    const noEkuDev = o.device(dir, noEku, { issuer: inter, ext: ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature'] });
+    await assertX509Assigned(await register(transport, noEku, noEkuDev), { registrationId: noEku, device: noEkuDev, group: { id: gid, signingCert: root.cert } });
+
+    const refusedWith = async (prefix, reason, make) => {
+      const id = name(`${prefix}-${transport}`);
+      const device = make(id);
+      await assertRefused(await registrationError(register(transport, id, device)), transport, reason, id);
+    };
+    // leaf EKU = serverAuth only
+    await refusedWith('x-srv-eku', /client auth|extended key usage/i, (id) => o.device(dir, id, { issuer: inter,
+      ext: ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth'] }));
+    // issuer without CA:TRUE
+    const notCa = o.intermediate(dir, name('int-notca'), root, { ext: ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,keyCertSign,digitalSignature'] });
+    await refusedWith('x-notca', /CA:TRUE|not a CA/i, (id) => o.device(dir, id, { issuer: notCa }));
+    // issuer without keyCertSign
+    const noSign = o.intermediate(dir, name('int-nosign'), root, { ext: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature'] });
+    await refusedWith('x-nosign', /keyCertSign/i, (id) => o.device(dir, id, { issuer: noSign }));
+    // the presented intermediate has the right name but another key: signature does not verify
+    await refusedWith('x-badsig', /signature/i, (id) => {
+      const d = o.device(dir, id, { issuer: inter });
+      const twin = o.intermediate(fs.mkdtempSync(path.join(dir, 'twin-')), inter.name, root);
+      return { ...d, chainPem: d.pem + twin.pem };
+    });
+    // pathLen: a root allowing 0 intermediates, with one intermediate below it
+    const strictRoot = T(0).root(dir, name('root-pl0'), { pathLen: 0 });
+    await groupOnCertificate(name('grp-pl0'), strictRoot.cert);
+    const below = o.intermediate(dir, name('int-pl'), strictRoot);
+    await refusedWith('x-pathlen', /pathLen/i, (id) => o.device(dir, id, { issuer: below }));
+  });
+
+  test(`§4.3/§7.1 ${label(1)}: disabled group nearest the leaf decides (no fallback to an enabled root group) → disabled`, async () => {
+    const root = T(1).root(dir, name('root-i'));
+    const inter = T(1).intermediate(dir, name('int-i'), root);
+    await groupOnCertificate(name('grp-i-root'), root.cert);
+    const g = (await dps.runCli(svc, ['enrollment-group', 'create', '--group-id', name('grp-i-int'), '--attestation-type', 'x509',
+      '--certificate-path', inter.cert, '--provisioning-status', 'disabled', '--output', 'json'])).json;
+    assert.equal(g.provisioningStatus, 'disabled');
+    const id = name(`x-grpdis-${transport}`);
+    await assertDisabled(await registrationError(register(transport, id, T(1).device(dir, id, { issuer: inter }))), id);
+  });
+
   test(`§4.3/§7.1 ${label(0)}: leaf from a root no enrollment trusts, or not the enrolled certificate → 401002`, async () => {
     // a group exists for another root
     await groupOnCertificate(name('grp-other'), T(0).root(dir, name('root-other')).cert);
@@ -393,4 +443,63 @@ test('§4.3 registration id vs CN is case-insensitive: CN "X509-Mixed-…" regis
   assert.equal(result.deviceId.toLowerCase(), cn.toLowerCase());
   assert.equal(result.x509.enrollmentGroupId, gid);
   assertCertInfo(result.x509.certificateInfo, device.cert, 'x509.certificateInfo');
+});
+
+test('§4.3/§5 individual enrollment: the device presents the SECONDARY certificate → assigned', async () => {
+  const id = name('x-secondary');
+  const primary = certs.openssl.device(dir, id);
+  const secondary = certs.dps.device(fs.mkdtempSync(path.join(dir, 'second-')), id);
+  const res = await sc.createOrUpdateIndividualEnrollment({
+    registrationId: id,
+    attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: primary.pem }, secondary: { certificate: secondary.pem } } } },
+  });
+  assert.equal(res.responseBody.registrationId, id);
+  await assertX509Assigned(await register('http', id, secondary), { registrationId: id, device: secondary });
+});
+
+test('§7.3 the same X.509 group device again (Mqtt, then Http) → same hub and deviceId, record updated', async () => {
+  const root = certs.dps.root(dir, name('root-again'));
+  const gid = name('grp-again');
+  await groupOnCertificate(gid, root.cert);
+  const id = name('x-again');
+  const device = certs.dps.device(dir, id, { issuer: root });
+  const first = await register('mqtt', id, device);
+  await assertX509Assigned(first, { registrationId: id, device, group: { id: gid, signingCert: root.cert } });
+  const second = await register('http', id, device);
+  assert.equal(second.status, 'assigned');
+  assert.equal(second.assignedHub, first.assignedHub);
+  assert.equal(second.deviceId, first.deviceId);
+  assert.notEqual(second.etag, first.etag, 'the registration record is updated on re-registration');
+  assert.equal(second.x509.enrollmentGroupId, gid);
+  assertCertInfo(second.x509.certificateInfo, device.cert, 'second registration x509.certificateInfo');
+});
+
+test('contract: the 401002 message names the device\'s own reason, not an unrelated group\'s unverified CA', async () => {
+  // An enrollment group for some other hierarchy references a CA that is not verified yet.
+  const unrelatedRoot = certs.dps.root(dir, name('root-unrelated'));
+  const caName = name('ca-unrelated');
+  const gid = 'a-' + name('grp-unrelated'); // sorts before the device's own groups
+  await dps.runCli(svc, ['ca', 'upload', caName, '--certificate-path', unrelatedRoot.cert, '--output', 'json']);
+  await groupOnCaReference(gid, caName);
+  try {
+    // (1) a device of a trusted group whose chain breaks a rule (its issuer lacks keyCertSign)
+    const root = certs.openssl.root(dir, name('root-own'));
+    await groupOnCertificate(name('grp-own'), root.cert);
+    const noSign = certs.openssl.intermediate(dir, name('int-own-nosign'), root,
+      { ext: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature'] });
+    const id1 = name('x-own-nosign');
+    const err1 = await registrationError(register('mqtt', id1, certs.openssl.device(dir, id1, { issuer: noSign })));
+    assert.equal(err1.result && err1.result.errorCode, 401002, dumpTrace(err1));
+    assert.match(err1.result.message, /keyCertSign/, `the reason is the issuer's key usage: ${err1.result.message}`);
+    // (2) a device from a root no enrollment trusts
+    const stranger = certs.openssl.root(dir, name('root-stranger2'));
+    const id = name('x-stranger2');
+    const err = await registrationError(register('http', id, certs.openssl.device(dir, id, { issuer: stranger })));
+    assert.equal(dps.errorBody(err).errorCode, 401002);
+    assert.doesNotMatch(dps.errorBody(err).message, new RegExp(`${caName}|${gid}|not verified`),
+      'the device has nothing to do with that CA/group; the reason is that no enrollment trusts its issuer');
+  } finally {
+    await dps.runCli(svc, ['enrollment-group', 'delete', '--group-id', gid]);
+    await dps.runCli(svc, ['ca', 'delete', caName]);
+  }
 });

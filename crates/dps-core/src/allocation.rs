@@ -2,6 +2,9 @@
 //! enrollment and the service default; the allocator ranks the candidates and keeps its reasons for the
 //! decision trace.
 //!
+//! `geoLatency` ranks candidates by the latency of [`crate::regions::RegionModel`] and breaks ties with the
+//! weighted hash. `custom` is decided by the webhook (`registration.rs`), not here.
+//!
 //! `hashed` is a weighted rendezvous hash of the case-folded registration id: each hub scores
 //! `-weight / ln(u)` with `u` drawn from SHA-256(hub ‖ id), the highest score wins. Repeat registrations
 //! land on the same hub, and adding a hub moves only the devices that now score highest on it.
@@ -11,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{DpsError, ErrorKind};
+use crate::regions::{LatencySource, RegionModel};
 
 /// One candidate's evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,12 @@ pub struct CandidateScore {
     pub hub: String,
     pub weight: u32,
     pub score: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_source: Option<LatencySource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +48,9 @@ pub struct AllocationRequest<'a> {
     pub candidates: Vec<LinkedHub>,
     /// Whether the enrollment itself named the candidates (`static` requires it).
     pub named_by_enrollment: bool,
+    /// The device's region (from its source address) and the latency model, for `geoLatency`.
+    pub device_region: Option<String>,
+    pub regions: &'a RegionModel,
 }
 
 pub trait Allocator: Send + Sync {
@@ -66,7 +79,14 @@ pub fn rendezvous(registration_id: &str, hubs: &[LinkedHub]) -> Vec<CandidateSco
         .iter()
         .map(|h| {
             let w = h.allocation_weight.clamp(1, 1000);
-            CandidateScore { hub: h.host_name.clone(), weight: w, score: -(w as f64) / unit_hash(&h.host_name, registration_id).ln() }
+            CandidateScore {
+                hub: h.host_name.clone(),
+                weight: w,
+                score: -(w as f64) / unit_hash(&h.host_name, registration_id).ln(),
+                region: h.region.clone(),
+                latency_ms: None,
+                latency_source: None,
+            }
         })
         .collect();
     v.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.hub.cmp(&b.hub)));
@@ -92,24 +112,48 @@ impl Allocator for BuiltinAllocator {
                 Ok(AllocationDecision {
                     policy: req.policy,
                     hub: hub.clone(),
-                    candidates: vec![CandidateScore { hub, weight: req.candidates[0].allocation_weight, score: 1.0 }],
+                    candidates: vec![CandidateScore {
+                        hub,
+                        weight: req.candidates[0].allocation_weight,
+                        score: 1.0,
+                        region: req.candidates[0].region.clone(),
+                        latency_ms: None,
+                        latency_source: None,
+                    }],
                     reason: "static: the enrollment names this hub".into(),
                 })
             }
-            AllocationPolicy::Hashed | AllocationPolicy::GeoLatency => {
+            AllocationPolicy::Hashed => {
                 let scores = rendezvous(req.registration_id, &req.candidates);
                 let hub = scores.first().map(|s| s.hub.clone()).unwrap_or_default();
-                let reason = if req.policy == AllocationPolicy::GeoLatency {
-                    "geoLatency: no region map is configured, so evenly weighted distribution decided".to_owned()
-                } else {
-                    format!("hashed: highest weighted rendezvous score among {} hub(s)", scores.len())
-                };
+                let reason = format!("hashed: highest weighted rendezvous score among {} hub(s)", scores.len());
                 Ok(AllocationDecision { policy: req.policy, hub, candidates: scores, reason })
             }
-            AllocationPolicy::Custom => Err(DpsError::new(
-                ErrorKind::CustomAllocationFailed,
-                "custom allocation webhooks are not available in this version of the service",
-            )),
+            AllocationPolicy::GeoLatency => {
+                let mut scores = rendezvous(req.registration_id, &req.candidates);
+                for s in &mut scores {
+                    if let Some(h) = req.candidates.iter().find(|h| h.host_name == s.hub) {
+                        let (ms, source) = req.regions.latency(req.device_region.as_deref(), h);
+                        s.latency_ms = Some(ms);
+                        s.latency_source = Some(source);
+                    }
+                }
+                // Lowest latency first; among equals the weighted hash order (already sorted) stays.
+                scores.sort_by_key(|s| s.latency_ms.unwrap_or(u32::MAX));
+                let best = scores.first().cloned();
+                let hub = best.as_ref().map(|s| s.hub.clone()).unwrap_or_default();
+                let ties = scores.iter().filter(|s| s.latency_ms == best.as_ref().and_then(|b| b.latency_ms)).count();
+                let reason = format!(
+                    "geoLatency: device region {}, lowest latency {} ms{}",
+                    req.device_region.as_deref().unwrap_or("(none)"),
+                    best.and_then(|b| b.latency_ms).unwrap_or_default(),
+                    if ties > 1 { format!(", {ties} hubs tied, the weighted hash chose") } else { String::new() }
+                );
+                Ok(AllocationDecision { policy: req.policy, hub, candidates: scores, reason })
+            }
+            AllocationPolicy::Custom => {
+                Err(DpsError::new(ErrorKind::CustomAllocationFailed, "the custom policy is decided by its webhook"))
+            }
         }
     }
 }
@@ -167,15 +211,51 @@ mod tests {
 
     #[test]
     fn static_needs_exactly_one_named_hub() {
+        let none = RegionModel::default();
         let req = |c: Vec<LinkedHub>, named| AllocationRequest {
             registration_id: "x",
             policy: AllocationPolicy::Static,
             candidates: c,
             named_by_enrollment: named,
+            device_region: None,
+            regions: &none,
         };
         assert_eq!(BuiltinAllocator.allocate(&req(vec![hub("a", 1)], true)).map(|d| d.hub), Ok("a".to_owned()));
         assert!(BuiltinAllocator.allocate(&req(vec![hub("a", 1), hub("b", 1)], true)).is_err());
         assert!(BuiltinAllocator.allocate(&req(vec![hub("a", 1)], false)).is_err());
         assert!(BuiltinAllocator.allocate(&req(vec![], false)).is_err());
+    }
+
+    #[test]
+    fn geo_latency_prefers_the_nearest_region_and_hashes_ties() {
+        use crate::regions::RegionLatency;
+        let regions = RegionModel {
+            service_region: Some("eu".into()),
+            latency: vec![RegionLatency { from: "eu".into(), to: "us".into(), ms: 90 }],
+            default_latency_ms: 200,
+            ..Default::default()
+        };
+        let in_region = |n: &str, r: &str| LinkedHub { host_name: n.into(), region: Some(r.into()), ..Default::default() };
+        let hubs = vec![in_region("eu-1", "eu"), in_region("eu-2", "eu"), in_region("us-1", "us")];
+        let decide = |id: &str, region: &str| {
+            BuiltinAllocator
+                .allocate(&AllocationRequest {
+                    registration_id: id,
+                    policy: AllocationPolicy::GeoLatency,
+                    candidates: hubs.clone(),
+                    named_by_enrollment: false,
+                    device_region: Some(region.into()),
+                    regions: &regions,
+                })
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for i in 0..50 {
+            assert_eq!(decide(&format!("d{i}"), "us").hub, "us-1");
+        }
+        let eu: std::collections::HashSet<String> = (0..50).map(|i| decide(&format!("d{i}"), "eu").hub).collect();
+        assert_eq!(eu, ["eu-1".to_owned(), "eu-2".to_owned()].into_iter().collect(), "ties are spread by the hash");
+        let d = decide("x", "eu");
+        assert_eq!(d.candidates.last().and_then(|c| c.latency_ms), Some(90));
+        assert!(d.reason.contains("tied"), "{}", d.reason);
     }
 }

@@ -158,26 +158,35 @@ fn chain_refusal(who: &str, e: &ChainError) -> DpsError {
     DpsError::unauthorized(format!("{who}: {e}"))
 }
 
-/// Loads the certificate a CA reference names; only verified CAs count (§4.3).
-async fn referenced_ca(cas: &dyn CertificateStore, name: &str) -> Result<Vec<u8>, DpsError> {
+/// A certificate an X.509 enrollment trusts, and whether it may be used (a CA must be verified).
+struct Anchor {
+    der: Vec<u8>,
+    /// `Some(name)`: a CA reference whose CA is not verified yet.
+    unverified_ca: Option<String>,
+}
+
+/// Loads the CA a reference names (verified or not: whether it may be used is decided once the chain is
+/// known to lead to it, so an unrelated unverified CA never hides the device's own reason).
+async fn referenced_ca(cas: &dyn CertificateStore, name: &str) -> Result<Anchor, DpsError> {
     let ca = cas.get_ca(name).await.map_err(|e| DpsError::internal(format!("CA look-up failed: {e}")))?.ok_or_else(|| {
         DpsError::unauthorized(format!("the enrollment references CA certificate '{name}', which is not in the certificate store"))
     })?;
-    if !ca.is_verified {
-        return Err(DpsError::unauthorized(format!(
-            "CA certificate '{name}' is not verified: prove possession of its key first (dps ca verification-code / dps ca verify)"
-        )));
-    }
-    decode_certificate(&ca.certificate)
+    Ok(Anchor { der: decode_certificate(&ca.certificate)?, unverified_ca: (!ca.is_verified).then(|| name.to_owned()) })
 }
 
-/// The certificates an X.509 attestation trusts: signing certificates, or verified CAs by reference.
-async fn anchors(cas: &dyn CertificateStore, x: &X509Attestation, group: bool) -> Vec<Result<Vec<u8>, DpsError>> {
+fn unverified(name: &str) -> DpsError {
+    DpsError::unauthorized(format!(
+        "CA certificate '{name}' is not verified: prove possession of its key first (dps ca verification-code / dps ca verify)"
+    ))
+}
+
+/// The certificates an X.509 attestation trusts: signing certificates, or CAs by reference.
+async fn anchors(cas: &dyn CertificateStore, x: &X509Attestation, group: bool) -> Vec<Result<Anchor, DpsError>> {
     let mut out = Vec::new();
     let certs = if group { x.signing_certificates.as_ref() } else { None };
     for c in certs.into_iter().flat_map(|c| [c.primary.as_ref(), c.secondary.as_ref()]).flatten() {
         if let Some(text) = c.certificate.as_deref().filter(|t| !t.trim().is_empty()) {
-            out.push(decode_certificate(text));
+            out.push(decode_certificate(text).map(|der| Anchor { der, unverified_ca: None }));
         }
     }
     // Collected first: an iterator of closures held across an await is not `Send` for every lifetime.
@@ -229,8 +238,12 @@ async fn attest_x509(
         if !matched {
             let mut last = None;
             for anchor in anchors(cas, x, false).await {
-                match anchor.and_then(|a| verify_chain(leaf, &chain[1..], &a, now).map_err(|e| chain_refusal("Invalid certificate", &e))) {
-                    Ok(_) => {
+                let verdict = anchor.and_then(|a| {
+                    verify_chain(leaf, &chain[1..], &a.der, now).map_err(|e| chain_refusal("Invalid certificate", &e))?;
+                    a.unverified_ca.map_or(Ok(()), |name| Err(unverified(&name)))
+                });
+                match verdict {
+                    Ok(()) => {
                         matched = true;
                         break;
                     }
@@ -265,14 +278,19 @@ async fn attest_x509(
             let anchor = match anchor {
                 Ok(a) => a,
                 Err(e) => {
-                    refusals.push((g.enrollment_group_id.clone(), e, true));
+                    // A missing CA is this group's problem, not the device's: mention it only if nothing else fits.
+                    refusals.push((g.enrollment_group_id.clone(), e, false));
                     continue;
                 }
             };
-            match verify_chain(leaf, &chain[1..], &anchor, now) {
+            match verify_chain(leaf, &chain[1..], &anchor.der, now) {
+                Ok(_) if anchor.unverified_ca.is_some() => {
+                    let name = anchor.unverified_ca.clone().unwrap_or_default();
+                    refusals.push((g.enrollment_group_id.clone(), unverified(&name), true));
+                }
                 Ok(v) => {
                     if best.as_ref().is_none_or(|(d, _, _)| v.depth() < *d) {
-                        best = Some((v.depth(), g.clone(), anchor));
+                        best = Some((v.depth(), g.clone(), anchor.der));
                     }
                 }
                 Err(e) => {

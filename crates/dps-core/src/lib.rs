@@ -10,6 +10,7 @@ pub mod error;
 pub mod management;
 pub mod model;
 pub mod ports;
+pub mod regions;
 pub mod registration;
 pub mod x509;
 

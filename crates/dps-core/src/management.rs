@@ -515,4 +515,50 @@ impl Management {
         ca.etag = Some(new_etag());
         self.certificates.put_ca(ca, etag).await.map_err(map_store("CA certificate".into()))
     }
+
+    // ---- key rolling (extension) ----
+
+    /// Regenerates an enrollment's or a group's symmetric keys: `primary`, `secondary`, `both`, or `swap`
+    /// (primary ↔ secondary). The old key stops working at once; a device re-provisions with the new one and
+    /// its hub identity gets the new keys.
+    pub async fn renew_keys(&self, group: bool, id: &str, key_type: &str) -> Result<AttestationMechanism, DpsError> {
+        let what = if group { format!("enrollment group '{}'", id.escape_debug()) } else { format!("enrollment '{}'", id.escape_debug()) };
+        fn roll(a: &mut AttestationMechanism, key_type: &str, what: &str) -> Result<(), DpsError> {
+            let sk = a
+                .symmetric_key
+                .as_mut()
+                .filter(|_| a.kind == AttestationType::SymmetricKey)
+                .ok_or_else(|| DpsError::invalid(format!("{what} does not use symmetric keys")))?;
+            match key_type.to_ascii_lowercase().as_str() {
+                "primary" => sk.primary_key = Some(generate_key()),
+                "secondary" => sk.secondary_key = Some(generate_key()),
+                "both" => {
+                    sk.primary_key = Some(generate_key());
+                    sk.secondary_key = Some(generate_key());
+                }
+                "swap" => std::mem::swap(&mut sk.primary_key, &mut sk.secondary_key),
+                other => {
+                    return Err(DpsError::invalid(format!("keyType '{}' is not primary, secondary, both or swap", other.escape_debug())))
+                }
+            }
+            Ok(())
+        }
+        let now = self.clock.now();
+        if group {
+            let mut g = self.get_group(id).await?;
+            roll(&mut g.attestation, key_type, &what)?;
+            let pre = g.etag.clone().map_or(Precondition::Exists, Precondition::Etag);
+            g.last_updated_date_time_utc = Some(now);
+            g.etag = Some(new_etag());
+            Ok(self.enrollments.put_group(g, pre).await.map_err(map_store(what))?.attestation)
+        } else {
+            let mut e = self.get_enrollment(id).await?;
+            roll(&mut e.attestation, key_type, &what)?;
+            let pre = e.etag.clone().map_or(Precondition::Exists, Precondition::Etag);
+            e.registration_state = None;
+            e.last_updated_date_time_utc = Some(now);
+            e.etag = Some(new_etag());
+            Ok(self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))?.attestation)
+        }
+    }
 }

@@ -30,6 +30,9 @@ pub struct Operation {
     pub payload: Option<Value>,
     #[serde(default)]
     pub force_registration: bool,
+    /// The device's source address (the `geoLatency` policy maps it to a region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<std::net::IpAddr>,
     /// X.509 devices: their certificate's info and the group's signing certificate (public data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509: Option<X509RegistrationResult>,
@@ -50,6 +53,9 @@ pub struct RegistrationRecord {
     /// How the decision was made (candidates, scores, connector result), for `dps registration explain`.
     #[serde(default)]
     pub trace: Option<Value>,
+    /// The hub of the device's first assignment (`reprovisionedToInitialAssignment` when it returns there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hub: Option<String>,
 }
 
 impl RegistrationRecord {

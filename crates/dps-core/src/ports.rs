@@ -131,4 +131,22 @@ pub trait HubConnector: Send + Sync {
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError>;
     /// Removes the identity (device moved to another hub).
     async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError>;
+    /// The identity's twin (tags and desired properties), to carry it to a new hub (§7.3 migrate).
+    async fn read_twin(&self, _hub: &LinkedHub, _device_id: &str) -> Result<Option<InitialTwin>, ConnectorError> {
+        Ok(None)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the webhook did not answer in time")]
+    Timeout,
+    #[error("the webhook cannot be reached: {0}")]
+    Transport(String),
+}
+
+/// Calls a custom allocation webhook (§6): POSTs the JSON and returns the status and body.
+#[async_trait]
+pub trait AllocationWebhook: Send + Sync {
+    async fn call(&self, url: &str, body: &serde_json::Value) -> Result<(u16, Vec<u8>), WebhookError>;
 }

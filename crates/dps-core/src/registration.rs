@@ -18,7 +18,8 @@ use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
 use crate::ports::{
-    CertificateStore, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore, RegistrationStore,
+    AllocationWebhook, CertificateStore, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore,
+    RegistrationStore,
 };
 use crate::Clock;
 
@@ -32,6 +33,7 @@ pub struct Ports {
     pub hubs: Arc<dyn HubStore>,
     pub connector: Arc<dyn HubConnector>,
     pub allocator: Arc<dyn Allocator>,
+    pub webhook: Arc<dyn AllocationWebhook>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -42,6 +44,24 @@ pub struct EngineConfig {
     pub retry_after_secs: u32,
     /// The policy for enrollments that set none (§7.2).
     pub default_policy: AllocationPolicy,
+    /// Regions and latencies for `geoLatency`.
+    pub regions: crate::regions::RegionModel,
+    /// How a custom allocation webhook is retried on ≥ 429, time-outs and connection errors (§6.3).
+    pub webhook_retry: WebhookRetry,
+}
+
+/// Azure's documented schedule: 10 retries, 1 s first, 9 s more each time (§6.3, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookRetry {
+    pub retries: u32,
+    pub initial: std::time::Duration,
+    pub increment: std::time::Duration,
+}
+
+impl Default for WebhookRetry {
+    fn default() -> Self {
+        Self { retries: 10, initial: std::time::Duration::from_secs(1), increment: std::time::Duration::from_secs(9) }
+    }
 }
 
 /// A register or poll request.
@@ -53,6 +73,8 @@ pub struct RegisterRequest {
     pub credentials: DeviceCredentials,
     pub body: DeviceRegistration,
     pub force_registration: bool,
+    /// The device's source address (for `geoLatency`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// An answer for the device; the transport turns `retry_after` into its header or topic parameter.
@@ -73,6 +95,8 @@ pub struct RegistrationEngine {
     ports: Ports,
     config: EngineConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Registration ids with an operation still assigning (a concurrent register gets 409203, §7.3).
+    in_flight: Mutex<std::collections::HashSet<String>>,
 }
 
 fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
@@ -84,7 +108,7 @@ fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
 
 impl RegistrationEngine {
     pub fn new(ports: Ports, config: EngineConfig) -> Arc<Self> {
-        Arc::new(Self { ports, config, locks: Mutex::new(HashMap::new()) })
+        Arc::new(Self { ports, config, locks: Mutex::new(HashMap::new()), in_flight: Mutex::new(Default::default()) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -131,6 +155,12 @@ impl RegistrationEngine {
             return Err(DpsError::invalid("certificate issuance (csr) is not supported by this service"));
         }
         let attested = self.attest(&reg, &req.credentials, req.body.tpm.is_some()).await?;
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(reg.key()) {
+            return Err(DpsError::new(
+                ErrorKind::ConcurrentRegistration,
+                format!("Precondition failed: a registration of '{reg}' is already in progress; poll its operation or retry later"),
+            ));
+        }
         let now = self.ports.clock.now();
         let op = Operation {
             operation_id: new_operation_id(),
@@ -140,17 +170,25 @@ impl RegistrationEngine {
             attestation: attested.attestation,
             payload: req.body.payload.clone().filter(|p| !p.is_null()),
             force_registration: req.force_registration,
+            source: req.source,
             x509: attested.x509.clone(),
             result: None,
             created: now,
             updated: now,
         };
-        self.ports.operations.put_operation(&op).await.map_err(store_err("could not record the operation"))?;
+        if let Err(e) = self.ports.operations.put_operation(&op).await {
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&reg.key());
+            return Err(store_err("could not record the operation")(e));
+        }
         info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
 
         let engine = Arc::clone(self);
         let (op_id, device_keys) = (op.operation_id.clone(), attested.device_keys.clone());
-        tokio::spawn(async move { engine.assign(&op_id, device_keys).await });
+        let key = reg.key();
+        tokio::spawn(async move {
+            engine.assign(&op_id, device_keys).await;
+            engine.release(&key);
+        });
 
         Ok(Reply { status: assigning(&op), retry_after: Some(self.config.retry_after_secs) })
     }
@@ -221,13 +259,22 @@ impl RegistrationEngine {
         let ops = self.ports.operations.pending_operations().await.map_err(store_err("could not list pending operations"))?;
         let n = ops.len();
         for op in ops {
+            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(op.registration_id.to_ascii_lowercase());
             let engine = Arc::clone(self);
-            tokio::spawn(async move { engine.assign(&op.operation_id, None).await });
+            tokio::spawn(async move {
+                engine.assign(&op.operation_id, None).await;
+                engine.release(&op.registration_id.to_ascii_lowercase());
+            });
         }
         if n > 0 {
             info!(count = n, "resumed pending registrations");
         }
         Ok(n)
+    }
+
+    /// The registration id may register again.
+    fn release(&self, key: &str) {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -246,7 +293,8 @@ impl RegistrationEngine {
                 return;
             }
         };
-        let lock = self.lock_for(&op.registration_id.to_ascii_lowercase());
+        let key = op.registration_id.to_ascii_lowercase();
+        let lock = self.lock_for(&key);
         let _guard = lock.lock().await;
         let outcome = self.decide(&op, device_keys).await;
         if let Err(e) = self.finish(op, outcome).await {
@@ -290,6 +338,8 @@ impl RegistrationEngine {
                 substatus: None,
                 error: None,
                 trace,
+                payload: None,
+                first_hub: None,
             };
         }
         let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
@@ -303,11 +353,25 @@ impl RegistrationEngine {
         let policy = view.policy.unwrap_or(self.config.default_policy);
         let reprovision = view.reprovision.unwrap_or_default();
         let previous_hub = previous.as_ref().and_then(|p| p.state.assigned_hub.clone());
-
-        let decision = if let (Some(hub), false) = (&previous_hub, reprovision.update_hub_assignment) {
+        let keep = previous_hub.is_some() && !reprovision.update_hub_assignment;
+        let mut webhook_twin = None;
+        let mut payload = None;
+        let decision: Result<String, DpsError> = if policy == AllocationPolicy::Custom {
+            let names = webhook_hubs(&view, &linked, previous_hub.as_deref().filter(|_| keep));
+            match self.call_webhook(op, &matched, &view, previous.as_ref(), &names, &mut trace).await {
+                Ok(answer) => {
+                    webhook_twin = answer.initial_twin;
+                    payload = answer.payload;
+                    Ok(answer.hub)
+                }
+                Err(e) => Err(e),
+            }
+        } else if let (Some(hub), true) = (&previous_hub, keep) {
             trace["why"] = json!("the reprovision policy never re-assigns: the device keeps its hub");
-            Ok((hub.clone(), json!({ "policy": "keep", "hub": hub })))
+            trace["allocation"] = json!({ "policy": "keep", "hub": hub });
+            Ok(hub.clone())
         } else {
+            let (device_region, region_reason) = self.config.regions.device_region(op.source);
             match candidates(&view, &linked) {
                 Ok((hubs, named)) => self
                     .ports
@@ -317,35 +381,74 @@ impl RegistrationEngine {
                         policy,
                         candidates: hubs,
                         named_by_enrollment: named,
+                        device_region: device_region.clone(),
+                        regions: &self.config.regions,
                     })
-                    .map(|d| (d.hub.clone(), serde_json::to_value(&d).unwrap_or_default())),
+                    .map(|d| {
+                        trace["allocation"] = serde_json::to_value(&d).unwrap_or_default();
+                        if policy == AllocationPolicy::GeoLatency {
+                            trace["allocation"]["deviceRegion"] = json!(device_region);
+                            trace["allocation"]["regionReason"] = json!(region_reason);
+                        }
+                        d.hub
+                    }),
                 Err(e) => Err(e),
             }
         };
-        let (hub_name, decision_json) = match decision {
+        let hub_name = match decision {
             Ok(d) => d,
             Err(e) => return Outcome::failed(e, trace, Some(matched)),
         };
-        trace["allocation"] = decision_json;
         let hub = linked.iter().find(|h| h.host_name.eq_ignore_ascii_case(&hub_name)).cloned().unwrap_or_else(|| LinkedHub {
             host_name: hub_name.clone(),
-            allocation_weight: 1,
             apply_allocation_policy: false,
-            region: None,
-            connector: "builtin".into(),
             ..Default::default()
         });
 
         let device_id = view.device_id.clone().unwrap_or_else(|| op.registration_id.clone());
         let moved = previous_hub.as_ref().is_some_and(|p| !p.eq_ignore_ascii_case(&hub.host_name));
+        let first_hub = previous
+            .as_ref()
+            .and_then(|p| p.first_hub.clone().or_else(|| p.state.assigned_hub.clone()))
+            .unwrap_or_else(|| hub.host_name.clone());
+        let back_to_first = moved && first_hub.eq_ignore_ascii_case(&hub.host_name);
         let substatus = match (&previous, moved) {
             (None, _) => Substatus::InitialAssignment,
+            (Some(_), true) if reprovision.migrate_device_data && back_to_first => Substatus::ReprovisionedToInitialAssignment,
             (Some(_), true) if reprovision.migrate_device_data => Substatus::DeviceDataMigrated,
             (Some(_), true) => Substatus::DeviceDataReset,
-            (Some(_), false) if !reprovision.migrate_device_data => Substatus::DeviceDataReset,
+            (Some(_), false) if reprovision.update_hub_assignment && !reprovision.migrate_device_data => Substatus::DeviceDataReset,
             (Some(p), false) => p.state.substatus.unwrap_or(Substatus::InitialAssignment),
         };
-        let apply_twin = matches!(substatus, Substatus::InitialAssignment | Substatus::DeviceDataReset);
+        // §7.3/§7.4: initial and reset assignments get the initial twin (the webhook's, else the enrollment's);
+        // a migration carries the twin the device had; otherwise the hub keeps its twin.
+        let twin = match substatus {
+            Substatus::InitialAssignment | Substatus::DeviceDataReset
+                if previous.is_none() || moved || !reprovision.migrate_device_data =>
+            {
+                webhook_twin.or_else(|| view.initial_twin.clone())
+            }
+            Substatus::DeviceDataMigrated | Substatus::ReprovisionedToInitialAssignment if moved => {
+                let old = previous_hub.as_ref().and_then(|p| linked.iter().find(|h| h.host_name.eq_ignore_ascii_case(p)));
+                let old_id = previous.as_ref().and_then(|p| p.state.device_id.clone()).unwrap_or_else(|| device_id.clone());
+                match old {
+                    Some(old) => match self.ports.connector.read_twin(old, &old_id).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            warn!(hub = %old.host_name, error = %e, "cannot read the twin to migrate; the new hub starts without it");
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        trace["twin"] = json!(match (&twin, substatus) {
+            (Some(_), Substatus::DeviceDataMigrated | Substatus::ReprovisionedToInitialAssignment) => "migrated from the previous hub",
+            (Some(_), _) => "initial twin applied",
+            (None, _) => "the hub's twin is kept",
+        });
 
         // §7.4: symmetric-key devices get their keys; X.509 devices a self-signed identity with the leaf thumbprint.
         let authentication = if op.attestation == AttestationType::X509 {
@@ -364,7 +467,7 @@ impl RegistrationEngine {
             registration_id: op.registration_id.clone(),
             authentication,
             iot_edge: view.iot_edge,
-            initial_twin: if apply_twin { view.initial_twin.clone() } else { None },
+            initial_twin: twin,
         };
         if let Err(e) = self.ports.connector.provision(&hub, &device).await {
             trace["connector"] = json!({ "hub": hub.host_name, "result": e.to_string() });
@@ -384,6 +487,15 @@ impl RegistrationEngine {
             }
         }
         trace["substatus"] = json!(substatus.as_str());
+        trace["why"] = json!(match substatus {
+            Substatus::InitialAssignment if previous.is_none() => "first assignment of this device".to_owned(),
+            Substatus::DeviceDataMigrated =>
+                format!("re-provisioned to a new hub with its data (was {})", previous_hub.clone().unwrap_or_default()),
+            Substatus::ReprovisionedToInitialAssignment =>
+                "re-provisioned back to the hub of its first assignment, with its data".to_owned(),
+            Substatus::DeviceDataReset => "re-provisioned with the initial configuration (reprovision policy: reset)".to_owned(),
+            _ => "registered again: same hub, data kept".to_owned(),
+        });
         Outcome {
             status: RegistrationStatus::Assigned,
             matched: Some(matched),
@@ -392,6 +504,8 @@ impl RegistrationEngine {
             substatus: Some(substatus),
             error: None,
             trace,
+            payload,
+            first_hub: Some(first_hub),
         }
     }
 
@@ -410,13 +524,14 @@ impl RegistrationEngine {
             error_message: o.error.as_ref().map(|e| e.message.clone()),
             last_updated_date_time_utc: Some(now),
             etag: Some(new_etag()),
-            payload: None,
+            payload: o.payload.clone(),
         };
         let record = RegistrationRecord {
             state: state.clone(),
             enrollment: op.enrollment.clone(),
             attestation: op.attestation,
             trace: Some(o.trace),
+            first_hub: o.first_hub.clone().or_else(|| previous.as_ref().and_then(|p| p.first_hub.clone())),
         };
         // A failure leaves an assigned device assigned: only record it when there is nothing better.
         let keep_previous = o.status == RegistrationStatus::Failed
@@ -458,12 +573,25 @@ struct Outcome {
     substatus: Option<Substatus>,
     error: Option<DpsError>,
     trace: serde_json::Value,
+    /// The custom-allocation webhook's payload for the device (§6.2).
+    payload: Option<serde_json::Value>,
+    first_hub: Option<String>,
 }
 
 impl Outcome {
     fn failed(e: DpsError, mut trace: serde_json::Value, matched: Option<Matched>) -> Self {
         trace["error"] = json!({ "code": e.code(), "message": e.message });
-        Self { status: RegistrationStatus::Failed, matched, hub: None, device_id: None, substatus: None, error: Some(e), trace }
+        Self {
+            status: RegistrationStatus::Failed,
+            matched,
+            hub: None,
+            device_id: None,
+            substatus: None,
+            error: Some(e),
+            trace,
+            payload: None,
+            first_hub: None,
+        }
     }
 }
 
@@ -479,6 +607,7 @@ struct EnrollmentView {
     initial_twin: Option<dps_proto::InitialTwin>,
     keys: Option<(String, String)>,
     group: bool,
+    custom: Option<dps_proto::CustomAllocationDefinition>,
 }
 
 impl EnrollmentView {
@@ -499,6 +628,7 @@ impl EnrollmentView {
                 initial_twin: e.initial_twin.clone(),
                 keys: keys(&e.attestation),
                 group: false,
+                custom: e.custom_allocation_definition.clone(),
             },
             Matched::Group(g) => Self {
                 disabled: g.provisioning_status == Some(Disabled),
@@ -511,6 +641,7 @@ impl EnrollmentView {
                 initial_twin: g.initial_twin.clone(),
                 keys: keys(&g.attestation),
                 group: true,
+                custom: g.custom_allocation_definition.clone(),
             },
         }
     }
@@ -525,6 +656,154 @@ impl EnrollmentView {
         } else {
             Some((dps_crypto::Secret::new(p), dps_crypto::Secret::new(s)))
         }
+    }
+}
+
+/// `linkedHubs` of a webhook request (§6.1): the enrollment's hubs, else every linked hub; only the current
+/// hub when the device is assigned and never re-provisioned.
+fn webhook_hubs(view: &EnrollmentView, linked: &[LinkedHub], keep: Option<&str>) -> Vec<String> {
+    if let Some(current) = keep {
+        return vec![current.to_owned()];
+    }
+    match &view.iot_hubs {
+        Some(h) if !h.is_empty() => h.clone(),
+        _ => match &view.legacy_hub {
+            Some(h) if !h.is_empty() => vec![h.clone()],
+            _ => linked.iter().map(|h| h.host_name.clone()).collect(),
+        },
+    }
+}
+
+/// What a webhook decided.
+struct WebhookAnswer {
+    hub: String,
+    initial_twin: Option<dps_proto::InitialTwin>,
+    payload: Option<serde_json::Value>,
+}
+
+/// A member of a JSON object, name matched case-insensitively (§6.2: docs and examples disagree on case).
+fn member<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
+/// An enrollment as the webhook sees it: no secrets, attestation reduced to its type (Azure's example).
+fn enrollment_for_webhook<T: serde::Serialize>(e: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(kind) = v.pointer("/attestation/type").cloned() {
+        v["attestation"] = json!({ "type": kind });
+    }
+    v
+}
+
+/// The URL without its query (function keys live there) for traces and logs.
+fn redact_url(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+impl RegistrationEngine {
+    /// The custom allocation policy (§6): POST the request, retry on ≥ 429 / time-outs / connection errors
+    /// with the configured schedule (the device keeps seeing `assigning`), map the outcome to §6.3's codes.
+    async fn call_webhook(
+        &self,
+        op: &Operation,
+        matched: &Matched,
+        view: &EnrollmentView,
+        previous: Option<&RegistrationRecord>,
+        linked_hubs: &[String],
+        trace: &mut serde_json::Value,
+    ) -> Result<WebhookAnswer, DpsError> {
+        let Some(def) = view.custom.clone() else {
+            return Err(DpsError::new(
+                ErrorKind::CustomAllocationFailed,
+                "the custom allocation policy needs customAllocationDefinition (webhookUrl, apiVersion)",
+            ));
+        };
+        let mut context = json!({ "registrationId": op.registration_id });
+        if let Some(p) = previous {
+            context["currentIotHubHostName"] = json!(p.state.assigned_hub);
+            context["currentDeviceId"] = json!(p.state.device_id);
+        }
+        match op.attestation {
+            AttestationType::X509 => context["x509"] = serde_json::to_value(&op.x509).unwrap_or_default(),
+            _ => context["symmetricKey"] = json!({}),
+        }
+        if let Some(p) = &op.payload {
+            context["payload"] = p.clone();
+        }
+        let mut body = json!({ "deviceRuntimeContext": context, "linkedHubs": linked_hubs });
+        match matched {
+            Matched::Individual(e) => body["individualEnrollment"] = enrollment_for_webhook(e.as_ref()),
+            Matched::Group(g) => body["enrollmentGroup"] = enrollment_for_webhook(g.as_ref()),
+        }
+        let retry = self.config.webhook_retry;
+        let mut attempts = Vec::new();
+        let mut result = None;
+        for attempt in 0..=retry.retries {
+            if attempt > 0 {
+                tokio::time::sleep(retry.initial + retry.increment * (attempt - 1)).await;
+            }
+            let started = std::time::Instant::now();
+            let outcome = self.ports.webhook.call(&def.webhook_url, &body).await;
+            let ms = started.elapsed().as_millis() as u64;
+            match outcome {
+                Ok((status, bytes)) if (200..300).contains(&status) => {
+                    attempts.push(json!({ "status": status, "ms": ms }));
+                    result = Some(Ok(bytes));
+                    break;
+                }
+                Ok((401, _)) => {
+                    attempts.push(json!({ "status": 401, "ms": ms }));
+                    result = Some(Err(DpsError::new(
+                        ErrorKind::CustomAllocationUnauthorizedAccess,
+                        "the custom allocation webhook answered 401 Unauthorized",
+                    )));
+                    break;
+                }
+                Ok((status, _)) if status >= 429 => attempts.push(json!({ "status": status, "ms": ms, "retry": true })),
+                Ok((status, _)) => {
+                    attempts.push(json!({ "status": status, "ms": ms }));
+                    result = Some(Err(DpsError::new(
+                        ErrorKind::CustomAllocationFailed,
+                        format!("the custom allocation webhook answered HTTP {status}"),
+                    )));
+                    break;
+                }
+                Err(e) => attempts.push(json!({ "error": e.to_string(), "ms": ms, "retry": true })),
+            }
+        }
+        trace["allocation"] =
+            json!({ "policy": "custom", "webhook": redact_url(&def.webhook_url), "linkedHubs": linked_hubs, "attempts": attempts });
+        let bytes = match result {
+            Some(r) => r?,
+            None => {
+                return Err(DpsError::new(
+                    ErrorKind::CustomAllocationFailed,
+                    format!("the custom allocation webhook gave no usable answer in {} attempts", retry.retries + 1),
+                ))
+            }
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            DpsError::new(ErrorKind::CustomAllocationFailed, format!("the custom allocation webhook's answer is not JSON: {e}"))
+        })?;
+        let hub = member(&answer, "iotHubHostName").and_then(|h| h.as_str()).map(str::trim).unwrap_or_default().to_owned();
+        if hub.is_empty() {
+            return Err(DpsError::new(
+                ErrorKind::CustomAllocationIotHubNotSpecified,
+                "the custom allocation webhook named no IoT hub (iotHubHostName)",
+            ));
+        }
+        let Some(hub) = linked_hubs.iter().find(|h| h.eq_ignore_ascii_case(&hub)).cloned() else {
+            return Err(DpsError::new(
+                ErrorKind::CustomAllocationFailed,
+                format!("the custom allocation webhook chose '{hub}', which is not among linkedHubs"),
+            ));
+        };
+        let initial_twin = member(&answer, "initialTwin").filter(|t| !t.is_null()).and_then(|t| serde_json::from_value(t.clone()).ok());
+        let payload = member(&answer, "payload").filter(|p| !p.is_null()).cloned();
+        trace["allocation"]["hub"] = json!(hub);
+        trace["allocation"]["returnedInitialTwin"] = json!(initial_twin.is_some());
+        trace["allocation"]["returnedPayload"] = json!(payload.is_some());
+        Ok(WebhookAnswer { hub, initial_twin, payload })
     }
 }
 

@@ -1,63 +1,75 @@
 //! Hub connectors: they create the device identity in the hub a device was assigned to (§7.4).
 //!
-//! [`BuiltinRegistry`] is the default: the service's own registry of device identities, kept in its
-//! database (keys sealed). It makes every registration observable without an IoT hub. The connectors for
-//! Azure IoT Hub and MQTT brokers implement the same [`HubConnector`] trait.
+//! A linked hub names its connector (`LinkedHub::connector`); [`Connectors`] — the service's one
+//! [`HubConnector`] — dispatches on it:
+//! - `builtin` → [`BuiltinRegistry`]: the service's own registry of device identities (the default);
+//! - `azureIotHub` → [`AzureIotHub`]: Azure IoT Hub through its public service REST API;
+//! - `mosquitto` → [`Mosquitto`]: an MQTT broker (Mosquitto ≥ 2, dynamic-security plugin) as a hub (it has
+//!   no twins: `read_twin` finds none).
+
+mod azure;
+mod builtin;
+mod mosquitto;
+mod retry;
+mod tls;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice};
-use dps_proto::{DeviceIdentity, LinkedHub};
-use tracing::info;
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubConnector, HubDevice};
+use dps_core::Clock;
+use dps_proto::{InitialTwin, LinkedHub};
 
-/// The built-in device registry.
-#[derive(Clone)]
-pub struct BuiltinRegistry {
-    store: Arc<dyn DeviceRegistryStore>,
+pub use azure::{AzureIotHub, API_VERSION as AZURE_API_VERSION};
+pub use builtin::BuiltinRegistry;
+pub use mosquitto::Mosquitto;
+
+/// Connector names, as `LinkedHub::connector` spells them.
+pub const BUILTIN: &str = "builtin";
+pub const AZURE_IOT_HUB: &str = "azureIotHub";
+pub const MOSQUITTO: &str = "mosquitto";
+
+/// Every connector, chosen per hub by `LinkedHub::connector`.
+pub struct Connectors {
+    builtin: BuiltinRegistry,
+    azure: AzureIotHub,
+    mosquitto: Mosquitto,
 }
 
-impl BuiltinRegistry {
-    pub fn new(store: Arc<dyn DeviceRegistryStore>) -> Self {
-        Self { store }
+impl Connectors {
+    /// `registry`: the built-in registry's store; `clock`: expiry of the SAS tokens sent to IoT Hub.
+    pub fn new(registry: Arc<dyn DeviceRegistryStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { builtin: BuiltinRegistry::new(registry), azure: AzureIotHub::new(clock), mosquitto: Mosquitto::new() }
+    }
+
+    fn pick(&self, hub: &LinkedHub) -> Result<&dyn HubConnector, ConnectorError> {
+        match hub.connector.as_str() {
+            BUILTIN => Ok(&self.builtin),
+            AZURE_IOT_HUB => Ok(&self.azure),
+            MOSQUITTO => Ok(&self.mosquitto),
+            other => Err(ConnectorError::Refused(format!(
+                "unknown hub connector '{}' (available: {BUILTIN}, {AZURE_IOT_HUB}, {MOSQUITTO})",
+                other.escape_debug()
+            ))),
+        }
     }
 }
 
 #[async_trait]
-impl HubConnector for BuiltinRegistry {
+impl HubConnector for Connectors {
     fn check(&self, hub: &LinkedHub) -> Result<(), ConnectorError> {
-        if hub.connector == "builtin" {
-            Ok(())
-        } else {
-            Err(ConnectorError::Refused(format!("unknown hub connector '{}' (available: builtin)", hub.connector)))
-        }
+        self.pick(hub)?.check(hub)
     }
 
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
-        let existing =
-            self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
-        let (kind, keys) = match &device.authentication {
-            HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
-            HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
-        };
-        let identity = DeviceIdentity {
-            hub_host_name: hub.host_name.clone(),
-            device_id: device.device_id.clone(),
-            registration_id: device.registration_id.clone(),
-            authentication_type: kind.to_owned(),
-            iot_edge: device.iot_edge,
-            // `None` keeps the twin the hub has (migration); a twin replaces it (initial / reset).
-            initial_twin: match &device.initial_twin {
-                Some(t) => Some(t.clone()),
-                None => existing.and_then(|e| e.initial_twin),
-            },
-        };
-        self.store.put_identity(&identity, keys).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
-        info!(hub = %hub.host_name, device_id = %device.device_id, "device identity created in the built-in registry");
-        Ok(())
+        self.pick(hub)?.provision(hub, device).await
     }
 
     async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError> {
-        self.store.delete_identity(&hub.host_name, device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))
+        self.pick(hub)?.deprovision(hub, device_id).await
+    }
+
+    async fn read_twin(&self, hub: &LinkedHub, device_id: &str) -> Result<Option<InitialTwin>, ConnectorError> {
+        self.pick(hub)?.read_twin(hub, device_id).await
     }
 }

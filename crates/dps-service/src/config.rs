@@ -41,6 +41,23 @@ pub struct Overrides {
     pub operation_retention_hours: Option<u32>,
     /// File holding the master key (base64 of 32 bytes); default `<data-dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// The service's own region (`geoLatency`: devices from unmapped networks, hubs without a region).
+    pub service_region: Option<String>,
+    /// Network → region map for `geoLatency` (longest prefix wins).
+    pub network_regions: Option<Vec<dps_core::regions::NetworkRegion>>,
+    /// Latency between regions in milliseconds (`from`, `to`, `ms`; symmetric unless both directions given).
+    pub region_latency: Option<Vec<dps_core::regions::RegionLatency>>,
+    /// Latency assumed between regions the table does not name (default 100 ms).
+    pub default_latency_ms: Option<u32>,
+    /// Measure the round-trip time to each hub's endpoint (TCP connect to port 443) every minute.
+    pub measure_hub_latency: Option<bool>,
+    /// Custom allocation webhooks: time-out per call and the retry schedule (Azure: 10 retries, 1 s, +9 s).
+    pub webhook_timeout_secs: Option<u32>,
+    pub webhook_retries: Option<u32>,
+    pub webhook_retry_initial_ms: Option<u64>,
+    pub webhook_retry_increment_ms: Option<u64>,
+    /// A CA (PEM file) to trust for webhooks besides the system's roots.
+    pub webhook_ca_file: Option<PathBuf>,
     /// Log filter (`info`, `dps=debug`, …).
     pub log: Option<String>,
     /// `text` or `json`.
@@ -62,6 +79,16 @@ impl Overrides {
             default_allocation_policy: other.default_allocation_policy.or(self.default_allocation_policy),
             operation_retention_hours: other.operation_retention_hours.or(self.operation_retention_hours),
             master_key_file: other.master_key_file.or(self.master_key_file),
+            service_region: other.service_region.or(self.service_region),
+            network_regions: other.network_regions.or(self.network_regions),
+            region_latency: other.region_latency.or(self.region_latency),
+            default_latency_ms: other.default_latency_ms.or(self.default_latency_ms),
+            measure_hub_latency: other.measure_hub_latency.or(self.measure_hub_latency),
+            webhook_timeout_secs: other.webhook_timeout_secs.or(self.webhook_timeout_secs),
+            webhook_retries: other.webhook_retries.or(self.webhook_retries),
+            webhook_retry_initial_ms: other.webhook_retry_initial_ms.or(self.webhook_retry_initial_ms),
+            webhook_retry_increment_ms: other.webhook_retry_increment_ms.or(self.webhook_retry_increment_ms),
+            webhook_ca_file: other.webhook_ca_file.or(self.webhook_ca_file),
             log: other.log.or(self.log),
             log_format: other.log_format.or(self.log_format),
         }
@@ -88,6 +115,16 @@ impl Overrides {
             default_allocation_policy: get(env, "DPS_DEFAULT_ALLOCATION_POLICY").map(str::to_owned),
             operation_retention_hours: parse(env, "DPS_OPERATION_RETENTION_HOURS")?,
             master_key_file: get(env, "DPS_MASTER_KEY_FILE").map(PathBuf::from),
+            service_region: get(env, "DPS_SERVICE_REGION").map(str::to_owned),
+            network_regions: get(env, "DPS_NETWORK_REGIONS").map(parse_network_regions).transpose()?,
+            region_latency: get(env, "DPS_REGION_LATENCY").map(parse_region_latency).transpose()?,
+            default_latency_ms: parse(env, "DPS_DEFAULT_LATENCY_MS")?,
+            measure_hub_latency: parse(env, "DPS_MEASURE_HUB_LATENCY")?,
+            webhook_timeout_secs: parse(env, "DPS_WEBHOOK_TIMEOUT_SECS")?,
+            webhook_retries: parse(env, "DPS_WEBHOOK_RETRIES")?,
+            webhook_retry_initial_ms: parse(env, "DPS_WEBHOOK_RETRY_INITIAL_MS")?,
+            webhook_retry_increment_ms: parse(env, "DPS_WEBHOOK_RETRY_INCREMENT_MS")?,
+            webhook_ca_file: get(env, "DPS_WEBHOOK_CA_FILE").map(PathBuf::from),
             log: get(env, "DPS_LOG").map(str::to_owned),
             log_format: get(env, "DPS_LOG_FORMAT").map(str::to_owned),
         })
@@ -103,6 +140,34 @@ impl Overrides {
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// `CIDR=REGION[,CIDR=REGION…]` (environment and flags).
+pub fn parse_network_regions(text: &str) -> Result<Vec<dps_core::regions::NetworkRegion>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (net, region) = p.split_once('=').ok_or_else(|| ConfigError(format!("network region '{p}' is not CIDR=REGION")))?;
+            let network = net.trim().parse().map_err(|_| ConfigError(format!("'{net}' is not a network (CIDR, e.g. 10.1.0.0/16)")))?;
+            Ok(dps_core::regions::NetworkRegion { network, region: region.trim().to_owned() })
+        })
+        .collect()
+}
+
+/// `FROM:TO=MS[,…]` (environment and flags).
+pub fn parse_region_latency(text: &str) -> Result<Vec<dps_core::regions::RegionLatency>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let bad = || ConfigError(format!("region latency '{p}' is not FROM:TO=MS"));
+            let (pair, ms) = p.split_once('=').ok_or_else(bad)?;
+            let (from, to) = pair.split_once(':').ok_or_else(bad)?;
+            let ms = ms.trim().parse().map_err(|_| bad())?;
+            Ok(dps_core::regions::RegionLatency { from: from.trim().to_owned(), to: to.trim().to_owned(), ms })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -110,7 +175,7 @@ pub enum LogFormat {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub bind: IpAddr,
@@ -123,6 +188,11 @@ pub struct Config {
     pub default_allocation_policy: AllocationPolicy,
     pub operation_retention_hours: u32,
     pub master_key_file: PathBuf,
+    pub regions: dps_core::regions::RegionModel,
+    pub measure_hub_latency: bool,
+    pub webhook_timeout: std::time::Duration,
+    pub webhook_retry: dps_core::registration::WebhookRetry,
+    pub webhook_ca_file: Option<PathBuf>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -197,7 +267,28 @@ impl Config {
         if mqtt_limits.connect_timeout.is_zero() {
             return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
         }
+        let regions = dps_core::regions::RegionModel {
+            service_region: o.service_region.filter(|r| !r.trim().is_empty()),
+            networks: o.network_regions.unwrap_or_default(),
+            latency: o.region_latency.unwrap_or_default(),
+            default_latency_ms: o.default_latency_ms.unwrap_or(100),
+            measured: Default::default(),
+        };
+        let d = dps_core::registration::WebhookRetry::default();
+        let webhook_retry = dps_core::registration::WebhookRetry {
+            retries: o.webhook_retries.unwrap_or(d.retries),
+            initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
+            increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
+        };
+        if webhook_retry.retries > 100 {
+            return Err(ConfigError("webhook_retries is above 100".into()));
+        }
         Ok(Config {
+            regions,
+            measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
+            webhook_timeout: std::time::Duration::from_secs(u64::from(o.webhook_timeout_secs.unwrap_or(30).max(1))),
+            webhook_retry,
+            webhook_ca_file: o.webhook_ca_file,
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
             mqtt_limits,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),

@@ -12,6 +12,7 @@ pub mod https;
 pub mod material;
 pub mod mqtt;
 pub mod tls;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -159,7 +160,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let (id_scope, owner_key) = bootstrap(&store).await?;
 
     let shared = Arc::new(store.clone());
-    let connector = Arc::new(dps_hub::BuiltinRegistry::new(shared.clone()));
+    let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
     let engine = RegistrationEngine::new(
         Ports {
             enrollments: shared.clone(),
@@ -169,12 +170,15 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             hubs: shared.clone(),
             connector: connector.clone(),
             allocator: Arc::new(BuiltinAllocator),
+            webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
             clock: Arc::clone(&clock),
         },
         EngineConfig {
             id_scope: id_scope.clone(),
             retry_after_secs: config.retry_after_secs,
             default_policy: config.default_allocation_policy,
+            regions: config.regions.clone(),
+            webhook_retry: config.webhook_retry,
         },
     );
     let https_port = listeners.https.local_addr()?.port();
@@ -218,7 +222,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
     tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, rx.clone()));
 
-    let (purge_store, retention, purge_clock, mut purge_rx) = (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx);
+    let (purge_store, retention, purge_clock, mut purge_rx) =
+        (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());
     tasks.spawn(async move {
         loop {
             let cutoff = purge_clock.now() - chrono::Duration::hours(i64::from(retention));
@@ -233,6 +238,10 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             }
         }
     });
+
+    if config.measure_hub_latency {
+        tasks.spawn(webhook::measure_hub_latency(shared.clone(), config.regions.clone(), rx.clone()));
+    }
 
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     write_endpoint(&config.data_dir, &info)?;

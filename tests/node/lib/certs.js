@@ -112,15 +112,18 @@ function opensslSignDated(dir, name, csr, { issuer, selfKey, ext, startdate, end
 const openssl = {
   tool: 'openssl',
   /** Self-signed root CA. */
-  root(dir, name, { days = 30 } = {}) {
+  root(dir, name, { days = 30, pathLen } = {}) {
     const { key, csr } = newKeyAndCsr(dir, name);
-    const cert = opensslSign(dir, name, csr, { selfKey: key, ext: CA_EXT, days });
+    const ext = pathLen === undefined ? CA_EXT : [`basicConstraints=critical,CA:TRUE,pathlen:${pathLen}`, ...CA_EXT.slice(1)];
+    const cert = opensslSign(dir, name, csr, { selfKey: key, ext, days });
     return { ...load(name, cert, key, cert), isRoot: true };
   },
   /** Intermediate CA signed by `issuer`; chain = this + the issuer's chain below the root. */
-  intermediate(dir, name, issuer, { days = 30, pathLen } = {}) {
+  /** `ext`: replaces the CA extensions (e.g. to make a broken issuer). */
+  intermediate(dir, name, issuer, { days = 30, pathLen, ext: extOverride } = {}) {
     const { key, csr } = newKeyAndCsr(dir, name);
-    const ext = pathLen === undefined ? CA_EXT : [`basicConstraints=critical,CA:TRUE,pathlen:${pathLen}`, ...CA_EXT.slice(1)];
+    const ext = extOverride
+      || (pathLen === undefined ? CA_EXT : [`basicConstraints=critical,CA:TRUE,pathlen:${pathLen}`, ...CA_EXT.slice(1)]);
     const cert = opensslSign(dir, name, csr, { issuer, ext, days });
     const chain = path.join(dir, `${name}.chain.pem`);
     fs.writeFileSync(chain, fs.readFileSync(cert, 'utf8') + issuerChainPem(issuer));
@@ -128,11 +131,11 @@ const openssl = {
   },
   /**
    * Device (leaf) certificate with CN = `registrationId`, EKU clientAuth; self-signed without `issuer`.
-   * `expired`: valid 2020-01-01 … 2020-02-01.
+   * `expired`: valid 2020-01-01 … 2020-02-01. `ext`: replaces the device extensions (e.g. another EKU).
    */
-  device(dir, registrationId, { issuer, expired = false, days = 30 } = {}) {
+  device(dir, registrationId, { issuer, expired = false, days = 30, ext = DEVICE_EXT } = {}) {
     const { key, csr } = newKeyAndCsr(dir, registrationId);
-    const opts = { issuer, selfKey: issuer ? undefined : key, ext: DEVICE_EXT };
+    const opts = { issuer, selfKey: issuer ? undefined : key, ext };
     const cert = expired
       ? opensslSignDated(dir, registrationId, csr, { ...opts, startdate: '20200101000000Z', enddate: '20200201000000Z' })
       : opensslSign(dir, registrationId, csr, { ...opts, days });
@@ -154,8 +157,8 @@ function dpsCert(args) { return run(DPS_BIN, ['cert', ...args]); }
 
 const dps = {
   tool: 'dps',
-  root(dir, name) {
-    dpsCert(['create-root', '--name', name, '--out-dir', dir]);
+  root(dir, name, { pathLen } = {}) {
+    dpsCert(['create-root', '--name', name, '--out-dir', dir, ...(pathLen === undefined ? [] : ['--path-len', String(pathLen)])]);
     const cert = path.join(dir, `${name}.pem`);
     return { ...load(name, cert, path.join(dir, `${name}.key.pem`), cert), isRoot: true };
   },
@@ -214,4 +217,4 @@ function info(pemPath) {
   };
 }
 
-module.exports = { TOOLS, openssl, dps, info, workDir };
+module.exports = { TOOLS, openssl, dps, info, workDir, CA_EXT, DEVICE_EXT };

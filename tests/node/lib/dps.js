@@ -344,6 +344,89 @@ async function listHubs(svc) {
   return hubNames(r.json);
 }
 
+/**
+ * Raw HTTPS call to the service API (for the extensions the service SDK does not know: /linkedHubs,
+ * renewKey, trace), authenticated like the SDK (SAS from the service connection string, §5.1).
+ * Resolves { status, headers, body } (body parsed as JSON when possible); never rejects on HTTP status.
+ */
+function serviceRequest(svc, method, urlPath, body, { apiVersion = '2021-10-01' } = {}) {
+  const cs = parseServiceConnectionString(svc.endpoint.serviceConnectionString);
+  const sas = SharedAccessSignature.create(cs.host, cs.keyName, cs.key, anHourFromNow()).toString();
+  const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const sep = urlPath.includes('?') ? '&' : '?';
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      host: cs.host, port: cs.port || svc.port, method, path: `${urlPath}${sep}api-version=${apiVersion}`, ca: svc.ca,
+      headers: { authorization: sas, accept: 'application/json', ...(data ? { 'content-type': 'application/json; charset=utf-8', 'content-length': data.length } : {}) },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed = text;
+        try { parsed = text ? JSON.parse(text) : undefined; } catch (_) { /* not json */ }
+        resolve({ status: res.statusCode, headers: res.headers, body: parsed });
+      });
+    });
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+/** serviceRequest that must answer 2xx; returns the body. */
+async function serviceCall(svc, method, urlPath, body) {
+  const r = await serviceRequest(svc, method, urlPath, body);
+  if (r.status < 200 || r.status >= 300) {
+    throw new Error(`${method} ${urlPath} → HTTP ${r.status}: ${typeof r.body === 'string' ? r.body : JSON.stringify(r.body)}`);
+  }
+  return r.body;
+}
+
+/** PUT /linkedHubs/{host} (extension). */
+function linkHub(svc, hostName, { weight = 1, region, applyAllocationPolicy = true } = {}) {
+  const body = { hostName, allocationWeight: weight, applyAllocationPolicy };
+  if (region !== undefined) body.region = region;
+  return serviceCall(svc, 'PUT', `/linkedHubs/${encodeURIComponent(hostName)}`, body);
+}
+
+/** DELETE /linkedHubs/{host} (extension). */
+function unlinkHub(svc, hostName) {
+  return serviceCall(svc, 'DELETE', `/linkedHubs/${encodeURIComponent(hostName)}`);
+}
+
+/** GET /linkedHubs/{host}/devices: identities the built-in registry holds for that hub. */
+function hubDevices(svc, hostName) {
+  return serviceCall(svc, 'GET', `/linkedHubs/${encodeURIComponent(hostName)}/devices`);
+}
+
+/** GET /registrations/{id}/trace: how the device's last registration was decided. */
+function registrationTrace(svc, registrationId) {
+  return serviceCall(svc, 'GET', `/registrations/${encodeURIComponent(registrationId)}/trace`);
+}
+
+/**
+ * Registration over HTTPS with the official device SDK from a chosen loopback source address
+ * (https.Agent localAddress; the service listens on 127.0.0.1, loopback accepts any 127.x source).
+ */
+function registerSymmetricKeyFrom(svc, localAddress, regId, key, { payload, idScope } = {}) {
+  const base = new DeviceHttpBase.Http();
+  base.setOptions({ ca: svc.ca, http: { agent: new https.Agent({ port: svc.port, ca: svc.ca, localAddress }) } });
+  const client = ProvisioningDeviceClient.create(svc.host, idScope || svc.idScope, new ProvisioningHttp(base), new SymmetricKeySecurityClient(regId, key));
+  if (payload !== undefined) client.setProvisioningPayload(payload);
+  return client.register();
+}
+
+/** Run fn over items with at most `limit` in flight; results in input order. */
+async function mapLimit(items, limit, fn) {
+  const out = new Array(items.length);
+  let i = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (i < items.length) { const j = i++; out[j] = await fn(items[j], j); }
+  }));
+  return out;
+}
+
 module.exports = {
   DPS_BIN,
   DEFAULT_HUB,
@@ -368,4 +451,12 @@ module.exports = {
   hubNames,
   listHubs,
   sleep,
+  serviceRequest,
+  serviceCall,
+  linkHub,
+  unlinkHub,
+  hubDevices,
+  registrationTrace,
+  registerSymmetricKeyFrom,
+  mapLimit,
 };

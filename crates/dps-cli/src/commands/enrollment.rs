@@ -108,6 +108,18 @@ pub enum EnrollmentCommand {
         output: Output,
     },
     /// Delete an enrollment.
+    /// Regenerate symmetric keys (key rolling): the old key stops working at once.
+    RenewKey {
+        #[arg(long, alias = "registration-id")]
+        enrollment_id: String,
+        /// primary, secondary, both or swap.
+        #[arg(long, default_value = "both")]
+        key_type: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     Delete {
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
@@ -242,6 +254,22 @@ pub fn attestation_of(
 
 pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
     match cmd {
+        EnrollmentCommand::RenewKey { enrollment_id, key_type, target, output } => {
+            let client = Client::new(&target)?;
+            let a: AttestationMechanism = client
+                .call(
+                    Method::POST,
+                    &format!("/enrollments/{}/renewKey", seg(&enrollment_id)),
+                    Some(&serde_json::json!({ "keyType": key_type })),
+                    &[],
+                )
+                .await?;
+            print(
+                output,
+                &a,
+                &[("TYPE", "/type"), ("PRIMARY KEY", "/symmetricKey/primaryKey"), ("SECONDARY KEY", "/symmetricKey/secondaryKey")],
+            );
+        }
         EnrollmentCommand::Create {
             enrollment_id,
             attestation_type,

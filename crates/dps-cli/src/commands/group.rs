@@ -60,6 +60,18 @@ pub enum GroupCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Regenerate symmetric keys (key rolling): the old key stops working at once.
+    RenewKey {
+        #[arg(long, alias = "enrollment-id")]
+        group_id: String,
+        /// primary, secondary, both or swap.
+        #[arg(long, default_value = "both")]
+        key_type: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     Delete {
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
@@ -93,6 +105,22 @@ fn common_of(g: &mut EnrollmentGroup) -> Common<'_> {
 
 pub async fn run(cmd: GroupCommand) -> Result<()> {
     match cmd {
+        GroupCommand::RenewKey { group_id, key_type, target, output } => {
+            let client = Client::new(&target)?;
+            let a: AttestationMechanism = client
+                .call(
+                    Method::POST,
+                    &format!("/enrollmentGroups/{}/renewKey", seg(&group_id)),
+                    Some(&serde_json::json!({ "keyType": key_type })),
+                    &[],
+                )
+                .await?;
+            print(
+                output,
+                &a,
+                &[("TYPE", "/type"), ("PRIMARY KEY", "/symmetricKey/primaryKey"), ("SECONDARY KEY", "/symmetricKey/secondaryKey")],
+            );
+        }
         GroupCommand::Create { group_id, attestation_type, certificate_path, ca_name, common, target, output } => {
             let client = Client::new(&target)?;
             let attestation = match ca_name {

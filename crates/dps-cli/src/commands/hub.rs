@@ -20,6 +20,15 @@ pub enum HubCommand {
         /// Never chosen by evenly weighted / lowest latency allocation unless an enrollment names it.
         #[arg(long)]
         no_apply_allocation_policy: bool,
+        /// How identities are created: builtin (default), azureIotHub or mosquitto.
+        #[arg(long, default_value = "builtin")]
+        connector: String,
+        /// The connector's credentials: an IoT Hub connection string, or mqtt[s]://user:pass@host:port.
+        #[arg(long, env = "DPS_HUB_CONNECTION_STRING", hide_env_values = true)]
+        connection_string: Option<String>,
+        /// A CA (PEM file) to trust for the connector's endpoint.
+        #[arg(long)]
+        hub_ca_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         target: Target,
         #[arg(long, value_enum, default_value_t)]
@@ -58,15 +67,30 @@ const COLUMNS: &[(&str, &str)] = &[
 
 pub async fn run(cmd: HubCommand) -> Result<()> {
     match cmd {
-        HubCommand::Add { host_name, weight, region, no_apply_allocation_policy, target, output } => {
+        HubCommand::Add {
+            host_name,
+            weight,
+            region,
+            no_apply_allocation_policy,
+            connector,
+            connection_string,
+            hub_ca_file,
+            target,
+            output,
+        } => {
             let client = Client::new(&target)?;
+            let ca_certificate = match hub_ca_file {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?),
+                None => None,
+            };
             let hub = LinkedHub {
                 host_name: host_name.clone(),
                 allocation_weight: weight,
                 apply_allocation_policy: !no_apply_allocation_policy,
                 region,
-                connector: "builtin".into(),
-                ..Default::default()
+                connector,
+                connection_string,
+                ca_certificate,
             };
             let saved: LinkedHub = client.call(Method::PUT, &format!("/linkedHubs/{}", seg(&host_name)), Some(&hub), &[]).await?;
             print(output, &saved, COLUMNS);

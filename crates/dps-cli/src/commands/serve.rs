@@ -35,6 +35,30 @@ pub struct ServeArgs {
     /// Allocation policy for enrollments that set none: hashed, geoLatency or static.
     #[arg(long)]
     default_allocation_policy: Option<String>,
+    /// The service's own region (lowest-latency allocation).
+    #[arg(long)]
+    service_region: Option<String>,
+    /// Map a network to a region: CIDR=REGION (repeatable), e.g. 10.1.0.0/16=factory.
+    #[arg(long = "network-region")]
+    network_regions: Vec<String>,
+    /// Latency between two regions: FROM:TO=MS (repeatable), e.g. factory:lab=30.
+    #[arg(long = "region-latency")]
+    region_latency: Vec<String>,
+    /// Measure the round-trip time to each hub's endpoint every minute.
+    #[arg(long)]
+    measure_hub_latency: bool,
+    /// Custom allocation webhooks: seconds per call before it counts as a time-out.
+    #[arg(long)]
+    webhook_timeout_secs: Option<u32>,
+    /// Custom allocation webhooks: retries on ≥ 429 / time-out (Azure: 10).
+    #[arg(long)]
+    webhook_retries: Option<u32>,
+    /// Custom allocation webhooks: first retry delay in ms (Azure: 1000).
+    #[arg(long)]
+    webhook_retry_initial_ms: Option<u64>,
+    /// Custom allocation webhooks: added delay per retry in ms (Azure: 9000).
+    #[arg(long)]
+    webhook_retry_increment_ms: Option<u64>,
     /// Log filter (e.g. info, debug, dps_core=debug).
     #[arg(long)]
     log: Option<String>,
@@ -86,6 +110,22 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         mqtt_port: a.mqtt_port,
         retry_after_secs: a.retry_after_secs,
         default_allocation_policy: a.default_allocation_policy,
+        service_region: a.service_region,
+        network_regions: if a.network_regions.is_empty() {
+            None
+        } else {
+            Some(dps_service::config::parse_network_regions(&a.network_regions.join(","))?)
+        },
+        region_latency: if a.region_latency.is_empty() {
+            None
+        } else {
+            Some(dps_service::config::parse_region_latency(&a.region_latency.join(","))?)
+        },
+        measure_hub_latency: a.measure_hub_latency.then_some(true),
+        webhook_timeout_secs: a.webhook_timeout_secs,
+        webhook_retries: a.webhook_retries,
+        webhook_retry_initial_ms: a.webhook_retry_initial_ms,
+        webhook_retry_increment_ms: a.webhook_retry_increment_ms,
         log: a.log,
         log_format: a.log_format,
         ..Default::default()

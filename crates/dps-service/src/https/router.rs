@@ -42,6 +42,8 @@ pub enum Route {
     CaVerificationCode(String),
     VerifyCa(String),
     InspectCertificates,
+    RenewEnrollmentKey(String),
+    RenewGroupKey(String),
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -64,6 +66,20 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
         [c] if is(c, "enrollments") => {
             if m == Method::POST {
                 BulkEnrollments
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, id, a] if is(c, "enrollments") && is(a, "renewKey") => {
+            if m == Method::POST {
+                RenewEnrollmentKey(id.to_string())
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, id, a] if is(c, "enrollmentgroups") && is(a, "renewKey") => {
+            if m == Method::POST {
+                RenewGroupKey(id.to_string())
             } else {
                 return Err(not_allowed());
             }
@@ -265,9 +281,11 @@ mod openapi_drift {
             "/registrations/query",
             "/registrations/{id}/trace",
             "/service/info",
+            "/enrollments/{id}/renewKey",
+            "/enrollmentGroups/{id}/renewKey",
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 11, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 13, "the document lists a path the router does not serve");
     }
 }

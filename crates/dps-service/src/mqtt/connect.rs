@@ -16,6 +16,8 @@ pub struct Identity {
     pub credentials: DeviceCredentials,
     pub client_version: Option<String>,
     pub keep_alive: u16,
+    /// The device's address (for `geoLatency`).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Accepts or refuses a CONNECT; the refusal is the CONNACK return code (§2.2).
@@ -57,6 +59,7 @@ pub fn accept(c: &Connect, client_chain: Option<std::sync::Arc<Vec<Vec<u8>>>>) -
         credentials,
         client_version: user.client_version,
         keep_alive: c.keep_alive,
+        source: None,
     })
 }
 

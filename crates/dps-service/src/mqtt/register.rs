@@ -21,6 +21,7 @@ pub async fn handle(app: &App, who: &Identity, body: &[u8]) -> Result<Reply, Dps
             credentials: who.credentials.clone(),
             body: registration,
             force_registration: false,
+            source: who.source,
         })
         .await
 }

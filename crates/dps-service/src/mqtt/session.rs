@@ -119,7 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
             return Err(End::Protocol("the first packet must be CONNECT".into()));
         };
         match connect::accept(&c, self.client_chain.take()) {
-            Ok(who) => {
+            Ok(mut who) => {
+                who.source = Some(self.conn.peer.ip());
                 // Session-present is always 0: DPS keeps no sessions, even for CleanSession=0 (§0.6).
                 self.conn.write(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await?;
                 debug!(peer = %self.conn.peer, registration_id = %who.registration_id, client = ?who.client_version, "MQTT connected");

@@ -23,6 +23,7 @@ pub struct TestService {
     pub owner_key: String,
     pub mqtt_port: u16,
     pub ca_pem: Vec<u8>,
+    pub extra: Overrides,
 }
 
 pub struct Answer {
@@ -53,6 +54,11 @@ fn client(ca_pem: &[u8]) -> reqwest::Client {
 
 impl TestService {
     pub async fn start() -> Self {
+        Self::start_with(Overrides::default()).await
+    }
+
+    /// Starts with extra configuration (applied over the test defaults).
+    pub async fn start_with(extra: Overrides) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let clock = Arc::new(ManualClock::new(dps_core::SystemClock.now()));
         let mut s = Self {
@@ -65,6 +71,7 @@ impl TestService {
             owner_key: String::new(),
             mqtt_port: 0,
             ca_pem: Vec::new(),
+            extra,
         };
         s.restart().await;
         s
@@ -77,7 +84,8 @@ impl TestService {
             mqtt_connect_timeout_secs: Some(1),
             retry_after_secs: Some(1),
             ..Default::default()
-        };
+        }
+        .then(self.extra.clone());
         Config::load(self.dir.path().to_path_buf(), None, &HashMap::new(), flags).unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -20,6 +20,7 @@ pub async fn handle(app: &App, req: &Request, scope: &str, registration_id: &str
             credentials: super::credentials(req),
             body,
             force_registration: force,
+            source: Some(req.peer.addr.ip()),
         })
         .await?;
     let mut r = json_response(StatusCode::ACCEPTED, &reply.status);

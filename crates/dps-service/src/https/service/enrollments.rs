@@ -38,3 +38,11 @@ pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let op: BulkEnrollmentOperation = req.json_or(|| None)?;
     Ok(json_response(StatusCode::OK, &app.management.bulk_enrollments(op).await))
 }
+
+/// `POST /enrollments/{id}/renewKey` and `/enrollmentGroups/{id}/renewKey` (extension): body
+/// `{ "keyType": "primary" | "secondary" | "both" | "swap" }`; answers the new attestation mechanism.
+pub async fn renew_key(app: &App, req: &Request, id: &str, group: bool) -> Result<HttpResponse, DpsError> {
+    let body: serde_json::Value = req.json_or(|| Some(serde_json::json!({})))?;
+    let key_type = body.get("keyType").and_then(|v| v.as_str()).unwrap_or("both");
+    Ok(json_response(StatusCode::OK, &app.management.renew_keys(group, id, key_type).await?))
+}

@@ -27,6 +27,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
             Right::EnrollmentRead
         }
         PutEnrollment(_) | DeleteEnrollment(_) | BulkEnrollments | PutGroup(_) | DeleteGroup(_) | BulkGroups => Right::EnrollmentWrite,
+        RenewEnrollmentKey(_) | RenewGroupKey(_) => Right::EnrollmentWrite,
         GetRegistration(_) | QueryRegistrations(_) | QueryAllRegistrations | RegistrationTrace(_) => Right::RegistrationStatusRead,
         DeleteRegistration(_) => Right::RegistrationStatusWrite,
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
@@ -68,6 +69,8 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         CaVerificationCode(n) => certificates::generate_verification_code(app, &n).await,
         VerifyCa(n) => certificates::verify(app, req, &n).await,
         InspectCertificates => certificates::inspect(app, req),
+        RenewEnrollmentKey(id) => enrollments::renew_key(app, req, &id, false).await,
+        RenewGroupKey(id) => enrollments::renew_key(app, req, &id, true).await,
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
 }

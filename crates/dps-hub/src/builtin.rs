@@ -1,0 +1,65 @@
+//! The built-in device registry (connector `builtin`): identities (keys sealed, twin, edge flag) in the
+//! service's own database. It makes every registration observable without an IoT hub.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice};
+use dps_proto::{DeviceIdentity, InitialTwin, LinkedHub};
+use tracing::info;
+
+/// The built-in device registry.
+#[derive(Clone)]
+pub struct BuiltinRegistry {
+    store: Arc<dyn DeviceRegistryStore>,
+}
+
+impl BuiltinRegistry {
+    pub fn new(store: Arc<dyn DeviceRegistryStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl HubConnector for BuiltinRegistry {
+    fn check(&self, hub: &LinkedHub) -> Result<(), ConnectorError> {
+        if hub.connector == "builtin" {
+            Ok(())
+        } else {
+            Err(ConnectorError::Refused(format!("unknown hub connector '{}' (available: builtin)", hub.connector)))
+        }
+    }
+
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
+        let existing =
+            self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        let (kind, keys) = match &device.authentication {
+            HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
+            HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
+        };
+        let identity = DeviceIdentity {
+            hub_host_name: hub.host_name.clone(),
+            device_id: device.device_id.clone(),
+            registration_id: device.registration_id.clone(),
+            authentication_type: kind.to_owned(),
+            iot_edge: device.iot_edge,
+            // `None` keeps the twin the hub has (migration); a twin replaces it (initial / reset).
+            initial_twin: match &device.initial_twin {
+                Some(t) => Some(t.clone()),
+                None => existing.and_then(|e| e.initial_twin),
+            },
+        };
+        self.store.put_identity(&identity, keys).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        info!(hub = %hub.host_name, device_id = %device.device_id, "device identity created in the built-in registry");
+        Ok(())
+    }
+
+    async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError> {
+        self.store.delete_identity(&hub.host_name, device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))
+    }
+
+    async fn read_twin(&self, hub: &LinkedHub, device_id: &str) -> Result<Option<InitialTwin>, ConnectorError> {
+        let identity = self.store.get_identity(&hub.host_name, device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        Ok(identity.and_then(|i| i.initial_twin))
+    }
+}
