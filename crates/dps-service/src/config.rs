@@ -362,6 +362,23 @@ mod tests {
     }
 
     #[test]
+    fn regions_and_webhook_schedules_load_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("dps.toml");
+        let toml = "service_region = \"lab\"\nwebhook_retries = 3\n[[network_regions]]\nnetwork = \"10.1.0.0/16\"\nregion = \"factory\"\n[[region_latency]]\nfrom = \"factory\"\nto = \"lab\"\nms = 30\n";
+        std::fs::write(&file, toml).unwrap_or_else(|e| panic!("{e}"));
+        let e = env(&[("DPS_NETWORK_REGIONS", "127.0.0.2/32=eu, 127.0.0.3/32=us"), ("DPS_WEBHOOK_RETRY_INITIAL_MS", "50")]);
+        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.regions.service_region.as_deref(), Some("lab"));
+        assert_eq!(c.regions.networks.len(), 2, "the environment replaces the file's list");
+        assert_eq!(c.regions.latency[0].ms, 30);
+        assert_eq!((c.webhook_retry.retries, c.webhook_retry.initial.as_millis()), (3, 50));
+        assert!(parse_network_regions("10.0.0.0/33=x").is_err());
+        assert!(parse_region_latency("a-b=3").is_err());
+        assert!(parse_region_latency("a:b=x").is_err());
+    }
+
+    #[test]
     fn bad_samples_are_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let cases = [
