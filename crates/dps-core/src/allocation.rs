@@ -173,6 +173,8 @@ mod tests {
                 policy: AllocationPolicy::Hashed,
                 candidates: hubs.to_vec(),
                 named_by_enrollment: false,
+                device_region: None,
+                regions: &RegionModel::default(),
             })
             .map(|d| d.hub)
             .unwrap_or_default()

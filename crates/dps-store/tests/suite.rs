@@ -149,6 +149,7 @@ fn record(id: &str, group: Option<&str>) -> RegistrationRecord {
         enrollment: group.map_or(EnrollmentRef::Individual(id.into()), |g| EnrollmentRef::Group(g.into())),
         attestation: AttestationType::SymmetricKey,
         trace: Some(serde_json::json!({ "why": "test" })),
+        first_hub: Some("hub-a".into()),
     }
 }
 
@@ -176,6 +177,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
         attestation: AttestationType::SymmetricKey,
         payload: Some(serde_json::json!({ "a": 1 })),
         force_registration: false,
+        source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
         x509: None,
         result: None,
         created: t0,
