@@ -35,6 +35,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tracing::{info, instrument, warn};
 
+use crate::error_chain;
 use crate::retry::{with_backoff, Failure};
 use crate::tls;
 
@@ -264,18 +265,6 @@ fn device_body(device: &HubDevice) -> Value {
         "authentication": authentication,
         "capabilities": { "iotEdge": device.iot_edge },
     })
-}
-
-/// A reqwest error with its causes (the TLS or socket reason sits in the sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -37,7 +37,15 @@ impl HubConnector for BuiltinRegistry {
             HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
             HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
         };
+        let x509_thumbprint = match &device.authentication {
+            HubAuthentication::SelfSigned { primary_thumbprint, secondary_thumbprint } => Some(dps_proto::X509Thumbprint {
+                primary_thumbprint: primary_thumbprint.clone(),
+                secondary_thumbprint: secondary_thumbprint.clone(),
+            }),
+            HubAuthentication::Sas { .. } => None,
+        };
         let identity = DeviceIdentity {
+            x509_thumbprint,
             hub_host_name: hub.host_name.clone(),
             device_id: device.device_id.clone(),
             registration_id: device.registration_id.clone(),

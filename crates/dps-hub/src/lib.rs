@@ -29,6 +29,18 @@ pub const BUILTIN: &str = "builtin";
 pub const AZURE_IOT_HUB: &str = "azureIotHub";
 pub const MOSQUITTO: &str = "mosquitto";
 
+/// An error with its causes (reqwest and rumqttc keep the TLS or socket reason in the sources).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Every connector, chosen per hub by `LinkedHub::connector`.
 pub struct Connectors {
     builtin: BuiltinRegistry,

@@ -12,7 +12,9 @@
 //!   primary key, the one it proved to the service (base64 text, as the device holds it). X.509 devices: no
 //!   password — the broker's listener for them must set `require_certificate true` and
 //!   `use_identity_as_username true`, so the certificate's CN (the registration id, which is also the device
-//!   id unless an individual enrollment sets another `deviceId`) becomes the username.
+//!   id unless an individual enrollment sets another `deviceId`) becomes the username. Mosquitto then
+//!   authenticates the certificate itself: any certificate of its `cafile` completes CONNECT, and without
+//!   its client and role (not provisioned, or deprovisioned) the device may publish and subscribe nothing.
 //!
 //! Both carry a `textname` marking them as DPS Console's; a client or role of the same name without it
 //! (the admin user, an application's account) is never modified or deleted: the call is refused.
@@ -42,6 +44,7 @@ use rumqttc::{
 use serde_json::{json, Value};
 use tracing::{debug, info, instrument};
 
+use crate::error_chain;
 use crate::retry::{with_backoff, Failure};
 use crate::tls;
 
@@ -54,12 +57,12 @@ const CLIENT_TEXT: &str = "DPS Console device identity";
 const ROLE_TEXT: &str = "DPS Console device role";
 
 /// The role a device's client gets.
-pub fn role_name(device_id: &str) -> String {
+fn role_name(device_id: &str) -> String {
     format!("dps-device-{device_id}")
 }
 
 /// The topic filter a device may use.
-pub fn device_topics(device_id: &str) -> String {
+fn device_topics(device_id: &str) -> String {
     format!("devices/{device_id}/#")
 }
 
@@ -431,18 +434,6 @@ async fn deprovision(session: &mut AdminSession, device_id: &str) -> Result<(), 
         return Ok(());
     }
     all_ok(&session.run(commands).await?)
-}
-
-/// An error with its causes.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -85,10 +85,20 @@ pub struct DeviceIdentity {
     pub registration_id: String,
     /// `sas`, `selfSigned` or `none`.
     pub authentication_type: String,
+    /// For `selfSigned`: the device certificate's thumbprints (§7.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509_thumbprint: Option<X509Thumbprint>,
     #[serde(default)]
     pub iot_edge: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_twin: Option<crate::InitialTwin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Thumbprint {
+    pub primary_thumbprint: String,
+    pub secondary_thumbprint: String,
 }
 
 /// Where the service listens and how to reach it: `<data-dir>/endpoint.json` and `GET /service/info`.

@@ -130,6 +130,9 @@ async fn bad_device_input_gets_clear_errors() {
     // Still serving, and an empty body is accepted (§0.12).
     let a = s.register("dev", &good, "").await;
     assert_eq!(a.status, 202, "{}", a.body);
+    // §7.3: while that operation is assigning, the same device is refused (409203); then it may register again.
+    let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(s.poll_done("dev", &op, &good).await.body["status"], "assigned");
     assert_eq!(s.provision("dev", &key).await.body["status"], "assigned");
 }
 
@@ -151,5 +154,7 @@ async fn tokens_in_every_sdk_shape_are_accepted() {
     ] {
         let a = s.register("shape", &token, r#"{"registrationId":"shape","payload":null}"#).await;
         assert_eq!(a.status, 202, "{token}: {}", a.body);
+        let done = s.poll_done("shape", a.body["operationId"].as_str().unwrap_or_default(), &token).await;
+        assert_eq!(done.body["status"], "assigned", "{token}: {}", done.body);
     }
 }

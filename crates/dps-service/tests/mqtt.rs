@@ -322,15 +322,15 @@ async fn misbehaving_peers_are_disconnected() {
 async fn mqtt_over_websockets_on_any_path() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let s = TestService::start().await;
-    let sas = enrolled(&s, "mq-ws").await;
     let https_port: u16 = s.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default();
-    for (path, proto) in [("/$iothub/websocket", "mqtt"), ("/", "MQTT")] {
+    for (path, proto, id) in [("/$iothub/websocket", "mqtt", "mq-ws-1"), ("/", "MQTT", "mq-ws-2")] {
+        let sas = enrolled(&s, id).await;
         let mut req = format!("wss://127.0.0.1:{https_port}{path}").into_client_request().unwrap_or_else(|e| panic!("{e}"));
         req.headers_mut().insert("sec-websocket-protocol", proto.parse().unwrap_or_else(|e| panic!("{e:?}")));
         let (ws, resp) = tokio_tungstenite::client_async(req, tls(&s, https_port).await).await.unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some(proto));
         let mut c = Client::new(ws_stream::WsBytes::new(ws));
-        assert_eq!(c.connect(&s, "mq-ws", &sas, 30).await.code, ConnectReturnCode::Success);
+        assert_eq!(c.connect(&s, id, &sas, 30).await.code, ConnectReturnCode::Success);
         c.subscribe(1).await;
         c.publish("$dps/registrations/PUT/iotdps-register/?$rid=w1", QoS::AtLeastOnce, 2, b"").await;
         assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(2))));

@@ -88,6 +88,7 @@ async fn individual_self_signed_leaf() {
     assert_eq!(r["x509"]["certificateInfo"]["subjectName"], "CN=x509-dev-1");
     let ids = s.service(Method::GET, "/linkedHubs/local-hub.dps.local/devices", None).await;
     assert_eq!(ids.body[0]["authenticationType"], "selfSigned", "{}", ids.body);
+    assert_eq!(ids.body[0]["x509Thumbprint"]["primaryThumbprint"].as_str(), Some(sha256_hex(&der).as_str()), "§7.4: {}", ids.body);
     // Another self-signed certificate with the same CN is refused.
     let (other, _, other_key) = device("x509-dev-1", None, false);
     TestService::assert_error(&s.provision_x509("x509-dev-1", &[other], &other_key).await, 401, 401002);

@@ -225,6 +225,7 @@ async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
         device_id: "Dev".into(),
         registration_id: "dev".into(),
         authentication_type: "sas".into(),
+        x509_thumbprint: None,
         iot_edge: true,
         initial_twin: None,
     };
