@@ -25,7 +25,7 @@ pub enum HubCommand {
         connector: String,
         /// The connector's credentials: an IoT Hub connection string, or mqtt[s]://user:pass@host:port.
         #[arg(long, env = "DPS_HUB_CONNECTION_STRING", hide_env_values = true)]
-        connection_string: Option<String>,
+        hub_connection_string: Option<String>,
         /// A CA (PEM file) to trust for the connector's endpoint.
         #[arg(long)]
         hub_ca_file: Option<std::path::PathBuf>,
@@ -73,7 +73,7 @@ pub async fn run(cmd: HubCommand) -> Result<()> {
             region,
             no_apply_allocation_policy,
             connector,
-            connection_string,
+            hub_connection_string,
             hub_ca_file,
             target,
             output,
@@ -89,7 +89,7 @@ pub async fn run(cmd: HubCommand) -> Result<()> {
                 apply_allocation_policy: !no_apply_allocation_policy,
                 region,
                 connector,
-                connection_string,
+                connection_string: hub_connection_string,
                 ca_certificate,
             };
             let saved: LinkedHub = client.call(Method::PUT, &format!("/linkedHubs/{}", seg(&host_name)), Some(&hub), &[]).await?;
