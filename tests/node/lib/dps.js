@@ -87,7 +87,11 @@ async function startService(opts = {}) {
   async function launch(httpsPort) {
     fs.rmSync(endpointFile, { force: true });
     const out = fs.openSync(logFile, 'a');
-    const args = ['serve', '--data-dir', dataDir, '--bind', '127.0.0.1', '--https-port', String(httpsPort), ...(opts.extraArgs || [])];
+    // Every listener on a free port (the MQTT default 8883 may be taken, e.g. by the Python suite's service),
+    // unless the test names one.
+    const extra = opts.extraArgs || [];
+    const mqtt = extra.includes('--mqtt-port') ? [] : ['--mqtt-port', '0'];
+    const args = ['serve', '--data-dir', dataDir, '--bind', '127.0.0.1', '--https-port', String(httpsPort), ...mqtt, ...extra];
     const child = spawn(DPS_BIN, args, { stdio: ['ignore', out, out], env: { ...process.env, ...(opts.env || {}) } });
     fs.closeSync(out);
     children.add(child);
