@@ -8,6 +8,7 @@ pub mod attestation;
 pub mod clock;
 pub mod error;
 pub mod management;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod regions;

@@ -34,6 +34,7 @@ pub struct Ports {
     pub connector: Arc<dyn HubConnector>,
     pub allocator: Arc<dyn Allocator>,
     pub webhook: Arc<dyn AllocationWebhook>,
+    pub metrics: crate::metrics::Metrics,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -75,6 +76,8 @@ pub struct RegisterRequest {
     pub force_registration: bool,
     /// The device's source address (for `geoLatency`).
     pub source: Option<std::net::IpAddr>,
+    /// `https`, `mqtt` or `mqtt-ws` (metrics and traces).
+    pub protocol: &'static str,
 }
 
 /// An answer for the device; the transport turns `retry_after` into its header or topic parameter.
@@ -154,7 +157,15 @@ impl RegistrationEngine {
         if req.body.csr.is_some() {
             return Err(DpsError::invalid("certificate issuance (csr) is not supported by this service"));
         }
-        let attested = self.attest(&reg, &req.credentials, req.body.tpm.is_some()).await?;
+        let mechanism = match (&req.credentials, req.body.tpm.is_some()) {
+            (DeviceCredentials::Sas(_), false) => "symmetricKey",
+            (DeviceCredentials::X509(_), _) => "x509",
+            (_, true) => "tpm",
+            (DeviceCredentials::None, false) => "none",
+        };
+        let attested = self.attest(&reg, &req.credentials, req.body.tpm.is_some()).await;
+        self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism, protocol: req.protocol, success: attested.is_ok() });
+        let attested = attested?;
         if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(reg.key()) {
             return Err(DpsError::new(
                 ErrorKind::ConcurrentRegistration,
@@ -447,6 +458,8 @@ impl RegistrationEngine {
         trace["twin"] = json!(match (&twin, substatus) {
             (Some(_), Substatus::DeviceDataMigrated | Substatus::ReprovisionedToInitialAssignment) => "migrated from the previous hub",
             (Some(_), _) => "initial twin applied",
+            (None, Substatus::DeviceDataMigrated | Substatus::ReprovisionedToInitialAssignment) => "the previous hub had no twin to carry",
+            (None, _) if previous.is_none() || moved => "no initial twin configured",
             (None, _) => "the hub's twin is kept",
         });
 
@@ -546,6 +559,7 @@ impl RegistrationEngine {
         if o.status == RegistrationStatus::Disabled {
             result.etag = None;
         }
+        self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         op.status = o.status;
         if o.status != RegistrationStatus::Disabled {
             result.x509 = op.x509.clone();

@@ -19,6 +19,7 @@ pub struct App {
     pub host_names: Vec<String>,
     pub info: EndpointInfo,
     pub mqtt_limits: crate::mqtt::Limits,
+    pub metrics: dps_core::metrics::Metrics,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -160,6 +160,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let (id_scope, owner_key) = bootstrap(&store).await?;
 
     let shared = Arc::new(store.clone());
+    let metrics = dps_core::metrics::Metrics::new(Arc::clone(&clock));
     let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
     let engine = RegistrationEngine::new(
         Ports {
@@ -171,6 +172,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             connector: connector.clone(),
             allocator: Arc::new(BuiltinAllocator),
             webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
+            metrics: metrics.clone(),
             clock: Arc::clone(&clock),
         },
         EngineConfig {
@@ -211,6 +213,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         host_names,
         info: info.clone(),
         mqtt_limits: config.mqtt_limits,
+        metrics,
         shutdown: rx.clone(),
     });
 

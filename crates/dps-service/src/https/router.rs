@@ -7,9 +7,19 @@ use http::Method;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     // device API (§1.1)
-    Register { scope: String, registration_id: String },
-    OperationStatus { scope: String, registration_id: String, operation_id: String },
-    StatusLookup { scope: String, registration_id: String },
+    Register {
+        scope: String,
+        registration_id: String,
+    },
+    OperationStatus {
+        scope: String,
+        registration_id: String,
+        operation_id: String,
+    },
+    StatusLookup {
+        scope: String,
+        registration_id: String,
+    },
     // service API (§5.2)
     GetEnrollment(String),
     PutEnrollment(String),
@@ -44,6 +54,9 @@ pub enum Route {
     InspectCertificates,
     RenewEnrollmentKey(String),
     RenewGroupKey(String),
+    /// `GET /metrics`: Prometheus text, unauthenticated like any exporter.
+    PrometheusMetrics,
+    MetricSeries,
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -176,6 +189,20 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 CaVerificationCode(n.to_string())
             }
         }
+        [c] if is(c, "metrics") => {
+            if m == Method::GET {
+                PrometheusMetrics
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, i] if is(c, "diagnostics") && is(i, "metrics") => {
+            if m == Method::GET {
+                MetricSeries
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, i] if is(c, "service") && is(i, "info") => {
             if m == Method::GET {
                 ServiceInfo
@@ -283,9 +310,11 @@ mod openapi_drift {
             "/service/info",
             "/enrollments/{id}/renewKey",
             "/enrollmentGroups/{id}/renewKey",
+            "/metrics",
+            "/diagnostics/metrics",
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 13, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 15, "the document lists a path the router does not serve");
     }
 }

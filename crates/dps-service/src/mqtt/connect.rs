@@ -18,6 +18,8 @@ pub struct Identity {
     pub keep_alive: u16,
     /// The device's address (for `geoLatency`).
     pub source: Option<std::net::IpAddr>,
+    /// `mqtt` or `mqtt-ws`.
+    pub protocol: &'static str,
 }
 
 /// Accepts or refuses a CONNECT; the refusal is the CONNACK return code (§2.2).
@@ -60,6 +62,7 @@ pub fn accept(c: &Connect, client_chain: Option<std::sync::Arc<Vec<Vec<u8>>>>) -
         client_version: user.client_version,
         keep_alive: c.keep_alive,
         source: None,
+        protocol: "mqtt",
     })
 }
 

@@ -67,7 +67,7 @@ pub async fn serve(
                     match tokio::time::timeout(limits.connect_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let chain = crate::tls::peer_chain(stream.get_ref().1);
-                            session::run(stream, app, peer, chain, limits, stop).await
+                            session::run(stream, app, peer, chain, "mqtt", limits, stop).await
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "MQTT TLS handshake failed"),
                         Err(_) => debug!(%peer, "MQTT TLS handshake timed out"),

@@ -22,6 +22,7 @@ pub async fn handle(app: &App, who: &Identity, body: &[u8]) -> Result<Reply, Dps
             body: registration,
             force_registration: false,
             source: who.source,
+            protocol: who.protocol,
         })
         .await
 }

@@ -106,6 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 struct AwaitingConnect<S> {
     conn: Conn<S>,
     client_chain: Option<Arc<Vec<Vec<u8>>>>,
+    protocol: &'static str,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
@@ -121,6 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
         match connect::accept(&c, self.client_chain.take()) {
             Ok(mut who) => {
                 who.source = Some(self.conn.peer.ip());
+                who.protocol = self.protocol;
                 // Session-present is always 0: DPS keeps no sessions, even for CleanSession=0 (§0.6).
                 self.conn.write(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await?;
                 debug!(peer = %self.conn.peer, registration_id = %who.registration_id, client = ?who.client_version, "MQTT connected");
@@ -222,11 +224,12 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     app: Arc<App>,
     peer: SocketAddr,
     client_chain: Option<Arc<Vec<Vec<u8>>>>,
+    protocol: &'static str,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
     let conn = Conn { stream, buf: BytesMut::new(), limits, shutdown, peer };
-    let end = match Box::pin((AwaitingConnect { conn, client_chain }).connect()).await {
+    let end = match Box::pin((AwaitingConnect { conn, client_chain, protocol }).connect()).await {
         Ok(connected) => connected.serve(&app).await,
         Err(e) => Err(e),
     };

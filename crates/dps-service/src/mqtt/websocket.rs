@@ -63,7 +63,7 @@ pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, who: crate::https::
         config.max_frame_size = Some(limits.max_packet_bytes * 2);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         let (session_side, pump_side) = tokio::io::duplex(16 * 1024);
-        tokio::spawn(super::session::run(session_side, app, peer, who.client_chain, limits, shutdown));
+        tokio::spawn(super::session::run(session_side, app, peer, who.client_chain, "mqtt-ws", limits, shutdown));
         pump(ws, pump_side, peer).await;
     });
     let mut r = empty_response(StatusCode::SWITCHING_PROTOCOLS);

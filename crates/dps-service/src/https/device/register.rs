@@ -21,6 +21,7 @@ pub async fn handle(app: &App, req: &Request, scope: &str, registration_id: &str
             body,
             force_registration: force,
             source: Some(req.peer.addr.ip()),
+            protocol: "https",
         })
         .await?;
     let mut r = json_response(StatusCode::ACCEPTED, &reply.status);

@@ -33,6 +33,8 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
+        MetricSeries => Right::ServiceConfig,
+        PrometheusMetrics => return Err(DpsError::internal("the metrics exporter reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
         }
@@ -71,6 +73,11 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         InspectCertificates => certificates::inspect(app, req),
         RenewEnrollmentKey(id) => enrollments::renew_key(app, req, &id, false).await,
         RenewGroupKey(id) => enrollments::renew_key(app, req, &id, true).await,
+        MetricSeries => {
+            let minutes = req.query("minutes").and_then(|m| m.parse::<u32>().ok()).unwrap_or(60);
+            Ok(json_response(StatusCode::OK, &app.metrics.series(minutes)))
+        }
+        PrometheusMetrics => Err(DpsError::internal("unreachable")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
 }
