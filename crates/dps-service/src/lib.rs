@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod diagnostics;
 pub mod https;
 pub mod material;
 pub mod mqtt;

@@ -36,3 +36,40 @@ async fn registrations_and_attestations_are_counted() {
         series.body
     );
 }
+
+/// The live log (`/diagnostics/logs`): recent entries with filters, and a stream that shows a registration as
+/// it happens.
+#[tokio::test]
+async fn the_live_log_streams_registrations() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // As `dps serve` sets it up: the level filter in front of the live log.
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new("info")).with(dps_service::diagnostics::LogHub::layer()),
+    );
+    let s = TestService::start().await;
+    let key = s.enroll("logged", json!({})).await;
+    let sas = s.service_sas();
+    let mut stream = s
+        .http
+        .get(format!("{}/diagnostics/logs?follow=true&registrationId=logged&level=info", s.base))
+        .header("authorization", &sas)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stream.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    assert_eq!(s.provision("logged", &key).await.body["status"], "assigned");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("registration finished") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk()).await.unwrap_or_else(|_| panic!("no live entry: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap_or_default().unwrap_or_default()));
+    }
+    assert!(seen.contains("\"registration_id\":\"logged\""), "{seen}");
+    let recent = s.send(Method::GET, "/diagnostics/logs?registrationId=logged&q=accepted", Some(&sas), &[], None).await;
+    assert!(
+        recent.body.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|e| e["fields"]["registration_id"] == "logged")),
+        "{}",
+        recent.body
+    );
+    TestService::assert_error(&s.send(Method::GET, "/diagnostics/logs?level=loud", Some(&sas), &[], None).await, 400, 400004);
+}

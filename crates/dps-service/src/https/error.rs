@@ -2,11 +2,9 @@
 //! body, `x-ms-error-code`, and `retry-after` for transient errors. Internals were logged where they
 //! happened; only the public message leaves.
 
-use bytes::Bytes;
 use dps_core::{DpsError, ErrorKind};
 use dps_proto::ProvisioningServiceErrorDetails;
-use http::{HeaderValue, Response, StatusCode};
-use http_body_util::Full;
+use http::{HeaderValue, StatusCode};
 
 use super::json_response;
 
@@ -44,7 +42,7 @@ pub fn details(e: &DpsError, tracking_id: &str, now: chrono::DateTime<chrono::Ut
     }
 }
 
-pub fn error_response(e: &DpsError, tracking_id: &str, now: chrono::DateTime<chrono::Utc>) -> Response<Full<Bytes>> {
+pub fn error_response(e: &DpsError, tracking_id: &str, now: chrono::DateTime<chrono::Utc>) -> super::HttpResponse {
     let mut r = json_response(status_of(e.kind), &details(e, tracking_id, now));
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&e.code().to_string()) {

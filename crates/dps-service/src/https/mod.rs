@@ -71,18 +71,19 @@ impl Request {
     }
 }
 
-pub type HttpResponse = Response<Full<Bytes>>;
+/// Bodies are boxed: most are whole (`Full`), the live log streams (server-sent events).
+pub type HttpResponse = Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>;
 
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     r
 }
 
 pub fn empty_response(status: StatusCode) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
     *r.status_mut() = status;
     r
 }
@@ -157,7 +158,7 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
         }
         StatusLookup { scope, registration_id } => device::status_lookup::handle(app, req, &scope, &registration_id).await,
         PrometheusMetrics => {
-            let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())));
+            let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
             r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             Ok(r)
         }

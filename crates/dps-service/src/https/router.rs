@@ -57,6 +57,7 @@ pub enum Route {
     /// `GET /metrics`: Prometheus text, unauthenticated like any exporter.
     PrometheusMetrics,
     MetricSeries,
+    Logs,
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -196,6 +197,13 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c, i] if is(c, "diagnostics") && is(i, "logs") => {
+            if m == Method::GET {
+                Logs
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, i] if is(c, "diagnostics") && is(i, "metrics") => {
             if m == Method::GET {
                 MetricSeries
@@ -312,9 +320,10 @@ mod openapi_drift {
             "/enrollmentGroups/{id}/renewKey",
             "/metrics",
             "/diagnostics/metrics",
+            "/diagnostics/logs",
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 15, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 16, "the document lists a path the router does not serve");
     }
 }

@@ -164,7 +164,8 @@ impl TestService {
 
     pub async fn service(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
         let sas = self.service_sas();
-        self.send(method, &format!("{path}?api-version=2021-10-01"), Some(&sas), &[], body.map(|b| b.to_string().into_bytes())).await
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.send(method, &format!("{path}{sep}api-version=2021-10-01"), Some(&sas), &[], body.map(|b| b.to_string().into_bytes())).await
     }
 
     /// Creates a symmetric-key individual enrollment; returns its primary key.

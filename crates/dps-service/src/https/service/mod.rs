@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod enrollment_groups;
 pub mod enrollments;
 pub mod linked_hubs;
+pub mod logs;
 pub mod registrations;
 
 use dps_core::model::{Page, PageRequest, Precondition, Right};
@@ -33,7 +34,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
-        MetricSeries => Right::ServiceConfig,
+        MetricSeries | Logs => Right::ServiceConfig,
         PrometheusMetrics => return Err(DpsError::internal("the metrics exporter reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
@@ -77,6 +78,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
             let minutes = req.query("minutes").and_then(|m| m.parse::<u32>().ok()).unwrap_or(60);
             Ok(json_response(StatusCode::OK, &app.metrics.series(minutes)))
         }
+        Logs => logs::handle(app, req),
         PrometheusMetrics => Err(DpsError::internal("unreachable")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }

@@ -1,0 +1,203 @@
+//! The live log: a `tracing` layer that keeps the last entries and broadcasts new ones, so the console's
+//! log page (and `GET /diagnostics/logs`) can show every step of a provisioning flow as it happens,
+//! filtered by level, registration id, protocol or text. Span fields (`registration_id`, `operation_id`)
+//! are carried onto the events inside the span.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+const KEPT: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub time: String,
+    pub level: String,
+    pub target: String,
+    pub message: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// What a reader asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub min_level: Option<Level>,
+    pub registration_id: Option<String>,
+    pub protocol: Option<String>,
+    pub text: Option<String>,
+}
+
+fn rank(level: &str) -> u8 {
+    match level {
+        "ERROR" => 5,
+        "WARN" => 4,
+        "INFO" => 3,
+        "DEBUG" => 2,
+        _ => 1,
+    }
+}
+
+impl LogFilter {
+    pub fn matches(&self, e: &LogEntry) -> bool {
+        if let Some(l) = self.min_level {
+            if rank(&e.level) < rank(l.as_str()) {
+                return false;
+            }
+        }
+        if let Some(r) = &self.registration_id {
+            if !e.fields.get("registration_id").is_some_and(|v| v.eq_ignore_ascii_case(r)) {
+                return false;
+            }
+        }
+        if let Some(p) = &self.protocol {
+            if !e.fields.get("protocol").is_some_and(|v| v.eq_ignore_ascii_case(p)) {
+                return false;
+            }
+        }
+        if let Some(t) = &self.text {
+            let t = t.to_ascii_lowercase();
+            let hay = format!("{} {} {:?}", e.message, e.target, e.fields).to_ascii_lowercase();
+            if !hay.contains(&t) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The process's live log.
+pub struct LogHub {
+    recent: Mutex<VecDeque<LogEntry>>,
+    tx: broadcast::Sender<LogEntry>,
+}
+
+impl LogHub {
+    /// The one hub of this process (the `tracing` subscriber is process-wide too).
+    pub fn global() -> &'static LogHub {
+        static HUB: OnceLock<LogHub> = OnceLock::new();
+        HUB.get_or_init(|| LogHub { recent: Mutex::new(VecDeque::with_capacity(KEPT)), tx: broadcast::channel(1024).0 })
+    }
+
+    /// The layer to add to the subscriber (`dps serve`, the desktop shell).
+    pub fn layer() -> LogLayer {
+        LogLayer
+    }
+
+    fn push(&self, e: LogEntry) {
+        {
+            let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if r.len() == KEPT {
+                r.pop_front();
+            }
+            r.push_back(e.clone());
+        }
+        let _ = self.tx.send(e);
+    }
+
+    pub fn recent(&self, f: &LogFilter, limit: usize) -> Vec<LogEntry> {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<LogEntry> = r.iter().rev().filter(|e| f.matches(e)).take(limit).cloned().collect();
+        out.reverse();
+        out
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LogEntry> {
+        self.tx.subscribe()
+    }
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let mut s = String::new();
+        let _ = write!(s, "{value:?}");
+        self.0.insert(field.name().to_owned(), s.trim_matches('"').to_owned());
+    }
+}
+
+pub struct LogLayer;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for LogLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(f);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut ext = span.extensions_mut();
+            if let Some(f) = ext.get_mut::<Fields>() {
+                values.record(f);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(sf) = span.extensions().get::<Fields>() {
+                    f.0.extend(sf.0.clone());
+                }
+            }
+        }
+        event.record(&mut f);
+        let message = f.0.remove("message").unwrap_or_default();
+        let m = event.metadata();
+        #[allow(clippy::disallowed_methods)] // log timestamps are wall-clock by nature
+        let now = chrono::Utc::now();
+        LogHub::global().push(LogEntry {
+            time: dps_proto::format_time(&now),
+            level: m.level().as_str().to_owned(),
+            target: m.target().to_owned(),
+            message,
+            fields: f.0,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_carry_their_span_fields_and_filters_select_them() {
+        let subscriber = tracing_subscriber::registry().with(LogHub::layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("register", registration_id = "dev-42", protocol = "mqtt");
+            let _g = span.enter();
+            tracing::info!(hub = "hub-a", "registration finished");
+            tracing::debug!("noise");
+        });
+        let hub = LogHub::global();
+        let f = LogFilter { registration_id: Some("DEV-42".into()), min_level: Some(Level::INFO), ..Default::default() };
+        let got = hub.recent(&f, 10);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].message, "registration finished");
+        assert_eq!(got[0].fields.get("hub").map(String::as_str), Some("hub-a"));
+        assert_eq!(got[0].fields.get("protocol").map(String::as_str), Some("mqtt"));
+        assert!(hub.recent(&LogFilter { text: Some("HUB-A".into()), ..Default::default() }, 10).len() == 1);
+        assert!(hub
+            .recent(&LogFilter { protocol: Some("https".into()), registration_id: Some("dev-42".into()), ..Default::default() }, 10)
+            .is_empty());
+    }
+}
