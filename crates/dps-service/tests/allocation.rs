@@ -343,3 +343,40 @@ async fn key_rolling() {
         400004,
     );
 }
+
+/// `--measure-hub-latency`: a hub whose endpoint answers gets a measured round-trip time, used for devices
+/// in the service's own region.
+#[tokio::test]
+async fn measured_hub_latency_decides_for_local_devices() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let reachable = format!("127.0.0.1:{port}");
+    let extra = Overrides {
+        service_region: Some("lab".into()),
+        measure_hub_latency: Some(true),
+        default_latency_ms: Some(500),
+        ..Default::default()
+    };
+    let mut s = TestService::start_with(extra).await;
+    s.service(Method::DELETE, "/linkedHubs/local-hub.dps.local", None).await;
+    link(&s, &reachable, 1, Some("remote")).await;
+    link(&s, "unreachable.hub.invalid", 1, Some("remote")).await;
+    // The measurement runs when the service starts: restart so it sees both hubs.
+    s.restart().await;
+    let key = s.enroll("near", json!({ "allocationPolicy": "geoLatency" })).await;
+    let mut chosen = String::new();
+    for _ in 0..50 {
+        let done = s.provision("near", &key).await;
+        chosen = done.body["registrationState"]["assignedHub"].as_str().unwrap_or_default().to_owned();
+        if chosen == reachable {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(chosen, reachable, "the measured hub should beat the 500 ms default");
+    let t = s.service(Method::GET, "/registrations/near/trace", None).await;
+    let c = t.body["trace"]["allocation"]["candidates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(c[0]["latencySource"], "measured", "{}", t.body);
+    assert_eq!(c[1]["latencyMs"], 500, "{}", t.body);
+}
