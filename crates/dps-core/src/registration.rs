@@ -485,7 +485,14 @@ impl RegistrationEngine {
         if let Err(e) = self.ports.connector.provision(&hub, &device).await {
             trace["connector"] = json!({ "hub": hub.host_name, "result": e.to_string() });
             return Outcome::failed(
-                DpsError::new(ErrorKind::Unavailable, format!("hub '{}' did not accept the device: {e}", hub.host_name)),
+                // The connector's detail (addresses, hub answers) stays in the trace, which only the service API shows.
+                DpsError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "hub '{}' could not create the device identity; try again later (details: dps registration explain)",
+                        hub.host_name
+                    ),
+                ),
                 trace,
                 Some(matched),
             );
