@@ -32,6 +32,9 @@ enum Command {
     /// Linked IoT hubs.
     #[command(subcommand)]
     Hub(commands::hub::HubCommand),
+    /// The console's admin account.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
     /// CA certificates: upload, proof of possession, list.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Registration(c) => commands::registration::run(c).await,
             Command::Hub(c) => commands::hub::run(c).await,
             Command::Ca(c) => commands::ca::run(c).await,
+            Command::Admin(c) => commands::admin::run(c).await,
             Command::Cert(c) => commands::cert::run(c),
             Command::ComputeDeviceKey { key, registration_id } => {
                 let k = dps_crypto::derive_device_key(&key, &registration_id).map_err(|e| anyhow::anyhow!("--key: {e}"))?;

@@ -6,6 +6,7 @@
 //! server certificate, database, ID scope, the `provisioningserviceowner` policy), resumes registrations
 //! a previous run left in progress, and writes `<data-dir>/endpoint.json`.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod diagnostics;
@@ -74,6 +75,8 @@ pub fn bind(config: &Config) -> Result<Listeners> {
 /// A started service.
 pub struct Running {
     pub info: EndpointInfo,
+    /// The console's admin password, on the first start only (print it once).
+    pub initial_admin_password: Option<String>,
     pub store: SqliteStore,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -133,6 +136,19 @@ async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
     Ok((scope, owner.primary_key))
 }
 
+/// The console's admin password: made at first start, written to `initial-admin-password` (0600), stored
+/// hashed. Returns it when it was just made (to be printed once).
+async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<Option<String>> {
+    if store.get_setting("admin_password_hash").await?.is_some() {
+        return Ok(None);
+    }
+    let password = admin::generate_password();
+    let hash = admin::hash_password(&password).map_err(|e| anyhow!("{e}"))?;
+    material::write_private(&data_dir.join("initial-admin-password"), format!("{password}\n").as_bytes())?;
+    store.put_setting("admin_password_hash", &hash).await?;
+    Ok(Some(password))
+}
+
 /// `HostName=…` of the service connection string: the host, with `:port` unless it is 443.
 pub fn host_with_port(host: &str, port: u16) -> String {
     let h = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
@@ -159,6 +175,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         .await
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
     let (id_scope, owner_key) = bootstrap(&store).await?;
+    let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
 
     let shared = Arc::new(store.clone());
     let metrics = dps_core::metrics::Metrics::new(Arc::clone(&clock));
@@ -215,6 +232,9 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         info: info.clone(),
         mqtt_limits: config.mqtt_limits,
         metrics,
+        settings: shared.clone(),
+        sessions: Default::default(),
+        login_throttle: Default::default(),
         shutdown: rx.clone(),
     });
 
@@ -250,5 +270,5 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     write_endpoint(&config.data_dir, &info)?;
     info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, "service started");
-    Ok(Running { info, store, shutdown: tx, tasks })
+    Ok(Running { info, initial_admin_password, store, shutdown: tx, tasks })
 }

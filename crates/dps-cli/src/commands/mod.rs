@@ -1,5 +1,6 @@
 //! One file per command group.
 
+pub mod admin;
 pub mod bench;
 pub mod ca;
 pub mod cert;

@@ -151,6 +151,13 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     println!("  Connection string:   {}", i.service_connection_string);
     println!("  Data directory:      {}", config.data_dir.display());
     println!("  Endpoint file:       {}", config.data_dir.join("endpoint.json").display());
+    if let Some(p) = &running.initial_admin_password {
+        println!("  Console admin:       user admin, password {p}");
+        println!(
+            "                       (shown once; also in {} — change it: dps admin set-password)",
+            config.data_dir.join("initial-admin-password").display()
+        );
+    }
     println!("Stop with Ctrl+C.");
     shutdown_signal().await;
     println!("Stopping…");

@@ -157,6 +157,8 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
             device::operation_status::handle(app, req, &scope, &registration_id, &operation_id).await
         }
         StatusLookup { scope, registration_id } => device::status_lookup::handle(app, req, &scope, &registration_id).await,
+        ConsoleLogin => service::console::login(app, req).await,
+        ConsoleLogout => service::console::logout(app, req),
         PrometheusMetrics => {
             let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
             r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

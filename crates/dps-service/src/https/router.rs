@@ -58,6 +58,10 @@ pub enum Route {
     PrometheusMetrics,
     MetricSeries,
     Logs,
+    /// `POST /console/login`: `{ "username": "admin", "password" }` → a session token (no authorization).
+    ConsoleLogin,
+    ConsoleLogout,
+    AdminPassword,
 }
 
 fn is(seg: &str, name: &str) -> bool {
@@ -197,6 +201,23 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c, a] if is(c, "console") && (is(a, "login") || is(a, "logout")) => {
+            if m != Method::POST {
+                return Err(not_allowed());
+            }
+            if is(a, "login") {
+                ConsoleLogin
+            } else {
+                ConsoleLogout
+            }
+        }
+        [c, p] if is(c, "admin") && is(p, "password") => {
+            if m == Method::PUT {
+                AdminPassword
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, i] if is(c, "diagnostics") && is(i, "logs") => {
             if m == Method::GET {
                 Logs
@@ -321,9 +342,12 @@ mod openapi_drift {
             "/metrics",
             "/diagnostics/metrics",
             "/diagnostics/logs",
+            "/console/login",
+            "/console/logout",
+            "/admin/password",
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 16, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 19, "the document lists a path the router does not serve");
     }
 }

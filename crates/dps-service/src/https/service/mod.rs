@@ -3,6 +3,7 @@
 //! needs first.
 
 pub mod certificates;
+pub mod console;
 pub mod enrollment_groups;
 pub mod enrollments;
 pub mod linked_hubs;
@@ -34,7 +35,8 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
-        MetricSeries | Logs => Right::ServiceConfig,
+        MetricSeries | Logs | AdminPassword => Right::ServiceConfig,
+        ConsoleLogin | ConsoleLogout => return Err(DpsError::internal("a console route reached the service API")),
         PrometheusMetrics => return Err(DpsError::internal("the metrics exporter reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
@@ -79,6 +81,8 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
             Ok(json_response(StatusCode::OK, &app.metrics.series(minutes)))
         }
         Logs => logs::handle(app, req),
+        AdminPassword => console::set_password(app, req).await,
+        ConsoleLogin | ConsoleLogout => Err(DpsError::internal("unreachable")),
         PrometheusMetrics => Err(DpsError::internal("unreachable")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
