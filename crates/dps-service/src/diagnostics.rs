@@ -174,6 +174,19 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for LogLayer {
     }
 }
 
+/// The process's logging, as `dps serve` and the desktop shell set it up: the configured filter, stderr in the
+/// configured format, and the live log.
+pub fn init_logging(c: &crate::config::Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_new(&c.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter).with(LogHub::layer());
+    let _ = match c.log_format {
+        crate::config::LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init(),
+        crate::config::LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use dps_service::config::{default_data_dir, Config, LogFormat, Overrides};
+use dps_service::config::{default_data_dir, Config, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -67,18 +67,6 @@ pub struct ServeArgs {
     log_format: Option<String>,
 }
 
-/// stderr in the configured format, plus the live log the console and `/diagnostics/logs` read.
-fn init_logging(c: &Config) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_new(&c.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter).with(dps_service::diagnostics::LogHub::layer());
-    let _ = match c.log_format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
-    };
-}
-
 /// Every idle device connection is a file descriptor: lift the soft limit to the hard one.
 pub fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -134,7 +122,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let config = Config::load(data_dir, a.config.as_deref(), &env, flags)?;
-    init_logging(&config);
+    dps_service::diagnostics::init_logging(&config);
     raise_open_files_limit();
     let listeners = dps_service::bind(&config)?;
     let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await?;

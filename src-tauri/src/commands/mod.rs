@@ -1,0 +1,3 @@
+//! Commands the console calls with `invoke` (`ui/src/desktop.rs`), one file per area.
+
+pub mod service;
