@@ -7,7 +7,7 @@ use dps_proto::CaCertificate;
 use sqlx::Row;
 
 use crate::enrollments::check;
-use crate::{backend, from_json, to_json, SqliteStore};
+use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
 
 #[async_trait]
 impl CertificateStore for SqliteStore {
@@ -29,13 +29,7 @@ impl CertificateStore for SqliteStore {
         let _w = self.write.lock().await;
         let key = ca.name.to_ascii_lowercase();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<CaCertificate> = sqlx::query("SELECT doc FROM ca_certificates WHERE name_key = ?")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| from_json(r.get::<&str, _>("doc")))
-            .transpose()?;
+        let current: Option<CaCertificate> = doc_in_tx(&mut tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
         check(&pre, current.as_ref().map(|c| c.etag.clone()))?;
         if let Some(c) = current {
             ca.created_date_time_utc = c.created_date_time_utc;
@@ -54,13 +48,7 @@ impl CertificateStore for SqliteStore {
         let _w = self.write.lock().await;
         let key = name.to_ascii_lowercase();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<CaCertificate> = sqlx::query("SELECT doc FROM ca_certificates WHERE name_key = ?")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| from_json(r.get::<&str, _>("doc")))
-            .transpose()?;
+        let current: Option<CaCertificate> = doc_in_tx(&mut tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
         let Some(current) = current else { return Err(StoreError::NotFound) };
         check(&pre, Some(current.etag.clone()))?;
         sqlx::query("DELETE FROM ca_certificates WHERE name_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;

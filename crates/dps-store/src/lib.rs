@@ -43,6 +43,16 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// The `doc` of one row, read inside a write transaction (`sql` selects `doc` by one bound key).
+pub(crate) async fn doc_in_tx<T: serde::de::DeserializeOwned>(
+    tx: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    use sqlx::Row;
+    sqlx::query(sql).bind(key).fetch_optional(tx).await.map_err(backend)?.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(backend)
 }

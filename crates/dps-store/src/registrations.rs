@@ -6,7 +6,7 @@ use dps_core::ports::{RegistrationStore, StoreError, StoreResult};
 use sqlx::Row;
 
 use crate::enrollments::check;
-use crate::{backend, from_json, to_json, SqliteStore};
+use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
 
 #[async_trait]
 impl RegistrationStore for SqliteStore {
@@ -38,13 +38,7 @@ impl RegistrationStore for SqliteStore {
         let _w = self.write.lock().await;
         let key = registration_id.to_ascii_lowercase();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<RegistrationRecord> = sqlx::query("SELECT doc FROM registrations WHERE id_key = ?")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| from_json(r.get::<&str, _>("doc")))
-            .transpose()?;
+        let current: Option<RegistrationRecord> = doc_in_tx(&mut tx, "SELECT doc FROM registrations WHERE id_key = ?", &key).await?;
         let Some(current) = current else { return Err(StoreError::NotFound) };
         check(&pre, Some(current.state.etag.clone()))?;
         sqlx::query("DELETE FROM registrations WHERE id_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
