@@ -183,6 +183,8 @@ pub struct Config {
     pub extra_host_names: Vec<String>,
     pub https_port: u16,
     pub mqtt_port: u16,
+    /// Whether the MQTT port was configured (a busy *default* port falls back to a free one, see `bind`).
+    pub mqtt_port_explicit: bool,
     pub mqtt_limits: crate::mqtt::Limits,
     pub retry_after_secs: u32,
     pub default_allocation_policy: AllocationPolicy,
@@ -289,6 +291,7 @@ impl Config {
             webhook_timeout: std::time::Duration::from_secs(u64::from(o.webhook_timeout_secs.unwrap_or(30).max(1))),
             webhook_retry,
             webhook_ca_file: o.webhook_ca_file,
+            mqtt_port_explicit: o.mqtt_port.is_some(),
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
             mqtt_limits,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),

@@ -64,11 +64,31 @@ fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> R
     Ok(l)
 }
 
+/// The MQTT listener. A configured port that is busy is an error; the *default* 8883 being busy (another
+/// service, or several instances on one machine) falls back to a free port, with a warning — endpoint.json
+/// tells clients where MQTT is. (Scripts written before MQTT existed pass only `--https-port`.)
+fn bind_mqtt(config: &Config) -> Result<std::net::TcpListener> {
+    let addr = SocketAddr::new(config.bind, config.mqtt_port);
+    match bind_one(addr, "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port") {
+        Ok(l) => Ok(l),
+        Err(e) if !config.mqtt_port_explicit => {
+            let l = bind_one(SocketAddr::new(config.bind, 0), "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?;
+            let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
+            tracing::warn!(
+                "{e}; MQTT listens on port {port} instead (devices whose SDK cannot change the port need 8883: free it or set --mqtt-port)"
+            );
+            eprintln!("warning: {e}; MQTT listens on port {port} instead");
+            Ok(l)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Binds every listener the configuration asks for.
 pub fn bind(config: &Config) -> Result<Listeners> {
     Ok(Listeners {
         https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")?,
-        mqtt: bind_one(SocketAddr::new(config.bind, config.mqtt_port), "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?,
+        mqtt: bind_mqtt(config)?,
     })
 }
 

@@ -56,3 +56,26 @@ async fn an_interrupted_assignment_resumes_at_start() {
     assert_eq!(done.body["status"], "assigned", "{}", done.body);
     assert_eq!(done.body["registrationState"]["assignedHub"], "local-hub.dps.local");
 }
+
+/// A busy *default* MQTT port falls back to a free one (endpoint.json says which); a configured one is an error.
+#[test]
+fn a_busy_default_mqtt_port_falls_back_but_a_configured_one_fails() {
+    let Ok(holder) = std::net::TcpListener::bind("127.0.0.1:8883") else {
+        // Something already holds 8883 (another suite's service): that is the situation under test anyway.
+        return a_busy_default_port_check(None);
+    };
+    a_busy_default_port_check(Some(holder))
+}
+
+fn a_busy_default_port_check(_holder: Option<std::net::TcpListener>) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flags = dps_service::config::Overrides { https_port: Some(0), ..Default::default() };
+    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.mqtt_port, 8883);
+    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("the default port should fall back: {e}"));
+    assert_ne!(listeners.mqtt.local_addr().map(|a| a.port()).unwrap_or(8883), 8883);
+    let flags = dps_service::config::Overrides { https_port: Some(0), mqtt_port: Some(8883), ..Default::default() };
+    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
+    let err = dps_service::bind(&config).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("8883") && err.contains("--mqtt-port"), "{err}");
+}
