@@ -85,3 +85,48 @@ pub fn peer_chain(conn: &rustls::ServerConnection) -> Option<Arc<Vec<Vec<u8>>>> 
     let certs = conn.peer_certificates()?;
     (!certs.is_empty()).then(|| Arc::new(certs.iter().map(|c| c.as_ref().to_vec()).collect()))
 }
+
+/// Accepts TCP connections until `shutdown` turns true. Each connection gets its own task, which completes
+/// the TLS handshake within `handshake_timeout` and runs what `make` built for it (called in the accept loop,
+/// so it may borrow the caller's state) with the stream and the client's certificate chain.
+pub async fn accept_loop<M, S, Fut>(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    tls: Arc<ServerConfig>,
+    handshake_timeout: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut make: M,
+) where
+    M: FnMut(std::net::SocketAddr) -> S,
+    S: FnOnce(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Option<Arc<Vec<Vec<u8>>>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "{what} accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, serve) = (acceptor.clone(), make(peer));
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let chain = peer_chain(stream.get_ref().1);
+                            serve(stream, chain).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "{what} TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "{what} TLS handshake timed out"),
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}

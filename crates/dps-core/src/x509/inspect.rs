@@ -85,7 +85,7 @@ fn verdict(certs: &[Vec<u8>], parsed: &[X509Certificate<'_>], now: DateTime<Utc>
     let others: Vec<Vec<u8>> = certs[1..].iter().enumerate().filter(|(i, _)| i + 1 != anchor_index).map(|(_, d)| d.clone()).collect();
     match verify_chain(leaf_der, &others, &certs[anchor_index], now) {
         Ok(chain) => {
-            for (i, der) in certs.iter().enumerate().skip(1) {
+            for (i, der) in certs.iter().enumerate().filter(|(i, _)| *i > 0) {
                 if i != anchor_index && !chain.path.contains(der) {
                     v.notes.push(format!("'{}' is not part of the chain", parsed[i].subject()));
                 }

@@ -22,7 +22,6 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::app::App;
@@ -199,46 +198,20 @@ pub async fn handle(app: Arc<App>, peer: Peer, req: hyper::Request<Incoming>) ->
 }
 
 /// Accepts TLS connections until `shutdown` turns true, then lets open requests finish (5 s at most).
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let acceptor = TlsAcceptor::from(tls);
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, shutdown: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, app, watcher) = (acceptor.clone(), Arc::clone(&app), graceful.watcher());
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let who = Peer { addr: peer, client_chain: crate::tls::peer_chain(stream.get_ref().1) };
-                    let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), who.clone(), req));
-                    let builder = auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+    crate::tls::accept_loop("HTTPS", listener, tls, TLS_HANDSHAKE_TIMEOUT, shutdown, |peer| {
+        let (app, watcher) = (Arc::clone(&app), graceful.watcher());
+        move |stream, client_chain| async move {
+            let who = Peer { addr: peer, client_chain };
+            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), who.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                debug!(%peer, error = %e, "connection ended with an error");
             }
-            _ = shutdown.changed() => break,
         }
-    }
-    drop(listener);
+    })
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }

@@ -21,8 +21,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
 
 use crate::app::App;
 
@@ -42,39 +40,11 @@ impl Default for Limits {
 }
 
 /// Accepts TLS connections on the MQTT port until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Arc<App>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "MQTT accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, app, stop) = (acceptor.clone(), Arc::clone(&app), shutdown.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(limits.connect_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let chain = crate::tls::peer_chain(stream.get_ref().1);
-                            session::run(stream, app, peer, chain, "mqtt", limits, stop).await
-                        }
-                        Ok(Err(e)) => debug!(%peer, error = %e, "MQTT TLS handshake failed"),
-                        Err(_) => debug!(%peer, "MQTT TLS handshake timed out"),
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, limits: Limits, shutdown: watch::Receiver<bool>) {
+    let stop = shutdown.clone();
+    crate::tls::accept_loop("MQTT", listener, tls, limits.connect_timeout, shutdown, |peer| {
+        let (app, stop) = (Arc::clone(&app), stop.clone());
+        move |stream, chain| session::run(stream, app, peer, chain, "mqtt", limits, stop)
+    })
+    .await;
 }
