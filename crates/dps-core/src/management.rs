@@ -364,7 +364,7 @@ impl Management {
     /// Registration records of a group (`None`: all records, an extension for the console and CLI).
     pub async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> Result<Page<DeviceRegistrationState>, DpsError> {
         let p = self.registrations.query_registrations(group_id, page).await.map_err(map_store("registrations".into()))?;
-        Ok(Page { items: p.items.into_iter().map(|r| r.state).collect(), continuation: p.continuation })
+        Ok(Page { items: p.items.into_iter().map(|r| r.state).collect(), continuation: p.continuation, total: p.total })
     }
 
     // ---- linked hubs ----
@@ -399,6 +399,52 @@ impl Management {
         self.hubs.put_hub(hub.clone()).await.map_err(map_store("linked hub".into()))?;
         hub.connection_string = None;
         Ok(hub)
+    }
+
+    /// Probes a linked hub through its connector (one attempt): the console's connector status.
+    pub async fn hub_status(&self, host_name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<dps_proto::HubStatus, DpsError> {
+        let hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+        let hub = hubs
+            .into_iter()
+            .find(|h| h.host_name.eq_ignore_ascii_case(host_name))
+            .ok_or_else(|| DpsError::new(ErrorKind::NotFound, format!("hub '{}' is not linked", host_name.escape_debug())))?;
+        let (reachable, message) = match self.connector.probe(&hub).await {
+            Ok(m) => (true, m),
+            Err(e) => (false, e.to_string()),
+        };
+        Ok(dps_proto::HubStatus {
+            host_name: hub.host_name,
+            connector: hub.connector,
+            reachable,
+            message,
+            checked_at: dps_proto::format_time(&now),
+        })
+    }
+
+    /// Linked hubs with the number of devices assigned to each now (the console's allocation chart). Hubs
+    /// that were unlinked but still hold devices are listed with weight 0.
+    pub async fn allocation(&self) -> Result<Vec<dps_proto::HubAllocation>, DpsError> {
+        let hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+        let mut counts = self.registrations.assigned_per_hub().await.map_err(map_store("registrations".into()))?;
+        let mut out: Vec<dps_proto::HubAllocation> = hubs
+            .into_iter()
+            .map(|h| {
+                let devices =
+                    counts.iter_mut().filter(|(hub, _)| hub.eq_ignore_ascii_case(&h.host_name)).map(|(_, n)| std::mem::take(n)).sum();
+                dps_proto::HubAllocation {
+                    host_name: h.host_name,
+                    allocation_weight: h.allocation_weight,
+                    apply_allocation_policy: h.apply_allocation_policy,
+                    region: h.region,
+                    connector: h.connector,
+                    devices,
+                }
+            })
+            .collect();
+        for (hub, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+            out.push(dps_proto::HubAllocation { host_name: hub, devices: n, connector: "unlinked".into(), ..Default::default() });
+        }
+        Ok(out)
     }
 
     pub async fn delete_hub(&self, host_name: &str) -> Result<(), DpsError> {

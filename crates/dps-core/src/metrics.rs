@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-
 use crate::Clock;
 
 /// One metric sample's identity: the metric and its dimensions, sorted.
@@ -35,16 +33,7 @@ pub struct Metrics {
     clock: Arc<dyn Clock>,
 }
 
-/// A per-minute series point for the console.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SeriesPoint {
-    /// Start of the minute (RFC 3339).
-    pub minute: String,
-    pub metric: String,
-    pub dimensions: BTreeMap<String, String>,
-    pub count: u64,
-}
+pub use dps_proto::SeriesPoint;
 
 impl Metrics {
     pub fn new(clock: Arc<dyn Clock>) -> Self {

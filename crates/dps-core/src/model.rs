@@ -151,12 +151,16 @@ pub fn new_etag() -> String {
 pub struct PageRequest {
     pub continuation: Option<String>,
     pub max_items: usize,
+    /// Only ids containing this text, case-insensitively (the console's search box).
+    pub search: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub continuation: Option<String>,
+    /// How many items match the query (all pages together).
+    pub total: u64,
 }
 
 #[cfg(test)]

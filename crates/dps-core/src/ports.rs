@@ -57,6 +57,8 @@ pub trait RegistrationStore: Send + Sync {
     async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()>;
     async fn delete_registration(&self, registration_id: &str, pre: Precondition) -> StoreResult<()>;
     async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>>;
+    /// How many registration records are `assigned` to each hub (host name as recorded).
+    async fn assigned_per_hub(&self) -> StoreResult<Vec<(String, u64)>>;
 }
 
 /// Device registration operations (§8).
@@ -126,6 +128,11 @@ pub trait HubConnector: Send + Sync {
     /// Checks a hub's connector settings when it is linked (kind known, credentials well-formed).
     fn check(&self, _hub: &LinkedHub) -> Result<(), ConnectorError> {
         Ok(())
+    }
+    /// Checks that the hub answers with these credentials now (one attempt, no retries): what the console
+    /// shows as the connector's status. Returns what was checked.
+    async fn probe(&self, _hub: &LinkedHub) -> Result<String, ConnectorError> {
+        Ok("no remote hub to reach".into())
     }
     /// Creates or updates the identity and applies the twin. Idempotent.
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError>;

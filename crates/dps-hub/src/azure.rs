@@ -277,6 +277,28 @@ impl HubConnector for AzureIotHub {
         Ok(())
     }
 
+    /// One `GET /devices/{probe}` with the policy's SAS: 200 or 404 means the hub answered and took the
+    /// credentials.
+    async fn probe(&self, hub: &LinkedHub) -> Result<String, ConnectorError> {
+        let cs = Self::credentials(hub)?;
+        let http = self.client(hub)?;
+        let url = format!("{}/devices/dps-console-probe?api-version={API_VERSION}", cs.base_url());
+        let resp = http
+            .get(&url)
+            .header("authorization", self.token(&cs)?)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::Unavailable(format!("{} cannot be reached: {}", cs.base_url(), error_chain(&e))))?;
+        let status = resp.status();
+        let error_code = resp.headers().get("iothub-errorcode").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            Ok(format!("{} answered with policy {}", cs.base_url(), cs.key_name))
+        } else {
+            Err(ConnectorError::Refused(Reply { status, body, error_code }.error_message()))
+        }
+    }
+
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device.device_id))]
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         let cs = Self::credentials(hub)?;

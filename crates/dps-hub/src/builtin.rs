@@ -30,6 +30,10 @@ impl HubConnector for BuiltinRegistry {
         }
     }
 
+    async fn probe(&self, _hub: &LinkedHub) -> Result<String, ConnectorError> {
+        Ok("built-in registry (in this service's store)".into())
+    }
+
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         let existing =
             self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;

@@ -73,6 +73,12 @@ impl HubConnector for Connectors {
         self.pick(hub)?.check(hub)
     }
 
+    async fn probe(&self, hub: &LinkedHub) -> Result<String, ConnectorError> {
+        let connector = self.pick(hub)?;
+        connector.check(hub)?;
+        connector.probe(hub).await
+    }
+
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         self.pick(hub)?.provision(hub, device).await
     }

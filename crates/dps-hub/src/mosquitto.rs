@@ -442,6 +442,26 @@ impl HubConnector for Mosquitto {
         Self::settings(hub).map(|_| ())
     }
 
+    /// One admin session (no retries) running `getDefaultACLAccess`: the broker answered, took the admin
+    /// credentials and has the dynamic-security plugin.
+    async fn probe(&self, hub: &LinkedHub) -> Result<String, ConnectorError> {
+        let url = Self::settings(hub)?;
+        let tls = if url.tls {
+            Some(Arc::new(tls::client_config(hub.ca_certificate.as_deref()).map_err(ConnectorError::Refused)?))
+        } else {
+            None
+        };
+        let fail = |f: Failure| match f {
+            Failure::Final(e) => e,
+            Failure::Transient(m) => ConnectorError::Unavailable(format!("{}:{}: {m}", url.host, url.port)),
+        };
+        let mut session = AdminSession::open(&url, tls, self.response_timeout).await.map_err(fail)?;
+        let answers = session.run(vec![json!({ "command": "getDefaultACLAccess" })]).await;
+        session.close().await;
+        all_ok(&answers.map_err(fail)?).map_err(fail)?;
+        Ok(format!("broker {}:{} answered the dynamic-security plugin", url.host, url.port))
+    }
+
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device.device_id))]
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         check_device_id(&device.device_id)?;

@@ -6,6 +6,7 @@
 //! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
 
 pub mod certificates;
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod mqtt;
 pub mod service;
 
 pub use certificates::*;
+pub use console::*;
 pub use device::*;
 pub use error::*;
 pub use ids::*;

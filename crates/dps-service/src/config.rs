@@ -15,6 +15,8 @@ use serde::Deserialize;
 /// The default ports are the ones the SDKs use (`dps-protocol.md` §1, §2, §3; TOOLCHAIN.md §6).
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
 pub const DEFAULT_MQTT_PORT: u16 = 8883;
+/// The browser console (HTTPS, the service's CA); a busy default falls back to a free port.
+pub const DEFAULT_CONSOLE_PORT: u16 = 8443;
 
 /// One configuration layer; every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -29,6 +31,8 @@ pub struct Overrides {
     pub https_port: Option<u16>,
     /// MQTT over TLS (default 8883; MQTT over WebSockets uses the HTTPS port).
     pub mqtt_port: Option<u16>,
+    /// The browser console and the service API for it (default 8443).
+    pub console_port: Option<u16>,
     /// Seconds an MQTT client has to send CONNECT after TLS.
     pub mqtt_connect_timeout_secs: Option<u32>,
     /// Largest MQTT packet accepted (bytes).
@@ -73,6 +77,7 @@ impl Overrides {
             extra_host_names: other.extra_host_names.or(self.extra_host_names),
             https_port: other.https_port.or(self.https_port),
             mqtt_port: other.mqtt_port.or(self.mqtt_port),
+            console_port: other.console_port.or(self.console_port),
             mqtt_connect_timeout_secs: other.mqtt_connect_timeout_secs.or(self.mqtt_connect_timeout_secs),
             mqtt_max_packet_bytes: other.mqtt_max_packet_bytes.or(self.mqtt_max_packet_bytes),
             retry_after_secs: other.retry_after_secs.or(self.retry_after_secs),
@@ -109,6 +114,7 @@ impl Overrides {
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
             https_port: parse(env, "DPS_HTTPS_PORT")?,
             mqtt_port: parse(env, "DPS_MQTT_PORT")?,
+            console_port: parse(env, "DPS_CONSOLE_PORT")?,
             mqtt_connect_timeout_secs: parse(env, "DPS_MQTT_CONNECT_TIMEOUT_SECS")?,
             mqtt_max_packet_bytes: parse(env, "DPS_MQTT_MAX_PACKET_BYTES")?,
             retry_after_secs: parse(env, "DPS_RETRY_AFTER_SECS")?,
@@ -185,6 +191,9 @@ pub struct Config {
     pub mqtt_port: u16,
     /// Whether the MQTT port was configured (a busy *default* port falls back to a free one, see `bind`).
     pub mqtt_port_explicit: bool,
+    pub console_port: u16,
+    /// Whether the console port was configured (a busy default falls back like MQTT's).
+    pub console_port_explicit: bool,
     pub mqtt_limits: crate::mqtt::Limits,
     pub retry_after_secs: u32,
     pub default_allocation_policy: AllocationPolicy,
@@ -293,6 +302,8 @@ impl Config {
             webhook_ca_file: o.webhook_ca_file,
             mqtt_port_explicit: o.mqtt_port.is_some(),
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
+            console_port_explicit: o.console_port.is_some(),
+            console_port: o.console_port.unwrap_or(DEFAULT_CONSOLE_PORT),
             mqtt_limits,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,

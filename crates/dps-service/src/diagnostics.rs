@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -18,15 +17,8 @@ use tracing_subscriber::Layer;
 
 const KEPT: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogEntry {
-    pub time: String,
-    pub level: String,
-    pub target: String,
-    pub message: String,
-    pub fields: BTreeMap<String, String>,
-}
+/// One entry (the wire type the console reads); `seq` is given when the entry is kept.
+pub type LogEntry = dps_proto::LogRecord;
 
 /// What a reader asks for.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +69,8 @@ impl LogFilter {
 
 /// The process's live log.
 pub struct LogHub {
-    recent: Mutex<VecDeque<LogEntry>>,
+    /// The kept entries and the last sequence number given.
+    recent: Mutex<(VecDeque<LogEntry>, u64)>,
     tx: broadcast::Sender<LogEntry>,
 }
 
@@ -85,7 +78,7 @@ impl LogHub {
     /// The one hub of this process (the `tracing` subscriber is process-wide too).
     pub fn global() -> &'static LogHub {
         static HUB: OnceLock<LogHub> = OnceLock::new();
-        HUB.get_or_init(|| LogHub { recent: Mutex::new(VecDeque::with_capacity(KEPT)), tx: broadcast::channel(1024).0 })
+        HUB.get_or_init(|| LogHub { recent: Mutex::new((VecDeque::with_capacity(KEPT), 0)), tx: broadcast::channel(1024).0 })
     }
 
     /// The layer to add to the subscriber (`dps serve`, the desktop shell).
@@ -93,20 +86,31 @@ impl LogHub {
         LogLayer
     }
 
-    fn push(&self, e: LogEntry) {
+    fn push(&self, mut e: LogEntry) {
         {
-            let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let (r, last) = &mut *g;
+            *last += 1;
+            e.seq = *last;
             if r.len() == KEPT {
                 r.pop_front();
             }
             r.push_back(e.clone());
+            // Sent under the lock so subscribers see entries in `seq` order.
+            let _ = self.tx.send(e);
         }
-        let _ = self.tx.send(e);
     }
 
+    /// The newest `limit` matching entries, oldest first.
     pub fn recent(&self, f: &LogFilter, limit: usize) -> Vec<LogEntry> {
-        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<LogEntry> = r.iter().rev().filter(|e| f.matches(e)).take(limit).cloned().collect();
+        self.since(f, 0, limit)
+    }
+
+    /// The newest `limit` matching entries with `seq > after`, oldest first (a poller passes the last `seq`
+    /// it saw).
+    pub fn since(&self, f: &LogFilter, after: u64, limit: usize) -> Vec<LogEntry> {
+        let g = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<LogEntry> = g.0.iter().rev().take_while(|e| e.seq > after).filter(|e| f.matches(e)).take(limit).cloned().collect();
         out.reverse();
         out
     }
@@ -165,6 +169,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for LogLayer {
         #[allow(clippy::disallowed_methods)] // log timestamps are wall-clock by nature
         let now = chrono::Utc::now();
         LogHub::global().push(LogEntry {
+            seq: 0,
             time: dps_proto::format_time(&now),
             level: m.level().as_str().to_owned(),
             target: m.target().to_owned(),
@@ -209,6 +214,17 @@ mod tests {
         assert_eq!(got[0].fields.get("hub").map(String::as_str), Some("hub-a"));
         assert_eq!(got[0].fields.get("protocol").map(String::as_str), Some("mqtt"));
         assert!(hub.recent(&LogFilter { text: Some("HUB-A".into()), ..Default::default() }, 10).len() == 1);
+        let first = got[0].seq;
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(LogHub::layer()), || {
+            let span = tracing::info_span!("register", registration_id = "dev-42", protocol = "mqtt");
+            let _g = span.enter();
+            tracing::info!("assigned");
+        });
+        let newer = hub.since(&f, first, 10);
+        assert_eq!(newer.len(), 1, "{newer:?}");
+        assert_eq!(newer[0].message, "assigned");
+        assert!(newer[0].seq > first);
+        assert!(hub.since(&f, newer[0].seq, 10).is_empty());
         assert!(hub
             .recent(&LogFilter { protocol: Some("https".into()), registration_id: Some("dev-42".into()), ..Default::default() }, 10)
             .is_empty());

@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod diagnostics;
 pub mod https;
+pub mod local;
 pub mod material;
 pub mod mqtt;
 pub mod tls;
@@ -46,6 +47,8 @@ pub const DEFAULT_HUB: &str = "local-hub.dps.local";
 pub struct Listeners {
     pub https: std::net::TcpListener,
     pub mqtt: std::net::TcpListener,
+    /// The browser console (static UI + the service API, same origin).
+    pub console: std::net::TcpListener,
 }
 
 fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> Result<std::net::TcpListener> {
@@ -64,20 +67,25 @@ fn bind_one(addr: SocketAddr, what: &str, flag: &str, env: &str, key: &str) -> R
     Ok(l)
 }
 
-/// The MQTT listener. A configured port that is busy is an error; the *default* 8883 being busy (another
-/// service, or several instances on one machine) falls back to a free port, with a warning — endpoint.json
-/// tells clients where MQTT is. (Scripts written before MQTT existed pass only `--https-port`.)
-fn bind_mqtt(config: &Config) -> Result<std::net::TcpListener> {
-    let addr = SocketAddr::new(config.bind, config.mqtt_port);
-    match bind_one(addr, "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port") {
+/// A listener whose *default* port may be busy (another service, or several instances on one machine): then
+/// it falls back to a free port, with a warning — endpoint.json tells clients where it is. A configured port
+/// that is busy is an error. (Scripts written before MQTT and the console existed pass only `--https-port`.)
+fn bind_with_fallback(
+    config: &Config,
+    port: u16,
+    explicit: bool,
+    what: &str,
+    flag: &str,
+    env: &str,
+    key: &str,
+) -> Result<std::net::TcpListener> {
+    match bind_one(SocketAddr::new(config.bind, port), what, flag, env, key) {
         Ok(l) => Ok(l),
-        Err(e) if !config.mqtt_port_explicit => {
-            let l = bind_one(SocketAddr::new(config.bind, 0), "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?;
+        Err(e) if !explicit => {
+            let l = bind_one(SocketAddr::new(config.bind, 0), what, flag, env, key)?;
             let port = l.local_addr().map(|a| a.port()).unwrap_or_default();
-            tracing::warn!(
-                "{e}; MQTT listens on port {port} instead (devices whose SDK cannot change the port need 8883: free it or set --mqtt-port)"
-            );
-            eprintln!("warning: {e}; MQTT listens on port {port} instead");
+            tracing::warn!("{e}; {what} listens on port {port} instead");
+            eprintln!("warning: {e}; {what} listens on port {port} instead");
             Ok(l)
         }
         Err(e) => Err(e),
@@ -88,7 +96,17 @@ fn bind_mqtt(config: &Config) -> Result<std::net::TcpListener> {
 pub fn bind(config: &Config) -> Result<Listeners> {
     Ok(Listeners {
         https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")?,
-        mqtt: bind_mqtt(config)?,
+        // Devices whose SDK cannot change the port need 8883: the warning says so.
+        mqtt: bind_with_fallback(config, config.mqtt_port, config.mqtt_port_explicit, "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?,
+        console: bind_with_fallback(
+            config,
+            config.console_port,
+            config.console_port_explicit,
+            "console",
+            "--console-port",
+            "DPS_CONSOLE_PORT",
+            "console_port",
+        )?,
     })
 }
 
@@ -98,11 +116,17 @@ pub struct Running {
     /// The console's admin password, on the first start only (print it once).
     pub initial_admin_password: Option<String>,
     pub store: SqliteStore,
+    app: Arc<app::App>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl Running {
+    /// The service API in-process, signed in as the console's admin (the desktop shell's window).
+    pub fn local_api(&self) -> local::LocalApi {
+        local::LocalApi::new(Arc::clone(&self.app))
+    }
+
     /// Stops accepting, lets open requests finish, closes the store.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
@@ -223,10 +247,11 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     );
     let https_port = listeners.https.local_addr()?.port();
     let mqtt_port = listeners.mqtt.local_addr()?.port();
+    let console_port = listeners.console.local_addr()?.port();
     let info = EndpointInfo {
         id_scope: id_scope.to_string(),
         host: config.host.clone(),
-        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), ..Default::default() },
+        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), console: Some(console_port), ..Default::default() },
         ca_certificate: material.ca_path.display().to_string(),
         service_connection_string: format!(
             "HostName={};SharedAccessKeyName={OWNER_POLICY};SharedAccessKey={}",
@@ -262,7 +287,9 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
     let mqtt_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
     let https = tokio::net::TcpListener::from_std(listeners.https)?;
-    tasks.spawn(https::serve(https, https_tls, Arc::clone(&app), rx.clone()));
+    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), https::Surface::Device, rx.clone()));
+    let console = tokio::net::TcpListener::from_std(listeners.console)?;
+    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, rx.clone()));
     let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
     tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, rx.clone()));
 
@@ -289,6 +316,6 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
 
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     write_endpoint(&config.data_dir, &info)?;
-    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, "service started");
-    Ok(Running { info, initial_admin_password, store, shutdown: tx, tasks })
+    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, console = console_port, "service started");
+    Ok(Running { info, initial_admin_password, store, app, shutdown: tx, tasks })
 }

@@ -146,17 +146,29 @@ impl SqliteStore {
     async fn query_entities<E: Entity>(&self, page: PageRequest, only_kind: Option<&str>) -> StoreResult<Page<E>> {
         let limit = page.max_items.clamp(1, 10_000);
         let after = page.continuation.unwrap_or_default();
+        let search = page.search.filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase());
+        let filter = "(? IS NULL OR attestation = ?) AND (? IS NULL OR instr(id_key, ?) > 0)";
         let rows = sqlx::query(table_sql(format!(
-            "SELECT id_key, doc, secrets FROM {} WHERE id_key > ? AND (? IS NULL OR attestation = ?) ORDER BY id_key LIMIT ?",
+            "SELECT id_key, doc, secrets FROM {} WHERE id_key > ? AND {filter} ORDER BY id_key LIMIT ?",
             E::TABLE
         )))
         .bind(&after)
         .bind(only_kind)
         .bind(only_kind)
+        .bind(&search)
+        .bind(&search)
         .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        let total: i64 = sqlx::query_scalar(table_sql(format!("SELECT COUNT(*) FROM {} WHERE {filter}", E::TABLE)))
+            .bind(only_kind)
+            .bind(only_kind)
+            .bind(&search)
+            .bind(&search)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
         let more = rows.len() > limit;
         let mut items = Vec::with_capacity(limit);
         let mut last = None;
@@ -165,7 +177,7 @@ impl SqliteStore {
             items.push(self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?);
             last = Some(key);
         }
-        Ok(Page { items, continuation: if more { last } else { None } })
+        Ok(Page { items, continuation: if more { last } else { None }, total: u64::try_from(total).unwrap_or_default() })
     }
 }
 
@@ -214,10 +226,10 @@ impl EnrollmentStore for SqliteStore {
         self.query_entities(page, None).await
     }
     async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
-        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000 }, Some("symmetricKey")).await?.items)
+        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000, search: None }, Some("symmetricKey")).await?.items)
     }
     async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
-        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000 }, Some("x509")).await?.items)
+        Ok(self.query_entities(PageRequest { continuation: None, max_items: 10_000, search: None }, Some("x509")).await?.items)
     }
 }
 

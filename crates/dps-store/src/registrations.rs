@@ -49,15 +49,30 @@ impl RegistrationStore for SqliteStore {
     async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>> {
         let limit = page.max_items.clamp(1, 10_000);
         let group = group_id.map(str::to_ascii_lowercase);
-        let rows =
-            sqlx::query("SELECT id_key, doc FROM registrations WHERE id_key > ? AND (? IS NULL OR group_key = ?) ORDER BY id_key LIMIT ?")
-                .bind(page.continuation.unwrap_or_default())
-                .bind(&group)
-                .bind(&group)
-                .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let search = page.search.filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase());
+        let rows = sqlx::query(
+            "SELECT id_key, doc FROM registrations WHERE id_key > ? AND (? IS NULL OR group_key = ?) \
+             AND (? IS NULL OR instr(id_key, ?) > 0) ORDER BY id_key LIMIT ?",
+        )
+        .bind(page.continuation.unwrap_or_default())
+        .bind(&group)
+        .bind(&group)
+        .bind(&search)
+        .bind(&search)
+        .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM registrations WHERE (? IS NULL OR group_key = ?) AND (? IS NULL OR instr(id_key, ?) > 0)",
+        )
+        .bind(&group)
+        .bind(&group)
+        .bind(&search)
+        .bind(&search)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
         let more = rows.len() > limit;
         let mut items = Vec::new();
         let mut last = None;
@@ -65,6 +80,23 @@ impl RegistrationStore for SqliteStore {
             items.push(from_json(r.get::<&str, _>("doc"))?);
             last = Some(r.get::<String, _>("id_key"));
         }
-        Ok(Page { items, continuation: if more { last } else { None } })
+        Ok(Page { items, continuation: if more { last } else { None }, total: u64::try_from(total).unwrap_or_default() })
+    }
+
+    async fn assigned_per_hub(&self) -> StoreResult<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT json_extract(doc, '$.state.assignedHub') AS hub, COUNT(*) AS n FROM registrations \
+             WHERE json_extract(doc, '$.state.status') = 'assigned' GROUP BY hub",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let hub: Option<String> = r.get("hub");
+                Some((hub?, u64::try_from(r.get::<i64, _>("n")).unwrap_or_default()))
+            })
+            .collect())
     }
 }

@@ -61,6 +61,8 @@ suite!(
     operations_persist_and_purge,
     hubs_and_policies_round_trip,
     identities_keep_their_keys_sealed,
+    search_narrows_pages_and_totals_count_matches,
+    assignments_are_counted_per_hub,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
@@ -110,7 +112,7 @@ async fn paging_visits_every_item_once(s: &SqliteStore) {
         s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let mut seen = Vec::new();
-    let mut page = PageRequest { continuation: None, max_items: 10 };
+    let mut page = PageRequest { continuation: None, max_items: 10, search: None };
     let mut pages = 0;
     loop {
         let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -125,8 +127,61 @@ async fn paging_visits_every_item_once(s: &SqliteStore) {
     assert_eq!(pages, 3);
     let expected: Vec<String> = (0..25).map(|i| format!("dev-{i:02}")).collect();
     assert_eq!(seen, expected);
-    let p = s.query_groups(PageRequest { continuation: None, max_items: 100 }).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = s.query_groups(PageRequest { continuation: None, max_items: 100, search: None }).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p.items.len(), p.continuation), (25, None));
+}
+
+async fn search_narrows_pages_and_totals_count_matches(s: &SqliteStore) {
+    for i in 0..30 {
+        let id = if i % 3 == 0 { format!("line-a-{i:02}") } else { format!("bench-{i:02}") };
+        s.put_enrollment(sym_enrollment(&id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let all = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((all.items.len(), all.total), (5, 30));
+    // Case-insensitive substring of the id, paged like any query, with the total of matches on every page.
+    let mut page = PageRequest { continuation: None, max_items: 4, search: Some("LINE-A".into()) };
+    let mut seen = Vec::new();
+    loop {
+        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.total, 10);
+        seen.extend(p.items.into_iter().map(|e| e.registration_id));
+        match p.continuation {
+            Some(c) => page.continuation = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..30).filter(|i| i % 3 == 0).map(|i| format!("line-a-{i:02}")).collect::<Vec<_>>());
+    let none = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("zzz".into()) }).await;
+    assert_eq!(none.map(|p| (p.items.len(), p.total, p.continuation)), Ok((0, 0, None)));
+    // Search text is data, never SQL or a pattern.
+    let odd = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("%' OR 1=1 --".into()) }).await;
+    assert_eq!(odd.map(|p| p.total), Ok(0));
+    let underscore = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("_".into()) }).await;
+    assert_eq!(underscore.map(|p| p.total), Ok(0));
+    for (id, g) in [("reg-x1", Some("gx")), ("reg-y1", Some("gx")), ("other", None)] {
+        s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let r = s.query_registrations(None, PageRequest { continuation: None, max_items: 1, search: Some("REG-".into()) }).await;
+    assert_eq!(r.map(|p| (p.items.len(), p.total, p.continuation.is_some())), Ok((1, 2, true)));
+    let r = s.query_registrations(Some("gx"), PageRequest { continuation: None, max_items: 10, search: Some("y1".into()) }).await;
+    assert_eq!(r.map(|p| p.total), Ok(1));
+}
+
+async fn assignments_are_counted_per_hub(s: &SqliteStore) {
+    let assigned = |id: &str, hub: &str| {
+        let mut r = record(id, None);
+        r.state.assigned_hub = Some(hub.into());
+        r
+    };
+    for (id, hub) in [("d1", "hub-a"), ("d2", "hub-a"), ("d3", "hub-b")] {
+        s.put_registration(assigned(id, hub)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut failed = assigned("d4", "hub-b");
+    failed.state.status = Some(RegistrationStatus::Failed);
+    s.put_registration(failed).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut counts = s.assigned_per_hub().await.unwrap_or_else(|e| panic!("{e}"));
+    counts.sort();
+    assert_eq!(counts, vec![("hub-a".to_owned(), 2), ("hub-b".to_owned(), 1)]);
 }
 
 async fn symmetric_key_groups_are_listed(s: &SqliteStore) {
@@ -157,7 +212,7 @@ async fn registrations_are_listed_by_group(s: &SqliteStore) {
     for (id, g) in [("a1", Some("ga")), ("a2", Some("GA")), ("b1", Some("gb")), ("solo", None)] {
         s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let all = PageRequest { continuation: None, max_items: 100 };
+    let all = PageRequest { continuation: None, max_items: 100, search: None };
     let ga = s.query_registrations(Some("ga"), all.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ga.items.iter().map(|r| r.registration_id().to_owned()).collect::<Vec<_>>(), ["a1", "a2"]);
     assert_eq!(s.query_registrations(None, all.clone()).await.map(|p| p.items.len()), Ok(4));

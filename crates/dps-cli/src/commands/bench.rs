@@ -65,7 +65,12 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         Some(d) => d,
         None => {
             let dir = tempfile::tempdir()?;
-            let flags = dps_service::config::Overrides { https_port: Some(0), retry_after_secs: Some(1), ..Default::default() };
+            let flags = dps_service::config::Overrides {
+                https_port: Some(0),
+                console_port: Some(0),
+                retry_after_secs: Some(1),
+                ..Default::default()
+            };
             let config = dps_service::Config::load(dir.path().to_path_buf(), None, &HashMap::new(), flags)?;
             let listeners = dps_service::bind(&config)?;
             let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await?;

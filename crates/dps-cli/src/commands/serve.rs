@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// MQTT port (default 8883; 0 = any free port). MQTT over WebSockets uses the HTTPS port.
     #[arg(long)]
     mqtt_port: Option<u16>,
+    /// Port of the browser console (HTTPS with the service's CA; default 8443; 0 = any free port).
+    #[arg(long)]
+    console_port: Option<u16>,
     /// Seconds devices wait between polls.
     #[arg(long)]
     retry_after_secs: Option<u32>,
@@ -99,6 +102,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         extra_host_names: (!a.extra_host_names.is_empty()).then_some(a.extra_host_names),
         https_port: a.https_port,
         mqtt_port: a.mqtt_port,
+        console_port: a.console_port,
         retry_after_secs: a.retry_after_secs,
         default_allocation_policy: a.default_allocation_policy,
         service_region: a.service_region,
@@ -137,6 +141,14 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     println!("  Service endpoint:    same host; connection string below");
     println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
     println!("  Connection string:   {}", i.service_connection_string);
+    if let Some(port) = i.ports.console {
+        let note = if dps_service::https::console::built() {
+            "browser; trust the CA above, or accept its warning"
+        } else {
+            "not built into this binary: run make ui, then rebuild"
+        };
+        println!("  Console:             https://{}/  ({note})", dps_service::host_with_port(&i.host, port));
+    }
     println!("  Data directory:      {}", config.data_dir.display());
     println!("  Endpoint file:       {}", config.data_dir.join("endpoint.json").display());
     if let Some(p) = &running.initial_admin_password {

@@ -1,7 +1,9 @@
-//! The HTTPS listener: device API (§1) and service API (§5) on one port. A connection is one task; each
-//! request is parsed into a [`Request`] (path segments percent-decoded, body read up to its route's
-//! limit), routed, and answered; any error goes through [`error::error_response`].
+//! The HTTPS listeners: device API (§1) and service API (§5) on one port, and the browser console with the
+//! service API on another ([`Surface`]). A connection is one task; each request is parsed into a [`Request`]
+//! (path segments percent-decoded, body read up to its route's limit), routed, and answered; any error goes
+//! through [`error::error_response`]. [`handle_local`] answers the same requests in-process (the desktop shell).
 
+pub mod console;
 pub mod device;
 pub mod error;
 pub mod router;
@@ -111,21 +113,39 @@ fn split_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The HTTPS port: device API, MQTT over WebSockets, service API.
+    Device,
+    /// The console port: the console's files and the service API (no device API).
+    Console,
+}
+
 fn is_device_route(r: &Route) -> bool {
     matches!(r, Route::Register { .. } | Route::OperationStatus { .. } | Route::StatusLookup { .. })
+}
+
+fn body_limit(route: &Route) -> usize {
+    if is_device_route(route) {
+        DEVICE_BODY_LIMIT
+    } else {
+        SERVICE_BODY_LIMIT
+    }
+}
+
+fn too_large(len: usize, limit: usize) -> DpsError {
+    DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body ({len} bytes) exceeds the {limit}-byte limit"))
 }
 
 async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<(Route, Request), DpsError> {
     let (parts, body) = req.into_parts();
     let segments = split_path(parts.uri.path())?;
     let route = router::route(&parts.method, &segments)?;
-    let limit = if is_device_route(&route) { DEVICE_BODY_LIMIT } else { SERVICE_BODY_LIMIT };
+    let limit = body_limit(&route);
     if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > limit {
-            return Err(DpsError::new(
-                ErrorKind::PayloadTooLarge,
-                format!("the request body ({len} bytes) exceeds the {limit}-byte limit"),
-            ));
+            return Err(too_large(len, limit));
         }
     }
     let body = Limited::new(body, limit).collect().await.map_err(|e| {
@@ -157,6 +177,7 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
         }
         StatusLookup { scope, registration_id } => device::status_lookup::handle(app, req, &scope, &registration_id).await,
         ConsoleLogin => service::console::login(app, req).await,
+        CaCertificatePem => service::ca_pem(app),
         ConsoleLogout => service::console::logout(app, req),
         PrometheusMetrics => {
             let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
@@ -167,15 +188,43 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
     }
 }
 
+fn error_answer(app: &App, e: &DpsError, method: &Method, path: &str, addr: SocketAddr) -> HttpResponse {
+    let tracking_id = uuid::Uuid::new_v4().to_string();
+    if e.status() >= 500 {
+        warn!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request failed");
+    } else {
+        info!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request refused");
+    }
+    error::error_response(e, &tracking_id, app.clock.now())
+}
+
 /// Answers one request; never fails.
-pub async fn handle(app: Arc<App>, peer: Peer, req: hyper::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
-    if crate::mqtt::websocket::is_upgrade(&req) {
-        return Ok(crate::mqtt::websocket::upgrade(req, app, peer));
+pub async fn handle(
+    app: Arc<App>,
+    surface: Surface,
+    peer: Peer,
+    req: hyper::Request<Incoming>,
+) -> Result<HttpResponse, std::convert::Infallible> {
+    match surface {
+        Surface::Console => {
+            if let Some(file) = console::asset(req.method(), req.uri().path()) {
+                return Ok(file);
+            }
+        }
+        Surface::Device => {
+            if crate::mqtt::websocket::is_upgrade(&req) {
+                return Ok(crate::mqtt::websocket::upgrade(req, app, peer));
+            }
+        }
     }
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let addr = peer.addr;
     let result = match read_request(req, peer).await {
+        Ok((route, _)) if surface == Surface::Console && is_device_route(&route) => Err(DpsError::new(
+            ErrorKind::NotFound,
+            "the device API is not served on the console port; devices use the HTTPS port (GET /service/info)",
+        )),
         Ok((route, r)) => dispatch(&app, route, &r).await,
         Err(e) => Err(e),
     };
@@ -184,27 +233,74 @@ pub async fn handle(app: Arc<App>, peer: Peer, req: hyper::Request<Incoming>) ->
             debug!(%method, %path, status = r.status().as_u16(), ms = started.elapsed().as_millis() as u64, "request");
             r
         }
-        Err(e) => {
-            let tracking_id = uuid::Uuid::new_v4().to_string();
-            if e.status() >= 500 {
-                warn!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request failed");
-            } else {
-                info!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request refused");
-            }
-            error::error_response(&e, &tracking_id, app.clock.now())
-        }
+        Err(e) => error_answer(&app, &e, &method, &path, addr),
     };
     Ok(response)
 }
 
+/// Answers a service-API request made in-process (the desktop shell's window): the same routing, checks and
+/// errors as over HTTPS, without the device API. `peer` is loopback.
+pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization: &str) -> dps_proto::LocalResponse {
+    let peer = Peer { addr: SocketAddr::from(([127, 0, 0, 1], 0)), client_chain: None };
+    let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
+    let path = req.path.clone();
+    let result = async {
+        let segments = split_path(&req.path)?;
+        let route = router::route(&method, &segments)?;
+        if is_device_route(&route) {
+            return Err(DpsError::new(ErrorKind::NotFound, "the device API is not served in-process"));
+        }
+        let body = Bytes::from(req.body.unwrap_or_default());
+        let limit = body_limit(&route);
+        if body.len() > limit {
+            return Err(too_large(body.len(), limit));
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &req.headers {
+            if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                headers.append(k, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(authorization) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+        let r = Request { method: method.clone(), segments, query: req.query, headers, body, peer: peer.clone() };
+        dispatch(app, route, &r).await
+    }
+    .await;
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => error_answer(app, &e, &method, &path, peer.addr),
+    };
+    let (parts, body) = response.into_parts();
+    // Streams (the live log's follow mode) are not for in-process callers; they poll with `after`.
+    let body = match tokio::time::timeout(Duration::from_secs(30), body.collect()).await {
+        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Ok(Err(never)) => match never {},
+        Err(_) => String::new(),
+    };
+    let headers = parts.headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+    dps_proto::LocalResponse { status: parts.status.as_u16(), headers, body }
+}
+
 /// Accepts TLS connections until `shutdown` turns true, then lets open requests finish (5 s at most).
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    surface: Surface,
+    shutdown: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    crate::tls::accept_loop("HTTPS", listener, tls, TLS_HANDSHAKE_TIMEOUT, shutdown, |peer| {
+    let name = match surface {
+        Surface::Device => "HTTPS",
+        Surface::Console => "console",
+    };
+    crate::tls::accept_loop(name, listener, tls, TLS_HANDSHAKE_TIMEOUT, shutdown, |peer| {
         let (app, watcher) = (Arc::clone(&app), graceful.watcher());
         move |stream, client_chain| async move {
             let who = Peer { addr: peer, client_chain };
-            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), who.clone(), req));
+            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), surface, who.clone(), req));
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             if let Err(e) = watcher.watch(conn.into_owned()).await {

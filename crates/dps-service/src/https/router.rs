@@ -44,7 +44,15 @@ pub enum Route {
     PutHub(String),
     DeleteHub(String),
     HubDevices(String),
+    /// `GET /linkedHubs/{host}/status`: one probe of the hub through its connector.
+    HubStatus(String),
+    /// `GET /diagnostics/allocation`: linked hubs with how many devices each has now.
+    Allocation,
     ServiceInfo,
+    /// `GET /service/ca.pem`: the service's root CA (public; no authorization), for devices and browsers.
+    CaCertificatePem,
+    /// `GET /service/policies`: the shared access policies with their keys.
+    Policies,
     ListCas,
     GetCa(String),
     PutCa(String),
@@ -163,6 +171,13 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
             Method::DELETE => DeleteHub(h.to_string()),
             _ => return Err(not_allowed()),
         },
+        [c, h, d] if is(c, "linkedhubs") && is(d, "status") => {
+            if m == Method::GET {
+                HubStatus(h.to_string())
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, h, d] if is(c, "linkedhubs") && is(d, "devices") => {
             if m == Method::GET {
                 HubDevices(h.to_string())
@@ -221,6 +236,27 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
         [c, i] if is(c, "diagnostics") && is(i, "logs") => {
             if m == Method::GET {
                 Logs
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, i] if is(c, "diagnostics") && is(i, "allocation") => {
+            if m == Method::GET {
+                Allocation
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, i] if is(c, "service") && is(i, "ca.pem") => {
+            if m == Method::GET {
+                CaCertificatePem
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, i] if is(c, "service") && is(i, "policies") => {
+            if m == Method::GET {
+                Policies
             } else {
                 return Err(not_allowed());
             }
@@ -329,6 +365,10 @@ mod openapi_drift {
             "/linkedHubs",
             "/linkedHubs/{hostName}",
             "/linkedHubs/{hostName}/devices",
+            "/linkedHubs/{hostName}/status",
+            "/diagnostics/allocation",
+            "/service/policies",
+            "/service/ca.pem",
             "/certificates",
             "/certificates/{name}",
             "/certificates/{name}/generateVerificationCode",
@@ -348,6 +388,6 @@ mod openapi_drift {
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 19, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 23, "the document lists a path the router does not serve");
     }
 }

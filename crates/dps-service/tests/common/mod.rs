@@ -22,6 +22,8 @@ pub struct TestService {
     pub scope: String,
     pub owner_key: String,
     pub mqtt_port: u16,
+    /// `https://127.0.0.1:<console port>`.
+    pub console_base: String,
     pub ca_pem: Vec<u8>,
     pub extra: Overrides,
 }
@@ -70,6 +72,7 @@ impl TestService {
             scope: String::new(),
             owner_key: String::new(),
             mqtt_port: 0,
+            console_base: String::new(),
             ca_pem: Vec::new(),
             extra,
         };
@@ -81,6 +84,7 @@ impl TestService {
         let flags = Overrides {
             https_port: Some(0),
             mqtt_port: Some(0),
+            console_port: Some(0),
             mqtt_connect_timeout_secs: Some(1),
             retry_after_secs: Some(1),
             ..Default::default()
@@ -103,6 +107,7 @@ impl TestService {
         self.mqtt_port = running.info.ports.mqtt.unwrap_or_default();
         self.ca_pem = ca.clone();
         self.base = format!("https://127.0.0.1:{}", running.info.ports.https.unwrap_or_default());
+        self.console_base = format!("https://127.0.0.1:{}", running.info.ports.console.unwrap_or_default());
         self.scope = running.info.id_scope.clone();
         self.owner_key = running.info.service_connection_string.rsplit("SharedAccessKey=").next().unwrap_or_default().to_owned();
         self.running = Some(running);

@@ -1,5 +1,6 @@
 //! `/linkedHubs…` (extension): the hubs devices can be assigned to (Azure keeps them in its control
-//! plane), and `/linkedHubs/{host}/devices`, the identities the built-in registry holds.
+//! plane), `/linkedHubs/{host}/devices`, the identities the built-in registry holds, `/linkedHubs/{host}/status`,
+//! one probe through the hub's connector, and `/diagnostics/allocation`, devices per hub.
 
 use dps_core::{DpsError, ErrorKind};
 use dps_proto::LinkedHub;
@@ -46,4 +47,12 @@ pub async fn devices(app: &App, host: &str) -> Result<HttpResponse, DpsError> {
         DpsError::new(ErrorKind::Unavailable, "the store is unavailable; try again")
     })?;
     Ok(json_response(StatusCode::OK, &ids))
+}
+
+pub async fn status(app: &App, host: &str) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.management.hub_status(host, app.clock.now()).await?))
+}
+
+pub async fn allocation(app: &App) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.management.allocation().await?))
 }

@@ -1,5 +1,6 @@
 //! `GET /diagnostics/logs` (extension): the live log. Query: `level` (minimum: error, warn, info, debug,
-//! trace), `registrationId`, `protocol`, `q` (text), `limit` (default 200). Without `follow=true` the answer
+//! trace), `registrationId`, `protocol`, `q` (text), `limit` (default 200), `after` (only entries whose `seq` is
+//! greater: how a poller asks for what is new). Without `follow=true` the answer
 //! is the recent matching entries as JSON; with it, a server-sent-event stream: the recent entries, then each
 //! new one as it happens (`data: {json}`), with a comment line every 15 s to keep proxies from closing it.
 
@@ -37,7 +38,11 @@ pub fn handle(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let filter = filter_of(req)?;
     let limit = req.query("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(200).min(2000);
     let hub = LogHub::global();
-    let recent = hub.recent(&filter, limit);
+    let after = match req.query("after") {
+        None | Some("") => 0,
+        Some(a) => a.parse::<u64>().map_err(|_| DpsError::invalid(format!("after '{}' is not a sequence number", a.escape_debug())))?,
+    };
+    let recent = hub.since(&filter, after, limit);
     if !req.query("follow").is_some_and(|f| f.eq_ignore_ascii_case("true")) {
         return Ok(json_response(StatusCode::OK, &recent));
     }

@@ -8,6 +8,7 @@ pub mod enrollment_groups;
 pub mod enrollments;
 pub mod linked_hubs;
 pub mod logs;
+pub mod policies;
 pub mod registrations;
 
 use dps_core::model::{Page, PageRequest, Precondition, Right};
@@ -32,12 +33,12 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         RenewEnrollmentKey(_) | RenewGroupKey(_) => Right::EnrollmentWrite,
         GetRegistration(_) | QueryRegistrations(_) | QueryAllRegistrations | RegistrationTrace(_) => Right::RegistrationStatusRead,
         DeleteRegistration(_) => Right::RegistrationStatusWrite,
-        ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | ServiceInfo => Right::ServiceConfig,
+        ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | HubStatus(_) | ServiceInfo | Policies => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
-        MetricSeries | Logs | AdminPassword => Right::ServiceConfig,
+        MetricSeries | Logs | AdminPassword | Allocation => Right::ServiceConfig,
         ConsoleLogin | ConsoleLogout => return Err(DpsError::internal("a console route reached the service API")),
-        PrometheusMetrics => return Err(DpsError::internal("the metrics exporter reached the service API")),
+        PrometheusMetrics | CaCertificatePem => return Err(DpsError::internal("a public route reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
             return Err(DpsError::internal("a device route reached the service API"))
         }
@@ -66,6 +67,9 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         PutHub(h) => linked_hubs::put(app, req, &h).await,
         DeleteHub(h) => linked_hubs::delete(app, &h).await,
         HubDevices(h) => linked_hubs::devices(app, &h).await,
+        HubStatus(h) => linked_hubs::status(app, &h).await,
+        Allocation => linked_hubs::allocation(app).await,
+        Policies => policies::list(app).await,
         ServiceInfo => Ok(json_response(StatusCode::OK, &app.info)),
         ListCas => certificates::list(app).await,
         GetCa(n) => certificates::get(app, &n).await,
@@ -83,7 +87,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         Logs => logs::handle(app, req),
         AdminPassword => console::set_password(app, req).await,
         ConsoleLogin | ConsoleLogout => Err(DpsError::internal("unreachable")),
-        PrometheusMetrics => Err(DpsError::internal("unreachable")),
+        PrometheusMetrics | CaCertificatePem => Err(DpsError::internal("unreachable")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
     }
 }
@@ -102,18 +106,33 @@ pub fn page_request(req: &Request) -> Result<PageRequest, DpsError> {
         },
     };
     let continuation = req.header("x-ms-continuation").map(str::to_owned).filter(|c| !c.is_empty());
-    Ok(PageRequest { continuation, max_items })
+    let search = req.query("search").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    Ok(PageRequest { continuation, max_items, search })
 }
 
-/// A query answer: the items plus `x-ms-item-type`, `x-ms-max-item-count` and, when more remain,
-/// `x-ms-continuation`.
+/// A query answer: the items plus `x-ms-item-type`, `x-ms-max-item-count`, `x-dps-total-count` (how many
+/// match, an extension) and, when more remain, `x-ms-continuation`.
 pub fn page_response<T: Serialize>(page: Page<T>, item_type: &'static str, max_items: usize) -> HttpResponse {
     let mut r = json_response(StatusCode::OK, &page.items);
     let h = r.headers_mut();
     h.insert("x-ms-item-type", HeaderValue::from_static(item_type));
     h.insert("x-ms-max-item-count", HeaderValue::from(max_items));
+    h.insert("x-dps-total-count", HeaderValue::from(page.total));
     if let Some(c) = page.continuation.and_then(|c| HeaderValue::from_str(&c).ok()) {
         h.insert("x-ms-continuation", c);
     }
     r
+}
+
+/// `GET /service/ca.pem`: the root CA devices and browsers trust (public, like any CA certificate).
+pub fn ca_pem(app: &App) -> Result<HttpResponse, DpsError> {
+    let pem = std::fs::read(&app.info.ca_certificate).map_err(|e| {
+        tracing::error!(error = %e, path = %app.info.ca_certificate, "cannot read the CA certificate");
+        DpsError::new(dps_core::ErrorKind::Unavailable, "the CA certificate cannot be read; try again")
+    })?;
+    let mut r = http::Response::new(http_body_util::BodyExt::boxed(http_body_util::Full::new(bytes::Bytes::from(pem))));
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-pem-file"));
+    h.insert(http::header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"dps-console-ca.pem\""));
+    Ok(r)
 }
