@@ -11,9 +11,15 @@ pub struct CommandError {
 impl CommandError {
     /// The embedded service is not running (it failed to start; the message says why).
     pub const SERVICE_UNAVAILABLE: &'static str = "service.unavailable";
+    /// A file could not be read or written (the message names it and says why).
+    pub const FILE: &'static str = "file";
 
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self { code: Self::SERVICE_UNAVAILABLE, message: message.into() }
+    }
+
+    pub fn file(message: impl Into<String>) -> Self {
+        Self { code: Self::FILE, message: message.into() }
     }
 }
 
