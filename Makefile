@@ -3,27 +3,42 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/dps-target
 DATA_DIR ?=
 RUN_ARGS ?=
+# A display (X11 or Wayland) means the desktop window; without one, the headless service and its browser console.
+HAS_DISPLAY := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY)),yes,)
 
-.PHONY: run test setup-run setup-test build test-rust test-node test-python fmt lint bench setup-ui ui desktop
+.PHONY: run run-desktop run-headless test setup-run setup-test build test-rust test-node test-python test-e2e \
+  test-desktop fmt lint bench setup-ui ui desktop
 
-## make run: install what is missing, build, start the service (headless; prints how to connect).
-run: setup-run
+## make run: install what is missing, build the console and the service, then open the desktop window when a
+## display exists, else start the headless service (it prints the browser console's URL and the admin password).
+run: setup-run ui
 	cargo build --release -p dps-cli
+ifeq ($(HAS_DISPLAY),yes)
+	$(MAKE) --no-print-directory run-desktop
+else
+	$(MAKE) --no-print-directory run-headless
+endif
+
+run-headless:
 	$(CARGO_TARGET_DIR)/release/dps serve $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(RUN_ARGS)
 
-## make test: install what is missing, run every test (Rust unit/integration, then the official SDKs).
-test: setup-test lint test-rust test-node test-python
+run-desktop: desktop
+	$(if $(DATA_DIR),DPS_DATA_DIR=$(DATA_DIR)) $(CARGO_TARGET_DIR)/release/dps-console
 
-setup-run:
+## make test: install what is missing, run every test: Rust (service, console logic, desktop shell), the official
+## SDKs (Node, Python), the browser console end to end (Playwright + Chromium), the desktop app (tauri-driver, Xvfb).
+test: setup-test lint ui test-rust test-node test-python test-e2e test-desktop
+
+setup-run: setup-ui
 	@scripts/setup.sh run
 
-setup-test:
+setup-test: setup-ui
 	@scripts/setup.sh test
 
-build:
+build: ui
 	cargo build --workspace --all-targets
 
-test-rust:
+test-rust: ui
 	cargo test --workspace --all-targets
 
 test-node:
@@ -35,12 +50,27 @@ test-python:
 	cargo build -p dps-cli
 	DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps tests/python/.venv/bin/python -m pytest -q tests/python
 
+# The console in headless Chromium against `dps serve` (the dps binary embeds ui/dist). Screenshots go to
+# test-artifacts/e2e/; UPDATE_SCREENSHOTS=1 also refreshes assets/screenshots/.
+test-e2e: ui
+	cargo build -p dps-cli
+	cd tests/e2e && DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps npm test
+
+# The desktop app under Xvfb through tauri-driver/WebKitWebDriver, plus the shell's unit tests.
+test-desktop: ui
+	xvfb-run -a -s "-screen 0 1280x860x24" cargo test --manifest-path src-tauri/Cargo.toml --features custom-protocol -- --nocapture
+
 fmt:
 	cargo fmt --all
+	cargo fmt --manifest-path src-tauri/Cargo.toml
+	cd ui && cargo fmt
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path src-tauri/Cargo.toml -- --check
+	cd ui && cargo fmt -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --manifest-path src-tauri/Cargo.toml --features custom-protocol --all-targets -- -D warnings
 
 bench:
 	cargo build --release -p dps-cli
@@ -53,10 +83,11 @@ setup-ui:
 
 ui: setup-ui ui/dist/index.html
 
-# trunk rewrites all of ui/dist on every run, which makes the shell re-embed and relink it: run it only when
-# an input changed.
-UI_INPUTS := $(shell find ui/src crates/dps-proto/src -name '*.rs') ui/Cargo.toml ui/Cargo.lock ui/index.html \
-  ui/Trunk.toml ui/.cargo/config.toml ui/rust-toolchain.toml assets/console.css icons/icon.png
+# trunk rewrites all of ui/dist on every run, which makes the shell and `dps` re-embed it: run it only when an
+# input changed.
+UI_INPUTS := $(shell find ui/src crates/dps-proto/src crates/dps-console-model/src -name '*.rs' 2>/dev/null) ui/Cargo.toml \
+  ui/Cargo.lock ui/index.html ui/Trunk.toml ui/.cargo/config.toml ui/rust-toolchain.toml assets/console.css icons/icon.png \
+  crates/dps-console-model/Cargo.toml
 ui/dist/index.html: $(UI_INPUTS) | setup-ui
 	cd ui && env -u RUSTUP_TOOLCHAIN trunk build
 

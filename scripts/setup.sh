@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make run` / `make test` need and is missing; quick and silent when all is there.
 #   scripts/setup.sh run    build tools for the service
-#   scripts/setup.sh test   + Node.js and the pinned SDK test peers (tests/node)
+#   scripts/setup.sh test   + Node.js, the pinned SDK test peers (tests/node), Playwright (tests/e2e), Python SDK
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-run}"
@@ -55,9 +55,12 @@ if [ "$what" = "test" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
     touch "$venv/.installed"
   fi
-  # The pinned Node SDK peers: reinstall only when the lock file changed since the last install.
-  if [ ! -f tests/node/node_modules/.package-lock.json ] || [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; then
-    say "installing the Azure IoT Node SDK test peers (tests/node)"
-    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  # The pinned Node packages (SDK peers; Playwright for the console): reinstall only when a lock file changed
+  # since the last install.
+  for dir in tests/node tests/e2e; do
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+      say "installing the pinned Node packages of $dir"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
 fi

@@ -91,7 +91,8 @@ async function startService(opts = {}) {
     // unless the test names one.
     const extra = opts.extraArgs || [];
     const mqtt = extra.includes('--mqtt-port') ? [] : ['--mqtt-port', '0'];
-    const args = ['serve', '--data-dir', dataDir, '--bind', '127.0.0.1', '--https-port', String(httpsPort), ...mqtt, ...extra];
+    const consolePort = extra.includes('--console-port') ? [] : ['--console-port', '0'];
+    const args = ['serve', '--data-dir', dataDir, '--bind', '127.0.0.1', '--https-port', String(httpsPort), ...mqtt, ...consolePort, ...extra];
     const child = spawn(DPS_BIN, args, { stdio: ['ignore', out, out], env: { ...process.env, ...(opts.env || {}) } });
     fs.closeSync(out);
     children.add(child);
