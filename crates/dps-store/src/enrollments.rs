@@ -161,14 +161,27 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar(table_sql(format!("SELECT COUNT(*) FROM {} WHERE {filter}", E::TABLE)))
-            .bind(only_kind)
-            .bind(only_kind)
-            .bind(&search)
-            .bind(&search)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        // The count names only the filters in use, so SQLite can answer it from the id index alone (a full
+        // scan of the documents costs ≈ 10 ms at 100,000 enrollments; benches/enrollment_list.rs).
+        let mut count_sql = format!("SELECT COUNT(*) FROM {}", E::TABLE);
+        let mut conditions = Vec::new();
+        if only_kind.is_some() {
+            conditions.push("attestation = ?");
+        }
+        if search.is_some() {
+            conditions.push("instr(id_key, ?) > 0");
+        }
+        if !conditions.is_empty() {
+            count_sql = format!("{count_sql} WHERE {}", conditions.join(" AND "));
+        }
+        let mut count = sqlx::query_scalar::<_, i64>(table_sql(count_sql));
+        if let Some(k) = only_kind {
+            count = count.bind(k);
+        }
+        if let Some(q) = &search {
+            count = count.bind(q.clone());
+        }
+        let total = count.fetch_one(&self.pool).await.map_err(backend)?;
         let more = rows.len() > limit;
         let mut items = Vec::with_capacity(limit);
         let mut last = None;

@@ -63,16 +63,27 @@ impl RegistrationStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM registrations WHERE (? IS NULL OR group_key = ?) AND (? IS NULL OR instr(id_key, ?) > 0)",
-        )
-        .bind(&group)
-        .bind(&group)
-        .bind(&search)
-        .bind(&search)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
+        // Only the filters in use, so the count can come from an index (see enrollments.rs).
+        let mut conditions = Vec::new();
+        if group.is_some() {
+            conditions.push("group_key = ?");
+        }
+        if search.is_some() {
+            conditions.push("instr(id_key, ?) > 0");
+        }
+        let count_sql = if conditions.is_empty() {
+            "SELECT COUNT(*) FROM registrations".to_owned()
+        } else {
+            format!("SELECT COUNT(*) FROM registrations WHERE {}", conditions.join(" AND "))
+        };
+        let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql));
+        if let Some(g) = &group {
+            count = count.bind(g.clone());
+        }
+        if let Some(q) = &search {
+            count = count.bind(q.clone());
+        }
+        let total = count.fetch_one(&self.pool).await.map_err(backend)?;
         let more = rows.len() > limit;
         let mut items = Vec::new();
         let mut last = None;
