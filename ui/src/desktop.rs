@@ -1,8 +1,10 @@
-//! Inside the desktop shell (Tauri, `withGlobalTauri`), the console asks the shell's commands
-//! (`src-tauri/src/commands/`) instead of going over HTTPS to the embedded service.
+//! Inside the desktop shell (Tauri, `withGlobalTauri`), the console sends its service-API requests through the
+//! shell's `api_request` command (`src-tauri/src/commands/`), which forwards them to the embedded service
+//! in-process, signed in: no TLS trust, no token, no sign-in page. Files are saved through the shell's native save
+//! dialog (`save_file`), and the shell's own preferences are read and written here.
 
-use dps_proto::EndpointInfo;
-use serde::Deserialize;
+use dps_proto::{LocalRequest, LocalResponse};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::api::ApiError;
@@ -29,22 +31,60 @@ struct CommandError {
     message: String,
 }
 
+#[derive(Serialize)]
+struct Args<'a> {
+    request: &'a LocalRequest,
+}
+
 fn to_json(v: &JsValue) -> String {
     js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()).unwrap_or_default()
 }
 
-async fn call<T: serde::de::DeserializeOwned>(cmd: &str) -> Result<T, ApiError> {
-    match invoke(cmd, JsValue::from(js_sys::Object::new())).await {
-        Ok(v) => serde_json::from_str(&to_json(&v)).map_err(|e| ApiError::Decode(e.to_string())),
-        Err(e) => Err(match serde_json::from_str::<CommandError>(&to_json(&e)) {
-            Ok(c) if c.code == SERVICE_UNAVAILABLE => ApiError::Unavailable(c.message),
-            Ok(c) => ApiError::Decode(format!("{} ({})", c.message, c.code)),
-            Err(_) => ApiError::Decode(e.as_string().unwrap_or_else(|| to_json(&e))),
-        }),
+fn command_error(e: &JsValue) -> ApiError {
+    match serde_json::from_str::<CommandError>(&to_json(e)) {
+        Ok(c) if c.code == SERVICE_UNAVAILABLE => ApiError::Unavailable(c.message),
+        Ok(c) => ApiError::Network(format!("{} ({})", c.message, c.code)),
+        Err(_) => ApiError::Network(e.as_string().unwrap_or_else(|| to_json(e))),
     }
 }
 
-/// The embedded service's endpoint information (command `service_info`).
-pub async fn service_info() -> Result<EndpointInfo, ApiError> {
-    call("service_info").await
+/// Calls a shell command with JSON arguments (camelCase names, as Tauri expects) and decodes its answer.
+async fn command<T: serde::de::DeserializeOwned>(name: &str, args: &serde_json::Value) -> Result<T, ApiError> {
+    let args = js_sys::JSON::parse(&args.to_string()).map_err(|e| ApiError::Decode(to_json(&e)))?;
+    match invoke(name, args).await {
+        Ok(v) => serde_json::from_str(&to_json(&v)).map_err(|e| ApiError::Decode(e.to_string())),
+        Err(e) => Err(command_error(&e)),
+    }
+}
+
+/// Asks where to save `contents` (native dialog) and writes it: the saved path, or `None` when cancelled.
+pub async fn save_file(default_name: &str, contents: &str) -> Result<Option<String>, ApiError> {
+    command("save_file", &serde_json::json!({ "defaultName": default_name, "contents": contents })).await
+}
+
+/// The desktop shell's preferences (`src-tauri/src/commands/preferences.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preferences {
+    /// A desktop notification when a registration fails or a device is refused.
+    #[serde(default)]
+    pub notify_failed_registrations: bool,
+}
+
+pub async fn get_preferences() -> Result<Preferences, ApiError> {
+    command("get_preferences", &serde_json::json!({})).await
+}
+
+pub async fn set_preferences(preferences: &Preferences) -> Result<Preferences, ApiError> {
+    command("set_preferences", &serde_json::json!({ "preferences": preferences })).await
+}
+
+/// `invoke("api_request", { request })` → the embedded service's answer, whatever its status.
+pub async fn api_request(request: &LocalRequest) -> Result<LocalResponse, ApiError> {
+    let args = serde_json::to_string(&Args { request }).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let args = js_sys::JSON::parse(&args).map_err(|e| ApiError::Decode(to_json(&e)))?;
+    match invoke("api_request", args).await {
+        Ok(v) => serde_json::from_str(&to_json(&v)).map_err(|e| ApiError::Decode(e.to_string())),
+        Err(e) => Err(command_error(&e)),
+    }
 }

@@ -1,5 +1,7 @@
-//! DPS Console's console: a Leptos client-side app. It talks to the service only through [`api`] (HTTP, when a
-//! browser loads it from `dps serve`) or [`desktop`] (Tauri commands, inside the desktop shell).
+//! DPS Console's console: a Leptos client-side app. It reaches the service only through [`api`]: `fetch` to the
+//! origin that served it (a browser on the service's console port) or the desktop shell's `api_request` command
+//! ([`desktop`]). The logic that needs no browser (validation, charts' numbers, log filters, error help) is in
+//! `dps-console-model`, tested on the host.
 
 mod api;
 mod app;

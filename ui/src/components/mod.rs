@@ -1,4 +1,13 @@
-//! Pieces shared by pages.
+//! Pieces shared by pages: navigation and top bar, loading/empty/error states, copy button, confirm dialog,
+//! "show JSON" toggle, charts, notices, pager and file helpers (download, read, drop).
 
+pub mod chart;
+pub mod confirm;
+pub mod copy;
+pub mod files;
+pub mod json;
 pub mod nav;
+pub mod notice;
+pub mod pager;
+pub mod poll;
 pub mod status;

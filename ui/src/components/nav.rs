@@ -1,4 +1,4 @@
-//! The navigation: one link per page, the current one marked.
+//! The sidebar: one link per page (`data-testid="nav-<page>"`), the current one marked.
 
 use leptos::prelude::*;
 
@@ -14,7 +14,7 @@ pub fn Nav(current: RwSignal<Page>) -> impl IntoView {
                     .map(|p| {
                         view! {
                             <li>
-                                <a href=p.href() class:active=move || current.get() == p
+                                <a href=p.href() data-testid=format!("nav-{}", p.slug()) class:active=move || current.get() == p
                                     aria-current=move || (current.get() == p).then_some("page")>
                                     {p.title()}
                                 </a>

@@ -1,7 +1,13 @@
-//! One module per page; [`Page`] names them and maps the location's hash to one.
+//! One module per page; [`Page`] names them and maps the location's hash (`#/hubs`) to one.
 
+pub mod certificates;
+pub mod enrollments;
+pub mod groups;
+pub mod hubs;
+pub mod login;
+pub mod logs;
 pub mod overview;
-pub mod planned;
+pub mod registrations;
 pub mod settings;
 
 use leptos::prelude::*;
@@ -10,6 +16,7 @@ use leptos::prelude::*;
 pub enum Page {
     Overview,
     Enrollments,
+    Groups,
     Registrations,
     Hubs,
     Certificates,
@@ -18,13 +25,14 @@ pub enum Page {
 }
 
 impl Page {
-    pub const ALL: [Page; 7] =
-        [Page::Overview, Page::Enrollments, Page::Registrations, Page::Hubs, Page::Certificates, Page::Logs, Page::Settings];
+    pub const ALL: [Page; 8] =
+        [Page::Overview, Page::Enrollments, Page::Groups, Page::Registrations, Page::Hubs, Page::Certificates, Page::Logs, Page::Settings];
 
     pub fn title(self) -> &'static str {
         match self {
             Page::Overview => "Overview",
             Page::Enrollments => "Enrollments",
+            Page::Groups => "Groups",
             Page::Registrations => "Registrations",
             Page::Hubs => "Hubs",
             Page::Certificates => "Certificates",
@@ -33,10 +41,11 @@ impl Page {
         }
     }
 
-    fn slug(self) -> &'static str {
+    pub fn slug(self) -> &'static str {
         match self {
             Page::Overview => "overview",
             Page::Enrollments => "enrollments",
+            Page::Groups => "groups",
             Page::Registrations => "registrations",
             Page::Hubs => "hubs",
             Page::Certificates => "certificates",
@@ -49,17 +58,34 @@ impl Page {
         format!("#/{}", self.slug())
     }
 
-    /// `#/hubs` → Hubs; anything unknown (or empty) → Overview.
+    /// `#/hubs` → Hubs; anything unknown (or empty) → Overview. A trailing part (`#/enrollments/dev-1`) is ignored.
     pub fn from_hash(hash: &str) -> Page {
-        let slug = hash.trim_start_matches('#').trim_start_matches('/');
+        let path = hash.trim_start_matches('#').trim_start_matches('/');
+        let slug = path.split(['/', '?']).next().unwrap_or("");
         Page::ALL.into_iter().find(|p| p.slug() == slug).unwrap_or(Page::Overview)
     }
 
     pub fn view(self) -> AnyView {
         match self {
             Page::Overview => view! { <overview::Overview /> }.into_any(),
+            Page::Enrollments => view! { <enrollments::Enrollments /> }.into_any(),
+            Page::Groups => view! { <groups::Groups /> }.into_any(),
+            Page::Registrations => view! { <registrations::Registrations /> }.into_any(),
+            Page::Hubs => view! { <hubs::Hubs /> }.into_any(),
+            Page::Certificates => view! { <certificates::Certificates /> }.into_any(),
+            Page::Logs => view! { <logs::Logs /> }.into_any(),
             Page::Settings => view! { <settings::Settings /> }.into_any(),
-            other => view! { <planned::Planned page=other /> }.into_any(),
         }
+    }
+}
+
+/// The page's heading (`data-testid="page-title"`, text = the page's name) with optional actions on the right.
+#[component]
+pub fn PageHeader(page: Page, #[prop(optional)] children: Option<Children>) -> impl IntoView {
+    view! {
+        <div class="page-header">
+            <h2 data-testid="page-title">{page.title()}</h2>
+            <div class="page-actions">{children.map(|c| c())}</div>
+        </div>
     }
 }

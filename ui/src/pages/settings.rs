@@ -1,61 +1,256 @@
-//! Settings: how the console reaches the service API (base URL and `Authorization` value), kept in the
-//! browser's local storage.
+//! Settings: where the service listens (ports, host name), its TLS material (the CA, read with the chain
+//! inspector), the shared access policies of the service API with their keys, and the console's admin password.
 
+use dps_console_model::format;
+use dps_proto::{AccessPolicyInfo, ChainReport, EndpointInfo};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-use crate::api::ApiClient;
+use super::{Page, PageHeader};
+use crate::api::{ApiClient, ApiError};
+use crate::components::copy::CopyButton;
+use crate::components::notice::use_notices;
+use crate::components::poll::now;
+use crate::components::status::{EmptyState, ErrorPanel, Loading};
+use crate::desktop;
 
-const BASE_URL_KEY: &str = "dps-console.baseUrl";
-const AUTHORIZATION_KEY: &str = "dps-console.authorization";
+/// The service's rule (`crates/dps-service/src/admin.rs`, `MIN_PASSWORD_LEN`).
+const MIN_PASSWORD_LEN: usize = 10;
 
-fn storage() -> Option<web_sys::Storage> {
-    web_sys::window().and_then(|w| w.local_storage().ok().flatten())
-}
-
-/// The saved connection; empty values mean "the origin that served the console, no Authorization header".
-pub fn load_connection() -> ApiClient {
-    let get = |key: &str| storage().and_then(|s| s.get_item(key).ok().flatten()).unwrap_or_default();
-    ApiClient::new(get(BASE_URL_KEY), get(AUTHORIZATION_KEY))
-}
-
-fn save_connection(c: &ApiClient) {
-    if let Some(s) = storage() {
-        let _ = s.set_item(BASE_URL_KEY, &c.base_url);
-        let _ = s.set_item(AUTHORIZATION_KEY, &c.authorization);
+/// Why a new password cannot be sent, if it cannot.
+fn password_problem(password: &str, confirm: &str) -> Option<String> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        Some(format!("The password must have at least {MIN_PASSWORD_LEN} characters."))
+    } else if password != confirm {
+        Some("The two passwords differ.".into())
+    } else {
+        None
     }
 }
 
 #[component]
 pub fn Settings() -> impl IntoView {
-    let connection = expect_context::<RwSignal<ApiClient>>();
-    let base_url = RwSignal::new(connection.get_untracked().base_url);
-    let authorization = RwSignal::new(connection.get_untracked().authorization);
-    let saved = RwSignal::new(false);
-    let save = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let c = ApiClient::new(base_url.get(), authorization.get());
-        save_connection(&c);
-        connection.set(c);
-        saved.set(true);
-    };
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let info = RwSignal::new(None::<Result<EndpointInfo, ApiError>>);
+    let tls = RwSignal::new(None::<Result<ChainReport, ApiError>>);
+    let policies = RwSignal::new(None::<Result<Vec<AccessPolicyInfo>, ApiError>>);
+    {
+        let c = client.get_untracked();
+        spawn_local(async move {
+            info.set(Some(c.service_info().await));
+            let report = match c.ca_pem().await {
+                Ok(pem) => c.inspect(&pem).await,
+                Err(e) => Err(e),
+            };
+            tls.set(Some(report));
+            policies.set(Some(c.policies().await));
+        });
+    }
 
     view! {
         <section class="page">
-            <h2>"Settings"</h2>
-            <form class="card" on:submit=save>
-                <label for="base-url">"Service API base URL"</label>
-                <input id="base-url" type="url" placeholder="(the origin that served this page)"
-                    prop:value=move || base_url.get()
-                    on:input=move |ev| { base_url.set(event_target_value(&ev)); saved.set(false); } />
-                <label for="authorization">"Authorization header"</label>
-                <input id="authorization" type="password" placeholder="SharedAccessSignature sr=…&sig=…&se=…&skn=…"
-                    prop:value=move || authorization.get()
-                    on:input=move |ev| { authorization.set(event_target_value(&ev)); saved.set(false); } />
-                <button type="submit">"Save"</button>
-                <Show when=move || saved.get()>
-                    <span class="muted">"Saved."</span>
-                </Show>
-            </form>
+            <PageHeader page=Page::Settings />
+            {move || match info.get() {
+                None => view! { <Loading what="service settings" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                Some(Ok(i)) => view! { <Endpoints info=i tls=tls /> }.into_any(),
+            }}
+            <div class="card">
+                <h3>"Shared access policies"</h3>
+                <p class="muted">"Service SDKs and the " <code>"dps"</code> " CLI sign their requests with one of these keys."</p>
+                {move || match policies.get() {
+                    None => view! { <Loading what="policies" /> }.into_any(),
+                    Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                    Some(Ok(list)) if list.is_empty() => view! {
+                        <EmptyState title="No access policy" hint="The service makes its policies at first start; restart it to recreate them." />
+                    }.into_any(),
+                    Some(Ok(list)) => view! {
+                        <table class="table">
+                            <thead><tr><th>"Policy"</th><th>"Rights"</th><th>"Primary key"</th><th>"Connection string"</th></tr></thead>
+                            <tbody>{list.into_iter().map(|p| view! { <PolicyRow policy=p /> }).collect_view()}</tbody>
+                        </table>
+                    }.into_any(),
+                }}
+            </div>
+            {client.get_untracked().is_desktop().then(|| view! { <DesktopPreferences /> })}
+            <PasswordForm />
         </section>
+    }
+}
+
+#[component]
+fn Endpoints(info: EndpointInfo, tls: RwSignal<Option<Result<ChainReport, ApiError>>>) -> impl IntoView {
+    let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "off".into());
+    let ca_path = info.ca_certificate.clone();
+    view! {
+        <div class="cards">
+            <div class="card">
+                <h3>"Endpoints"</h3>
+                <dl class="pairs" data-testid="settings-ports">
+                    <dt>"HTTPS (devices, service API)"</dt><dd><code>{port(info.ports.https)}</code></dd>
+                    <dt>"MQTT over TLS (devices)"</dt><dd><code>{port(info.ports.mqtt)}</code></dd>
+                    <dt>"AMQP"</dt><dd><code>{port(info.ports.amqp)}</code></dd>
+                    <dt>"Console"</dt><dd><code>{port(info.ports.console)}</code></dd>
+                </dl>
+                <dl class="pairs" data-testid="settings-hosts">
+                    <dt>"Host name"</dt><dd><code>{info.host.clone()}</code></dd>
+                    <dt>"ID scope"</dt><dd><code>{info.id_scope.clone()}</code></dd>
+                </dl>
+                <p class="muted small">"Ports and host are set when the service starts (" <code>"dps serve --help"</code> ")."</p>
+            </div>
+            <div class="card">
+                <h3>"TLS"</h3>
+                {move || match tls.get() {
+                    None => view! { <Loading what="the CA certificate" /> }.into_any(),
+                    Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                    Some(Ok(r)) => {
+                        let cert = r.certificates.into_iter().next();
+                        match cert {
+                            None => view! { <p class="muted">"The CA certificate could not be read."</p> }.into_any(),
+                            Some(c) => view! {
+                                <dl class="pairs" data-testid="settings-tls">
+                                    <dt>"CA subject"</dt><dd>{c.subject.clone()}</dd>
+                                    <dt>"Valid"</dt>
+                                    <dd>{format::validity(c.not_before_utc, c.not_after_utc, now())}
+                                        " (" {c.not_after_utc.map(format::date_time).unwrap_or_default()} ")"</dd>
+                                    <dt>"Key"</dt><dd>{c.public_key_algorithm.clone()}</dd>
+                                    <dt>"SHA-256 thumbprint"</dt><dd><code class="wrap">{c.sha256_thumbprint.clone()}</code></dd>
+                                </dl>
+                                <p class="muted small">"The service's TLS certificates are issued by this CA; devices must trust it. File: "
+                                    <code class="wrap">{ca_path.clone()}</code></p>
+                            }.into_any(),
+                        }
+                    }
+                }}
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn PolicyRow(policy: AccessPolicyInfo) -> impl IntoView {
+    let reveal = RwSignal::new(false);
+    let key = policy.primary_key.clone();
+    let cs = policy.connection_string.clone();
+    let masked_cs = format::mask_connection_string(&cs);
+    let (key_shown, cs_shown) = (key.clone(), cs.clone());
+    view! {
+        <tr data-testid="policy-row" data-id=policy.key_name.clone()>
+            <td><strong>{policy.key_name.clone()}</strong></td>
+            <td>{policy.rights.join(", ")}</td>
+            <td>
+                <code class="wrap">{move || if reveal.get() { key_shown.clone() } else { format::MASK.to_string() }}</code>
+                " " <CopyButton text=key testid="copy-policy-key" />
+            </td>
+            <td>
+                <code class="wrap">{move || if reveal.get() { cs_shown.clone() } else { masked_cs.clone() }}</code>
+                <div class="row">
+                    <button type="button" class="btn small" data-testid="policy-reveal" on:click=move |_| reveal.update(|r| *r = !*r)>
+                        {move || if reveal.get() { "Hide" } else { "Reveal" }}
+                    </button>
+                    <CopyButton text=cs testid="copy-policy-connection-string" />
+                </div>
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn PasswordForm() -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let password = RwSignal::new(String::new());
+    let confirm = RwSignal::new(String::new());
+    let result = RwSignal::new(None::<Result<String, String>>);
+    let error = RwSignal::new(None::<ApiError>);
+    let busy = RwSignal::new(false);
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (p, c) = (password.get_untracked(), confirm.get_untracked());
+        error.set(None);
+        if let Some(problem) = password_problem(&p, &c) {
+            result.set(Some(Err(problem)));
+            return;
+        }
+        busy.set(true);
+        let api = client.get_untracked();
+        spawn_local(async move {
+            let r = api.set_admin_password(&p).await;
+            busy.set(false);
+            match r {
+                Ok(()) => {
+                    password.set(String::new());
+                    confirm.set(String::new());
+                    let next = if api.is_desktop() {
+                        "Password changed. Browser sessions have ended: sign in there with the new password."
+                    } else {
+                        "Password changed. Every session has ended: sign in again with the new password."
+                    };
+                    result.set(Some(Ok(next.into())));
+                }
+                Err(e) => {
+                    result.set(Some(Err("The password was not changed.".into())));
+                    error.set(Some(e));
+                }
+            }
+        });
+    };
+
+    view! {
+        <form class="card form" on:submit=submit>
+            <h3>"Admin password"</h3>
+            <p class="muted">{format!("The password of the console's sign-in page: at least {MIN_PASSWORD_LEN} characters. ")}
+                "Changing it ends every console session."</p>
+            <input type="text" name="username" autocomplete="username" value="admin" readonly hidden />
+            <label for="password-new">"New password"</label>
+            <input id="password-new" type="password" autocomplete="new-password" data-testid="password-new"
+                prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />
+            <label for="password-confirm">"Confirm"</label>
+            <input id="password-confirm" type="password" autocomplete="new-password" data-testid="password-confirm"
+                prop:value=move || confirm.get() on:input=move |ev| confirm.set(event_target_value(&ev)) />
+            <div class="form-actions">
+                <button type="submit" class="btn primary" data-testid="password-submit" disabled=move || busy.get()>"Change password"</button>
+            </div>
+            {move || result.get().map(|r| match r {
+                Ok(m) => view! { <p class="form-ok" role="status" data-testid="password-result">{m}</p> }.into_any(),
+                Err(m) => view! { <p class="form-error" role="alert" data-testid="password-result">{m}</p> }.into_any(),
+            })}
+            {move || error.get().map(|e| view! { <ErrorPanel error=e /> })}
+        </form>
+    }
+}
+
+/// The desktop shell's own preferences (only in the desktop shell).
+#[component]
+fn DesktopPreferences() -> impl IntoView {
+    let prefs = RwSignal::new(None::<Result<desktop::Preferences, ApiError>>);
+    spawn_local(async move { prefs.set(Some(desktop::get_preferences().await)) });
+    let notices = use_notices();
+    let toggle = move |ev: leptos::ev::Event| {
+        let p = desktop::Preferences { notify_failed_registrations: event_target_checked(&ev) };
+        spawn_local(async move {
+            match desktop::set_preferences(&p).await {
+                Ok(saved) => {
+                    prefs.set(Some(Ok(saved)));
+                    notices.info("Preferences saved.");
+                }
+                Err(e) => prefs.set(Some(Err(e))),
+            }
+        });
+    };
+    view! {
+        <div class="card">
+            <h3>"Desktop"</h3>
+            {move || match prefs.get() {
+                None => view! { <Loading what="preferences" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                Some(Ok(p)) => view! {
+                    <label class="check">
+                        <input type="checkbox" data-testid="settings-notify" prop:checked=p.notify_failed_registrations on:change=toggle />
+                        " Notify me when a registration fails or a device is refused"
+                    </label>
+                }.into_any(),
+            }}
+        </div>
     }
 }

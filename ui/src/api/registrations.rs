@@ -1,0 +1,27 @@
+//! Registration records: one page of a search, one record, its decision trace, delete.
+
+use dps_proto::DeviceRegistrationState;
+
+use super::enrollments::{if_match, search_query, PAGE_SIZE};
+use super::{seg, ApiClient, ApiError, PageOf};
+
+impl ApiClient {
+    /// `POST /registrations/query?search=`: one page of every record, after `continuation`.
+    pub async fn registrations_page(
+        &self,
+        search: &str,
+        continuation: Option<String>,
+    ) -> Result<PageOf<DeviceRegistrationState>, ApiError> {
+        self.query_page("/registrations/query", &search_query(search), PAGE_SIZE, continuation).await
+    }
+
+    /// `GET /registrations/{id}/trace`: `{ registrationState, enrollment, attestation, trace }`.
+    pub async fn registration_trace(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+        self.get_json(&format!("/registrations/{}/trace", seg(id)), &[]).await
+    }
+
+    /// `DELETE /registrations/{id}`: the device is assigned afresh at its next registration.
+    pub async fn delete_registration(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
+        self.send_unit("DELETE", &format!("/registrations/{}", seg(id)), &if_match(etag), None).await
+    }
+}
