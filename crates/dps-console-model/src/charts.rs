@@ -1,7 +1,10 @@
 //! The numbers behind the console's charts; the view only draws them (plotters, in `ui/`).
 //!
 //! - Registrations per minute by outcome, from `RegistrationAttempts` series points (`GET /diagnostics/metrics`):
-//!   every minute of the window gets a bucket, minutes without registrations included.
+//!   every minute of the window gets a bucket, minutes without registrations included. A device refused at
+//!   attestation (wrong key, unknown id, untrusted certificate) never becomes a registration attempt; its failed
+//!   `AttestationAttempts` point counts as failed, so the chart shows refusals too (no request counts twice: an
+//!   attestation that succeeded is counted once more only by its registration's outcome).
 //! - Each hub's share of the assigned devices next to its share of the allocation weight
 //!   (`GET /diagnostics/allocation`).
 
@@ -12,6 +15,8 @@ use crate::format::parse_time;
 
 /// The metric whose points count finished registrations, by `hub` and `status`.
 pub const REGISTRATION_ATTEMPTS: &str = "RegistrationAttempts";
+/// The metric of attestations, by `mechanism`, `protocol` and `status` (`success` / `failure`).
+pub const ATTESTATION_ATTEMPTS: &str = "AttestationAttempts";
 
 /// How a registration ended, as the chart groups it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +64,10 @@ pub fn registrations_per_minute(points: &[SeriesPoint], now: DateTime<Utc>, minu
         .filter_map(|m| DateTime::from_timestamp(m * 60, 0))
         .map(|minute| MinuteBucket { minute, assigned: 0, failed: 0, other: 0 })
         .collect();
-    for p in points.iter().filter(|p| p.metric == REGISTRATION_ATTEMPTS) {
+    let refused = |p: &SeriesPoint| {
+        p.metric == ATTESTATION_ATTEMPTS && p.dimensions.get("status").is_some_and(|s| Outcome::of_status(s) == Outcome::Failed)
+    };
+    for p in points.iter().filter(|p| p.metric == REGISTRATION_ATTEMPTS || refused(p)) {
         let Some(t) = parse_time(&p.minute) else { continue };
         let m = t.timestamp().div_euclid(60);
         if m < first || m > last {
@@ -170,6 +178,12 @@ mod tests {
         let b = registrations_per_minute(&points, now(), 60);
         let last = b[59];
         assert_eq!((last.assigned, last.failed, last.other), (3, 1, 0));
+        // Refused at attestation: failed; a successful attestation adds nothing (its registration counts).
+        let mut refused = point("2026-01-01T12:00:00.0000000Z", ATTESTATION_ATTEMPTS, "failure", 2);
+        refused.dimensions.insert("mechanism".into(), "symmetricKey".into());
+        let attested = point("2026-01-01T12:00:00.0000000Z", ATTESTATION_ATTEMPTS, "success", 5);
+        let with_refusals = registrations_per_minute(&[refused, attested], now(), 60);
+        assert_eq!(with_refusals.last().map(|b| (b.assigned, b.failed, b.other)), Some((0, 2, 0)));
         let prev = b[58];
         assert_eq!((prev.assigned, prev.failed, prev.other), (2, 0, 4));
         assert_eq!(totals(&b), (5, 1, 4));

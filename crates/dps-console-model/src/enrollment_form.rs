@@ -15,24 +15,36 @@ use serde_json::Value;
 
 use crate::validation;
 
-/// Field names, as the form's `field-error` elements carry them in `data-field`.
+/// Field names, as the form's `field-error` elements carry them in `data-field`: the CSV column names of
+/// [`crate::transfer`] (the service document's member names where there is one).
 pub mod field {
-    /// The registration id, or the group id for a group.
-    pub const ID: &str = "registration-id";
-    pub const DEVICE_ID: &str = "device-id";
+    /// The registration id of an individual enrollment.
+    pub const ID: &str = "registrationId";
+    /// The id of an enrollment group.
+    pub const GROUP_ID: &str = "enrollmentGroupId";
+    pub const DEVICE_ID: &str = "deviceId";
     pub const ATTESTATION: &str = "attestation";
-    pub const PRIMARY_KEY: &str = "primary-key";
-    pub const SECONDARY_KEY: &str = "secondary-key";
-    pub const PRIMARY_CERTIFICATE: &str = "primary-certificate";
-    pub const SECONDARY_CERTIFICATE: &str = "secondary-certificate";
-    pub const CA_REFERENCE: &str = "ca-reference";
-    pub const ENDORSEMENT_KEY: &str = "endorsement-key";
-    pub const STATUS: &str = "status";
-    pub const IOT_HUBS: &str = "iot-hubs";
-    pub const ALLOCATION_POLICY: &str = "allocation-policy";
-    pub const WEBHOOK_URL: &str = "webhook-url";
-    pub const API_VERSION: &str = "api-version";
-    pub const INITIAL_TWIN: &str = "initial-twin";
+    pub const PRIMARY_KEY: &str = "primaryKey";
+    pub const SECONDARY_KEY: &str = "secondaryKey";
+    pub const PRIMARY_CERTIFICATE: &str = "primaryCertificate";
+    pub const SECONDARY_CERTIFICATE: &str = "secondaryCertificate";
+    pub const CA_REFERENCE: &str = "caReference";
+    pub const ENDORSEMENT_KEY: &str = "endorsementKey";
+    pub const STORAGE_ROOT_KEY: &str = "storageRootKey";
+    pub const STATUS: &str = "provisioningStatus";
+    pub const IOT_HUBS: &str = "iotHubs";
+    pub const ALLOCATION_POLICY: &str = "allocationPolicy";
+    pub const WEBHOOK_URL: &str = "webhookUrl";
+    pub const API_VERSION: &str = "apiVersion";
+    pub const INITIAL_TWIN: &str = "initialTwin";
+
+    /// The id field's name for a kind of form.
+    pub fn id(kind: super::FormKind) -> &'static str {
+        match kind {
+            super::FormKind::Individual => ID,
+            super::FormKind::Group => GROUP_ID,
+        }
+    }
 }
 
 /// Shown next to the TPM choice.
@@ -290,7 +302,7 @@ impl EnrollmentForm {
         let id = self.id.trim();
         let id_check = if group { validation::group_id(id) } else { validation::registration_id(id) };
         if let Err(m) = id_check {
-            err(field::ID, m);
+            err(field::id(self.kind), m);
         }
         if !group {
             let d = self.device_id.trim();
@@ -680,5 +692,8 @@ mod tests {
         assert_eq!(again.to_group(), Ok(grp.clone()));
         again.initial_twin = String::new();
         assert_eq!(again.to_group().map(|g| g.initial_twin), Ok(None));
+        let bad = EnrollmentForm { kind: FormKind::Group, ..form("bad id") };
+        assert_eq!(fields(&bad.errors()), vec![field::GROUP_ID]);
+        assert_eq!(field::id(FormKind::Individual), field::ID);
     }
 }

@@ -585,10 +585,10 @@ mod tests {
         let rows: Vec<usize> = r.errors.iter().map(|e| e.row).collect();
         // The `multi` row spans two lines: the next row is numbered after it.
         assert_eq!(rows, [3, 5, 6, 8, 9], "{:?}", r.errors);
-        assert!(r.errors[0].message.contains("registration-id"));
-        assert!(r.errors[1].message.contains("primary-key") && r.errors[1].message.contains("iotEdge"));
+        assert!(r.errors[0].message.contains("registrationId"));
+        assert!(r.errors[1].message.contains("primaryKey") && r.errors[1].message.contains("iotEdge"));
         assert!(r.errors[2].message.contains("exactly one hub"));
-        assert!(r.errors[3].message.contains("initial-twin"));
+        assert!(r.errors[3].message.contains("initialTwin"));
         assert!(r.errors[4].message.contains("3 cells where the header has 6"));
         assert_eq!(r.errors[1].to_string(), format!("row 5 (k): {}", r.errors[1].message));
     }
@@ -617,7 +617,7 @@ mod tests {
         assert_eq!(r.items.len(), 1);
         let rows: Vec<(usize, Option<&str>)> = r.errors.iter().map(|e| (e.row, e.id.as_deref())).collect();
         assert_eq!(rows, [(2, Some("no-attestation")), (3, Some("bad key")), (4, None)]);
-        assert!(r.errors[1].message.contains("registration-id") && r.errors[1].message.contains("primary-key"));
+        assert!(r.errors[1].message.contains("registrationId") && r.errors[1].message.contains("primaryKey"));
         let r = enrollments_from_json("{not json");
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].row, 0);

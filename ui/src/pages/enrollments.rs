@@ -212,7 +212,8 @@ pub const STYLE: &str = "\
 @media (max-width: 1100px) { .split.with-panel { grid-template-columns: minmax(0, 1fr); } }
 .side-panel { position: sticky; top: .5rem; max-height: calc(100vh - 1rem); overflow: auto; }
 .split .list { min-width: 0; overflow-x: auto; }
-.split .table td { white-space: nowrap; }
+.split .table td.mono, .split .table td.nowrap { white-space: nowrap; }
+.split.with-panel .table .optional { display: none; }
 .panel-head { display: flex; align-items: center; gap: .5rem; justify-content: space-between; }
 .panel-head h3 { margin: 0; overflow-wrap: anywhere; }
 .panel-actions { display: flex; flex-wrap: wrap; gap: .4rem; margin: .8rem 0; }
@@ -441,8 +442,8 @@ fn DocTable(kind: FormKind, items: Vec<Document>, panel: RwSignal<Panel>) -> imp
                     {(kind == FormKind::Individual).then(|| view! { <th>"Device id"</th> })}
                     <th>"Attestation"</th>
                     <th>"Status"</th>
-                    <th>"Hubs"</th>
-                    <th>"Policy"</th>
+                    <th class="optional">"Hubs"</th>
+                    <th class="optional">"Policy"</th>
                     <th>"Last updated"</th>
                 </tr>
             </thead>
@@ -474,8 +475,8 @@ fn DocTable(kind: FormKind, items: Vec<Document>, panel: RwSignal<Panel>) -> imp
                                 {device.map(|dv| view! { <td class="mono">{dv}</td> })}
                                 <td>{attestation_label(d.attestation().kind)}</td>
                                 <td>{status_badge(d.enabled())}</td>
-                                <td>{d.hubs().join(", ")}</td>
-                                <td>{d.policy_label()}</td>
+                                <td class="optional">{d.hubs().join(", ")}</td>
+                                <td class="optional">{d.policy_label()}</td>
                                 {time_cell(d.last_updated())}
                             </tr>
                         }
@@ -759,7 +760,7 @@ fn text_field(
         let v = event_target_value(&ev);
         form.update(|f| *set(f) = v);
     };
-    let readonly = move || name == field::ID && form.with(EnrollmentForm::is_edit);
+    let readonly = move || (name == field::ID || name == field::GROUP_ID) && form.with(EnrollmentForm::is_edit);
     let input = if multiline {
         view! {
             <textarea data-testid=testid rows="4" placeholder=hint prop:value=value on:input=on_input
@@ -898,8 +899,8 @@ fn FormPanel(form: EnrollmentForm, panel: RwSignal<Panel>, refresh: RwSignal<u32
                 <h3>{if editing { format!("Edit {}", w.noun) } else { format!("New {}", w.noun) }}</h3>
             </div>
             <form on:submit=submit novalidate=true>
-                {text_field(form, errors, show, w.id_label, "form-registration-id", field::ID, |f| &f.id, |f| &mut f.id, false, "")}
-                {move || exists_error.get().map(|m| view! { <span class="field-error" data-testid="field-error" data-field=field::ID>{m}</span> })}
+                {text_field(form, errors, show, w.id_label, "form-registration-id", field::id(kind), |f| &f.id, |f| &mut f.id, false, "")}
+                {move || exists_error.get().map(|m| view! { <span class="field-error" data-testid="field-error" data-field=field::id(kind)>{m}</span> })}
                 {(kind == FormKind::Individual).then(|| text_field(
                     form, errors, show, "Device id", "form-device-id", field::DEVICE_ID,
                     |f| &f.device_id, |f| &mut f.device_id, false, "blank = the registration id"))}
@@ -918,7 +919,7 @@ fn FormPanel(form: EnrollmentForm, panel: RwSignal<Panel>, refresh: RwSignal<u32
                         <p class="note">{TPM_NOTE}</p>
                         {text_field(form, errors, show, "Endorsement key (base64)", "form-endorsement-key", field::ENDORSEMENT_KEY,
                             |f| &f.endorsement_key, |f| &mut f.endorsement_key, true, "")}
-                        {text_field(form, errors, show, "Storage root key (base64, optional)", "form-storage-root-key", "storage-root-key",
+                        {text_field(form, errors, show, "Storage root key (base64, optional)", "form-storage-root-key", field::STORAGE_ROOT_KEY,
                             |f| &f.storage_root_key, |f| &mut f.storage_root_key, true, "")}
                     }.into_any(),
                     _ => view! {

@@ -134,9 +134,9 @@ fn RegistrationTable(items: Vec<DeviceRegistrationState>, selected: RwSignal<Opt
                 <tr>
                     <th>"Registration id"</th>
                     <th>"Status"</th>
-                    <th>"Substatus"</th>
+                    <th class="optional">"Substatus"</th>
                     <th>"Assigned hub"</th>
-                    <th>"Device id"</th>
+                    <th class="optional">"Device id"</th>
                     <th>"Last updated"</th>
                 </tr>
             </thead>
@@ -165,9 +165,9 @@ fn RegistrationTable(items: Vec<DeviceRegistrationState>, selected: RwSignal<Opt
                                     <span class=status_class(status)>{status}</span>
                                     {r.error_code.map(|c| view! { <span class="muted">" " {c}</span> })}
                                 </td>
-                                <td>{r.substatus.map(|s| s.as_str()).unwrap_or("")}</td>
+                                <td class="optional">{r.substatus.map(|s| s.as_str()).unwrap_or("")}</td>
                                 <td>{r.assigned_hub.clone().unwrap_or_default()}</td>
-                                <td class="mono">{r.device_id.clone().unwrap_or_default()}</td>
+                                <td class="mono optional">{r.device_id.clone().unwrap_or_default()}</td>
                                 {time_cell(r.last_updated_date_time_utc)}
                             </tr>
                         }
