@@ -65,7 +65,7 @@ fmt:
 	cargo fmt --manifest-path src-tauri/Cargo.toml
 	cd ui && cargo fmt
 
-lint:
+lint: ui
 	cargo fmt --all -- --check
 	cargo fmt --manifest-path src-tauri/Cargo.toml -- --check
 	cd ui && cargo fmt -- --check

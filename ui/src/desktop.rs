@@ -62,6 +62,27 @@ pub async fn save_file(default_name: &str, contents: &str) -> Result<Option<Stri
     command("save_file", &serde_json::json!({ "defaultName": default_name, "contents": contents })).await
 }
 
+/// A file the shell's Open dialog read (`src-tauri/src/commands/files.rs`).
+#[derive(Debug, Deserialize)]
+struct OpenedFile {
+    name: String,
+    base64: String,
+}
+
+/// Lets the user pick files with the native Open dialog (`extensions` without dots); empty when cancelled.
+pub async fn open_files(multiple: bool, extensions: &[&str]) -> Result<Vec<crate::components::files::Picked>, ApiError> {
+    let opened: Vec<OpenedFile> = command("open_files", &serde_json::json!({ "multiple": multiple, "extensions": extensions })).await?;
+    let window = web_sys::window().ok_or_else(|| ApiError::Decode("no window".into()))?;
+    opened
+        .into_iter()
+        .map(|f| {
+            // atob gives a "binary string": one character per byte.
+            let binary = window.atob(&f.base64).map_err(|e| ApiError::Decode(to_json(&e)))?;
+            Ok(crate::components::files::Picked { name: f.name, bytes: binary.chars().map(|c| c as u8).collect() })
+        })
+        .collect()
+}
+
 /// The desktop shell's preferences (`src-tauri/src/commands/preferences.rs`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,5 +1,6 @@
-//! Files in and out of the page: a text offered as a download (a blob URL), and the text of files the user picked
-//! in a file input or dropped on a drop zone.
+//! Files in and out of the page: a text offered as a download (a blob URL; in the desktop shell its native Save
+//! dialog), and the files the user picked in a file input (in the desktop shell its native Open dialog, see
+//! [`native_picker`]) or dropped on a drop zone.
 
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -45,12 +46,6 @@ pub fn download_text(filename: &str, mime: &str, text: &str) {
     leptos::prelude::set_timeout(move || revoke_url(&url), std::time::Duration::from_secs(5));
 }
 
-/// The text of a file (UTF-8).
-pub async fn read_text(file: &web_sys::File) -> Result<String, String> {
-    let text = JsFuture::from(file.text()).await.map_err(|e| format!("cannot read {}: {e:?}", file.name()))?;
-    text.as_string().ok_or_else(|| format!("{} is not text", file.name()))
-}
-
 fn list(files: Option<web_sys::FileList>) -> Vec<web_sys::File> {
     let Some(files) = files else { return Vec::new() };
     (0..files.length()).filter_map(|i| files.get(i)).collect()
@@ -80,16 +75,63 @@ pub async fn read_bytes(file: &web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
-/// A certificate file as PEM text: PEM as it is, DER (binary) wrapped into a PEM block.
-pub async fn read_certificate(file: &web_sys::File) -> Result<String, String> {
-    let bytes = read_bytes(file).await?;
-    let text_like = bytes.iter().take(64).all(|b| b.is_ascii() && (*b >= 0x20 || b.is_ascii_whitespace()));
-    if text_like {
-        return String::from_utf8(bytes).map_err(|_| format!("{} is neither PEM nor DER", file.name()));
+/// A file the user picked, read.
+#[derive(Debug, Clone)]
+pub struct Picked {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Picked {
+    /// Its text (UTF-8).
+    pub fn text(&self) -> Result<String, String> {
+        String::from_utf8(self.bytes.clone()).map_err(|_| format!("{} is not UTF-8 text", self.name))
     }
-    // btoa takes a "binary string": one character per byte.
-    let binary: String = bytes.iter().map(|b| char::from(*b)).collect();
-    let b64 = web_sys::window().and_then(|w| w.btoa(&binary).ok()).ok_or_else(|| format!("cannot encode {}", file.name()))?;
-    let lines: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    Ok(format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n")))
+
+    /// A certificate as PEM text: PEM as it is, DER (binary) wrapped into a PEM block.
+    pub fn certificate_pem(&self) -> Result<String, String> {
+        let bytes = &self.bytes;
+        let text_like = bytes.iter().take(64).all(|b| b.is_ascii() && (*b >= 0x20 || b.is_ascii_whitespace()));
+        if text_like {
+            return self.text().map_err(|_| format!("{} is neither PEM nor DER", self.name));
+        }
+        // btoa takes a "binary string": one character per byte.
+        let binary: String = bytes.iter().map(|b| char::from(*b)).collect();
+        let b64 = web_sys::window().and_then(|w| w.btoa(&binary).ok()).ok_or_else(|| format!("cannot encode {}", self.name))?;
+        let lines: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        Ok(format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n")))
+    }
+}
+
+/// Reads the files of an input or a drop.
+pub async fn read_all(files: Vec<web_sys::File>) -> Result<Vec<Picked>, String> {
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        out.push(Picked { name: f.name(), bytes: read_bytes(&f).await? });
+    }
+    Ok(out)
+}
+
+/// The `click` handler of an `<input type=file>`: in the desktop shell it opens the shell's native Open dialog
+/// (`open_files`) instead of the webview's chooser and hands the picked files to `then`; in a browser it does
+/// nothing (the input's own `change` handler reads the files).
+pub fn native_picker(
+    multiple: bool,
+    extensions: &'static [&'static str],
+    then: impl Fn(Result<Vec<Picked>, String>) + Clone + 'static,
+) -> impl Fn(leptos::ev::MouseEvent) + Clone + 'static {
+    move |ev: leptos::ev::MouseEvent| {
+        if !crate::desktop::is_desktop() {
+            return;
+        }
+        ev.prevent_default();
+        let then = then.clone();
+        leptos::task::spawn_local(async move {
+            match crate::desktop::open_files(multiple, extensions).await {
+                Ok(files) if files.is_empty() => {}
+                Ok(files) => then(Ok(files)),
+                Err(e) => then(Err(e.to_string())),
+            }
+        });
+    }
 }

@@ -11,7 +11,10 @@ use super::{Page, PageHeader};
 use crate::api::{ApiClient, ApiError};
 use crate::components::confirm::ConfirmDialog;
 use crate::components::copy::CopyButton;
-use crate::components::files::{clear_input, files_of_drop, files_of_input, read_certificate};
+use crate::components::files::{clear_input, files_of_drop, files_of_input, native_picker, read_all, Picked};
+
+/// What the certificate pickers offer.
+const CERT_EXTENSIONS: &[&str] = &["pem", "cer", "crt", "der"];
 use crate::components::json::{pretty, ShowJson};
 use crate::components::notice::use_notices;
 use crate::components::poll::now;
@@ -102,15 +105,23 @@ fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
             });
         }
     };
-    let verify = {
+    // The verification certificate, from the file input or the desktop shell's Open dialog.
+    let verify_picked = {
         let name = name.clone();
-        move |ev: leptos::ev::Event| {
-            let files = files_of_input(&ev);
-            clear_input(&ev);
-            let Some(file) = files.into_iter().next() else { return };
+        move |picked: Result<Vec<Picked>, String>| {
+            let file = match picked {
+                Ok(files) => match files.into_iter().next() {
+                    Some(f) => f,
+                    None => return,
+                },
+                Err(e) => {
+                    notices.error(e);
+                    return;
+                }
+            };
             let (c, name) = (client.get_untracked(), name.clone());
             spawn_local(async move {
-                let pem = match read_certificate(&file).await {
+                let pem = match file.certificate_pem() {
                     Ok(p) => p,
                     Err(e) => {
                         notices.error(e);
@@ -126,6 +137,15 @@ fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
                     Err(e) => error.set(Some(e)),
                 }
             });
+        }
+    };
+    let verify = {
+        let verify_picked = verify_picked.clone();
+        move |ev: leptos::ev::Event| {
+            let files = files_of_input(&ev);
+            clear_input(&ev);
+            let verify_picked = verify_picked.clone();
+            spawn_local(async move { verify_picked(read_all(files).await) });
         }
     };
     let delete = {
@@ -181,7 +201,8 @@ fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
                                 <code>"dps cert create-verification"</code> "). 3. Upload it: "</span>
                             <label class="btn small" for=verify_id.clone()>"Upload verification certificate"</label>
                             <input id=verify_id.clone() type="file" accept=".pem,.cer,.crt,.der" class="file-hidden"
-                                data-testid="ca-verify-upload" on:change=verify.clone() />
+                                data-testid="ca-verify-upload" on:change=verify.clone()
+                                on:click=native_picker(false, CERT_EXTENSIONS, verify_picked.clone()) />
                         </div>
                     </td>
                 </tr>
@@ -231,23 +252,31 @@ fn CaUpload(reload: Callback<()>) -> impl IntoView {
         });
     };
     // Choosing a file uploads it at once (named after the file when the name is blank).
+    let upload_picked = move |picked: Result<Vec<Picked>, String>| {
+        let file = match picked {
+            Ok(files) => match files.into_iter().next() {
+                Some(f) => f,
+                None => return,
+            },
+            Err(e) => {
+                problem.set(Some(e));
+                return;
+            }
+        };
+        match file.certificate_pem() {
+            Ok(p) => {
+                let n = Some(name.get_untracked().trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| name_of_file(&file.name));
+                name.set(n.clone());
+                pem.set(p.clone());
+                upload(n, p);
+            }
+            Err(e) => problem.set(Some(e)),
+        }
+    };
     let on_file = move |ev: leptos::ev::Event| {
         let files = files_of_input(&ev);
         clear_input(&ev);
-        let Some(file) = files.into_iter().next() else { return };
-        spawn_local(async move {
-            match read_certificate(&file).await {
-                Ok(p) => {
-                    let n = Some(name.get_untracked().trim().to_string())
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or_else(|| name_of_file(&file.name()));
-                    name.set(n.clone());
-                    pem.set(p.clone());
-                    upload(n, p);
-                }
-                Err(e) => problem.set(Some(e)),
-            }
-        });
+        spawn_local(async move { upload_picked(read_all(files).await) });
     };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -261,7 +290,8 @@ fn CaUpload(reload: Callback<()>) -> impl IntoView {
             <input id="ca-name" data-testid="ca-name" placeholder="e.g. contoso-root (blank: the file's name)"
                 prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
             <label for="ca-file">"Certificate file"</label>
-            <input id="ca-file" type="file" accept=".pem,.cer,.crt,.der" data-testid="ca-upload" on:change=on_file />
+            <input id="ca-file" type="file" accept=".pem,.cer,.crt,.der" data-testid="ca-upload" on:change=on_file
+                on:click=native_picker(false, CERT_EXTENSIONS, upload_picked) />
             <label for="ca-pem">"…or paste PEM"</label>
             <textarea id="ca-pem" rows="4" data-testid="ca-pem" placeholder="-----BEGIN CERTIFICATE-----"
                 prop:value=move || pem.get() on:input=move |ev| pem.set(event_target_value(&ev))></textarea>
@@ -310,21 +340,29 @@ fn Inspector() -> impl IntoView {
             result.set(Some(r));
         });
     };
-    let add_files = move |list: Vec<web_sys::File>| {
+    let add_picked = move |picked: Result<Vec<Picked>, String>| {
+        let list = match picked {
+            Ok(list) => list,
+            Err(e) => {
+                problem.set(Some(e));
+                return;
+            }
+        };
         if list.is_empty() {
             return;
         }
-        spawn_local(async move {
-            let mut added = Vec::new();
-            for f in list {
-                match read_certificate(&f).await {
-                    Ok(p) => added.push((f.name(), p)),
-                    Err(e) => problem.set(Some(e)),
-                }
+        let mut added = Vec::new();
+        for f in list {
+            match f.certificate_pem() {
+                Ok(p) => added.push((f.name, p)),
+                Err(e) => problem.set(Some(e)),
             }
-            files.update(|fs| fs.extend(added));
-            run();
-        });
+        }
+        files.update(|fs| fs.extend(added));
+        run();
+    };
+    let add_files = move |list: Vec<web_sys::File>| {
+        spawn_local(async move { add_picked(read_all(list).await) });
     };
 
     view! {
@@ -339,7 +377,8 @@ fn Inspector() -> impl IntoView {
                 <p>"Drop certificate files here, or "
                     <label class="btn small" for="inspect-files">"choose files"</label></p>
                 <input id="inspect-files" type="file" multiple accept=".pem,.cer,.crt,.der" class="file-hidden" data-testid="inspect-input"
-                    on:change=move |ev| { let list = files_of_input(&ev); clear_input(&ev); add_files(list); } />
+                    on:change=move |ev| { let list = files_of_input(&ev); clear_input(&ev); add_files(list); }
+                    on:click=native_picker(true, CERT_EXTENSIONS, add_picked) />
                 {move || {
                     let fs = files.get();
                     (!fs.is_empty()).then(|| view! {

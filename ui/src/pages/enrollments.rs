@@ -17,7 +17,7 @@ use crate::api::enrollments::PAGE_SIZE;
 use crate::api::{ApiClient, ApiError, PageOf};
 use crate::components::confirm::ConfirmDialog;
 use crate::components::copy::CopyButton;
-use crate::components::files::{clear_input, download_text, files_of_input, read_text};
+use crate::components::files::{clear_input, download_text, files_of_input, native_picker, read_all, Picked};
 use crate::components::json::ShowJson;
 use crate::components::notice::use_notices;
 use crate::components::pager::Pager;
@@ -204,43 +204,6 @@ async fn export_text(client: ApiClient, kind: FormKind, format: Format) -> Resul
 
 // ---- pieces ----
 
-/// Styles of the Enrollments, Groups and Registrations pages (on top of `assets/console.css`, whose variables
-/// they use).
-pub const STYLE: &str = "\
-.split { display: grid; grid-template-columns: minmax(0, 1fr); gap: 1rem; align-items: start; margin-top: .8rem; }
-.split.with-panel { grid-template-columns: minmax(0, 3fr) minmax(24rem, 2fr); }
-@media (max-width: 1100px) { .split.with-panel { grid-template-columns: minmax(0, 1fr); } }
-.side-panel { position: sticky; top: .5rem; max-height: calc(100vh - 1rem); overflow: auto; }
-.split .list { min-width: 0; overflow-x: auto; }
-.split .table td.mono, .split .table td.nowrap { white-space: nowrap; }
-.split.with-panel .table .optional { display: none; }
-.panel-head { display: flex; align-items: center; gap: .5rem; justify-content: space-between; }
-.panel-head h3 { margin: 0; overflow-wrap: anywhere; }
-.panel-actions { display: flex; flex-wrap: wrap; gap: .4rem; margin: .8rem 0; }
-.side-panel .field { display: flex; flex-direction: column; gap: .25rem; margin-bottom: .7rem; }
-.side-panel .field > span:first-child { font-weight: 600; font-size: .9rem; }
-.side-panel .field input, .side-panel .field select, .side-panel .field textarea { width: 100%; }
-.side-panel fieldset.checks { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .7rem; padding: .4rem .8rem .6rem; }
-.side-panel .note { background: var(--warn-bg); color: var(--warn); border-radius: 6px; padding: .4rem .7rem; font-size: .9rem; }
-.side-panel .secret { flex-direction: row; align-items: center; flex-wrap: wrap; }
-.side-panel .secret code { overflow-wrap: anywhere; }
-.side-panel h4 { margin: 1rem 0 .4rem; }
-.derived-key { border-top: 1px solid var(--line); margin-top: .8rem; }
-.derived-key code { overflow-wrap: anywhere; }
-.import-summary { border: 1px solid var(--line); border-radius: 8px; padding: .5rem 1rem; margin: .6rem 0; background: var(--panel); }
-.import-summary.ok { border-color: var(--ok); }
-.import-summary.warn { border-color: var(--warn); }
-.import-summary p { margin: .2rem 0; font-weight: 600; }
-.import-progress { display: flex; gap: .6rem; align-items: center; margin: .6rem 0; }
-.import-progress progress { width: 20rem; }
-ul.problems, ul.compact { margin: .2rem 0; padding-left: 1.2rem; font-size: .9rem; }
-ol.steps { padding-left: 1.4rem; }
-ol.steps li.step { margin: 0 0 .6rem; padding-left: .3rem; }
-ol.steps li.step ul { margin: .2rem 0; padding-left: 1.1rem; color: var(--muted); font-size: .9rem; }
-ol.steps li.step-ok::marker { color: var(--ok); }
-ol.steps li.step-failed::marker, ol.steps li.step-failed strong { color: var(--bad); }
-";
-
 /// A table cell with how long ago `t` was (the exact time as its tooltip).
 pub fn time_cell(t: Option<chrono::DateTime<chrono::Utc>>) -> impl IntoView {
     let full = t.map(format::date_time).unwrap_or_default();
@@ -302,23 +265,36 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
     let import_result = RwSignal::new(None::<ImportSummary>);
     let transfer_error = RwSignal::new(None::<ApiError>);
     let replace = RwSignal::new(false);
-    let on_import = move |ev: leptos::ev::Event| {
-        let files = files_of_input(&ev);
-        clear_input(&ev);
-        let Some(file) = files.into_iter().next() else { return };
+    // One import, whichever way the file came (the page's file input, or the desktop shell's Open dialog).
+    let import_file = move |picked: Result<Vec<Picked>, String>| {
         import_result.set(None);
         progress.set(None);
+        let file = match picked {
+            Ok(files) => match files.into_iter().next() {
+                Some(f) => f,
+                None => return,
+            },
+            Err(m) => {
+                import_result.set(Some(ImportSummary { imported: 0, failed: 0, problems: vec![m] }));
+                return;
+            }
+        };
         spawn_local(async move {
-            let summary = match read_text(&file).await {
+            let summary = match file.text() {
                 Ok(text) => {
                     let mode = if replace.get_untracked() { BulkMode::Update } else { BulkMode::Create };
-                    run_import(client.get_untracked(), kind, file.name(), text, mode, progress).await
+                    run_import(client.get_untracked(), kind, file.name.clone(), text, mode, progress).await
                 }
                 Err(m) => ImportSummary { imported: 0, failed: 0, problems: vec![m] },
             };
             import_result.set(Some(summary));
             refresh.update(|n| *n += 1);
         });
+    };
+    let on_import = move |ev: leptos::ev::Event| {
+        let files = files_of_input(&ev);
+        clear_input(&ev);
+        spawn_local(async move { import_file(read_all(files).await) });
     };
     let export = move |format: Format| {
         transfer_error.set(None);
@@ -339,7 +315,6 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
 
     view! {
         <section class="page">
-            <style>{STYLE}</style>
             <PageHeader page=page>
                 <button type="button" class="btn primary" data-testid=id("new")
                     on:click=move |_| panel.set(Panel::Form(Box::new(EnrollmentForm::new(kind))))>"New " {w.noun}</button>
@@ -348,7 +323,7 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
                 <label class="btn file-button" title="A CSV or JSON file, as the exports write them">
                     "Import CSV/JSON…"
                     <input type="file" accept=".csv,.json,text/csv,application/json" data-testid=id("import") class="file-hidden"
-                        on:change=on_import />
+                        on:change=on_import on:click=native_picker(false, &["csv", "json"], import_file) />
                 </label>
             </PageHeader>
             <div class="toolbar">

@@ -16,7 +16,7 @@ use crate::components::json::ShowJson;
 use crate::components::notice::use_notices;
 use crate::components::pager::Pager;
 use crate::components::status::{EmptyState, ErrorPanel, Loading, MaybeError};
-use crate::pages::enrollments::{time_cell, STYLE};
+use crate::pages::enrollments::time_cell;
 use crate::pages::{Page, PageHeader};
 
 fn status_class(status: &str) -> &'static str {
@@ -76,7 +76,6 @@ pub fn Registrations() -> impl IntoView {
 
     view! {
         <section class="page">
-            <style>{STYLE}</style>
             <PageHeader page=Page::Registrations />
             <div class="toolbar">
                 <input type="search" class="search" data-testid="registration-search" placeholder="Search by registration id"
