@@ -1,6 +1,9 @@
 //! A device's key in a symmetric-key enrollment group: base64(HMAC-SHA256(group key, registration id)).
 //!
 //! The registration id is used byte for byte (case matters), as the service and `dps compute-device-key` do.
+//! The same few lines as `dps_crypto::derive_device_key`, which this crate cannot use: dps-crypto pulls in
+//! `rand`/`getrandom` (key generation), which do not build for the browser's wasm target. The tests check both
+//! give the same keys.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -40,6 +43,13 @@ mod tests {
             .as_deref(),
             Ok("JC8F96eayuQwwz+PkE7IzjH2lIAjCUnAa61tDigBnSs=")
         );
+    }
+
+    #[test]
+    fn agrees_with_the_service() {
+        for (key, id) in [(B64.encode([7u8; 64]), "dev-1"), (B64.encode([200u8; 32]), "Sensor.Line-7:0042"), (B64.encode([1u8; 16]), "x")] {
+            assert_eq!(derive_device_key(&key, id).ok(), dps_crypto::derive_device_key(&key, id).ok(), "{id}");
+        }
     }
 
     #[test]

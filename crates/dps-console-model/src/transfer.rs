@@ -156,10 +156,17 @@ fn drop_infos(x: &mut Option<X509Attestation>) {
     }
 }
 
-/// Reads individual enrollments from JSON.
-pub fn enrollments_from_json(text: &str) -> Imported<IndividualEnrollment> {
+/// Reads documents from JSON (an array, or an object holding the array under `key`): each one parsed as `T`
+/// (`what` names it in errors), cleaned of what the service sets, and checked as the form would check it.
+fn from_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    key: &str,
+    id_field: &str,
+    what: &str,
+    check: impl Fn(&mut T) -> Vec<FieldError>,
+) -> Imported<T> {
     let mut out = Imported { items: Vec::new(), errors: Vec::new() };
-    let items = match json_items(text, "enrollments") {
+    let items = match json_items(text, key) {
         Ok(i) => i,
         Err(e) => {
             out.errors.push(e);
@@ -168,53 +175,39 @@ pub fn enrollments_from_json(text: &str) -> Imported<IndividualEnrollment> {
     };
     for (i, v) in items.into_iter().enumerate() {
         let row = i + 1;
-        let id = id_of(&v, "registrationId");
-        match serde_json::from_value::<IndividualEnrollment>(v) {
-            Err(e) => out.errors.push(ImportError { row, id, message: format!("not an enrollment: {e}") }),
-            Ok(mut e) => {
-                e.registration_state = None;
-                e.etag = None;
-                e.created_date_time_utc = None;
-                e.last_updated_date_time_utc = None;
-                drop_infos(&mut e.attestation.x509);
-                match EnrollmentForm::from_enrollment(&e).errors() {
-                    errs if errs.is_empty() => out.items.push(e),
-                    errs => out.errors.push(ImportError { row, id, message: describe(&errs) }),
-                }
-            }
+        let id = id_of(&v, id_field);
+        match serde_json::from_value::<T>(v) {
+            Err(e) => out.errors.push(ImportError { row, id, message: format!("not {what}: {e}") }),
+            Ok(mut item) => match check(&mut item) {
+                errs if errs.is_empty() => out.items.push(item),
+                errs => out.errors.push(ImportError { row, id, message: describe(&errs) }),
+            },
         }
     }
     out
 }
 
+/// Reads individual enrollments from JSON.
+pub fn enrollments_from_json(text: &str) -> Imported<IndividualEnrollment> {
+    from_json(text, "enrollments", "registrationId", "an enrollment", |e: &mut IndividualEnrollment| {
+        e.registration_state = None;
+        e.etag = None;
+        e.created_date_time_utc = None;
+        e.last_updated_date_time_utc = None;
+        drop_infos(&mut e.attestation.x509);
+        EnrollmentForm::from_enrollment(e).errors()
+    })
+}
+
 /// Reads enrollment groups from JSON.
 pub fn groups_from_json(text: &str) -> Imported<EnrollmentGroup> {
-    let mut out = Imported { items: Vec::new(), errors: Vec::new() };
-    let items = match json_items(text, "enrollmentGroups") {
-        Ok(i) => i,
-        Err(e) => {
-            out.errors.push(e);
-            return out;
-        }
-    };
-    for (i, v) in items.into_iter().enumerate() {
-        let row = i + 1;
-        let id = id_of(&v, "enrollmentGroupId");
-        match serde_json::from_value::<EnrollmentGroup>(v) {
-            Err(e) => out.errors.push(ImportError { row, id, message: format!("not an enrollment group: {e}") }),
-            Ok(mut g) => {
-                g.etag = None;
-                g.created_date_time_utc = None;
-                g.last_updated_date_time_utc = None;
-                drop_infos(&mut g.attestation.x509);
-                match EnrollmentForm::from_group(&g).errors() {
-                    errs if errs.is_empty() => out.items.push(g),
-                    errs => out.errors.push(ImportError { row, id, message: describe(&errs) }),
-                }
-            }
-        }
-    }
-    out
+    from_json(text, "enrollmentGroups", "enrollmentGroupId", "an enrollment group", |g: &mut EnrollmentGroup| {
+        g.etag = None;
+        g.created_date_time_utc = None;
+        g.last_updated_date_time_utc = None;
+        drop_infos(&mut g.attestation.x509);
+        EnrollmentForm::from_group(g).errors()
+    })
 }
 
 // ---- CSV ----
