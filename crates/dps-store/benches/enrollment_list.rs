@@ -15,6 +15,8 @@ use dps_proto::IndividualEnrollment;
 use dps_store::SqliteStore;
 
 const ENROLLMENTS: usize = 100_000;
+/// `cargo test --all-targets` runs benches once as a smoke test (without `--bench`): a small store suffices.
+const ENROLLMENTS_SMOKE: usize = 1_000;
 const PAGE: usize = 50;
 
 fn enrollment(i: usize) -> IndividualEnrollment {
@@ -30,17 +32,18 @@ fn enrollment(i: usize) -> IndividualEnrollment {
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let count = if std::env::args().any(|a| a == "--bench") { ENROLLMENTS } else { ENROLLMENTS_SMOKE };
     let store = rt.block_on(async {
         let (key, _) = MasterKey::generate();
         let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
         let started = std::time::Instant::now();
-        for chunk in (0..ENROLLMENTS).collect::<Vec<_>>().chunks(1000) {
+        for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
             let puts = chunk.iter().map(|&i| s.put_enrollment(enrollment(i), Precondition::None));
             for r in futures_util::future::join_all(puts).await {
                 r.unwrap_or_else(|e| panic!("{e}"));
             }
         }
-        eprintln!("filled {ENROLLMENTS} enrollments in {:?}", started.elapsed());
+        eprintln!("filled {count} enrollments in {:?}", started.elapsed());
         s
     });
     let page = |continuation: Option<String>, search: Option<&str>| PageRequest {
