@@ -2,7 +2,8 @@
 //! `dps-console` binary (built with `custom-protocol`, so it shows the embedded ui/dist) through
 //! WebKitWebDriver; the embedded service answers on its own ports; the window shows the service's ID scope,
 //! and a click goes to the Enrollments page, where an enrollment created through the form appears — the
-//! window's API calls reach the embedded service through the shell.
+//! window's API calls reach the embedded service through the shell; the notification preference (Settings)
+//! lands in `<data-dir>/desktop.json`.
 //!
 //! Run with `make test-desktop` (= `xvfb-run -a cargo test --manifest-path src-tauri/Cargo.toml --features
 //! custom-protocol`). It writes a screenshot and the measured start-up time and idle memory to
@@ -190,6 +191,22 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     wait_for(&c, "[data-testid=enrollment-row][data-id=desk-1]", Duration::from_secs(20)).await;
     let shot = c.screenshot().await.unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(artifacts().join("enrollments.png"), shot).unwrap_or_else(|e| panic!("{e}"));
+
+    // The desktop's own preference: notifications on failed registrations, off until switched on in Settings,
+    // kept in <data-dir>/desktop.json.
+    assert!(!data.path().join("desktop.json").exists());
+    wait_for(&c, "[data-testid=nav-settings]", Duration::from_secs(10)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&c, "[data-testid=settings-notify]", Duration::from_secs(20)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let prefs: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(data.path().join("desktop.json")).unwrap_or_default()).unwrap_or_default();
+        if prefs["notifyFailedRegistrations"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "desktop.json never said notifyFailedRegistrations: true ({prefs})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Idle: a few seconds with nothing to do, then the app's memory (its own and with WebKit's processes).
     tokio::time::sleep(Duration::from_secs(5)).await;
