@@ -127,6 +127,36 @@ test('registrations: a device provisioned with the official SDK is listed, and i
   });
 });
 
+test('registrations: "Re-provision now" moves a device whose enrollment names another hub', async () => {
+  await withEvidence('registration-reprovision', con, async () => {
+    const { page } = con;
+    const other = 'e2e-second.dps.local';
+    await svc.call('PUT', `/linkedHubs/${other}`, { hostName: other, allocationWeight: 1, applyAllocationPolicy: true, connector: 'builtin' });
+    const e = await svc.createEnrollment(uid('e2e-move'), { iotHubs: [DEFAULT_HUB] });
+    const first = await svc.register(e.registrationId, e.primaryKey);
+    assert.equal(first.assignedHub, DEFAULT_HUB);
+    // The enrollment now names the other hub; the device has not registered again.
+    const doc = await svc.call('GET', `/enrollments/${e.registrationId}`);
+    await svc.call('PUT', `/enrollments/${e.registrationId}`, { ...doc, iotHubs: [other] });
+
+    await goTo(page, 'registrations', 'Registrations');
+    await tid(page, 'registration-search').fill(e.registrationId);
+    const r = row(page, 'registration', e.registrationId);
+    await r.waitFor({ state: 'visible' });
+    await r.click();
+    const trace = tid(page, 'registration-trace');
+    await waitForText(trace, (txt) => txt.includes(DEFAULT_HUB), { what: 'the trace of the first assignment' });
+    await tid(page, 'registration-reprovision').click();
+    await waitForText(trace, (txt) => txt.includes(other), { what: `the trace naming ${other} after re-provisioning` });
+    await waitForText(r, (txt) => txt.includes(other), { what: `the row showing ${other}` });
+    const record = await svc.call('GET', `/registrations/${e.registrationId}`);
+    assert.equal(record.assignedHub, other);
+    // The device, registering again with the official SDK, is told its new hub.
+    const again = await svc.register(e.registrationId, e.primaryKey);
+    assert.equal(again.assignedHub, other);
+  });
+});
+
 test('overview: the registrations chart counts the assignment', async () => {
   await withEvidence('overview-count', con, async () => {
     const { page } = con;

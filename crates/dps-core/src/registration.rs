@@ -265,6 +265,52 @@ impl RegistrationEngine {
         Ok(result)
     }
 
+    /// The console's "re-provision": the device's registration runs again now, as if the device had
+    /// registered again — current enrollment, hubs and weights, its enrollment's re-provisioning policy (move
+    /// or keep the hub, migrate or reset the twin) — without attestation (it was attested when it
+    /// registered). The device learns its new hub at its next registration. Returns the new record.
+    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    pub async fn reprovision(&self, registration_id: &str) -> Result<RegistrationRecord, DpsError> {
+        let read = store_err("could not read the registration");
+        let rec = self.ports.registrations.get_registration(registration_id).await.map_err(&read)?.ok_or_else(|| {
+            DpsError::new(ErrorKind::RegistrationNotFound, format!("'{}' has no registration record", registration_id.escape_debug()))
+        })?;
+        let id = rec.state.registration_id.clone().unwrap_or_else(|| registration_id.to_owned());
+        let key = id.to_ascii_lowercase();
+        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            return Err(DpsError::new(
+                ErrorKind::ConcurrentRegistration,
+                format!("a registration of '{id}' is in progress; re-provision it once that has finished"),
+            ));
+        }
+        let now = self.ports.clock.now();
+        let op = Operation {
+            operation_id: new_operation_id(),
+            registration_id: id.clone(),
+            status: RegistrationStatus::Assigning,
+            enrollment: rec.enrollment.clone(),
+            attestation: rec.attestation,
+            payload: rec.state.payload.clone().filter(|p| !p.is_null()),
+            force_registration: false,
+            source: None,
+            x509: None,
+            result: None,
+            created: now,
+            updated: now,
+        };
+        let stored = self.ports.operations.put_operation(&op).await;
+        if let Err(e) = stored {
+            self.release(&key);
+            return Err(store_err("could not record the operation")(e));
+        }
+        info!(operation_id = %op.operation_id, "re-provisioning requested from the console");
+        self.assign(&op.operation_id, None).await;
+        self.release(&key);
+        self.ports.registrations.get_registration(&id).await.map_err(&read)?.ok_or_else(|| {
+            DpsError::new(ErrorKind::RegistrationNotFound, format!("'{id}' has no registration record after re-provisioning"))
+        })
+    }
+
     /// Resumes operations a previous run left `assigning`; returns how many.
     pub async fn resume_pending(self: &Arc<Self>) -> Result<usize, DpsError> {
         let ops = self.ports.operations.pending_operations().await.map_err(store_err("could not list pending operations"))?;

@@ -201,3 +201,44 @@ async fn the_in_process_api_is_signed_in_and_survives_a_password_change() {
     assert_eq!(change.status, 204);
     assert_eq!(local.send(get("/linkedHubs")).await.status, 200);
 }
+
+#[tokio::test]
+async fn reprovision_runs_the_registration_again_under_the_current_enrollment() {
+    let s = TestService::start().await;
+    let hub = |h: &'static str| json!({ "hostName": h, "allocationWeight": 1, "applyAllocationPolicy": true, "connector": "builtin" });
+    assert_eq!(s.service(Method::PUT, "/linkedHubs/hub-b.test", Some(hub("hub-b.test"))).await.status, 200);
+    let key = s.enroll("mover", json!({ "iotHubs": ["local-hub.dps.local"] })).await;
+    assert_eq!(s.provision("mover", &key).await.body["registrationState"]["assignedHub"], "local-hub.dps.local");
+
+    // The enrollment now names another hub: re-provisioning moves the device there and removes it from the old one.
+    let e = s.service(Method::GET, "/enrollments/mover", None).await.body;
+    let mut changed = e.clone();
+    changed["iotHubs"] = json!(["hub-b.test"]);
+    assert_eq!(s.service(Method::PUT, "/enrollments/mover", Some(changed)).await.status, 200);
+    let r = s.service(Method::POST, "/registrations/mover/reprovision", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["registrationState"]["assignedHub"], "hub-b.test");
+    assert_eq!(r.body["registrationState"]["substatus"], "deviceDataMigrated");
+    assert!(r.body["trace"].is_object(), "{}", r.body);
+    let on = |h: &'static str| {
+        let s = &s;
+        async move {
+            let d = s.service(Method::GET, &format!("/linkedHubs/{h}/devices"), None).await.body;
+            d.as_array().map(|a| a.iter().any(|x| x["deviceId"] == "mover")).unwrap_or(false)
+        }
+    };
+    assert!(on("hub-b.test").await && !on("local-hub.dps.local").await);
+    // The device itself, registering again, is told the new hub.
+    assert_eq!(s.provision("mover", &key).await.body["registrationState"]["assignedHub"], "hub-b.test");
+
+    // A policy that keeps the hub keeps it.
+    let mut keep = s.service(Method::GET, "/enrollments/mover", None).await.body;
+    keep["iotHubs"] = json!(["local-hub.dps.local"]);
+    keep["reprovisionPolicy"] = json!({ "updateHubAssignment": false, "migrateDeviceData": true });
+    assert_eq!(s.service(Method::PUT, "/enrollments/mover", Some(keep)).await.status, 200);
+    let r = s.service(Method::POST, "/registrations/mover/reprovision", None).await;
+    assert_eq!(r.body["registrationState"]["assignedHub"], "hub-b.test", "{}", r.body);
+
+    TestService::assert_error(&s.service(Method::POST, "/registrations/nobody/reprovision", None).await, 404, 404201);
+    TestService::assert_error(&s.service(Method::GET, "/registrations/mover/reprovision", None).await, 405, 405001);
+}

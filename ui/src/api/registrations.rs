@@ -1,4 +1,4 @@
-//! Registration records: one page of a search, one record, its decision trace, delete.
+//! Registration records: one page of a search, one record, its decision trace, re-provision, delete.
 
 use dps_proto::DeviceRegistrationState;
 
@@ -18,6 +18,11 @@ impl ApiClient {
     /// `GET /registrations/{id}/trace`: `{ registrationState, enrollment, attestation, trace }`.
     pub async fn registration_trace(&self, id: &str) -> Result<serde_json::Value, ApiError> {
         self.get_json(&format!("/registrations/{}/trace", seg(id)), &[]).await
+    }
+
+    /// `POST /registrations/{id}/reprovision`: the registration runs again now; the answer is shaped like the trace.
+    pub async fn reprovision_registration(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+        self.send_json("POST", &format!("/registrations/{}/reprovision", seg(id)), &serde_json::json!({})).await
     }
 
     /// `DELETE /registrations/{id}`: the device is assigned afresh at its next registration.

@@ -182,9 +182,12 @@ fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<
     let client = expect_context::<RwSignal<ApiClient>>();
     let notices = use_notices();
     let lookup = id.clone();
+    // Bumped after a re-provision, so the trace is read again.
+    let reread = RwSignal::new(0u32);
     let trace = LocalResource::new(move || {
         let c = client.get();
         let id = lookup.clone();
+        reread.get();
         async move { c.registration_trace(&id).await }
     });
     let confirm = RwSignal::new(false);
@@ -208,6 +211,26 @@ fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<
             }
         });
     });
+
+    let reprovision_id = id.clone();
+    let reprovision = move |_| {
+        let id = reprovision_id.clone();
+        busy.set(true);
+        action_error.set(None);
+        spawn_local(async move {
+            let r = client.get_untracked().reprovision_registration(&id).await;
+            busy.set(false);
+            match r {
+                Ok(answer) => {
+                    let hub = answer["registrationState"]["assignedHub"].as_str().unwrap_or("no hub").to_owned();
+                    notices.info(format!("Re-provisioned {id}: {hub}"));
+                    reread.update(|n| *n += 1);
+                    refresh.update(|n| *n += 1);
+                }
+                Err(e) => action_error.set(Some(e)),
+            }
+        });
+    };
 
     view! {
         <aside class="card side-panel" data-testid="registration-trace">
@@ -243,11 +266,15 @@ fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<
                 }
             }}
             <div class="panel-actions">
+                <button type="button" class="btn" data-testid="registration-reprovision" disabled=move || busy.get()
+                    on:click=reprovision>"Re-provision now"</button>
                 <button type="button" class="btn danger" data-testid="registration-delete" disabled=move || busy.get()
                     on:click=move |_| confirm.set(true)>"Delete registration"</button>
             </div>
             <p class="muted small">
-                "Deleting the record keeps the enrollment: the device gets a fresh assignment at its next registration."
+                "Re-provision runs the registration again now with the current enrollment and hubs, following the "
+                "enrollment's re-provisioning policy; the device learns its hub at its next registration. Deleting the "
+                "record keeps the enrollment: the device gets a fresh assignment at its next registration."
             </p>
             <ConfirmDialog
                 open=confirm

@@ -39,6 +39,8 @@ pub enum Route {
     // extensions (README "Service API extensions")
     QueryAllRegistrations,
     RegistrationTrace(String),
+    /// `POST /registrations/{id}/reprovision`: the device's registration runs again now (the console).
+    ReprovisionRegistration(String),
     ListHubs,
     GetHub(String),
     PutHub(String),
@@ -147,6 +149,13 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
         [c, g, q] if is(c, "registrations") && is(q, "query") => {
             if m == Method::POST {
                 QueryRegistrations(g.to_string())
+            } else {
+                return Err(not_allowed());
+            }
+        }
+        [c, id, t] if is(c, "registrations") && is(t, "reprovision") => {
+            if m == Method::POST {
+                ReprovisionRegistration(id.to_string())
             } else {
                 return Err(not_allowed());
             }
@@ -376,6 +385,7 @@ mod openapi_drift {
             "/certificates/inspect",
             "/registrations/query",
             "/registrations/{id}/trace",
+            "/registrations/{id}/reprovision",
             "/service/info",
             "/enrollments/{id}/renewKey",
             "/enrollmentGroups/{id}/renewKey",
@@ -388,6 +398,6 @@ mod openapi_drift {
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 23, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 24, "the document lists a path the router does not serve");
     }
 }

@@ -30,8 +30,19 @@ pub async fn query(app: &App, req: &Request, group: Option<&str>) -> Result<Http
 /// `GET /registrations/{id}/trace`: how the last registration of this device was decided.
 pub async fn trace(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
     let rec = app.management.get_registration(id).await?;
-    Ok(json_response(
+    Ok(trace_response(&rec))
+}
+
+/// `POST /registrations/{id}/reprovision` (extension): the registration runs again now; the answer is the new
+/// record with its decision trace, as `GET …/trace` shows it.
+pub async fn reprovision(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    let rec = app.engine.reprovision(id).await?;
+    Ok(trace_response(&rec))
+}
+
+fn trace_response(rec: &dps_core::model::RegistrationRecord) -> HttpResponse {
+    json_response(
         StatusCode::OK,
         &json!({ "registrationState": rec.state, "enrollment": rec.enrollment, "attestation": rec.attestation.as_str(), "trace": rec.trace }),
-    ))
+    )
 }
