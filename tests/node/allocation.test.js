@@ -612,3 +612,36 @@ test('decision traces: weighted, custom and re-provisioned registrations say wha
   assert.equal(rt.trace.twin, 'migrated from the previous hub', JSON.stringify(rt.trace));
   for (const s of ['deviceDataMigrated', heavy, rt.trace.why]) assert.ok(rtable.includes(s), `table lacks ${s}:\n${rtable}`);
 });
+
+// ---------------------------------------------------------------------------------------------
+// 7. re-provisioning from the service side (`dps registration reprovision`, the console's button)
+// ---------------------------------------------------------------------------------------------
+
+test('dps registration reprovision: the registration runs again under the current enrollment; the SDK then gets the new hub', async () => {
+  const first = uniqueHub('rp-first');
+  const second = uniqueHub('rp-second');
+  await dps.linkHub(svc, first);
+  await dps.linkHub(svc, second);
+  const id = dps.uid('rp-device');
+  const key = dps.randomKey();
+  const doc = await dps.serviceCall(svc, 'PUT', `/enrollments/${id}`, {
+    registrationId: id,
+    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: key, secondaryKey: dps.randomKey() } },
+    iotHubs: [first],
+  });
+  assert.equal((await dps.registerSymmetricKey(svc, id, key)).assignedHub, first);
+  await dps.serviceCall(svc, 'PUT', `/enrollments/${id}`, { ...doc, iotHubs: [second] });
+
+  const out = (await dps.runCli(svc, ['registration', 'reprovision', '--registration-id', id, '--output', 'json'])).json;
+  assert.equal(out.registrationState.assignedHub, second);
+  assert.equal(out.registrationState.substatus, 'deviceDataMigrated');
+  assert.deepEqual(await dps.registrationTrace(svc, id), out, 'the answer is the new decision trace');
+  assert.ok((await dps.hubDevices(svc, second)).some((d) => d.deviceId === id), 'the identity is in the new hub');
+  assert.ok(!(await dps.hubDevices(svc, first)).some((d) => d.deviceId === id), 'and gone from the old one');
+  const again = await dps.registerSymmetricKey(svc, id, key);
+  assert.equal(again.assignedHub, second);
+
+  const missing = await dps.runCli(svc, ['registration', 'reprovision', '--registration-id', dps.uid('nobody')], { allowFailure: true, json: false });
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /404201/);
+});

@@ -39,6 +39,17 @@ pub enum RegistrationCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Run the device's registration again now (current enrollment and hubs, its re-provisioning policy),
+    /// without the device; it learns its hub at its next registration. Prints the decision, as `explain`.
+    Reprovision {
+        /// The registration id.
+        #[arg(long = "registration-id")]
+        registration_id: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Explain how the device's last registration was decided.
     Explain {
         /// The registration id (also accepted positionally).
@@ -85,6 +96,15 @@ pub async fn run(cmd: RegistrationCommand) -> Result<()> {
             let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
             client.send::<()>(Method::DELETE, &format!("/registrations/{}", seg(&registration_id)), None, &h).await?;
             eprintln!("deleted the registration record of '{registration_id}'");
+        }
+        RegistrationCommand::Reprovision { registration_id, target, output } => {
+            let client = Client::new(&target)?;
+            let path = format!("/registrations/{}/reprovision", seg(&registration_id));
+            let t: serde_json::Value = client.call::<(), _>(Method::POST, &path, None, &[]).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default()),
+                Output::Table => explain_text(&t),
+            }
         }
         RegistrationCommand::Explain { registration_id, id, target, output } => {
             let client = Client::new(&target)?;
