@@ -159,6 +159,13 @@ async fn allocation_hub_status_policies_and_the_log_cursor() {
     let newer: Vec<LogRecord> = serde_json::from_value(newer.body).unwrap_or_default();
     assert!(!newer.is_empty() && newer.iter().all(|l| l.seq > last), "{newer:?}");
     TestService::assert_error(&s.service(Method::GET, "/diagnostics/logs?after=x", None).await, 400, 400004);
+
+    // A device refused at the door is found by its registration id too.
+    let wrong = s.device_sas("counted-2", "d3JvbmctLWtleS0tMTIzNDU2Nzg5MDEy", s.now() + 3600);
+    assert_eq!(s.register("counted-2", &wrong, "{\"registrationId\":\"counted-2\"}").await.status, 401);
+    let refused = s.service(Method::GET, &format!("/diagnostics/logs?after={last}&registrationId=COUNTED-2&q=refused"), None).await;
+    let refused: Vec<LogRecord> = serde_json::from_value(refused.body).unwrap_or_default();
+    assert!(refused.iter().any(|l| l.fields.get("code").map(String::as_str) == Some("401002")), "{refused:?}");
 }
 
 #[tokio::test]

@@ -188,12 +188,21 @@ async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse
     }
 }
 
+/// The registration id of a device-API path (`/{idScope}/registrations/{id}/…`), so a refused device's log line
+/// can be found by its id (the console's log filter, `?registrationId=`).
+fn device_of(path: &str) -> Option<String> {
+    let mut segs = path.split('/').filter(|s| !s.is_empty());
+    let (_, kind, id) = (segs.next()?, segs.next()?, segs.next()?);
+    kind.eq_ignore_ascii_case("registrations").then(|| percent_decode_str(id).decode_utf8_lossy().into_owned())
+}
+
 fn error_answer(app: &App, e: &DpsError, method: &Method, path: &str, addr: SocketAddr) -> HttpResponse {
     let tracking_id = uuid::Uuid::new_v4().to_string();
+    let registration_id = device_of(path);
     if e.status() >= 500 {
-        warn!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request failed");
+        warn!(%method, %path, peer = %addr, registration_id, code = e.code(), tracking_id, error = %e.message, "request failed");
     } else {
-        info!(%method, %path, peer = %addr, code = e.code(), tracking_id, error = %e.message, "request refused");
+        info!(%method, %path, peer = %addr, registration_id, code = e.code(), tracking_id, error = %e.message, "request refused");
     }
     error::error_response(e, &tracking_id, app.clock.now())
 }
