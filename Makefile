@@ -84,12 +84,15 @@ setup-ui:
 ui: setup-ui ui/dist/index.html
 
 # trunk rewrites all of ui/dist on every run, which makes the shell and `dps` re-embed it: run it only when an
-# input changed.
+# input changed. Two trunk builds sharing the target directory (two clones, one CARGO_TARGET_DIR) overwrite each
+# other's wasm-bindgen output: the lock makes them take turns, and an empty module fails the build here.
 UI_INPUTS := $(shell find ui/src crates/dps-proto/src crates/dps-console-model/src -name '*.rs' 2>/dev/null) ui/Cargo.toml \
   ui/Cargo.lock ui/index.html ui/Trunk.toml ui/.cargo/config.toml ui/rust-toolchain.toml assets/console.css icons/icon.png \
   crates/dps-console-model/Cargo.toml
 ui/dist/index.html: $(UI_INPUTS) | setup-ui
-	cd ui && env -u RUSTUP_TOOLCHAIN trunk build
+	mkdir -p $(CARGO_TARGET_DIR)
+	cd ui && flock $(CARGO_TARGET_DIR)/.trunk.lock env -u RUSTUP_TOOLCHAIN trunk build
+	@for f in ui/dist/*.wasm; do [ -s "$$f" ] || { echo "ui: $$f is empty (a concurrent trunk build?); run make ui again" >&2; rm -f ui/dist/index.html; exit 1; }; done
 
 ## make desktop: the desktop shell embedding ui/dist → $(CARGO_TARGET_DIR)/release/dps-console
 ## (DESKTOP_FLAGS= for a debug build in $(CARGO_TARGET_DIR)/debug).

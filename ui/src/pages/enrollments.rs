@@ -2,8 +2,6 @@
 //! JSON), the create/edit form, import and export. The Groups page uses the same views with
 //! [`FormKind::Group`]; test ids then start with `group-` instead of `enrollment-`.
 
-use std::time::Duration;
-
 use dps_console_model::document::{attestation_label, mask_secret, Document};
 use dps_console_model::enrollment_form::{error_for, field, EnrollmentForm, FieldError, FormKind, TPM_NOTE};
 use dps_console_model::format;
@@ -22,6 +20,7 @@ use crate::components::json::ShowJson;
 use crate::components::notice::use_notices;
 use crate::components::pager::Pager;
 use crate::components::poll::now;
+use crate::components::search::DebouncedSearch;
 use crate::components::status::{EmptyState, ErrorPanel, Loading, MaybeError};
 use crate::pages::{Page, PageHeader};
 
@@ -232,33 +231,17 @@ enum Panel {
 pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
     let w = words(kind);
     let client = expect_context::<RwSignal<ApiClient>>();
-    let search_input = RwSignal::new(String::new());
-    let search = RwSignal::new(String::new());
+    let search = DebouncedSearch::new();
     let pages = RwSignal::new(PageStack::default());
     let refresh = RwSignal::new(0u32);
     let panel = RwSignal::new(Panel::None);
-    let typing = StoredValue::new(0u32);
 
     let list = LocalResource::new(move || {
         refresh.track();
-        fetch_page(client.get(), kind, search.get(), pages.with(PageStack::current))
+        fetch_page(client.get(), kind, search.applied.get(), pages.with(PageStack::current))
     });
 
-    let on_search = move |ev: leptos::ev::Event| {
-        let value = event_target_value(&ev);
-        search_input.set(value.clone());
-        typing.update_value(|n| *n += 1);
-        let mine = typing.get_value();
-        set_timeout(
-            move || {
-                if typing.get_value() == mine {
-                    pages.update(PageStack::reset);
-                    search.set(value);
-                }
-            },
-            Duration::from_millis(300),
-        );
-    };
+    let on_search = search.on_input(move || pages.update(PageStack::reset));
 
     // Import and export.
     let progress = RwSignal::new(None::<(usize, usize)>);
@@ -328,7 +311,7 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
             </PageHeader>
             <div class="toolbar">
                 <input type="search" class="search" data-testid=id("search") placeholder=format!("Search by {}", w.id_label.to_lowercase())
-                    prop:value=move || search_input.get() on:input=on_search />
+                    prop:value=move || search.input.get() on:input=on_search />
                 <span class="muted">"Total: " <span data-testid=id("count")>{total}</span></span>
                 <span class="spacer"></span>
                 <label class="check muted" title="Off: rows whose id exists are reported as failed. On: they are replaced.">
@@ -345,14 +328,14 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
                         None => view! { <Loading what=w.title /> }.into_any(),
                         Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
                         Some(Ok((items, _, _))) if items.is_empty() => {
-                            if search.get().is_empty() {
+                            if search.applied.get().is_empty() {
                                 let hint = format!(
                                     "Create one with “New {}”, or import a CSV or JSON file (the Export buttons write the format).",
                                     w.noun
                                 );
                                 view! { <EmptyState title=w.empty hint=hint /> }.into_any()
                             } else {
-                                let title = format!("Nothing matches “{}”.", search.get());
+                                let title = format!("Nothing matches “{}”.", search.applied.get());
                                 view! { <EmptyState title=title hint="The search looks for the text anywhere in the id, ignoring case." /> }
                                     .into_any()
                             }

@@ -1,8 +1,6 @@
 //! Registrations: every registration record (search, paging), and for one record the decision trace (how its
 //! hub was chosen) and deletion (the device gets a fresh assignment at its next registration).
 
-use std::time::Duration;
-
 use dps_console_model::paging::PageStack;
 use dps_console_model::trace::trace_steps;
 use dps_proto::DeviceRegistrationState;
@@ -15,6 +13,7 @@ use crate::components::confirm::ConfirmDialog;
 use crate::components::json::ShowJson;
 use crate::components::notice::use_notices;
 use crate::components::pager::Pager;
+use crate::components::search::DebouncedSearch;
 use crate::components::status::{EmptyState, ErrorPanel, Loading, MaybeError};
 use crate::pages::enrollments::time_cell;
 use crate::pages::{Page, PageHeader};
@@ -39,36 +38,20 @@ fn id_from_location() -> Option<String> {
 #[component]
 pub fn Registrations() -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
-    let search_input = RwSignal::new(String::new());
-    let search = RwSignal::new(String::new());
+    let search = DebouncedSearch::new();
     let pages = RwSignal::new(PageStack::default());
     let refresh = RwSignal::new(0u32);
     // `#/registrations/<id>` (the enrollment detail's "decision trace" link) opens that record's trace.
     let selected = RwSignal::new(id_from_location());
-    let typing = StoredValue::new(0u32);
 
     let list = LocalResource::new(move || {
         refresh.track();
         let c = client.get();
-        let s = search.get();
+        let s = search.applied.get();
         let token = pages.with(PageStack::current);
         async move { c.registrations_page(&s, token).await }
     });
-    let on_search = move |ev: leptos::ev::Event| {
-        let value = event_target_value(&ev);
-        search_input.set(value.clone());
-        typing.update_value(|n| *n += 1);
-        let mine = typing.get_value();
-        set_timeout(
-            move || {
-                if typing.get_value() == mine {
-                    pages.update(PageStack::reset);
-                    search.set(value);
-                }
-            },
-            Duration::from_millis(300),
-        );
-    };
+    let on_search = search.on_input(move || pages.update(PageStack::reset));
     let total = move || {
         list.get().and_then(|r| r.ok()).map(|(items, _, total)| total.unwrap_or(items.len() as u64).to_string()).unwrap_or_default()
     };
@@ -79,7 +62,7 @@ pub fn Registrations() -> impl IntoView {
             <PageHeader page=Page::Registrations />
             <div class="toolbar">
                 <input type="search" class="search" data-testid="registration-search" placeholder="Search by registration id"
-                    prop:value=move || search_input.get() on:input=on_search />
+                    prop:value=move || search.input.get() on:input=on_search />
                 <span class="muted">"Total: " <span data-testid="registration-count">{total}</span></span>
             </div>
             <div class="split" class:with-panel=move || selected.with(Option::is_some)>
@@ -88,7 +71,7 @@ pub fn Registrations() -> impl IntoView {
                         None => view! { <Loading what="registrations" /> }.into_any(),
                         Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
                         Some(Ok((items, _, _))) if items.is_empty() => {
-                            if search.get().is_empty() {
+                            if search.applied.get().is_empty() {
                                 view! {
                                     <EmptyState
                                         title="No device has registered yet."
@@ -97,7 +80,7 @@ pub fn Registrations() -> impl IntoView {
                                 }
                                 .into_any()
                             } else {
-                                let title = format!("No registration matches “{}”.", search.get());
+                                let title = format!("No registration matches “{}”.", search.applied.get());
                                 view! { <EmptyState title=title hint="The search looks for the text anywhere in the registration id, ignoring case." /> }
                                     .into_any()
                             }
