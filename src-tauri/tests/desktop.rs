@@ -148,12 +148,21 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "wry".into());
     caps.insert("tauri:options".into(), serde_json::json!({ "application": APP }));
-    let launched = Instant::now();
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("WebDriver session: {e}"));
+    // tauri-driver listens before its WebKitWebDriver does: a failed first request is retried (for 20 s). The
+    // session's creation starts the app.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (c, launched) = loop {
+        let launched = Instant::now();
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break (c, launched),
+            Err(e) if Instant::now() > deadline => panic!("WebDriver session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    };
 
     // The window shows the embedded service's ID scope: start-up is done.
     let scope_el = wait_for(&c, "[data-testid=overview-id-scope]", Duration::from_secs(60)).await;
