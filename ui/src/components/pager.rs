@@ -1,24 +1,30 @@
-//! Previous/next paging of a query (`x-ms-continuation`), with test ids `<prefix>-prev` and `<prefix>-next`.
+//! Previous/next paging of a query (`x-ms-continuation`) over a stack of continuation tokens
+//! (`dps_console_model::paging::PageStack`), with test ids `<prefix>-prev` and `<prefix>-next`.
 
+use dps_console_model::paging::PageStack;
 use leptos::prelude::*;
 
 #[component]
 pub fn Pager(
     #[prop(into)] prefix: String,
-    /// 0-based page number.
+    /// The pages visited so far; the list reads its current token.
+    pages: RwSignal<PageStack>,
+    /// The continuation the current page's answer gave (`None`: it was the last page).
     #[prop(into)]
-    page: Signal<usize>,
-    #[prop(into)] has_next: Signal<bool>,
-    on_prev: Callback<()>,
-    on_next: Callback<()>,
+    next: Signal<Option<String>>,
 ) -> impl IntoView {
+    let number = move || pages.with(PageStack::number);
     view! {
         <div class="pager">
-            <button type="button" class="btn small" data-testid=format!("{prefix}-prev") disabled=move || page.get() == 0
-                on:click=move |_| on_prev.run(())>"‹ Previous"</button>
-            <span class="muted">{move || format!("Page {}", page.get() + 1)}</span>
-            <button type="button" class="btn small" data-testid=format!("{prefix}-next") disabled=move || !has_next.get()
-                on:click=move |_| on_next.run(())>"Next ›"</button>
+            <button type="button" class="btn small" data-testid=format!("{prefix}-prev") disabled=move || number() <= 1
+                on:click=move |_| pages.update(PageStack::prev)>"‹ Previous"</button>
+            <span class="muted">{move || format!("Page {}", number())}</span>
+            <button type="button" class="btn small" data-testid=format!("{prefix}-next") disabled=move || next.get().is_none()
+                on:click=move |_| {
+                    if let Some(t) = next.get_untracked() {
+                        pages.update(|p| p.next(t));
+                    }
+                }>"Next ›"</button>
         </div>
     }
 }

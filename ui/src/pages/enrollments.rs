@@ -345,17 +345,7 @@ pub fn EnrollmentsPage(kind: FormKind) -> impl IntoView {
                             view! { <DocTable kind=kind items=items panel=panel /> <p class="muted small">{label}</p> }.into_any()
                         }
                     }}
-                    <Pager
-                        prefix=w.prefix
-                        page=Signal::derive(move || pages.with(PageStack::number) - 1)
-                        has_next=Signal::derive(move || next_token().is_some())
-                        on_prev=Callback::new(move |()| pages.update(PageStack::prev))
-                        on_next=Callback::new(move |()| {
-                            if let Some(t) = next_token() {
-                                pages.update(|p| p.next(t));
-                            }
-                        })
-                    />
+                    <Pager prefix=w.prefix pages=pages next=Signal::derive(next_token) />
                 </div>
                 {move || match panel.get() {
                     Panel::None => ().into_any(),

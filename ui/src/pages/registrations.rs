@@ -90,17 +90,7 @@ pub fn Registrations() -> impl IntoView {
                             view! { <RegistrationTable items=items selected=selected /> <p class="muted">{label}</p> }.into_any()
                         }
                     }}
-                    <Pager
-                        prefix="registration"
-                        page=Signal::derive(move || pages.with(PageStack::number) - 1)
-                        has_next=Signal::derive(move || next_token().is_some())
-                        on_prev=Callback::new(move |()| pages.update(PageStack::prev))
-                        on_next=Callback::new(move |()| {
-                            if let Some(t) = next_token() {
-                                pages.update(|p| p.next(t));
-                            }
-                        })
-                    />
+                    <Pager prefix="registration" pages=pages next=Signal::derive(next_token) />
                 </div>
                 {move || selected.get().map(|id| view! { <TracePanel id=id selected=selected refresh=refresh /> })}
             </div>
