@@ -6,184 +6,27 @@
 //! Needs the `mosquitto` Debian package (`scripts/setup.sh` installs it); without it the tests fail with
 //! a message saying so.
 
-use std::collections::VecDeque;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice};
 use dps_crypto::Secret;
 use dps_hub::Mosquitto;
 use dps_proto::LinkedHub;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration, Transport};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::sync::mpsc;
+use dps_test_mosquitto::{
+    connected, free_port, refused, Broker, Device, ExtendedKeyUsagePurpose, QoS, SubscribeReasonCode, ADMIN_PASSWORD,
+};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const MOSQUITTO_CTRL: &str = "/usr/bin/mosquitto_ctrl";
-const DYNSEC: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
-const ADMIN_PASSWORD: &str = "admin-pass-0123";
-const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}")).port()
-}
-
-/// TLS material for the broker: a CA, a server certificate for 127.0.0.1, device certificates by CN.
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
-        params.distinguished_name.push(DnType::CommonName, "broker test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
-        Self { ca_pem: ca.pem(), issuer: Issuer::new(params, key) }
-    }
-
-    /// (certificate PEM, key PEM).
-    fn issue(&self, cn: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> (String, KeyPair) {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(sans).unwrap_or_else(|e| panic!("{e}"));
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap_or_else(|e| panic!("{e}"));
-        (cert.pem(), key)
+/// The broker as a linked hub whose connector administers it over plain MQTT.
+fn hub(broker: &Broker) -> LinkedHub {
+    LinkedHub {
+        host_name: format!("127.0.0.1:{}", broker.port),
+        connector: "mosquitto".into(),
+        connection_string: Some(broker.connection_string()),
+        ..LinkedHub::default()
     }
 }
 
-/// A running broker. Dropping it kills the process (by its PID) and removes the directory.
-struct Broker {
-    child: Child,
-    dir: tempfile::TempDir,
-    /// Plain MQTT: the admin (mqtt://) and password devices.
-    port: u16,
-    /// TLS, no client certificates: the admin over mqtts://.
-    tls_port: u16,
-    /// TLS with client certificates, `use_identity_as_username`: X.509 devices.
-    x509_port: u16,
-    pki: Pki,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- mosquitto's log ---\n{}", self.log());
-        }
-    }
-}
-
-fn require(path: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: these tests drive a real Mosquitto broker with its dynamic-security plugin — `apt-get install mosquitto` (scripts/setup.sh does)"
-    );
-}
-
-impl Broker {
-    fn start() -> Self {
-        for p in [MOSQUITTO, MOSQUITTO_CTRL, DYNSEC] {
-            require(p);
-        }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let file = |name: &str| dir.path().join(name);
-        let dynsec = file("dynsec.json");
-        let init = Command::new(MOSQUITTO_CTRL)
-            .args(["dynsec", "init"])
-            .arg(&dynsec)
-            .args(["admin", ADMIN_PASSWORD])
-            .output()
-            .unwrap_or_else(|e| panic!("{MOSQUITTO_CTRL}: {e}"));
-        assert!(init.status.success(), "mosquitto_ctrl dynsec init: {}", String::from_utf8_lossy(&init.stderr));
-
-        let pki = Pki::new();
-        let (server_pem, server_key) = pki.issue("127.0.0.1", vec!["127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth);
-        std::fs::write(file("ca.pem"), &pki.ca_pem).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(file("server.pem"), server_pem).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(file("server.key"), server_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
-
-        let (port, tls_port, x509_port) = (free_port(), free_port(), free_port());
-        let tls = |p: &Path| {
-            format!(
-                "cafile {}\ncertfile {}\nkeyfile {}\n",
-                p.join("ca.pem").display(),
-                p.join("server.pem").display(),
-                p.join("server.key").display()
-            )
-        };
-        // `user root`: when the tests run as root, mosquitto would otherwise switch to the `mosquitto`
-        // user, who cannot read this directory (has no effect when not root).
-        let conf = format!(
-            "per_listener_settings false\nallow_anonymous false\npersistence false\nuser root\nlog_dest stderr\nlog_type all\n\
-             plugin {DYNSEC}\nplugin_opt_config_file {}\n\
-             listener {port} 127.0.0.1\n\
-             listener {tls_port} 127.0.0.1\n{}\
-             listener {x509_port} 127.0.0.1\n{}require_certificate true\nuse_identity_as_username true\n",
-            dynsec.display(),
-            tls(dir.path()),
-            tls(dir.path()),
-        );
-        std::fs::write(file("mosquitto.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
-        let log = std::fs::File::create(file("mosquitto.log")).unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(file("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{MOSQUITTO}: {e}"));
-        let mut broker = Self { child, dir, port, tls_port, x509_port, pki };
-        broker.wait_until_listening();
-        broker
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        for port in [self.port, self.tls_port, self.x509_port] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Ok(Some(status)) = self.child.try_wait() {
-                    panic!("mosquitto exited ({status}):\n{}", self.log());
-                }
-                assert!(Instant::now() < deadline, "mosquitto is not listening on {port}:\n{}", self.log());
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-
-    fn hub(&self) -> LinkedHub {
-        LinkedHub {
-            host_name: format!("127.0.0.1:{}", self.port),
-            connector: "mosquitto".into(),
-            connection_string: Some(format!("mqtt://admin:{ADMIN_PASSWORD}@127.0.0.1:{}", self.port)),
-            ..LinkedHub::default()
-        }
-    }
-
-    fn tls_hub(&self) -> LinkedHub {
-        LinkedHub {
-            connection_string: Some(format!("mqtts://admin:{ADMIN_PASSWORD}@127.0.0.1:{}", self.tls_port)),
-            ca_certificate: Some(self.pki.ca_pem.clone()),
-            ..self.hub()
-        }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
+/// The same over TLS, trusting the broker's CA.
+fn tls_hub(broker: &Broker) -> LinkedHub {
+    LinkedHub { connection_string: Some(broker.tls_connection_string()), ca_certificate: Some(broker.ca_pem().to_owned()), ..hub(broker) }
 }
 
 fn sas_device(id: &str, key: &str) -> HubDevice {
@@ -196,143 +39,6 @@ fn sas_device(id: &str, key: &str) -> HubDevice {
     }
 }
 
-/// A device's MQTT session; its event loop runs in a task aborted on drop.
-struct Device {
-    client: AsyncClient,
-    events: mpsc::UnboundedReceiver<Packet>,
-    /// Packets received while waiting for another kind, in order.
-    backlog: VecDeque<Packet>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// How a connection attempt ended.
-type Connected = Result<Device, Box<ConnectionError>>;
-
-impl Device {
-    async fn connect(port: u16, client_id: &str, user: &str, password: &str) -> Connected {
-        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_credentials(user, password);
-        Self::open(opts).await
-    }
-
-    /// Over TLS with a client certificate, no user name (the broker takes the certificate's CN).
-    async fn connect_x509(port: u16, client_id: &str, ca: &Path, cert_pem: &str, key: &KeyPair) -> Connected {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca_pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{e}"));
-        for c in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
-            roots.add(c.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
-        }
-        let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .collect::<Result<Vec<CertificateDer<'static>>, _>>()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
-        Self::open(opts).await
-    }
-
-    async fn open(mut opts: MqttOptions) -> Connected {
-        opts.set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(opts, 16);
-        let first = tokio::time::timeout(WAIT, async {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) => return Err(Box::new(e)),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no CONNACK within {WAIT:?}"));
-        first?;
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(p)) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Event::Outgoing(_)) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        Ok(Self { client, events, backlog: VecDeque::new(), task })
-    }
-
-    /// The first incoming packet that `pick` selects; the others stay in the backlog, in order.
-    async fn next<T>(&mut self, what: &str, pick: impl Fn(&Packet) -> Option<T>) -> T {
-        if let Some(i) = self.backlog.iter().position(|p| pick(p).is_some()) {
-            if let Some(v) = self.backlog.remove(i).and_then(|p| pick(&p)) {
-                return v;
-            }
-        }
-        tokio::time::timeout(WAIT, async {
-            loop {
-                match self.events.recv().await {
-                    Some(p) => match pick(&p) {
-                        Some(v) => return v,
-                        None => self.backlog.push_back(p),
-                    },
-                    None => panic!("the connection closed while waiting for {what}"),
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
-    }
-
-    async fn subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap_or_else(|e| panic!("{e}"));
-        self.next("SUBACK", |p| match p {
-            Packet::SubAck(a) => a.return_codes.first().copied(),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Publishes at QoS 1 and waits for the broker's PUBACK (the broker has routed it by then).
-    async fn publish(&mut self, topic: &str, payload: &str) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
-        self.next("PUBACK", |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
-    }
-
-    /// (topic, payload) of the next message delivered.
-    async fn message(&mut self) -> (String, String) {
-        self.next("PUBLISH", |p| match p {
-            Packet::Publish(m) => Some((m.topic.clone(), String::from_utf8_lossy(&m.payload).into_owned())),
-            _ => None,
-        })
-        .await
-    }
-}
-
-fn connected(r: Connected, who: &str) -> Device {
-    r.unwrap_or_else(|e| panic!("{who} cannot connect: {e}"))
-}
-
-fn refused(r: Connected, who: &str) {
-    match r {
-        Err(e) if matches!(*e, ConnectionError::ConnectionRefused(_)) => {}
-        Err(e) => panic!("{who}: expected CONNACK refusal, got {e}"),
-        Ok(_) => panic!("{who} connected"),
-    }
-}
-
 const KEY_A: &str = "a2V5LW9mLWRldmljZS1hLTAxMjM0NTY3ODlhYmNkZWY=";
 const KEY_A2: &str = "bmV3LWtleS1vZi1kZXZpY2UtYS0wMTIzNDU2Nzg5YWI=";
 const KEY_B: &str = "a2V5LW9mLWRldmljZS1iLTAxMjM0NTY3ODlhYmNkZWY=";
@@ -340,7 +46,7 @@ const KEY_B: &str = "a2V5LW9mLWRldmljZS1iLTAxMjM0NTY3ODlhYmNkZWY=";
 #[tokio::test]
 async fn a_provisioned_device_is_confined_to_its_own_topics() {
     let broker = Broker::start();
-    let hub = broker.hub();
+    let hub = hub(&broker);
     let c = Mosquitto::new();
     c.check(&hub).unwrap_or_else(|e| panic!("{e}"));
     c.provision(&hub, &sas_device("dev-a", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
@@ -373,7 +79,7 @@ async fn a_provisioned_device_is_confined_to_its_own_topics() {
 #[tokio::test]
 async fn provisioning_again_updates_the_key_and_deprovisioning_locks_the_device_out() {
     let broker = Broker::start();
-    let hub = broker.hub();
+    let hub = hub(&broker);
     let c = Mosquitto::new();
     c.provision(&hub, &sas_device("dev-a", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
     drop(connected(Device::connect(broker.port, "a1", "dev-a", KEY_A).await, "dev-a"));
@@ -397,7 +103,7 @@ async fn provisioning_again_updates_the_key_and_deprovisioning_locks_the_device_
 #[tokio::test]
 async fn broker_accounts_it_did_not_create_are_left_alone() {
     let broker = Broker::start();
-    let hub = broker.hub();
+    let hub = hub(&broker);
     let c = Mosquitto::new();
     let e = c.provision(&hub, &sas_device("admin", KEY_A)).await.err().unwrap_or_else(|| panic!("took over the admin user"));
     assert!(matches!(&e, ConnectorError::Refused(m) if m.contains("did not create")), "{e}");
@@ -413,7 +119,7 @@ async fn broker_accounts_it_did_not_create_are_left_alone() {
 #[tokio::test]
 async fn a_bad_admin_password_is_refused_and_a_dead_broker_unavailable() {
     let broker = Broker::start();
-    let mut hub = broker.hub();
+    let mut hub = hub(&broker);
     hub.connection_string = Some(format!("mqtt://admin:wrong@127.0.0.1:{}", broker.port));
     let e = Mosquitto::new().provision(&hub, &sas_device("dev-a", KEY_A)).await.err().unwrap_or_else(|| panic!("provisioned"));
     assert!(matches!(&e, ConnectorError::Refused(m) if m.contains("refused the admin user") && !m.contains("wrong")), "{e}");
@@ -426,7 +132,7 @@ async fn a_bad_admin_password_is_refused_and_a_dead_broker_unavailable() {
 #[tokio::test]
 async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
     let broker = Broker::start();
-    let hub = broker.tls_hub();
+    let hub = tls_hub(&broker);
     let c = Mosquitto::new();
     c.check(&hub).unwrap_or_else(|e| panic!("{e}"));
     let thumb = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
