@@ -63,6 +63,9 @@ pub fn trace_steps(answer: &Value) -> Vec<TraceStep> {
     if !id.is_empty() {
         let what = if kind == "group" { "enrollment group" } else { "individual enrollment" };
         let mut details = vec![format!("attestation: {attestation}")];
+        if let Some(protocol) = at("/protocol").and_then(Value::as_str) {
+            details.push(format!("protocol: {protocol}"));
+        }
         if let Some(op) = at("/operationId").and_then(Value::as_str) {
             details.push(format!("operation: {op}"));
         }

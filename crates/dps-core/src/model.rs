@@ -30,6 +30,9 @@ pub struct Operation {
     pub payload: Option<Value>,
     #[serde(default)]
     pub force_registration: bool,
+    /// The transport the device registered over (`https`, `mqtt`, `mqtt-ws`, `amqp`, `amqp-ws`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// The device's source address (the `geoLatency` policy maps it to a region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<std::net::IpAddr>,

@@ -142,7 +142,7 @@ impl RegistrationEngine {
     }
 
     /// `PUT /{idScope}/registrations/{id}/register`.
-    #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let reg = self.parse_target(&req.id_scope, &req.registration_id)?;
         if let Some(body_id) = req.body.registration_id.as_deref() {
@@ -181,6 +181,7 @@ impl RegistrationEngine {
             attestation: attested.attestation,
             payload: req.body.payload.clone().filter(|p| !p.is_null()),
             force_registration: req.force_registration,
+            protocol: Some(req.protocol.to_owned()),
             source: req.source,
             x509: attested.x509.clone(),
             result: None,
@@ -239,6 +240,21 @@ impl RegistrationEngine {
         }
     }
 
+    /// The TPM attestation port (§4.4.3 step 2): a device presents its EK and SRK; the answer is the
+    /// authentication-key blob it must activate. Transports call it — HTTPS for the unauthenticated register,
+    /// AMQP's `TPM` SASL mechanism — without knowing how it is built.
+    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    pub async fn tpm_challenge(
+        &self,
+        id_scope: &str,
+        registration_id: &str,
+        _endorsement_key: &[u8],
+        _storage_root_key: &[u8],
+    ) -> Result<Vec<u8>, DpsError> {
+        self.parse_target(id_scope, registration_id)?;
+        Err(DpsError::new(ErrorKind::Unauthorized, "TPM attestation is not available in this version of the service"))
+    }
+
     /// `POST /{idScope}/registrations/{id}`: the device's current registration.
     #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
     pub async fn status_lookup(
@@ -292,6 +308,7 @@ impl RegistrationEngine {
             attestation: rec.attestation,
             payload: rec.state.payload.clone().filter(|p| !p.is_null()),
             force_registration: false,
+            protocol: None,
             source: None,
             x509: None,
             result: None,
@@ -374,6 +391,7 @@ impl RegistrationEngine {
         let mut trace = json!({
             "operationId": op.operation_id,
             "attestation": op.attestation.as_str(),
+            "protocol": op.protocol,
             "enrollment": op.enrollment,
         });
         let matched = match self.load_enrollment(&op.enrollment).await {

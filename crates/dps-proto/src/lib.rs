@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod ids;
 pub mod management;
+pub mod amqp;
 pub mod mqtt;
 pub mod service;
 

@@ -19,6 +19,8 @@ pub struct App {
     pub host_names: Vec<String>,
     pub info: EndpointInfo,
     pub mqtt_limits: crate::mqtt::Limits,
+    /// AMQP limits and the count of open AMQP connections (TLS and WebSockets share it).
+    pub amqp: crate::amqp::Admission,
     pub metrics: dps_core::metrics::Metrics,
     /// Service-wide settings (the admin password's hash).
     pub settings: Arc<dyn dps_store::Settings>,

@@ -15,6 +15,7 @@ use serde::Deserialize;
 /// The default ports are the ones the SDKs use (`dps-protocol.md` §1, §2, §3; TOOLCHAIN.md §6).
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
 pub const DEFAULT_MQTT_PORT: u16 = 8883;
+pub const DEFAULT_AMQP_PORT: u16 = 5671;
 /// The browser console (HTTPS, the service's CA); a busy default falls back to a free port.
 pub const DEFAULT_CONSOLE_PORT: u16 = 8443;
 
@@ -31,12 +32,18 @@ pub struct Overrides {
     pub https_port: Option<u16>,
     /// MQTT over TLS (default 8883; MQTT over WebSockets uses the HTTPS port).
     pub mqtt_port: Option<u16>,
+    /// AMQP over TLS (default 5671; AMQP over WebSockets uses the HTTPS port).
+    pub amqp_port: Option<u16>,
     /// The browser console and the service API for it (default 8443).
     pub console_port: Option<u16>,
     /// Seconds an MQTT client has to send CONNECT after TLS.
     pub mqtt_connect_timeout_secs: Option<u32>,
     /// Largest MQTT packet accepted (bytes).
     pub mqtt_max_packet_bytes: Option<usize>,
+    /// Seconds an AMQP connection may stay silent (it is told half of it as its heartbeat interval).
+    pub amqp_idle_timeout_secs: Option<u32>,
+    /// Open AMQP connections (TLS and WebSockets together) at most.
+    pub amqp_max_connections: Option<usize>,
     /// Seconds devices are told to wait between polls (1–60; 2–5 suit every SDK).
     pub retry_after_secs: Option<u32>,
     /// `hashed` (default), `geoLatency` or `static`.
@@ -77,9 +84,12 @@ impl Overrides {
             extra_host_names: other.extra_host_names.or(self.extra_host_names),
             https_port: other.https_port.or(self.https_port),
             mqtt_port: other.mqtt_port.or(self.mqtt_port),
+            amqp_port: other.amqp_port.or(self.amqp_port),
             console_port: other.console_port.or(self.console_port),
             mqtt_connect_timeout_secs: other.mqtt_connect_timeout_secs.or(self.mqtt_connect_timeout_secs),
             mqtt_max_packet_bytes: other.mqtt_max_packet_bytes.or(self.mqtt_max_packet_bytes),
+            amqp_idle_timeout_secs: other.amqp_idle_timeout_secs.or(self.amqp_idle_timeout_secs),
+            amqp_max_connections: other.amqp_max_connections.or(self.amqp_max_connections),
             retry_after_secs: other.retry_after_secs.or(self.retry_after_secs),
             default_allocation_policy: other.default_allocation_policy.or(self.default_allocation_policy),
             operation_retention_hours: other.operation_retention_hours.or(self.operation_retention_hours),
@@ -114,9 +124,12 @@ impl Overrides {
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
             https_port: parse(env, "DPS_HTTPS_PORT")?,
             mqtt_port: parse(env, "DPS_MQTT_PORT")?,
+            amqp_port: parse(env, "DPS_AMQP_PORT")?,
             console_port: parse(env, "DPS_CONSOLE_PORT")?,
             mqtt_connect_timeout_secs: parse(env, "DPS_MQTT_CONNECT_TIMEOUT_SECS")?,
             mqtt_max_packet_bytes: parse(env, "DPS_MQTT_MAX_PACKET_BYTES")?,
+            amqp_idle_timeout_secs: parse(env, "DPS_AMQP_IDLE_TIMEOUT_SECS")?,
+            amqp_max_connections: parse(env, "DPS_AMQP_MAX_CONNECTIONS")?,
             retry_after_secs: parse(env, "DPS_RETRY_AFTER_SECS")?,
             default_allocation_policy: get(env, "DPS_DEFAULT_ALLOCATION_POLICY").map(str::to_owned),
             operation_retention_hours: parse(env, "DPS_OPERATION_RETENTION_HOURS")?,
@@ -191,6 +204,10 @@ pub struct Config {
     pub mqtt_port: u16,
     /// Whether the MQTT port was configured (a busy *default* port falls back to a free one, see `bind`).
     pub mqtt_port_explicit: bool,
+    pub amqp_port: u16,
+    /// Whether the AMQP port was configured (a busy default falls back like MQTT's).
+    pub amqp_port_explicit: bool,
+    pub amqp_limits: crate::amqp::Limits,
     pub console_port: u16,
     /// Whether the console port was configured (a busy default falls back like MQTT's).
     pub console_port_explicit: bool,
@@ -206,6 +223,20 @@ pub struct Config {
     pub webhook_ca_file: Option<PathBuf>,
     pub log: String,
     pub log_format: LogFormat,
+}
+
+/// The AMQP limits, defaults replaced by what the layers set, refused when out of range.
+fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
+    let d = crate::amqp::Limits::default();
+    let idle = o.amqp_idle_timeout_secs.map_or(d.idle_timeout, |s| std::time::Duration::from_secs(u64::from(s)));
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&idle) {
+        return Err(ConfigError(format!("amqp_idle_timeout_secs {} is outside 1–3600", idle.as_secs())));
+    }
+    let max_connections = o.amqp_max_connections.unwrap_or(d.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err(ConfigError(format!("amqp_max_connections {max_connections} is outside 1–1000000")));
+    }
+    Ok(crate::amqp::Limits { idle_timeout: idle, max_connections, ..d })
 }
 
 /// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
@@ -240,6 +271,7 @@ impl Config {
     }
 
     fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
+        let amqp_limits = amqp_limits(&o)?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let host = match o.host {
             Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
@@ -302,6 +334,9 @@ impl Config {
             webhook_ca_file: o.webhook_ca_file,
             mqtt_port_explicit: o.mqtt_port.is_some(),
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
+            amqp_port_explicit: o.amqp_port.is_some(),
+            amqp_port: o.amqp_port.unwrap_or(DEFAULT_AMQP_PORT),
+            amqp_limits,
             console_port_explicit: o.console_port.is_some(),
             console_port: o.console_port.unwrap_or(DEFAULT_CONSOLE_PORT),
             mqtt_limits,

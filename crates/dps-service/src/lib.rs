@@ -7,6 +7,7 @@
 //! a previous run left in progress, and writes `<data-dir>/endpoint.json`.
 
 pub mod admin;
+pub mod amqp;
 pub mod app;
 pub mod config;
 pub mod diagnostics;
@@ -16,6 +17,7 @@ pub mod material;
 pub mod mqtt;
 pub mod tls;
 pub mod webhook;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,6 +49,7 @@ pub const DEFAULT_HUB: &str = "local-hub.dps.local";
 pub struct Listeners {
     pub https: std::net::TcpListener,
     pub mqtt: std::net::TcpListener,
+    pub amqp: std::net::TcpListener,
     /// The browser console (static UI + the service API, same origin).
     pub console: std::net::TcpListener,
 }
@@ -98,6 +101,7 @@ pub fn bind(config: &Config) -> Result<Listeners> {
         https: bind_one(SocketAddr::new(config.bind, config.https_port), "HTTPS", "--https-port", "DPS_HTTPS_PORT", "https_port")?,
         // Devices whose SDK cannot change the port need 8883: the warning says so.
         mqtt: bind_with_fallback(config, config.mqtt_port, config.mqtt_port_explicit, "MQTT", "--mqtt-port", "DPS_MQTT_PORT", "mqtt_port")?,
+        amqp: bind_with_fallback(config, config.amqp_port, config.amqp_port_explicit, "AMQP", "--amqp-port", "DPS_AMQP_PORT", "amqp_port")?,
         console: bind_with_fallback(
             config,
             config.console_port,
@@ -247,11 +251,12 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     );
     let https_port = listeners.https.local_addr()?.port();
     let mqtt_port = listeners.mqtt.local_addr()?.port();
+    let amqp_port = listeners.amqp.local_addr()?.port();
     let console_port = listeners.console.local_addr()?.port();
     let info = EndpointInfo {
         id_scope: id_scope.to_string(),
         host: config.host.clone(),
-        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), console: Some(console_port), ..Default::default() },
+        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), amqp: Some(amqp_port), console: Some(console_port) },
         ca_certificate: material.ca_path.display().to_string(),
         service_connection_string: format!(
             "HostName={};SharedAccessKeyName={OWNER_POLICY};SharedAccessKey={}",
@@ -276,6 +281,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         host_names,
         info: info.clone(),
         mqtt_limits: config.mqtt_limits,
+        amqp: amqp::Admission::new(config.amqp_limits),
         metrics,
         settings: shared.clone(),
         sessions: Default::default(),
@@ -285,13 +291,16 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
 
     let mut tasks = JoinSet::new();
     let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
-    let mqtt_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
+    let mqtt_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[])?;
+    let amqp_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
     let https = tokio::net::TcpListener::from_std(listeners.https)?;
     tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), https::Surface::Device, rx.clone()));
     let console = tokio::net::TcpListener::from_std(listeners.console)?;
     tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, rx.clone()));
     let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
     tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, rx.clone()));
+    let amqp_listener = tokio::net::TcpListener::from_std(listeners.amqp)?;
+    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), rx.clone()));
 
     let (purge_store, retention, purge_clock, mut purge_rx) =
         (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());
@@ -316,6 +325,6 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
 
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     write_endpoint(&config.data_dir, &info)?;
-    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, console = console_port, "service started");
+    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");
     Ok(Running { info, initial_admin_password, store, app, shutdown: tx, tasks })
 }

@@ -232,6 +232,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
         attestation: AttestationType::SymmetricKey,
         payload: Some(serde_json::json!({ "a": 1 })),
         force_registration: false,
+        protocol: None,
         source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
         x509: None,
         result: None,

@@ -262,6 +262,23 @@ async function registerX509(svc, regId, { cert, key }, { transport = 'http', pay
   }
 }
 
+/**
+ * Register devices over AMQP (`ws` false: the AMQP port; true: AMQP over WebSockets on the HTTPS port) with
+ * the official SDK, in a child process whose NODE_EXTRA_CA_CERTS is the service's CA (lib/amqp-device.js).
+ * `devices`: [{ registrationId, key } | { registrationId, cert, keyPem }] (+ payload, idScope). Resolves the
+ * array of { registrationId, ok, result?, error? }, one per device, in order.
+ */
+async function registerAmqp(svc, devices, { ws = false } = {}) {
+  if (!svc.endpoint.ports || !svc.endpoint.ports.amqp) throw new Error('endpoint.json has no ports.amqp: ' + JSON.stringify(svc.endpoint));
+  const input = { host: svc.host, amqpPort: svc.endpoint.ports.amqp, httpsPort: svc.port, idScope: svc.idScope, ws, devices };
+  const { stdout } = await execFileP(process.execPath, [path.join(__dirname, 'amqp-device.js'), JSON.stringify(input)], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: svc.endpoint.caCertificate },
+    timeout: 120000,
+    maxBuffer: 64 << 20,
+  });
+  return JSON.parse(stdout);
+}
+
 /** Run the dps CLI with --data-dir appended; resolves { stdout, stderr, code, json? }. */
 async function runCli(svc, args, { json = undefined, allowFailure = false, dataDir = true } = {}) {
   const full = [...args, ...(dataDir ? ['--data-dir', svc.dataDir] : [])];
@@ -444,6 +461,7 @@ module.exports = {
   mqttTransport,
   registerSymmetricKeyMqtt,
   registerX509,
+  registerAmqp,
   runCli,
   deriveKey,
   randomKey,

@@ -125,6 +125,7 @@ fn explain_text(t: &serde_json::Value) {
     println!("registration  {}", s("/registrationState/registrationId"));
     println!("status        {} {}", s("/registrationState/status"), s("/registrationState/substatus"));
     println!("attestation   {}", s("/attestation"));
+    println!("protocol      {}", s("/trace/protocol"));
     println!("enrollment    {} {}", s("/enrollment/kind"), s("/enrollment/id"));
     if let Some(a) = t.pointer("/trace/allocation") {
         println!("policy        {}", a.get("policy").and_then(|v| v.as_str()).unwrap_or_default());

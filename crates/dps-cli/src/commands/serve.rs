@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// MQTT port (default 8883; 0 = any free port). MQTT over WebSockets uses the HTTPS port.
     #[arg(long)]
     mqtt_port: Option<u16>,
+    /// AMQP port (default 5671; 0 = any free port). AMQP over WebSockets uses the HTTPS port.
+    #[arg(long)]
+    amqp_port: Option<u16>,
     /// Port of the browser console (HTTPS with the service's CA; default 8443; 0 = any free port).
     #[arg(long)]
     console_port: Option<u16>,
@@ -102,6 +105,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         extra_host_names: (!a.extra_host_names.is_empty()).then_some(a.extra_host_names),
         https_port: a.https_port,
         mqtt_port: a.mqtt_port,
+        amqp_port: a.amqp_port,
         console_port: a.console_port,
         retry_after_secs: a.retry_after_secs,
         default_allocation_policy: a.default_allocation_policy,
@@ -138,6 +142,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443))
     );
     println!("  MQTT:                {}:{}  (MQTT over WebSockets: the HTTPS port)", i.host, i.ports.mqtt.unwrap_or(8883));
+    println!("  AMQP:                {}:{}  (AMQP over WebSockets: the HTTPS port)", i.host, i.ports.amqp.unwrap_or(5671));
     println!("  Service endpoint:    same host; connection string below");
     println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
     println!("  Connection string:   {}", i.service_connection_string);

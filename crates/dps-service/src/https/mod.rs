@@ -221,8 +221,8 @@ pub async fn handle(
             }
         }
         Surface::Device => {
-            if crate::mqtt::websocket::is_upgrade(&req) {
-                return Ok(crate::mqtt::websocket::upgrade(req, app, peer));
+            if crate::websocket::is_upgrade(&req) {
+                return Ok(crate::websocket::upgrade(req, app, peer));
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The MQTT 3.1.1 device endpoint (§2): TLS on its own port (default 8883), and over WebSockets on the
-//! HTTPS port (see `websocket.rs`). It is not a broker: it accepts exactly the DPS subscription and the two
+//! HTTPS port (see `crate::websocket`). It is not a broker: it accepts exactly the DPS subscription and the two
 //! DPS request topics, and answers each request on the response topic.
 //!
 //! Packets are encoded and decoded with the `mqttbytes` v4 codec of `rumqttc` (the rumqtt project's
@@ -14,7 +14,6 @@ pub mod operation_status;
 pub mod register;
 pub mod session;
 pub mod subscribe;
-pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -22,6 +22,7 @@ pub struct TestService {
     pub scope: String,
     pub owner_key: String,
     pub mqtt_port: u16,
+    pub amqp_port: u16,
     /// `https://127.0.0.1:<console port>`.
     pub console_base: String,
     pub ca_pem: Vec<u8>,
@@ -72,6 +73,7 @@ impl TestService {
             scope: String::new(),
             owner_key: String::new(),
             mqtt_port: 0,
+            amqp_port: 0,
             console_base: String::new(),
             ca_pem: Vec::new(),
             extra,
@@ -84,6 +86,7 @@ impl TestService {
         let flags = Overrides {
             https_port: Some(0),
             mqtt_port: Some(0),
+            amqp_port: Some(0),
             console_port: Some(0),
             mqtt_connect_timeout_secs: Some(1),
             retry_after_secs: Some(1),
@@ -105,6 +108,7 @@ impl TestService {
         let ca = std::fs::read(&running.info.ca_certificate).unwrap_or_else(|e| panic!("{e}"));
         self.http = client(&ca);
         self.mqtt_port = running.info.ports.mqtt.unwrap_or_default();
+        self.amqp_port = running.info.ports.amqp.unwrap_or_default();
         self.ca_pem = ca.clone();
         self.base = format!("https://127.0.0.1:{}", running.info.ports.https.unwrap_or_default());
         self.console_base = format!("https://127.0.0.1:{}", running.info.ports.console.unwrap_or_default());

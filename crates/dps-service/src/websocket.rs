@@ -1,7 +1,7 @@
-//! MQTT over WebSockets on the HTTPS listener (§0.7, §2.1): the upgrade is accepted on any path
-//! (`/$iothub/websocket` and `/` are both used) and dispatched on `Sec-WebSocket-Protocol` — `mqtt` or
-//! `MQTT` here; `AMQPWSB10` is refused until AMQP lands. Binary frames carry the MQTT byte stream: a pump
-//! turns them into a byte stream for the same session code as the TLS port.
+//! WebSockets on the HTTPS listener (§0.7, §2.1, §3.1): the upgrade is accepted on any path
+//! (`/$iothub/websocket` and `/` are both used) and dispatched on `Sec-WebSocket-Protocol` — `mqtt`/`MQTT` to
+//! the MQTT session, `AMQPWSB10` to the AMQP connection; anything else is refused with 400. Binary frames
+//! carry the protocol's byte stream: a pump turns them into a byte stream for the same code as the TLS ports.
 
 use std::sync::Arc;
 
@@ -25,22 +25,37 @@ pub fn is_upgrade(req: &hyper::Request<Incoming>) -> bool {
     req.headers().get(http::header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// The MQTT sub-protocol exactly as the client wrote it (it is echoed), if it offered one.
-fn mqtt_protocol(req: &hyper::Request<Incoming>) -> Option<String> {
+/// The protocol a WebSocket carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carried {
+    Mqtt,
+    Amqp,
+}
+
+/// The sub-protocol exactly as the client wrote it (it is echoed), if it offered one this service speaks.
+fn sub_protocol(req: &hyper::Request<Incoming>) -> Option<(Carried, String)> {
     req.headers()
         .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .find(|p| p.eq_ignore_ascii_case("mqtt"))
-        .map(str::to_owned)
+        .find_map(|p| {
+            let carried = if p.eq_ignore_ascii_case("mqtt") {
+                Carried::Mqtt
+            } else if p.eq_ignore_ascii_case("AMQPWSB10") {
+                Carried::Amqp
+            } else {
+                return None;
+            };
+            Some((carried, p.to_owned()))
+        })
 }
 
-/// Answers an upgrade request: `101` and a pumped MQTT session, or a plain refusal.
+/// Answers an upgrade request: `101` and a pumped MQTT session or AMQP connection, or a plain refusal.
 pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, who: crate::https::Peer) -> HttpResponse {
     let peer = who.addr;
-    let Some(protocol) = mqtt_protocol(&req) else {
+    let Some((carried, protocol)) = sub_protocol(&req) else {
         let mut r = empty_response(StatusCode::BAD_REQUEST);
         r.headers_mut().insert("x-ms-error-code", HeaderValue::from_static("400004"));
         return r;
@@ -49,7 +64,6 @@ pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, who: crate::https::
         return empty_response(StatusCode::BAD_REQUEST);
     };
     let on_upgrade = hyper::upgrade::on(req);
-    let (limits, shutdown) = (app.mqtt_limits, app.shutdown.clone());
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -58,12 +72,25 @@ pub fn upgrade(req: hyper::Request<Incoming>, app: Arc<App>, who: crate::https::
                 return;
             }
         };
+        let max = match carried {
+            Carried::Mqtt => app.mqtt_limits.max_packet_bytes * 2,
+            Carried::Amqp => app.amqp.limits.max_frame_bytes as usize * 2,
+        };
         let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(limits.max_packet_bytes * 2);
-        config.max_frame_size = Some(limits.max_packet_bytes * 2);
+        config.max_message_size = Some(max);
+        config.max_frame_size = Some(max);
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         let (session_side, pump_side) = tokio::io::duplex(16 * 1024);
-        tokio::spawn(super::session::run(session_side, app, peer, who.client_chain, "mqtt-ws", limits, shutdown));
+        match carried {
+            Carried::Mqtt => {
+                let (limits, shutdown) = (app.mqtt_limits, app.shutdown.clone());
+                tokio::spawn(crate::mqtt::session::run(session_side, app, peer, who.client_chain, "mqtt-ws", limits, shutdown));
+            }
+            Carried::Amqp => {
+                let transport = crate::amqp::Transport { peer, client_chain: who.client_chain, protocol: "amqp-ws" };
+                tokio::spawn(crate::amqp::run(session_side, app, transport));
+            }
+        }
         pump(ws, pump_side, peer).await;
     });
     let mut r = empty_response(StatusCode::SWITCHING_PROTOCOLS);
@@ -103,7 +130,7 @@ where
                 }
                 Some(Ok(Message::Pong(_))) | Some(Ok(Message::Frame(_))) => {}
                 Some(Ok(Message::Text(_))) => {
-                    debug!(%peer, "text frame on an MQTT WebSocket; closing");
+                    debug!(%peer, "text frame on a device WebSocket; closing");
                     break;
                 }
                 Some(Ok(Message::Close(_))) | None => break,
