@@ -9,7 +9,7 @@
 //! group whose certificate is nearest the leaf in the presented chain (first intermediate, …, root) decides.
 //! The first match decides, enabled or not — that is how one device of a group is blocked.
 //!
-//! TPM enrollments are stored already; their device-side attestation answers a clear 401 until it lands.
+//! TPM (§4.4): the token of a TPM enrollment's device is verified with the key of its challenge (`tpm.rs`).
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use dps_proto::{AttestationType, EnrollmentGroup, IdScope, IndividualEnrollment,
 
 use crate::error::DpsError;
 use crate::model::EnrollmentRef;
-use crate::ports::{CertificateStore, EnrollmentStore};
+use crate::ports::{CertificateStore, EnrollmentStore, TpmChallenge, TpmChallengeStore};
 use crate::x509::chain::{check_leaf, verify_chain, ChainError};
 use crate::x509::{certificate_info, common_name, decode_certificate};
 use crate::Clock;
@@ -62,6 +62,8 @@ pub struct Attested {
     pub device_keys: Option<(Secret, Secret)>,
     /// For X.509: the device's certificate info and the group's signing certificate (§1.5 `x509`).
     pub x509: Option<X509RegistrationResult>,
+    /// For TPM: the challenge the device answered.
+    pub tpm: Option<TpmChallenge>,
 }
 
 fn keys_of(kind: &str, id: &str, primary: Option<&String>, secondary: Option<&String>) -> Result<(Secret, Secret), DpsError> {
@@ -86,23 +88,33 @@ fn check_token(token: &SasToken, scope: &IdScope, reg: &RegistrationId, clock: &
     Ok(())
 }
 
+/// What attestation reads: enrollments, the CA store (X.509) and TPM challenges.
+#[derive(Clone, Copy)]
+pub struct Stores<'a> {
+    pub enrollments: &'a dyn EnrollmentStore,
+    pub certificates: &'a dyn CertificateStore,
+    pub challenges: &'a dyn TpmChallengeStore,
+}
+
 /// Finds and checks the enrollment of a device presenting `creds`.
 pub async fn attest(
-    store: &dyn EnrollmentStore,
-    cas: &dyn CertificateStore,
+    stores: Stores<'_>,
     clock: &dyn Clock,
     scope: &IdScope,
     reg: &RegistrationId,
     creds: &DeviceCredentials,
     presents_tpm: bool,
 ) -> Result<Attested, DpsError> {
+    let Stores { enrollments: store, certificates: cas, challenges } = stores;
     let token = match creds {
         DeviceCredentials::X509(chain) => return attest_x509(store, cas, clock, reg, chain).await,
         DeviceCredentials::Sas(t) => {
             SasToken::parse(t).map_err(|e| DpsError::unauthorized(format!("invalid SharedAccessSignature: {e}")))?
         }
         DeviceCredentials::None if presents_tpm => {
-            return Err(DpsError::unauthorized("TPM attestation is not available in this version of the service; use symmetric keys"))
+            return Err(DpsError::unauthorized(
+                "a TPM device answers its challenge with a SharedAccessSignature signed in its TPM (HTTPS: register without one first to get the challenge; AMQP: the TPM SASL mechanism)",
+            ))
         }
         DeviceCredentials::None => {
             return Err(DpsError::unauthorized(
@@ -114,6 +126,9 @@ pub async fn attest(
     let backend = |e| DpsError::internal(format!("enrollment look-up failed: {e}"));
 
     if let Some(e) = store.get_enrollment(reg.as_str()).await.map_err(backend)? {
+        if e.attestation.kind == AttestationType::Tpm {
+            return crate::tpm::attest(challenges, clock, e, &token).await;
+        }
         let Some(sk) = e.attestation.symmetric_key.as_ref().filter(|_| e.attestation.kind == AttestationType::SymmetricKey) else {
             return Err(DpsError::unauthorized(format!(
                 "the enrollment of '{reg}' uses {} attestation, not a symmetric key",
@@ -132,6 +147,7 @@ pub async fn attest(
             attestation: AttestationType::SymmetricKey,
             device_keys: Some(keys),
             x509: None,
+            tpm: None,
         });
     }
 
@@ -146,6 +162,7 @@ pub async fn attest(
                 attestation: AttestationType::SymmetricKey,
                 device_keys: Some((Secret::new(p), Secret::new(s))),
                 x509: None,
+                tpm: None,
             });
         }
     }
@@ -264,6 +281,7 @@ async fn attest_x509(
             attestation: AttestationType::X509,
             device_keys: None,
             x509: Some(x509),
+            tpm: None,
         });
     }
 
@@ -311,6 +329,7 @@ async fn attest_x509(
             attestation: AttestationType::X509,
             device_keys: None,
             x509: Some(x509),
+            tpm: None,
         });
     }
     if let Some((group, e, _)) = refusals.iter().find(|(_, _, relevant)| *relevant) {

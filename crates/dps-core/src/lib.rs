@@ -13,6 +13,7 @@ pub mod model;
 pub mod ports;
 pub mod regions;
 pub mod registration;
+pub mod tpm;
 pub mod x509;
 
 pub use clock::{Clock, SystemClock};

@@ -30,6 +30,10 @@ pub struct Operation {
     pub payload: Option<Value>,
     #[serde(default)]
     pub force_registration: bool,
+    /// TPM devices: the EK and SRK (base64 TPM2B_PUBLIC) of the challenge the device answered, to wrap the
+    /// hub key K2 for its TPM when the registration is assigned (§4.4.3 step 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<dps_proto::TpmAttestation>,
     /// The transport the device registered over (`https`, `mqtt`, `mqtt-ws`, `amqp`, `amqp-ws`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,

@@ -22,6 +22,31 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A TPM challenge (§4.4.3): the HMAC key K1 sent to a device inside its authentication key. It expires, and
+/// it is answered once: the operation that answered it is recorded, and only that operation's polls may use it.
+#[derive(Debug, Clone)]
+pub struct TpmChallenge {
+    pub registration_id: String,
+    /// K1, base64.
+    pub key: Secret,
+    pub expires: chrono::DateTime<chrono::Utc>,
+    pub operation_id: Option<String>,
+    /// The device's EK and SRK (raw TPM2B_PUBLIC), public data kept for the hub key's blob.
+    pub endorsement_key: Vec<u8>,
+    pub storage_root_key: Vec<u8>,
+}
+
+/// TPM challenges, by registration id (case-insensitive); one per device, a new one replaces the old.
+#[async_trait]
+pub trait TpmChallengeStore: Send + Sync {
+    async fn put_tpm_challenge(&self, c: &TpmChallenge) -> StoreResult<()>;
+    async fn get_tpm_challenge(&self, registration_id: &str) -> StoreResult<Option<TpmChallenge>>;
+    /// Records `operation_id` as the answer; false when the challenge was answered already (or is gone).
+    async fn claim_tpm_challenge(&self, registration_id: &str, operation_id: &str) -> StoreResult<bool>;
+    /// Removes challenges that expired before `before`; returns how many.
+    async fn purge_tpm_challenges(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+}
+
 /// Individual enrollments and enrollment groups. Ids are looked up case-insensitively. Writes check the
 /// precondition and keep `createdDateTimeUtc` of the entity they replace, atomically.
 #[async_trait]

@@ -19,7 +19,7 @@ use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
 use crate::ports::{
     AllocationWebhook, CertificateStore, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore,
-    RegistrationStore,
+    RegistrationStore, TpmChallengeStore,
 };
 use crate::Clock;
 
@@ -30,6 +30,7 @@ pub struct Ports {
     pub certificates: Arc<dyn CertificateStore>,
     pub registrations: Arc<dyn RegistrationStore>,
     pub operations: Arc<dyn OperationStore>,
+    pub tpm: Arc<dyn TpmChallengeStore>,
     pub hubs: Arc<dyn HubStore>,
     pub connector: Arc<dyn HubConnector>,
     pub allocator: Arc<dyn Allocator>,
@@ -129,16 +130,12 @@ impl RegistrationEngine {
     }
 
     async fn attest(&self, reg: &RegistrationId, creds: &DeviceCredentials, tpm: bool) -> Result<Attested, DpsError> {
-        attest(
-            self.ports.enrollments.as_ref(),
-            self.ports.certificates.as_ref(),
-            self.ports.clock.as_ref(),
-            &self.config.id_scope,
-            reg,
-            creds,
-            tpm,
-        )
-        .await
+        let stores = crate::attestation::Stores {
+            enrollments: self.ports.enrollments.as_ref(),
+            certificates: self.ports.certificates.as_ref(),
+            challenges: self.ports.tpm.as_ref(),
+        };
+        attest(stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await
     }
 
     /// `PUT /{idScope}/registrations/{id}/register`.
@@ -172,15 +169,24 @@ impl RegistrationEngine {
                 format!("Precondition failed: a registration of '{reg}' is already in progress; poll its operation or retry later"),
             ));
         }
+        let operation_id = new_operation_id();
+        if let Err(e) = self.claim_challenge(&attested, &operation_id).await {
+            self.release(&reg.key());
+            return Err(e);
+        }
         let now = self.ports.clock.now();
         let op = Operation {
-            operation_id: new_operation_id(),
+            operation_id,
             registration_id: reg.as_str().to_owned(),
             status: RegistrationStatus::Assigning,
             enrollment: attested.matched.reference(),
             attestation: attested.attestation,
             payload: req.body.payload.clone().filter(|p| !p.is_null()),
             force_registration: req.force_registration,
+            tpm: attested.tpm.as_ref().map(|c| dps_proto::TpmAttestation {
+                endorsement_key: Some(dps_crypto::tpm::blob::to_base64(&c.endorsement_key)),
+                storage_root_key: Some(dps_crypto::tpm::blob::to_base64(&c.storage_root_key)),
+            }),
             protocol: Some(req.protocol.to_owned()),
             source: req.source,
             x509: attested.x509.clone(),
@@ -215,7 +221,14 @@ impl RegistrationEngine {
         creds: &DeviceCredentials,
     ) -> Result<Reply, DpsError> {
         let reg = self.parse_target(id_scope, registration_id)?;
-        self.attest(&reg, creds, false).await?;
+        let attested = self.attest(&reg, creds, false).await?;
+        if let Some(c) = attested.tpm.as_ref().filter(|c| c.operation_id.as_deref() != Some(operation_id)) {
+            return Err(DpsError::unauthorized(format!(
+                "the token of '{reg}' answered the TPM challenge of {}, not operation '{}'",
+                c.operation_id.as_deref().map_or_else(|| "no registration yet".to_owned(), |o| format!("operation '{o}'")),
+                operation_id.escape_debug()
+            )));
+        }
         let op = self
             .ports
             .operations
@@ -248,11 +261,38 @@ impl RegistrationEngine {
         &self,
         id_scope: &str,
         registration_id: &str,
-        _endorsement_key: &[u8],
-        _storage_root_key: &[u8],
+        endorsement_key: &[u8],
+        storage_root_key: &[u8],
     ) -> Result<Vec<u8>, DpsError> {
-        self.parse_target(id_scope, registration_id)?;
-        Err(DpsError::new(ErrorKind::Unauthorized, "TPM attestation is not available in this version of the service"))
+        let reg = self.parse_target(id_scope, registration_id)?;
+        let p = &self.ports;
+        let blob =
+            crate::tpm::challenge(p.enrollments.as_ref(), p.tpm.as_ref(), p.clock.as_ref(), &reg, endorsement_key, storage_root_key).await;
+        if let Err(e) = &blob {
+            self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism: "tpm", protocol: "challenge", success: false });
+            info!(code = e.code(), error = %e.message, "TPM challenge refused");
+        }
+        blob
+    }
+
+    /// A TPM answer is single use: the register that answers claims the challenge for its operation.
+    async fn claim_challenge(&self, attested: &Attested, operation_id: &str) -> Result<(), DpsError> {
+        let Some(c) = &attested.tpm else { return Ok(()) };
+        let fresh = c.operation_id.is_none()
+            && self
+                .ports
+                .tpm
+                .claim_tpm_challenge(&c.registration_id, operation_id)
+                .await
+                .map_err(store_err("could not claim the TPM challenge"))?;
+        if fresh {
+            Ok(())
+        } else {
+            Err(DpsError::unauthorized(format!(
+                "the TPM challenge of '{}' was answered already; register again without a token to get a new one",
+                c.registration_id
+            )))
+        }
     }
 
     /// `POST /{idScope}/registrations/{id}`: the device's current registration.
@@ -308,6 +348,7 @@ impl RegistrationEngine {
             attestation: rec.attestation,
             payload: rec.state.payload.clone().filter(|p| !p.is_null()),
             force_registration: false,
+            tpm: None,
             protocol: None,
             source: None,
             x509: None,
@@ -415,6 +456,7 @@ impl RegistrationEngine {
                 trace,
                 payload: None,
                 first_hub: None,
+                tpm_blob: None,
             };
         }
         let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
@@ -527,8 +569,27 @@ impl RegistrationEngine {
             (None, _) => "the hub's twin is kept",
         });
 
-        // §7.4: symmetric-key devices get their keys; X.509 devices a self-signed identity with the leaf thumbprint.
-        let authentication = if op.attestation == AttestationType::X509 {
+        // §7.4: symmetric-key devices get their keys; X.509 devices a self-signed identity with the leaf thumbprint;
+        // TPM devices a new key K2, wrapped for their TPM (§4.4.3 step 4).
+        let mut tpm_blob = None;
+        let authentication = if op.attestation == AttestationType::Tpm {
+            let keys = op.tpm.as_ref().and_then(|t| {
+                let ek = dps_crypto::tpm::blob::from_base64(t.endorsement_key.as_deref()?).ok()?;
+                let srk = dps_crypto::tpm::blob::from_base64(t.storage_root_key.as_deref()?).ok()?;
+                Some((ek, srk))
+            });
+            let Some((ek, srk)) = keys else {
+                return Outcome::failed(DpsError::internal("the TPM device's EK and SRK are not available"), trace, Some(matched));
+            };
+            match crate::tpm::hub_key(&ek, &srk, &hub.host_name) {
+                Ok(((primary, secondary), blob)) => {
+                    tpm_blob = Some(blob);
+                    trace["tpm"] = json!({ "challenge": "answered with the key of its challenge (K1)", "hubKey": "a new key (K2), wrapped for the device's TPM in registrationState.tpm.authenticationKey" });
+                    HubAuthentication::Sas { primary_key: primary, secondary_key: secondary }
+                }
+                Err(e) => return Outcome::failed(e, trace, Some(matched)),
+            }
+        } else if op.attestation == AttestationType::X509 {
             let Some(t) = op.x509.as_ref().and_then(|x| x.certificate_info.as_ref()).map(|i| i.sha256_thumbprint.clone()) else {
                 return Outcome::failed(DpsError::internal("the device certificate's thumbprint is not available"), trace, Some(matched));
             };
@@ -590,6 +651,7 @@ impl RegistrationEngine {
             trace,
             payload,
             first_hub: Some(first_hub),
+            tpm_blob,
         }
     }
 
@@ -635,6 +697,7 @@ impl RegistrationEngine {
         if o.status != RegistrationStatus::Disabled {
             result.x509 = op.x509.clone();
         }
+        result.tpm = o.tpm_blob.clone().map(|k| dps_proto::TpmRegistrationResult { authentication_key: Some(k) });
         op.result = Some(result);
         op.updated = now;
         self.ports.operations.put_operation(&op).await?;
@@ -661,6 +724,8 @@ struct Outcome {
     /// The custom-allocation webhook's payload for the device (§6.2).
     payload: Option<serde_json::Value>,
     first_hub: Option<String>,
+    /// TPM devices: K2 wrapped for their TPM (base64), for `registrationState.tpm.authenticationKey`.
+    tpm_blob: Option<String>,
 }
 
 impl Outcome {
@@ -676,6 +741,7 @@ impl Outcome {
             trace,
             payload: None,
             first_hub: None,
+            tpm_blob: None,
         }
     }
 }

@@ -113,12 +113,27 @@ pub fn sign(key: &[u8], sr_as_sent: &str, se: u64) -> String {
 
 /// Builds a complete token the way .NET and Python do (`sr` percent-encoded with `%2F`).
 pub fn build_token(key: &[u8], resource: &str, se: u64, skn: Option<&str>) -> String {
+    match build_token_signed_by(resource, se, skn, |msg| Ok::<_, std::convert::Infallible>(hmac(key, msg))) {
+        Ok(token) => token,
+        Err(never) => match never {},
+    }
+}
+
+/// [`build_token`] with the HMAC computed elsewhere — by a TPM holding the key (§4.4.3 step 6): `hmac_sha256`
+/// gets the bytes to sign (`sr` as sent + `"\n"` + `se`) and returns the raw 32-byte HMAC.
+pub fn build_token_signed_by<E>(
+    resource: &str,
+    se: u64,
+    skn: Option<&str>,
+    hmac_sha256: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<String, E> {
     let sr = utf8_percent_encode(resource, NON_ALPHANUMERIC).to_string();
-    let sig = utf8_percent_encode(&sign(key, &sr, se), NON_ALPHANUMERIC).to_string();
-    match skn {
+    let mac = hmac_sha256(format!("{sr}\n{se}").as_bytes())?;
+    let sig = utf8_percent_encode(&B64.encode(mac), NON_ALPHANUMERIC).to_string();
+    Ok(match skn {
         Some(n) => format!("{PREFIX}sr={sr}&sig={sig}&se={se}&skn={n}"),
         None => format!("{PREFIX}sr={sr}&sig={sig}&se={se}"),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -188,5 +203,17 @@ mod tests {
         let t = build_token(&key(), "0ne0001A2B3/registrations/dev1", 1735689600, Some("registration"));
         assert!(t.contains("sr=0ne0001A2B3%2Fregistrations%2Fdev1"));
         assert!(SasToken::parse(&t).map(|t| t.verify(&key())).unwrap_or(false));
+    }
+
+    #[test]
+    fn an_external_signer_gets_sr_and_se_and_its_errors_pass_through() {
+        let mut seen = Vec::new();
+        let t = build_token_signed_by("0ne0001A2B3/registrations/dev1", 1735689600, None, |m| {
+            seen = m.to_vec();
+            Ok::<_, ()>(hmac(&key(), m))
+        });
+        assert_eq!(seen, b"0ne0001A2B3%2Fregistrations%2Fdev1\n1735689600");
+        assert_eq!(t.as_deref(), Ok(build_token(&key(), "0ne0001A2B3/registrations/dev1", 1735689600, None).as_str()));
+        assert_eq!(build_token_signed_by("r", 1, None, |_| Err("no TPM")), Err("no TPM"));
     }
 }

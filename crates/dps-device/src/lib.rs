@@ -1,7 +1,22 @@
 //! The device side of the provisioning protocol, for DPS Console's own simulator, load generator and
-//! tests (the interop suites use the official SDKs instead): HTTPS (§1.10) and MQTT ([`mqtt`], §2.8).
+//! tests (the interop suites use the official SDKs instead): HTTPS (§1.10), MQTT ([`mqtt`], §2.8) and AMQP
+//! ([`amqp`], §3) with symmetric keys; with the `tpm` feature, a TPM 2.0 device for TPM attestation ([`tpm`],
+//! §4.4) on a thread of its own ([`tpm_worker`]), registering over HTTPS ([`tpm_https`]) or AMQP with the `TPM`
+//! SASL mechanism ([`tpm_amqp`], §3.3), and a private software TPM for tests ([`swtpm`]; also alone with the
+//! `swtpm-test` feature).
 
+pub mod amqp;
 pub mod mqtt;
+#[cfg(feature = "swtpm-test")]
+pub mod swtpm;
+#[cfg(feature = "tpm")]
+pub mod tpm;
+#[cfg(feature = "tpm")]
+pub mod tpm_amqp;
+#[cfg(feature = "tpm")]
+pub mod tpm_https;
+#[cfg(feature = "tpm")]
+pub mod tpm_worker;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +33,11 @@ pub struct Endpoint {
     pub id_scope: String,
     pub ca_pem: Vec<u8>,
 }
+
+/// The device api-version this crate sends (the C SDK's, §1.2).
+const API_VERSION: &str = "2021-06-01";
+/// Polls before giving up on an operation.
+const MAX_POLLS: usize = 120;
 
 /// How to poll.
 #[derive(Debug, Clone, Copy)]
@@ -68,16 +88,32 @@ impl HttpsDevice {
     /// Registers with a symmetric key and polls to the end (§1.10).
     pub async fn provision_symmetric_key(&self, registration_id: &str, key_b64: &str) -> Result<RegistrationOperationStatus> {
         let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
-        let base = format!(
+        let base = self.registration_url(registration_id);
+        let body = serde_json::json!({ "registrationId": registration_id });
+        let r = self.http.put(format!("{base}/register?api-version={API_VERSION}")).header("authorization", &sas).json(&body).send().await?;
+        self.poll(registration_id, &base, &sas, Self::read(r).await?).await
+    }
+
+    /// `https://{host}/{idScope}/registrations/{registrationId}` (the id percent-encoded).
+    fn registration_url(&self, registration_id: &str) -> String {
+        format!(
             "https://{}/{}/registrations/{}",
             self.endpoint.host,
             self.endpoint.id_scope,
             utf8_percent_encode(registration_id, NON_ALPHANUMERIC)
-        );
-        let body = serde_json::json!({ "registrationId": registration_id });
-        let r = self.http.put(format!("{base}/register?api-version=2021-06-01")).header("authorization", &sas).json(&body).send().await?;
-        let (mut status, mut wait) = Self::read(r).await?;
-        for _ in 0..120 {
+        )
+    }
+
+    /// Polls `{base}/operations/{operationId}` with `authorization` from the register answer until the operation
+    /// is terminal.
+    async fn poll(
+        &self,
+        registration_id: &str,
+        base: &str,
+        authorization: &str,
+        (mut status, mut wait): (RegistrationOperationStatus, Duration),
+    ) -> Result<RegistrationOperationStatus> {
+        for _ in 0..MAX_POLLS {
             if status.status.is_terminal() {
                 return Ok(status);
             }
@@ -86,8 +122,8 @@ impl HttpsDevice {
                 Polling::Every(d) => d,
             })
             .await;
-            let url = format!("{base}/operations/{}?api-version=2021-06-01", status.operation_id);
-            (status, wait) = Self::read(self.http.get(url).header("authorization", &sas).send().await?).await?;
+            let url = format!("{base}/operations/{}?api-version={API_VERSION}", status.operation_id);
+            (status, wait) = Self::read(self.http.get(url).header("authorization", authorization).send().await?).await?;
         }
         bail!("{registration_id}: the operation did not finish")
     }

@@ -125,6 +125,16 @@ pub struct DeviceRegistrationResult {
     pub symmetric_key: Option<SymmetricKeyRegistrationResult>,
 }
 
+/// The 401 answer to a TPM device's first register (§1.10): no `status` member (the C SDK recognises a
+/// challenge by its absence), the authentication key to activate, and the `skn` to sign with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TpmChallengeResponse {
+    pub message: String,
+    pub authentication_key: String,
+    pub key_name: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TpmRegistrationResult {

@@ -234,6 +234,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             certificates: shared.clone(),
             registrations: shared.clone(),
             operations: shared.clone(),
+            tpm: shared.clone(),
             hubs: shared.clone(),
             connector: connector.clone(),
             allocator: Arc::new(BuiltinAllocator),

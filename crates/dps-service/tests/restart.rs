@@ -42,6 +42,7 @@ async fn an_interrupted_assignment_resumes_at_start() {
         attestation: AttestationType::SymmetricKey,
         payload: None,
         force_registration: false,
+        tpm: None,
         protocol: None,
         source: None,
         x509: None,

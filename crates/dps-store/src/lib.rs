@@ -16,6 +16,7 @@ mod policies;
 mod registrations;
 mod registry;
 mod settings;
+mod tpm;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use dps_core::model::{AccessPolicy, EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right};
-use dps_core::ports::{DeviceRegistryStore, EnrollmentStore, HubStore, OperationStore, PolicyStore, RegistrationStore, StoreError};
+use dps_core::ports::{
+    DeviceRegistryStore, EnrollmentStore, HubStore, OperationStore, PolicyStore, RegistrationStore, StoreError, TpmChallenge,
+    TpmChallengeStore,
+};
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
 use dps_store::SqliteStore;
@@ -63,6 +66,7 @@ suite!(
     identities_keep_their_keys_sealed,
     search_narrows_pages_and_totals_count_matches,
     assignments_are_counted_per_hub,
+    tpm_challenges_are_sealed_single_use_and_purged,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
@@ -232,6 +236,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
         attestation: AttestationType::SymmetricKey,
         payload: Some(serde_json::json!({ "a": 1 })),
         force_registration: false,
+        tpm: None,
         protocol: None,
         source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
         x509: None,
@@ -296,6 +301,33 @@ async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
 }
 
 /// Secrets never reach the database file in clear text.
+async fn tpm_challenges_are_sealed_single_use_and_purged(s: &SqliteStore) {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("time").with_timezone(&chrono::Utc);
+    let challenge = |id: &str, key: &str, minutes: i64| TpmChallenge {
+        registration_id: id.into(),
+        key: Secret::new(key),
+        expires: t0 + chrono::Duration::minutes(minutes),
+        operation_id: None,
+        endorsement_key: vec![1, 2, 3],
+        storage_root_key: vec![4, 5],
+    };
+    assert!(s.get_tpm_challenge("Dev-T").await.expect("get").is_none());
+    s.put_tpm_challenge(&challenge("Dev-T", "azE=", 10)).await.expect("put");
+    let got = s.get_tpm_challenge("dev-t").await.expect("get").expect("case-insensitive");
+    assert_eq!((got.key.expose(), got.operation_id.as_deref(), got.expires), ("azE=", None, t0 + chrono::Duration::minutes(10)));
+    assert_eq!((got.endorsement_key, got.storage_root_key), (vec![1, 2, 3], vec![4, 5]));
+    assert!(s.claim_tpm_challenge("DEV-T", "op-1").await.expect("claim"), "the first answer claims it");
+    assert!(!s.claim_tpm_challenge("dev-t", "op-2").await.expect("claim"), "single use");
+    assert_eq!(s.get_tpm_challenge("dev-t").await.expect("get").and_then(|c| c.operation_id).as_deref(), Some("op-1"));
+    s.put_tpm_challenge(&challenge("dev-t", "azI=", 20)).await.expect("a new challenge replaces the old");
+    let fresh = s.get_tpm_challenge("dev-t").await.expect("get").expect("there");
+    assert_eq!((fresh.key.expose(), fresh.operation_id), ("azI=", None));
+    assert!(!s.claim_tpm_challenge("nobody", "op").await.expect("claim"), "nothing to claim");
+    s.put_tpm_challenge(&challenge("old", "azM=", 1)).await.expect("put");
+    assert_eq!(s.purge_tpm_challenges(t0 + chrono::Duration::minutes(5)).await.expect("purge"), 1);
+    assert!(s.get_tpm_challenge("old").await.expect("get").is_none() && s.get_tpm_challenge("dev-t").await.expect("get").is_some());
+}
+
 #[tokio::test]
 async fn secrets_are_not_stored_in_clear() {
     let (s, dir) = sqlite_file().await;

@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Poll interval in milliseconds (0: honour retry-after like the SDKs).
     #[arg(long, default_value_t = 20)]
     poll_ms: u64,
-    /// https or mqtt.
+    /// https, mqtt or amqp.
     #[arg(long, default_value = "https")]
     protocol: String,
     /// Instead of registering: open this many MQTT connections (CONNECT + SUBSCRIBE), hold them idle, and
@@ -42,6 +42,14 @@ pub struct BenchArgs {
     /// PID of the service process whose memory --idle-connections reports.
     #[arg(long)]
     server_pid: Option<u32>,
+}
+
+/// The transport the load runs over (the port for MQTT and AMQP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Https,
+    Mqtt(u16),
+    Amqp(u16),
 }
 
 fn rss_kib(field: &str) -> Option<u64> {
@@ -98,6 +106,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     };
     let polling = if a.poll_ms == 0 { Polling::RetryAfter } else { Polling::Every(Duration::from_millis(a.poll_ms)) };
     let mqtt_port = info.ports.mqtt.unwrap_or(8883);
+    let amqp_port = info.ports.amqp.unwrap_or(5671);
     if let Some(n) = a.idle_connections {
         let pid = a.server_pid.map_or_else(|| "self".to_owned(), |p| p.to_string());
         super::serve::raise_open_files_limit();
@@ -122,10 +131,11 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mqtt = match a.protocol.as_str() {
-        "https" => false,
-        "mqtt" => true,
-        other => anyhow::bail!("--protocol {other}: https or mqtt"),
+    let protocol = match a.protocol.as_str() {
+        "https" => Protocol::Https,
+        "mqtt" => Protocol::Mqtt(mqtt_port),
+        "amqp" => Protocol::Amqp(amqp_port),
+        other => anyhow::bail!("--protocol {other}: https, mqtt or amqp"),
     };
     let shared = HttpsDevice::new(endpoint.clone(), polling)?;
     let gate = Arc::new(Semaphore::new(a.concurrency.max(1)));
@@ -140,13 +150,20 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let t = Instant::now();
-            let r = if mqtt {
-                match dps_device::mqtt::MqttSession::connect(&ep, mqtt_port, &id, &key).await {
+            let r = match protocol {
+                Protocol::Https => device.provision_symmetric_key(&id, &key).await,
+                Protocol::Mqtt(port) => match dps_device::mqtt::MqttSession::connect(&ep, port, &id, &key).await {
                     Ok(mut s) => s.provision(&id, polling).await,
                     Err(e) => Err(e),
-                }
-            } else {
-                device.provision_symmetric_key(&id, &key).await
+                },
+                Protocol::Amqp(port) => match dps_device::amqp::AmqpSession::connect(&ep, port, &id, &key).await {
+                    Ok(mut s) => {
+                        let r = s.provision(&id, polling).await;
+                        let _ = s.close().await;
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
             };
             (t.elapsed(), r.map(|s| s.status == RegistrationStatus::Assigned).unwrap_or(false))
         });
@@ -169,7 +186,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         a.protocol,
         a.devices,
         a.concurrency,
-        if mqtt || a.new_connection { "new-per-device" } else { "keep-alive" },
+        if protocol != Protocol::Https || a.new_connection { "new-per-device" } else { "keep-alive" },
         a.poll_ms,
         elapsed.as_secs_f64(),
         a.devices as f64 / elapsed.as_secs_f64().max(1e-9),

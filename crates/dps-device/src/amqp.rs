@@ -1,0 +1,153 @@
+//! AMQP device side (§3) with fe2o3-amqp's client: TLS, SASL PLAIN with the device's SAS token, one session,
+//! the receiver link then the sender link on `{idScope}/registrations/{registrationId}` (as the Node SDK
+//! opens them), register and poll with correlation ids. Used by the load generator, and after its own SASL
+//! exchange by the TPM device ([`crate::tpm_amqp`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use dps_proto::amqp::{GET_OPERATION_STATUS, OPERATION_ID, OPERATION_TYPE, REGISTER, RETRY_AFTER_NAMES};
+use dps_proto::RegistrationOperationStatus;
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::link::delivery::Delivery;
+use fe2o3_amqp::link::{Receiver, Sender};
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Value};
+use fe2o3_amqp::{Connection, Session};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::{device_sas, tls_config, Endpoint, Polling};
+
+/// A device's AMQP connection with its two links.
+pub struct AmqpSession {
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    sender: Sender,
+    receiver: Receiver,
+    next: u64,
+}
+
+impl AmqpSession {
+    /// Connects (TLS, SASL PLAIN with the SAS, open, begin, attach) as `registration_id` to `host:port`.
+    pub async fn connect(endpoint: &Endpoint, port: u16, registration_id: &str, key_b64: &str) -> Result<Self> {
+        let (host, stream) = tls_connect(endpoint, port).await?;
+        let sas = device_sas(&endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
+        let profile = SaslProfile::Plain { username: address(&endpoint.id_scope, registration_id), password: sas };
+        Self::open(stream, &host, &endpoint.id_scope, registration_id, Some(profile)).await
+    }
+
+    /// Opens the AMQP connection on `stream` — after fe2o3's SASL exchange with `sasl`, or right away with the
+    /// plain AMQP header when `None` (the SASL layer already ran, or X.509) — begins the session and attaches
+    /// the receiver link then the sender link on `{idScope}/registrations/{registrationId}`.
+    pub async fn open<S>(stream: S, host: &str, id_scope: &str, registration_id: &str, sasl: Option<SaslProfile>) -> Result<Self>
+    where
+        S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+    {
+        let mut builder = Connection::builder().container_id(registration_id.to_owned()).hostname(host);
+        if let Some(profile) = sasl {
+            builder = builder.sasl_profile(profile);
+        }
+        let mut connection = builder.open_with_stream(stream).await.context("AMQP open")?;
+        let mut session = Session::begin(&mut connection).await.context("AMQP begin")?;
+        let address = address(id_scope, registration_id);
+        let receiver = Receiver::attach(&mut session, "recv_link", address.clone()).await.context("attach the receiver link")?;
+        let sender = Sender::attach(&mut session, "sender_link", address).await.context("attach the sender link")?;
+        Ok(Self { connection, session, sender, receiver, next: 0 })
+    }
+
+    /// Sends one request and waits for its response; returns the status and the retry-after it carried.
+    async fn request(
+        &mut self,
+        operation: &str,
+        operation_id: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(RegistrationOperationStatus, Option<u64>)> {
+        self.next += 1;
+        let mut props = ApplicationProperties::builder().insert(OPERATION_TYPE, operation.to_owned());
+        if let Some(id) = operation_id {
+            props = props.insert(OPERATION_ID, id.to_owned());
+        }
+        let message: Message<Data> = Message::builder()
+            .properties(Properties::builder().correlation_id(MessageId::Ulong(self.next)).build())
+            .application_properties(props.build())
+            .data(Binary::from(body))
+            .build();
+        match self.sender.send(message).await? {
+            Outcome::Accepted(_) => {}
+            Outcome::Rejected(r) => bail!("rejected: {}", r.error.and_then(|e| e.description).unwrap_or_default()),
+            other => bail!("unexpected outcome {other:?}"),
+        }
+        let delivery: Delivery<Body<Value>> = tokio::time::timeout(Duration::from_secs(30), self.receiver.recv()).await??;
+        self.receiver.accept(&delivery).await?;
+        let message = delivery.into_message();
+        let retry_after = message.application_properties.as_ref().and_then(|p| {
+            RETRY_AFTER_NAMES.iter().find_map(|n| match p.0.get(*n) {
+                Some(SimpleValue::Int(v)) => u64::try_from(*v).ok(),
+                _ => None,
+            })
+        });
+        let body: Vec<u8> = match message.body {
+            Body::Data(batch) => batch.into_iter().flat_map(|d| d.0.into_vec()).collect(),
+            other => bail!("the response is not a data section: {other:?}"),
+        };
+        Ok((serde_json::from_slice(&body)?, retry_after))
+    }
+
+    /// Registers and polls to the end (the register body is empty, as .NET sends it).
+    pub async fn provision(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
+        self.provision_with_body(registration_id, Vec::new(), polling).await
+    }
+
+    /// Registers with `body` in the register message's data section (the registration JSON, §3.4) and polls to
+    /// the end.
+    pub async fn provision_with_body(
+        &mut self,
+        registration_id: &str,
+        body: Vec<u8>,
+        polling: Polling,
+    ) -> Result<RegistrationOperationStatus> {
+        let (mut status, mut retry_after) = self.request(REGISTER, None, body).await?;
+        for _ in 0..120 {
+            if status.status.is_terminal() {
+                return Ok(status);
+            }
+            tokio::time::sleep(match polling {
+                Polling::Every(d) => d,
+                Polling::RetryAfter => Duration::from_secs(retry_after.unwrap_or(2)),
+            })
+            .await;
+            (status, retry_after) = self.request(GET_OPERATION_STATUS, Some(&status.operation_id), Vec::new()).await?;
+        }
+        bail!("{registration_id}: the operation did not finish")
+    }
+
+    /// Detaches, ends the session and closes the connection.
+    pub async fn close(mut self) -> Result<()> {
+        let _ = self.sender.close().await;
+        let _ = self.receiver.close().await;
+        let _ = self.session.end().await;
+        self.connection.close().await?;
+        Ok(())
+    }
+}
+
+/// The node address of both links (§3.2).
+fn address(id_scope: &str, registration_id: &str) -> String {
+    format!("{id_scope}/registrations/{registration_id}")
+}
+
+/// TCP (no delay) and TLS to the AMQP port of `endpoint`'s host, trusting its CA; returns the host name too.
+pub async fn tls_connect(endpoint: &Endpoint, port: u16) -> Result<(String, TlsStream<TcpStream>)> {
+    let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
+    let tcp = TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+    let stream = TlsConnector::from(Arc::new(tls_config(&endpoint.ca_pem)?)).connect(name, tcp).await.context("AMQP TLS")?;
+    Ok((host, stream))
+}

@@ -1,0 +1,75 @@
+//! TPM attestation over HTTPS, the device side of §1.10's TPM sequence (as the C SDK runs it):
+//! 1. `PUT …/register` with `{"registrationId", "tpm": {endorsementKey, storageRootKey}}` and no
+//!    `Authorization` → `401` whose body carries `authenticationKey` (blob K1) and `keyName`;
+//! 2. K1 is activated in the TPM, which signs a SAS token (`skn` = that `keyName`, §4.1);
+//! 3. the same `PUT` with `Authorization` → `202 assigning`; polls with the same token until terminal;
+//! 4. on `assigned`, `registrationState.tpm.authenticationKey` (blob K2, the IoT hub key) is activated too.
+
+use anyhow::{anyhow, bail, Context, Result};
+use dps_proto::{ProvisioningServiceErrorDetails, RegistrationOperationStatus};
+use serde_json::Value;
+
+use crate::tpm_worker::TpmWorker;
+use crate::{HttpsDevice, API_VERSION};
+
+/// What the service's `401` to the unauthenticated register carries (§1.10 step 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmChallenge {
+    /// The `authenticationKey` blob, base64-decoded (§4.4.4).
+    pub authentication_key: Vec<u8>,
+    /// The `skn` the device's SAS token must carry.
+    pub key_name: String,
+}
+
+impl HttpsDevice {
+    /// Registers the device whose TPM `tpm` holds (§1.10 TPM), as `registration_id` or else the id derived from
+    /// its EK (§4.4.2), polls to the end and, on `assigned`, activates the IoT hub key. Returns the final
+    /// operation status (`failed` and `disabled` included; a refusal is an error).
+    pub async fn provision_tpm(&self, tpm: &TpmWorker, registration_id: Option<&str>) -> Result<RegistrationOperationStatus> {
+        let id = registration_id.unwrap_or(tpm.registration_id()).to_owned();
+        let base = self.registration_url(&id);
+        let register = format!("{base}/register?api-version={API_VERSION}");
+        let body = tpm.registration(&id);
+
+        let r = self.http.put(&register).json(&body).send().await.context("the unauthenticated TPM register")?;
+        let challenge = read_challenge(r).await?;
+        tpm.activate(challenge.authentication_key).await.context("activating the authenticationKey of the 401 challenge")?;
+        let sas = tpm.sas_token(&self.endpoint.id_scope, &id, &challenge.key_name).await?;
+
+        let r = self.http.put(&register).header("authorization", &sas).json(&body).send().await.context("the TPM register with its SAS token")?;
+        let status = self.poll(&id, &base, &sas, Self::read(r).await?).await?;
+        tpm.activate_assigned(&status).await?;
+        Ok(status)
+    }
+}
+
+/// Reads the answer to the unauthenticated register: a `401` with `authenticationKey` and `keyName` is the
+/// challenge; a `401` without them (an EK that matches no enrollment) and every other status are errors.
+pub async fn read_challenge(r: reqwest::Response) -> Result<TpmChallenge> {
+    let code = r.status();
+    let bytes = r.bytes().await?;
+    if code.as_u16() != 401 {
+        if code.is_success() {
+            bail!("the service answered HTTP {code} to a register without Authorization; a TPM device expects the 401 challenge (§1.10)");
+        }
+        return Err(error_body(code, &bytes));
+    }
+    let json: Value = serde_json::from_slice(&bytes).map_err(|_| error_body(code, &bytes))?;
+    let Some(key) = json.get("authenticationKey").and_then(Value::as_str) else {
+        return Err(error_body(code, &bytes));
+    };
+    let key_name = json
+        .get("keyName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("the 401 challenge has an authenticationKey but no keyName (§1.10: the C SDK requires it)"))?;
+    let authentication_key = dps_crypto::tpm::blob::from_base64(key).context("the 401 challenge's authenticationKey")?;
+    Ok(TpmChallenge { authentication_key, key_name: key_name.to_owned() })
+}
+
+/// An error answer as an error: its §1.8 body when it has one.
+fn error_body(code: reqwest::StatusCode, bytes: &[u8]) -> anyhow::Error {
+    match serde_json::from_slice::<ProvisioningServiceErrorDetails>(bytes) {
+        Ok(e) => anyhow!("HTTP {}: {} ({})", code.as_u16(), e.message, e.error_code),
+        Err(_) => anyhow!("HTTP {}: {}", code.as_u16(), String::from_utf8_lossy(bytes).chars().take(300).collect::<String>()),
+    }
+}
