@@ -124,8 +124,20 @@ pub trait DeviceRegistryStore: Send + Sync {
 /// How a device authenticates to its hub (§7.4).
 #[derive(Debug, Clone)]
 pub enum HubAuthentication {
-    Sas { primary_key: Secret, secondary_key: Secret },
-    SelfSigned { primary_thumbprint: String, secondary_thumbprint: String },
+    Sas {
+        primary_key: Secret,
+        secondary_key: Secret,
+    },
+    /// A TPM device's SAS keys (K2, §4.4.3): the hub verifies tokens with them, but the device holds them only
+    /// inside its TPM and never presents them — a hub that takes the key itself as a password cannot serve it.
+    TpmSas {
+        primary_key: Secret,
+        secondary_key: Secret,
+    },
+    SelfSigned {
+        primary_thumbprint: String,
+        secondary_thumbprint: String,
+    },
 }
 
 /// What a connector must create or update in a hub.

@@ -585,7 +585,7 @@ impl RegistrationEngine {
                 Ok(((primary, secondary), blob)) => {
                     tpm_blob = Some(blob);
                     trace["tpm"] = json!({ "challenge": "answered with the key of its challenge (K1)", "hubKey": "a new key (K2), wrapped for the device's TPM in registrationState.tpm.authenticationKey" });
-                    HubAuthentication::Sas { primary_key: primary, secondary_key: secondary }
+                    HubAuthentication::TpmSas { primary_key: primary, secondary_key: secondary }
                 }
                 Err(e) => return Outcome::failed(e, trace, Some(matched)),
             }

@@ -250,7 +250,7 @@ impl AzureIotHub {
 /// The device body of `PUT /devices/{id}`.
 fn device_body(device: &HubDevice) -> Value {
     let authentication = match &device.authentication {
-        HubAuthentication::Sas { primary_key, secondary_key } => json!({
+        HubAuthentication::Sas { primary_key, secondary_key } | HubAuthentication::TpmSas { primary_key, secondary_key } => json!({
             "type": "sas",
             "symmetricKey": { "primaryKey": primary_key.expose(), "secondaryKey": secondary_key.expose() },
         }),

@@ -38,7 +38,9 @@ impl HubConnector for BuiltinRegistry {
         let existing =
             self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
         let (kind, keys) = match &device.authentication {
-            HubAuthentication::Sas { primary_key, secondary_key } => ("sas", Some((primary_key, secondary_key))),
+            HubAuthentication::Sas { primary_key, secondary_key } | HubAuthentication::TpmSas { primary_key, secondary_key } => {
+                ("sas", Some((primary_key, secondary_key)))
+            }
             HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
         };
         let x509_thumbprint = match &device.authentication {
@@ -46,7 +48,7 @@ impl HubConnector for BuiltinRegistry {
                 primary_thumbprint: primary_thumbprint.clone(),
                 secondary_thumbprint: secondary_thumbprint.clone(),
             }),
-            HubAuthentication::Sas { .. } => None,
+            HubAuthentication::Sas { .. } | HubAuthentication::TpmSas { .. } => None,
         };
         let identity = DeviceIdentity {
             x509_thumbprint,

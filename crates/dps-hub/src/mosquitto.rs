@@ -16,6 +16,10 @@
 //!   authenticates the certificate itself: any certificate of its `cafile` completes CONNECT, and without
 //!   its client and role (not provisioned, or deprovisioned) the device may publish and subscribe nothing.
 //!
+//! TPM devices cannot use this connector: the broker checks the key itself as the password, and a TPM device
+//! holds its key only inside its TPM (it signs SAS tokens with it, §4.4.3). Their registration fails with
+//! [`TPM_REFUSAL`]; link a builtin or Azure IoT Hub for them.
+//!
 //! Both carry a `textname` marking them as DPS Console's; a client or role of the same name without it
 //! (the admin user, an application's account) is never modified or deleted: the call is refused.
 //!
@@ -46,6 +50,10 @@ use tracing::{debug, info, instrument};
 
 use crate::error_chain;
 use crate::retry::{with_backoff, Failure};
+
+/// Why a TPM device cannot be provisioned on the broker (see the module doc).
+pub const TPM_REFUSAL: &str = "the mosquitto connector authenticates a device by its key as the MQTT password, and a TPM device \
+    never holds its key outside its TPM: link a builtin or Azure IoT Hub hub for TPM devices";
 use crate::tls;
 
 const CONTROL_TOPIC: &str = "$CONTROL/dynamic-security/v1";
@@ -378,6 +386,7 @@ async fn provision(session: &mut AdminSession, device: &HubDevice) -> Result<(),
     let password = match &device.authentication {
         HubAuthentication::Sas { primary_key, .. } => Some(primary_key.expose()),
         HubAuthentication::SelfSigned { .. } => None,
+        HubAuthentication::TpmSas { .. } => return Err(Failure::Final(ConnectorError::Refused(TPM_REFUSAL.into()))),
     };
     let (client, role) = lookup(session, id).await?;
     let topics = device_topics(id);
@@ -465,6 +474,9 @@ impl HubConnector for Mosquitto {
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device.device_id))]
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
         check_device_id(&device.device_id)?;
+        if matches!(device.authentication, HubAuthentication::TpmSas { .. }) {
+            return Err(ConnectorError::Refused(TPM_REFUSAL.into()));
+        }
         self.with_session(hub, "provision on the MQTT broker", Op::Provision(device)).await?;
         info!("device client and role written to the MQTT broker");
         Ok(())

@@ -169,3 +169,18 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
     let mut x = connected(Device::connect_x509(broker.x509_port, "x4", &broker.ca_path(), &cert, &key).await, "dev-x after deprovision");
     assert_eq!(x.subscribe("devices/dev-x/#").await, SubscribeReasonCode::Failure);
 }
+
+/// A TPM device holds its key only in its TPM: the broker (key = password) cannot serve it, and says so
+/// before touching the broker (§4.4.3, issue: hub connectors for TPM devices).
+#[tokio::test]
+async fn tpm_devices_are_refused_with_a_clear_reason() {
+    let broker = Broker::start();
+    let c = Mosquitto::new();
+    let device = HubDevice {
+        authentication: HubAuthentication::TpmSas { primary_key: Secret::new(KEY_A), secondary_key: Secret::new(KEY_A2) },
+        ..sas_device("tpm-dev", KEY_A)
+    };
+    let err = c.provision(&hub(&broker), &device).await.expect_err("a TPM device cannot be a broker client");
+    assert!(matches!(&err, ConnectorError::Refused(m) if m.contains("TPM")), "{err}");
+    refused(Device::connect(broker.port, "t1", "tpm-dev", KEY_A).await, "a TPM device that was never created on the broker");
+}

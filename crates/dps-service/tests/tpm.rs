@@ -134,6 +134,20 @@ async fn a_tpm_device_registers_over_https_and_holds_its_hub_key() {
     let k2_again = assert_holds_hub_key(&s, &tpm, &again.body).await;
     assert_ne!(k2, k2_again, "every registration issues a new hub key");
 
+    // Re-provisioned to another hub (the enrollment names it): the device moves and gets a new key there.
+    let a = s.service(Method::PUT, "/linkedHubs/second.hub.example", Some(json!({ "hostName": "second.hub.example" }))).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let e = s.service(Method::GET, &format!("/enrollments/{}", k.registration_id), None).await.body;
+    let mut moved_doc = e.clone();
+    moved_doc["iotHubs"] = json!(["second.hub.example"]);
+    let put = s.send_json_if_match(&format!("/enrollments/{}", k.registration_id), moved_doc, e["etag"].as_str().unwrap_or("*")).await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let sas = answer(&s, &tpm, &k, &challenge(&s, &k).await).await;
+    let moved = register(&s, &k, &sas).await;
+    assert_eq!(moved.body["registrationState"]["assignedHub"], "second.hub.example", "{}", moved.body);
+    let k2_moved = assert_holds_hub_key(&s, &tpm, &moved.body).await;
+    assert_ne!(k2_moved, k2_again);
+
     // The decision trace shows the TPM step.
     let trace = s.service(Method::GET, &format!("/registrations/{}/trace", k.registration_id), None).await;
     assert!(trace.body["trace"]["tpm"].is_object(), "{}", trace.body);
@@ -223,4 +237,24 @@ async fn a_disabled_tpm_enrollment_answers_disabled() {
     assert_eq!(done.body["status"], "disabled", "{}", done.body);
     assert!(done.body["registrationState"]["tpm"].is_null(), "no hub key for a disabled device: {}", done.body);
     tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+#[tokio::test]
+async fn a_tpm_device_registers_over_amqp_with_the_tpm_sasl_mechanism() {
+    let s = TestService::start().await;
+    let tpm = Swtpm::start().expect("swtpm");
+    let k = keys(&tpm).await;
+    enroll_tpm(&s, &k.registration_id, &k.ek, json!({})).await;
+    let endpoint = dps_device::Endpoint { host: "127.0.0.1".into(), id_scope: s.scope.clone(), ca_pem: s.ca_pem.clone() };
+    let worker = dps_device::tpm_worker::TpmWorker::open(Some(tpm.tcti())).await.expect("open the TPM");
+    let status =
+        dps_device::tpm_amqp::provision(&endpoint, s.amqp_port, &worker, None, dps_device::Polling::Every(Duration::from_millis(50)))
+            .await
+            .expect("§3.3 TPM SASL, then register and poll over AMQP");
+    assert_eq!(status.status, dps_proto::RegistrationStatus::Assigned);
+    let done = serde_json::to_value(&status).expect("json");
+    drop(worker);
+    assert_holds_hub_key(&s, &tpm, &done).await;
+    let trace = s.service(Method::GET, &format!("/registrations/{}/trace", k.registration_id), None).await;
+    assert_eq!(trace.body["trace"]["protocol"], "amqp", "{}", trace.body);
 }

@@ -341,6 +341,16 @@ async fn secrets_are_not_stored_in_clear() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
+    s.put_tpm_challenge(&TpmChallenge {
+        registration_id: "tpm-dev".into(),
+        key: Secret::new("VFBNLUNIQUxMRU5HRS1LMQ=="),
+        expires: chrono::DateTime::UNIX_EPOCH,
+        operation_id: None,
+        endorsement_key: vec![1],
+        storage_root_key: vec![2],
+    })
+    .await
+    .expect("put a TPM challenge");
     s.close().await;
     let mut all = Vec::new();
     for f in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
@@ -348,7 +358,7 @@ async fn secrets_are_not_stored_in_clear() {
     }
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("b12"), "the database should hold the documents");
-    for secret in ["cHJpbWFyeS1rZXktMTIzNDU2", "c2Vjb25kYXJ5LWtleS0xMjM0", "Z3JvdXAta2V5LXByaW1hcnkx", "UE9MSUNZLVBSSU1BUlk="] {
+    for secret in ["cHJpbWFyeS1rZXktMTIzNDU2", "c2Vjb25kYXJ5LWtleS0xMjM0", "Z3JvdXAta2V5LXByaW1hcnkx", "UE9MSUNZLVBSSU1BUlk=", "VFBNLUNIQUxMRU5HRS1LMQ=="] {
         assert!(!text.contains(secret), "{secret} found in clear");
     }
 }

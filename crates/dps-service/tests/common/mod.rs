@@ -177,6 +177,14 @@ impl TestService {
         self.send(method, &format!("{path}{sep}api-version=2021-10-01"), Some(&sas), &[], body.map(|b| b.to_string().into_bytes())).await
     }
 
+    /// A service-API PUT with `If-Match`.
+    pub async fn send_json_if_match(&self, path: &str, body: Value, etag: &str) -> Answer {
+        let sas = self.service_sas();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{sep}api-version=2021-10-01");
+        self.send(reqwest::Method::PUT, &path, Some(&sas), &[("if-match", etag)], Some(body.to_string().into_bytes())).await
+    }
+
     /// Creates a symmetric-key individual enrollment; returns its primary key.
     pub async fn enroll(&self, id: &str, extra: Value) -> String {
         let mut doc = json!({ "registrationId": id, "attestation": { "type": "symmetricKey" } });
