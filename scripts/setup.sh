@@ -27,12 +27,16 @@ fi
 if command -v dpkg-query >/dev/null 2>&1; then
   need_pkg build-essential
   need_pkg pkg-config
+  need_pkg libtss2-dev        # the dps binary links the TPM software stack (`dps tpm`, TPM devices)
   if [ "$what" = "test" ]; then
     command -v node >/dev/null 2>&1 || { need_pkg nodejs; need_pkg npm; }
     command -v python3 >/dev/null 2>&1 || need_pkg python3
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkg python3-venv
     need_pkg mosquitto        # the hub connector suite drives a real broker (dynamic-security plugin)
     need_pkg openssl          # certificates made with openssl cross-check `dps cert`
+    need_pkg swtpm            # TPM attestation tests run against a private software TPM each
+    need_pkg swtpm-tools
+    need_pkg tpm2-tools       # tpm2-tools cross-checks the device's TPM keys
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"

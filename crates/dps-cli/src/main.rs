@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         registration_id: String,
     },
+    /// Be a device: register with a TPM or a symmetric key over HTTPS, AMQP or MQTT.
+    #[command(subcommand)]
+    Device(commands::device::DeviceCommand),
+    /// A device's TPM 2.0: endorsement key and registration id; activate a key and sign with it.
+    #[cfg(feature = "tpm")]
+    #[command(subcommand)]
+    Tpm(commands::tpm::TpmCommand),
     /// Load generator: register many devices and report registrations per second.
     Bench(commands::bench::BenchArgs),
     /// Print how to reach the service: ID scope, endpoints, CA, service connection string.
@@ -66,6 +73,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The TPM stack logs its own warnings and errors to standard error (e.g. a missing identity key, which the
+    // command then reports itself); quiet unless asked for. Set while the process has a single thread.
+    #[cfg(feature = "tpm")]
+    if std::env::var_os("TSS2_LOG").is_none() {
+        std::env::set_var("TSS2_LOG", "all+NONE");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -88,6 +101,9 @@ fn main() -> std::process::ExitCode {
                 println!("{k}");
                 Ok(())
             }
+            Command::Device(c) => commands::device::run(c).await,
+            #[cfg(feature = "tpm")]
+            Command::Tpm(c) => commands::tpm::run(c),
             Command::Bench(a) => commands::bench::run(a).await,
             Command::ConnectionInfo { target, field, output } => commands::connection_info(&target, field.as_deref(), output),
         }

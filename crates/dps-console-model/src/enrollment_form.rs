@@ -372,8 +372,11 @@ impl EnrollmentForm {
                 let b64 = base64::engine::general_purpose::STANDARD;
                 if ek.is_empty() {
                     err(field::ENDORSEMENT_KEY, "the endorsement key is required (base64 of the EK's TPM2B_PUBLIC)".to_owned());
-                } else if b64.decode(&ek).is_err() {
-                    err(field::ENDORSEMENT_KEY, "the endorsement key is not valid base64".to_owned());
+                } else if let Err(why) = crate::tpm::registration_id_of_ek(&ek) {
+                    err(field::ENDORSEMENT_KEY, why);
+                }
+                if !srk.is_empty() && b64.decode(&srk).is_err() {
+                    err(field::STORAGE_ROOT_KEY, "the storage root key is not valid base64".to_owned());
                 }
                 Some(AttestationMechanism {
                     kind: AttestationType::Tpm,
@@ -631,9 +634,9 @@ mod tests {
     fn tpm_needs_an_endorsement_key() {
         let f = EnrollmentForm { attestation: "tpm".into(), ..form("d") };
         assert_eq!(fields(&f.errors()), vec![field::ENDORSEMENT_KEY]);
-        let f = EnrollmentForm { attestation: "tpm".into(), endorsement_key: "AToAAQAL\nAAMAsgAg".into(), ..form("d") };
+        let f = EnrollmentForm { attestation: "tpm".into(), endorsement_key: "AAgAAQAL\nAAMAsg==".into(), ..form("d") };
         let e = f.to_enrollment().unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(e.attestation.tpm.and_then(|t| t.endorsement_key).as_deref(), Some("AToAAQALAAMAsgAg"));
+        assert_eq!(e.attestation.tpm.and_then(|t| t.endorsement_key).as_deref(), Some("AAgAAQALAAMAsg=="));
     }
 
     #[test]

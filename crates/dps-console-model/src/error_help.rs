@@ -23,6 +23,28 @@ pub const KNOWN_CODES: [i64; 20] = [
     429001, 500001, 503001,
 ];
 
+/// Help for a DPS error with its message: a few 401002 refusals of TPM devices have help of their own.
+pub fn for_error(code: i64, message: &str) -> Help {
+    match code {
+        401002 if message.contains("endorsement key") && message.contains("does not match") => help(
+            "TPM endorsement key mismatch",
+            "The device presented an endorsement key (EK) other than the one in its individual enrollment: another TPM, or an enrollment made with a mistyped EK.",
+            "Read the device's EK (dps tpm show, or Azure's tpm_device_provision) and update the enrollment's endorsement key.",
+        ),
+        401002 if message.contains("key of its TPM challenge") => help(
+            "Bad TPM signature",
+            "The device's token is not signed with the key the service sent in its challenge: the TPM did not activate the authentication key (another TPM, or a reset TPM).",
+            "Register again from the start so the device gets a new challenge; check that the EK and SRK it sends are its own.",
+        ),
+        401002 if message.contains("TPM challenge") => help(
+            "TPM challenge expired or used",
+            "A TPM challenge is answered once and expires after 15 minutes.",
+            "Register again: the device sends its EK and SRK without a token and gets a new challenge.",
+        ),
+        _ => for_code(code),
+    }
+}
+
 /// Help for a DPS error code; an unknown code gets the help of its HTTP status.
 pub fn for_code(code: i64) -> Help {
     match code {
@@ -234,5 +256,16 @@ mod tests {
     fn tls_failures_are_told_apart() {
         assert_eq!(for_network_message("TLS handshake failed: UnknownIssuer"), tls());
         assert_eq!(for_network_message("TypeError: Failed to fetch"), network());
+    }
+
+    #[test]
+    fn tpm_refusals_get_their_own_help() {
+        let mismatch = for_error(401002, "the endorsement key presented by 'x' does not match its enrollment's");
+        assert_eq!(mismatch.title, "TPM endorsement key mismatch");
+        let signature = for_error(401002, "the SAS token of 'x' is not signed with the key of its TPM challenge (…)");
+        assert_eq!(signature.title, "Bad TPM signature");
+        assert_eq!(for_error(401002, "the TPM challenge of 'x' expired; register again").title, "TPM challenge expired or used");
+        assert_eq!(for_error(401002, "wrong key"), for_code(401002));
+        assert_eq!(for_error(404201, "endorsement key does not match"), for_code(404201));
     }
 }

@@ -21,6 +21,7 @@ pub mod error_help;
 pub mod format;
 pub mod logs;
 pub mod paging;
+pub mod tpm;
 pub mod trace;
 pub mod transfer;
 pub mod validation;

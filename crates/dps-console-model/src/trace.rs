@@ -121,6 +121,12 @@ pub fn trace_steps(answer: &Value) -> Vec<TraceStep> {
         steps.push(step(title, details, if hub.is_empty() { StepOutcome::Failed } else { StepOutcome::Ok }));
     }
 
+    // TPM: the challenge the device answered and the hub key it was given (§4.4.3).
+    if let Some(t) = at("/tpm") {
+        let details = [t.get("challenge"), t.get("hubKey")].into_iter().flatten().map(|v| text(Some(v))).collect();
+        steps.push(step("TPM challenge answered; a hub key issued for the device's TPM", details, StepOutcome::Ok));
+    }
+
     // 3. The twin and the hub's device identity.
     if let Some(twin) = at("/twin").and_then(Value::as_str) {
         steps.push(step(format!("Twin: {twin}"), vec![], StepOutcome::Info));

@@ -469,7 +469,7 @@ mod tests {
             "attestation": {{ "type": "x509", "x509": {{ "clientCertificates": {{ "primary": {{ "certificate": {pem} }} }} }} }},
             "allocationPolicy": "custom", "iotHubs": ["a.example.net", "b.example.net"],
             "customAllocationDefinition": {{ "webhookUrl": "https://fn.example.net/api?code=1", "apiVersion": "2021-10-01" }} }},
-          {{ "registrationId": "dev-4", "attestation": {{ "type": "tpm", "tpm": {{ "endorsementKey": "AToAAQALAAMAsgAg" }} }} }}
+          {{ "registrationId": "dev-4", "attestation": {{ "type": "tpm", "tpm": {{ "endorsementKey": "AAgAAQALAAMAsg==" }} }} }}
         ]"#,
             k1 = key(1),
             k2 = key(2),

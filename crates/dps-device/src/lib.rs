@@ -90,7 +90,8 @@ impl HttpsDevice {
         let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
         let base = self.registration_url(registration_id);
         let body = serde_json::json!({ "registrationId": registration_id });
-        let r = self.http.put(format!("{base}/register?api-version={API_VERSION}")).header("authorization", &sas).json(&body).send().await?;
+        let r =
+            self.http.put(format!("{base}/register?api-version={API_VERSION}")).header("authorization", &sas).json(&body).send().await?;
         self.poll(registration_id, &base, &sas, Self::read(r).await?).await
     }
 

@@ -61,7 +61,12 @@ pub async fn provision(
 
 /// The client side of the `TPM` SASL mechanism on `stream` (right after TLS), up to and including an `ok`
 /// outcome; the stream is then positioned for the plain AMQP header.
-pub async fn sasl_tpm<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, tpm: &TpmWorker, id_scope: &str, registration_id: &str) -> Result<()> {
+pub async fn sasl_tpm<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    tpm: &TpmWorker,
+    id_scope: &str,
+    registration_id: &str,
+) -> Result<()> {
     stream.write_all(&SASL_HEADER).await.context("writing the SASL header")?;
     let mut header = [0u8; 8];
     stream.read_exact(&mut header).await.context("reading the server's protocol header")?;

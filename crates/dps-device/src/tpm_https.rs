@@ -36,7 +36,14 @@ impl HttpsDevice {
         tpm.activate(challenge.authentication_key).await.context("activating the authenticationKey of the 401 challenge")?;
         let sas = tpm.sas_token(&self.endpoint.id_scope, &id, &challenge.key_name).await?;
 
-        let r = self.http.put(&register).header("authorization", &sas).json(&body).send().await.context("the TPM register with its SAS token")?;
+        let r = self
+            .http
+            .put(&register)
+            .header("authorization", &sas)
+            .json(&body)
+            .send()
+            .await
+            .context("the TPM register with its SAS token")?;
         let status = self.poll(&id, &base, &sas, Self::read(r).await?).await?;
         tpm.activate_assigned(&status).await?;
         Ok(status)

@@ -177,7 +177,8 @@ async fn handle(state: &Mutex<DeviceApi>, req: Request<hyper::body::Incoming>) -
         ("PUT", auth) if path == format!("{base}/register") => {
             // §1.4: the same body both times, with both public areas.
             let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let want = json!({ "registrationId": id, "tpm": { "endorsementKey": B64.encode(&s.ek), "storageRootKey": B64.encode(&s.srk) } });
+            let want =
+                json!({ "registrationId": id, "tpm": { "endorsementKey": B64.encode(&s.ek), "storageRootKey": B64.encode(&s.srk) } });
             if body != want {
                 s.problems.push(format!("register body {body}"));
             }

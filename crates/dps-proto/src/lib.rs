@@ -5,13 +5,13 @@
 //! swagger (`../shared/reference/openapi/2021-10-01`) and `dps-protocol.md` §1.4, §1.5, §1.8 and §5.3.
 //! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
 
+pub mod amqp;
 pub mod certificates;
 pub mod console;
 pub mod device;
 pub mod error;
 pub mod ids;
 pub mod management;
-pub mod amqp;
 pub mod mqtt;
 pub mod service;
 

@@ -3,14 +3,17 @@
 // of its own, started by lib/dps.js `registerAmqp` with NODE_EXTRA_CA_CERTS = the service's CA: the SDK's
 // AMQP transport has no CA option for symmetric keys (TOOLCHAIN §6), so the CA reaches TLS the way a user's
 // would. Input: argv[2] = JSON { host, amqpPort, httpsPort, idScope, ws, devices: [{ registrationId, key? |
-// cert?+keyPem?, payload? }] }. Output on stdout: a JSON array, one { registrationId, ok, result?, error? }
-// per device, in order. All devices run at once (each its own SDK client and AMQP connection).
+// cert?+keyPem? | tpm?: { tcti }, payload? }] } (`tpm`: the TPM security client of lib/tpm-security.js on that
+// TPM). Output on stdout: a JSON array, one { registrationId, ok, result?, error?, activations? } per device, in
+// order (`activations`: the blobs a TPM device activated, base64; `settled: false`: register() never called
+// back, see the end of this file). All devices run at once (each its own SDK client and AMQP connection).
 
 const https = require('node:https');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const { Amqp, AmqpWs } = require('azure-iot-provisioning-device-amqp');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
+const { DpsTpmSecurityClient } = require('./tpm-security');
 
 const args = JSON.parse(process.argv[2]);
 
@@ -39,22 +42,46 @@ function describe(err) {
   };
 }
 
-async function one(d) {
+// What each device reported, by index; a device whose register() never settles keeps its placeholder.
+const results = args.devices.map((d) => ({
+  registrationId: d.registrationId,
+  ok: false,
+  settled: false,
+  error: { message: 'register() never settled: the SDK dropped the error (it ended with nothing left to wait for)' },
+}));
+
+async function one(d, i) {
   const { transport, host } = transportFor();
-  const security = d.cert
-    ? new X509Security(d.registrationId, { cert: d.cert, key: d.keyPem })
-    : new SymmetricKeySecurityClient(d.registrationId, d.key);
+  let security;
+  if (d.tpm) security = new DpsTpmSecurityClient({ tcti: d.tpm.tcti, registrationId: d.registrationId });
+  else if (d.cert) security = new X509Security(d.registrationId, { cert: d.cert, key: d.keyPem });
+  else security = new SymmetricKeySecurityClient(d.registrationId, d.key);
   const client = ProvisioningDeviceClient.create(host, d.idScope || args.idScope, transport, security);
   if (d.payload !== undefined) client.setProvisioningPayload(d.payload);
+  // A TPM device's activated blobs, live (also in the placeholder of a register() that never settles).
+  if (d.tpm) results[i].activations = security.activations;
+  const activations = d.tpm ? { activations: security.activations } : {};
   try {
-    return { registrationId: d.registrationId, ok: true, result: await client.register() };
+    results[i] = { registrationId: d.registrationId, ok: true, result: await client.register(), ...activations };
   } catch (err) {
-    return { registrationId: d.registrationId, ok: false, error: describe(err) };
+    results[i] = { registrationId: d.registrationId, ok: false, error: describe(err), ...activations };
   }
 }
 
-Promise.all(args.devices.map(one)).then((results) => {
+let written = false;
+function report() {
+  if (written) return;
+  written = true;
   process.stdout.write(JSON.stringify(results));
+}
+
+// azure-iot-provisioning-device-amqp 1.9.1 loses a connection error during the TPM SASL exchange before the
+// blob arrives (`tpmConnectionComplete` is emitted with no listener): register() then never calls back and the
+// event loop just empties. Report what is known instead of exiting without output.
+process.on('beforeExit', report);
+
+Promise.all(args.devices.map(one)).then(() => {
+  report();
   process.exit(0);
 }, (err) => {
   process.stderr.write(String(err && err.stack));

@@ -265,8 +265,9 @@ async function registerX509(svc, regId, { cert, key }, { transport = 'http', pay
 /**
  * Register devices over AMQP (`ws` false: the AMQP port; true: AMQP over WebSockets on the HTTPS port) with
  * the official SDK, in a child process whose NODE_EXTRA_CA_CERTS is the service's CA (lib/amqp-device.js).
- * `devices`: [{ registrationId, key } | { registrationId, cert, keyPem }] (+ payload, idScope). Resolves the
- * array of { registrationId, ok, result?, error? }, one per device, in order.
+ * `devices`: [{ registrationId, key } | { registrationId, cert, keyPem } | { registrationId, tpm: { tcti } }]
+ * (+ payload, idScope). Resolves the array of { registrationId, ok, result?, error?, activations? }, one per
+ * device, in order (`activations`: the blobs a TPM device activated, lib/tpm-security.js).
  */
 async function registerAmqp(svc, devices, { ws = false } = {}) {
   if (!svc.endpoint.ports || !svc.endpoint.ports.amqp) throw new Error('endpoint.json has no ports.amqp: ' + JSON.stringify(svc.endpoint));

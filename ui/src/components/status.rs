@@ -25,7 +25,7 @@ pub fn EmptyState(#[prop(into)] title: String, #[prop(into)] hint: String, #[pro
 
 fn code_and_help(error: &ApiError) -> (String, Help) {
     match error {
-        ApiError::Service { details, .. } => (details.error_code.to_string(), error_help::for_code(details.error_code)),
+        ApiError::Service { details, .. } => (details.error_code.to_string(), error_help::for_error(details.error_code, &details.message)),
         ApiError::Status { status, .. } => (status.to_string(), error_help::for_status(*status)),
         ApiError::Network(m) => ("network".into(), error_help::for_network_message(m)),
         ApiError::Decode(_) => ("decode".into(), error_help::for_status(0)),

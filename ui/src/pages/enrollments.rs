@@ -867,6 +867,11 @@ fn FormPanel(form: EnrollmentForm, panel: RwSignal<Panel>, refresh: RwSignal<u32
                         <p class="note">{TPM_NOTE}</p>
                         {text_field(form, errors, show, "Endorsement key (base64)", "form-endorsement-key", field::ENDORSEMENT_KEY,
                             |f| &f.endorsement_key, |f| &mut f.endorsement_key, true, "")}
+                        {move || form.with(|f| dps_console_model::tpm::registration_id_of_ek(&f.endorsement_key).ok()).map(|id| view! {
+                            <p class="note" data-testid="form-ek-registration-id">
+                                "Registration id derived from this EK (the C, Node and Java SDKs use it): " <code>{id}</code>
+                            </p>
+                        })}
                         {text_field(form, errors, show, "Storage root key (base64, optional)", "form-storage-root-key", field::STORAGE_ROOT_KEY,
                             |f| &f.storage_root_key, |f| &mut f.storage_root_key, true, "")}
                     }.into_any(),

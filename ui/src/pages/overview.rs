@@ -85,6 +85,7 @@ fn Connect(info: EndpointInfo) -> impl IntoView {
     let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "—".into());
     let https = port(info.ports.https);
     let mqtt = port(info.ports.mqtt);
+    let amqp = port(info.ports.amqp);
     let console = port(info.ports.console);
     let host = info.host.clone();
     let scope = info.id_scope.clone();
@@ -117,7 +118,11 @@ fn Connect(info: EndpointInfo) -> impl IntoView {
                     <dt>"Host"</dt>
                     <dd><code>{host.clone()}</code></dd>
                     <dt>"Ports"</dt>
-                    <dd>"HTTPS " <code>{https}</code> " · MQTT " <code>{mqtt}</code> " · console " <code>{console}</code></dd>
+                    <dd data-testid="overview-ports">
+                        "HTTPS " <code>{https}</code> " · MQTT " <code>{mqtt}</code> " · AMQP " <code>{amqp}</code>
+                        " · console " <code>{console}</code>
+                        <span class="note">" (MQTT and AMQP over WebSockets: the HTTPS port)"</span>
+                    </dd>
                     <dt>"CA certificate"</dt>
                     <dd><CaDownload path=info.ca_certificate.clone() /></dd>
                 </dl>

@@ -4,11 +4,14 @@ pub mod admin;
 pub mod bench;
 pub mod ca;
 pub mod cert;
+pub mod device;
 pub mod enrollment;
 pub mod group;
 pub mod hub;
 pub mod registration;
 pub mod serve;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 use anyhow::Result;
 

@@ -1,0 +1,182 @@
+//! `dps device register`: be a device — register with the provisioning service as the device SDKs do and poll
+//! to the end — with a TPM (§4.4: HTTPS §1.10, or AMQP with the `TPM` SASL mechanism §3.3) or a symmetric key
+//! (§4.2: HTTPS, MQTT or AMQP). Prints the final operation status; anything but `assigned` exits non-zero.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use dps_device::amqp::AmqpSession;
+use dps_device::mqtt::MqttSession;
+use dps_device::{Endpoint, HttpsDevice, Polling};
+use dps_proto::{RegistrationOperationStatus, RegistrationStatus};
+
+use crate::client::read_endpoint;
+use crate::output::{print, Output};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and poll until the service decides; print the final operation status.
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attestation {
+    /// The device's TPM (--tcti); the registration id defaults to the one derived from its EK.
+    Tpm,
+    /// A symmetric key (--key), individual or derived from a group's key (`dps compute-device-key`).
+    #[value(name = "symmetrickey", alias = "symmetric-key")]
+    SymmetricKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Https,
+    Amqp,
+    /// Symmetric keys only: DPS has no TPM attestation over MQTT.
+    Mqtt,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RegisterArgs {
+    #[arg(long, value_enum)]
+    attestation: Attestation,
+    #[arg(long, value_enum, default_value_t = Transport::Https)]
+    transport: Transport,
+    /// Registration id (TPM: default the id derived from the endorsement key, §4.4.2).
+    #[arg(long)]
+    registration_id: Option<String>,
+    /// The device's symmetric key (base64), for --attestation symmetrickey.
+    #[arg(long, env = "DPS_DEVICE_KEY", hide_env_values = true)]
+    key: Option<String>,
+    #[cfg(feature = "tpm")]
+    #[command(flatten)]
+    tpm: super::tpm::TctiArgs,
+    #[command(flatten)]
+    endpoint: DeviceEndpoint,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Where the device endpoint is: a local service's endpoint.json, or given in full.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceEndpoint {
+    /// Data directory of a local service: its endpoint.json gives the host, ports, ID scope and CA.
+    #[arg(long, env = "DPS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The device endpoint's host[:HTTPS port] (default: endpoint.json's).
+    #[arg(long)]
+    provisioning_host: Option<String>,
+    /// ID scope (default: endpoint.json's).
+    #[arg(long)]
+    id_scope: Option<String>,
+    /// CA certificate (PEM) to trust for the service's TLS certificate (default: endpoint.json's).
+    #[arg(long, env = "DPS_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// AMQP port (default: endpoint.json's, else 5671).
+    #[arg(long)]
+    amqp_port: Option<u16>,
+    /// MQTT port (default: endpoint.json's, else 8883).
+    #[arg(long)]
+    mqtt_port: Option<u16>,
+}
+
+/// The resolved endpoint and the AMQP and MQTT ports.
+struct Resolved {
+    endpoint: Endpoint,
+    amqp_port: u16,
+    mqtt_port: u16,
+}
+
+impl DeviceEndpoint {
+    /// The flags, completed from endpoint.json unless host, ID scope and CA are all given.
+    fn resolve(&self) -> Result<Resolved> {
+        let info = match (&self.provisioning_host, &self.id_scope, &self.ca_file) {
+            (Some(_), Some(_), Some(_)) => None,
+            _ => Some(read_endpoint(&self.data_dir.clone().unwrap_or_else(dps_service::config::default_data_dir))?),
+        };
+        // Without endpoint.json all three flags are given.
+        let missing = || anyhow!("give --provisioning-host, --id-scope and --ca-file, or --data-dir of a local service");
+        let host = (self.provisioning_host.clone())
+            .or_else(|| info.as_ref().map(|i| dps_service::host_with_port(&i.host, i.ports.https.unwrap_or(443))))
+            .ok_or_else(missing)?;
+        let id_scope = self.id_scope.clone().or_else(|| info.as_ref().map(|i| i.id_scope.clone())).ok_or_else(missing)?;
+        let ca = self.ca_file.clone().or_else(|| info.as_ref().map(|i| PathBuf::from(&i.ca_certificate))).ok_or_else(missing)?;
+        let ca_pem = std::fs::read(&ca).with_context(|| format!("cannot read the CA file {}", ca.display()))?;
+        let port = |flag: Option<u16>, from_info: Option<u16>, default: u16| flag.or(from_info).unwrap_or(default);
+        Ok(Resolved {
+            endpoint: Endpoint { host, id_scope, ca_pem },
+            amqp_port: port(self.amqp_port, info.as_ref().and_then(|i| i.ports.amqp), 5671),
+            mqtt_port: port(self.mqtt_port, info.as_ref().and_then(|i| i.ports.mqtt), 8883),
+        })
+    }
+}
+
+pub async fn run(cmd: DeviceCommand) -> Result<()> {
+    match cmd {
+        DeviceCommand::Register(a) => {
+            let status = register(&a).await?;
+            print(
+                a.output,
+                &status,
+                &[
+                    ("STATUS", "/status"),
+                    ("REGISTRATION ID", "/registrationState/registrationId"),
+                    ("ASSIGNED HUB", "/registrationState/assignedHub"),
+                    ("DEVICE ID", "/registrationState/deviceId"),
+                    ("SUBSTATUS", "/registrationState/substatus"),
+                ],
+            );
+            if status.status != RegistrationStatus::Assigned {
+                let state = status.registration_state.unwrap_or_default();
+                bail!(
+                    "the registration ended {}: {} ({})",
+                    status.status.as_str(),
+                    state.error_message.unwrap_or_default(),
+                    state.error_code.map(|c| c.to_string()).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn register(a: &RegisterArgs) -> Result<RegistrationOperationStatus> {
+    let Resolved { endpoint, amqp_port, mqtt_port } = a.endpoint.resolve()?;
+    let polling = Polling::RetryAfter;
+    match a.attestation {
+        Attestation::Tpm => register_tpm(a, endpoint, amqp_port, polling).await,
+        Attestation::SymmetricKey => {
+            let Some(id) = a.registration_id.as_deref() else { bail!("--attestation symmetrickey needs --registration-id") };
+            let Some(key) = a.key.as_deref() else { bail!("--attestation symmetrickey needs --key") };
+            match a.transport {
+                Transport::Https => HttpsDevice::new(endpoint, polling)?.provision_symmetric_key(id, key).await,
+                Transport::Mqtt => MqttSession::connect(&endpoint, mqtt_port, id, key).await?.provision(id, polling).await,
+                Transport::Amqp => {
+                    let mut session = AmqpSession::connect(&endpoint, amqp_port, id, key).await?;
+                    let status = session.provision(id, polling).await;
+                    let _ = session.close().await;
+                    status
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tpm")]
+async fn register_tpm(a: &RegisterArgs, endpoint: Endpoint, amqp_port: u16, polling: Polling) -> Result<RegistrationOperationStatus> {
+    use dps_device::tpm_worker::TpmWorker;
+    if a.transport == Transport::Mqtt {
+        bail!("TPM attestation runs over HTTPS or AMQP: DPS has none over MQTT");
+    }
+    let tpm = TpmWorker::open(a.tpm.tcti.clone()).await.context("pass --tcti (e.g. device:/dev/tpmrm0)")?;
+    let id = a.registration_id.as_deref();
+    match a.transport {
+        Transport::Amqp => dps_device::tpm_amqp::provision(&endpoint, amqp_port, &tpm, id, polling).await,
+        _ => HttpsDevice::new(endpoint, polling)?.provision_tpm(&tpm, id).await,
+    }
+}
+
+#[cfg(not(feature = "tpm"))]
+async fn register_tpm(_: &RegisterArgs, _: Endpoint, _: u16, _: Polling) -> Result<RegistrationOperationStatus> {
+    bail!("this dps was built without the `tpm` feature (it needs libtss2-dev)")
+}
