@@ -10,6 +10,7 @@ pub mod admin;
 pub mod amqp;
 pub mod app;
 pub mod config;
+pub mod device_body;
 pub mod diagnostics;
 pub mod https;
 pub mod local;

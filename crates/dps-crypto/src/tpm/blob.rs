@@ -22,6 +22,7 @@ use super::public::{sha256_name, RsaPublic, SymmetricDef};
 use super::{alg, TpmError};
 
 /// Most blob bytes one AMQP SASL challenge may carry (§3.3: frames ≤ 512 bytes before `max-frame-size`).
+/// (The split itself is `dps_proto::amqp::tpm_blob_challenges`.)
 pub const MAX_SASL_SEGMENT: usize = 470;
 
 /// Object attributes of the imported HMAC key: sign | userWithAuth (fixedTPM, fixedParent and
@@ -189,16 +190,6 @@ pub fn from_base64(text: &str) -> Result<Vec<u8>, TpmError> {
     B64.decode(text.trim()).map_err(|_| TpmError::NotBase64)
 }
 
-/// The two AMQP SASL challenge payloads of §3.3 (the transport puts `0x80` before the first and `0xC1` before
-/// the second): the first carries up to [`MAX_SASL_SEGMENT`] bytes, the second the rest — neither is empty,
-/// because Java expects exactly two segments.
-pub fn sasl_segments(blob: &[u8]) -> Result<(&[u8], &[u8]), TpmError> {
-    if !(2..=2 * MAX_SASL_SEGMENT).contains(&blob.len()) {
-        return Err(TpmError::BlobLength(blob.len()));
-    }
-    Ok(blob.split_at(MAX_SASL_SEGMENT.min(blob.len() - 1)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,19 +316,5 @@ mod tests {
         assert_eq!(BlobParts::parse(&long), Err(TpmError::Trailing { what: "the authenticationKey blob", extra: 1 }));
         assert_eq!(from_base64(&format!(" {}\n", to_base64(&blob))), Ok(blob));
         assert_eq!(from_base64("not base64!"), Err(TpmError::NotBase64));
-    }
-
-    #[test]
-    fn segments_fit_two_sasl_frames() {
-        let blob: Vec<u8> = (0..800u32).map(|i| i as u8).collect();
-        let (a, b) = sasl_segments(&blob).expect("fits");
-        assert_eq!((a.len(), b.len()), (470, 330));
-        assert_eq!([a, b].concat(), blob);
-        let (a, b) = sasl_segments(&blob[..2]).expect("tiny blob");
-        assert_eq!((a.len(), b.len()), (1, 1));
-        assert_eq!(sasl_segments(&blob[..470]).map(|(a, b)| (a.len(), b.len())), Ok((469, 1)));
-        assert_eq!(sasl_segments(&[0; 940]).map(|(a, b)| (a.len(), b.len())), Ok((470, 470)));
-        assert_eq!(sasl_segments(&[0; 941]), Err(TpmError::BlobLength(941)));
-        assert_eq!(sasl_segments(&[0; 1]), Err(TpmError::BlobLength(1)));
     }
 }

@@ -16,7 +16,7 @@ mod marshal;
 pub mod public;
 pub mod registration_id;
 
-pub use blob::{build_authentication_key, sasl_segments, BlobParts, MAX_SASL_SEGMENT};
+pub use blob::{build_authentication_key, BlobParts, MAX_SASL_SEGMENT};
 pub use ek::{decode_ek, ek_matches};
 pub use kdf::kdfa;
 pub use public::RsaPublic;
@@ -46,8 +46,6 @@ pub enum TpmError {
     HmacKeyLength(usize),
     #[error("the URI data is {0} bytes long; it must be 1 to 64 bytes (TPM2B_DATA)")]
     UriDataLength(usize),
-    #[error("the authenticationKey blob is {0} bytes long; the AMQP SASL exchange carries 2 to {max} bytes", max = 2 * MAX_SASL_SEGMENT)]
-    BlobLength(usize),
     #[error("RSA encryption failed: {0}")]
     Rsa(String),
 }

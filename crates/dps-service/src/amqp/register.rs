@@ -3,17 +3,12 @@
 
 use dps_core::registration::{RegisterRequest, Reply};
 use dps_core::DpsError;
-use dps_proto::DeviceRegistration;
 
 use super::connection::Device;
 use crate::app::App;
 
 pub async fn handle(app: &App, who: &Device, body: &[u8], force_registration: bool) -> Result<Reply, DpsError> {
-    let registration = if body.iter().all(u8::is_ascii_whitespace) {
-        DeviceRegistration::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| DpsError::bad_request(format!("the register body is not valid: {e}")))?
-    };
+    let registration = crate::device_body::registration(body)?;
     app.engine
         .register(RegisterRequest {
             id_scope: who.address.id_scope.clone(),
