@@ -184,6 +184,50 @@ test('§5.3 X.509 individual enrollment is stored faithfully (clientCertificates
   }
 });
 
+test('§5.3 certificate as base64 of the PEM text (Azure C service client) and as base64 DER (.NET) is accepted', async () => {
+  // issue 13 fix 1: the same certificate in the three forms yields the same info.
+  const registrationId = dps.uid('svc-x509-b64');
+  const cert = fx.selfSignedCert(registrationId);
+  const base64Pem = Buffer.from(cert.pem).toString('base64');
+  const base64Der = cert.x509.raw.toString('base64');
+  await sc.createOrUpdateIndividualEnrollment({
+    registrationId,
+    attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: base64Pem }, secondary: { certificate: base64Der } } } },
+  });
+  const got = await body(sc.getIndividualEnrollment(registrationId));
+  const { primary, secondary } = got.attestation.x509.clientCertificates;
+  assertCertInfo({ info: primary.info }, cert, registrationId);
+  assertCertInfo({ info: secondary.info }, cert, registrationId);
+
+  const enrollmentGroupId = dps.uid('svc-grp-b64');
+  const ca = fx.selfSignedCert(`${enrollmentGroupId}-root`, { ca: true });
+  await sc.createOrUpdateEnrollmentGroup({
+    enrollmentGroupId,
+    attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: Buffer.from(ca.pem).toString('base64') } } } },
+  });
+  const group = await body(sc.getEnrollmentGroup(enrollmentGroupId));
+  assertCertInfo({ info: group.attestation.x509.signingCertificates.primary.info }, ca, `${enrollmentGroupId}-root`);
+});
+
+test('§5.3 enum strings are accepted in any case and answered in camelCase', async () => {
+  // issue 13 fix 4 (part): allocationPolicy, provisioningStatus, attestation type, reprovisionPolicy members.
+  const registrationId = dps.uid('svc-case');
+  const created = await body(sc.createOrUpdateIndividualEnrollment({
+    registrationId,
+    attestation: { type: 'SymmetricKey', symmetricKey: {} },
+    provisioningStatus: 'Disabled',
+    allocationPolicy: 'HASHED',
+    reprovisionPolicy: { UpdateHubAssignment: false, migrateDeviceData: false },
+  }));
+  assert.equal(created.attestation.type, 'symmetricKey');
+  assert.equal(created.provisioningStatus, 'disabled');
+  assert.equal(created.allocationPolicy, 'hashed');
+  assert.deepEqual(created.reprovisionPolicy, { updateHubAssignment: false, migrateDeviceData: false });
+  const got = await body(sc.getIndividualEnrollment(registrationId));
+  assert.equal(got.provisioningStatus, 'disabled');
+  assert.equal(got.allocationPolicy, 'hashed');
+});
+
 test('§5.3 TPM individual enrollment is stored faithfully (endorsementKey, storageRootKey)', async () => {
   const tpm = fx.tpmKeys();
   const registrationId = fx.tpmRegistrationId(tpm.endorsementKey);
@@ -216,11 +260,14 @@ function assertCertInfo(entry, cert, cn) {
   }
   const info = entry.info;
   assert.ok(info, `§5.2: responses carry the X509CertificateInfo (got ${JSON.stringify(entry)})`);
-  assert.match(info.subjectName, new RegExp(`CN\\s*=\\s*${cn}`));
-  assert.match(info.issuerName, new RegExp(`CN\\s*=\\s*${cn}`));
+  // §1.5 / issue 13 fix 7: Azure's order, most specific first (the certificate stores C first).
+  assert.equal(info.subjectName, fx.azureSubject(cn));
+  assert.equal(info.issuerName, fx.azureSubject(cn), 'self-signed: issuer = subject');
   const norm = (s) => String(s).replace(/[:\s-]/g, '').toUpperCase();
   assert.equal(norm(info.sha1Thumbprint), fx.hexThumb(cert.x509.fingerprint));
   assert.equal(norm(info.sha256Thumbprint), fx.hexThumb(cert.x509.fingerprint256));
+  // Certificate times in whole seconds, no fraction (issue 13 fix 7).
+  for (const t of [info.notBeforeUtc, info.notAfterUtc]) assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   assert.equal(Date.parse(info.notBeforeUtc), Date.parse(cert.x509.validFrom));
   assert.equal(Date.parse(info.notAfterUtc), Date.parse(cert.x509.validTo));
   assert.equal(norm(info.serialNumber).replace(/^0+/, ''), cert.x509.serialNumber.toUpperCase().replace(/^0+/, ''));

@@ -100,6 +100,10 @@ def openssl_device(out, registration_id, issuer=None):
     return _openssl_issue(out, registration_id, _DEVICE_EXT, issuer)
 
 
+# Names as Azure's X509CertificateInfo shows them (§1.5): most specific RDN first, ", " between RDNs.
+_AZURE_NAME = "esc_2253,esc_ctrl,esc_msb,utf8,dump_nostr,dump_unknown,dump_der,sep_comma_plus_space,dn_rev,sname"
+
+
 def openssl_info(pem: Path) -> dict:
     """What the service must report for this certificate (§1.5), read with openssl."""
     def field(*flags):
@@ -114,8 +118,8 @@ def openssl_info(pem: Path) -> dict:
         "serial": field("-serial").upper().lstrip("0") or "0",
         "notBefore": date("-startdate"),
         "notAfter": date("-enddate"),
-        "subject": _run("openssl", "x509", "-in", pem, "-noout", "-subject", "-nameopt", "RFC2253").strip()[len("subject="):],
-        "issuer": _run("openssl", "x509", "-in", pem, "-noout", "-issuer", "-nameopt", "RFC2253").strip()[len("issuer="):],
+        "subject": _run("openssl", "x509", "-in", pem, "-noout", "-subject", "-nameopt", _AZURE_NAME).strip()[len("subject="):],
+        "issuer": _run("openssl", "x509", "-in", pem, "-noout", "-issuer", "-nameopt", _AZURE_NAME).strip()[len("issuer="):],
     }
 
 

@@ -24,7 +24,7 @@ pub struct DeviceRegistration {
 
 /// The outer `status` of an operation and the `status` of a registration record (§1.5, §1.6).
 /// Devices only ever see `assigning`, `assigned`, `failed` and `disabled` (§0.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RegistrationStatus {
     Unassigned,
@@ -33,6 +33,14 @@ pub enum RegistrationStatus {
     Failed,
     Disabled,
 }
+
+deserialize_case_insensitive!(RegistrationStatus {
+    Unassigned => "unassigned",
+    Assigning => "assigning",
+    Assigned => "assigned",
+    Failed => "failed",
+    Disabled => "disabled",
+});
 
 impl RegistrationStatus {
     pub fn as_str(self) -> &'static str {
@@ -56,7 +64,7 @@ impl RegistrationStatus {
 }
 
 /// `substatus` of an assigned registration (§7.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Substatus {
     InitialAssignment,
@@ -64,6 +72,13 @@ pub enum Substatus {
     DeviceDataReset,
     ReprovisionedToInitialAssignment,
 }
+
+deserialize_case_insensitive!(Substatus {
+    InitialAssignment => "initialAssignment",
+    DeviceDataMigrated => "deviceDataMigrated",
+    DeviceDataReset => "deviceDataReset",
+    ReprovisionedToInitialAssignment => "reprovisionedToInitialAssignment",
+});
 
 impl Substatus {
     pub fn as_str(self) -> &'static str {

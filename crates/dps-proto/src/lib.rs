@@ -5,6 +5,26 @@
 //! swagger (`../shared/reference/openapi/2021-10-01`) and `dps-protocol.md` §1.4, §1.5, §1.8 and §5.3.
 //! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
 
+/// `Deserialize` for a unit enum from its wire names compared case-insensitively (§5.3 enum strings:
+/// Azure's .NET service reads `Hashed`, `ENABLED` or `symmetrickey` as well, and so must we). `Serialize`
+/// stays derived, so output keeps the camelCase names.
+macro_rules! deserialize_case_insensitive {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                const NAMES: &[&str] = &[$($name),+];
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                $(
+                    if s.eq_ignore_ascii_case($name) {
+                        return Ok(Self::$variant);
+                    }
+                )+
+                Err(serde::de::Error::unknown_variant(&s, NAMES))
+            }
+        }
+    };
+}
+
 pub mod amqp;
 pub mod certificates;
 pub mod console;

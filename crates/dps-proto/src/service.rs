@@ -44,7 +44,25 @@ pub mod opt_time {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Serde adapter for a certificate's validity times in `X509CertificateInfo`: whole seconds, no fraction
+/// (`2017-11-14T12:34:18Z`), as Azure shows them; parses any RFC 3339 time.
+pub mod opt_time_seconds {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        super::opt_time::deserialize(d)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ProvisioningStatus {
     #[default]
@@ -52,7 +70,9 @@ pub enum ProvisioningStatus {
     Disabled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+deserialize_case_insensitive!(ProvisioningStatus { Enabled => "enabled", Disabled => "disabled" });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AllocationPolicy {
     Hashed,
@@ -60,6 +80,13 @@ pub enum AllocationPolicy {
     Static,
     Custom,
 }
+
+deserialize_case_insensitive!(AllocationPolicy {
+    Hashed => "hashed",
+    GeoLatency => "geoLatency",
+    Static => "static",
+    Custom => "custom",
+});
 
 impl AllocationPolicy {
     pub fn as_str(self) -> &'static str {
@@ -76,7 +103,7 @@ impl AllocationPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AttestationType {
     None,
@@ -84,6 +111,8 @@ pub enum AttestationType {
     X509,
     SymmetricKey,
 }
+
+deserialize_case_insensitive!(AttestationType { None => "none", Tpm => "tpm", X509 => "x509", SymmetricKey => "symmetricKey" });
 
 impl AttestationType {
     pub fn as_str(self) -> &'static str {
@@ -177,6 +206,8 @@ pub struct X509CertificateWithInfo {
     pub info: Option<X509CertificateInfo>,
 }
 
+/// `X509CertificateInfo` (§1.5): names most specific first (`CN=…, O=…, C=…`), validity times in whole
+/// seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct X509CertificateInfo {
@@ -184,9 +215,9 @@ pub struct X509CertificateInfo {
     pub sha1_thumbprint: String,
     pub sha256_thumbprint: String,
     pub issuer_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time_seconds")]
     pub not_before_utc: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time_seconds")]
     pub not_after_utc: Option<DateTime<Utc>>,
     pub serial_number: String,
     pub version: i32,
@@ -224,17 +255,35 @@ pub struct InitialTwinProperties {
     pub desired: Option<TwinCollection>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `reprovisionPolicy`: both members default to `true`; their names are matched case-insensitively
+/// (`UpdateHubAssignment` from a .NET client serialising without camelCase), like the enum strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReprovisionPolicy {
-    #[serde(default = "yes")]
     pub update_hub_assignment: bool,
-    #[serde(default = "yes")]
     pub migrate_device_data: bool,
 }
 
-fn yes() -> bool {
-    true
+impl<'de> Deserialize<'de> for ReprovisionPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let members = Map::<String, Value>::deserialize(d)?;
+        let mut policy = Self::default();
+        for (name, value) in members {
+            let slot = if name.eq_ignore_ascii_case("updateHubAssignment") {
+                &mut policy.update_hub_assignment
+            } else if name.eq_ignore_ascii_case("migrateDeviceData") {
+                &mut policy.migrate_device_data
+            } else {
+                continue; // unknown members are ignored (§0.12)
+            };
+            *slot = match value {
+                Value::Bool(b) => b,
+                Value::Null => true,
+                other => return Err(serde::de::Error::custom(format!("reprovisionPolicy.{name} must be a boolean, not {other}"))),
+            };
+        }
+        Ok(policy)
+    }
 }
 
 impl Default for ReprovisionPolicy {
@@ -350,17 +399,25 @@ pub struct QuerySpecification {
     pub query: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BulkMode {
     #[serde(rename = "create")]
     Create,
     #[serde(rename = "update")]
     Update,
-    #[serde(rename = "updateIfMatchETag", alias = "updateIfMatchEtag")]
+    #[serde(rename = "updateIfMatchETag")]
     UpdateIfMatchEtag,
     #[serde(rename = "delete")]
     Delete,
 }
+
+// `updateIfMatchEtag` (the .NET SDK's spelling) is the same name, case aside.
+deserialize_case_insensitive!(BulkMode {
+    Create => "create",
+    Update => "update",
+    UpdateIfMatchEtag => "updateIfMatchETag",
+    Delete => "delete",
+});
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -404,6 +461,77 @@ mod tests {
         let t =
             DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z").map(|t| t.with_timezone(&Utc)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(format_time(&t), "2020-04-10T05:24:22.4718526Z");
+    }
+
+    /// §5.3 enum strings in any case on input (issue 13, fix 4); output keeps Azure's camelCase.
+    #[test]
+    fn enum_strings_are_read_case_insensitively_and_written_in_camel_case() {
+        let doc = serde_json::json!({
+            "registrationId": "ci-1",
+            "attestation": { "type": "SymmetricKey", "symmetricKey": {} },
+            "provisioningStatus": "DISABLED",
+            "allocationPolicy": "GeoLatency",
+            "reprovisionPolicy": { "UpdateHubAssignment": false, "MIGRATEDEVICEDATA": false },
+            "registrationState": { "status": "Assigned", "substatus": "DEVICEDATAMIGRATED" }
+        });
+        let e: IndividualEnrollment = serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.attestation.kind, AttestationType::SymmetricKey);
+        assert_eq!(e.provisioning_status, Some(ProvisioningStatus::Disabled));
+        assert_eq!(e.allocation_policy, Some(AllocationPolicy::GeoLatency));
+        assert_eq!(e.reprovision_policy, Some(ReprovisionPolicy { update_hub_assignment: false, migrate_device_data: false }));
+        let state = e.registration_state.clone().unwrap_or_default();
+        assert_eq!((state.status, state.substatus), (Some(RegistrationStatus::Assigned), Some(Substatus::DeviceDataMigrated)));
+
+        let out = serde_json::to_value(&e).unwrap_or_default();
+        assert_eq!(out["attestation"]["type"], "symmetricKey");
+        assert_eq!(out["provisioningStatus"], "disabled");
+        assert_eq!(out["allocationPolicy"], "geoLatency");
+        assert_eq!(out["reprovisionPolicy"], serde_json::json!({ "updateHubAssignment": false, "migrateDeviceData": false }));
+        assert_eq!(out["registrationState"]["status"], "assigned");
+        assert_eq!(out["registrationState"]["substatus"], "deviceDataMigrated");
+
+        for (text, mode) in [
+            ("\"CREATE\"", BulkMode::Create),
+            ("\"updateIfMatchEtag\"", BulkMode::UpdateIfMatchEtag),
+            ("\"UpdateIfMatchETag\"", BulkMode::UpdateIfMatchEtag),
+            ("\"Delete\"", BulkMode::Delete),
+        ] {
+            assert_eq!(serde_json::from_str::<BulkMode>(text).ok(), Some(mode), "{text}");
+        }
+        assert_eq!(serde_json::to_value(BulkMode::UpdateIfMatchEtag).unwrap_or_default(), "updateIfMatchETag");
+        for t in [AttestationType::None, AttestationType::Tpm, AttestationType::X509, AttestationType::SymmetricKey] {
+            let upper = serde_json::Value::String(t.as_str().to_uppercase());
+            assert_eq!(serde_json::from_value::<AttestationType>(upper).ok(), Some(t));
+        }
+    }
+
+    #[test]
+    fn unknown_enum_strings_and_wrong_types_are_still_refused() {
+        let err = serde_json::from_str::<AllocationPolicy>("\"roundRobin\"").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("unknown variant `roundRobin`") && err.contains("geoLatency"), "{err}");
+        assert!(serde_json::from_str::<ProvisioningStatus>("\"enabledd\"").is_err());
+        assert!(serde_json::from_str::<ProvisioningStatus>("1").is_err());
+        assert!(serde_json::from_str::<AttestationType>("\"x 509\"").is_err());
+        assert!(serde_json::from_str::<ReprovisionPolicy>(r#"{"updateHubAssignment":"yes"}"#).is_err());
+        // Missing members keep their default; unknown ones are ignored.
+        let p: ReprovisionPolicy = serde_json::from_str(r#"{"migrateDeviceData":false,"other":1}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p, ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: false });
+    }
+
+    /// `X509CertificateInfo` times are whole seconds (issue 13, fix 7), other times keep 7 digits.
+    #[test]
+    fn certificate_times_have_no_fraction() {
+        let t = DateTime::parse_from_rfc3339("2026-11-26T08:45:01Z").map(|t| t.with_timezone(&Utc)).ok();
+        let info = X509CertificateInfo { not_before_utc: t, not_after_utc: t, ..Default::default() };
+        let v = serde_json::to_value(&info).unwrap_or_default();
+        assert_eq!((v["notBeforeUtc"].as_str(), v["notAfterUtc"].as_str()), (Some("2026-11-26T08:45:01Z"), Some("2026-11-26T08:45:01Z")));
+        // Anything RFC 3339 is read back, including the old 7-digit form a client may send back.
+        let back: X509CertificateInfo = serde_json::from_value(serde_json::json!({
+            "subjectName": "CN=a", "sha1Thumbprint": "", "sha256Thumbprint": "", "issuerName": "CN=a",
+            "notBeforeUtc": "2026-11-26T08:45:01.0000000Z", "serialNumber": "01", "version": 3
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.not_before_utc, t);
     }
 
     #[test]

@@ -217,6 +217,7 @@ async fn errors_are_answered_on_error_topics() {
     let good = s.device_sas("mq-err", &key, s.now() + 3600);
     let mut c = Client::new(tls(&s, s.mqtt_port).await);
     c.connect(&s, "mq-err", &good, 30).await;
+    c.subscribe(1).await;
     c.publish("$dps/registrations/PUT/iotdps-register/?$rid=e3", QoS::AtLeastOnce, 4, br#"{"registrationId":"someone-else"}"#).await;
     c.recv().await;
     let (topic, body) = c.response().await;
@@ -247,6 +248,67 @@ async fn unsupported_filters_are_refused() {
         c.recv().await,
         Some(Packet::SubAck(SubAck::new(2, vec![SubscribeReasonCode::Failure, SubscribeReasonCode::Success(QoS::AtLeastOnce)])))
     );
+}
+
+/// §2.3 (issue 13 fix 6): the response filter is granted QoS 1 whatever QoS the SUBSCRIBE asked for —
+/// responses are QoS 1 publishes (§2.5), so a QoS 0 grant would be a lie.
+#[tokio::test]
+async fn suback_grants_qos_1_for_a_qos_0_request() {
+    let s = TestService::start().await;
+    let sas = enrolled(&s, "mq-sub0").await;
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-sub0", &sas, 0).await;
+    let mut sub = Subscribe::new(FILTER, QoS::AtMostOnce);
+    sub.pkid = 5;
+    c.send(Packet::Subscribe(sub)).await;
+    assert_eq!(c.recv().await, Some(Packet::SubAck(SubAck::new(5, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]))));
+    c.publish("$dps/registrations/PUT/iotdps-register/?$rid=q0", QoS::AtMostOnce, 0, b"").await;
+    assert!(c.response().await.0.starts_with("$dps/registrations/res/202/?$rid=q0&retry-after="));
+}
+
+/// §2.3/§2.5 (issue 13 fix 6): responses are published only to a session subscribed to
+/// `$dps/registrations/res/#`. Without the subscription a request is acknowledged and handled but its
+/// response goes to nobody, and the connection stays open (the choice is written in `mqtt/session.rs`).
+/// PINGREQ shows that nothing was queued: the server writes a response before it reads the next packet.
+#[tokio::test]
+async fn responses_go_only_to_a_subscribed_session() {
+    let s = TestService::start().await;
+    let sas = enrolled(&s, "mq-nosub").await;
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-nosub", &sas, 0).await;
+
+    // Not subscribed: PUBACK for QoS 1, no response for QoS 1 or QoS 0, and the session stays usable.
+    c.publish("$dps/registrations/PUT/iotdps-register/?$rid=n1", QoS::AtLeastOnce, 1, b"").await;
+    assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(1))));
+    c.publish("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=n2&operationId=4.0.nope", QoS::AtMostOnce, 0, b"").await;
+    c.send(Packet::PingReq).await;
+    assert_eq!(c.recv().await, Some(Packet::PingResp), "no response may reach an unsubscribed session");
+
+    // A refused filter does not count as the subscription.
+    let mut other = Subscribe::new("$dps/registrations/res/202/#", QoS::AtLeastOnce);
+    other.pkid = 2;
+    c.send(Packet::Subscribe(other)).await;
+    assert_eq!(c.recv().await, Some(Packet::SubAck(SubAck::new(2, vec![SubscribeReasonCode::Failure]))));
+    c.publish("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=n3&operationId=4.0.nope", QoS::AtLeastOnce, 3, b"").await;
+    assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(3))));
+    c.send(Packet::PingReq).await;
+    assert_eq!(c.recv().await, Some(Packet::PingResp));
+
+    // Subscribed: answered.
+    c.subscribe(4).await;
+    c.publish("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=n4&operationId=4.0.nope", QoS::AtLeastOnce, 5, b"").await;
+    assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(5))));
+    assert_eq!(c.response().await.0, "$dps/registrations/res/404/?$rid=n4");
+
+    // Unsubscribed again: silent again.
+    let mut u = Unsubscribe::new(FILTER);
+    u.pkid = 6;
+    c.send(Packet::Unsubscribe(u)).await;
+    assert_eq!(c.recv().await, Some(Packet::UnsubAck(UnsubAck::new(6))));
+    c.publish("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=n5&operationId=4.0.nope", QoS::AtLeastOnce, 7, b"").await;
+    assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(7))));
+    c.send(Packet::PingReq).await;
+    assert_eq!(c.recv().await, Some(Packet::PingResp));
 }
 
 /// CONNECT refusals carry the documented return codes (§2.2).
@@ -312,6 +374,7 @@ async fn misbehaving_peers_are_disconnected() {
     // Still serving.
     let mut c = Client::new(tls(&s, s.mqtt_port).await);
     c.connect(&s, "mq-bad", &sas, 0).await;
+    c.subscribe(1).await;
     c.publish("$dps/registrations/PUT/iotdps-register/?$rid=ok", QoS::AtLeastOnce, 1, b"").await;
     assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(1))));
     assert!(c.response().await.0.starts_with("$dps/registrations/res/202/?$rid=ok"));

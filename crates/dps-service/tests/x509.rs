@@ -161,6 +161,48 @@ async fn ca_references_need_proof_of_possession() {
     assert_eq!(done.body["registrationState"]["x509"]["enrollmentGroupId"], "by-ca", "{}", done.body);
 }
 
+/// Issue 13 fix 1: Azure's C service client sends `certificate` as base64 of the PEM text. The enrollment,
+/// the group, the CA upload, proof of possession and the chain inspector all take it (§4.3, §5.3).
+#[tokio::test]
+async fn base64_of_pem_is_accepted_everywhere() {
+    use base64::Engine;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let s = TestService::start().await;
+
+    let (leaf, leaf_pem, key) = device("b64pem-dev", None, false);
+    individual(&s, "b64pem-dev", &b64(&leaf_pem), json!({})).await;
+    let got = s.service(Method::GET, "/enrollments/b64pem-dev", None).await;
+    let info = &got.body["attestation"]["x509"]["clientCertificates"]["primary"]["info"];
+    assert_eq!(
+        (info["sha256Thumbprint"].as_str(), info["subjectName"].as_str()),
+        (Some(sha256_hex(&leaf).as_str()), Some("CN=b64pem-dev"))
+    );
+    let done = s.provision_x509("b64pem-dev", std::slice::from_ref(&leaf), &key).await;
+    assert_eq!(done.body["status"], "assigned", "{}", done.body);
+
+    let root = ca("B64 Root", None);
+    group(&s, "b64-signing", json!({ "signingCertificates": { "primary": { "certificate": b64(&root.pem) } } })).await;
+    let (leaf2, _, key2) = device("b64pem-dev-2", Some(&root), false);
+    let done = s.provision_x509("b64pem-dev-2", &[leaf2], &key2).await;
+    assert_eq!(done.body["registrationState"]["x509"]["enrollmentGroupId"], "b64-signing", "{}", done.body);
+
+    let ca_root = ca("B64 CA", None);
+    let up = s.service(Method::PUT, "/certificates/b64-ca", Some(json!({ "certificate": b64(&ca_root.pem) }))).await;
+    assert_eq!((up.status, &up.body["info"]["subjectName"]), (200, &json!("CN=B64 CA")), "{}", up.body);
+    let code = s.service(Method::POST, "/certificates/b64-ca/generateVerificationCode", None).await;
+    let code = code.body["verificationCode"].as_str().unwrap_or_default().to_owned();
+    let (_, proof_pem, _) = device(&code, Some(&ca_root), false);
+    let ok = s.service(Method::POST, "/certificates/b64-ca/verify", Some(json!({ "certificate": b64(&proof_pem) }))).await;
+    assert_eq!(ok.body["isVerified"], true, "{}", ok.body);
+
+    let int = ca("B64 Intermediate", Some(&root));
+    let (_, leaf3_pem, _) = device("b64pem-dev-3", Some(&int), false);
+    let bundle = b64(&format!("{leaf3_pem}{}{}", int.pem, root.pem));
+    let a = s.send(Method::POST, "/certificates/inspect", Some(&s.service_sas()), &[], Some(bundle.into_bytes())).await;
+    assert_eq!(a.body["certificates"].as_array().map(Vec::len), Some(3), "{}", a.body);
+    assert_eq!(a.body["verdict"]["valid"], true, "{}", a.body);
+}
+
 /// (e), (f), (g): expired leaf, CN ≠ registration id, a device blocked inside an enabled group.
 #[tokio::test]
 async fn refusals_and_blocking() {
@@ -205,13 +247,16 @@ async fn x509_over_mqtt() {
     let mut c = Connect::new("mq-x509");
     c.set_login(format!("{}/registrations/mq-x509/api-version=2019-03-31", s.scope), "");
     Packet::Connect(c).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut sub = Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce);
+    sub.pkid = 1;
+    Packet::Subscribe(sub).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
     let mut p = Publish::new("$dps/registrations/PUT/iotdps-register/?$rid=1", QoS::AtMostOnce, b"{}".to_vec());
     p.pkid = 0;
     Packet::Publish(p).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
     tls.write_all(&out).await.unwrap_or_else(|e| panic!("{e}"));
     let mut buf = bytes::BytesMut::new();
     let mut packets = Vec::new();
-    while packets.len() < 2 {
+    while packets.len() < 3 {
         match Packet::read(&mut buf, 1 << 20) {
             Ok(p) => packets.push(p),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
@@ -226,7 +271,8 @@ async fn x509_over_mqtt() {
         }
     }
     assert_eq!(packets[0], Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)));
-    let Packet::Publish(r) = &packets[1] else { panic!("{packets:?}") };
+    assert_eq!(packets[1], Packet::SubAck(SubAck::new(1, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)])));
+    let Packet::Publish(r) = &packets[2] else { panic!("{packets:?}") };
     assert!(r.topic.starts_with("$dps/registrations/res/202/?$rid=1"), "{}", r.topic);
 }
 

@@ -60,11 +60,15 @@ function extFile(dir, lines, withAki) {
   return f;
 }
 
+// openssl's certificates carry more than a CN (in certificate order: C first), so that the service's
+// subjectName/issuerName order is tested (§1.5, issue 13 fix 7); `dps cert` makes CN-only subjects.
+const SUBJECT_PREFIX = '/C=US/O=DPS Console Tests/OU=openssl';
+
 function newKeyAndCsr(dir, name) {
   const key = path.join(dir, `${name}.key.pem`);
   const csr = path.join(dir, `${name}.csr`);
   run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
+    '-keyout', key, '-out', csr, '-subj', `${SUBJECT_PREFIX}/CN=${name}`]);
   return { key, csr };
 }
 
@@ -100,7 +104,8 @@ function opensslSignDated(dir, name, csr, { issuer, selfKey, ext, startdate, end
     '[ca]', 'default_ca=CA_default',
     '[CA_default]', `dir=${caDir}`, `database=${caDir}/index.txt`, `new_certs_dir=${caDir}`, `serial=${caDir}/serial`,
     'default_md=sha256', 'policy=policy_any', 'unique_subject=no', 'email_in_dn=no', 'copy_extensions=none',
-    '[policy_any]', 'commonName=supplied',
+    '[policy_any]', 'countryName=optional', 'organizationName=optional', 'organizationalUnitName=optional',
+    'commonName=supplied',
     '[v3]', ...ext, 'authorityKeyIdentifier=keyid:always', '',
   ].join('\n'));
   const signer = issuer ? ['-cert', issuer.cert, '-keyfile', issuer.key] : ['-selfsign', '-keyfile', selfKey];
@@ -202,6 +207,12 @@ function opensslField(pemPath, flag) {
   return run('openssl', ['x509', '-in', pemPath, '-noout', ...flag]).trim();
 }
 
+/**
+ * Names as Azure's X509CertificateInfo shows them (§1.5): RFC 2253 (most specific RDN first) with a space
+ * after each comma — `CN=dev, OU=openssl, O=DPS Console Tests, C=US`.
+ */
+const AZURE_NAME = 'esc_2253,esc_ctrl,esc_msb,utf8,dump_nostr,dump_unknown,dump_der,sep_comma_plus_space,dn_rev,sname';
+
 /** { sha1, sha256 (upper-case hex, no colons), serial (upper hex, no leading zeros), notBefore, notAfter (ms), subject, issuer }. */
 function info(pemPath) {
   const fp = (alg) => opensslField(pemPath, ['-fingerprint', `-${alg}`]).split('=')[1].replace(/:/g, '').toUpperCase();
@@ -212,8 +223,8 @@ function info(pemPath) {
     serial: opensslField(pemPath, ['-serial']).split('=')[1].toUpperCase().replace(/^0+(?=.)/, ''),
     notBefore: date('-startdate'),
     notAfter: date('-enddate'),
-    subject: opensslField(pemPath, ['-subject', '-nameopt', 'RFC2253']).replace(/^subject=/, ''),
-    issuer: opensslField(pemPath, ['-issuer', '-nameopt', 'RFC2253']).replace(/^issuer=/, ''),
+    subject: opensslField(pemPath, ['-subject', '-nameopt', AZURE_NAME]).replace(/^subject=/, ''),
+    issuer: opensslField(pemPath, ['-issuer', '-nameopt', AZURE_NAME]).replace(/^issuer=/, ''),
   };
 }
 

@@ -8,7 +8,15 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
-/** Self-signed certificate with subject CN=`cn`; returns { pem, keyPem, x509 (crypto.X509Certificate) }. */
+/** The subject of `selfSignedCert` beyond its CN, in certificate (DER) order: C first. */
+const SUBJECT_PREFIX = '/C=US/O=DPS Console Tests/OU=service-sdk';
+/** That subject as Azure's X509CertificateInfo shows it: most specific first, comma + space (§1.5). */
+function azureSubject(cn) { return `CN=${cn}, OU=service-sdk, O=DPS Console Tests, C=US`; }
+
+/**
+ * Self-signed certificate with subject C=US, O=DPS Console Tests, OU=service-sdk, CN=`cn`;
+ * returns { pem, keyPem, x509 (crypto.X509Certificate) }.
+ */
 function selfSignedCert(cn, { ca = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dps-cert-'));
   try {
@@ -17,7 +25,7 @@ function selfSignedCert(cn, { ca = false } = {}) {
     const ext = ca ? ['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']
       : ['-addext', 'basicConstraints=critical,CA:FALSE', '-addext', 'extendedKeyUsage=clientAuth'];
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-      '-keyout', key, '-out', crt, '-days', '30', '-subj', `/CN=${cn}`, ...ext], { stdio: 'pipe' });
+      '-keyout', key, '-out', crt, '-days', '30', '-subj', `${SUBJECT_PREFIX}/CN=${cn}`, ...ext], { stdio: 'pipe' });
     const pem = fs.readFileSync(crt, 'utf8');
     return { pem, keyPem: fs.readFileSync(key, 'utf8'), x509: new crypto.X509Certificate(pem) };
   } finally {
@@ -67,4 +75,4 @@ function tpmRegistrationId(endorsementKeyB64) {
   return out;
 }
 
-module.exports = { selfSignedCert, hexThumb, tpmKeys, tpmRegistrationId };
+module.exports = { selfSignedCert, azureSubject, hexThumb, tpmKeys, tpmRegistrationId };

@@ -5,6 +5,12 @@
 //!
 //! Ordering (§0.5, §2.6): for a QoS 1 request the PUBACK is written before the response PUBLISH; responses
 //! go out at QoS 1 on `$dps/registrations/res/{status}/?$rid={rid}[&retry-after=n]`.
+//!
+//! Responses go only to a session subscribed to `$dps/registrations/res/#` (§2.3). DPS answers as a broker
+//! would: a request from a session without that subscription (never subscribed, or unsubscribed since) is
+//! acknowledged and handled — a register starts its operation — but its response is published to nobody,
+//! so the device receives nothing and the connection stays open. Every SDK subscribes before its first
+//! request (§2.3, §2.8), so only a hand-written client notices; the log says why it got no answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 use dps_core::registration::Reply;
 use dps_core::DpsError;
 use dps_proto::mqtt::{parse_request_topic, response_topic, MqttRequest};
-use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, UnsubAck};
+use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -126,7 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AwaitingConnect<S> {
                 // Session-present is always 0: DPS keeps no sessions, even for CleanSession=0 (§0.6).
                 self.conn.write(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))).await?;
                 debug!(peer = %self.conn.peer, registration_id = %who.registration_id, client = ?who.client_version, "MQTT connected");
-                Ok(Connected { conn: self.conn, who, next_pkid: 0 })
+                Ok(Connected { conn: self.conn, who, next_pkid: 0, subscribed: false })
             }
             Err((code, why)) => {
                 info!(peer = %self.conn.peer, ?code, why, "MQTT CONNECT refused");
@@ -142,6 +148,8 @@ struct Connected<S> {
     conn: Conn<S>,
     who: Identity,
     next_pkid: u16,
+    /// Whether `$dps/registrations/res/#` is subscribed: responses are published only then.
+    subscribed: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
@@ -154,10 +162,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
                 // connection's task stays small.
                 Packet::Publish(p) => Box::pin(self.publish(app, p)).await?,
                 Packet::Subscribe(s) => {
-                    let (ack, _) = subscribe::answer(&s);
+                    let (ack, subscribed) = subscribe::answer(&s);
+                    self.subscribed |= subscribed;
                     self.conn.write(Packet::SubAck(ack)).await?;
                 }
-                Packet::Unsubscribe(u) => self.conn.write(Packet::UnsubAck(UnsubAck::new(u.pkid))).await?,
+                Packet::Unsubscribe(u) => {
+                    let (ack, unsubscribed) = subscribe::unsubscribe(&u);
+                    self.subscribed &= !unsubscribed;
+                    self.conn.write(Packet::UnsubAck(ack)).await?;
+                }
                 Packet::PingReq => self.conn.write(Packet::PingResp).await?,
                 Packet::PubAck(_) => {}
                 Packet::Disconnect => return Err(End::Closed),
@@ -189,6 +202,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
             }
         };
         let (topic, body) = response(app, rid, result, is_register);
+        if !self.subscribed {
+            info!(
+                peer = %self.conn.peer,
+                registration_id = %self.who.registration_id,
+                topic,
+                "MQTT response not delivered: the session has not subscribed to $dps/registrations/res/#"
+            );
+            return Ok(());
+        }
         let pkid = self.pkid();
         let mut out = Publish::new(topic, QoS::AtLeastOnce, body);
         out.pkid = pkid;

@@ -19,7 +19,7 @@ pub async fn get(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &app.management.get_ca(name).await?))
 }
 
-/// Body: `{ "certificate": "<PEM or base64 DER>", "isVerified": false }` (`isVerified: true` trusts on upload).
+/// Body: `{ "certificate": "<PEM, base64 DER or base64 PEM>", "isVerified": false }` (`isVerified: true` trusts on upload).
 pub async fn put(app: &App, req: &Request, name: &str) -> Result<HttpResponse, DpsError> {
     let ca: CaCertificate = req.json_or(|| None)?;
     Ok(json_response(StatusCode::OK, &app.management.put_ca(name, ca, precondition(req)).await?))
@@ -41,7 +41,8 @@ pub async fn verify(app: &App, req: &Request, name: &str) -> Result<HttpResponse
 }
 
 /// `POST /certificates/inspect`: the structured view of a chain (the console's chain inspector). The body
-/// is the file itself — PEM (any number of certificates), base64 DER or DER — or `{ "certificate": "…" }`.
+/// is the file itself — PEM (any number of certificates), that PEM in base64, base64 DER or DER — or
+/// `{ "certificate": "…" }`.
 pub fn inspect(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let body: Vec<u8> = if req.body.first() == Some(&b'{') {
         let v: CertificateVerification = req.json_or(|| None)?;
