@@ -207,6 +207,13 @@ test('§1.10/§1.8 Http refusal: an EK that does not match the enrollment → 40
     const client = ProvisioningDeviceClient.create(svc.host, svc.idScope, dps.httpTransport(svc), security);
     await assert.rejects(client.register());
     assert.deepEqual(security.activations, []);
+
+    // The fix: `dps enrollment update --endorsement-key` with the device's own EK; then the SDK provisions.
+    const updated = await dps.runCli(svc, ['enrollment', 'update', '--enrollment-id', mine.registrationId, '--endorsement-key', mine.endorsementKey, '--output', 'json']);
+    assert.equal(updated.json.attestation.tpm.endorsementKey, mine.endorsementKey);
+    const retry = ProvisioningDeviceClient.create(svc.host, svc.idScope, dps.httpTransport(svc), security);
+    const result = await retry.register();
+    assert.equal((result.registrationState || result).status, 'assigned', JSON.stringify(result));
   }));
 });
 

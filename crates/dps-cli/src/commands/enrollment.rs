@@ -97,6 +97,9 @@ pub enum EnrollmentCommand {
         enrollment_id: String,
         #[arg(long)]
         device_id: Option<String>,
+        /// A TPM enrollment's new endorsement key (base64 TPM2B_PUBLIC, as `dps tpm show` prints it).
+        #[arg(long)]
+        endorsement_key: Option<String>,
         /// Expected etag (default: the current one).
         #[arg(long)]
         etag: Option<String>,
@@ -107,7 +110,6 @@ pub enum EnrollmentCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Delete an enrollment.
     /// Regenerate symmetric keys (key rolling): the old key stops working at once.
     RenewKey {
         #[arg(long, alias = "registration-id")]
@@ -120,6 +122,7 @@ pub enum EnrollmentCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Delete an enrollment.
     Delete {
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
@@ -320,13 +323,19 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
             list.iter_mut().for_each(|e| redact(&mut e.attestation, false));
             print(output, &list, COLUMNS);
         }
-        EnrollmentCommand::Update { enrollment_id, device_id, etag, common, target, output } => {
+        EnrollmentCommand::Update { enrollment_id, device_id, endorsement_key, etag, common, target, output } => {
             let client = Client::new(&target)?;
             let path = format!("/enrollments/{}", seg(&enrollment_id));
             let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &path, None, &[]).await?;
             let if_match = etag.or_else(|| e.etag.clone()).unwrap_or_else(|| "*".into());
             if let Some(d) = device_id {
                 e.device_id = Some(d);
+            }
+            if let Some(ek) = endorsement_key {
+                let Some(tpm) = e.attestation.tpm.as_mut().filter(|_| e.attestation.kind == AttestationType::Tpm) else {
+                    bail!("--endorsement-key: '{enrollment_id}' is not a TPM enrollment");
+                };
+                tpm.endorsement_key = Some(ek.split_whitespace().collect());
             }
             apply_common(&common, common_of(&mut e))?;
             e.registration_state = None;
