@@ -383,6 +383,42 @@ test('§5.2 createEnrollmentGroupQuery: 25 groups, page size 10 → each seen ex
   await mapLimit(ids, 5, (id) => sc.deleteEnrollmentGroup(id));
 });
 
+test('§5.2 queries: WHERE with = and AND filters across pages; OR, LIKE, functions, other collections → 400', async () => {
+  const prefix = dps.uid('q-where');
+  const docs = Array.from({ length: 6 }, (_, i) => ({
+    registrationId: `${prefix}-${i}`,
+    deviceId: `${prefix}-${i % 2 === 0 ? 'even' : 'odd'}`,
+    provisioningStatus: i < 4 ? 'enabled' : 'disabled',
+    attestation: { type: 'symmetricKey' },
+  }));
+  await mapLimit(docs, 3, (d) => sc.createOrUpdateIndividualEnrollment(d));
+  const query = `SELECT * FROM enrollments WHERE deviceId = '${prefix}-even' AND provisioningStatus = 'enabled'`;
+  const r = await dps.drainQuery(sc.createIndividualEnrollmentQuery({ query }, 1));
+  assert.deepEqual(r.items.map((e) => e.registrationId).sort(), [`${prefix}-0`, `${prefix}-2`]);
+  assert.equal(r.pages.length, 2, 'page size 1: one page per match, continuation carried with the same query');
+  const dq = await dps.drainQuery(sc.createIndividualEnrollmentQuery({ query: `select * from enrollments where deviceId = "${prefix}-odd"` }, 10));
+  assert.deepEqual(dq.items.map((e) => e.registrationId).sort(), [`${prefix}-1`, `${prefix}-3`, `${prefix}-5`]);
+
+  const gid = `${prefix}-g`;
+  await sc.createOrUpdateEnrollmentGroup({ enrollmentGroupId: gid, attestation: { type: 'symmetricKey' } });
+  const g = await dps.drainQuery(sc.createEnrollmentGroupQuery({ query: `SELECT * FROM enrollmentGroups WHERE enrollmentGroupId = '${gid}'` }, 10));
+  assert.deepEqual(g.items.map((x) => x.enrollmentGroupId), [gid]);
+  await sc.deleteEnrollmentGroup(gid);
+
+  for (const [q, says] of [
+    [`SELECT * FROM enrollments WHERE deviceId = '${prefix}-even' OR deviceId = '${prefix}-odd'`, 'OR is not supported'],
+    ["SELECT * FROM enrollments WHERE deviceId LIKE 'q-%'", 'LIKE'],
+    ["SELECT * FROM enrollments WHERE STARTSWITH(deviceId, 'q')", 'functions'],
+    ['SELECT * FROM devices', 'is not a collection'],
+  ]) {
+    const { body } = await dps.expectHttpError(sc.createIndividualEnrollmentQuery({ query: q }).next(), 400, assert);
+    assert.equal(body.errorCode, 400004, q);
+    assert.ok(body.message.includes(says), `${q}: ${body.message}`);
+  }
+  const { body } = await dps.expectHttpError(sc.createEnrollmentGroupQuery({ query: 'SELECT * FROM enrollments' }).next(), 400, assert);
+  assert.equal(body.errorCode, 400004);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Bulk — §5.3 BulkEnrollmentOperation
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ pub mod management;
 pub mod metrics;
 pub mod model;
 pub mod ports;
+pub mod query;
 pub mod regions;
 pub mod registration;
 pub mod tpm;

@@ -160,6 +160,8 @@ pub struct PageRequest {
     pub max_items: usize,
     /// Only ids containing this text, case-insensitively (the console's search box).
     pub search: Option<String>,
+    /// Only entities meeting every condition (a query's `WHERE`, [`crate::query`]); empty: all of them.
+    pub filter: Vec<crate::query::Condition>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -22,8 +22,10 @@ fn is_id_char(c: char) -> bool {
 }
 
 /// Checks the DPS identifier rules shared by registration ids and enrollment group ids:
-/// 1–128 characters, ASCII alphanumerics plus `-` `.` `_` `:`, the last one alphanumeric or `-`.
-fn check_id(kind: &str, s: &str) -> Result<(), InvalidId> {
+/// 1–128 characters, ASCII alphanumerics plus `-` `.` `_` `:`, the last one alphanumeric or `-`; with
+/// `alnum_first`, the first one alphanumeric too (§1.4: the swagger allows no special character at the start
+/// of a registration id).
+fn check_id(kind: &str, s: &str, alnum_first: bool) -> Result<(), InvalidId> {
     if s.is_empty() {
         return Err(InvalidId(format!("{kind} must not be empty")));
     }
@@ -36,6 +38,9 @@ fn check_id(kind: &str, s: &str) -> Result<(), InvalidId> {
             s.escape_debug()
         )));
     }
+    if alnum_first && !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(InvalidId(format!("{kind} '{s}' must start with a letter or a digit")));
+    }
     let last = s.chars().last().unwrap_or('-');
     if !(last.is_ascii_alphanumeric() || last == '-') {
         return Err(InvalidId(format!("{kind} '{s}' must end with a letter, a digit or '-'")));
@@ -44,7 +49,7 @@ fn check_id(kind: &str, s: &str) -> Result<(), InvalidId> {
 }
 
 macro_rules! id_type {
-    ($(#[$m:meta])* $name:ident, $kind:literal) => {
+    ($(#[$m:meta])* $name:ident, $kind:literal, alnum_first: $alnum_first:literal) => {
         $(#[$m])*
         #[derive(Debug, Clone, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -64,7 +69,7 @@ macro_rules! id_type {
         impl TryFrom<String> for $name {
             type Error = InvalidId;
             fn try_from(s: String) -> Result<Self, InvalidId> {
-                check_id($kind, &s)?;
+                check_id($kind, &s, $alnum_first)?;
                 Ok(Self(s))
             }
         }
@@ -100,12 +105,15 @@ macro_rules! id_type {
 id_type!(
     /// A device's registration id (§1.4): case-insensitive for look-up, byte-exact for cryptography.
     RegistrationId,
-    "registration id"
+    "registration id",
+    alnum_first: true
 );
 id_type!(
-    /// An enrollment group's id (same character rules as registration ids).
+    /// An enrollment group's id (the character rules of registration ids; it may start with `-` `.` `_` `:`,
+    /// which Azure does not document either way).
     EnrollmentGroupId,
-    "enrollment group id"
+    "enrollment group id",
+    alnum_first: false
 );
 
 /// An ID scope in Azure's shape: `0ne` followed by 8 upper-case hexadecimal digits.
@@ -163,6 +171,20 @@ mod tests {
         for bad in ["", "dev 1", "dev/1", "dév", "dev.", "dev_", "dev:", &"x".repeat(129), "a%20b"] {
             assert!(RegistrationId::try_from(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn registration_ids_start_with_a_letter_or_a_digit() {
+        for ok in ["0dev", "Dev-1", "9", "Z.a_b:c-"] {
+            assert!(RegistrationId::try_from(ok).is_ok(), "{ok} should be accepted");
+        }
+        for bad in ["-dev", ".dev", "_dev", ":dev", "-", "--1"] {
+            let e = RegistrationId::try_from(bad).expect_err("a special character first is refused");
+            assert!(e.0.contains("must start with a letter or a digit"), "{bad}: {e}");
+        }
+        // Serde goes through the same rule (device bodies and enrollment documents are parsed with it).
+        assert!(serde_json::from_str::<RegistrationId>("\"-dev\"").is_err());
+        assert!(serde_json::from_str::<RegistrationId>("\"dev-\"").is_ok());
     }
 
     #[test]

@@ -136,6 +136,21 @@ async fn bad_device_input_gets_clear_errors() {
     assert_eq!(s.provision("dev", &key).await.body["status"], "assigned");
 }
 
+/// §1.4: a registration id may not start with a special character; the device end refuses it with the same rule
+/// as enrollment creation (400004, a message naming the rule), before any attestation.
+#[tokio::test]
+async fn registration_ids_starting_with_a_special_character_are_refused() {
+    let s = TestService::start().await;
+    let key = s.enroll("dev", json!({})).await;
+    for id in ["-dev", ".dev", "_dev", ":dev"] {
+        let sas = s.device_sas(id, &key, s.now() + 3600);
+        let a = s.register(id, &sas, &format!("{{\"registrationId\":\"{id}\"}}")).await;
+        TestService::assert_error(&a, 400, 400004);
+        assert!(a.body["message"].as_str().is_some_and(|m| m.contains("must start with a letter or a digit")), "{id}: {}", a.body);
+    }
+    assert_eq!(s.provision("dev", &key).await.body["status"], "assigned");
+}
+
 /// §4.1: every SDK's token shape verifies (URL-encoded `sr`, no `skn`, any order).
 #[tokio::test]
 async fn tokens_in_every_sdk_shape_are_accepted() {

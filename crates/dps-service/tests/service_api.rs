@@ -118,3 +118,98 @@ async fn queries_page_and_bulk_operations_report_per_item() {
     let deleted = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "delete", "enrollments": items }))).await;
     assert_eq!(deleted.body["isSuccessful"], true);
 }
+
+/// §1.4: enrollment creation refuses a registration id that starts with a special character (PUT and bulk),
+/// with the rule the device end applies.
+#[tokio::test]
+async fn enrollment_registration_ids_start_with_a_letter_or_a_digit() {
+    let s = TestService::start().await;
+    for id in ["-dev", ".dev", "_dev", ":dev"] {
+        let doc = json!({ "registrationId": id, "attestation": { "type": "symmetricKey" } });
+        let put = s.service(Method::PUT, &format!("/enrollments/{id}"), Some(doc.clone())).await;
+        TestService::assert_error(&put, 400, 400004);
+        assert!(put.body["message"].as_str().is_some_and(|m| m.contains("must start with a letter or a digit")), "{id}: {}", put.body);
+        let bulk = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "create", "enrollments": [doc] }))).await;
+        assert_eq!(bulk.body["isSuccessful"], false, "{id}: {}", bulk.body);
+        assert_eq!(bulk.body["errors"][0]["errorCode"], 400004, "{id}: {}", bulk.body);
+    }
+    let ok =
+        s.service(Method::PUT, "/enrollments/0dev-", Some(json!({ "registrationId": "0dev-", "attestation": { "type": "symmetricKey" } })));
+    assert_eq!(ok.await.status, 200);
+}
+
+/// §5.2: `WHERE` filters with `=` and `AND` narrow the query (with paging and totals); what is not understood is a
+/// 400 naming it, never everything; an absent body, `*` and `SELECT * FROM …` still list everything.
+#[tokio::test]
+async fn queries_filter_with_where_and_refuse_what_they_do_not_understand() {
+    let s = TestService::start().await;
+    for i in 0..6 {
+        let status = if i % 2 == 0 { "enabled" } else { "disabled" };
+        let doc = json!({ "registrationId": format!("q-{i}"), "deviceId": format!("dev-{}", i % 3), "provisioningStatus": status,
+                          "attestation": { "type": "symmetricKey" } });
+        assert_eq!(s.service(Method::PUT, &format!("/enrollments/q-{i}"), Some(doc)).await.status, 200);
+    }
+    for (id, kind) in [("gs", json!({ "type": "symmetricKey" })), ("gs2", json!({ "type": "symmetricKey" }))] {
+        let doc =
+            json!({ "enrollmentGroupId": id, "attestation": kind, "provisioningStatus": if id == "gs" { "enabled" } else { "disabled" } });
+        assert_eq!(s.service(Method::PUT, &format!("/enrollmentGroups/{id}"), Some(doc)).await.status, 200);
+    }
+    let sas = s.service_sas();
+    let query = |path: &'static str, q: &str, max: &'static str, continuation: Option<String>| {
+        let body = json!({ "query": q }).to_string().into_bytes();
+        let sas = sas.clone();
+        let s = &s;
+        async move {
+            let mut h = vec![("x-ms-max-item-count", max)];
+            let c = continuation.unwrap_or_default();
+            if !c.is_empty() {
+                h.push(("x-ms-continuation", c.as_str()));
+            }
+            s.send(Method::POST, path, Some(&sas), &h, Some(body)).await
+        }
+    };
+    let ids = |a: &common::Answer, member: &str| -> Vec<String> {
+        a.body.as_array().into_iter().flatten().filter_map(|e| e[member].as_str().map(str::to_owned)).collect()
+    };
+    let total = |a: &common::Answer| a.headers.get("x-dps-total-count").and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    let q = "select * FROM enrollments where provisioningStatus = 'enabled' AND deviceId != 'x'";
+    TestService::assert_error(&query("/enrollments/query", q, "10", None).await, 400, 400004);
+    let q = "SELECT * FROM enrollments WHERE provisioningStatus = 'enabled'";
+    let first = query("/enrollments/query", q, "2", None).await;
+    assert_eq!((first.status, ids(&first, "registrationId"), total(&first)), (200, vec!["q-0".into(), "q-2".into()], Some("3".into())));
+    let cont = first.headers.get("x-ms-continuation").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert!(cont.is_some(), "a second page remains");
+    let second = query("/enrollments/query", q, "2", cont).await;
+    assert_eq!(ids(&second, "registrationId"), ["q-4"]);
+    assert!(second.headers.get("x-ms-continuation").is_none());
+    let both =
+        query("/enrollments/query", "SELECT * FROM enrollments WHERE deviceId = \"dev-1\" AND provisioningStatus = 'disabled'", "10", None)
+            .await;
+    assert_eq!(ids(&both, "registrationId"), ["q-1"]);
+    let groups = query("/enrollmentGroups/query", "SELECT * FROM enrollmentGroups WHERE provisioningStatus = 'disabled'", "10", None).await;
+    assert_eq!((ids(&groups, "enrollmentGroupId"), total(&groups)), (vec!["gs2".into()], Some("1".into())));
+    assert_eq!(groups.headers.get("x-ms-item-type").and_then(|v| v.to_str().ok()), Some("EnrollmentGroup"));
+
+    for (path, q, says) in [
+        ("/enrollments/query", "SELECT * FROM enrollments WHERE deviceId = 'dev-1' OR deviceId = 'dev-2'", "OR is not supported"),
+        ("/enrollments/query", "SELECT * FROM enrollments WHERE deviceId LIKE 'dev%'", "LIKE"),
+        ("/enrollments/query", "SELECT * FROM enrollments WHERE deviceId < 'dev-2'", "'<'"),
+        ("/enrollments/query", "SELECT * FROM enrollments WHERE STARTSWITH(deviceId, 'dev')", "functions"),
+        ("/enrollments/query", "SELECT * FROM devices", "'devices' is not a collection"),
+        ("/enrollments/query", "SELECT * FROM enrollments WHERE colour = 'red'", "'colour' cannot be filtered"),
+        ("/enrollments/query", "garbage", "a query is"),
+        ("/enrollmentGroups/query", "SELECT * FROM enrollments", "is not a collection"),
+        ("/enrollmentGroups/query", "SELECT * FROM enrollmentGroups WHERE registrationId = 'q-1'", "cannot be filtered"),
+    ] {
+        let a = query(path, q, "10", None).await;
+        TestService::assert_error(&a, 400, 400004);
+        assert!(a.body["message"].as_str().is_some_and(|m| m.contains(says)), "{q}: {}", a.body);
+    }
+
+    for q in ["", "*", "SELECT * FROM enrollments", "select * from ENROLLMENTS"] {
+        assert_eq!(total(&query("/enrollments/query", q, "10", None).await), Some("6".into()), "{q}");
+    }
+    let no_body = s.send(Method::POST, "/enrollments/query", Some(&sas), &[], None).await;
+    assert_eq!((no_body.status, total(&no_body)), (200, Some("6".into())));
+}

@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
         continuation,
         max_items: PAGE,
         search: search.map(str::to_owned),
+        filter: Vec::new(),
     };
     let mut g = c.benchmark_group("enrollment list at 100k");
     g.sample_size(30);

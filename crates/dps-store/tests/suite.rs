@@ -65,6 +65,7 @@ suite!(
     hubs_and_policies_round_trip,
     identities_keep_their_keys_sealed,
     search_narrows_pages_and_totals_count_matches,
+    query_filters_narrow_pages_and_totals,
     assignments_are_counted_per_hub,
     tpm_challenges_are_sealed_single_use_and_purged,
 );
@@ -116,7 +117,7 @@ async fn paging_visits_every_item_once(s: &SqliteStore) {
         s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     }
     let mut seen = Vec::new();
-    let mut page = PageRequest { continuation: None, max_items: 10, search: None };
+    let mut page = PageRequest { filter: Vec::new(), continuation: None, max_items: 10, search: None };
     let mut pages = 0;
     loop {
         let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -131,7 +132,10 @@ async fn paging_visits_every_item_once(s: &SqliteStore) {
     assert_eq!(pages, 3);
     let expected: Vec<String> = (0..25).map(|i| format!("dev-{i:02}")).collect();
     assert_eq!(seen, expected);
-    let p = s.query_groups(PageRequest { continuation: None, max_items: 100, search: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    let p = s
+        .query_groups(PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p.items.len(), p.continuation), (25, None));
 }
 
@@ -140,10 +144,13 @@ async fn search_narrows_pages_and_totals_count_matches(s: &SqliteStore) {
         let id = if i % 3 == 0 { format!("line-a-{i:02}") } else { format!("bench-{i:02}") };
         s.put_enrollment(sym_enrollment(&id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let all = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: None }).await.unwrap_or_else(|e| panic!("{e}"));
+    let all = s
+        .query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: None })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((all.items.len(), all.total), (5, 30));
     // Case-insensitive substring of the id, paged like any query, with the total of matches on every page.
-    let mut page = PageRequest { continuation: None, max_items: 4, search: Some("LINE-A".into()) };
+    let mut page = PageRequest { filter: Vec::new(), continuation: None, max_items: 4, search: Some("LINE-A".into()) };
     let mut seen = Vec::new();
     loop {
         let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
@@ -155,20 +162,79 @@ async fn search_narrows_pages_and_totals_count_matches(s: &SqliteStore) {
         }
     }
     assert_eq!(seen, (0..30).filter(|i| i % 3 == 0).map(|i| format!("line-a-{i:02}")).collect::<Vec<_>>());
-    let none = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("zzz".into()) }).await;
+    let none = s.query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: Some("zzz".into()) }).await;
     assert_eq!(none.map(|p| (p.items.len(), p.total, p.continuation)), Ok((0, 0, None)));
     // Search text is data, never SQL or a pattern.
-    let odd = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("%' OR 1=1 --".into()) }).await;
+    let odd = s
+        .query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: Some("%' OR 1=1 --".into()) })
+        .await;
     assert_eq!(odd.map(|p| p.total), Ok(0));
-    let underscore = s.query_enrollments(PageRequest { continuation: None, max_items: 5, search: Some("_".into()) }).await;
+    let underscore =
+        s.query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: Some("_".into()) }).await;
     assert_eq!(underscore.map(|p| p.total), Ok(0));
     for (id, g) in [("reg-x1", Some("gx")), ("reg-y1", Some("gx")), ("other", None)] {
         s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let r = s.query_registrations(None, PageRequest { continuation: None, max_items: 1, search: Some("REG-".into()) }).await;
+    let r = s
+        .query_registrations(None, PageRequest { filter: Vec::new(), continuation: None, max_items: 1, search: Some("REG-".into()) })
+        .await;
     assert_eq!(r.map(|p| (p.items.len(), p.total, p.continuation.is_some())), Ok((1, 2, true)));
-    let r = s.query_registrations(Some("gx"), PageRequest { continuation: None, max_items: 10, search: Some("y1".into()) }).await;
+    let r = s
+        .query_registrations(Some("gx"), PageRequest { filter: Vec::new(), continuation: None, max_items: 10, search: Some("y1".into()) })
+        .await;
     assert_eq!(r.map(|p| p.total), Ok(1));
+}
+
+/// A query's `WHERE` (dps-core `query`) is applied in the store: pages, continuation and total are the filtered ones.
+async fn query_filters_narrow_pages_and_totals(s: &SqliteStore) {
+    use dps_core::query::{parse, Collection};
+    for i in 0..12 {
+        let mut e = sym_enrollment(&format!("dev-{i:02}"));
+        e.device_id = Some(if i % 2 == 0 { "Even".into() } else { "odd".into() });
+        e.provisioning_status = Some(if i < 6 { ProvisioningStatus::Enabled } else { ProvisioningStatus::Disabled });
+        e.capabilities = Some(DeviceCapabilities { iot_edge: i % 4 == 0 });
+        s.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let filtered = |q: &str| {
+        let filter = parse(q, Collection::Enrollments).unwrap_or_else(|e| panic!("{q}: {e}"));
+        PageRequest { filter, continuation: None, max_items: 2, search: None }
+    };
+    let mut page = filtered("SELECT * FROM enrollments WHERE deviceId = 'Even' AND provisioningStatus = 'DISABLED'");
+    let mut seen = Vec::new();
+    loop {
+        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.total, 3);
+        seen.extend(p.items.into_iter().map(|e| e.registration_id));
+        match p.continuation {
+            Some(c) => page.continuation = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["dev-06", "dev-08", "dev-10"]);
+    let count = |q: &'static str| {
+        let page = filtered(q);
+        async move { s.query_enrollments(page).await.map(|p| p.total) }
+    };
+    // deviceId is exact; ids, enums and attestation type are case-insensitive; booleans read JSON true/false.
+    assert_eq!(count("SELECT * FROM enrollments WHERE deviceId = 'even'").await, Ok(0));
+    assert_eq!(count("SELECT * FROM enrollments WHERE registrationId = 'DEV-03'").await, Ok(1));
+    assert_eq!(count("SELECT * FROM enrollments WHERE attestation.type = 'symmetrickey'").await, Ok(12));
+    assert_eq!(count("SELECT * FROM enrollments WHERE attestation.type = 'x509'").await, Ok(0));
+    assert_eq!(count("SELECT * FROM enrollments WHERE capabilities.iotEdge = true").await, Ok(3));
+    assert_eq!(count("SELECT * FROM enrollments WHERE capabilities.iotEdge = false AND deviceId = 'odd'").await, Ok(6));
+    assert_eq!(count("SELECT * FROM enrollments WHERE allocationPolicy = 'hashed'").await, Ok(0));
+    // Values are data, never SQL.
+    assert_eq!(count(r"SELECT * FROM enrollments WHERE deviceId = 'x\' OR 1=1 --'").await, Ok(0));
+    // A filter combines with the console's search.
+    let mut both = filtered("SELECT * FROM enrollments WHERE deviceId = 'odd'");
+    both.search = Some("-1".into());
+    assert_eq!(s.query_enrollments(both).await.map(|p| p.total), Ok(1));
+    s.put_group(group("gx", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("gs", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let g = parse("select * from ENROLLMENTGROUPS where attestation.type = 'x509'", Collection::EnrollmentGroups)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = s.query_groups(PageRequest { filter: g, continuation: None, max_items: 10, search: None }).await;
+    assert_eq!(p.map(|p| p.items.into_iter().map(|g| g.enrollment_group_id).collect::<Vec<_>>()), Ok(vec!["gx".to_owned()]));
 }
 
 async fn assignments_are_counted_per_hub(s: &SqliteStore) {
@@ -216,7 +282,7 @@ async fn registrations_are_listed_by_group(s: &SqliteStore) {
     for (id, g) in [("a1", Some("ga")), ("a2", Some("GA")), ("b1", Some("gb")), ("solo", None)] {
         s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let all = PageRequest { continuation: None, max_items: 100, search: None };
+    let all = PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None };
     let ga = s.query_registrations(Some("ga"), all.clone()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ga.items.iter().map(|r| r.registration_id().to_owned()).collect::<Vec<_>>(), ["a1", "a2"]);
     assert_eq!(s.query_registrations(None, all.clone()).await.map(|p| p.items.len()), Ok(4));

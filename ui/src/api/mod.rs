@@ -179,7 +179,8 @@ impl ApiClient {
         if let Some(c) = continuation.filter(|c| !c.is_empty()) {
             headers.push(("x-ms-continuation", c));
         }
-        let body = Some(r#"{"query":"SELECT * FROM c"}"#.to_string());
+        // `*` lists everything on every query endpoint (the service refuses a collection name it does not serve).
+        let body = Some(r#"{"query":"*"}"#.to_string());
         let response = self.call("POST", path, query, &headers, body).await?;
         page_of(&response)
     }

@@ -1,5 +1,6 @@
 //! `/enrollmentGroups…`: enrollment groups (§5.2).
 
+use dps_core::query::{self, Collection};
 use dps_core::DpsError;
 use dps_proto::{BulkEnrollmentGroupOperation, EnrollmentGroup, QuerySpecification};
 use http::StatusCode;
@@ -26,10 +27,14 @@ pub async fn attestation(app: &App, id: &str) -> Result<HttpResponse, DpsError> 
     Ok(json_response(StatusCode::OK, &app.management.group_attestation(id).await?))
 }
 
+/// `SELECT * FROM enrollmentGroups` with an optional `WHERE` (dps-core `query`); an absent body, an empty query or `*`
+/// lists everything; anything the parser does not understand is a 400, never everything.
 pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
-    // The query text is accepted and not interpreted: every SDK sends `SELECT * FROM enrollmentGroups`.
-    let _spec: Option<QuerySpecification> = req.json_or(|| Some(None))?;
-    let page = page_request(req)?;
+    let spec: Option<QuerySpecification> = req.json_or(|| Some(None))?;
+    let mut page = page_request(req)?;
+    if let Some(spec) = spec {
+        page.filter = query::parse(&spec.query, Collection::EnrollmentGroups)?;
+    }
     let max = page.max_items;
     Ok(page_response(app.management.query_groups(page).await?, "EnrollmentGroup", max))
 }

@@ -108,7 +108,7 @@ pub fn page_request(req: &Request) -> Result<PageRequest, DpsError> {
     };
     let continuation = req.header("x-ms-continuation").map(str::to_owned).filter(|c| !c.is_empty());
     let search = req.query("search").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    Ok(PageRequest { continuation, max_items, search })
+    Ok(PageRequest { continuation, max_items, search, filter: Vec::new() })
 }
 
 /// A query answer: the items plus `x-ms-item-type`, `x-ms-max-item-count`, `x-dps-total-count` (how many
