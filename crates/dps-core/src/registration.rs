@@ -578,16 +578,22 @@ impl RegistrationEngine {
                 let srk = dps_crypto::tpm::blob::from_base64(t.storage_root_key.as_deref()?).ok()?;
                 Some((ek, srk))
             });
-            let Some((ek, srk)) = keys else {
-                return Outcome::failed(DpsError::internal("the TPM device's EK and SRK are not available"), trace, Some(matched));
-            };
-            match crate::tpm::hub_key(&ek, &srk, &hub.host_name) {
-                Ok(((primary, secondary), blob)) => {
+            match keys.map(|(ek, srk)| crate::tpm::hub_key(&ek, &srk, &hub.host_name)) {
+                Some(Ok(((primary, secondary), blob))) => {
                     tpm_blob = Some(blob);
                     trace["tpm"] = json!({ "challenge": "answered with the key of its challenge (K1)", "hubKey": "a new key (K2), wrapped for the device's TPM in registrationState.tpm.authenticationKey" });
                     HubAuthentication::TpmSas { primary_key: primary, secondary_key: secondary }
                 }
-                Err(e) => return Outcome::failed(e, trace, Some(matched)),
+                Some(Err(e)) => return Outcome::failed(e, trace, Some(matched)),
+                // Re-provisioned from the service API: no challenge, so no TPM to wrap a key for. The identity gets
+                // new keys; the device's next registration brings it a K2 for its new place.
+                None => {
+                    trace["tpm"] = json!({ "hubKey": "new keys in the hub; the device receives its key (K2) at its next registration" });
+                    HubAuthentication::TpmSas {
+                        primary_key: dps_crypto::Secret::new(dps_crypto::generate_key()),
+                        secondary_key: dps_crypto::Secret::new(dps_crypto::generate_key()),
+                    }
+                }
             }
         } else if op.attestation == AttestationType::X509 {
             let Some(t) = op.x509.as_ref().and_then(|x| x.certificate_info.as_ref()).map(|i| i.sha256_thumbprint.clone()) else {

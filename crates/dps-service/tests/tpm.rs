@@ -148,6 +148,17 @@ async fn a_tpm_device_registers_over_https_and_holds_its_hub_key() {
     let k2_moved = assert_holds_hub_key(&s, &tpm, &moved.body).await;
     assert_ne!(k2_moved, k2_again);
 
+    // Re-provisioned from the service API (no TPM in that flow): the record moves on, and the device's next
+    // registration brings it a key for its identity again.
+    let r = s.service(Method::POST, &format!("/registrations/{}/reprovision", k.registration_id), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["registrationState"]["status"], "assigned", "{}", r.body);
+    assert!(r.body["trace"]["tpm"]["hubKey"].as_str().is_some_and(|t| t.contains("next registration")), "{}", r.body);
+    let sas = answer(&s, &tpm, &k, &challenge(&s, &k).await).await;
+    let after = register(&s, &k, &sas).await;
+    assert_eq!(after.body["status"], "assigned", "{}", after.body);
+    assert_holds_hub_key(&s, &tpm, &after.body).await;
+
     // The decision trace shows the TPM step.
     let trace = s.service(Method::GET, &format!("/registrations/{}/trace", k.registration_id), None).await;
     assert!(trace.body["trace"]["tpm"].is_object(), "{}", trace.body);
