@@ -408,13 +408,10 @@ async fn a_silent_connection_is_closed_at_the_idle_timeout() {
     let (_, body) = read_frame(&mut t).await.expect("the server's open");
     let theirs: Open = serde_amqp::from_slice(&body).expect("open");
     assert_eq!(theirs.idle_time_out, Some(1000), "the idle time-out is advertised");
-    let started = std::time::Instant::now();
+    // The only reason the server has to close a silent, well-behaved connection is its idle time-out.
     let condition = close_condition(&mut t).await;
-    assert!(
-        matches!(condition, Some(ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)) | None),
-        "closed for silence: {condition:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(8), "closed near the 1 s idle time-out");
+    assert_eq!(condition, Some(ErrorCondition::AmqpError(AmqpError::ResourceLimitExceeded)), "closed for silence");
+    expect_eof(&mut t).await;
 }
 
 #[tokio::test]
