@@ -391,18 +391,7 @@ async fn a_silent_connection_is_closed_at_the_idle_timeout() {
     let s = TestService::start_with(Overrides { amqp_idle_timeout_secs: Some(1), ..Default::default() }).await;
     let mut t = tls(&s).await;
     t.write_all(b"AMQP\x00\x01\x00\x00").await.expect("write");
-    let open = Open {
-        container_id: "silent".into(),
-        hostname: None,
-        max_frame_size: Default::default(),
-        channel_max: Default::default(),
-        idle_time_out: None,
-        outgoing_locales: None,
-        incoming_locales: None,
-        offered_capabilities: None,
-        desired_capabilities: None,
-        properties: None,
-    };
+    let open = dps_service::amqp::guard::bare_open("silent");
     t.write_all(&frame(0, &serde_amqp::to_vec(&open).expect("encode"))).await.expect("write");
     read_exact(&mut t, 8).await.expect("header");
     let (_, body) = read_frame(&mut t).await.expect("the server's open");

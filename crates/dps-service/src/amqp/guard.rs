@@ -111,6 +111,22 @@ fn frame(performative: &impl serde::Serialize) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// An `open` with nothing but a container id (every other field at its default).
+pub fn bare_open(container_id: &str) -> Open {
+    Open {
+        container_id: container_id.into(),
+        hostname: None,
+        max_frame_size: Default::default(),
+        channel_max: Default::default(),
+        idle_time_out: None,
+        outgoing_locales: None,
+        incoming_locales: None,
+        offered_capabilities: None,
+        desired_capabilities: None,
+        properties: None,
+    }
+}
+
 /// The bytes that end a connection on a violation, given what the engine already sent.
 fn closing_bytes(sent: &Boundary, v: Violation) -> Vec<u8> {
     let mut out = Vec::new();
@@ -118,19 +134,7 @@ fn closing_bytes(sent: &Boundary, v: Violation) -> Vec<u8> {
         out.extend_from_slice(&super::header::AMQP);
     }
     if sent.frames == 0 {
-        let open = Open {
-            container_id: "dps-console".into(),
-            hostname: None,
-            max_frame_size: Default::default(),
-            channel_max: Default::default(),
-            idle_time_out: None,
-            outgoing_locales: None,
-            incoming_locales: None,
-            offered_capabilities: None,
-            desired_capabilities: None,
-            properties: None,
-        };
-        out.extend(frame(&open).unwrap_or_default());
+        out.extend(frame(&bare_open("dps-console")).unwrap_or_default());
     }
     let close = Close { error: Some(AmqpErrorBody { condition: v.condition, description: Some(v.description), info: None }) };
     out.extend(frame(&close).unwrap_or_default());
