@@ -11,7 +11,7 @@ const dps = require('./lib/dps');
 
 // Fast polling and webhook retries; two source networks mapped to regions for geoLatency.
 const SERVE_ARGS = [
-  '--mqtt-port', '0', '--retry-after-secs', '1',
+  '--mqtt-port', '0', '--retry-after-secs', '2',
   '--service-region', 'lab',
   '--network-region', '127.0.0.2/32=eu', '--network-region', '127.0.0.3/32=us',
   '--region-latency', 'eu:us=90', '--region-latency', 'lab:eu=20', '--region-latency', 'lab:us=60',
@@ -138,7 +138,7 @@ function shares(results, hubs) {
 
 test('§7.2 hashed over hubs weighted 1:2:3: shares follow the weights, repeats stay, a fourth hub takes only its share', async (t) => {
   // A service of its own: the group names no hubs, so every linked hub is a candidate (§7.2 rule 1).
-  const own = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '1'] });
+  const own = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '2'] });
   try {
     const osc = dps.serviceClient(own);
     await dps.runCli(own, ['hub', 'remove', dps.DEFAULT_HUB]);

@@ -16,7 +16,7 @@ let sc;
 let dir;
 
 before(async () => {
-  svc = await dps.startService({ extraArgs: ['--amqp-port', '0', '--retry-after-secs', '1'] });
+  svc = await dps.startService({ extraArgs: ['--amqp-port', '0', '--retry-after-secs', '2'] });
   assert.ok(svc.endpoint.ports.amqp > 0, `endpoint.json ports.amqp: ${JSON.stringify(svc.endpoint.ports)}`);
   assert.notEqual(svc.endpoint.ports.amqp, svc.endpoint.ports.https);
   sc = dps.serviceClient(svc);

@@ -13,7 +13,7 @@ let svc;
 let sc;
 
 before(async () => {
-  svc = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '1'] });
+  svc = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '2'] });
   assert.ok(svc.endpoint.ports.mqtt > 0, `endpoint.json ports.mqtt: ${JSON.stringify(svc.endpoint.ports)}`);
   assert.notEqual(svc.endpoint.ports.mqtt, svc.endpoint.ports.https);
   sc = dps.serviceClient(svc);
@@ -49,14 +49,14 @@ function assertAssigned(result, { registrationId, deviceId, substatus = 'initial
   return result;
 }
 
-/** §2.5: register → res/202 (retry-after=1, the service runs with --retry-after-secs 1), polls → res/200. */
+/** §2.5: register → res/202 (retry-after=2, the service runs with --retry-after-secs 2), polls → res/200. */
 function assertTraceAssigned(trace, registrationId) {
   const msgs = trace.received;
   const dump = dumpTrace(trace);
   assert.ok(msgs.length >= 2, `expected a 202 and a terminal 200${dump}`);
   const first = RES_202.exec(msgs[0].topic);
   assert.ok(first, `§2.5 first response topic must be res/202/?$rid=<uuid>&retry-after=N${dump}`);
-  assert.equal(first[2], '1', `retry-after${dump}`);
+  assert.equal(first[2], '2', `retry-after${dump}`);
   const accepted = JSON.parse(msgs[0].payload);
   assert.equal(accepted.status, 'assigning', dump);
   assert.match(accepted.operationId, /^[A-Za-z0-9.-]+$/, '§1.5 operationId charset');

@@ -19,6 +19,7 @@ const dps = require('./lib/dps');
 const certs = require('./lib/certs');
 const { startSwtpm } = require('./lib/swtpm');
 const { DpsTpmSecurityClient } = require('./lib/tpm-security');
+const { startHubStandIn, linkStandIn } = require('./lib/hub-standin');
 
 const HUB = 'tpm-hub.example.net';
 
@@ -27,58 +28,12 @@ let sc;
 let dir;
 let hub;
 
-/**
- * An IoT Hub stand-in for the `azureIotHub` connector (§7.4): answers GET/PUT/DELETE /devices/{id} and
- * /twins/{id} like IoT Hub's service API and keeps every identity it receives (`devices`: id → PUT body).
- */
-async function startHubStandIn() {
-  const ca = certs.openssl.root(dir, 'hub-ca');
-  const leaf = certs.openssl.device(dir, '127.0.0.1', {
-    issuer: ca,
-    ext: ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth',
-      'subjectAltName=IP:127.0.0.1'],
-  });
-  const devices = new Map();
-  const server = https.createServer({ key: leaf.keyPem, cert: leaf.pem }, (req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const url = new URL(req.url, 'https://127.0.0.1');
-      const [, collection, raw] = url.pathname.split('/');
-      const id = decodeURIComponent(raw || '');
-      const send = (status, body) => {
-        res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...(status === 404 ? { 'iothub-errorcode': 'DeviceNotFound' } : {}) });
-        res.end(body === undefined ? '' : JSON.stringify(body));
-      };
-      if (collection === 'devices' && req.method === 'GET') return devices.has(id) ? send(200, { ...devices.get(id), etag: 'e1' }) : send(404, { Message: 'DeviceNotFound' });
-      if (collection === 'devices' && req.method === 'PUT') {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        devices.set(id, body);
-        return send(200, { ...body, etag: 'e1' });
-      }
-      if (collection === 'devices' && req.method === 'DELETE') { devices.delete(id); return send(204); }
-      if (collection === 'twins' && req.method === 'PATCH') return send(200, { deviceId: id });
-      if (collection === 'twins' && req.method === 'GET') return send(404, { Message: 'DeviceNotFound' });
-      return send(400, { Message: `unexpected ${req.method} ${url.pathname}` });
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { devices, port: server.address().port, caPem: ca.pem, close: () => new Promise((r) => server.close(r)) };
-}
-
 before(async () => {
-  svc = await dps.startService({ extraArgs: ['--amqp-port', '0', '--retry-after-secs', '1'] });
+  svc = await dps.startService({ extraArgs: ['--amqp-port', '0', '--retry-after-secs', '2'] });
   sc = dps.serviceClient(svc);
   dir = certs.workDir('dps-tpm-');
-  hub = await startHubStandIn();
-  await dps.serviceCall(svc, 'PUT', `/linkedHubs/${HUB}`, {
-    hostName: HUB,
-    allocationWeight: 1,
-    applyAllocationPolicy: false,
-    connector: 'azureIotHub',
-    connectionString: `HostName=${HUB};SharedAccessKeyName=iothubowner;SharedAccessKey=${dps.randomKey(32)};GatewayHostName=127.0.0.1:${hub.port}`,
-    caCertificate: hub.caPem,
-  });
+  hub = await startHubStandIn(dir);
+  await linkStandIn(svc, HUB, hub);
 });
 after(async () => {
   if (svc) await svc.stop();

@@ -18,7 +18,7 @@ let sc;
 let dir;
 
 before(async () => {
-  svc = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '1'] });
+  svc = await dps.startService({ extraArgs: ['--mqtt-port', '0', '--retry-after-secs', '2'] });
   assert.ok(svc.endpoint.ports.mqtt > 0, `endpoint.json ports.mqtt: ${JSON.stringify(svc.endpoint.ports)}`);
   sc = dps.serviceClient(svc);
   dir = certs.workDir();

@@ -189,7 +189,7 @@ def dps():
     endpoint_file = data_dir / "endpoint.json"
     args = [str(binary), "serve", "--data-dir", str(data_dir), "--bind", HOST,
             "--https-port", str(HTTPS_PORT), "--mqtt-port", str(MQTT_PORT), "--console-port", "0",
-            "--retry-after-secs", "1"]
+            "--retry-after-secs", "2"]
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:

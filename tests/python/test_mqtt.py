@@ -112,8 +112,8 @@ def assert_assigned(result, registration_id, device_id=None, substatus="initialA
 
 
 def assert_wire_assigned(wire, registration_id):
-    """§2.4/§2.5/§0.5: CONNACK 0, register publish → res/202 with the same $rid and retry-after=1
-    (the service runs with --retry-after-secs 1), polls → terminal res/200 with the poll's $rid."""
+    """§2.4/§2.5/§0.5: CONNACK 0, register publish → res/202 with the same $rid and retry-after=2
+    (the service runs with --retry-after-secs 2), polls → terminal res/200 with the poll's $rid."""
     trace = "\n" + wire.dump()
     assert wire.connacks() == [0], f"§2.2 CONNACK return codes: {wire.connacks()}{trace}"
     sent = wire.sent()
@@ -128,7 +128,7 @@ def assert_wire_assigned(wire, registration_id):
     m = RES_202.match(topic)
     assert m, f"§2.5 first response must be $dps/registrations/res/202/?$rid=..&retry-after=N, got {topic}{trace}"
     assert m.group("rid") == register_rid, f"§2.5 $rid echo: {m.group('rid')} != {register_rid}"
-    assert m.group("ra") == "1", f"retry-after {m.group('ra')} (service runs with --retry-after-secs 1)"
+    assert m.group("ra") == "2", f"retry-after {m.group('ra')} (service runs with --retry-after-secs 2)"
     doc = json.loads(body)
     assert doc["status"] == "assigning", doc
     operation_id = doc["operationId"]

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod allocation;
+pub mod api_version;
 pub mod attestation;
 pub mod clock;
 pub mod error;

@@ -11,6 +11,7 @@ use dps_proto::{
     SymmetricKeyAttestation,
 };
 
+use crate::api_version::Schema;
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, Page, PageRequest, Precondition, RegistrationRecord};
 use crate::ports::{CertificateStore, EnrollmentStore, HubConnector, HubStore, RegistrationStore, StoreError};
@@ -130,7 +131,7 @@ struct Allocation<'a> {
     policy: Option<AllocationPolicy>,
     iot_hubs: &'a Option<Vec<String>>,
     legacy: &'a Option<String>,
-    custom: bool,
+    custom: Option<&'a dps_proto::CustomAllocationDefinition>,
 }
 
 impl Management {
@@ -146,10 +147,13 @@ impl Management {
             Some(AllocationPolicy::Static) if a.iot_hubs.as_ref().map_or(usize::from(a.legacy.is_some()), Vec::len) != 1 => {
                 Err(DpsError::invalid("allocationPolicy static needs exactly one hub in iotHubs"))
             }
-            Some(AllocationPolicy::Custom) if !a.custom => {
+            Some(AllocationPolicy::Custom) if a.custom.is_none() => {
                 Err(DpsError::invalid("allocationPolicy custom needs customAllocationDefinition (webhookUrl and apiVersion)"))
             }
-            _ => Ok(()),
+            _ => match a.custom {
+                Some(c) => crate::api_version::check_webhook_version(&c.api_version).map_err(DpsError::invalid),
+                None => Ok(()),
+            },
         }
     }
 
@@ -167,7 +171,12 @@ impl Management {
     }
 
     /// Validates and completes an individual enrollment before it is written.
-    pub async fn prepare_enrollment(&self, path_id: Option<&str>, mut e: IndividualEnrollment) -> Result<IndividualEnrollment, DpsError> {
+    pub async fn prepare_enrollment(
+        &self,
+        path_id: Option<&str>,
+        mut e: IndividualEnrollment,
+        schema: Schema,
+    ) -> Result<IndividualEnrollment, DpsError> {
         let id = RegistrationId::try_from(e.registration_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
         if let Some(p) = path_id {
             if !p.eq_ignore_ascii_case(id.as_str()) {
@@ -187,19 +196,21 @@ impl Management {
             policy: e.allocation_policy,
             iot_hubs: &e.iot_hubs,
             legacy: &e.iot_hub_host_name,
-            custom: e.custom_allocation_definition.is_some(),
+            custom: e.custom_allocation_definition.as_ref(),
         })
         .await?;
         e.registration_state = None;
         e.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
-        e.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        if schema == Schema::Current {
+            e.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        }
         e.capabilities.get_or_insert(DeviceCapabilities::default());
         self.stamp(&mut e.created_date_time_utc, &mut e.last_updated_date_time_utc, &mut e.etag);
         Ok(e)
     }
 
     /// Validates and completes an enrollment group before it is written.
-    pub async fn prepare_group(&self, path_id: Option<&str>, mut g: EnrollmentGroup) -> Result<EnrollmentGroup, DpsError> {
+    pub async fn prepare_group(&self, path_id: Option<&str>, mut g: EnrollmentGroup, schema: Schema) -> Result<EnrollmentGroup, DpsError> {
         let id = EnrollmentGroupId::try_from(g.enrollment_group_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
         if let Some(p) = path_id {
             if !p.eq_ignore_ascii_case(id.as_str()) {
@@ -216,11 +227,13 @@ impl Management {
             policy: g.allocation_policy,
             iot_hubs: &g.iot_hubs,
             legacy: &g.iot_hub_host_name,
-            custom: g.custom_allocation_definition.is_some(),
+            custom: g.custom_allocation_definition.as_ref(),
         })
         .await?;
         g.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
-        g.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        if schema == Schema::Current {
+            g.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
+        }
         g.capabilities.get_or_insert(DeviceCapabilities::default());
         self.stamp(&mut g.created_date_time_utc, &mut g.last_updated_date_time_utc, &mut g.etag);
         Ok(g)
@@ -245,8 +258,9 @@ impl Management {
         path_id: &str,
         e: IndividualEnrollment,
         pre: Precondition,
+        schema: Schema,
     ) -> Result<IndividualEnrollment, DpsError> {
-        let e = self.prepare_enrollment(Some(path_id), e).await?;
+        let e = self.prepare_enrollment(Some(path_id), e, schema).await?;
         let what = format!("enrollment '{}'", e.registration_id);
         self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
     }
@@ -263,7 +277,7 @@ impl Management {
         Ok(self.get_enrollment(id).await?.attestation)
     }
 
-    pub async fn bulk_enrollments(&self, op: BulkEnrollmentOperation) -> BulkEnrollmentOperationResult {
+    pub async fn bulk_enrollments(&self, op: BulkEnrollmentOperation, schema: Schema) -> BulkEnrollmentOperationResult {
         let mut errors = Vec::new();
         for e in op.enrollments {
             let id = e.registration_id.clone();
@@ -275,7 +289,7 @@ impl Management {
                         BulkMode::UpdateIfMatchEtag => Precondition::Etag(e.etag.clone().unwrap_or_default()),
                         _ => Precondition::None,
                     };
-                    self.put_enrollment(&id, e, pre).await.map(|_| ())
+                    self.put_enrollment(&id, e, pre, schema).await.map(|_| ())
                 }
             };
             if let Err(err) = r {
@@ -297,8 +311,14 @@ impl Management {
         self.enrollments.get_group(id).await.map_err(map_store(what.clone()))?.ok_or_else(|| map_store(what)(StoreError::NotFound))
     }
 
-    pub async fn put_group(&self, path_id: &str, g: EnrollmentGroup, pre: Precondition) -> Result<EnrollmentGroup, DpsError> {
-        let g = self.prepare_group(Some(path_id), g).await?;
+    pub async fn put_group(
+        &self,
+        path_id: &str,
+        g: EnrollmentGroup,
+        pre: Precondition,
+        schema: Schema,
+    ) -> Result<EnrollmentGroup, DpsError> {
+        let g = self.prepare_group(Some(path_id), g, schema).await?;
         let what = format!("enrollment group '{}'", g.enrollment_group_id);
         self.enrollments.put_group(g, pre).await.map_err(map_store(what))
     }
@@ -315,7 +335,7 @@ impl Management {
         Ok(self.get_group(id).await?.attestation)
     }
 
-    pub async fn bulk_groups(&self, op: BulkEnrollmentGroupOperation) -> BulkEnrollmentOperationResult {
+    pub async fn bulk_groups(&self, op: BulkEnrollmentGroupOperation, schema: Schema) -> BulkEnrollmentOperationResult {
         let mut errors = Vec::new();
         for g in op.enrollment_groups {
             let id = g.enrollment_group_id.clone();
@@ -327,7 +347,7 @@ impl Management {
                         BulkMode::UpdateIfMatchEtag => Precondition::Etag(g.etag.clone().unwrap_or_default()),
                         _ => Precondition::None,
                     };
-                    self.put_group(&id, g, pre).await.map(|_| ())
+                    self.put_group(&id, g, pre, schema).await.map(|_| ())
                 }
             };
             if let Err(err) = r {

@@ -40,6 +40,9 @@ pub struct Operation {
     /// The device's source address (the `geoLatency` policy maps it to a region).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<std::net::IpAddr>,
+    /// The device API version the device sent (≤ 2018-04-01 selects the legacy re-provisioning of §7.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// X.509 devices: their certificate's info and the group's signing certificate (public data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509: Option<X509RegistrationResult>,

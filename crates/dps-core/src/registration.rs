@@ -18,8 +18,8 @@ use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
 use crate::ports::{
-    AllocationWebhook, CertificateStore, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore, OperationStore,
-    RegistrationStore, TpmChallengeStore,
+    AllocationWebhook, CertificateStore, ConnectorError, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore,
+    OperationStore, RegistrationStore, TpmChallengeStore,
 };
 use crate::Clock;
 
@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub regions: crate::regions::RegionModel,
     /// How a custom allocation webhook is retried on ≥ 429, time-outs and connection errors (§6.3).
     pub webhook_retry: WebhookRetry,
+    /// How long a hub that is unreachable is retried while the device keeps seeing `assigning`.
+    pub hub_retry: HubRetry,
 }
 
 /// Azure's documented schedule: 10 retries, 1 s first, 9 s more each time (§6.3, §9).
@@ -66,6 +68,31 @@ impl Default for WebhookRetry {
     }
 }
 
+/// The engine's schedule for a hub connector that reports the hub unavailable (after the connector's own
+/// short retries): waits of `first`, doubling up to `max`, `retries` times; then the registration fails. A
+/// device SDK treats `failed` as final, so a hub that is down for a minute must not fail its devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubRetry {
+    pub retries: u32,
+    pub first: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Default for HubRetry {
+    /// 1, 2, 4, 8, 16, 30, 30 s: about 90 s of waiting, well inside what the SDKs wait for a registration.
+    fn default() -> Self {
+        Self { retries: 7, first: std::time::Duration::from_secs(1), max: std::time::Duration::from_secs(30) }
+    }
+}
+
+impl HubRetry {
+    /// The wait before retry `n` (1-based).
+    pub fn delay(&self, n: u32) -> std::time::Duration {
+        let doubled = self.first.saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX));
+        doubled.min(self.max)
+    }
+}
+
 /// A register or poll request.
 #[derive(Debug, Clone)]
 pub struct RegisterRequest {
@@ -77,8 +104,10 @@ pub struct RegisterRequest {
     pub force_registration: bool,
     /// The device's source address (for `geoLatency`).
     pub source: Option<std::net::IpAddr>,
-    /// `https`, `mqtt` or `mqtt-ws` (metrics and traces).
+    /// `https`, `mqtt`, `mqtt-ws`, `amqp` or `amqp-ws` (metrics and traces).
     pub protocol: &'static str,
+    /// The device API version it sent (HTTPS query, MQTT user name, AMQP link property); `None` if it sent none.
+    pub api_version: Option<String>,
 }
 
 /// An answer for the device; the transport turns `retry_after` into its header or topic parameter.
@@ -189,14 +218,15 @@ impl RegistrationEngine {
             }),
             protocol: Some(req.protocol.to_owned()),
             source: req.source,
+            api_version: req.api_version.clone(),
             x509: attested.x509.clone(),
             result: None,
             created: now,
             updated: now,
         };
-        if let Err(e) = self.ports.operations.put_operation(&op).await {
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&reg.key());
-            return Err(store_err("could not record the operation")(e));
+        if let Err(e) = self.start_operation(&op).await {
+            self.release(&reg.key());
+            return Err(e);
         }
         info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
 
@@ -351,15 +381,15 @@ impl RegistrationEngine {
             tpm: None,
             protocol: None,
             source: None,
+            api_version: None,
             x509: None,
             result: None,
             created: now,
             updated: now,
         };
-        let stored = self.ports.operations.put_operation(&op).await;
-        if let Err(e) = stored {
+        if let Err(e) = self.start_operation(&op).await {
             self.release(&key);
-            return Err(store_err("could not record the operation")(e));
+            return Err(e);
         }
         info!(operation_id = %op.operation_id, "re-provisioning requested from the console");
         self.assign(&op.operation_id, None).await;
@@ -385,6 +415,38 @@ impl RegistrationEngine {
             info!(count = n, "resumed pending registrations");
         }
         Ok(n)
+    }
+
+    /// Stores a new `assigning` operation and shows it on the device's registration record at once (§7.3: the
+    /// record follows every registration). The record keeps the hub and device id the device has now, so the
+    /// assignment still knows where the device is (re-provisioning policy, removal from the old hub).
+    async fn start_operation(&self, op: &Operation) -> Result<(), DpsError> {
+        self.ports.operations.put_operation(op).await.map_err(store_err("could not record the operation"))?;
+        let previous =
+            self.ports.registrations.get_registration(&op.registration_id).await.map_err(store_err("could not read the registration"))?;
+        let now = self.ports.clock.now();
+        let kept = previous.as_ref().map(|p| &p.state);
+        let state = DeviceRegistrationState {
+            registration_id: Some(op.registration_id.clone()),
+            created_date_time_utc: Some(kept.and_then(|s| s.created_date_time_utc).unwrap_or(now)),
+            assigned_hub: kept.and_then(|s| s.assigned_hub.clone()),
+            device_id: kept.and_then(|s| s.device_id.clone()),
+            status: Some(RegistrationStatus::Assigning),
+            substatus: kept.and_then(|s| s.substatus),
+            error_code: None,
+            error_message: None,
+            last_updated_date_time_utc: Some(now),
+            etag: Some(new_etag()),
+            payload: kept.and_then(|s| s.payload.clone()),
+        };
+        let record = RegistrationRecord {
+            state,
+            enrollment: op.enrollment.clone(),
+            attestation: op.attestation,
+            trace: Some(json!({ "operationId": op.operation_id, "protocol": op.protocol, "why": "the assignment is in progress" })),
+            first_hub: previous.and_then(|p| p.first_hub),
+        };
+        self.ports.registrations.put_registration(record).await.map_err(store_err("could not update the registration record"))
     }
 
     /// The registration id may register again.
@@ -459,8 +521,9 @@ impl RegistrationEngine {
                 tpm_blob: None,
             };
         }
+        // Where the device is now: a record that names a hub (a failed or disabled registration keeps it).
         let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
-            Ok(p) => p.filter(|p| p.state.status == Some(RegistrationStatus::Assigned)),
+            Ok(p) => p.filter(|p| p.state.assigned_hub.is_some()),
             Err(e) => return Outcome::failed(store_err("could not read the registration record")(e), trace, Some(matched)),
         };
         let linked = match self.ports.hubs.list_hubs().await {
@@ -468,7 +531,17 @@ impl RegistrationEngine {
             Err(e) => return Outcome::failed(store_err("could not read the linked hubs")(e), trace, Some(matched)),
         };
         let policy = view.policy.unwrap_or(self.config.default_policy);
-        let reprovision = view.reprovision.unwrap_or_default();
+        let reprovision = match view.reprovision {
+            Some(r) => r,
+            None if crate::api_version::is_legacy(op.api_version.as_deref()) => {
+                trace["reprovision"] = json!(format!(
+                    "the enrollment sets no reprovisionPolicy and the device speaks api-version {}: the legacy behaviour keeps its hub (§7.3)",
+                    op.api_version.as_deref().unwrap_or_default()
+                ));
+                ReprovisionPolicy { update_hub_assignment: false, migrate_device_data: true }
+            }
+            None => ReprovisionPolicy::default(),
+        };
         let previous_hub = previous.as_ref().and_then(|p| p.state.assigned_hub.clone());
         let keep = previous_hub.is_some() && !reprovision.update_hub_assignment;
         let mut webhook_twin = None;
@@ -613,22 +686,15 @@ impl RegistrationEngine {
             iot_edge: view.iot_edge,
             initial_twin: twin,
         };
-        if let Err(e) = self.ports.connector.provision(&hub, &device).await {
-            trace["connector"] = json!({ "hub": hub.host_name, "result": e.to_string() });
-            return Outcome::failed(
-                // The connector's detail (addresses, hub answers) stays in the trace, which only the service API shows.
-                DpsError::new(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "hub '{}' could not create the device identity; try again later (details: dps registration explain)",
-                        hub.host_name
-                    ),
-                ),
-                trace,
-                Some(matched),
-            );
+        if let Err(e) = self.provision_with_retry(&hub, &device, &mut trace).await {
+            // The connector's detail (addresses, hub answers) stays in the trace, which only the service API shows.
+            let why = match e {
+                ConnectorError::Unavailable(_) => format!("stayed unavailable through {} retries", self.config.hub_retry.retries),
+                ConnectorError::Refused(_) => "refused to create the device identity".to_owned(),
+            };
+            let message = format!("hub '{}' {why}; try again later (details: dps registration explain)", hub.host_name);
+            return Outcome::failed(DpsError::new(ErrorKind::Unavailable, message), trace, Some(matched));
         }
-        trace["connector"] = json!({ "hub": hub.host_name, "result": "identity created or updated" });
         if moved {
             if let Some(old) = previous_hub.as_ref().and_then(|p| linked.iter().find(|h| h.host_name.eq_ignore_ascii_case(p))) {
                 let old_id = previous.as_ref().and_then(|p| p.state.device_id.clone()).unwrap_or_else(|| device_id.clone());
@@ -661,17 +727,50 @@ impl RegistrationEngine {
         }
     }
 
+    /// Creates the identity in the hub. A hub reported unavailable (after the connector's own short retries) is
+    /// tried again on [`HubRetry`]'s schedule while the operation stays `assigning`; a refusal is final.
+    async fn provision_with_retry(&self, hub: &LinkedHub, device: &HubDevice, trace: &mut serde_json::Value) -> Result<(), ConnectorError> {
+        let retry = self.config.hub_retry;
+        let mut failures = Vec::new();
+        let mut n = 0;
+        loop {
+            let result = self.ports.connector.provision(hub, device).await;
+            let done = match &result {
+                Ok(()) => true,
+                Err(ConnectorError::Refused(_)) => true,
+                Err(ConnectorError::Unavailable(_)) => n >= retry.retries,
+            };
+            if let Err(e) = &result {
+                failures.push(json!(e.to_string()));
+            }
+            if done {
+                let outcome = result.as_ref().map_or_else(ToString::to_string, |()| "identity created or updated".to_owned());
+                trace["connector"] = json!({ "hub": hub.host_name, "result": outcome });
+                if !failures.is_empty() {
+                    trace["connector"]["failedAttempts"] = json!(failures);
+                }
+                return result;
+            }
+            n += 1;
+            let wait = retry.delay(n);
+            warn!(hub = %hub.host_name, retry = n, of = retry.retries, ?wait, "the hub is unavailable; the registration stays assigning and is retried");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn finish(&self, mut op: Operation, o: Outcome) -> Result<(), crate::ports::StoreError> {
         let now = self.ports.clock.now();
         let previous = self.ports.registrations.get_registration(&op.registration_id).await?;
         let created = previous.as_ref().and_then(|p| p.state.created_date_time_utc).unwrap_or(now);
+        // A failed or disabled registration changes nothing in the hubs: the record keeps where the device is.
+        let kept = previous.as_ref().map(|p| &p.state).filter(|_| o.status != RegistrationStatus::Assigned);
         let state = DeviceRegistrationState {
             registration_id: Some(op.registration_id.clone()),
             created_date_time_utc: Some(created),
-            assigned_hub: o.hub.clone(),
-            device_id: o.device_id.clone(),
+            assigned_hub: o.hub.clone().or_else(|| kept.and_then(|s| s.assigned_hub.clone())),
+            device_id: o.device_id.clone().or_else(|| kept.and_then(|s| s.device_id.clone())),
             status: Some(o.status),
-            substatus: o.substatus,
+            substatus: o.substatus.or_else(|| kept.and_then(|s| s.substatus)),
             error_code: o.error.as_ref().map(DpsError::code),
             error_message: o.error.as_ref().map(|e| e.message.clone()),
             last_updated_date_time_utc: Some(now),
@@ -685,12 +784,7 @@ impl RegistrationEngine {
             trace: Some(o.trace),
             first_hub: o.first_hub.clone().or_else(|| previous.as_ref().and_then(|p| p.first_hub.clone())),
         };
-        // A failure leaves an assigned device assigned: only record it when there is nothing better.
-        let keep_previous = o.status == RegistrationStatus::Failed
-            && previous.as_ref().is_some_and(|p| p.state.status == Some(RegistrationStatus::Assigned));
-        if !keep_previous {
-            self.ports.registrations.put_registration(record).await?;
-        }
+        self.ports.registrations.put_registration(record).await?;
         let mut result = match &o.matched {
             Some(m) => result_of(&state, m),
             None => result_of_state(&state),
@@ -843,9 +937,14 @@ fn member<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Va
     v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
-/// An enrollment as the webhook sees it: no secrets, attestation reduced to its type (Azure's example).
-fn enrollment_for_webhook<T: serde::Serialize>(e: &T) -> serde_json::Value {
+/// An enrollment as the webhook sees it: the members of its api-version's schema, no secrets, attestation
+/// reduced to its type (Azure's example).
+fn enrollment_for_webhook<T: serde::Serialize>(e: &T, api_version: &str) -> serde_json::Value {
     let mut v = serde_json::to_value(e).unwrap_or_default();
+    let members = crate::api_version::webhook_members(api_version);
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|k, _| members.contains(&k.as_str()));
+    }
     if let Some(kind) = v.pointer("/attestation/type").cloned() {
         v["attestation"] = json!({ "type": kind });
     }
@@ -888,9 +987,12 @@ impl RegistrationEngine {
             context["payload"] = p.clone();
         }
         let mut body = json!({ "deviceRuntimeContext": context, "linkedHubs": linked_hubs });
+        if let Err(why) = crate::api_version::check_webhook_version(&def.api_version) {
+            return Err(DpsError::new(ErrorKind::CustomAllocationFailed, why));
+        }
         match matched {
-            Matched::Individual(e) => body["individualEnrollment"] = enrollment_for_webhook(e.as_ref()),
-            Matched::Group(g) => body["enrollmentGroup"] = enrollment_for_webhook(g.as_ref()),
+            Matched::Individual(e) => body["individualEnrollment"] = enrollment_for_webhook(e.as_ref(), &def.api_version),
+            Matched::Group(g) => body["enrollmentGroup"] = enrollment_for_webhook(g.as_ref(), &def.api_version),
         }
         let retry = self.config.webhook_retry;
         let mut attempts = Vec::new();
@@ -996,14 +1098,17 @@ fn assigning(op: &Operation) -> RegistrationOperationStatus {
     }
 }
 
+/// What a device is told: the hub, device id and substatus only when it is assigned (a failed or disabled
+/// record keeps them for the service API, but the device has nowhere to go).
 fn result_of_state(s: &DeviceRegistrationState) -> DeviceRegistrationResult {
+    let assigned = s.status == Some(RegistrationStatus::Assigned);
     DeviceRegistrationResult {
         registration_id: s.registration_id.clone(),
         created_date_time_utc: s.created_date_time_utc,
-        assigned_hub: s.assigned_hub.clone(),
-        device_id: s.device_id.clone(),
+        assigned_hub: s.assigned_hub.clone().filter(|_| assigned),
+        device_id: s.device_id.clone().filter(|_| assigned),
         status: s.status,
-        substatus: s.substatus,
+        substatus: s.substatus.filter(|_| assigned),
         error_code: s.error_code,
         error_message: s.error_message.clone(),
         last_updated_date_time_utc: s.last_updated_date_time_utc,

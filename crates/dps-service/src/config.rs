@@ -283,8 +283,11 @@ impl Config {
             return Err(ConfigError(format!("host '{host}' is not a host name")));
         }
         let retry_after_secs = o.retry_after_secs.unwrap_or(2);
-        if !(1..=60).contains(&retry_after_secs) {
-            return Err(ConfigError(format!("retry_after_secs {retry_after_secs} is outside 1–60")));
+        if !(2..=5).contains(&retry_after_secs) {
+            return Err(ConfigError(format!(
+                "retry_after_secs {retry_after_secs} is outside 2–5: the device SDKs clamp or ignore other values (Java and .NET \
+                 poll after 2 s at the least, Java after 2 s when it is above 5), so devices would not wait what they are told"
+            )));
         }
         let policy_text = o.default_allocation_policy.unwrap_or_else(|| "hashed".into());
         let default_allocation_policy = match AllocationPolicy::parse(&policy_text) {
@@ -435,6 +438,8 @@ mod tests {
             ("https_port = \"x\"\n", "https_port"),
             ("https_port = 70000\n", "https_port"),
             ("retry_after_secs = 0\n", "retry_after_secs"),
+            ("retry_after_secs = 1\n", "2–5"),
+            ("retry_after_secs = 6\n", "2–5"),
             ("default_allocation_policy = \"custom\"\n", "custom"),
             ("default_allocation_policy = \"random\"\n", "random"),
             ("log_format = \"xml\"\n", "xml"),

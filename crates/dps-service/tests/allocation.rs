@@ -264,6 +264,42 @@ async fn custom_allocation_webhook() {
     assert_eq!(s.register("cust-slow", &sas, "{}").await.status, 202, "free again once finished");
 }
 
+/// §6.1: `customAllocationDefinition.apiVersion` must be an api-version of 2018-09-01-preview or later, and the
+/// webhook receives the enrollment in that version's schema (members of later versions, preview members and
+/// members unknown to the schema left out).
+#[tokio::test]
+async fn webhook_api_version_is_checked_and_shapes_the_request() {
+    let s = TestService::start_with(fast_webhooks()).await;
+    link(&s, "a.hub.example", 1, None).await;
+    let hook = Webhook::default();
+    let addr = hook.start().await;
+    let url = format!("http://{addr}/api/allocate");
+    for bad in ["2018-04-01", "latest", ""] {
+        let doc = json!({ "registrationId": "hooked", "attestation": { "type": "symmetricKey" }, "allocationPolicy": "custom",
+            "customAllocationDefinition": { "webhookUrl": url, "apiVersion": bad } });
+        let a = s.service(Method::PUT, "/enrollments/hooked", Some(doc)).await;
+        TestService::assert_error(&a, 400, 400004);
+        assert!(a.body["message"].as_str().is_some_and(|m| m.contains("apiVersion")), "{}", a.body);
+    }
+    for (version, has_info) in [("2019-03-31", false), ("2021-10-01", true)] {
+        let id = format!("hooked-{}", &version[..4]);
+        let key = s
+            .enroll(
+                &id,
+                json!({ "allocationPolicy": "custom", "optionalDeviceInformation": { "model": "t" },
+                "customAllocationDefinition": { "webhookUrl": url, "apiVersion": version } }),
+            )
+            .await;
+        hook.script(vec![(200, json!({ "iotHubHostName": "a.hub.example" }), Duration::ZERO)]);
+        assert_eq!(hub_of(&s, &id, &key).await, "a.hub.example");
+        let req = hook.received.lock().unwrap_or_else(|p| p.into_inner()).last().cloned().unwrap_or_default();
+        let e = &req["individualEnrollment"];
+        assert_eq!(e["registrationId"], id.as_str(), "{req}");
+        assert_eq!(e.get("optionalDeviceInformation").is_some(), has_info, "{version}: {e}");
+        assert!(e.get("registrationState").is_none(), "{e}");
+    }
+}
+
 /// §7.3: each re-provisioning policy, with its substatus, the old identity removed, the twin migrated or reset.
 #[tokio::test]
 async fn reprovisioning_policies() {
@@ -312,6 +348,60 @@ async fn reprovisioning_policies() {
         s.service(Method::PUT, "/enrollments/returns", Some(e)).await;
         assert_eq!(s.provision("returns", &key).await.body["registrationState"]["substatus"], substatus);
     }
+}
+
+/// Registers over HTTPS with the given device api-version and waits for the result's hub.
+async fn hub_with_api(s: &TestService, id: &str, key: &str, api_version: &str) -> String {
+    let sas = s.device_sas(id, key, s.now() + 3600);
+    let path = format!("/{}/registrations/{id}/register?api-version={api_version}", s.scope);
+    let a = s.send(Method::PUT, &path, Some(&sas), &[], Some(format!("{{\"registrationId\":\"{id}\"}}").into_bytes())).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let done = s.poll_done(id, a.body["operationId"].as_str().unwrap_or_default(), &sas).await;
+    assert_eq!(done.body["status"], "assigned", "{}", done.body);
+    done.body["registrationState"]["assignedHub"].as_str().unwrap_or_default().to_owned()
+}
+
+/// §7.3 backward compatibility: an enrollment written through the service API at ≤ 2018-04-01 gets no
+/// re-provisioning policy (the member did not exist), and a device speaking ≤ 2018-04-01 whose enrollment has no
+/// policy keeps its hub (the sticky behaviour before re-provisioning); a current device of the same enrollment
+/// follows the default (re-provision and migrate); a policy — explicit, or the default a current write fills
+/// in — applies to every device.
+#[tokio::test]
+async fn legacy_devices_keep_their_hub_without_a_policy() {
+    let s = TestService::start().await;
+    for h in ["a.hub.example", "b.hub.example"] {
+        link(&s, h, 1, None).await;
+    }
+    let sas = s.service_sas();
+    let put = |id: &'static str, hub: &'static str, api: &'static str| {
+        let (s, sas) = (&s, &sas);
+        async move {
+            let doc = json!({ "registrationId": id, "attestation": { "type": "symmetricKey", "symmetricKey": {
+                "primaryKey": "cHJpbWFyeS1rZXktb2YtdGhlLWRldmljZS0wMTIzNDU=", "secondaryKey": "c2Vjb25kYXJ5LWtleS1vZi10aGUtZGV2aWNlLTAxMjM=" } },
+                "iotHubs": [hub] });
+            let a = s
+                .send(Method::PUT, &format!("/enrollments/{id}?api-version={api}"), Some(sas), &[], Some(doc.to_string().into_bytes()))
+                .await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            a.body
+        }
+    };
+    let key = "cHJpbWFyeS1rZXktb2YtdGhlLWRldmljZS0wMTIzNDU=";
+    let written = put("legacy", "a.hub.example", "2018-04-01").await;
+    assert!(written.get("reprovisionPolicy").is_none(), "a 2018-04-01 write fills in no policy: {written}");
+    assert_eq!(hub_with_api(&s, "legacy", key, "2018-04-01").await, "a.hub.example");
+    put("legacy", "b.hub.example", "2018-04-01").await;
+    assert_eq!(hub_with_api(&s, "legacy", key, "2018-04-01").await, "a.hub.example", "sticky: the legacy device keeps its hub");
+    let t = s.service(Method::GET, "/registrations/legacy/trace", None).await;
+    assert!(t.body["trace"]["reprovision"].as_str().is_some_and(|w| w.contains("2018-04-01")), "the trace says why: {}", t.body);
+    assert_eq!(hub_with_api(&s, "legacy", key, "2017-11-15").await, "a.hub.example", "older versions are legacy too");
+    assert_eq!(hub_with_api(&s, "legacy", key, "2019-03-31").await, "b.hub.example", "a current SDK is re-provisioned");
+
+    let written = put("current", "a.hub.example", "2021-10-01").await;
+    assert_eq!(written["reprovisionPolicy"], json!({ "updateHubAssignment": true, "migrateDeviceData": true }), "{written}");
+    assert_eq!(hub_with_api(&s, "current", key, "2018-04-01").await, "a.hub.example");
+    put("current", "b.hub.example", "2021-10-01").await;
+    assert_eq!(hub_with_api(&s, "current", key, "2018-04-01").await, "b.hub.example", "a policy applies to every device");
 }
 
 /// Key rolling: the old key stops at once, the new one provisions, the hub identity gets it.

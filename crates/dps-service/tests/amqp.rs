@@ -153,7 +153,7 @@ async fn sasl_plain_register_and_poll_to_assigned() {
     assert_eq!(r.body["status"], "assigning");
     let names: Vec<&str> = r.retry_after.iter().map(|(k, _)| k.as_str()).collect();
     assert!(names.contains(&"retry-after") && names.contains(&"Retry-After"), "§0.8 both spellings: {names:?}");
-    assert!(r.retry_after.iter().all(|(_, v)| *v == SimpleValue::Int(1)), "{:?}", r.retry_after);
+    assert!(r.retry_after.iter().all(|(_, v)| *v == SimpleValue::Int(2)), "{:?}", r.retry_after);
     let done = register_and_poll(&mut d).await;
     assert_eq!(done["status"], "assigned", "{done}");
     assert_eq!(done["registrationState"]["assignedHub"], dps_service::DEFAULT_HUB);

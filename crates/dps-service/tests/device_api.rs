@@ -14,7 +14,7 @@ async fn individual_enrollment_provisions_with_the_whole_result() {
     let sas = s.device_sas("dev-1", &key, s.now() + 3600);
     let a = s.register("dev-1", &sas, r#"{"registrationId":"dev-1"}"#).await;
     assert_eq!(a.status, 202);
-    assert_eq!(a.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(a.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
     assert_eq!(a.body["status"], "assigning");
     let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
     assert!(op.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'), "{op}");

@@ -76,7 +76,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             let flags = dps_service::config::Overrides {
                 https_port: Some(0),
                 console_port: Some(0),
-                retry_after_secs: Some(1),
+                retry_after_secs: Some(2),
                 ..Default::default()
             };
             let config = dps_service::Config::load(dir.path().to_path_buf(), None, &HashMap::new(), flags)?;

@@ -19,7 +19,7 @@ use fe2o3_amqp::link::{Receiver, RecvError, Sender};
 use fe2o3_amqp::types::definitions::{AmqpError, Error as AmqpErrorBody, ErrorCondition, Role};
 use fe2o3_amqp::types::messaging::{Body, Data, Message, MessageId, Source, Target, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
-use fe2o3_amqp::types::primitives::{SimpleValue, Value};
+use fe2o3_amqp::types::primitives::{SimpleValue, Symbol, Value};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tracing::{debug, info};
 
@@ -127,6 +127,8 @@ pub struct Device {
     pub address: RegistrationAddress,
     pub credentials: DeviceCredentials,
     pub transport: Transport,
+    /// The link property `com.microsoft:api-version` (§3.2).
+    pub api_version: Option<String>,
 }
 
 enum Event {
@@ -142,6 +144,7 @@ struct Links {
     transport: Transport,
     credentials: Credentials,
     address: Option<RegistrationAddress>,
+    api_version: Option<String>,
     requests: Option<Receiver>,
     responses: Option<Sender>,
     queued: VecDeque<Message<Data>>,
@@ -158,7 +161,17 @@ async fn next_delivery(requests: Option<&mut Receiver>) -> Result<Delivery<Body<
 impl Links {
     fn new(app: Arc<App>, transport: Transport, credentials: Credentials) -> Self {
         let acceptor = LinkAcceptor::builder().max_message_size(app.amqp.limits.max_message_bytes).build();
-        Self { app, transport, credentials, address: None, requests: None, responses: None, queued: VecDeque::new(), acceptor }
+        Self {
+            app,
+            transport,
+            credentials,
+            address: None,
+            api_version: None,
+            requests: None,
+            responses: None,
+            queued: VecDeque::new(),
+            acceptor,
+        }
     }
 
     async fn serve(&mut self, session: &mut ListenerSessionHandle) -> Result<(), End> {
@@ -186,6 +199,7 @@ impl Links {
     /// Accepts one of the two links if its address names this connection's device (§3.2).
     async fn attach(&mut self, attach: Attach, session: &mut ListenerSessionHandle) -> Result<(), End> {
         let address = link_address(&attach).and_then(|a| parse_address(&a));
+        let api_version = link_api_version(&attach);
         let role = attach.role.clone();
         let link = self.acceptor.accept_incoming_attach(attach, session).await.map_err(|e| End::Protocol(format!("attach failed: {e}")))?;
         let refusal = match &address {
@@ -207,6 +221,7 @@ impl Links {
             return Ok(());
         }
         self.address = address;
+        self.api_version = api_version.or(self.api_version.take());
         match link {
             LinkEndpoint::Receiver(r) => self.requests = Some(r),
             LinkEndpoint::Sender(s) => self.responses = Some(s),
@@ -222,7 +237,12 @@ impl Links {
                 None => DeviceCredentials::None,
             },
         };
-        Some(Device { address: self.address.clone()?, credentials, transport: self.transport.clone() })
+        Some(Device {
+            address: self.address.clone()?,
+            credentials,
+            transport: self.transport.clone(),
+            api_version: self.api_version.clone(),
+        })
     }
 
     /// Answers one request: accepted + a response message, or rejected with the DPS error (`response.rs`).
@@ -302,6 +322,14 @@ fn link_address(attach: &Attach) -> Option<String> {
             TargetArchetype::Target(t) => t.address.clone(),
         },
         Role::Receiver => attach.source.as_ref()?.address.clone(),
+    }
+}
+
+fn link_api_version(attach: &Attach) -> Option<String> {
+    match attach.properties.as_ref()?.get(&Symbol::from("com.microsoft:api-version"))? {
+        Value::String(v) => Some(v.clone()),
+        Value::Symbol(v) => Some(v.0.clone()),
+        _ => None,
     }
 }
 

@@ -18,6 +18,7 @@ pub async fn handle(app: &App, who: &Device, body: &[u8], force_registration: bo
             force_registration,
             source: Some(who.transport.peer.ip()),
             protocol: who.transport.protocol,
+            api_version: who.api_version.clone(),
         })
         .await
 }

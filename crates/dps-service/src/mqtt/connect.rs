@@ -15,6 +15,8 @@ pub struct Identity {
     pub registration_id: String,
     pub credentials: DeviceCredentials,
     pub client_version: Option<String>,
+    /// The device API version of the user name (`api-version=…`).
+    pub api_version: Option<String>,
     pub keep_alive: u16,
     /// The device's address (for `geoLatency`).
     pub source: Option<std::net::IpAddr>,
@@ -60,6 +62,7 @@ pub fn accept(c: &Connect, client_chain: Option<std::sync::Arc<Vec<Vec<u8>>>>) -
         registration_id: user.registration_id,
         credentials,
         client_version: user.client_version,
+        api_version: user.api_version,
         keep_alive: c.keep_alive,
         source: None,
         protocol: "mqtt",

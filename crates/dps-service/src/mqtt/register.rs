@@ -18,6 +18,7 @@ pub async fn handle(app: &App, who: &Identity, body: &[u8]) -> Result<Reply, Dps
             force_registration: false,
             source: who.source,
             protocol: who.protocol,
+            api_version: who.api_version.clone(),
         })
         .await
 }

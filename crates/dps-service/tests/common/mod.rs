@@ -89,7 +89,7 @@ impl TestService {
             amqp_port: Some(0),
             console_port: Some(0),
             mqtt_connect_timeout_secs: Some(1),
-            retry_after_secs: Some(1),
+            retry_after_secs: Some(2),
             ..Default::default()
         }
         .then(self.extra.clone());

@@ -29,6 +29,7 @@ pub async fn handle(app: &App, req: &Request, scope: &str, registration_id: &str
             force_registration: force,
             source: Some(req.peer.addr.ip()),
             protocol: "https",
+            api_version: req.query("api-version").map(str::to_owned),
         })
         .await?;
     let mut r = json_response(StatusCode::ACCEPTED, &reply.status);

@@ -5,7 +5,7 @@ use dps_core::DpsError;
 use dps_proto::{BulkEnrollmentGroupOperation, EnrollmentGroup, QuerySpecification};
 use http::StatusCode;
 
-use super::{page_request, page_response, precondition};
+use super::{page_request, page_response, precondition, schema};
 use crate::app::App;
 use crate::https::{empty_response, json_response, HttpResponse, Request};
 
@@ -15,7 +15,7 @@ pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
 
 pub async fn put(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
     let e: EnrollmentGroup = req.json_or(|| None)?;
-    Ok(json_response(StatusCode::OK, &app.management.put_group(id, e, precondition(req)).await?))
+    Ok(json_response(StatusCode::OK, &app.management.put_group(id, e, precondition(req), schema(req)).await?))
 }
 
 pub async fn delete(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
@@ -41,5 +41,5 @@ pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
 
 pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let op: BulkEnrollmentGroupOperation = req.json_or(|| None)?;
-    Ok(json_response(StatusCode::OK, &app.management.bulk_groups(op).await))
+    Ok(json_response(StatusCode::OK, &app.management.bulk_groups(op, schema(req)).await))
 }

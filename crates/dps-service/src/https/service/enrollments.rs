@@ -5,7 +5,7 @@ use dps_core::DpsError;
 use dps_proto::{BulkEnrollmentOperation, IndividualEnrollment, QuerySpecification};
 use http::StatusCode;
 
-use super::{page_request, page_response, precondition};
+use super::{page_request, page_response, precondition, schema};
 use crate::app::App;
 use crate::https::{empty_response, json_response, HttpResponse, Request};
 
@@ -15,7 +15,7 @@ pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
 
 pub async fn put(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
     let e: IndividualEnrollment = req.json_or(|| None)?;
-    Ok(json_response(StatusCode::OK, &app.management.put_enrollment(id, e, precondition(req)).await?))
+    Ok(json_response(StatusCode::OK, &app.management.put_enrollment(id, e, precondition(req), schema(req)).await?))
 }
 
 pub async fn delete(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
@@ -41,7 +41,7 @@ pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
 
 pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let op: BulkEnrollmentOperation = req.json_or(|| None)?;
-    Ok(json_response(StatusCode::OK, &app.management.bulk_enrollments(op).await))
+    Ok(json_response(StatusCode::OK, &app.management.bulk_enrollments(op, schema(req)).await))
 }
 
 /// `POST /enrollments/{id}/renewKey` and `/enrollmentGroups/{id}/renewKey` (extension): body

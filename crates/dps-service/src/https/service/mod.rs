@@ -97,6 +97,11 @@ pub fn precondition(req: &Request) -> Precondition {
     Precondition::from_if_match(req.header("if-match"))
 }
 
+/// The enrollment schema of the request's `api-version` (≤ 2018-04-01: no default re-provisioning policy).
+pub fn schema(req: &Request) -> dps_core::api_version::Schema {
+    dps_core::api_version::Schema::of(req.query("api-version"))
+}
+
 /// `x-ms-max-item-count` and `x-ms-continuation` (§5.2).
 pub fn page_request(req: &Request) -> Result<PageRequest, DpsError> {
     let max_items = match req.header("x-ms-max-item-count") {
