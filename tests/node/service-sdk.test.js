@@ -228,6 +228,57 @@ test('§5.3 enum strings are accepted in any case and answered in camelCase', as
   assert.equal(got.allocationPolicy, 'hashed');
 });
 
+test('§5.3 preview and unknown members round-trip through PUT/GET/query; read-only members sent back are ignored', async () => {
+  const preview = {
+    credentialPolicyName: 'factory-policy',
+    clientCertificateIssuancePolicy: { certificateAuthorityName: 'lab-ca' },
+    trustBundleId: 'bundle-7',
+    contosoExtension: { line: 4, tags: ['a', 'b'] },
+  };
+  const registrationId = dps.uid('svc-preview');
+  const created = await body(sc.createOrUpdateIndividualEnrollment({ registrationId, attestation: { type: 'symmetricKey' }, ...preview }));
+  for (const [k, v] of Object.entries(preview)) assert.deepEqual(created[k], v, `PUT answer keeps ${k}`);
+  const got = await body(sc.getIndividualEnrollment(registrationId));
+  for (const [k, v] of Object.entries(preview)) assert.deepEqual(got[k], v, `GET keeps ${k}`);
+  const listed = (await dps.drainQuery(sc.createIndividualEnrollmentQuery({ query: `SELECT * FROM enrollments WHERE registrationId = '${registrationId}'` }))).items;
+  assert.equal(listed.length, 1);
+  assert.deepEqual(listed[0].trustBundleId, 'bundle-7', 'queries keep them too');
+
+  // A client sends the document back with the read-only members it was given — and some it mangled.
+  const sentBack = {
+    ...got,
+    createdDateTimeUtc: 'yesterday',
+    lastUpdatedDateTimeUtc: 42,
+    registrationState: { registrationId, status: 'not-a-status', createdDateTimeUtc: 'never' },
+    trustBundleId: 'bundle-8',
+  };
+  const updated = await body(sc.createOrUpdateIndividualEnrollment(sentBack));
+  assert.equal(updated.createdDateTimeUtc, got.createdDateTimeUtc, 'createdDateTimeUtc is the service\'s');
+  assertDate(updated.lastUpdatedDateTimeUtc, 'lastUpdatedDateTimeUtc');
+  assert.equal(updated.registrationState, undefined, 'registrationState is not taken from the client');
+  assert.equal(updated.trustBundleId, 'bundle-8', 'preview members can change');
+  assert.deepEqual(updated.contosoExtension, preview.contosoExtension);
+
+  // Groups: the same, and X.509 certificate `info` sent back partly is ignored (the service computes it).
+  const { pem } = fx.selfSignedCert(dps.uid('preview-root'), { ca: true });
+  const enrollmentGroupId = dps.uid('svc-preview-grp');
+  const group = await body(sc.createOrUpdateEnrollmentGroup({
+    enrollmentGroupId,
+    attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: pem } } } },
+    ...preview,
+  }));
+  for (const [k, v] of Object.entries(preview)) assert.deepEqual(group[k], v, `group keeps ${k}`);
+  const info = group.attestation.x509.signingCertificates.primary.info;
+  assert.ok(info && info.sha256Thumbprint, 'the service computed info');
+  const back = JSON.parse(JSON.stringify(group));
+  back.attestation.x509.signingCertificates.primary.info = { subjectName: 'CN=edited', version: 'three' };
+  back.createdDateTimeUtc = null;
+  const regrouped = await body(sc.createOrUpdateEnrollmentGroup(back));
+  assert.deepEqual(regrouped.attestation.x509.signingCertificates.primary.info, info, 'info is recomputed, not taken from the client');
+  assert.equal(regrouped.createdDateTimeUtc, group.createdDateTimeUtc);
+  assert.deepEqual(regrouped.clientCertificateIssuancePolicy, preview.clientCertificateIssuancePolicy);
+});
+
 test('§5.3 TPM individual enrollment is stored faithfully (endorsementKey, storageRootKey)', async () => {
   const tpm = fx.tpmKeys();
   const registrationId = fx.tpmRegistrationId(tpm.endorsementKey);

@@ -113,6 +113,8 @@ pub struct EnrollmentForm {
     pub etag: Option<String>,
     /// Carried through an edit unchanged (the form does not show it).
     pub optional_device_information: Option<TwinCollection>,
+    /// Preview and unknown members of the edited document, carried through unchanged.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Keys are secrets: Debug never shows them.
@@ -157,6 +159,7 @@ impl EnrollmentForm {
             iot_edge: false,
             etag: None,
             optional_device_information: None,
+            extra: Default::default(),
         }
     }
 
@@ -182,6 +185,7 @@ impl EnrollmentForm {
         });
         f.etag.clone_from(&e.etag);
         f.optional_device_information.clone_from(&e.optional_device_information);
+        f.extra.clone_from(&e.extra);
         f
     }
 
@@ -200,6 +204,7 @@ impl EnrollmentForm {
             capabilities: g.capabilities,
         });
         f.etag.clone_from(&g.etag);
+        f.extra.clone_from(&g.extra);
         f
     }
 
@@ -265,6 +270,7 @@ impl EnrollmentForm {
             allocation_policy: c.policy,
             iot_hubs: c.iot_hubs,
             custom_allocation_definition: c.custom,
+            extra: self.extra.clone(),
         })
     }
 
@@ -285,6 +291,7 @@ impl EnrollmentForm {
             allocation_policy: c.policy,
             iot_hubs: c.iot_hubs,
             custom_allocation_definition: c.custom,
+            extra: self.extra.clone(),
         })
     }
 

@@ -44,6 +44,35 @@ pub mod opt_time {
     }
 }
 
+/// Serde adapters for read-only members a client may send back (`registrationState`, certificate `info`, the
+/// timestamps): whatever they hold, a write ignores them, so a value this service cannot parse is dropped
+/// rather than refusing the document (a GET → edit → PUT round trip must never fail on them).
+pub mod read_only {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// The same for a timestamp (`opt_time`'s format).
+    pub mod time {
+        use super::*;
+        use chrono::{DateTime, Utc};
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            crate::service::opt_time::serialize(v, s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            let v = Option::<Value>::deserialize(d)?;
+            Ok(v.and_then(|v| crate::service::opt_time::deserialize(v).ok()).flatten())
+        }
+    }
+}
+
 /// Serde adapter for a certificate's validity times in `X509CertificateInfo`: whole seconds, no fraction
 /// (`2017-11-14T12:34:18Z`), as Azure shows them; parses any RFC 3339 time.
 pub mod opt_time_seconds {
@@ -202,7 +231,8 @@ pub struct X509Certificates {
 pub struct X509CertificateWithInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Computed by the service; a client's copy is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read_only::deserialize")]
     pub info: Option<X509CertificateInfo>,
 }
 
@@ -306,7 +336,7 @@ pub struct IndividualEnrollment {
     pub registration_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read_only::deserialize")]
     pub registration_state: Option<DeviceRegistrationState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional_device_information: Option<TwinCollection>,
@@ -323,9 +353,9 @@ pub struct IndividualEnrollment {
     pub provisioning_status: Option<ProvisioningStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_policy: Option<ReprovisionPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "read_only::time")]
     pub created_date_time_utc: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "read_only::time")]
     pub last_updated_date_time_utc: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_policy: Option<AllocationPolicy>,
@@ -333,6 +363,10 @@ pub struct IndividualEnrollment {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+    /// Members this service does not interpret — preview members (`credentialPolicyName`,
+    /// `clientCertificateIssuancePolicy`, `trustBundleId`) and any other — kept as sent and returned on reads.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `EnrollmentGroup` (§5.3).
@@ -353,9 +387,9 @@ pub struct EnrollmentGroup {
     pub provisioning_status: Option<ProvisioningStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprovision_policy: Option<ReprovisionPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "read_only::time")]
     pub created_date_time_utc: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "read_only::time")]
     pub last_updated_date_time_utc: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_policy: Option<AllocationPolicy>,
@@ -363,6 +397,10 @@ pub struct EnrollmentGroup {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
+    /// Members this service does not interpret — preview members (`credentialPolicyName`,
+    /// `clientCertificateIssuancePolicy`, `trustBundleId`) and any other — kept as sent and returned on reads.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `DeviceRegistrationState`: a registration record as the service API shows it (§5.3).

@@ -67,6 +67,8 @@ pub struct Overrides {
     pub webhook_retries: Option<u32>,
     pub webhook_retry_initial_ms: Option<u64>,
     pub webhook_retry_increment_ms: Option<u64>,
+    /// Retries (1, 2, 4, 8, 16, 30, 30 s…) of a hub that is unavailable, while devices see `assigning` (default 7).
+    pub hub_retries: Option<u32>,
     /// A CA (PEM file) to trust for webhooks besides the system's roots.
     pub webhook_ca_file: Option<PathBuf>,
     /// Log filter (`info`, `dps=debug`, …).
@@ -101,6 +103,7 @@ impl Overrides {
             measure_hub_latency: other.measure_hub_latency.or(self.measure_hub_latency),
             webhook_timeout_secs: other.webhook_timeout_secs.or(self.webhook_timeout_secs),
             webhook_retries: other.webhook_retries.or(self.webhook_retries),
+            hub_retries: other.hub_retries.or(self.hub_retries),
             webhook_retry_initial_ms: other.webhook_retry_initial_ms.or(self.webhook_retry_initial_ms),
             webhook_retry_increment_ms: other.webhook_retry_increment_ms.or(self.webhook_retry_increment_ms),
             webhook_ca_file: other.webhook_ca_file.or(self.webhook_ca_file),
@@ -141,6 +144,7 @@ impl Overrides {
             measure_hub_latency: parse(env, "DPS_MEASURE_HUB_LATENCY")?,
             webhook_timeout_secs: parse(env, "DPS_WEBHOOK_TIMEOUT_SECS")?,
             webhook_retries: parse(env, "DPS_WEBHOOK_RETRIES")?,
+            hub_retries: parse(env, "DPS_HUB_RETRIES")?,
             webhook_retry_initial_ms: parse(env, "DPS_WEBHOOK_RETRY_INITIAL_MS")?,
             webhook_retry_increment_ms: parse(env, "DPS_WEBHOOK_RETRY_INCREMENT_MS")?,
             webhook_ca_file: get(env, "DPS_WEBHOOK_CA_FILE").map(PathBuf::from),
@@ -220,6 +224,7 @@ pub struct Config {
     pub measure_hub_latency: bool,
     pub webhook_timeout: std::time::Duration,
     pub webhook_retry: dps_core::registration::WebhookRetry,
+    pub hub_retry: dps_core::registration::HubRetry,
     pub webhook_ca_file: Option<PathBuf>,
     pub log: String,
     pub log_format: LogFormat,
@@ -329,11 +334,16 @@ impl Config {
         if webhook_retry.retries > 100 {
             return Err(ConfigError("webhook_retries is above 100".into()));
         }
+        let hub_retry = dps_core::registration::HubRetry { retries: o.hub_retries.unwrap_or(7), ..Default::default() };
+        if hub_retry.retries > 20 {
+            return Err(ConfigError("hub_retries is above 20 (each wait is at most 30 s; devices give up after some minutes)".into()));
+        }
         Ok(Config {
             regions,
             measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
             webhook_timeout: std::time::Duration::from_secs(u64::from(o.webhook_timeout_secs.unwrap_or(30).max(1))),
             webhook_retry,
+            hub_retry,
             webhook_ca_file: o.webhook_ca_file,
             mqtt_port_explicit: o.mqtt_port.is_some(),
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),

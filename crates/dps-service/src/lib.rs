@@ -249,7 +249,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             default_policy: config.default_allocation_policy,
             regions: config.regions.clone(),
             webhook_retry: config.webhook_retry,
-            hub_retry: Default::default(),
+            hub_retry: config.hub_retry,
         },
     );
     let https_port = listeners.https.local_addr()?.port();

@@ -404,6 +404,43 @@ async fn legacy_devices_keep_their_hub_without_a_policy() {
     assert_eq!(hub_with_api(&s, "current", key, "2018-04-01").await, "b.hub.example", "a policy applies to every device");
 }
 
+/// §7.3 and the hub connectors: a hub that stays unavailable keeps the operation `assigning` through the
+/// service's retries (`hub_retries`), then the registration fails with 503001, the record says so and the trace
+/// lists every failed attempt.
+#[tokio::test]
+async fn an_unavailable_hub_fails_the_registration_only_after_the_retries() {
+    let s = TestService::start_with(Overrides { hub_retries: Some(1), ..Default::default() }).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}")).port();
+    let cs = format!(
+        "HostName=down.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=;GatewayHostName=127.0.0.1:{closed}"
+    );
+    let hub =
+        json!({ "hostName": "down.azure-devices.net", "connector": "azureIotHub", "connectionString": cs, "applyAllocationPolicy": false });
+    assert_eq!(s.service(Method::PUT, "/linkedHubs/down.azure-devices.net", Some(hub)).await.status, 200);
+    let key = s.enroll("unlucky", json!({ "iotHubs": ["down.azure-devices.net"] })).await;
+    let sas = s.device_sas("unlucky", &key, s.now() + 600);
+    let a = s.register("unlucky", &sas, "{}").await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
+    let first = s.poll("unlucky", &op, &sas).await;
+    assert_eq!((first.status, &first.body["status"]), (202, &json!("assigning")), "still assigning while the hub is retried");
+    let mut done = first;
+    for _ in 0..200 {
+        done = s.poll("unlucky", &op, &sas).await;
+        if done.status != 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(done.body["status"], "failed", "{}", done.body);
+    assert_eq!(done.body["registrationState"]["errorCode"], 503001, "{}", done.body);
+    let record = s.service(Method::GET, "/registrations/unlucky", None).await;
+    assert_eq!(record.body["status"], "failed", "{}", record.body);
+    assert_eq!(record.body["errorCode"], 503001, "{}", record.body);
+    let t = s.service(Method::GET, "/registrations/unlucky/trace", None).await;
+    assert_eq!(t.body["trace"]["connector"]["failedAttempts"].as_array().map(Vec::len), Some(2), "one per round: {}", t.body);
+}
+
 /// Key rolling: the old key stops at once, the new one provisions, the hub identity gets it.
 #[tokio::test]
 async fn key_rolling() {

@@ -45,6 +45,7 @@ async fn an_interrupted_assignment_resumes_at_start() {
         tpm: None,
         protocol: None,
         source: None,
+        api_version: None,
         x509: None,
         result: None,
         created: now,

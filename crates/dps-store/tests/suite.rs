@@ -305,6 +305,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
         tpm: None,
         protocol: None,
         source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
+        api_version: Some("2019-03-31".into()),
         x509: None,
         result: None,
         created: t0,

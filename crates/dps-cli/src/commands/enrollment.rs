@@ -301,6 +301,7 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
                 allocation_policy: None,
                 iot_hubs: None,
                 custom_allocation_definition: None,
+                extra: Default::default(),
             };
             apply_common(&common, common_of(&mut e))?;
             let path = format!("/enrollments/{}", seg(&enrollment_id));

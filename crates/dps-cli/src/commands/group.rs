@@ -149,6 +149,7 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
                 allocation_policy: None,
                 iot_hubs: None,
                 custom_allocation_definition: None,
+                extra: Default::default(),
             };
             apply_common(&common, common_of(&mut g))?;
             let path = format!("/enrollmentGroups/{}", seg(&group_id));
