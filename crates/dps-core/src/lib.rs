@@ -7,6 +7,7 @@ pub mod allocation;
 pub mod attestation;
 pub mod clock;
 pub mod error;
+pub mod limits;
 pub mod management;
 pub mod metrics;
 pub mod model;

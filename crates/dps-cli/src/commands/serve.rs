@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Custom allocation webhooks: added delay per retry in ms (Azure: 9000).
     #[arg(long)]
     webhook_retry_increment_ms: Option<u64>,
+    /// Limits profile: default (no throttling) or azure (Azure's quotas and rates; numbers in [limits_azure]).
+    #[arg(long)]
+    limits: Option<String>,
     /// Log filter (e.g. info, debug, dps_core=debug).
     #[arg(long)]
     log: Option<String>,
@@ -125,6 +128,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         webhook_retries: a.webhook_retries,
         webhook_retry_initial_ms: a.webhook_retry_initial_ms,
         webhook_retry_increment_ms: a.webhook_retry_increment_ms,
+        limits: a.limits,
         log: a.log,
         log_format: a.log_format,
         ..Default::default()
