@@ -17,6 +17,8 @@ use crate::format::parse_time;
 pub const REGISTRATION_ATTEMPTS: &str = "RegistrationAttempts";
 /// The metric of attestations, by `mechanism`, `protocol` and `status` (`success` / `failure`).
 pub const ATTESTATION_ATTEMPTS: &str = "AttestationAttempts";
+/// Requests refused with 429 by the Azure limits profile, by `operation` (`register`, `poll`, `service`).
+pub const THROTTLED_REQUESTS: &str = "ThrottledRequests";
 
 /// How a registration ended, as the chart groups it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct MinuteBucket {
     pub assigned: u64,
     pub failed: u64,
     pub other: u64,
+    /// Requests throttled in that minute (not registrations: drawn above them).
+    pub throttled: u64,
 }
 
 impl MinuteBucket {
@@ -62,18 +66,22 @@ pub fn registrations_per_minute(points: &[SeriesPoint], now: DateTime<Utc>, minu
     let first = last - i64::from(minutes) + 1;
     let mut buckets: Vec<MinuteBucket> = (first..=last)
         .filter_map(|m| DateTime::from_timestamp(m * 60, 0))
-        .map(|minute| MinuteBucket { minute, assigned: 0, failed: 0, other: 0 })
+        .map(|minute| MinuteBucket { minute, assigned: 0, failed: 0, other: 0, throttled: 0 })
         .collect();
     let refused = |p: &SeriesPoint| {
         p.metric == ATTESTATION_ATTEMPTS && p.dimensions.get("status").is_some_and(|s| Outcome::of_status(s) == Outcome::Failed)
     };
-    for p in points.iter().filter(|p| p.metric == REGISTRATION_ATTEMPTS || refused(p)) {
+    for p in points.iter().filter(|p| p.metric == REGISTRATION_ATTEMPTS || p.metric == THROTTLED_REQUESTS || refused(p)) {
         let Some(t) = parse_time(&p.minute) else { continue };
         let m = t.timestamp().div_euclid(60);
         if m < first || m > last {
             continue;
         }
         let Some(b) = usize::try_from(m - first).ok().and_then(|i| buckets.get_mut(i)) else { continue };
+        if p.metric == THROTTLED_REQUESTS {
+            b.throttled += p.count;
+            continue;
+        }
         let status = p.dimensions.get("status").map(String::as_str).unwrap_or("");
         match Outcome::of_status(status) {
             Outcome::Assigned => b.assigned += p.count,
@@ -82,6 +90,11 @@ pub fn registrations_per_minute(points: &[SeriesPoint], now: DateTime<Utc>, minu
         }
     }
     buckets
+}
+
+/// Throttled requests over the buckets.
+pub fn throttled_total(buckets: &[MinuteBucket]) -> u64 {
+    buckets.iter().map(|b| b.throttled).sum()
 }
 
 /// The sums over the buckets: (assigned, failed, other).
@@ -187,6 +200,19 @@ mod tests {
         let prev = b[58];
         assert_eq!((prev.assigned, prev.failed, prev.other), (2, 0, 4));
         assert_eq!(totals(&b), (5, 1, 4));
+    }
+
+    #[test]
+    fn throttled_requests_get_their_own_count_in_their_minute() {
+        let mut t = point("2026-01-01T11:58:00Z", THROTTLED_REQUESTS, "", 4);
+        t.dimensions.clear();
+        t.dimensions.insert("operation".into(), "poll".into());
+        let points = vec![t, point("2026-01-01T11:58:00Z", REGISTRATION_ATTEMPTS, "assigned", 2)];
+        let b = registrations_per_minute(&points, now(), 60);
+        let minute = b.iter().find(|b| b.throttled > 0).map(|b| (b.throttled, b.assigned, b.total()));
+        assert_eq!(minute, Some((4, 2, 2)), "throttled requests are not registrations");
+        assert_eq!(throttled_total(&b), 4);
+        assert_eq!(totals(&b), (2, 0, 0));
     }
 
     #[test]

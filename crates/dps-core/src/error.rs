@@ -31,6 +31,8 @@ pub enum ErrorKind {
     OperationNotFound,
     /// 404204 (local): linked hub or other resource not found.
     NotFound,
+    /// 403002 (local; IoT Hub's `IotHubQuotaExceeded`): a count quota of the Azure limits profile (§9).
+    QuotaExceeded,
     /// 405001 (local).
     MethodNotAllowed,
     /// 409201 (local): the entity already exists.
@@ -43,7 +45,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// 415001 (local).
     UnsupportedMediaType,
-    /// 429001 (local): throttled.
+    /// 429001 (local; IoT Hub's `ThrottlingException` code): throttled — sign-ins, and the Azure limits
+    /// profile's rates (`limits.rs`); always with a retry-after.
     Throttled,
     /// 500001 (local): internal error.
     Internal,
@@ -69,6 +72,7 @@ impl ErrorKind {
             Self::EnrollmentNotFound => 404202,
             Self::OperationNotFound => 404203,
             Self::NotFound => 404204,
+            Self::QuotaExceeded => 403002,
             Self::MethodNotAllowed => 405001,
             Self::Conflict => 409201,
             Self::ConcurrentRegistration => 409203,
@@ -86,7 +90,7 @@ impl ErrorKind {
         self.status() >= 429
     }
 
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         Self::BadRequest,
         Self::InvalidArgument,
         Self::CustomAllocationFailed,
@@ -98,6 +102,7 @@ impl ErrorKind {
         Self::EnrollmentNotFound,
         Self::OperationNotFound,
         Self::NotFound,
+        Self::QuotaExceeded,
         Self::MethodNotAllowed,
         Self::Conflict,
         Self::ConcurrentRegistration,

@@ -13,6 +13,7 @@ use dps_proto::{
 
 use crate::api_version::Schema;
 use crate::error::{DpsError, ErrorKind};
+use crate::limits::Quota;
 use crate::model::{new_etag, Page, PageRequest, Precondition, RegistrationRecord};
 use crate::ports::{CertificateStore, EnrollmentStore, HubConnector, HubStore, RegistrationStore, StoreError};
 use crate::Clock;
@@ -24,6 +25,8 @@ pub struct Management {
     pub hubs: Arc<dyn HubStore>,
     pub certificates: Arc<dyn CertificateStore>,
     pub connector: Arc<dyn HubConnector>,
+    /// The limits profile: count quotas and bulk size under `azure` (`limits.rs`).
+    pub limits: crate::limits::Limits,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -111,6 +114,11 @@ fn prepare_attestation(a: &mut AttestationMechanism, group: bool) -> Result<(), 
 }
 
 impl Management {
+    /// Whether count quotas are checked (the `azure` limits profile); the default profile reads nothing more.
+    fn quotas_apply(&self) -> bool {
+        self.limits.profile() == crate::limits::Profile::Azure
+    }
+
     /// CA references must name certificates in the store (verification is checked when devices register,
     /// so a group can be prepared before its CA is verified).
     async fn check_ca_references(&self, a: &AttestationMechanism) -> Result<(), DpsError> {
@@ -261,6 +269,13 @@ impl Management {
         schema: Schema,
     ) -> Result<IndividualEnrollment, DpsError> {
         let e = self.prepare_enrollment(Some(path_id), e, schema).await?;
+        if self.quotas_apply()
+            && self.enrollments.get_enrollment(&e.registration_id).await.map_err(map_store("enrollments".into()))?.is_none()
+        {
+            let page = PageRequest { max_items: 1, ..Default::default() };
+            let n = self.enrollments.query_enrollments(page).await.map_err(map_store("enrollments".into()))?.total;
+            self.limits.check_quota(Quota::IndividualEnrollments, n)?;
+        }
         let what = format!("enrollment '{}'", e.registration_id);
         self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
     }
@@ -319,6 +334,17 @@ impl Management {
         schema: Schema,
     ) -> Result<EnrollmentGroup, DpsError> {
         let g = self.prepare_group(Some(path_id), g, schema).await?;
+        if self.quotas_apply()
+            && self.enrollments.get_group(&g.enrollment_group_id).await.map_err(map_store("enrollment groups".into()))?.is_none()
+        {
+            // Azure counts symmetric-key and X.509 groups separately (§9).
+            let same_kind = match g.attestation.kind {
+                AttestationType::X509 => self.enrollments.x509_groups().await,
+                _ => self.enrollments.symmetric_key_groups().await,
+            };
+            let n = same_kind.map_err(map_store("enrollment groups".into()))?.len() as u64;
+            self.limits.check_quota(Quota::EnrollmentGroups, n)?;
+        }
         let what = format!("enrollment group '{}'", g.enrollment_group_id);
         self.enrollments.put_group(g, pre).await.map_err(map_store(what))
     }
@@ -416,6 +442,12 @@ impl Management {
                 .and_then(|h| h.connection_string);
         }
         self.connector.check(&hub).map_err(|e| DpsError::invalid(format!("hub '{name}': {e}")))?;
+        if self.quotas_apply() {
+            let linked = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+            if !linked.iter().any(|h| h.host_name.eq_ignore_ascii_case(name)) {
+                self.limits.check_quota(Quota::LinkedHubs, linked.len() as u64)?;
+            }
+        }
         self.hubs.put_hub(hub.clone()).await.map_err(map_store("linked hub".into()))?;
         hub.connection_string = None;
         Ok(hub)
@@ -515,6 +547,10 @@ impl Management {
             b64.as_bytes().chunks(64).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\n")
         );
         let current = self.certificates.get_ca(name.as_str()).await.map_err(map_store("CA certificate".into()))?;
+        if current.is_none() && self.quotas_apply() {
+            let n = self.certificates.list_cas().await.map_err(map_store("CA certificates".into()))?.len() as u64;
+            self.limits.check_quota(Quota::CaCertificates, n)?;
+        }
         let same_cert =
             current.as_ref().is_some_and(|c| crate::x509::decode_certificate(&c.certificate).ok().as_deref() == Some(der.as_slice()));
         let keep_verified = same_cert && current.as_ref().is_some_and(|c| c.is_verified);

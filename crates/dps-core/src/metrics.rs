@@ -1,6 +1,6 @@
 //! Registration metrics, with Azure's three DPS metrics and their dimensions
 //! (`RegistrationAttempts` {hub, status}, `DeviceAssignments` {hub}, `AttestationAttempts` {mechanism,
-//! protocol, status}): counters since start (Prometheus text) and per-minute series kept for 24 hours (the
+//! protocol, status}), plus `ThrottledRequests` {operation} of the Azure limits profile: counters since start (Prometheus text) and per-minute series kept for 24 hours (the
 //! console's charts). Time comes from the injected clock.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,8 +23,19 @@ struct Inner {
 /// What happened, as the engine reports it.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    Attestation { mechanism: &'a str, protocol: &'a str, success: bool },
-    Registration { hub: Option<&'a str>, status: &'a str },
+    Attestation {
+        mechanism: &'a str,
+        protocol: &'a str,
+        success: bool,
+    },
+    Registration {
+        hub: Option<&'a str>,
+        status: &'a str,
+    },
+    /// A request refused by the Azure limits profile's rates (`register`, `poll` or `service`).
+    Throttled {
+        operation: &'static str,
+    },
 }
 
 #[derive(Clone)]
@@ -71,6 +82,7 @@ impl Metrics {
                     self.add(("DeviceAssignments", vec![("hub", h.to_owned())]));
                 }
             }
+            Event::Throttled { operation } => self.add(("ThrottledRequests", vec![("operation", operation.to_owned())])),
         }
     }
 
@@ -85,6 +97,11 @@ impl Metrics {
                 "AttestationAttempts",
                 "dps_attestation_attempts_total",
                 "Attestations of registering devices, by mechanism, protocol and status.",
+            ),
+            (
+                "ThrottledRequests",
+                "dps_throttled_requests_total",
+                "Requests refused with 429 by the Azure limits profile, by operation (register, poll, service).",
             ),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));

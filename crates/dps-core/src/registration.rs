@@ -36,6 +36,8 @@ pub struct Ports {
     pub allocator: Arc<dyn Allocator>,
     pub webhook: Arc<dyn AllocationWebhook>,
     pub metrics: crate::metrics::Metrics,
+    /// The limits profile: throttles authenticated registers and polls (`limits.rs`).
+    pub limits: crate::limits::Limits,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -192,6 +194,7 @@ impl RegistrationEngine {
         let attested = self.attest(&reg, &req.credentials, req.body.tpm.is_some()).await;
         self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism, protocol: req.protocol, success: attested.is_ok() });
         let attested = attested?;
+        self.ports.limits.admit_registration(reg.as_str(), &req.body)?;
         if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(reg.key()) {
             return Err(DpsError::new(
                 ErrorKind::ConcurrentRegistration,
@@ -252,6 +255,7 @@ impl RegistrationEngine {
     ) -> Result<Reply, DpsError> {
         let reg = self.parse_target(id_scope, registration_id)?;
         let attested = self.attest(&reg, creds, false).await?;
+        self.ports.limits.admit_poll(reg.as_str())?;
         if let Some(c) = attested.tpm.as_ref().filter(|c| c.operation_id.as_deref() != Some(operation_id)) {
             return Err(DpsError::unauthorized(format!(
                 "the token of '{reg}' answered the TPM challenge of {}, not operation '{}'",

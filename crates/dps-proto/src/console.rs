@@ -133,3 +133,98 @@ impl LocalResponse {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
+
+/// The numbers of the `azure` profile; defaults are Azure's (§9). Tests and labs lower them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AzureLimits {
+    pub registrations_per_window: u32,
+    pub registration_window_secs: u32,
+    pub service_operations_per_window: u32,
+    pub service_operation_window_secs: u32,
+    pub polls_per_window: u32,
+    pub poll_window_secs: u32,
+    pub max_bulk_items: u32,
+    /// Per attestation kind (symmetric key, X.509), as Azure counts them.
+    pub max_enrollment_groups: u64,
+    pub max_individual_enrollments: u64,
+    pub max_ca_certificates: u64,
+    pub max_linked_hubs: u64,
+    pub max_message_bytes: u64,
+    /// Devices whose poll window is kept at most (memory bound).
+    pub tracked_devices: u32,
+}
+
+impl Default for AzureLimits {
+    fn default() -> Self {
+        Self {
+            registrations_per_window: 1000,
+            registration_window_secs: 60,
+            service_operations_per_window: 1000,
+            service_operation_window_secs: 60,
+            polls_per_window: 5,
+            poll_window_secs: 10,
+            max_bulk_items: 10,
+            max_enrollment_groups: 100,
+            max_individual_enrollments: 1_000_000,
+            max_ca_certificates: 25,
+            max_linked_hubs: 50,
+            max_message_bytes: 96 * 1024,
+            tracked_devices: 100_000,
+        }
+    }
+}
+
+impl AzureLimits {
+    /// Refuses numbers that make no sense (zero windows or limits).
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("registrations_per_window", u64::from(self.registrations_per_window)),
+            ("registration_window_secs", u64::from(self.registration_window_secs)),
+            ("service_operations_per_window", u64::from(self.service_operations_per_window)),
+            ("service_operation_window_secs", u64::from(self.service_operation_window_secs)),
+            ("polls_per_window", u64::from(self.polls_per_window)),
+            ("poll_window_secs", u64::from(self.poll_window_secs)),
+            ("max_bulk_items", u64::from(self.max_bulk_items)),
+            ("max_message_bytes", self.max_message_bytes),
+            ("tracked_devices", u64::from(self.tracked_devices)),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("limits_azure.{name} must be at least 1"));
+            }
+        }
+        for (name, secs) in [
+            ("registration_window_secs", self.registration_window_secs),
+            ("service_operation_window_secs", self.service_operation_window_secs),
+            ("poll_window_secs", self.poll_window_secs),
+        ] {
+            if secs > 3600 {
+                return Err(format!("limits_azure.{name} {secs} is above 3600"));
+            }
+        }
+        for (name, v) in [
+            ("registrations_per_window", self.registrations_per_window),
+            ("service_operations_per_window", self.service_operations_per_window),
+            ("polls_per_window", self.polls_per_window),
+        ] {
+            if v > 1_000_000 {
+                return Err(format!("limits_azure.{name} {v} is above 1000000"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET/PUT /service/limits`: the limits profile in force (`default` or `azure`) and the `azure` profile's
+/// numbers. A PUT reads only `profile`; the numbers come from the configuration (`[limits_azure]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSettings {
+    pub profile: String,
+    #[serde(default)]
+    pub azure: AzureLimits,
+    /// The configuration names a profile (`limits`), which wins again at the next start.
+    #[serde(default)]
+    pub configured: bool,
+}

@@ -22,6 +22,9 @@ pub struct App {
     /// AMQP limits and the count of open AMQP connections (TLS and WebSockets share it).
     pub amqp: crate::amqp::Admission,
     pub metrics: dps_core::metrics::Metrics,
+    /// The limits profile (the console's Settings switch it) and whether the configuration names one.
+    pub limits: dps_core::limits::Limits,
+    pub limits_configured: bool,
     /// Service-wide settings (the admin password's hash).
     pub settings: Arc<dyn dps_store::Settings>,
     pub sessions: crate::admin::Sessions,

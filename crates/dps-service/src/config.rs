@@ -71,6 +71,10 @@ pub struct Overrides {
     pub hub_retries: Option<u32>,
     /// A CA (PEM file) to trust for webhooks besides the system's roots.
     pub webhook_ca_file: Option<PathBuf>,
+    /// Limits profile: `default` (no throttling) or `azure` (Azure's quotas and rates, §9; README "Azure limits profile").
+    pub limits: Option<String>,
+    /// The `azure` profile's numbers, each replacing Azure's (tests and labs use small ones).
+    pub limits_azure: Option<AzureLimitsOverrides>,
     /// Log filter (`info`, `dps=debug`, …).
     pub log: Option<String>,
     /// `text` or `json`.
@@ -107,6 +111,11 @@ impl Overrides {
             webhook_retry_initial_ms: other.webhook_retry_initial_ms.or(self.webhook_retry_initial_ms),
             webhook_retry_increment_ms: other.webhook_retry_increment_ms.or(self.webhook_retry_increment_ms),
             webhook_ca_file: other.webhook_ca_file.or(self.webhook_ca_file),
+            limits: other.limits.or(self.limits),
+            limits_azure: match (self.limits_azure, other.limits_azure) {
+                (Some(a), Some(b)) => Some(a.then(b)),
+                (a, b) => b.or(a),
+            },
             log: other.log.or(self.log),
             log_format: other.log_format.or(self.log_format),
         }
@@ -148,6 +157,8 @@ impl Overrides {
             webhook_retry_initial_ms: parse(env, "DPS_WEBHOOK_RETRY_INITIAL_MS")?,
             webhook_retry_increment_ms: parse(env, "DPS_WEBHOOK_RETRY_INCREMENT_MS")?,
             webhook_ca_file: get(env, "DPS_WEBHOOK_CA_FILE").map(PathBuf::from),
+            limits: get(env, "DPS_LIMITS").map(str::to_owned),
+            limits_azure: AzureLimitsOverrides::from_env(env)?,
             log: get(env, "DPS_LOG").map(str::to_owned),
             log_format: get(env, "DPS_LOG_FORMAT").map(str::to_owned),
         })
@@ -156,6 +167,94 @@ impl Overrides {
     /// The TOML file layer.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Overrides, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError(format!("{}: {}", origin.display(), e.to_string().trim_end())))
+    }
+}
+
+/// `[limits_azure]`: the `azure` limits profile's numbers (`dps_core::limits::AzureLimits`); environment
+/// `DPS_LIMITS_AZURE_<NAME>` (e.g. `DPS_LIMITS_AZURE_POLLS_PER_WINDOW=1`). Unset fields keep Azure's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureLimitsOverrides {
+    pub registrations_per_window: Option<u32>,
+    pub registration_window_secs: Option<u32>,
+    pub service_operations_per_window: Option<u32>,
+    pub service_operation_window_secs: Option<u32>,
+    pub polls_per_window: Option<u32>,
+    pub poll_window_secs: Option<u32>,
+    pub max_bulk_items: Option<u32>,
+    pub max_enrollment_groups: Option<u64>,
+    pub max_individual_enrollments: Option<u64>,
+    pub max_ca_certificates: Option<u64>,
+    pub max_linked_hubs: Option<u64>,
+    pub max_message_bytes: Option<u64>,
+    pub tracked_devices: Option<u32>,
+}
+
+impl AzureLimitsOverrides {
+    pub fn then(self, other: AzureLimitsOverrides) -> AzureLimitsOverrides {
+        AzureLimitsOverrides {
+            registrations_per_window: other.registrations_per_window.or(self.registrations_per_window),
+            registration_window_secs: other.registration_window_secs.or(self.registration_window_secs),
+            service_operations_per_window: other.service_operations_per_window.or(self.service_operations_per_window),
+            service_operation_window_secs: other.service_operation_window_secs.or(self.service_operation_window_secs),
+            polls_per_window: other.polls_per_window.or(self.polls_per_window),
+            poll_window_secs: other.poll_window_secs.or(self.poll_window_secs),
+            max_bulk_items: other.max_bulk_items.or(self.max_bulk_items),
+            max_enrollment_groups: other.max_enrollment_groups.or(self.max_enrollment_groups),
+            max_individual_enrollments: other.max_individual_enrollments.or(self.max_individual_enrollments),
+            max_ca_certificates: other.max_ca_certificates.or(self.max_ca_certificates),
+            max_linked_hubs: other.max_linked_hubs.or(self.max_linked_hubs),
+            max_message_bytes: other.max_message_bytes.or(self.max_message_bytes),
+            tracked_devices: other.tracked_devices.or(self.tracked_devices),
+        }
+    }
+
+    fn from_env(env: &HashMap<String, String>) -> Result<Option<AzureLimitsOverrides>, ConfigError> {
+        fn parse<T: std::str::FromStr>(env: &HashMap<String, String>, k: &str) -> Result<Option<T>, ConfigError> {
+            env.get(k)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value"))))
+                .transpose()
+        }
+        let o = AzureLimitsOverrides {
+            registrations_per_window: parse(env, "DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW")?,
+            registration_window_secs: parse(env, "DPS_LIMITS_AZURE_REGISTRATION_WINDOW_SECS")?,
+            service_operations_per_window: parse(env, "DPS_LIMITS_AZURE_SERVICE_OPERATIONS_PER_WINDOW")?,
+            service_operation_window_secs: parse(env, "DPS_LIMITS_AZURE_SERVICE_OPERATION_WINDOW_SECS")?,
+            polls_per_window: parse(env, "DPS_LIMITS_AZURE_POLLS_PER_WINDOW")?,
+            poll_window_secs: parse(env, "DPS_LIMITS_AZURE_POLL_WINDOW_SECS")?,
+            max_bulk_items: parse(env, "DPS_LIMITS_AZURE_MAX_BULK_ITEMS")?,
+            max_enrollment_groups: parse(env, "DPS_LIMITS_AZURE_MAX_ENROLLMENT_GROUPS")?,
+            max_individual_enrollments: parse(env, "DPS_LIMITS_AZURE_MAX_INDIVIDUAL_ENROLLMENTS")?,
+            max_ca_certificates: parse(env, "DPS_LIMITS_AZURE_MAX_CA_CERTIFICATES")?,
+            max_linked_hubs: parse(env, "DPS_LIMITS_AZURE_MAX_LINKED_HUBS")?,
+            max_message_bytes: parse(env, "DPS_LIMITS_AZURE_MAX_MESSAGE_BYTES")?,
+            tracked_devices: parse(env, "DPS_LIMITS_AZURE_TRACKED_DEVICES")?,
+        };
+        Ok((o != AzureLimitsOverrides::default()).then_some(o))
+    }
+
+    /// Azure's numbers with these replaced, validated.
+    pub fn apply(self) -> Result<dps_core::limits::AzureLimits, ConfigError> {
+        let d = dps_core::limits::AzureLimits::default();
+        let a = dps_core::limits::AzureLimits {
+            registrations_per_window: self.registrations_per_window.unwrap_or(d.registrations_per_window),
+            registration_window_secs: self.registration_window_secs.unwrap_or(d.registration_window_secs),
+            service_operations_per_window: self.service_operations_per_window.unwrap_or(d.service_operations_per_window),
+            service_operation_window_secs: self.service_operation_window_secs.unwrap_or(d.service_operation_window_secs),
+            polls_per_window: self.polls_per_window.unwrap_or(d.polls_per_window),
+            poll_window_secs: self.poll_window_secs.unwrap_or(d.poll_window_secs),
+            max_bulk_items: self.max_bulk_items.unwrap_or(d.max_bulk_items),
+            max_enrollment_groups: self.max_enrollment_groups.unwrap_or(d.max_enrollment_groups),
+            max_individual_enrollments: self.max_individual_enrollments.unwrap_or(d.max_individual_enrollments),
+            max_ca_certificates: self.max_ca_certificates.unwrap_or(d.max_ca_certificates),
+            max_linked_hubs: self.max_linked_hubs.unwrap_or(d.max_linked_hubs),
+            max_message_bytes: self.max_message_bytes.unwrap_or(d.max_message_bytes),
+            tracked_devices: self.tracked_devices.unwrap_or(d.tracked_devices),
+        };
+        a.validate().map_err(ConfigError)?;
+        Ok(a)
     }
 }
 
@@ -226,6 +325,11 @@ pub struct Config {
     pub webhook_retry: dps_core::registration::WebhookRetry,
     pub hub_retry: dps_core::registration::HubRetry,
     pub webhook_ca_file: Option<PathBuf>,
+    /// The limits profile at start (the console's Settings can switch it while the service runs).
+    pub limits: dps_core::limits::Profile,
+    /// Whether a layer set `limits` (then it wins over the profile the console last chose, kept in the store).
+    pub limits_explicit: bool,
+    pub limits_azure: dps_core::limits::AzureLimits,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -307,6 +411,9 @@ impl Config {
             "json" => LogFormat::Json,
             other => return Err(ConfigError(format!("log_format '{other}' is not text or json"))),
         };
+        let limits_explicit = o.limits.is_some();
+        let limits = o.limits.as_deref().map_or(Ok(dps_core::limits::Profile::Default), str::parse).map_err(ConfigError)?;
+        let limits_azure = o.limits_azure.unwrap_or_default().apply()?;
         let defaults = crate::mqtt::Limits::default();
         let mqtt_limits = crate::mqtt::Limits {
             max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
@@ -362,6 +469,9 @@ impl Config {
             retry_after_secs,
             default_allocation_policy,
             operation_retention_hours: o.operation_retention_hours.unwrap_or(24).max(1),
+            limits,
+            limits_explicit,
+            limits_azure,
             log: o.log.unwrap_or_else(|| "info".into()),
             log_format,
         })
@@ -441,6 +551,27 @@ mod tests {
     }
 
     #[test]
+    fn limits_profile_and_its_numbers_load_from_every_layer() {
+        use dps_core::limits::Profile;
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.limits, c.limits_explicit), (Profile::Default, false), "the default profile does not throttle");
+        assert_eq!(c.limits_azure, dps_core::limits::AzureLimits::default());
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("dps.toml");
+        std::fs::write(&file, "limits = \"azure\"\n[limits_azure]\npolls_per_window = 2\npoll_window_secs = 4\nmax_bulk_items = 3\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = env(&[("DPS_LIMITS_AZURE_POLL_WINDOW_SECS", "6"), ("DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW", "7")]);
+        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.limits, c.limits_explicit), (Profile::Azure, true));
+        let a = c.limits_azure;
+        assert_eq!((a.polls_per_window, a.poll_window_secs, a.max_bulk_items, a.registrations_per_window), (2, 6, 3, 7));
+        assert_eq!(a.max_enrollment_groups, 100, "unset numbers keep Azure's");
+        let flags = Overrides { limits: Some("default".into()), ..Default::default() };
+        let c = Config::load(dir.path().into(), Some(&file), &env(&[("DPS_LIMITS", "azure")]), flags).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits, Profile::Default, "flags win");
+    }
+
+    #[test]
     fn bad_samples_are_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let cases = [
@@ -454,6 +585,10 @@ mod tests {
             ("default_allocation_policy = \"random\"\n", "random"),
             ("log_format = \"xml\"\n", "xml"),
             ("host = \"\"\n", "host"),
+            ("limits = \"strict\"\n", "strict"),
+            ("[limits_azure]\npolls_per_window = 0\n", "polls_per_window"),
+            ("[limits_azure]\npoll_window_secs = 7200\n", "poll_window_secs"),
+            ("[limits_azure]\nburst = 3\n", "burst"),
         ];
         for (text, needle) in cases {
             let f = dir.path().join("bad.toml");

@@ -216,6 +216,22 @@ fn write_endpoint(dir: &Path, info: &EndpointInfo) -> Result<()> {
     Ok(())
 }
 
+/// The settings key of the limits profile the console chose last.
+pub const LIMITS_SETTING: &str = "limits_profile";
+
+/// The limits profile at start: the configured one when a layer sets it, else the one the console chose last
+/// (kept in the store), else `default`.
+async fn start_profile(config: &Config, store: &SqliteStore) -> dps_core::limits::Profile {
+    use dps_store::Settings;
+    if config.limits_explicit {
+        return config.limits;
+    }
+    match store.get_setting(LIMITS_SETTING).await {
+        Ok(Some(p)) => p.parse().unwrap_or(config.limits),
+        _ => config.limits,
+    }
+}
+
 /// Starts the service on `listeners`.
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
     let host_names = config.host_names();
@@ -228,6 +244,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
 
     let shared = Arc::new(store.clone());
     let metrics = dps_core::metrics::Metrics::new(Arc::clone(&clock));
+    let limits =
+        dps_core::limits::Limits::new(start_profile(config, &store).await, config.limits_azure, Arc::clone(&clock), metrics.clone());
     let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
     let engine = RegistrationEngine::new(
         Ports {
@@ -241,6 +259,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             allocator: Arc::new(BuiltinAllocator),
             webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
             metrics: metrics.clone(),
+            limits: limits.clone(),
             clock: Arc::clone(&clock),
         },
         EngineConfig {
@@ -276,6 +295,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             hubs: shared.clone(),
             certificates: shared.clone(),
             connector: connector.clone(),
+            limits: limits.clone(),
             clock: Arc::clone(&clock),
         },
         policies: shared.clone(),
@@ -286,6 +306,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         mqtt_limits: config.mqtt_limits,
         amqp: amqp::Admission::new(config.amqp_limits),
         metrics,
+        limits,
+        limits_configured: config.limits_explicit,
         settings: shared.clone(),
         sessions: Default::default(),
         login_throttle: Default::default(),

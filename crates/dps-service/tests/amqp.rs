@@ -431,3 +431,38 @@ async fn amqp_over_websockets_on_any_path() {
         assert_eq!(&got[..8], b"AMQP\x03\x01\x00\x00", "{path}: the SASL layer answers over the WebSocket");
     }
 }
+
+/// Azure limits profile (§1.9, §3.4): a sixth poll within 10 s is `rejected` with the throttling condition Node
+/// retries on, the 429001 body in `description` and both retry-after spellings in `info`.
+#[tokio::test]
+async fn a_sixth_poll_within_ten_seconds_is_rejected_as_throttled() {
+    let s = TestService::start_with(Overrides { limits: Some("azure".into()), ..Default::default() }).await;
+    let key = s.enroll("amqp-lim", json!({})).await;
+    let mut d = open_plain(&s, "amqp-lim", &key).await;
+    let outcome = d.sender.send(request("iotdps-register", None, MessageId::String("r".into()), b"")).await.expect("send");
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+    let op = response(&mut d).await.body["operationId"].as_str().expect("operationId").to_owned();
+    for i in 0..5 {
+        let outcome = d.sender.send(request("iotdps-get-operationstatus", Some(&op), MessageId::Ulong(i), b"")).await.expect("send");
+        assert!(matches!(outcome, Outcome::Accepted(_)), "poll {i}: {outcome:?}");
+        response(&mut d).await;
+    }
+    let outcome = d.sender.send(request("iotdps-get-operationstatus", Some(&op), MessageId::Ulong(5), b"")).await.expect("send");
+    let Outcome::Rejected(rejected) = outcome else { panic!("the sixth poll must be rejected, got {outcome:?}") };
+    let error = rejected.error.expect("rejected carries an error");
+    assert_eq!(
+        error.condition,
+        ErrorCondition::Custom(fe2o3_amqp::types::primitives::Symbol::from("com.microsoft:device-container-throttled"))
+    );
+    let body: Json = serde_json::from_str(error.description.as_deref().expect("description")).expect("JSON");
+    assert_eq!(body["errorCode"], 429001, "{body}");
+    let info = error.info.expect("info with retry-after");
+    for name in ["retry-after", "Retry-After"] {
+        assert_eq!(info.get(&fe2o3_amqp::types::primitives::Symbol::from(name)), Some(&Value::Int(10)), "{name}: {info:?}");
+    }
+    s.clock.advance(chrono::Duration::seconds(10));
+    let outcome = d.sender.send(request("iotdps-get-operationstatus", Some(&op), MessageId::Ulong(6), b"")).await.expect("send");
+    assert!(matches!(outcome, Outcome::Accepted(_)), "after the window: {outcome:?}");
+    response(&mut d).await;
+    d.connection.close().await.expect("close");
+}

@@ -463,3 +463,40 @@ mod ws_stream {
         }
     }
 }
+
+/// Azure limits profile (§1.9, §8): a sixth poll within 10 s is answered on `res/429` with `retry-after`,
+/// the connection stays usable, and the device's next poll after the window is answered.
+#[tokio::test]
+async fn a_sixth_poll_within_ten_seconds_is_429_on_the_response_topic() {
+    let limits = dps_service::config::Overrides { limits: Some("azure".into()), ..Default::default() };
+    let s = TestService::start_with(limits).await;
+    let sas = enrolled(&s, "mq-lim").await;
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-lim", &sas, 30).await;
+    c.subscribe(1).await;
+    c.publish("$dps/registrations/PUT/iotdps-register/?$rid=r", QoS::AtLeastOnce, 2, b"").await;
+    c.recv().await;
+    let (_, body) = c.response().await;
+    let op = body["operationId"].as_str().unwrap_or_default().to_owned();
+    for i in 0..6u16 {
+        c.publish(
+            &format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=p{i}&operationId={op}"),
+            QoS::AtLeastOnce,
+            10 + i,
+            b" ",
+        )
+        .await;
+        assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(10 + i))));
+        let (topic, body) = c.response().await;
+        if i < 5 {
+            assert!(topic.starts_with("$dps/registrations/res/20"), "poll {i}: {topic}");
+        } else {
+            assert_eq!(topic, format!("$dps/registrations/res/429/?$rid=p{i}&retry-after=10"), "§2.5: $rid first, then retry-after");
+            assert_eq!(body["errorCode"], 429001, "{body}");
+        }
+    }
+    s.clock.advance(chrono::Duration::seconds(10));
+    c.publish(&format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=p9&operationId={op}"), QoS::AtLeastOnce, 30, b" ").await;
+    c.recv().await;
+    assert!(c.response().await.0.starts_with("$dps/registrations/res/20"));
+}

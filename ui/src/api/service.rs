@@ -1,6 +1,6 @@
 //! Service-wide calls: endpoint information, access policies, console sign-in/out and the admin password.
 
-use dps_proto::{AccessPolicyInfo, ConsoleLogin, ConsoleSession, EndpointInfo};
+use dps_proto::{AccessPolicyInfo, ConsoleLogin, ConsoleSession, EndpointInfo, LimitsSettings};
 use serde_json::json;
 
 use super::{ApiClient, ApiError};
@@ -20,6 +20,16 @@ impl ApiClient {
     /// `GET /service/policies`: the shared access policies with their keys and connection strings.
     pub async fn policies(&self) -> Result<Vec<AccessPolicyInfo>, ApiError> {
         self.get_json("/service/policies", &[]).await
+    }
+
+    /// `GET /service/limits`: the limits profile in force and the `azure` profile's numbers.
+    pub async fn limits(&self) -> Result<LimitsSettings, ApiError> {
+        self.get_json("/service/limits", &[]).await
+    }
+
+    /// `PUT /service/limits`: switch the profile (`default` or `azure`) at once.
+    pub async fn set_limits(&self, profile: &str) -> Result<LimitsSettings, ApiError> {
+        self.send_json("PUT", "/service/limits", &json!({ "profile": profile })).await
     }
 
     /// `POST /console/login` → a session (no token needed).

@@ -13,6 +13,8 @@ const HEIGHT: u32 = 210;
 pub const ASSIGNED: RGBColor = RGBColor(0x2e, 0x9e, 0x5b);
 pub const FAILED: RGBColor = RGBColor(0xd9, 0x3f, 0x3f);
 pub const OTHER: RGBColor = RGBColor(0x9a, 0xa5, 0xb1);
+/// Throttled requests (Azure limits profile), stacked above the registrations.
+pub const THROTTLED: RGBColor = RGBColor(0x8e, 0x44, 0xad);
 pub const DEVICES: RGBColor = RGBColor(0x2f, 0x6f, 0xdb);
 pub const WEIGHT: RGBColor = RGBColor(0xe0, 0xa1, 0x2b);
 const AXIS: RGBColor = RGBColor(0x88, 0x88, 0x88);
@@ -61,7 +63,7 @@ fn short_host(host: &str) -> String {
 pub fn registrations_svg(buckets: &[MinuteBucket]) -> String {
     render(|out| {
         let n = buckets.len().max(1) as f64;
-        let max = axis_max(buckets.iter().map(MinuteBucket::total).max().unwrap_or(0)) as f64;
+        let max = axis_max(buckets.iter().map(|b| b.total() + b.throttled).max().unwrap_or(0)) as f64;
         let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
         let mut chart =
             ChartBuilder::on(&root).margin(8).x_label_area_size(24).y_label_area_size(36).build_cartesian_2d(0f64..n, 0f64..max)?;
@@ -88,7 +90,8 @@ pub fn registrations_svg(buckets: &[MinuteBucket]) -> String {
         chart.draw_series(buckets.iter().enumerate().flat_map(|(i, b)| {
             let x = i as f64;
             let (a, f, t) = (b.assigned as f64, (b.assigned + b.failed) as f64, b.total() as f64);
-            [(0.0, a, ASSIGNED), (a, f, FAILED), (f, t, OTHER)]
+            let th = (b.total() + b.throttled) as f64;
+            [(0.0, a, ASSIGNED), (a, f, FAILED), (f, t, OTHER), (t, th, THROTTLED)]
                 .into_iter()
                 .filter(|(lo, hi, _)| hi > lo)
                 .map(move |(lo, hi, c)| Rectangle::new([(x + 0.12, lo), (x + 0.88, hi)], c.filled()))

@@ -305,6 +305,7 @@ fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError
     });
     let svg = Signal::derive(move || buckets.get().map(|b| chart::registrations_svg(&b)).unwrap_or_default());
     let totals = move || buckets.get().map(|b: Vec<MinuteBucket>| charts::totals(&b)).unwrap_or((0, 0, 0));
+    let throttled = move || buckets.get().map(|b: Vec<MinuteBucket>| charts::throttled_total(&b)).unwrap_or(0);
     view! {
         <div class="card">
             <div class="row">
@@ -312,6 +313,7 @@ fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError
                 <span class="spacer"></span>
                 <span class="muted">"assigned: " <strong data-testid="overview-assigned-count">{move || totals().0}</strong></span>
                 <span class="muted">"failed: " <strong data-testid="overview-failed-count">{move || totals().1}</strong></span>
+                <span class="muted">"throttled (429): " <strong data-testid="overview-throttled-count">{move || throttled()}</strong></span>
             </div>
             {move || match metrics.get() {
                 None => view! { <Loading what="metrics" /> }.into_any(),
@@ -323,6 +325,7 @@ fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError
                 <LegendItem color=chart::ASSIGNED label="assigned" />
                 <LegendItem color=chart::FAILED label="failed" />
                 <LegendItem color=chart::OTHER label="other (disabled, …)" />
+                <LegendItem color=chart::THROTTLED label="throttled requests (Azure limits profile)" />
             </div>
             {move || {
                 let (a, f, o) = totals();

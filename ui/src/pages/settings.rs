@@ -2,7 +2,7 @@
 //! inspector), the shared access policies of the service API with their keys, and the console's admin password.
 
 use dps_console_model::format;
-use dps_proto::{AccessPolicyInfo, ChainReport, EndpointInfo};
+use dps_proto::{AccessPolicyInfo, ChainReport, EndpointInfo, LimitsSettings};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -72,6 +72,7 @@ pub fn Settings() -> impl IntoView {
                     }.into_any(),
                 }}
             </div>
+            <LimitsProfile />
             {client.get_untracked().is_desktop().then(|| view! { <DesktopPreferences /> })}
             <PasswordForm />
         </section>
@@ -123,6 +124,68 @@ fn Endpoints(info: EndpointInfo, tls: RwSignal<Option<Result<ChainReport, ApiErr
                     }
                 }}
             </div>
+        </div>
+    }
+}
+
+/// The Azure limits profile toggle (`GET/PUT /service/limits`; README "Azure limits profile").
+#[component]
+fn LimitsProfile() -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let limits = RwSignal::new(None::<Result<LimitsSettings, ApiError>>);
+    let busy = RwSignal::new(false);
+    let notices = use_notices();
+    {
+        let c = client.get_untracked();
+        spawn_local(async move { limits.set(Some(c.limits().await)) });
+    }
+    let toggle = move |on: bool| {
+        let c = client.get_untracked();
+        busy.set(true);
+        spawn_local(async move {
+            match c.set_limits(if on { "azure" } else { "default" }).await {
+                Ok(l) => {
+                    notices.info(if on {
+                        "Azure limits profile on: devices are throttled as in Azure."
+                    } else {
+                        "Default limits: no throttling."
+                    });
+                    limits.set(Some(Ok(l)));
+                }
+                Err(e) => limits.set(Some(Err(e))),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="card" data-testid="settings-limits">
+            <h3>"Limits profile"</h3>
+            <p class="muted">"Apply Azure's published quotas and rates (429 with retry-after) to test device back-off before the cloud does."</p>
+            {move || match limits.get() {
+                None => view! { <Loading what="the limits profile" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                Some(Ok(l)) => {
+                    let on = l.profile == "azure";
+                    let a = l.azure;
+                    view! {
+                        <label class="row">
+                            <input type="checkbox" data-testid="limits-azure-toggle" prop:checked=on disabled=move || busy.get()
+                                on:change=move |ev| toggle(event_target_checked(&ev)) />
+                            " Azure limits profile " <strong data-testid="limits-profile">{l.profile.clone()}</strong>
+                        </label>
+                        <dl class="pairs">
+                            <dt>"Registrations"</dt><dd>{format!("{} per {} s per service", a.registrations_per_window, a.registration_window_secs)}</dd>
+                            <dt>"Polls"</dt><dd>{format!("{} per {} s per device", a.polls_per_window, a.poll_window_secs)}</dd>
+                            <dt>"Service operations"</dt><dd>{format!("{} per {} s", a.service_operations_per_window, a.service_operation_window_secs)}</dd>
+                            <dt>"Bulk items / groups per type / CA certificates / linked hubs"</dt>
+                            <dd>{format!("{} / {} / {} / {}", a.max_bulk_items, a.max_enrollment_groups, a.max_ca_certificates, a.max_linked_hubs)}</dd>
+                        </dl>
+                        {l.configured.then(|| view! {
+                            <p class="muted small">"The configuration names a profile (" <code>"limits"</code> "); it applies again at the next start."</p>
+                        })}
+                    }.into_any()
+                }
+            }}
         </div>
     }
 }

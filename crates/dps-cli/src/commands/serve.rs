@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// Retries of a hub that is unavailable (waits of 1, 2, 4, 8, 16, 30 s…) before its registrations fail (default 7).
     #[arg(long)]
     hub_retries: Option<u32>,
+    /// Limits profile: default (no throttling) or azure (Azure's quotas and rates; numbers in [limits_azure]).
+    #[arg(long)]
+    limits: Option<String>,
     /// Log filter (e.g. info, debug, dps_core=debug).
     #[arg(long)]
     log: Option<String>,
@@ -129,6 +132,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
         webhook_retry_initial_ms: a.webhook_retry_initial_ms,
         webhook_retry_increment_ms: a.webhook_retry_increment_ms,
         hub_retries: a.hub_retries,
+        limits: a.limits,
         log: a.log,
         log_format: a.log_format,
         ..Default::default()

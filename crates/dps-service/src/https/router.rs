@@ -55,6 +55,10 @@ pub enum Route {
     CaCertificatePem,
     /// `GET /service/policies`: the shared access policies with their keys.
     Policies,
+    /// `GET /service/limits`: the limits profile in force and the `azure` profile's numbers.
+    GetLimits,
+    /// `PUT /service/limits`: `{ "profile": "default" | "azure" }` (the console's Settings toggle).
+    PutLimits,
     ListCas,
     GetCa(String),
     PutCa(String),
@@ -263,6 +267,11 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c, i] if is(c, "service") && is(i, "limits") => match m {
+            Method::GET => GetLimits,
+            Method::PUT => PutLimits,
+            _ => return Err(not_allowed()),
+        },
         [c, i] if is(c, "service") && is(i, "policies") => {
             if m == Method::GET {
                 Policies
@@ -395,9 +404,10 @@ mod openapi_drift {
             "/console/login",
             "/console/logout",
             "/admin/password",
+            "/service/limits",
         ] {
             assert!(paths.contains_key(p), "{p} is routed but not documented");
         }
-        assert_eq!(paths.len(), 24, "the document lists a path the router does not serve");
+        assert_eq!(paths.len(), 25, "the document lists a path the router does not serve");
     }
 }

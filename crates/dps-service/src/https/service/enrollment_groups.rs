@@ -41,5 +41,6 @@ pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
 
 pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let op: BulkEnrollmentGroupOperation = req.json_or(|| None)?;
+    app.limits.check_bulk(op.enrollment_groups.len())?;
     Ok(json_response(StatusCode::OK, &app.management.bulk_groups(op, schema(req)).await))
 }

@@ -41,6 +41,7 @@ pub async fn query(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
 
 pub async fn bulk(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let op: BulkEnrollmentOperation = req.json_or(|| None)?;
+    app.limits.check_bulk(op.enrollments.len())?;
     Ok(json_response(StatusCode::OK, &app.management.bulk_enrollments(op, schema(req)).await))
 }
 

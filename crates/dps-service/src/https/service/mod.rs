@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod console;
 pub mod enrollment_groups;
 pub mod enrollments;
+pub mod limits;
 pub mod linked_hubs;
 pub mod logs;
 pub mod policies;
@@ -36,7 +37,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | HubStatus(_) | ServiceInfo | Policies => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
-        MetricSeries | Logs | AdminPassword | Allocation => Right::ServiceConfig,
+        MetricSeries | Logs | AdminPassword | Allocation | GetLimits | PutLimits => Right::ServiceConfig,
         ConsoleLogin | ConsoleLogout => return Err(DpsError::internal("a console route reached the service API")),
         PrometheusMetrics | CaCertificatePem => return Err(DpsError::internal("a public route reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
@@ -44,6 +45,12 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         }
     };
     app.authorize(req.header("authorization"), right).await?;
+    // The Azure limits profile (`dps_core::limits`): the 96 KB message size, and the service-operation rate for
+    // SAS-signed clients (service SDKs, the CLI); the console's own session is not an Azure operation.
+    app.limits.check_message(req.body.len())?;
+    if !req.header("authorization").is_some_and(|a| a.starts_with("Bearer ")) {
+        app.limits.admit_service_operation()?;
+    }
     match route {
         GetEnrollment(id) => enrollments::get(app, &id).await,
         PutEnrollment(id) => enrollments::put(app, req, &id).await,
@@ -71,6 +78,8 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         HubStatus(h) => linked_hubs::status(app, &h).await,
         Allocation => linked_hubs::allocation(app).await,
         Policies => policies::list(app).await,
+        GetLimits => limits::get(app),
+        PutLimits => limits::put(app, req).await,
         ServiceInfo => Ok(json_response(StatusCode::OK, &app.info)),
         ListCas => certificates::list(app).await,
         GetCa(n) => certificates::get(app, &n).await,

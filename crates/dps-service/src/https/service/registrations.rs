@@ -30,19 +30,32 @@ pub async fn query(app: &App, req: &Request, group: Option<&str>) -> Result<Http
 /// `GET /registrations/{id}/trace`: how the last registration of this device was decided.
 pub async fn trace(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
     let rec = app.management.get_registration(id).await?;
-    Ok(trace_response(&rec))
+    Ok(trace_response(app, &rec))
 }
 
 /// `POST /registrations/{id}/reprovision` (extension): the registration runs again now; the answer is the new
 /// record with its decision trace, as `GET …/trace` shows it.
 pub async fn reprovision(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
     let rec = app.engine.reprovision(id).await?;
-    Ok(trace_response(&rec))
+    Ok(trace_response(app, &rec))
 }
 
-fn trace_response(rec: &dps_core::model::RegistrationRecord) -> HttpResponse {
+/// The record's decision trace, with a `throttled` entry (counts, first and last time, last retry-after) when the
+/// Azure limits profile throttled this device since the service started (kept in memory by `dps_core::limits`).
+fn trace_response(app: &App, rec: &dps_core::model::RegistrationRecord) -> HttpResponse {
+    let mut trace = rec.trace.clone();
+    let id = rec.state.registration_id.as_deref().unwrap_or_default();
+    if let Some(note) = app.limits.throttle_note(id) {
+        let note = serde_json::to_value(note).unwrap_or_default();
+        match trace.as_mut().and_then(|t| t.as_object_mut()) {
+            Some(t) => {
+                t.insert("throttled".into(), note);
+            }
+            None => trace = Some(json!({ "throttled": note })),
+        }
+    }
     json_response(
         StatusCode::OK,
-        &json!({ "registrationState": rec.state, "enrollment": rec.enrollment, "attestation": rec.attestation.as_str(), "trace": rec.trace }),
+        &json!({ "registrationState": rec.state, "enrollment": rec.enrollment, "attestation": rec.attestation.as_str(), "trace": trace }),
     )
 }
