@@ -8,7 +8,7 @@ use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnroll
 use crate::model::{AccessPolicy, Operation, Page, PageRequest, Precondition, RegistrationRecord};
 
 /// Store failures. `Backend` is internal detail: it is logged, never shown to clients.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -86,14 +86,38 @@ pub trait RegistrationStore: Send + Sync {
     async fn assigned_per_hub(&self) -> StoreResult<Vec<(String, u64)>>;
 }
 
-/// Device registration operations (§8).
+/// Who runs the assignment of an operation, and until when (renewed while it runs; an expired lease is taken
+/// over by a sweeper, so no operation is stranded by a crash, a dropped request or a stalled task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+
+/// Device registration operations (§8) and the coordination of registrations: one operation `assigning` per
+/// device at most (a store constraint), leased to the instance that runs it.
 #[async_trait]
 pub trait OperationStore: Send + Sync {
+    /// Writes an operation as it is (no lease); an `assigning` one still counts for the one-per-device rule.
     async fn put_operation(&self, op: &Operation) -> StoreResult<()>;
     async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>>;
-    /// Operations still `assigning` (to resume after a restart).
-    async fn pending_operations(&self) -> StoreResult<Vec<Operation>>;
-    /// Forgets finished operations last updated before `before`; returns how many.
+    /// Starts a registration in one write: the new `assigning` operation, leased, and the device's record.
+    /// `Conflict` when the device has an operation assigning already (§7.3, 409203).
+    async fn begin_registration(&self, op: &Operation, record: &RegistrationRecord, lease: &Lease) -> StoreResult<()>;
+    /// Ends it in one write — the terminal operation and the record — if `owner` still holds its lease;
+    /// `false` (nothing written) when it does not (another instance took over, or it finished already).
+    async fn finish_registration(&self, op: &Operation, record: &RegistrationRecord, owner: &str) -> StoreResult<bool>;
+    /// Extends the lease if `lease.owner` still holds it.
+    async fn renew_lease(&self, operation_id: &str, lease: &Lease) -> StoreResult<bool>;
+    /// Takes over up to `limit` operations still `assigning` whose lease ended before `expired_before` (or that
+    /// have none), oldest first, and returns them.
+    async fn claim_operations(
+        &self,
+        lease: &Lease,
+        expired_before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<Operation>>;
+    /// Forgets finished operations last updated before `before`, in small batches; returns how many.
     async fn purge_operations(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
 }
 

@@ -14,6 +14,7 @@ pub mod device_body;
 pub mod diagnostics;
 pub mod https;
 pub mod local;
+pub mod lock;
 pub mod material;
 pub mod mqtt;
 pub mod tls;
@@ -124,6 +125,8 @@ pub struct Running {
     app: Arc<app::App>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Held while the service runs: one process per data directory.
+    _lock: lock::DataDirLock,
 }
 
 impl Running {
@@ -234,6 +237,7 @@ async fn start_profile(config: &Config, store: &SqliteStore) -> dps_core::limits
 
 /// Starts the service on `listeners`.
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
+    let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
     let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
     let store = SqliteStore::open(&config.data_dir.join("dps.sqlite"), Arc::clone(&material.master_key))
@@ -348,8 +352,10 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         tasks.spawn(webhook::measure_hub_latency(shared.clone(), config.regions.clone(), rx.clone()));
     }
 
+    // This process holds the data directory's lock: every operation still assigning was left by a previous run.
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
     write_endpoint(&config.data_dir, &info)?;
     info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");
-    Ok(Running { info, initial_admin_password, store, app, shutdown: tx, tasks })
+    Ok(Running { info, initial_admin_password, store, app, shutdown: tx, tasks, _lock: lock })
 }

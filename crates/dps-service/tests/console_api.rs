@@ -153,7 +153,7 @@ async fn allocation_hub_status_policies_and_the_log_cursor() {
     let logs: Vec<LogRecord> = serde_json::from_value(logs.body).unwrap_or_default();
     let last = logs.last().map(|l| l.seq).unwrap_or_default();
     assert!(logs.windows(2).all(|w| w[0].seq < w[1].seq));
-    let key2 = s.enroll("counted-2", json!({})).await;
+    let key2 = s.enroll("counted-2", json!({ "iotHubs": ["local-hub.dps.local"] })).await;
     s.provision("counted-2", &key2).await;
     let newer = s.service(Method::GET, &format!("/diagnostics/logs?after={last}&registrationId=counted-2"), None).await;
     let newer: Vec<LogRecord> = serde_json::from_value(newer.body).unwrap_or_default();

@@ -26,33 +26,42 @@ impl CertificateStore for SqliteStore {
     }
 
     async fn put_ca(&self, mut ca: CaCertificate, pre: Precondition) -> StoreResult<CaCertificate> {
-        let _w = self.write.lock().await;
-        let key = ca.name.to_ascii_lowercase();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<CaCertificate> = doc_in_tx(&mut tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
-        check(&pre, current.as_ref().map(|c| c.etag.clone()))?;
-        if let Some(c) = current {
-            ca.created_date_time_utc = c.created_date_time_utc;
-        }
-        sqlx::query("INSERT INTO ca_certificates (name_key, doc) VALUES (?, ?) ON CONFLICT(name_key) DO UPDATE SET doc = excluded.doc")
-            .bind(&key)
-            .bind(to_json(&ca)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(ca)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = ca.name.to_ascii_lowercase();
+                let current: Option<CaCertificate> =
+                    doc_in_tx(&mut *tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
+                check(&pre, current.as_ref().map(|c| c.etag.clone()))?;
+                if let Some(c) = current {
+                    ca.created_date_time_utc = c.created_date_time_utc;
+                }
+                sqlx::query(
+                    "INSERT INTO ca_certificates (name_key, doc) VALUES (?, ?) ON CONFLICT(name_key) DO UPDATE SET doc = excluded.doc",
+                )
+                .bind(&key)
+                .bind(to_json(&ca)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(ca)
+            })
+        })
+        .await
     }
 
     async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        let key = name.to_ascii_lowercase();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<CaCertificate> = doc_in_tx(&mut tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
-        let Some(current) = current else { return Err(StoreError::NotFound) };
-        check(&pre, Some(current.etag.clone()))?;
-        sqlx::query("DELETE FROM ca_certificates WHERE name_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(())
+        let name = name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = name.to_ascii_lowercase();
+                let current: Option<CaCertificate> =
+                    doc_in_tx(&mut *tx, "SELECT doc FROM ca_certificates WHERE name_key = ?", &key).await?;
+                let Some(current) = current else { return Err(StoreError::NotFound) };
+                check(&pre, Some(current.etag.clone()))?;
+                sqlx::query("DELETE FROM ca_certificates WHERE name_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

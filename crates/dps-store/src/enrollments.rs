@@ -18,7 +18,7 @@ struct Keys {
 }
 
 /// Table-specific parts of the two entity kinds.
-trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync {
+trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {
     const TABLE: &'static str;
     const AAD: &'static str;
     fn id(&self) -> &str;
@@ -93,55 +93,65 @@ impl SqliteStore {
     }
 
     async fn put_entity<E: Entity>(&self, mut e: E, pre: Precondition) -> StoreResult<E> {
-        let _w = self.write.lock().await;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let key = e.id().to_ascii_lowercase();
-        let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
-            .transpose()?;
-        check(&pre, current.clone().map(|mut c| c.stamps().1.clone()))?;
-        if let Some(mut c) = current {
-            let created = *c.stamps().0;
-            *e.stamps().0 = created;
-        }
-        let returned = e.clone();
-        let (key, kind, doc, secrets) = self.to_row(e)?;
-        sqlx::query(table_sql(format!(
-            "INSERT INTO {} (id_key, attestation, doc, secrets) VALUES (?, ?, ?, ?)
-             ON CONFLICT(id_key) DO UPDATE SET attestation = excluded.attestation, doc = excluded.doc, secrets = excluded.secrets",
-            E::TABLE
-        )))
-        .bind(&key)
-        .bind(&kind)
-        .bind(&doc)
-        .bind(&secrets)
-        .execute(&mut *tx)
+        let store = self.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = e.id().to_ascii_lowercase();
+                let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
+                    .transpose()?;
+                check(&pre, current.clone().map(|mut c| c.stamps().1.clone()))?;
+                if let Some(mut c) = current {
+                    let created = *c.stamps().0;
+                    *e.stamps().0 = created;
+                }
+                let returned = e.clone();
+                let (key, kind, doc, secrets) = store.to_row(e)?;
+                sqlx::query(table_sql(format!(
+                    "INSERT INTO {} (id_key, attestation, doc, secrets) VALUES (?, ?, ?, ?)
+                     ON CONFLICT(id_key) DO UPDATE SET attestation = excluded.attestation, doc = excluded.doc, secrets = excluded.secrets",
+                    E::TABLE
+                )))
+                .bind(&key)
+                .bind(&kind)
+                .bind(&doc)
+                .bind(&secrets)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(returned)
+            })
+        })
         .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(returned)
     }
 
     async fn delete_entity<E: Entity>(&self, id: &str, pre: Precondition) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        let key = id.to_ascii_lowercase();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
-            .transpose()?;
-        let Some(mut current) = current else { return Err(StoreError::NotFound) };
-        check(&pre, Some(current.stamps().1.clone()))?;
-        sqlx::query(table_sql(format!("DELETE FROM {} WHERE id_key = ?", E::TABLE))).bind(&key).execute(&mut *tx).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(())
+        let id = id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = id.to_ascii_lowercase();
+                let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
+                    .transpose()?;
+                let Some(mut current) = current else { return Err(StoreError::NotFound) };
+                check(&pre, Some(current.stamps().1.clone()))?;
+                sqlx::query(table_sql(format!("DELETE FROM {} WHERE id_key = ?", E::TABLE)))
+                    .bind(&key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn query_entities<E: Entity>(&self, page: PageRequest, only_kind: Option<&str>) -> StoreResult<Page<E>> {

@@ -25,32 +25,42 @@ impl HubStore for SqliteStore {
     }
 
     async fn put_hub(&self, mut hub: LinkedHub) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        let key = hub.host_name.to_ascii_lowercase();
-        let sealed = hub.connection_string.take().map(|cs| self.seal(&cs, &format!("hub/{key}/connectionString")));
-        sqlx::query(
-            "INSERT INTO linked_hubs (host_key, doc, secrets) VALUES (?, ?, ?)
-             ON CONFLICT(host_key) DO UPDATE SET doc = excluded.doc, secrets = excluded.secrets",
-        )
-        .bind(&key)
-        .bind(to_json(&hub)?)
-        .bind(sealed)
-        .execute(&self.pool)
+        let store = self.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = hub.host_name.to_ascii_lowercase();
+                let sealed = hub.connection_string.take().map(|cs| store.seal(&cs, &format!("hub/{key}/connectionString")));
+                sqlx::query(
+                    "INSERT INTO linked_hubs (host_key, doc, secrets) VALUES (?, ?, ?)
+                     ON CONFLICT(host_key) DO UPDATE SET doc = excluded.doc, secrets = excluded.secrets",
+                )
+                .bind(&key)
+                .bind(to_json(&hub)?)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn delete_hub(&self, host_name: &str) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        let r = sqlx::query("DELETE FROM linked_hubs WHERE host_key = ?")
-            .bind(host_name.to_ascii_lowercase())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let host_name = host_name.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let r = sqlx::query("DELETE FROM linked_hubs WHERE host_key = ?")
+                    .bind(host_name.to_ascii_lowercase())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -1,10 +1,12 @@
 //! Persistence for DPS Console behind `dps-core`'s store traits.
 //!
 //! [`SqliteStore`] is the zero-configuration default: one file in the data directory, migrations applied
-//! at open, WAL journal. Documents are stored as JSON in their wire shape; every secret (enrollment and
-//! group keys, policy keys, hub identities' keys) is sealed with the master key before it reaches SQL and
-//! never appears in a `doc` column. Conditional writes (etags) run under one writer lock inside a
-//! transaction, so a check and its write cannot interleave with another writer.
+//! at open, WAL journal with `synchronous = FULL`: a write is on disk before its caller hears back. Every
+//! write runs on one writer connection with group commit (`writer.rs`), each in its own savepoint, so a
+//! conditional write (etag check and write) cannot interleave with another; reads use a pool. WAL
+//! checkpoints run in the background (`PASSIVE`, off the writer), not inside a commit. Documents are stored
+//! as JSON in their wire shape; every secret (enrollment and group keys, policy keys, hub identities' keys) is
+//! sealed with the master key before it reaches SQL and never appears in a `doc` column.
 //!
 //! The store suite in `tests/suite.rs` is written against the traits, to be instantiated once per backend.
 
@@ -17,16 +19,18 @@ mod registrations;
 mod registry;
 mod settings;
 mod tpm;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_core::ports::StoreError;
+use dps_core::ports::{StoreError, StoreResult};
 use dps_crypto::MasterKey;
+use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
 pub use settings::Settings;
 
@@ -35,8 +39,11 @@ pub use settings::Settings;
 pub struct SqliteStore {
     pool: SqlitePool,
     key: Arc<MasterKey>,
-    write: Arc<tokio::sync::Mutex<()>>,
+    writer: writer::Writer,
 }
+
+/// How often the background task checkpoints the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -69,25 +76,27 @@ impl SqliteStore {
             .map_err(backend)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::connect(opts, key).await
+            .foreign_keys(true)
+            // Checkpoints run in the background task, not in the writer's commits.
+            .pragma("wal_autocheckpoint", "0");
+        // Readers never need a ping before use: a local file does not go away behind the pool's back.
+        let pool =
+            SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.clone()).await.map_err(backend)?;
+        MIGRATOR.run(&pool).await.map_err(backend)?;
+        let conn = opts.connect().await.map_err(backend)?;
+        tokio::spawn(checkpoints(pool.clone()));
+        Ok(Self { pool, key, writer: writer::Writer::start(conn) })
     }
 
-    /// A private in-memory database (tests, benchmarks).
-    pub async fn in_memory(key: Arc<MasterKey>) -> Result<Self, StoreError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").map_err(backend)?;
-        // One connection: every connection to ":memory:" is its own database.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(backend)?;
-        MIGRATOR.run(&pool).await.map_err(backend)?;
-        Ok(Self { pool, key, write: Arc::default() })
-    }
-
-    async fn connect(opts: SqliteConnectOptions, key: Arc<MasterKey>) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(backend)?;
-        MIGRATOR.run(&pool).await.map_err(backend)?;
-        Ok(Self { pool, key, write: Arc::default() })
+    /// Runs `unit` as one atomic write in the next group commit; answers once it is on disk.
+    pub(crate) async fn write<T, F>(&self, unit: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.writer.write(unit).await
     }
 
     pub async fn close(&self) {
@@ -100,5 +109,24 @@ impl SqliteStore {
 
     pub(crate) fn open_sealed(&self, sealed: &str, aad: &str) -> Result<String, StoreError> {
         self.key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+    }
+}
+
+/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the pool closes. `PASSIVE` never blocks the writer
+/// or readers; what it cannot copy now it copies next time.
+async fn checkpoints(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
+        }
     }
 }

@@ -1,30 +1,86 @@
-//! Device registration operations (§8).
+//! Device registration operations (§8) and the engine's coordination: the partial unique index
+//! `operations_one_assigning` allows one `assigning` operation per registration id (409203), and the lease
+//! columns say which instance runs it until when.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dps_core::model::Operation;
-use dps_core::ports::{OperationStore, StoreResult};
+use dps_core::model::{Operation, RegistrationRecord};
+use dps_core::ports::{Lease, OperationStore, StoreError, StoreResult};
 use dps_proto::format_time;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use crate::{backend, from_json, to_json, SqliteStore};
+
+/// Finished operations are purged this many at a time, each batch its own short write.
+const PURGE_BATCH: i64 = 500;
+
+/// The columns of an operation row.
+struct OpRow {
+    id: String,
+    status: &'static str,
+    updated: String,
+    doc: String,
+    reg_key: String,
+}
+
+impl OpRow {
+    fn of(op: &Operation) -> StoreResult<Self> {
+        Ok(Self {
+            id: op.operation_id.clone(),
+            status: op.status.as_str(),
+            updated: format_time(&op.updated),
+            doc: to_json(op)?,
+            reg_key: op.registration_id.to_ascii_lowercase(),
+        })
+    }
+}
+
+/// The record's upsert, shared with `registrations.rs`.
+pub(crate) async fn upsert_record(conn: &mut SqliteConnection, id_key: &str, group_key: Option<&str>, doc: &str) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO registrations (id_key, group_key, doc) VALUES (?, ?, ?)
+         ON CONFLICT(id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
+    )
+    .bind(id_key)
+    .bind(group_key)
+    .bind(doc)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// A record as its upsert needs it: key, group key, document.
+pub(crate) fn record_row(r: &RegistrationRecord) -> StoreResult<(String, Option<String>, String)> {
+    Ok((r.registration_id().to_ascii_lowercase(), r.group_id().map(str::to_ascii_lowercase), to_json(r)?))
+}
+
+fn unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
 
 #[async_trait]
 impl OperationStore for SqliteStore {
     async fn put_operation(&self, op: &Operation) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        sqlx::query(
-            "INSERT INTO operations (id, status, updated, doc) VALUES (?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated = excluded.updated, doc = excluded.doc",
-        )
-        .bind(&op.operation_id)
-        .bind(op.status.as_str())
-        .bind(format_time(&op.updated))
-        .bind(to_json(op)?)
-        .execute(&self.pool)
+        let row = OpRow::of(op)?;
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO operations (id, status, updated, doc, reg_key) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(id) DO UPDATE SET status = excluded.status, updated = excluded.updated, doc = excluded.doc",
+                )
+                .bind(&row.id)
+                .bind(row.status)
+                .bind(&row.updated)
+                .bind(&row.doc)
+                .bind(&row.reg_key)
+                .execute(c)
+                .await
+                .map_err(|e| if unique_violation(&e) { StoreError::Conflict } else { backend(e) })?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>> {
@@ -33,21 +89,142 @@ impl OperationStore for SqliteStore {
         row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
     }
 
-    async fn pending_operations(&self) -> StoreResult<Vec<Operation>> {
-        let rows = sqlx::query("SELECT doc FROM operations WHERE status = 'assigning' ORDER BY updated")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| from_json(r.get::<&str, _>("doc"))).collect()
+    async fn begin_registration(&self, op: &Operation, record: &RegistrationRecord, lease: &Lease) -> StoreResult<()> {
+        let row = OpRow::of(op)?;
+        let (id_key, group_key, doc) = record_row(record)?;
+        let (owner, until) = (lease.owner.clone(), format_time(&lease.until));
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO operations (id, status, updated, doc, reg_key, lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&row.id)
+                .bind(row.status)
+                .bind(&row.updated)
+                .bind(&row.doc)
+                .bind(&row.reg_key)
+                .bind(&owner)
+                .bind(&until)
+                .execute(&mut *c)
+                .await
+                .map_err(|e| if unique_violation(&e) { StoreError::Conflict } else { backend(e) })?;
+                upsert_record(c, &id_key, group_key.as_deref(), &doc).await
+            })
+        })
+        .await
+    }
+
+    async fn finish_registration(&self, op: &Operation, record: &RegistrationRecord, owner: &str) -> StoreResult<bool> {
+        let row = OpRow::of(op)?;
+        let (id_key, group_key, doc) = record_row(record)?;
+        let owner = owner.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE operations SET status = ?, updated = ?, doc = ?, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ? AND status = 'assigning' AND lease_owner = ?",
+                )
+                .bind(row.status)
+                .bind(&row.updated)
+                .bind(&row.doc)
+                .bind(&row.id)
+                .bind(&owner)
+                .execute(&mut *c)
+                .await
+                .map_err(backend)?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                upsert_record(c, &id_key, group_key.as_deref(), &doc).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, operation_id: &str, lease: &Lease) -> StoreResult<bool> {
+        let (id, owner, until) = (operation_id.to_owned(), lease.owner.clone(), format_time(&lease.until));
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE operations SET lease_until = ? WHERE id = ? AND status = 'assigning' AND lease_owner = ?")
+                    .bind(&until)
+                    .bind(&id)
+                    .bind(&owner)
+                    .execute(c)
+                    .await
+                    .map_err(backend)?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn claim_operations(&self, lease: &Lease, expired_before: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Operation>> {
+        // Times are compared as text: keep them in the four-digit years where text order is time order.
+        let last = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(expired_before);
+        let (owner, until, before) = (lease.owner.clone(), format_time(&lease.until), format_time(&expired_before.min(last)));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs: Vec<String> = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "UPDATE operations SET lease_owner = ?, lease_until = ?
+                         WHERE id IN (SELECT id FROM operations WHERE status = 'assigning'
+                                      AND (lease_until IS NULL OR lease_until < ?) ORDER BY updated LIMIT ?)
+                         RETURNING doc",
+                    )
+                    .bind(&owner)
+                    .bind(&until)
+                    .bind(&before)
+                    .bind(limit)
+                    .fetch_all(c)
+                    .await
+                    .map_err(backend)?;
+                    Ok(rows.iter().map(|r| r.get::<String, _>("doc")).collect())
+                })
+            })
+            .await?;
+        // A document that does not parse stays leased and is reported; it cannot block the others. RETURNING
+        // follows no order: oldest first again here.
+        let mut ops: Vec<Operation> = docs
+            .iter()
+            .filter_map(|d| match from_json(d) {
+                Ok(op) => Some(op),
+                Err(e) => {
+                    tracing::error!(error = %e, "an assigning operation cannot be read; it is skipped");
+                    None
+                }
+            })
+            .collect();
+        ops.sort_by_key(|o| o.updated);
+        Ok(ops)
     }
 
     async fn purge_operations(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let _w = self.write.lock().await;
-        let r = sqlx::query("DELETE FROM operations WHERE status <> 'assigning' AND updated < ?")
-            .bind(format_time(&before))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(r.rows_affected())
+        let before = format_time(&before);
+        let mut total = 0;
+        loop {
+            let b = before.clone();
+            let n = self
+                .write(move |c| {
+                    Box::pin(async move {
+                        let r = sqlx::query(
+                            "DELETE FROM operations WHERE rowid IN
+                             (SELECT rowid FROM operations WHERE status <> 'assigning' AND updated < ? LIMIT ?)",
+                        )
+                        .bind(&b)
+                        .bind(PURGE_BATCH)
+                        .execute(c)
+                        .await
+                        .map_err(backend)?;
+                        Ok(r.rows_affected())
+                    })
+                })
+                .await?;
+            total += n;
+            if n < PURGE_BATCH.unsigned_abs() {
+                return Ok(total);
+            }
+        }
     }
 }

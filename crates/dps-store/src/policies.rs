@@ -30,22 +30,27 @@ impl PolicyStore for SqliteStore {
     }
 
     async fn put_policy(&self, p: AccessPolicy) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        let key = p.name.to_ascii_lowercase();
-        let rights: Vec<&str> = p.rights.iter().map(|r| r.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO access_policies (name_key, name, rights, primary_sealed, secondary_sealed) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT(name_key) DO UPDATE SET name = excluded.name, rights = excluded.rights,
-               primary_sealed = excluded.primary_sealed, secondary_sealed = excluded.secondary_sealed",
-        )
-        .bind(&key)
-        .bind(&p.name)
-        .bind(rights.join(","))
-        .bind(self.seal(p.primary_key.expose(), &format!("policy/{key}/primary")))
-        .bind(self.seal(p.secondary_key.expose(), &format!("policy/{key}/secondary")))
-        .execute(&self.pool)
+        let store = self.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let key = p.name.to_ascii_lowercase();
+                let rights: Vec<&str> = p.rights.iter().map(|r| r.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO access_policies (name_key, name, rights, primary_sealed, secondary_sealed) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(name_key) DO UPDATE SET name = excluded.name, rights = excluded.rights,
+                       primary_sealed = excluded.primary_sealed, secondary_sealed = excluded.secondary_sealed",
+                )
+                .bind(&key)
+                .bind(&p.name)
+                .bind(rights.join(","))
+                .bind(store.seal(p.primary_key.expose(), &format!("policy/{key}/primary")))
+                .bind(store.seal(p.secondary_key.expose(), &format!("policy/{key}/secondary")))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 }

@@ -6,7 +6,8 @@ use dps_core::ports::{RegistrationStore, StoreError, StoreResult};
 use sqlx::Row;
 
 use crate::enrollments::check;
-use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
+use crate::operations::{record_row, upsert_record};
+use crate::{backend, doc_in_tx, from_json, SqliteStore};
 
 #[async_trait]
 impl RegistrationStore for SqliteStore {
@@ -20,30 +21,23 @@ impl RegistrationStore for SqliteStore {
     }
 
     async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        sqlx::query(
-            "INSERT INTO registrations (id_key, group_key, doc) VALUES (?, ?, ?)
-             ON CONFLICT(id_key) DO UPDATE SET group_key = excluded.group_key, doc = excluded.doc",
-        )
-        .bind(r.registration_id().to_ascii_lowercase())
-        .bind(r.group_id().map(str::to_ascii_lowercase))
-        .bind(to_json(&r)?)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        let (id_key, group_key, doc) = record_row(&r)?;
+        self.write(move |c| Box::pin(async move { upsert_record(c, &id_key, group_key.as_deref(), &doc).await })).await
     }
 
     async fn delete_registration(&self, registration_id: &str, pre: Precondition) -> StoreResult<()> {
-        let _w = self.write.lock().await;
         let key = registration_id.to_ascii_lowercase();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let current: Option<RegistrationRecord> = doc_in_tx(&mut tx, "SELECT doc FROM registrations WHERE id_key = ?", &key).await?;
-        let Some(current) = current else { return Err(StoreError::NotFound) };
-        check(&pre, Some(current.state.etag.clone()))?;
-        sqlx::query("DELETE FROM registrations WHERE id_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(())
+        self.write(move |c| {
+            Box::pin(async move {
+                let current: Option<RegistrationRecord> =
+                    doc_in_tx(&mut *c, "SELECT doc FROM registrations WHERE id_key = ?", &key).await?;
+                let Some(current) = current else { return Err(StoreError::NotFound) };
+                check(&pre, Some(current.state.etag.clone()))?;
+                sqlx::query("DELETE FROM registrations WHERE id_key = ?").bind(&key).execute(c).await.map_err(backend)?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>> {

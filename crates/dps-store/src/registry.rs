@@ -11,21 +11,26 @@ use crate::{backend, from_json, to_json, SqliteStore};
 #[async_trait]
 impl DeviceRegistryStore for SqliteStore {
     async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()> {
-        let _w = self.write.lock().await;
         let (hub, dev) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
         let sealed = keys.map(|(p, s)| self.seal(&format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{dev}")));
-        sqlx::query(
-            "INSERT INTO device_identities (hub_key, device_key, doc, keys_sealed) VALUES (?, ?, ?, ?)
-             ON CONFLICT(hub_key, device_key) DO UPDATE SET doc = excluded.doc, keys_sealed = excluded.keys_sealed",
-        )
-        .bind(&hub)
-        .bind(&dev)
-        .bind(to_json(identity)?)
-        .bind(sealed)
-        .execute(&self.pool)
+        let doc = to_json(identity)?;
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO device_identities (hub_key, device_key, doc, keys_sealed) VALUES (?, ?, ?, ?)
+                     ON CONFLICT(hub_key, device_key) DO UPDATE SET doc = excluded.doc, keys_sealed = excluded.keys_sealed",
+                )
+                .bind(&hub)
+                .bind(&dev)
+                .bind(&doc)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>> {
@@ -39,14 +44,20 @@ impl DeviceRegistryStore for SqliteStore {
     }
 
     async fn delete_identity(&self, hub: &str, device_id: &str) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        sqlx::query("DELETE FROM device_identities WHERE hub_key = ? AND device_key = ?")
-            .bind(hub.to_ascii_lowercase())
-            .bind(device_id.to_ascii_lowercase())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let hub = hub.to_owned();
+        let device_id = device_id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM device_identities WHERE hub_key = ? AND device_key = ?")
+                    .bind(hub.to_ascii_lowercase())
+                    .bind(device_id.to_ascii_lowercase())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn list_identities(&self, hub: Option<&str>) -> StoreResult<Vec<DeviceIdentity>> {

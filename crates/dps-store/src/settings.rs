@@ -20,13 +20,19 @@ impl Settings for SqliteStore {
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        let _w = self.write.lock().await;
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let key = key.to_owned();
+        let value = value.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

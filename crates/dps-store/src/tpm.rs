@@ -17,22 +17,28 @@ fn aad(key: &str) -> String {
 impl TpmChallengeStore for SqliteStore {
     async fn put_tpm_challenge(&self, c: &TpmChallenge) -> StoreResult<()> {
         let key = c.registration_id.to_ascii_lowercase();
-        let _w = self.write.lock().await;
-        sqlx::query(
-            "INSERT INTO tpm_challenges (registration_key, key_sealed, expires, operation_id, endorsement_key, storage_root_key)
-             VALUES (?, ?, ?, NULL, ?, ?)
-             ON CONFLICT(registration_key) DO UPDATE SET key_sealed = excluded.key_sealed, expires = excluded.expires,
-             operation_id = NULL, endorsement_key = excluded.endorsement_key, storage_root_key = excluded.storage_root_key",
-        )
-        .bind(&key)
-        .bind(self.seal(c.key.expose(), &aad(&key)))
-        .bind(format_time(&c.expires))
-        .bind(&c.endorsement_key)
-        .bind(&c.storage_root_key)
-        .execute(&self.pool)
+        let c = c.to_owned();
+        let store = self.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO tpm_challenges (registration_key, key_sealed, expires, operation_id, endorsement_key, storage_root_key)
+                     VALUES (?, ?, ?, NULL, ?, ?)
+                     ON CONFLICT(registration_key) DO UPDATE SET key_sealed = excluded.key_sealed, expires = excluded.expires,
+                     operation_id = NULL, endorsement_key = excluded.endorsement_key, storage_root_key = excluded.storage_root_key",
+                )
+                .bind(&key)
+                .bind(store.seal(c.key.expose(), &aad(&key)))
+                .bind(format_time(&c.expires))
+                .bind(&c.endorsement_key)
+                .bind(&c.storage_root_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(backend)?;
-        Ok(())
     }
 
     async fn get_tpm_challenge(&self, registration_id: &str) -> StoreResult<Option<TpmChallenge>> {
@@ -60,23 +66,33 @@ impl TpmChallengeStore for SqliteStore {
     }
 
     async fn claim_tpm_challenge(&self, registration_id: &str, operation_id: &str) -> StoreResult<bool> {
-        let _w = self.write.lock().await;
-        let r = sqlx::query("UPDATE tpm_challenges SET operation_id = ? WHERE registration_key = ? AND operation_id IS NULL")
-            .bind(operation_id)
-            .bind(registration_id.to_ascii_lowercase())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(r.rows_affected() == 1)
+        let registration_id = registration_id.to_owned();
+        let operation_id = operation_id.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE tpm_challenges SET operation_id = ? WHERE registration_key = ? AND operation_id IS NULL")
+                    .bind(operation_id)
+                    .bind(registration_id.to_ascii_lowercase())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     async fn purge_tpm_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let _w = self.write.lock().await;
-        let r = sqlx::query("DELETE FROM tpm_challenges WHERE expires < ?")
-            .bind(format_time(&before))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(r.rows_affected())
+        self.write(move |tx| {
+            Box::pin(async move {
+                let r = sqlx::query("DELETE FROM tpm_challenges WHERE expires < ?")
+                    .bind(format_time(&before))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                Ok(r.rows_affected())
+            })
+        })
+        .await
     }
 }

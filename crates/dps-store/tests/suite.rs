@@ -68,6 +68,10 @@ suite!(
     query_filters_narrow_pages_and_totals,
     assignments_are_counted_per_hub,
     tpm_challenges_are_sealed_single_use_and_purged,
+    one_operation_assigning_per_device,
+    finishing_needs_the_lease,
+    expired_leases_are_claimed_oldest_first,
+    concurrent_writes_all_commit,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
@@ -314,8 +318,11 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
     s.put_operation(&mk("op-old", RegistrationStatus::Assigned)).await.unwrap_or_else(|e| panic!("{e}"));
     s.put_operation(&mk("op-pending", RegistrationStatus::Assigning)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_operation("op-old").await.map(|o| o.map(|o| o.payload)), Ok(Some(Some(serde_json::json!({ "a": 1 })))));
-    assert_eq!(s.pending_operations().await.map(|v| v.len()), Ok(1));
-    assert_eq!(s.purge_operations(dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(24)).await, Ok(1));
+    // More finished operations than one purge batch: all go, in batches.
+    for i in 0..1_234 {
+        s.put_operation(&mk(&format!("op-done-{i}"), RegistrationStatus::Failed)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(s.purge_operations(dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(24)).await, Ok(1_235));
     assert_eq!(s.get_operation("op-old").await, Ok(None));
     assert!(matches!(s.get_operation("op-pending").await, Ok(Some(_))));
 }
@@ -458,4 +465,136 @@ async fn ca_certificates_round_trip() {
     assert_eq!(s.list_cas().await.map(|v| v.len()), Ok(1));
     s.delete_ca("PLANT-ROOT", Precondition::Etag("\"c1\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_ca("plant-root").await, Ok(None));
+}
+
+fn operation(id: &str, device: &str, at: chrono::DateTime<chrono::Utc>) -> Operation {
+    Operation {
+        operation_id: id.into(),
+        registration_id: device.into(),
+        status: RegistrationStatus::Assigning,
+        enrollment: EnrollmentRef::Individual(device.into()),
+        attestation: AttestationType::SymmetricKey,
+        payload: None,
+        force_registration: false,
+        tpm: None,
+        protocol: Some("https".into()),
+        source: None,
+        api_version: None,
+        x509: None,
+        result: None,
+        created: at,
+        updated: at,
+    }
+}
+
+fn lease(owner: &str, until: chrono::DateTime<chrono::Utc>) -> dps_core::ports::Lease {
+    dps_core::ports::Lease { owner: owner.into(), until }
+}
+
+fn assigning_record(id: &str) -> RegistrationRecord {
+    let mut r = record(id, None);
+    r.state.status = Some(RegistrationStatus::Assigning);
+    r
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    dps_core::Clock::now(&dps_core::SystemClock)
+}
+
+/// 409203 is a store constraint: a second `assigning` operation of the same device (any case) is refused and
+/// writes nothing — neither the operation nor the record; once the first is finished, the device may begin again.
+async fn one_operation_assigning_per_device(s: &SqliteStore) {
+    let t = now();
+    let l = lease("me", t + chrono::Duration::seconds(30));
+    s.begin_registration(&operation("op-1", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut other = assigning_record("DEV-1");
+    other.trace = Some(serde_json::json!({ "why": "second" }));
+    assert_eq!(s.begin_registration(&operation("op-2", "DEV-1", t), &other, &l).await, Err(StoreError::Conflict));
+    assert_eq!(s.get_operation("op-2").await, Ok(None), "the refused operation is not written");
+    let rec = s.get_registration("dev-1").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("record"));
+    assert_eq!(rec.trace, Some(serde_json::json!({ "why": "test" })), "nor its record");
+    // Another device is free.
+    s.begin_registration(&operation("op-3", "dev-2", t), &assigning_record("dev-2"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut done = operation("op-1", "dev-1", t);
+    done.status = RegistrationStatus::Assigned;
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "me").await, Ok(true));
+    s.begin_registration(&operation("op-4", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The outcome is written — operation and record together — only by the lease's owner, and only once.
+async fn finishing_needs_the_lease(s: &SqliteStore) {
+    let t = now();
+    s.begin_registration(&operation("op-f", "dev-f", t), &assigning_record("dev-f"), &lease("me", t + chrono::Duration::seconds(30)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut done = operation("op-f", "dev-f", t);
+    done.status = RegistrationStatus::Assigned;
+    let mut rec = record("dev-f", None);
+    rec.state.assigned_hub = Some("hub-a".into());
+    assert_eq!(s.finish_registration(&done, &rec, "someone-else").await, Ok(false));
+    assert_eq!(s.get_operation("op-f").await.map(|o| o.map(|o| o.status)), Ok(Some(RegistrationStatus::Assigning)));
+    assert!(!s.renew_lease("op-f", &lease("someone-else", t)).await.unwrap_or(true), "only the owner renews");
+    assert_eq!(s.renew_lease("op-f", &lease("me", t + chrono::Duration::seconds(60))).await, Ok(true));
+    assert_eq!(s.finish_registration(&done, &rec, "me").await, Ok(true));
+    assert_eq!(s.get_operation("op-f").await.map(|o| o.map(|o| o.status)), Ok(Some(RegistrationStatus::Assigned)));
+    let stored = s.get_registration("dev-f").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("record"));
+    assert_eq!(stored.state.assigned_hub.as_deref(), Some("hub-a"));
+    assert_eq!(s.finish_registration(&done, &rec, "me").await, Ok(false), "a finished operation is not finished twice");
+    assert_eq!(s.renew_lease("op-f", &lease("me", t)).await, Ok(false));
+}
+
+/// The sweeper's claim: operations still assigning whose lease ended (or that never had one), oldest first,
+/// at most `limit`; a claimed one belongs to the claimer, and a live lease is left alone.
+async fn expired_leases_are_claimed_oldest_first(s: &SqliteStore) {
+    let t = now();
+    let secs = chrono::Duration::seconds;
+    for (i, until) in [(1, t - secs(5)), (2, t + secs(30)), (3, t - secs(1))] {
+        s.begin_registration(
+            &operation(&format!("op-{i}"), &format!("dev-{i}"), t + secs(i)),
+            &assigning_record(&format!("dev-{i}")),
+            &lease("old", until),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    s.put_operation(&operation("op-0", "dev-0", t)).await.unwrap_or_else(|e| panic!("{e}"));
+    let claimed = s.claim_operations(&lease("new", t + secs(30)), t, 2).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claimed.iter().map(|o| o.operation_id.as_str()).collect::<Vec<_>>(), ["op-0", "op-1"]);
+    let rest = s.claim_operations(&lease("new", t + secs(30)), t, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rest.iter().map(|o| o.operation_id.as_str()).collect::<Vec<_>>(), ["op-3"], "op-2's lease is alive");
+    assert!(s.claim_operations(&lease("third", t + secs(30)), t, 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    let mut done = operation("op-1", "dev-1", t);
+    done.status = RegistrationStatus::Failed;
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "old").await, Ok(false), "the old owner lost it");
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "new").await, Ok(true));
+    // At start-up a process that owns the store alone takes everything still assigning.
+    let all = s.claim_operations(&lease("restart", t + secs(30)), chrono::DateTime::<chrono::Utc>::MAX_UTC, 10).await;
+    assert_eq!(all.map(|v| v.len()), Ok(3));
+}
+
+/// Group commit: many writes at once all land, each with its own outcome (one conflicting write fails alone).
+async fn concurrent_writes_all_commit(s: &SqliteStore) {
+    let t = now();
+    let l = lease("me", t + chrono::Duration::seconds(30));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (s, l) = (s.clone(), l.clone());
+        // Devices 0..100 twice: one of each pair conflicts.
+        let device = format!("dev-{}", i % 100);
+        tasks.push(tokio::spawn(async move {
+            s.begin_registration(&operation(&format!("op-{i}"), &device, t), &assigning_record(&device), &l).await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict) => conflicts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (100, 100));
+    let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 1000, search: None };
+    assert_eq!(s.query_registrations(None, page).await.map(|p| p.items.len()), Ok(100));
 }

@@ -1,10 +1,13 @@
 //! The registration engine: register, operation status and status look-up (§1.1), the same for every
-//! transport. Register attests the device, persists an `assigning` operation and answers at once; the
-//! assignment (allocation, hub connector, registration record) runs in its own task and is resumed after
-//! a restart, so a device that polls later always gets its answer.
+//! transport. Register attests the device and starts its operation in one durable write (the `assigning`
+//! operation, leased to this instance, and the device's record); the answer leaves after that write. The
+//! assignment (allocation, hub connector, registration record) runs in its own task under the lease
+//! (`coordination.rs`): renewed while it runs, taken over by the sweeper when it ends without finishing —
+//! a crash, a restart, a dropped request — so a device that polls later always gets its answer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod coordination;
+
+use std::sync::Arc;
 
 use dps_proto::{
     AllocationPolicy, AttestationType, DeviceRegistration, DeviceRegistrationResult, DeviceRegistrationState, IdScope, LinkedHub,
@@ -129,9 +132,8 @@ impl Reply {
 pub struct RegistrationEngine {
     ports: Ports,
     config: EngineConfig,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Registration ids with an operation still assigning (a concurrent register gets 409203, §7.3).
-    in_flight: Mutex<std::collections::HashSet<String>>,
+    /// This instance's name on the leases it holds.
+    instance: String,
 }
 
 fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
@@ -143,7 +145,7 @@ fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
 
 impl RegistrationEngine {
     pub fn new(ports: Ports, config: EngineConfig) -> Arc<Self> {
-        Arc::new(Self { ports, config, locks: Mutex::new(HashMap::new()), in_flight: Mutex::new(Default::default()) })
+        Arc::new(Self { ports, config, instance: format!("dps-{}", uuid::Uuid::new_v4()) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -195,17 +197,8 @@ impl RegistrationEngine {
         self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism, protocol: req.protocol, success: attested.is_ok() });
         let attested = attested?;
         self.ports.limits.admit_registration(reg.as_str(), &req.body)?;
-        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(reg.key()) {
-            return Err(DpsError::new(
-                ErrorKind::ConcurrentRegistration,
-                format!("Precondition failed: a registration of '{reg}' is already in progress; poll its operation or retry later"),
-            ));
-        }
         let operation_id = new_operation_id();
-        if let Err(e) = self.claim_challenge(&attested, &operation_id).await {
-            self.release(&reg.key());
-            return Err(e);
-        }
+        self.claim_challenge(&attested, &operation_id).await?;
         let now = self.ports.clock.now();
         let op = Operation {
             operation_id,
@@ -227,21 +220,9 @@ impl RegistrationEngine {
             created: now,
             updated: now,
         };
-        if let Err(e) = self.start_operation(&op).await {
-            self.release(&reg.key());
-            return Err(e);
-        }
-        info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
-
-        let engine = Arc::clone(self);
-        let (op_id, device_keys) = (op.operation_id.clone(), attested.device_keys.clone());
-        let key = reg.key();
-        tokio::spawn(async move {
-            engine.assign(&op_id, device_keys).await;
-            engine.release(&key);
-        });
-
-        Ok(Reply { status: assigning(&op), retry_after: Some(self.config.retry_after_secs) })
+        let reply = assigning(&op);
+        self.start(op, attested.device_keys.clone()).await?;
+        Ok(Reply { status: reply, retry_after: Some(self.config.retry_after_secs) })
     }
 
     /// `GET /{idScope}/registrations/{id}/operations/{operationId}`.
@@ -360,19 +341,12 @@ impl RegistrationEngine {
     /// or keep the hub, migrate or reset the twin) — without attestation (it was attested when it
     /// registered). The device learns its new hub at its next registration. Returns the new record.
     #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
-    pub async fn reprovision(&self, registration_id: &str) -> Result<RegistrationRecord, DpsError> {
+    pub async fn reprovision(self: &Arc<Self>, registration_id: &str) -> Result<RegistrationRecord, DpsError> {
         let read = store_err("could not read the registration");
         let rec = self.ports.registrations.get_registration(registration_id).await.map_err(&read)?.ok_or_else(|| {
             DpsError::new(ErrorKind::RegistrationNotFound, format!("'{}' has no registration record", registration_id.escape_debug()))
         })?;
         let id = rec.state.registration_id.clone().unwrap_or_else(|| registration_id.to_owned());
-        let key = id.to_ascii_lowercase();
-        if !self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
-            return Err(DpsError::new(
-                ErrorKind::ConcurrentRegistration,
-                format!("a registration of '{id}' is in progress; re-provision it once that has finished"),
-            ));
-        }
         let now = self.ports.clock.now();
         let op = Operation {
             operation_id: new_operation_id(),
@@ -391,41 +365,17 @@ impl RegistrationEngine {
             created: now,
             updated: now,
         };
-        if let Err(e) = self.start_operation(&op).await {
-            self.release(&key);
-            return Err(e);
-        }
         info!(operation_id = %op.operation_id, "re-provisioning requested from the console");
-        self.assign(&op.operation_id, None).await;
-        self.release(&key);
+        self.start_inline(op).await?;
         self.ports.registrations.get_registration(&id).await.map_err(&read)?.ok_or_else(|| {
             DpsError::new(ErrorKind::RegistrationNotFound, format!("'{id}' has no registration record after re-provisioning"))
         })
     }
 
-    /// Resumes operations a previous run left `assigning`; returns how many.
-    pub async fn resume_pending(self: &Arc<Self>) -> Result<usize, DpsError> {
-        let ops = self.ports.operations.pending_operations().await.map_err(store_err("could not list pending operations"))?;
-        let n = ops.len();
-        for op in ops {
-            self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(op.registration_id.to_ascii_lowercase());
-            let engine = Arc::clone(self);
-            tokio::spawn(async move {
-                engine.assign(&op.operation_id, None).await;
-                engine.release(&op.registration_id.to_ascii_lowercase());
-            });
-        }
-        if n > 0 {
-            info!(count = n, "resumed pending registrations");
-        }
-        Ok(n)
-    }
-
-    /// Stores a new `assigning` operation and shows it on the device's registration record at once (§7.3: the
-    /// record follows every registration). The record keeps the hub and device id the device has now, so the
-    /// assignment still knows where the device is (re-provisioning policy, removal from the old hub).
-    async fn start_operation(&self, op: &Operation) -> Result<(), DpsError> {
-        self.ports.operations.put_operation(op).await.map_err(store_err("could not record the operation"))?;
+    /// The device's record while `op` is assigning (§7.3: the record follows every registration). It keeps the
+    /// hub and device id the device has now, so the assignment still knows where the device is
+    /// (re-provisioning policy, removal from the old hub).
+    async fn assigning_record(&self, op: &Operation) -> Result<RegistrationRecord, DpsError> {
         let previous =
             self.ports.registrations.get_registration(&op.registration_id).await.map_err(store_err("could not read the registration"))?;
         let now = self.ports.clock.now();
@@ -443,43 +393,25 @@ impl RegistrationEngine {
             etag: Some(new_etag()),
             payload: kept.and_then(|s| s.payload.clone()),
         };
-        let record = RegistrationRecord {
+        Ok(RegistrationRecord {
             state,
             enrollment: op.enrollment.clone(),
             attestation: op.attestation,
             trace: Some(json!({ "operationId": op.operation_id, "protocol": op.protocol, "why": "the assignment is in progress" })),
             first_hub: previous.and_then(|p| p.first_hub),
-        };
-        self.ports.registrations.put_registration(record).await.map_err(store_err("could not update the registration record"))
+        })
     }
 
-    /// The registration id may register again.
-    fn release(&self, key: &str) {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.retain(|_, l| Arc::strong_count(l) > 1);
-        Arc::clone(locks.entry(key.to_owned()).or_default())
-    }
-
-    /// Runs the assignment of one operation to its end. Never panics; failures end in a `failed` operation.
-    pub async fn assign(&self, operation_id: &str, device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>) {
-        let op = match self.ports.operations.get_operation(operation_id).await {
-            Ok(Some(op)) if !op.status.is_terminal() => op,
-            Ok(_) => return,
-            Err(e) => {
-                warn!(operation_id, error = %e, "cannot load operation; it stays pending");
-                return;
-            }
-        };
-        let key = op.registration_id.to_ascii_lowercase();
-        let lock = self.lock_for(&key);
-        let _guard = lock.lock().await;
+    /// Runs the assignment of one operation to its end: decides, provisions, and writes the outcome (record and
+    /// operation together) if this instance still holds the lease. Never panics; failures end in a `failed`
+    /// operation, and a store failure leaves it `assigning` for the sweeper.
+    async fn assign(&self, op: Operation, device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>) {
+        let operation_id = op.operation_id.clone();
         let outcome = self.decide(&op, device_keys).await;
-        if let Err(e) = self.finish(op, outcome).await {
-            warn!(operation_id, error = %e, "cannot store the outcome; the operation stays pending and resumes at next start");
+        match self.finish(op, outcome).await {
+            Ok(true) => {}
+            Ok(false) => info!(operation_id, "the operation was finished by another owner of its lease; this outcome is dropped"),
+            Err(e) => warn!(operation_id, error = %e, "cannot store the outcome; the operation stays assigning and is resumed"),
         }
     }
 
@@ -762,7 +694,7 @@ impl RegistrationEngine {
         }
     }
 
-    async fn finish(&self, mut op: Operation, o: Outcome) -> Result<(), crate::ports::StoreError> {
+    async fn finish(&self, mut op: Operation, o: Outcome) -> Result<bool, crate::ports::StoreError> {
         let now = self.ports.clock.now();
         let previous = self.ports.registrations.get_registration(&op.registration_id).await?;
         let created = previous.as_ref().and_then(|p| p.state.created_date_time_utc).unwrap_or(now);
@@ -788,7 +720,6 @@ impl RegistrationEngine {
             trace: Some(o.trace),
             first_hub: o.first_hub.clone().or_else(|| previous.as_ref().and_then(|p| p.first_hub.clone())),
         };
-        self.ports.registrations.put_registration(record).await?;
         let mut result = match &o.matched {
             Some(m) => result_of(&state, m),
             None => result_of_state(&state),
@@ -796,7 +727,6 @@ impl RegistrationEngine {
         if o.status == RegistrationStatus::Disabled {
             result.etag = None;
         }
-        self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         op.status = o.status;
         if o.status != RegistrationStatus::Disabled {
             result.x509 = op.x509.clone();
@@ -804,7 +734,10 @@ impl RegistrationEngine {
         result.tpm = o.tpm_blob.clone().map(|k| dps_proto::TpmRegistrationResult { authentication_key: Some(k) });
         op.result = Some(result);
         op.updated = now;
-        self.ports.operations.put_operation(&op).await?;
+        if !self.ports.operations.finish_registration(&op, &record, &self.instance).await? {
+            return Ok(false);
+        }
+        self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         match &o.error {
             Some(e) => {
                 warn!(registration_id = %op.registration_id, operation_id = %op.operation_id, code = e.code(), error = %e.message, "registration failed")
@@ -813,7 +746,7 @@ impl RegistrationEngine {
                 info!(registration_id = %op.registration_id, operation_id = %op.operation_id, status = o.status.as_str(), hub = o.hub.as_deref().unwrap_or("-"), "registration finished")
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
