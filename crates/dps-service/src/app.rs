@@ -27,6 +27,8 @@ pub struct App {
     pub limits_configured: bool,
     /// Service-wide settings (the admin password's hash).
     pub settings: Arc<dyn dps_store::Settings>,
+    /// Rows the store moved aside because they could not be read (`GET /diagnostics/quarantine`).
+    pub quarantine: Arc<dyn dps_store::Quarantine>,
     pub sessions: crate::admin::Sessions,
     pub login_throttle: crate::admin::LoginThrottle,
     /// Turns true when the service stops (sessions that outlive a request watch it).

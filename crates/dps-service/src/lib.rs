@@ -313,6 +313,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         limits,
         limits_configured: config.limits_explicit,
         settings: shared.clone(),
+        quarantine: shared.clone(),
         sessions: Default::default(),
         login_throttle: Default::default(),
         shutdown: rx.clone(),

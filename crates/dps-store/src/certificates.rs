@@ -12,8 +12,11 @@ use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
 #[async_trait]
 impl CertificateStore for SqliteStore {
     async fn list_cas(&self) -> StoreResult<Vec<CaCertificate>> {
-        let rows = sqlx::query("SELECT doc FROM ca_certificates ORDER BY name_key").fetch_all(&self.pool).await.map_err(backend)?;
-        rows.iter().map(|r| from_json(r.get::<&str, _>("doc"))).collect()
+        let rows =
+            sqlx::query("SELECT name_key, doc FROM ca_certificates ORDER BY name_key").fetch_all(&self.pool).await.map_err(backend)?;
+        Ok(self
+            .decode_or_quarantine(crate::quarantine::CAS, rows, |r| r.get::<String, _>("name_key"), |r| from_json(r.get::<&str, _>("doc")))
+            .await)
     }
 
     async fn get_ca(&self, name: &str) -> StoreResult<Option<CaCertificate>> {

@@ -20,6 +20,7 @@ struct Keys {
 /// Table-specific parts of the two entity kinds.
 trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {
     const TABLE: &'static str;
+    const QUARANTINE: crate::quarantine::Quarantinable;
     const AAD: &'static str;
     fn id(&self) -> &str;
     fn attestation_mut(&mut self) -> &mut AttestationMechanism;
@@ -28,6 +29,7 @@ trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 's
 
 impl Entity for IndividualEnrollment {
     const TABLE: &'static str = "enrollments";
+    const QUARANTINE: crate::quarantine::Quarantinable = crate::quarantine::ENROLLMENTS;
     const AAD: &'static str = "enrollment";
     fn id(&self) -> &str {
         &self.registration_id
@@ -42,6 +44,7 @@ impl Entity for IndividualEnrollment {
 
 impl Entity for EnrollmentGroup {
     const TABLE: &'static str = "enrollment_groups";
+    const QUARANTINE: crate::quarantine::Quarantinable = crate::quarantine::GROUPS;
     const AAD: &'static str = "group";
     fn id(&self) -> &str {
         &self.enrollment_group_id
@@ -86,9 +89,13 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?)),
+        let Some(r) = row else { return Ok(None) };
+        match self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) => {
+                self.quarantine(E::QUARANTINE, &key, &e).await;
+                Ok(None)
+            }
         }
     }
 
@@ -210,13 +217,16 @@ impl SqliteStore {
         }
         let total = count.fetch_one(&self.pool).await.map_err(backend)?;
         let more = rows.len() > limit;
-        let mut items = Vec::with_capacity(limit);
-        let mut last = None;
-        for r in rows.into_iter().take(limit) {
-            let key: String = r.get("id_key");
-            items.push(self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets"))?);
-            last = Some(key);
-        }
+        let rows: Vec<_> = rows.into_iter().take(limit).collect();
+        let last = rows.last().map(|r| r.get::<String, _>("id_key"));
+        let items = self
+            .decode_or_quarantine(
+                E::QUARANTINE,
+                rows,
+                |r| r.get::<String, _>("id_key"),
+                |r| self.entity_from_row(r.get::<&str, _>("id_key"), r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")),
+            )
+            .await;
         Ok(Page { items, continuation: if more { last } else { None }, total: u64::try_from(total).unwrap_or_default() })
     }
 }

@@ -12,16 +12,15 @@ impl HubStore for SqliteStore {
     async fn list_hubs(&self) -> StoreResult<Vec<LinkedHub>> {
         let rows =
             sqlx::query("SELECT host_key, doc, secrets FROM linked_hubs ORDER BY host_key").fetch_all(&self.pool).await.map_err(backend)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
+        let decode = |r: &sqlx::sqlite::SqliteRow| -> StoreResult<LinkedHub> {
             let mut hub: LinkedHub = from_json(r.get::<&str, _>("doc"))?;
             if let Some(sealed) = r.get::<Option<&str>, _>("secrets") {
                 let key: &str = r.get("host_key");
                 hub.connection_string = Some(self.open_sealed(sealed, &format!("hub/{key}/connectionString"))?);
             }
-            out.push(hub);
-        }
-        Ok(out)
+            Ok(hub)
+        };
+        Ok(self.decode_or_quarantine(crate::quarantine::HUBS, rows, |r| r.get::<String, _>("host_key"), decode).await)
     }
 
     async fn put_hub(&self, mut hub: LinkedHub) -> StoreResult<()> {

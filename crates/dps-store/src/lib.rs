@@ -15,6 +15,7 @@ mod enrollments;
 mod hubs;
 mod operations;
 mod policies;
+mod quarantine;
 mod registrations;
 mod registry;
 mod settings;
@@ -32,6 +33,7 @@ use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
+pub use quarantine::{Quarantine, QuarantinedRow};
 pub use settings::Settings;
 
 /// SQLite implementation of every store trait.

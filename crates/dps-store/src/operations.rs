@@ -86,7 +86,14 @@ impl OperationStore for SqliteStore {
     async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>> {
         let row =
             sqlx::query("SELECT doc FROM operations WHERE id = ?").bind(operation_id).fetch_optional(&self.pool).await.map_err(backend)?;
-        row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+        let Some(r) = row else { return Ok(None) };
+        match from_json(r.get::<&str, _>("doc")) {
+            Ok(op) => Ok(Some(op)),
+            Err(e) => {
+                self.quarantine(crate::quarantine::OPERATIONS, operation_id, &e).await;
+                Ok(None)
+            }
+        }
     }
 
     async fn begin_registration(&self, op: &Operation, record: &RegistrationRecord, lease: &Lease) -> StoreResult<()> {
@@ -164,14 +171,14 @@ impl OperationStore for SqliteStore {
         let last = DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(expired_before);
         let (owner, until, before) = (lease.owner.clone(), format_time(&lease.until), format_time(&expired_before.min(last)));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let docs: Vec<String> = self
+        let docs: Vec<(String, String)> = self
             .write(move |c| {
                 Box::pin(async move {
                     let rows = sqlx::query(
                         "UPDATE operations SET lease_owner = ?, lease_until = ?
                          WHERE id IN (SELECT id FROM operations WHERE status = 'assigning'
                                       AND (lease_until IS NULL OR lease_until < ?) ORDER BY updated LIMIT ?)
-                         RETURNING doc",
+                         RETURNING id, doc",
                     )
                     .bind(&owner)
                     .bind(&until)
@@ -180,22 +187,14 @@ impl OperationStore for SqliteStore {
                     .fetch_all(c)
                     .await
                     .map_err(backend)?;
-                    Ok(rows.iter().map(|r| r.get::<String, _>("doc")).collect())
+                    Ok(rows.iter().map(|r| (r.get::<String, _>("id"), r.get::<String, _>("doc"))).collect())
                 })
             })
             .await?;
-        // A document that does not parse stays leased and is reported; it cannot block the others. RETURNING
-        // follows no order: oldest first again here.
-        let mut ops: Vec<Operation> = docs
-            .iter()
-            .filter_map(|d| match from_json(d) {
-                Ok(op) => Some(op),
-                Err(e) => {
-                    tracing::error!(error = %e, "an assigning operation cannot be read; it is skipped");
-                    None
-                }
-            })
-            .collect();
+        // A document that does not parse is quarantined; it cannot block the others. RETURNING follows no
+        // order: oldest first again here.
+        let mut ops: Vec<Operation> =
+            self.decode_or_quarantine(crate::quarantine::OPERATIONS, docs, |(id, _)| id.clone(), |(_, doc)| from_json(doc)).await;
         ops.sort_by_key(|o| o.updated);
         Ok(ops)
     }

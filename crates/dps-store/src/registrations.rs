@@ -17,7 +17,14 @@ impl RegistrationStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+        let Some(r) = row else { return Ok(None) };
+        match from_json(r.get::<&str, _>("doc")) {
+            Ok(rec) => Ok(Some(rec)),
+            Err(e) => {
+                self.quarantine(crate::quarantine::REGISTRATIONS, &registration_id.to_ascii_lowercase(), &e).await;
+                Ok(None)
+            }
+        }
     }
 
     async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()> {
@@ -79,12 +86,16 @@ impl RegistrationStore for SqliteStore {
         }
         let total = count.fetch_one(&self.pool).await.map_err(backend)?;
         let more = rows.len() > limit;
-        let mut items = Vec::new();
-        let mut last = None;
-        for r in rows.into_iter().take(limit) {
-            items.push(from_json(r.get::<&str, _>("doc"))?);
-            last = Some(r.get::<String, _>("id_key"));
-        }
+        let rows: Vec<_> = rows.into_iter().take(limit).collect();
+        let last = rows.last().map(|r| r.get::<String, _>("id_key"));
+        let items = self
+            .decode_or_quarantine(
+                crate::quarantine::REGISTRATIONS,
+                rows,
+                |r| r.get::<String, _>("id_key"),
+                |r| from_json(r.get::<&str, _>("doc")),
+            )
+            .await;
         Ok(Page { items, continuation: if more { last } else { None }, total: u64::try_from(total).unwrap_or_default() })
     }
 

@@ -50,6 +50,8 @@ pub enum Route {
     HubStatus(String),
     /// `GET /diagnostics/allocation`: linked hubs with how many devices each has now.
     Allocation,
+    /// `GET /diagnostics/quarantine`: stored rows that could not be read, moved aside.
+    Quarantine,
     ServiceInfo,
     /// `GET /service/ca.pem`: the service's root CA (public; no authorization), for devices and browsers.
     CaCertificatePem,
@@ -253,6 +255,13 @@ pub fn route(method: &Method, segs: &[String]) -> Result<Route, DpsError> {
                 return Err(not_allowed());
             }
         }
+        [c, i] if is(c, "diagnostics") && is(i, "quarantine") => {
+            if m == Method::GET {
+                Quarantine
+            } else {
+                return Err(not_allowed());
+            }
+        }
         [c, i] if is(c, "diagnostics") && is(i, "allocation") => {
             if m == Method::GET {
                 Allocation
@@ -385,6 +394,7 @@ mod openapi_drift {
             "/linkedHubs/{hostName}/devices",
             "/linkedHubs/{hostName}/status",
             "/diagnostics/allocation",
+            "/diagnostics/quarantine",
             "/service/policies",
             "/service/ca.pem",
             "/certificates",

@@ -37,7 +37,7 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | HubStatus(_) | ServiceInfo | Policies => Right::ServiceConfig,
         ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
         InspectCertificates => Right::EnrollmentRead,
-        MetricSeries | Logs | AdminPassword | Allocation | GetLimits | PutLimits => Right::ServiceConfig,
+        MetricSeries | Logs | AdminPassword | Allocation | Quarantine | GetLimits | PutLimits => Right::ServiceConfig,
         ConsoleLogin | ConsoleLogout => return Err(DpsError::internal("a console route reached the service API")),
         PrometheusMetrics | CaCertificatePem => return Err(DpsError::internal("a public route reached the service API")),
         Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
@@ -77,6 +77,13 @@ pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpRespon
         HubDevices(h) => linked_hubs::devices(app, &h).await,
         HubStatus(h) => linked_hubs::status(app, &h).await,
         Allocation => linked_hubs::allocation(app).await,
+        Quarantine => {
+            let rows = app.quarantine.quarantined().await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot list the quarantine");
+                DpsError::new(dps_core::ErrorKind::Unavailable, "could not read the quarantine; try again")
+            })?;
+            Ok(json_response(StatusCode::OK, &rows))
+        }
         Policies => policies::list(app).await,
         GetLimits => limits::get(app),
         PutLimits => limits::put(app, req).await,
