@@ -8,6 +8,7 @@ pub mod api_version;
 pub mod attestation;
 pub mod clock;
 pub mod error;
+pub mod failpoint;
 pub mod limits;
 pub mod management;
 pub mod metrics;

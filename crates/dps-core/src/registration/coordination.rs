@@ -45,6 +45,7 @@ impl RegistrationEngine {
             let ok = begun.is_ok();
             let _ = tx.send(begun);
             if ok {
+                crate::failpoint::hit("engine.accepted").await;
                 info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
                 engine.run_leased(op, device_keys).await;
             }

@@ -631,6 +631,7 @@ impl RegistrationEngine {
             let message = format!("hub '{}' {why}; try again later (details: dps registration explain)", hub.host_name);
             return Outcome::failed(DpsError::new(ErrorKind::Unavailable, message), trace, Some(matched));
         }
+        crate::failpoint::hit("engine.identity-created").await;
         if moved {
             if let Some(old) = previous_hub.as_ref().and_then(|p| linked.iter().find(|h| h.host_name.eq_ignore_ascii_case(p))) {
                 let old_id = previous.as_ref().and_then(|p| p.state.device_id.clone()).unwrap_or_else(|| device_id.clone());
@@ -737,6 +738,7 @@ impl RegistrationEngine {
         if !self.ports.operations.finish_registration(&op, &record, &self.instance).await? {
             return Ok(false);
         }
+        crate::failpoint::hit("engine.finished").await;
         self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         match &o.error {
             Some(e) => {
