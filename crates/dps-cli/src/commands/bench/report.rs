@@ -18,6 +18,7 @@ pub struct Server {
     pub pid: u32,
     pub cpu_seconds: f64,
     pub cpu_seconds_per_1000: f64,
+    #[serde(rename = "peakRssKiB")]
     pub peak_rss_kib: u64,
 }
 
