@@ -38,8 +38,8 @@ pub struct Recorded {
     pub seconds: f64,
     /// Latency of the successful registrations, microseconds.
     pub latency: Histogram<u64>,
-    /// Registrations finished in each second of the run.
-    pub per_second: Vec<u64>,
+    /// Registrations finished in each tenth of a second of the run.
+    pub per_tenth: Vec<u64>,
     /// Failures by DPS error code or reason.
     pub errors: BTreeMap<String, u64>,
 }
@@ -49,7 +49,7 @@ struct Recorder {
     ok: AtomicU64,
     failed: AtomicU64,
     latency: Mutex<Histogram<u64>>,
-    per_second: Mutex<Vec<u64>>,
+    per_tenth: Mutex<Vec<u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -60,7 +60,7 @@ impl Recorder {
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
-            per_second: Mutex::new(Vec::new()),
+            per_tenth: Mutex::new(Vec::new()),
             errors: Mutex::new(BTreeMap::new()),
         })
     }
@@ -74,12 +74,12 @@ impl Recorder {
                 if let Ok(mut h) = self.latency.lock() {
                     let _ = h.record(us);
                 }
-                let sec = now.duration_since(self.start).as_secs() as usize;
-                if let Ok(mut v) = self.per_second.lock() {
-                    if v.len() <= sec {
-                        v.resize(sec + 1, 0);
+                let tenth = now.duration_since(self.start).as_millis() as usize / 100;
+                if let Ok(mut v) = self.per_tenth.lock() {
+                    if v.len() <= tenth {
+                        v.resize(tenth + 1, 0);
                     }
-                    if let Some(c) = v.get_mut(sec) {
+                    if let Some(c) = v.get_mut(tenth) {
                         *c += 1;
                     }
                 }
@@ -208,7 +208,7 @@ pub async fn run(devices: Arc<Devices>, plan: Plan, label: &str) -> anyhow::Resu
     ticker.abort();
     pb.finish_and_clear();
     let latency = rec.latency.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone());
-    let per_second = std::mem::take(&mut *rec.per_second.lock().unwrap_or_else(|p| p.into_inner()));
+    let per_tenth = std::mem::take(&mut *rec.per_tenth.lock().unwrap_or_else(|p| p.into_inner()));
     let errors = std::mem::take(&mut *rec.errors.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(Recorded { ok: rec.ok.load(Ordering::Relaxed), failed: rec.failed.load(Ordering::Relaxed), seconds, latency, per_second, errors })
+    Ok(Recorded { ok: rec.ok.load(Ordering::Relaxed), failed: rec.failed.load(Ordering::Relaxed), seconds, latency, per_tenth, errors })
 }

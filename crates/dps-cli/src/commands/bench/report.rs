@@ -37,7 +37,10 @@ pub struct Phase {
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
     pub server: Option<Server>,
+    /// Registrations finished in each second of the run.
     pub per_second: Vec<u64>,
+    /// The same in tenths of a second (the chart's resolution).
+    pub per_tenth_second: Vec<u64>,
     /// (latency ms, fraction of registrations at or below it).
     pub cdf: Vec<(f64, f64)>,
 }
@@ -68,7 +71,8 @@ impl Phase {
                 cpu_seconds_per_1000: cpu * 1000.0 / (r.ok.max(1) as f64),
                 peak_rss_kib: rss,
             }),
-            per_second: r.per_second,
+            per_second: r.per_tenth.chunks(10).map(|c| c.iter().sum()).collect(),
+            per_tenth_second: r.per_tenth,
             cdf,
         }
     }
@@ -142,7 +146,16 @@ impl Summary {
             out.push('\n');
         }
         match (self.ratio, &self.ceiling_note) {
-            (Some(r), _) => out.push_str(&format!("ratio    {:.1} % of the bare ceiling (registrations per second)\n", r * 100.0)),
+            (Some(r), _) => {
+                out.push_str(&format!("ratio    {:.1} % of the bare ceiling (registrations per second)\n", r * 100.0));
+                if let (Some(_), Some(c)) = (self.rate, &self.ceiling) {
+                    // Open loop: both are offered the same rate; what differs is the latency.
+                    out.push_str(&format!(
+                        "latency  p99 {:.2} ms against the ceiling's {:.2} ms at the same offered rate\n",
+                        self.service.p99_ms, c.p99_ms
+                    ));
+                }
+            }
             (None, Some(n)) => out.push_str(&format!("ratio    none: {n}\n")),
             _ => {}
         }
@@ -159,18 +172,19 @@ pub fn chart(path: &Path, summary: &Summary) -> Result<()> {
     root.fill(&WHITE).map_err(e)?;
     let (top, bottom) = root.split_vertically(400);
 
-    let secs = phases.iter().map(|p| p.per_second.len()).max().unwrap_or(1).max(1);
-    let peak = phases.iter().flat_map(|p| p.per_second.iter().copied()).max().unwrap_or(1).max(1);
+    // Rates over tenths of a second, so a short ceiling run is a line too.
+    let secs = phases.iter().map(|p| p.per_tenth_second.len()).max().unwrap_or(1).max(1) as f64 / 10.0;
+    let peak = phases.iter().flat_map(|p| p.per_tenth_second.iter().copied()).max().unwrap_or(1).max(1) * 10;
     let mut c = ChartBuilder::on(&top)
-        .caption("Registrations per second", ("sans-serif", 20))
+        .caption("Registrations per second (over tenths of a second)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..secs as f64, 0f64..peak as f64 * 1.1)
+        .build_cartesian_2d(0f64..secs, 0f64..peak as f64 * 1.1)
         .map_err(e)?;
     c.configure_mesh().x_desc("seconds since start").y_desc("registrations/s").draw().map_err(e)?;
     for (p, colour) in phases.iter().zip(colours) {
-        let pts: Vec<(f64, f64)> = p.per_second.iter().enumerate().map(|(s, n)| (s as f64 + 0.5, *n as f64)).collect();
+        let pts: Vec<(f64, f64)> = p.per_tenth_second.iter().enumerate().map(|(t, n)| (t as f64 / 10.0 + 0.05, *n as f64 * 10.0)).collect();
         c.draw_series(LineSeries::new(pts, colour.stroke_width(2)))
             .map_err(e)?
             .label(format!("{} ({:.0}/s)", p.target, p.registrations_per_second))
@@ -195,7 +209,7 @@ pub fn chart(path: &Path, summary: &Summary) -> Result<()> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
     }
     c.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
