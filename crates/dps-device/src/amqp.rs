@@ -36,10 +36,22 @@ pub struct AmqpSession {
 impl AmqpSession {
     /// Connects (TLS, SASL PLAIN with the SAS, open, begin, attach) as `registration_id` to `host:port`.
     pub async fn connect(endpoint: &Endpoint, port: u16, registration_id: &str, key_b64: &str) -> Result<Self> {
-        let (host, stream) = tls_connect(endpoint, port).await?;
         let sas = device_sas(&endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
-        let profile = SaslProfile::Plain { username: address(&endpoint.id_scope, registration_id), password: sas };
-        Self::open(stream, &host, &endpoint.id_scope, registration_id, Some(profile)).await
+        Self::connect_with(endpoint, port, registration_id, Arc::new(tls_config(&endpoint.ca_pem)?), Some(sas)).await
+    }
+
+    /// Connects with the caller's TLS configuration; SASL PLAIN with `sas`, or none (X.509: the client
+    /// certificate of `tls` identifies the device).
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        sas: Option<String>,
+    ) -> Result<Self> {
+        let (host, stream) = tls_connect_with(endpoint, port, tls).await?;
+        let profile = sas.map(|password| SaslProfile::Plain { username: address(&endpoint.id_scope, registration_id), password });
+        Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await
     }
 
     /// Opens the AMQP connection on `stream` — after fe2o3's SASL exchange with `sasl`, or right away with the
@@ -113,15 +125,13 @@ impl AmqpSession {
         polling: Polling,
     ) -> Result<RegistrationOperationStatus> {
         let (mut status, mut retry_after) = self.request(REGISTER, None, body).await?;
-        for _ in 0..120 {
+        let (started, mut polls) = (std::time::Instant::now(), 0);
+        while polling.again(polls, started) {
+            polls += 1;
             if status.status.is_terminal() {
                 return Ok(status);
             }
-            tokio::time::sleep(match polling {
-                Polling::Every(d) => d,
-                Polling::RetryAfter => Duration::from_secs(retry_after.unwrap_or(2)),
-            })
-            .await;
+            polling.wait(Duration::from_secs(retry_after.unwrap_or(2))).await;
             (status, retry_after) = self.request(GET_OPERATION_STATUS, Some(&status.operation_id), Vec::new()).await?;
         }
         bail!("{registration_id}: the operation did not finish")
@@ -144,10 +154,15 @@ fn address(id_scope: &str, registration_id: &str) -> String {
 
 /// TCP (no delay) and TLS to the AMQP port of `endpoint`'s host, trusting its CA; returns the host name too.
 pub async fn tls_connect(endpoint: &Endpoint, port: u16) -> Result<(String, TlsStream<TcpStream>)> {
+    tls_connect_with(endpoint, port, Arc::new(tls_config(&endpoint.ca_pem)?)).await
+}
+
+/// [`tls_connect`] with the caller's TLS configuration (an X.509 device's certificate, resumption off).
+pub async fn tls_connect_with(endpoint: &Endpoint, port: u16, tls: Arc<rustls::ClientConfig>) -> Result<(String, TlsStream<TcpStream>)> {
     let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
     let tcp = TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
     let _ = tcp.set_nodelay(true);
     let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-    let stream = TlsConnector::from(Arc::new(tls_config(&endpoint.ca_pem)?)).connect(name, tcp).await.context("AMQP TLS")?;
+    let stream = TlsConnector::from(tls).connect(name, tcp).await.context("AMQP TLS")?;
     Ok((host, stream))
 }

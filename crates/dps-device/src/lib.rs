@@ -44,8 +44,30 @@ const MAX_POLLS: usize = 120;
 pub enum Polling {
     /// Wait what the service says (`retry-after`), as the SDKs do.
     RetryAfter,
-    /// Poll at a fixed interval (load tests measure the service, not the wait).
+    /// Poll at a fixed interval (load tests measure the service, not the wait); zero polls again at once.
     Every(Duration),
+}
+
+impl Polling {
+    /// Waits before the next poll: `retry_after` as the service said, the fixed interval, or not at all.
+    pub async fn wait(self, retry_after: Duration) {
+        let d = match self {
+            Polling::RetryAfter => retry_after,
+            Polling::Every(d) => d,
+        };
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// Whether to poll again after `polls` polls since `started`: [`MAX_POLLS`] polls, or — polling without a
+    /// wait — a minute.
+    pub fn again(self, polls: usize, started: std::time::Instant) -> bool {
+        match self {
+            Polling::Every(d) if d.is_zero() => started.elapsed() < Duration::from_secs(60),
+            _ => polls < MAX_POLLS,
+        }
+    }
 }
 
 /// One HTTPS connection pool (keep-alive), or a new connection per client when built per device.
@@ -57,14 +79,26 @@ pub struct HttpsDevice {
 }
 
 pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig> {
+    Ok(tls_builder(Arc::new(roots(ca_pem)?))?.with_no_client_auth())
+}
+
+/// The trust anchors of `ca_pem` (parsed once, shared by many client configurations).
+pub fn roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
         roots.add(c.context("CA PEM")?)?;
     }
+    Ok(roots)
+}
+
+/// A client configuration trusting `roots`, still to be given its client authentication (none, or an X.509
+/// device's certificate chain and key).
+pub fn tls_builder(
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots))
 }
 
 /// A device SAS token, signed as the Node SDK does (§4.1).
@@ -80,19 +114,37 @@ pub fn device_sas(id_scope: &str, registration_id: &str, key_b64: &str, lifetime
 
 impl HttpsDevice {
     pub fn new(endpoint: Endpoint, polling: Polling) -> Result<Self> {
-        let http =
-            reqwest::Client::builder().use_preconfigured_tls(tls_config(&endpoint.ca_pem)?).timeout(Duration::from_secs(30)).build()?;
+        let tls = tls_config(&endpoint.ca_pem)?;
+        Self::with_tls(endpoint, polling, tls)
+    }
+
+    /// With a TLS configuration of the caller's (an X.509 device's certificate, resumption off).
+    pub fn with_tls(endpoint: Endpoint, polling: Polling, tls: rustls::ClientConfig) -> Result<Self> {
+        let http = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build()?;
         Ok(Self { http, endpoint, polling })
     }
 
     /// Registers with a symmetric key and polls to the end (§1.10).
     pub async fn provision_symmetric_key(&self, registration_id: &str, key_b64: &str) -> Result<RegistrationOperationStatus> {
         let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
+        self.provision(registration_id, Some(&sas)).await
+    }
+
+    /// Registers with the client certificate of the TLS configuration (X.509, no Authorization) and polls to the
+    /// end (§1.10, §4.3).
+    pub async fn provision_x509(&self, registration_id: &str) -> Result<RegistrationOperationStatus> {
+        self.provision(registration_id, None).await
+    }
+
+    async fn provision(&self, registration_id: &str, authorization: Option<&str>) -> Result<RegistrationOperationStatus> {
         let base = self.registration_url(registration_id);
         let body = serde_json::json!({ "registrationId": registration_id });
-        let r =
-            self.http.put(format!("{base}/register?api-version={API_VERSION}")).header("authorization", &sas).json(&body).send().await?;
-        self.poll(registration_id, &base, &sas, Self::read(r).await?).await
+        let mut rb = self.http.put(format!("{base}/register?api-version={API_VERSION}")).json(&body);
+        if let Some(a) = authorization {
+            rb = rb.header("authorization", a);
+        }
+        let r = rb.send().await?;
+        self.poll(registration_id, &base, authorization, Self::read(r).await?).await
     }
 
     /// `https://{host}/{idScope}/registrations/{registrationId}` (the id percent-encoded).
@@ -111,20 +163,22 @@ impl HttpsDevice {
         &self,
         registration_id: &str,
         base: &str,
-        authorization: &str,
+        authorization: Option<&str>,
         (mut status, mut wait): (RegistrationOperationStatus, Duration),
     ) -> Result<RegistrationOperationStatus> {
-        for _ in 0..MAX_POLLS {
+        let (started, mut polls) = (std::time::Instant::now(), 0);
+        while self.polling.again(polls, started) {
+            polls += 1;
             if status.status.is_terminal() {
                 return Ok(status);
             }
-            tokio::time::sleep(match self.polling {
-                Polling::RetryAfter => wait,
-                Polling::Every(d) => d,
-            })
-            .await;
+            self.polling.wait(wait).await;
             let url = format!("{base}/operations/{}?api-version={API_VERSION}", status.operation_id);
-            (status, wait) = Self::read(self.http.get(url).header("authorization", authorization).send().await?).await?;
+            let mut rb = self.http.get(url);
+            if let Some(a) = authorization {
+                rb = rb.header("authorization", a);
+            }
+            (status, wait) = Self::read(rb.send().await?).await?;
         }
         bail!("{registration_id}: the operation did not finish")
     }

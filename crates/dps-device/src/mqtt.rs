@@ -26,16 +26,29 @@ pub struct MqttSession {
 impl MqttSession {
     /// Connects (TLS, CONNECT with the SAS, SUBSCRIBE) as `registration_id` to `host:port`.
     pub async fn connect(endpoint: &Endpoint, port: u16, registration_id: &str, key_b64: &str) -> Result<Self> {
+        let sas = device_sas(&endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
+        Self::connect_with(endpoint, port, registration_id, Arc::new(tls_config(&endpoint.ca_pem)?), Some(sas)).await
+    }
+
+    /// Connects with the caller's TLS configuration (an X.509 device's certificate, resumption off) and
+    /// `password` (the SAS; none for X.509).
+    pub async fn connect_with(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        password: Option<String>,
+    ) -> Result<Self> {
         let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-        let stream = TlsConnector::from(Arc::new(tls_config(&endpoint.ca_pem)?)).connect(name, tcp).await?;
+        let stream = TlsConnector::from(tls).connect(name, tcp).await?;
         let mut s = Self { stream, buf: BytesMut::new(), next: 0 };
         let mut c = Connect::new(registration_id);
         c.keep_alive = 0;
-        let sas = device_sas(&endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
-        c.set_login(format!("{}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device", endpoint.id_scope), sas);
+        let user = format!("{}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device", endpoint.id_scope);
+        c.set_login(user, password.unwrap_or_default());
         s.send(Packet::Connect(c)).await?;
         match s.recv().await? {
             Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
@@ -98,7 +111,9 @@ impl MqttSession {
         let body = serde_json::to_vec(&serde_json::json!({ "registrationId": registration_id }))?;
         let mut rid = 0u32;
         let (mut topic, mut payload) = self.request(register_topic("0"), &body).await?;
-        for _ in 0..120 {
+        let (started, mut polls) = (std::time::Instant::now(), 0);
+        while polling.again(polls, started) {
+            polls += 1;
             let code: u16 = topic.split('/').nth(3).and_then(|c| c.parse().ok()).unwrap_or(0);
             if code >= 300 {
                 bail!("{registration_id}: {topic}: {}", String::from_utf8_lossy(&payload));
@@ -107,14 +122,8 @@ impl MqttSession {
             if status.status.is_terminal() {
                 return Ok(status);
             }
-            let wait = match polling {
-                Polling::Every(d) => d,
-                Polling::RetryAfter => {
-                    let secs = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok()).unwrap_or(2);
-                    Duration::from_secs(secs)
-                }
-            };
-            tokio::time::sleep(wait).await;
+            let secs = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok()).unwrap_or(2);
+            polling.wait(Duration::from_secs(secs)).await;
             rid += 1;
             (topic, payload) = self.request(operation_status_topic(&rid.to_string(), &status.operation_id), b"").await?;
         }
