@@ -53,6 +53,36 @@ pub struct Operation {
     pub updated: DateTime<Utc>,
 }
 
+impl Operation {
+    /// A new operation, `assigning`, with nothing but its identity: the caller sets what it knows (payload,
+    /// transport, certificates…).
+    pub fn assigning(
+        operation_id: impl Into<String>,
+        registration_id: impl Into<String>,
+        enrollment: EnrollmentRef,
+        attestation: AttestationType,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            operation_id: operation_id.into(),
+            registration_id: registration_id.into(),
+            status: RegistrationStatus::Assigning,
+            enrollment,
+            attestation,
+            payload: None,
+            force_registration: false,
+            tpm: None,
+            protocol: None,
+            source: None,
+            api_version: None,
+            x509: None,
+            result: None,
+            created: now,
+            updated: now,
+        }
+    }
+}
+
 /// A registration record (`DeviceRegistrationState` plus what the service needs to list and explain it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -60,23 +60,13 @@ async fn the_sweeper_takes_over_an_assignment_whose_owner_stopped() {
     let store = &s.running.as_ref().unwrap_or_else(|| panic!("running")).store;
     // What an instance that died mid-assignment leaves: an operation assigning, leased to it, its record assigning.
     let now = dps_core::Clock::now(s.clock.as_ref());
-    let op = Operation {
-        operation_id: "4.00000000000000aa.orphan".into(),
-        registration_id: "orphan".into(),
-        status: RegistrationStatus::Assigning,
-        enrollment: EnrollmentRef::Individual("orphan".into()),
-        attestation: AttestationType::SymmetricKey,
-        payload: None,
-        force_registration: false,
-        tpm: None,
-        protocol: Some("https".into()),
-        source: None,
-        api_version: None,
-        x509: None,
-        result: None,
-        created: now,
-        updated: now,
-    };
+    let op = Operation::assigning(
+        "4.00000000000000aa.orphan",
+        "orphan",
+        EnrollmentRef::Individual("orphan".into()),
+        AttestationType::SymmetricKey,
+        now,
+    );
     let record = RegistrationRecord {
         state: DeviceRegistrationState {
             registration_id: Some("orphan".into()),

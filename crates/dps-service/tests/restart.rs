@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::TestService;
 use dps_core::model::{EnrollmentRef, Operation};
 use dps_core::ports::OperationStore;
-use dps_proto::{AttestationType, RegistrationStatus};
+use dps_proto::AttestationType;
 use serde_json::json;
 
 #[tokio::test]
@@ -34,23 +34,13 @@ async fn an_interrupted_assignment_resumes_at_start() {
         .unwrap_or_else(|e| panic!("{e}"));
     let store = dps_store::SqliteStore::open(&s.dir.path().join("dps.sqlite"), Arc::new(master)).await.unwrap_or_else(|e| panic!("{e}"));
     let now = dps_core::Clock::now(&dps_core::SystemClock);
-    let op = Operation {
-        operation_id: "4.0123456789abcdef.pending".into(),
-        registration_id: "restart-2".into(),
-        status: RegistrationStatus::Assigning,
-        enrollment: EnrollmentRef::Individual("restart-2".into()),
-        attestation: AttestationType::SymmetricKey,
-        payload: None,
-        force_registration: false,
-        tpm: None,
-        protocol: None,
-        source: None,
-        api_version: None,
-        x509: None,
-        result: None,
-        created: now,
-        updated: now,
-    };
+    let op = Operation::assigning(
+        "4.0123456789abcdef.pending",
+        "restart-2",
+        EnrollmentRef::Individual("restart-2".into()),
+        AttestationType::SymmetricKey,
+        now,
+    );
     store.put_operation(&op).await.unwrap_or_else(|e| panic!("{e}"));
     store.close().await;
     s.restart().await;

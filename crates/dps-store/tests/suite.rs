@@ -468,23 +468,7 @@ async fn ca_certificates_round_trip() {
 }
 
 fn operation(id: &str, device: &str, at: chrono::DateTime<chrono::Utc>) -> Operation {
-    Operation {
-        operation_id: id.into(),
-        registration_id: device.into(),
-        status: RegistrationStatus::Assigning,
-        enrollment: EnrollmentRef::Individual(device.into()),
-        attestation: AttestationType::SymmetricKey,
-        payload: None,
-        force_registration: false,
-        tpm: None,
-        protocol: Some("https".into()),
-        source: None,
-        api_version: None,
-        x509: None,
-        result: None,
-        created: at,
-        updated: at,
-    }
+    Operation::assigning(id, device, EnrollmentRef::Individual(device.into()), AttestationType::SymmetricKey, at)
 }
 
 fn lease(owner: &str, until: chrono::DateTime<chrono::Utc>) -> dps_core::ports::Lease {

@@ -349,21 +349,8 @@ impl RegistrationEngine {
         let id = rec.state.registration_id.clone().unwrap_or_else(|| registration_id.to_owned());
         let now = self.ports.clock.now();
         let op = Operation {
-            operation_id: new_operation_id(),
-            registration_id: id.clone(),
-            status: RegistrationStatus::Assigning,
-            enrollment: rec.enrollment.clone(),
-            attestation: rec.attestation,
             payload: rec.state.payload.clone().filter(|p| !p.is_null()),
-            force_registration: false,
-            tpm: None,
-            protocol: None,
-            source: None,
-            api_version: None,
-            x509: None,
-            result: None,
-            created: now,
-            updated: now,
+            ..Operation::assigning(new_operation_id(), id.clone(), rec.enrollment.clone(), rec.attestation, now)
         };
         info!(operation_id = %op.operation_id, "re-provisioning requested from the console");
         self.start_inline(op).await?;
