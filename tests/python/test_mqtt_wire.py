@@ -63,11 +63,11 @@ def register_flow(c, reg_id, register_body, *, qos, poll_body=b"", rids=("2", "3
     status, query, doc = request(c, f"$dps/registrations/PUT/iotdps-register/?$rid={rids[0]}", register_body,
                                  qos=qos, pid=2, rid=rids[0])
     assert status == 202, f"register → {status} {doc}"
-    assert query.get("retry-after") == "1", f"§2.5 202 must carry retry-after (=1 here): {query}"
+    assert query.get("retry-after") == "2", f"§2.5 202 must carry retry-after (=2 here): {query}"
     assert doc["status"] == "assigning" and doc["operationId"], doc
     op = doc["operationId"]
     for i, rid in enumerate(rids[1:], start=3):
-        time.sleep(int(query.get("retry-after", "1")))
+        time.sleep(int(query.get("retry-after", "2")))
         status, query, doc = request(
             c, f"$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={op}", poll_body,
             qos=qos, pid=i, rid=rid)
@@ -76,7 +76,7 @@ def register_flow(c, reg_id, register_body, *, qos, poll_body=b"", rids=("2", "3
             assert doc["operationId"] == op, doc
             return doc
         assert status == 202, f"poll → {status} {doc}"
-        assert query.get("retry-after") == "1", query
+        assert query.get("retry-after") == "2", query
     pytest.fail(f"{reg_id}: no terminal answer after {len(rids) - 1} polls")
 
 
