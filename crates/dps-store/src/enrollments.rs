@@ -9,7 +9,7 @@ use dps_proto::{AttestationMechanism, EnrollmentGroup, IndividualEnrollment, Sym
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{backend, from_json, to_json, SqliteStore};
+use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
 
 #[derive(Serialize, Deserialize)]
 struct Keys {
@@ -104,13 +104,7 @@ impl SqliteStore {
         self.write(move |tx| {
             Box::pin(async move {
                 let key = e.id().to_ascii_lowercase();
-                let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
-                    .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?
-                    .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
-                    .transpose()?;
+                let current: Option<E> = doc_in_tx(&mut *tx, current_sql::<E>(), &key).await?;
                 check(&pre, current.clone().map(|mut c| c.stamps().1.clone()))?;
                 if let Some(mut c) = current {
                     let created = *c.stamps().0;
@@ -141,13 +135,7 @@ impl SqliteStore {
         self.write(move |tx| {
             Box::pin(async move {
                 let key = id.to_ascii_lowercase();
-                let current = sqlx::query(table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE)))
-                    .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?
-                    .map(|r| from_json::<E>(r.get::<&str, _>("doc")))
-                    .transpose()?;
+                let current: Option<E> = doc_in_tx(&mut *tx, current_sql::<E>(), &key).await?;
                 let Some(mut current) = current else { return Err(StoreError::NotFound) };
                 check(&pre, Some(current.stamps().1.clone()))?;
                 sqlx::query(table_sql(format!("DELETE FROM {} WHERE id_key = ?", E::TABLE)))
@@ -312,6 +300,11 @@ impl EnrollmentStore for SqliteStore {
     async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
         Ok(self.query_entities(PageRequest { max_items: 10_000, ..PageRequest::default() }, Some("x509")).await?.items)
     }
+}
+
+/// The document of one entity by key, read inside a write.
+fn current_sql<E: Entity>() -> sqlx::AssertSqlSafe<String> {
+    table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE))
 }
 
 /// SQL text built from one of this module's two table names (constants, never input).

@@ -56,7 +56,7 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
 /// The `doc` of one row, read inside a write transaction (`sql` selects `doc` by one bound key).
 pub(crate) async fn doc_in_tx<T: serde::de::DeserializeOwned>(
     tx: &mut sqlx::SqliteConnection,
-    sql: &'static str,
+    sql: impl sqlx::SqlSafeStr,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
     use sqlx::Row;

@@ -394,8 +394,16 @@ impl RegistrationEngine {
     /// operation, and a store failure leaves it `assigning` for the sweeper.
     async fn assign(&self, op: Operation, device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>) {
         let operation_id = op.operation_id.clone();
-        let outcome = self.decide(&op, device_keys).await;
-        match self.finish(op, outcome).await {
+        // The device's record, read once: the decision and the outcome's record both start from it.
+        let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(operation_id, error = %e, "cannot read the registration record; the operation stays assigning and is resumed");
+                return;
+            }
+        };
+        let outcome = self.decide(&op, previous.as_ref(), device_keys).await;
+        match self.finish(op, previous, outcome).await {
             Ok(true) => {}
             Ok(false) => info!(operation_id, "the operation was finished by another owner of its lease; this outcome is dropped"),
             Err(e) => warn!(operation_id, error = %e, "cannot store the outcome; the operation stays assigning and is resumed"),
@@ -413,7 +421,12 @@ impl RegistrationEngine {
     }
 
     /// Decides where the device goes and creates it there.
-    async fn decide(&self, op: &Operation, device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>) -> Outcome {
+    async fn decide(
+        &self,
+        op: &Operation,
+        record: Option<&RegistrationRecord>,
+        device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>,
+    ) -> Outcome {
         let mut trace = json!({
             "operationId": op.operation_id,
             "attestation": op.attestation.as_str(),
@@ -445,10 +458,7 @@ impl RegistrationEngine {
             };
         }
         // Where the device is now: a record that names a hub (a failed or disabled registration keeps it).
-        let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
-            Ok(p) => p.filter(|p| p.state.assigned_hub.is_some()),
-            Err(e) => return Outcome::failed(store_err("could not read the registration record")(e), trace, Some(matched)),
-        };
+        let previous = record.filter(|p| p.state.assigned_hub.is_some());
         let linked = match self.ports.hubs.list_hubs().await {
             Ok(h) => h,
             Err(e) => return Outcome::failed(store_err("could not read the linked hubs")(e), trace, Some(matched)),
@@ -471,7 +481,7 @@ impl RegistrationEngine {
         let mut payload = None;
         let decision: Result<String, DpsError> = if policy == AllocationPolicy::Custom {
             let names = webhook_hubs(&view, &linked, previous_hub.as_deref().filter(|_| keep));
-            match self.call_webhook(op, &matched, &view, previous.as_ref(), &names, &mut trace).await {
+            match self.call_webhook(op, &matched, &view, previous, &names, &mut trace).await {
                 Ok(answer) => {
                     webhook_twin = answer.initial_twin;
                     payload = answer.payload;
@@ -682,9 +692,8 @@ impl RegistrationEngine {
         }
     }
 
-    async fn finish(&self, mut op: Operation, o: Outcome) -> Result<bool, crate::ports::StoreError> {
+    async fn finish(&self, mut op: Operation, previous: Option<RegistrationRecord>, o: Outcome) -> Result<bool, crate::ports::StoreError> {
         let now = self.ports.clock.now();
-        let previous = self.ports.registrations.get_registration(&op.registration_id).await?;
         let created = previous.as_ref().and_then(|p| p.state.created_date_time_utc).unwrap_or(now);
         // A failed or disabled registration changes nothing in the hubs: the record keeps where the device is.
         let kept = previous.as_ref().map(|p| &p.state).filter(|_| o.status != RegistrationStatus::Assigned);
