@@ -114,7 +114,6 @@ impl Broker {
         std::fs::write(file("server.pem"), server_pem).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(file("server.key"), server_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
 
-        let (port, tls_port, x509_port) = (free_port(), free_port(), free_port());
         let tls = |p: &Path| {
             format!(
                 "cafile {}\ncertfile {}\nkeyfile {}\n",
@@ -123,26 +122,43 @@ impl Broker {
                 p.join("server.key").display()
             )
         };
-        // `user root`: when the tests run as root, mosquitto would otherwise switch to the `mosquitto`
-        // user, who cannot read this directory (has no effect when not root).
-        let conf = format!(
-            "per_listener_settings false\nallow_anonymous false\npersistence false\nuser root\nlog_dest stderr\nlog_type all\n\
+        // A free port is only free until someone else takes it (tests run in parallel): a broker that finds one
+        // of its ports taken starts again on three new ones.
+        let mut broker = Self { child: None, dir, port: 0, tls_port: 0, x509_port: 0, pki };
+        for _ in 0..5 {
+            let (port, tls_port, x509_port) = (free_port(), free_port(), free_port());
+            (broker.port, broker.tls_port, broker.x509_port) = (port, tls_port, x509_port);
+            // `user root`: when the tests run as root, mosquitto would otherwise switch to the `mosquitto`
+            // user, who cannot read this directory (has no effect when not root).
+            let conf = format!(
+                "per_listener_settings false\nallow_anonymous false\npersistence false\nuser root\nlog_dest stderr\nlog_type all\n\
              plugin {DYNSEC}\nplugin_opt_config_file {}\n\
              listener {port} 127.0.0.1\n\
              listener {tls_port} 127.0.0.1\n{}\
              listener {x509_port} 127.0.0.1\n{}require_certificate true\nuse_identity_as_username true\n",
-            dynsec.display(),
-            tls(dir.path()),
-            tls(dir.path()),
-        );
-        std::fs::write(file("mosquitto.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
-        let mut broker = Self { child: None, dir, port, tls_port, x509_port, pki };
-        broker.start_again();
-        broker
+                dynsec.display(),
+                tls(broker.dir.path()),
+                tls(broker.dir.path()),
+            );
+            std::fs::write(broker.dir.path().join("mosquitto.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+            match broker.launch() {
+                Ok(()) => return broker,
+                Err(e) if e.contains("Address already in use") => {
+                    let _ = std::fs::remove_file(broker.dir.path().join("mosquitto.log"));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("mosquitto found its ports taken five times:\n{}", broker.log())
     }
 
     /// (Re)starts the process on the same configuration, ports and dynamic-security file.
     pub fn start_again(&mut self) {
+        self.launch().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts the process and waits until it listens; `Err` with its log if it exits first.
+    fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -157,7 +173,7 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("{MOSQUITTO}: {e}"));
         self.child = Some(child);
-        self.wait_until_listening();
+        self.wait_until_listening()
     }
 
     /// Kills the process by its PID and reaps it (the broker is down until [`Broker::start_again`]).
@@ -172,17 +188,19 @@ impl Broker {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
-    fn wait_until_listening(&mut self) {
+    fn wait_until_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         for port in [self.port, self.tls_port, self.x509_port] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                    panic!("mosquitto exited ({status}):\n{}", self.log());
+                    self.child = None;
+                    return Err(format!("mosquitto exited ({status}):\n{}", self.log()));
                 }
                 assert!(Instant::now() < deadline, "mosquitto is not listening on {port}:\n{}", self.log());
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// The admin's connection string over plain MQTT (the `mosquitto` connector's `connectionString`).
