@@ -55,11 +55,28 @@ pub trait EnrollmentStore: Send + Sync {
     async fn put_enrollment(&self, e: IndividualEnrollment, pre: Precondition) -> StoreResult<IndividualEnrollment>;
     async fn delete_enrollment(&self, registration_id: &str, pre: Precondition) -> StoreResult<()>;
     async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>>;
+    /// Writes many enrollments in one durable write, each under its own precondition (one refused does not
+    /// stop the others); one result per item, in order. The outer error is a failure of the whole write.
+    async fn put_enrollments(&self, items: Vec<(IndividualEnrollment, Precondition)>) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (e, pre) in items {
+            out.push(self.put_enrollment(e, pre).await);
+        }
+        Ok(out)
+    }
 
     async fn get_group(&self, group_id: &str) -> StoreResult<Option<EnrollmentGroup>>;
     async fn put_group(&self, g: EnrollmentGroup, pre: Precondition) -> StoreResult<EnrollmentGroup>;
     async fn delete_group(&self, group_id: &str, pre: Precondition) -> StoreResult<()>;
     async fn query_groups(&self, page: PageRequest) -> StoreResult<Page<EnrollmentGroup>>;
+    /// [`Self::put_enrollments`] for groups.
+    async fn put_groups(&self, items: Vec<(EnrollmentGroup, Precondition)>) -> StoreResult<Vec<StoreResult<EnrollmentGroup>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (g, pre) in items {
+            out.push(self.put_group(g, pre).await);
+        }
+        Ok(out)
+    }
     /// Every group with symmetric-key attestation (a device does not name its group, §4.2).
     async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
     /// Every group with X.509 attestation (matched through the device's chain, §4.3).
