@@ -13,7 +13,8 @@
 
 use std::sync::Arc;
 
-use dps_crypto::{decode_key, derive_device_key, SasToken, Secret};
+use dps_crypto::sas::hmac_base64;
+use dps_crypto::{decode_key, SasToken, Secret};
 use dps_proto::{AttestationType, EnrollmentGroup, IdScope, IndividualEnrollment, RegistrationId, X509Attestation, X509RegistrationResult};
 
 use crate::error::DpsError;
@@ -151,14 +152,12 @@ pub async fn attest(
         });
     }
 
-    for g in store.symmetric_key_groups().await.map_err(backend)? {
-        let Some(sk) = g.attestation.symmetric_key.as_ref() else { continue };
-        let (Some(gp), Some(gs)) = (sk.primary_key.as_ref(), sk.secondary_key.as_ref()) else { continue };
-        let (Ok(p), Ok(s)) = (derive_device_key(gp, reg.as_str()), derive_device_key(gs, reg.as_str())) else { continue };
+    for g in store.symmetric_key_group_keys().await.map_err(backend)?.iter() {
+        let (p, s) = (hmac_base64(&g.primary, reg.as_str().as_bytes()), hmac_base64(&g.secondary, reg.as_str().as_bytes()));
         let ok = [&p, &s].iter().any(|k| decode_key(k).map(|b| token.verify(&b)).unwrap_or(false));
         if ok {
             return Ok(Attested {
-                matched: Matched::Group(Box::new(g)),
+                matched: Matched::Group(Box::new(g.group.clone())),
                 attestation: AttestationType::SymmetricKey,
                 device_keys: Some((Secret::new(p), Secret::new(s))),
                 x509: None,
@@ -343,4 +342,85 @@ async fn attest_x509(
 fn dps_proto_base64(der: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+/// How long a remembered attestation is trusted at most (it is also dropped when the configuration changes,
+/// and never outlives the token or the presented certificates).
+pub const MEMO_SECS: i64 = 60;
+/// Remembered attestations; the credentials of the same device's polls hit.
+pub const MEMO_ENTRIES: usize = 10_000;
+/// Longer credentials are not remembered (the key would cost more than it saves).
+const MEMO_KEY_MAX: usize = 4096;
+
+/// Attestations remembered by the credentials that proved them, so a device's polls with the same token or
+/// certificate chain cost a look-up instead of key derivations or signature checks. An entry is used only
+/// while the store's configuration version is the one it was proved under, until the token's expiry, the
+/// first expiry in the presented chain, and [`MEMO_SECS`], whichever comes first. TPM answers are never
+/// remembered (single use).
+pub struct AttestMemo {
+    entries: quick_cache::sync::Cache<String, (u64, i64, Attested)>,
+}
+
+impl Default for AttestMemo {
+    fn default() -> Self {
+        Self { entries: quick_cache::sync::Cache::new(MEMO_ENTRIES) }
+    }
+}
+
+impl AttestMemo {
+    fn key(reg: &RegistrationId, creds: &DeviceCredentials) -> Option<String> {
+        use sha2::Digest;
+        let key = match creds {
+            DeviceCredentials::Sas(t) => format!("sas\n{}\n{t}", reg.as_str().to_ascii_lowercase()),
+            DeviceCredentials::X509(chain) => {
+                let mut h = sha2::Sha256::new();
+                for c in chain.iter() {
+                    h.update((c.len() as u64).to_be_bytes());
+                    h.update(c);
+                }
+                format!("x509\n{}\n{:x}", reg.as_str().to_ascii_lowercase(), h.finalize())
+            }
+            DeviceCredentials::None => return None,
+        };
+        (key.len() <= MEMO_KEY_MAX).then_some(key)
+    }
+
+    /// Until when an attestation proved now by `creds` may be remembered (unix seconds).
+    fn valid_until(creds: &DeviceCredentials, now: i64) -> i64 {
+        let limit = match creds {
+            DeviceCredentials::Sas(t) => {
+                SasToken::parse(t).ok().map(|t| i64::try_from(t.expiry()).unwrap_or(i64::MAX).saturating_add(CLOCK_SKEW_SECS))
+            }
+            DeviceCredentials::X509(chain) => crate::x509::chain::earliest_expiry(chain).map(|t| t.timestamp()),
+            DeviceCredentials::None => None,
+        };
+        limit.unwrap_or(now).min(now.saturating_add(MEMO_SECS))
+    }
+
+    /// [`attest`], answered from memory when the same credentials proved the same device under the same
+    /// configuration `version`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn attest(
+        &self,
+        version: u64,
+        stores: Stores<'_>,
+        clock: &dyn Clock,
+        scope: &IdScope,
+        reg: &RegistrationId,
+        creds: &DeviceCredentials,
+        presents_tpm: bool,
+    ) -> Result<Attested, DpsError> {
+        let key = Self::key(reg, creds).filter(|_| !presents_tpm);
+        let now = clock.now().timestamp();
+        if let Some((tag, until, hit)) = key.as_ref().and_then(|k| self.entries.get(k)) {
+            if tag == version && now <= until {
+                return Ok(hit);
+            }
+        }
+        let attested = attest(stores, clock, scope, reg, creds, presents_tpm).await?;
+        if let Some(k) = key.filter(|_| attested.tpm.is_none()) {
+            self.entries.insert(k, (version, Self::valid_until(creds, now), attested.clone()));
+        }
+        Ok(attested)
+    }
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod allocation;
 pub mod api_version;
 pub mod attestation;
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod failpoint;

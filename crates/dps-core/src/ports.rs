@@ -1,6 +1,8 @@
 //! The ports: everything the domain needs from the outside, as narrow traits. `dps-store` implements the
 //! stores (SQLite; PostgreSQL behind the same suite), `dps-hub` the hub connectors, tests fake them.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use dps_crypto::Secret;
 use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnrollment, InitialTwin, LinkedHub};
@@ -57,7 +59,10 @@ pub trait EnrollmentStore: Send + Sync {
     async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>>;
     /// Writes many enrollments in one durable write, each under its own precondition (one refused does not
     /// stop the others); one result per item, in order. The outer error is a failure of the whole write.
-    async fn put_enrollments(&self, items: Vec<(IndividualEnrollment, Precondition)>) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
+    async fn put_enrollments(
+        &self,
+        items: Vec<(IndividualEnrollment, Precondition)>,
+    ) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
         let mut out = Vec::with_capacity(items.len());
         for (e, pre) in items {
             out.push(self.put_enrollment(e, pre).await);
@@ -79,8 +84,44 @@ pub trait EnrollmentStore: Send + Sync {
     }
     /// Every group with symmetric-key attestation (a device does not name its group, §4.2).
     async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
+    /// The same groups with their keys decoded, shared: what a device's token is checked against. A cache
+    /// keeps one copy; the default decodes them on every call.
+    async fn symmetric_key_group_keys(&self) -> StoreResult<Arc<[GroupKeys]>> {
+        Ok(self.symmetric_key_groups().await?.into_iter().filter_map(GroupKeys::of).collect())
+    }
     /// Every group with X.509 attestation (matched through the device's chain, §4.3).
     async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>>;
+}
+
+/// A symmetric-key group and its two keys, decoded (§4.2). Formatting it never shows the keys.
+#[derive(Clone)]
+pub struct GroupKeys {
+    pub group: EnrollmentGroup,
+    pub primary: Vec<u8>,
+    pub secondary: Vec<u8>,
+}
+
+impl GroupKeys {
+    /// `None` for a group without both keys or with one that is not base64.
+    pub fn of(group: EnrollmentGroup) -> Option<Self> {
+        let sk = group.attestation.symmetric_key.as_ref()?;
+        let primary = dps_crypto::decode_key(sk.primary_key.as_deref()?).ok()?;
+        let secondary = dps_crypto::decode_key(sk.secondary_key.as_deref()?).ok()?;
+        Some(Self { group, primary, secondary })
+    }
+}
+
+impl std::fmt::Debug for GroupKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupKeys").field("group", &self.group.enrollment_group_id).finish_non_exhaustive()
+    }
+}
+
+/// A number the store changes after every committed write of what a registration reads — enrollments,
+/// groups, linked hubs, CA certificates — whichever process wrote it. Caches (`cache.rs`) trust an entry only
+/// while the number is the one they read it under. Reading it costs no I/O.
+pub trait ConfigVersion: Send + Sync {
+    fn config_version(&self) -> u64;
 }
 
 /// CA certificates (Azure's certificate store, §4.3). Names are looked up case-insensitively.
@@ -123,7 +164,14 @@ pub trait OperationStore: Send + Sync {
     async fn begin_registration(&self, op: &Operation, record: &RegistrationRecord, lease: &Lease) -> StoreResult<()>;
     /// Ends it in one write — the terminal operation and the record — if `owner` still holds its lease;
     /// `false` (nothing written) when it does not (another instance took over, or it finished already).
-    async fn finish_registration(&self, op: &Operation, record: &RegistrationRecord, owner: &str) -> StoreResult<bool>;
+    /// `identity`: the built-in registry's identity of the device, written in the same write.
+    async fn finish_registration(
+        &self,
+        op: &Operation,
+        record: &RegistrationRecord,
+        identity: Option<&IdentityWrite>,
+        owner: &str,
+    ) -> StoreResult<bool>;
     /// Extends the lease if `lease.owner` still holds it.
     async fn renew_lease(&self, operation_id: &str, lease: &Lease) -> StoreResult<bool>;
     /// Takes over up to `limit` operations still `assigning` whose lease ended before `expired_before` (or that
@@ -153,9 +201,28 @@ pub trait PolicyStore: Send + Sync {
     async fn put_policy(&self, p: AccessPolicy) -> StoreResult<()>;
 }
 
+/// An identity of the built-in registry with its keys, as it is written. An identity without a twin keeps
+/// the twin stored for it (a migration keeps the device's data).
+#[derive(Debug, Clone)]
+pub struct IdentityWrite {
+    pub identity: DeviceIdentity,
+    pub keys: Option<(Secret, Secret)>,
+}
+
+/// What provisioning a device in a hub did.
+#[derive(Debug, Clone)]
+pub enum Provisioned {
+    /// The identity exists in the hub now.
+    InHub,
+    /// The identity is in the service's own store: written together with the registration's outcome (one
+    /// durable write), so the outcome and the identity exist together or not at all.
+    WithOutcome(Box<IdentityWrite>),
+}
+
 /// The built-in hub's device registry: identities a connector created.
 #[async_trait]
 pub trait DeviceRegistryStore: Send + Sync {
+    /// Writes an identity ([`IdentityWrite`]: no twin keeps the stored one).
     async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()>;
     async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>>;
     async fn delete_identity(&self, hub: &str, device_id: &str) -> StoreResult<()>;
@@ -212,8 +279,9 @@ pub trait HubConnector: Send + Sync {
     async fn probe(&self, _hub: &LinkedHub) -> Result<String, ConnectorError> {
         Ok("no remote hub to reach".into())
     }
-    /// Creates or updates the identity and applies the twin. Idempotent.
-    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError>;
+    /// Creates or updates the identity and applies the twin, or (a registry in the service's own store) hands
+    /// it back to be written with the registration's outcome. Idempotent.
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError>;
     /// Removes the identity (device moved to another hub).
     async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError>;
     /// The identity's twin (tags and desired properties), to carry it to a new hub (§7.3 migrate).

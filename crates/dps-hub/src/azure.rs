@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice};
+use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice, Provisioned};
 use dps_core::Clock;
 use dps_crypto::Secret;
 use dps_proto::{InitialTwin, InitialTwinProperties, LinkedHub};
@@ -300,7 +300,7 @@ impl HubConnector for AzureIotHub {
     }
 
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device.device_id))]
-    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
         let cs = Self::credentials(hub)?;
         let http = self.client(hub)?;
         let body = device_body(device);
@@ -348,7 +348,7 @@ impl HubConnector for AzureIotHub {
             }
         }
         info!(created, "device identity written to Azure IoT Hub");
-        Ok(())
+        Ok(Provisioned::InHub)
     }
 
     /// `GET /twins/{id}`: tags and desired properties (without IoT Hub's `$metadata` / `$version`).

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice};
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice, IdentityWrite, Provisioned};
 use dps_proto::{DeviceIdentity, InitialTwin, LinkedHub};
-use tracing::info;
 
 /// The built-in device registry.
 #[derive(Clone)]
@@ -34,12 +33,11 @@ impl HubConnector for BuiltinRegistry {
         Ok("built-in registry (in this service's store)".into())
     }
 
-    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
-        let existing =
-            self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+    /// Nothing is written here: the identity goes into the store with the registration's outcome.
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
         let (kind, keys) = match &device.authentication {
             HubAuthentication::Sas { primary_key, secondary_key } | HubAuthentication::TpmSas { primary_key, secondary_key } => {
-                ("sas", Some((primary_key, secondary_key)))
+                ("sas", Some((primary_key.clone(), secondary_key.clone())))
             }
             HubAuthentication::SelfSigned { .. } => ("selfSigned", None),
         };
@@ -57,15 +55,10 @@ impl HubConnector for BuiltinRegistry {
             registration_id: device.registration_id.clone(),
             authentication_type: kind.to_owned(),
             iot_edge: device.iot_edge,
-            // `None` keeps the twin the hub has (migration); a twin replaces it (initial / reset).
-            initial_twin: match &device.initial_twin {
-                Some(t) => Some(t.clone()),
-                None => existing.and_then(|e| e.initial_twin),
-            },
+            // `None` keeps the twin the registry has (migration); a twin replaces it (initial / reset).
+            initial_twin: device.initial_twin.clone(),
         };
-        self.store.put_identity(&identity, keys).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
-        info!(hub = %hub.host_name, device_id = %device.device_id, "device identity created in the built-in registry");
-        Ok(())
+        Ok(Provisioned::WithOutcome(Box::new(IdentityWrite { identity, keys })))
     }
 
     async fn deprovision(&self, hub: &LinkedHub, device_id: &str) -> Result<(), ConnectorError> {

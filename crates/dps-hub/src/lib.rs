@@ -16,7 +16,7 @@ mod tls;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubConnector, HubDevice};
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubConnector, HubDevice, Provisioned};
 use dps_core::Clock;
 use dps_proto::{InitialTwin, LinkedHub};
 
@@ -79,7 +79,7 @@ impl HubConnector for Connectors {
         connector.probe(hub).await
     }
 
-    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
         self.pick(hub)?.provision(hub, device).await
     }
 

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice};
+use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice, Provisioned};
 use dps_crypto::Secret;
 use dps_proto::LinkedHub;
 use rumqttc::{
@@ -472,14 +472,14 @@ impl HubConnector for Mosquitto {
     }
 
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device.device_id))]
-    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<(), ConnectorError> {
+    async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
         check_device_id(&device.device_id)?;
         if matches!(device.authentication, HubAuthentication::TpmSas { .. }) {
             return Err(ConnectorError::Refused(TPM_REFUSAL.into()));
         }
         self.with_session(hub, "provision on the MQTT broker", Op::Provision(device)).await?;
         info!("device client and role written to the MQTT broker");
-        Ok(())
+        Ok(Provisioned::InHub)
     }
 
     #[instrument(skip_all, fields(hub = %hub.host_name, device_id = %device_id))]

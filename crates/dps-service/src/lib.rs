@@ -247,18 +247,21 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
 
     let shared = Arc::new(store.clone());
+    // What registrations read, cached; invalidated by the store's ConfigVersion.
+    let config_cache = dps_core::cache::ConfigCache::new(shared.clone());
     let metrics = dps_core::metrics::Metrics::new(Arc::clone(&clock));
     let limits =
         dps_core::limits::Limits::new(start_profile(config, &store).await, config.limits_azure, Arc::clone(&clock), metrics.clone());
     let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
     let engine = RegistrationEngine::new(
         Ports {
-            enrollments: shared.clone(),
-            certificates: shared.clone(),
+            enrollments: config_cache.clone(),
+            certificates: config_cache.clone(),
             registrations: shared.clone(),
             operations: shared.clone(),
             tpm: shared.clone(),
-            hubs: shared.clone(),
+            hubs: config_cache.clone(),
+            config_version: shared.clone(),
             connector: connector.clone(),
             allocator: Arc::new(BuiltinAllocator),
             webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
@@ -294,10 +297,10 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let app = Arc::new(app::App {
         engine: Arc::clone(&engine),
         management: Management {
-            enrollments: shared.clone(),
+            enrollments: config_cache.clone(),
             registrations: shared.clone(),
-            hubs: shared.clone(),
-            certificates: shared.clone(),
+            hubs: config_cache.clone(),
+            certificates: config_cache,
             connector: connector.clone(),
             limits: limits.clone(),
             clock: Arc::clone(&clock),

@@ -184,3 +184,38 @@ async fn a_corrupt_row_is_quarantined_and_the_service_starts() {
     assert!(found("enrollment_groups", "group-bad", "does not open"), "{}", q.body);
     assert!(rows.iter().all(|r| r.get("secrets").is_none()), "sealed columns are not shown: {}", q.body);
 }
+
+/// Polls reuse the attestation of the same token (the engine remembers it), but never past what would have
+/// refused it: the token's expiry, a change of the enrollment's keys, or the group's removal (§4.1, §4.2).
+#[tokio::test]
+async fn remembered_attestations_end_with_the_token_the_keys_and_the_group() {
+    let s = TestService::start().await;
+    let key = s.enroll("memo-1", json!({})).await;
+    let sas = s.device_sas("memo-1", &key, s.now() + 60);
+    let op = s.register("memo-1", &sas, "{}").await.body["operationId"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(s.poll_done("memo-1", &op, &sas).await.status, 200);
+    assert_eq!(s.poll("memo-1", &op, &sas).await.status, 200, "the same token again");
+    s.clock.advance(chrono::Duration::seconds(60 + 31));
+    TestService::assert_error(&s.poll("memo-1", &op, &sas).await, 401, 401002);
+
+    let fresh = s.device_sas("memo-1", &key, s.now() + 3600);
+    assert_eq!(s.poll("memo-1", &op, &fresh).await.status, 200);
+    let renewed = s.service(Method::POST, "/enrollments/memo-1/renewKey", Some(json!({ "keyType": "both" }))).await;
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    TestService::assert_error(&s.poll("memo-1", &op, &fresh).await, 401, 401002);
+
+    let g = s
+        .service(
+            Method::PUT,
+            "/enrollmentGroups/memo-g",
+            Some(json!({ "enrollmentGroupId": "memo-g", "attestation": { "type": "symmetricKey" } })),
+        )
+        .await;
+    let gkey = g.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
+    let dk = dps_crypto::derive_device_key(&gkey, "memo-g-1").unwrap_or_default();
+    let gsas = s.device_sas("memo-g-1", &dk, s.now() + 3600);
+    let gop = s.register("memo-g-1", &gsas, "{}").await.body["operationId"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(s.poll_done("memo-g-1", &gop, &gsas).await.status, 200);
+    assert_eq!(s.service(Method::DELETE, "/enrollmentGroups/memo-g", None).await.status, 204);
+    TestService::assert_error(&s.poll("memo-g-1", &gop, &gsas).await, 401, 401002);
+}

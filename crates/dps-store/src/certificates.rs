@@ -29,7 +29,7 @@ impl CertificateStore for SqliteStore {
     }
 
     async fn put_ca(&self, mut ca: CaCertificate, pre: Precondition) -> StoreResult<CaCertificate> {
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let key = ca.name.to_ascii_lowercase();
                 let current: Option<CaCertificate> =
@@ -54,7 +54,7 @@ impl CertificateStore for SqliteStore {
 
     async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()> {
         let name = name.to_owned();
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let key = name.to_ascii_lowercase();
                 let current: Option<CaCertificate> =

@@ -101,7 +101,7 @@ impl SqliteStore {
 
     async fn put_entity<E: Entity>(&self, mut e: E, pre: Precondition) -> StoreResult<E> {
         let store = self.clone();
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let key = e.id().to_ascii_lowercase();
                 let current: Option<E> = doc_in_tx(&mut *tx, current_sql::<E>(), &key).await?;
@@ -132,7 +132,7 @@ impl SqliteStore {
 
     async fn delete_entity<E: Entity>(&self, id: &str, pre: Precondition) -> StoreResult<()> {
         let id = id.to_owned();
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let key = id.to_ascii_lowercase();
                 let current: Option<E> = doc_in_tx(&mut *tx, current_sql::<E>(), &key).await?;

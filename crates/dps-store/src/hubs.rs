@@ -25,7 +25,7 @@ impl HubStore for SqliteStore {
 
     async fn put_hub(&self, mut hub: LinkedHub) -> StoreResult<()> {
         let store = self.clone();
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let key = hub.host_name.to_ascii_lowercase();
                 let sealed = hub.connection_string.take().map(|cs| store.seal(&cs, &format!("hub/{key}/connectionString")));
@@ -47,7 +47,7 @@ impl HubStore for SqliteStore {
 
     async fn delete_hub(&self, host_name: &str) -> StoreResult<()> {
         let host_name = host_name.to_owned();
-        self.write(move |tx| {
+        self.write_config(move |tx| {
             Box::pin(async move {
                 let r = sqlx::query("DELETE FROM linked_hubs WHERE host_key = ?")
                     .bind(host_name.to_ascii_lowercase())

@@ -24,10 +24,11 @@ mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_core::ports::{StoreError, StoreResult};
+use dps_core::ports::{ConfigVersion, StoreError, StoreResult};
 use dps_crypto::MasterKey;
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -42,6 +43,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
     key: Arc<MasterKey>,
     writer: writer::Writer,
+    /// [`ConfigVersion`]: changed after every write of enrollments, groups, hubs or CAs. One process owns the
+    /// database file (the data directory's lock), so counting in memory sees every write.
+    config_version: Arc<AtomicU64>,
 }
 
 /// How often the background task checkpoints the WAL into the database file.
@@ -89,7 +93,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await.map_err(backend)?;
         let conn = opts.connect().await.map_err(backend)?;
         tokio::spawn(checkpoints(pool.clone()));
-        Ok(Self { pool, key, writer: writer::Writer::start(conn) })
+        Ok(Self { pool, key, writer: writer::Writer::start(conn), config_version: Arc::default() })
     }
 
     /// Runs `unit` as one atomic write in the next group commit; answers once it is on disk.
@@ -99,6 +103,18 @@ impl SqliteStore {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         self.writer.write(unit).await
+    }
+
+    /// [`Self::write`] of what a registration reads (enrollments, groups, hubs, CAs): changes the
+    /// [`ConfigVersion`] once the write is over, whatever its outcome, before the caller hears back.
+    pub(crate) async fn write_config<T, F>(&self, unit: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let result = self.writer.write(unit).await;
+        self.config_version.fetch_add(1, Ordering::SeqCst);
+        result
     }
 
     pub async fn close(&self) {
@@ -111,6 +127,12 @@ impl SqliteStore {
 
     pub(crate) fn open_sealed(&self, sealed: &str, aad: &str) -> Result<String, StoreError> {
         self.key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+    }
+}
+
+impl ConfigVersion for SqliteStore {
+    fn config_version(&self) -> u64 {
+        self.config_version.load(Ordering::SeqCst)
     }
 }
 

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_core::model::{Operation, RegistrationRecord};
-use dps_core::ports::{Lease, OperationStore, StoreError, StoreResult};
+use dps_core::ports::{IdentityWrite, Lease, OperationStore, StoreError, StoreResult};
 use dps_proto::format_time;
 use sqlx::{Row, SqliteConnection};
 
@@ -121,9 +121,16 @@ impl OperationStore for SqliteStore {
         .await
     }
 
-    async fn finish_registration(&self, op: &Operation, record: &RegistrationRecord, owner: &str) -> StoreResult<bool> {
+    async fn finish_registration(
+        &self,
+        op: &Operation,
+        record: &RegistrationRecord,
+        identity: Option<&IdentityWrite>,
+        owner: &str,
+    ) -> StoreResult<bool> {
         let row = OpRow::of(op)?;
         let (id_key, group_key, doc) = record_row(record)?;
+        let identity = identity.map(|i| self.identity_row(&i.identity, i.keys.as_ref().map(|(p, s)| (p, s))));
         let owner = owner.to_owned();
         self.write(move |c| {
             Box::pin(async move {
@@ -142,7 +149,10 @@ impl OperationStore for SqliteStore {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                upsert_record(c, &id_key, group_key.as_deref(), &doc).await?;
+                upsert_record(&mut *c, &id_key, group_key.as_deref(), &doc).await?;
+                if let Some(row) = identity {
+                    crate::registry::upsert_identity(c, row).await?;
+                }
                 Ok(true)
             })
         })

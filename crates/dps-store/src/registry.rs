@@ -4,33 +4,59 @@ use async_trait::async_trait;
 use dps_core::ports::{DeviceRegistryStore, StoreResult};
 use dps_crypto::Secret;
 use dps_proto::DeviceIdentity;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use crate::{backend, from_json, to_json, SqliteStore};
+
+/// An identity as its row: keys sealed (`identity/<hub>/<device>`), before the write begins.
+pub(crate) struct IdentityRow {
+    hub: String,
+    device: String,
+    identity: DeviceIdentity,
+    sealed: Option<String>,
+}
+
+impl SqliteStore {
+    pub(crate) fn identity_row(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> IdentityRow {
+        let (hub, device) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
+        let sealed = keys.map(|(p, s)| self.seal(&format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{device}")));
+        IdentityRow { hub, device, identity: identity.clone(), sealed }
+    }
+}
+
+/// Writes an identity inside a write; one without a twin keeps the twin stored for it.
+pub(crate) async fn upsert_identity(tx: &mut SqliteConnection, row: IdentityRow) -> StoreResult<()> {
+    let IdentityRow { hub, device, mut identity, sealed } = row;
+    if identity.initial_twin.is_none() {
+        let current: Option<DeviceIdentity> = sqlx::query("SELECT doc FROM device_identities WHERE hub_key = ? AND device_key = ?")
+            .bind(&hub)
+            .bind(&device)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .map(|r| from_json(r.get::<&str, _>("doc")))
+            .transpose()?;
+        identity.initial_twin = current.and_then(|c| c.initial_twin);
+    }
+    sqlx::query(
+        "INSERT INTO device_identities (hub_key, device_key, doc, keys_sealed) VALUES (?, ?, ?, ?)
+         ON CONFLICT(hub_key, device_key) DO UPDATE SET doc = excluded.doc, keys_sealed = excluded.keys_sealed",
+    )
+    .bind(&hub)
+    .bind(&device)
+    .bind(to_json(&identity)?)
+    .bind(sealed)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
 
 #[async_trait]
 impl DeviceRegistryStore for SqliteStore {
     async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()> {
-        let (hub, dev) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
-        let sealed = keys.map(|(p, s)| self.seal(&format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{dev}")));
-        let doc = to_json(identity)?;
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO device_identities (hub_key, device_key, doc, keys_sealed) VALUES (?, ?, ?, ?)
-                     ON CONFLICT(hub_key, device_key) DO UPDATE SET doc = excluded.doc, keys_sealed = excluded.keys_sealed",
-                )
-                .bind(&hub)
-                .bind(&dev)
-                .bind(&doc)
-                .bind(sealed)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
+        let row = self.identity_row(identity, keys);
+        self.write(move |tx| Box::pin(upsert_identity(tx, row))).await
     }
 
     async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>> {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use dps_core::model::{AccessPolicy, EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right};
 use dps_core::ports::{
-    DeviceRegistryStore, EnrollmentStore, HubStore, OperationStore, PolicyStore, RegistrationStore, StoreError, TpmChallenge,
-    TpmChallengeStore,
+    CertificateStore, ConfigVersion, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, OperationStore, PolicyStore,
+    RegistrationStore, StoreError, TpmChallenge, TpmChallengeStore,
 };
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
@@ -72,6 +72,9 @@ suite!(
     finishing_needs_the_lease,
     expired_leases_are_claimed_oldest_first,
     concurrent_writes_all_commit,
+    the_identity_is_written_with_the_outcome,
+    every_configuration_write_changes_the_version,
+    the_configuration_cache_follows_every_write,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
@@ -501,7 +504,7 @@ async fn one_operation_assigning_per_device(s: &SqliteStore) {
     s.begin_registration(&operation("op-3", "dev-2", t), &assigning_record("dev-2"), &l).await.unwrap_or_else(|e| panic!("{e}"));
     let mut done = operation("op-1", "dev-1", t);
     done.status = RegistrationStatus::Assigned;
-    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "me").await, Ok(true));
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), None, "me").await, Ok(true));
     s.begin_registration(&operation("op-4", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -515,15 +518,15 @@ async fn finishing_needs_the_lease(s: &SqliteStore) {
     done.status = RegistrationStatus::Assigned;
     let mut rec = record("dev-f", None);
     rec.state.assigned_hub = Some("hub-a".into());
-    assert_eq!(s.finish_registration(&done, &rec, "someone-else").await, Ok(false));
+    assert_eq!(s.finish_registration(&done, &rec, None, "someone-else").await, Ok(false));
     assert_eq!(s.get_operation("op-f").await.map(|o| o.map(|o| o.status)), Ok(Some(RegistrationStatus::Assigning)));
     assert!(!s.renew_lease("op-f", &lease("someone-else", t)).await.unwrap_or(true), "only the owner renews");
     assert_eq!(s.renew_lease("op-f", &lease("me", t + chrono::Duration::seconds(60))).await, Ok(true));
-    assert_eq!(s.finish_registration(&done, &rec, "me").await, Ok(true));
+    assert_eq!(s.finish_registration(&done, &rec, None, "me").await, Ok(true));
     assert_eq!(s.get_operation("op-f").await.map(|o| o.map(|o| o.status)), Ok(Some(RegistrationStatus::Assigned)));
     let stored = s.get_registration("dev-f").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("record"));
     assert_eq!(stored.state.assigned_hub.as_deref(), Some("hub-a"));
-    assert_eq!(s.finish_registration(&done, &rec, "me").await, Ok(false), "a finished operation is not finished twice");
+    assert_eq!(s.finish_registration(&done, &rec, None, "me").await, Ok(false), "a finished operation is not finished twice");
     assert_eq!(s.renew_lease("op-f", &lease("me", t)).await, Ok(false));
 }
 
@@ -549,8 +552,8 @@ async fn expired_leases_are_claimed_oldest_first(s: &SqliteStore) {
     assert!(s.claim_operations(&lease("third", t + secs(30)), t, 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
     let mut done = operation("op-1", "dev-1", t);
     done.status = RegistrationStatus::Failed;
-    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "old").await, Ok(false), "the old owner lost it");
-    assert_eq!(s.finish_registration(&done, &record("dev-1", None), "new").await, Ok(true));
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), None, "old").await, Ok(false), "the old owner lost it");
+    assert_eq!(s.finish_registration(&done, &record("dev-1", None), None, "new").await, Ok(true));
     // At start-up a process that owns the store alone takes everything still assigning.
     let all = s.claim_operations(&lease("restart", t + secs(30)), chrono::DateTime::<chrono::Utc>::MAX_UTC, 10).await;
     assert_eq!(all.map(|v| v.len()), Ok(3));
@@ -581,4 +584,104 @@ async fn concurrent_writes_all_commit(s: &SqliteStore) {
     assert_eq!((ok, conflicts), (100, 100));
     let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 1000, search: None };
     assert_eq!(s.query_registrations(None, page).await.map(|p| p.items.len()), Ok(100));
+}
+
+fn identity(twin: Option<InitialTwin>) -> IdentityWrite {
+    IdentityWrite {
+        identity: DeviceIdentity {
+            hub_host_name: "hub".into(),
+            device_id: "dev-i".into(),
+            registration_id: "dev-i".into(),
+            authentication_type: "sas".into(),
+            x509_thumbprint: None,
+            iot_edge: false,
+            initial_twin: twin,
+        },
+        keys: Some((Secret::new("cHJpbWFyeQ=="), Secret::new("c2Vjb25kYXJ5"))),
+    }
+}
+
+/// The finish step writes the built-in registry's identity with the operation and the record — or, when the
+/// lease is lost, none of them; an identity written without a twin keeps the twin stored for it.
+async fn the_identity_is_written_with_the_outcome(s: &SqliteStore) {
+    let t = now();
+    let twin = InitialTwin { tags: Some(serde_json::from_str(r#"{"line":"7"}"#).expect("tags")), properties: None };
+    for (op, owner, with_twin) in [("op-i1", "me", true), ("op-i2", "me", false)] {
+        s.begin_registration(&operation(op, "dev-i", t), &assigning_record("dev-i"), &lease("me", t + chrono::Duration::seconds(30)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut done = operation(op, "dev-i", t);
+        done.status = RegistrationStatus::Assigned;
+        let write = identity(with_twin.then(|| twin.clone()));
+        assert_eq!(s.finish_registration(&done, &record("dev-i", None), Some(&write), "someone-else").await, Ok(false));
+        if op == "op-i1" {
+            assert_eq!(s.get_identity("hub", "dev-i").await, Ok(None), "a lost lease writes no identity");
+        }
+        assert_eq!(s.finish_registration(&done, &record("dev-i", None), Some(&write), owner).await, Ok(true));
+        let stored = s.get_identity("hub", "dev-i").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("identity"));
+        assert_eq!(stored.initial_twin.as_ref(), Some(&twin), "{op}: the twin is written, then kept");
+        let keys = s.identity_keys("hub", "dev-i").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("keys"));
+        assert_eq!(keys.0.expose(), "cHJpbWFyeQ==");
+    }
+}
+
+/// Caches trust an entry only while the version they read it under stands: every write of an enrollment,
+/// group, hub or CA changes it — also a refused one — and nothing else does.
+async fn every_configuration_write_changes_the_version(s: &SqliteStore) {
+    let mut last = s.config_version();
+    let mut changed = |what: &str| {
+        let v = s.config_version();
+        assert_ne!(v, last, "{what} changes the version");
+        last = v;
+    };
+    s.put_enrollment(sym_enrollment("v-1"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("an enrollment write");
+    let _ = s.put_enrollment(sym_enrollment("v-1"), Precondition::NotExists).await;
+    changed("a refused enrollment write");
+    s.delete_enrollment("v-1", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("an enrollment delete");
+    s.put_group(group("g-v", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("a group write");
+    s.delete_group("g-v", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("a group delete");
+    let hub = LinkedHub { host_name: "h.example".into(), ..Default::default() };
+    s.put_hub(hub).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("a hub write");
+    s.delete_hub("h.example").await.unwrap_or_else(|e| panic!("{e}"));
+    changed("a hub delete");
+    let _ = s.delete_ca("none", Precondition::None).await;
+    changed("a CA delete");
+    let before = s.config_version();
+    s.put_registration(record("dev-v", None)).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_operation(&operation("op-v", "dev-v", now())).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.config_version(), before, "registrations and operations are not configuration");
+}
+
+/// The engine reads enrollments, groups and hubs through `ConfigCache`: a write shows in the next read,
+/// whether it went through the cache or straight to the store.
+async fn the_configuration_cache_follows_every_write(s: &SqliteStore) {
+    let cache = dps_core::cache::ConfigCache::new(Arc::new(s.clone()));
+    assert_eq!(cache.get_enrollment("c-1").await, Ok(None));
+    s.put_enrollment(sym_enrollment("c-1"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(cache.get_enrollment("C-1").await.unwrap_or_else(|e| panic!("{e}")).is_some(), "a cached absence is dropped");
+    let mut e = sym_enrollment("c-1");
+    e.device_id = Some("renamed".into());
+    cache.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let got = cache.get_enrollment("c-1").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("enrollment"));
+    assert_eq!(got.device_id.as_deref(), Some("renamed"));
+    assert!(got.attestation.symmetric_key.and_then(|k| k.primary_key).is_some(), "keys come back");
+
+    assert_eq!(cache.symmetric_key_group_keys().await.map(|g| g.len()), Ok(0));
+    s.put_group(group("g-c", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = cache.symmetric_key_group_keys().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keys.iter().map(|g| g.group.enrollment_group_id.as_str()).collect::<Vec<_>>(), ["g-c"]);
+    assert!(!keys[0].primary.is_empty(), "decoded");
+    s.delete_group("g-c", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cache.symmetric_key_group_keys().await.map(|g| g.len()), Ok(0));
+    assert_eq!(cache.get_group("g-c").await, Ok(None));
+
+    assert_eq!(cache.list_hubs().await.map(|h| h.len()), Ok(0));
+    s.put_hub(LinkedHub { host_name: "c.example".into(), ..Default::default() }).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cache.list_hubs().await.map(|h| h.len()), Ok(1));
+    assert_eq!(cache.list_cas().await.map(|c| c.len()), Ok(0));
 }

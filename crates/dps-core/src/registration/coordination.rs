@@ -14,7 +14,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::{store_err, RegistrationEngine};
 use crate::error::{DpsError, ErrorKind};
-use crate::model::Operation;
+use crate::model::{Operation, RegistrationRecord};
 use crate::ports::{Lease, StoreError};
 
 /// How long an operation stays with the instance that runs it without a renewal.
@@ -42,12 +42,11 @@ impl RegistrationEngine {
         // The task carries the register's span (registration id, protocol) into every log line it writes.
         let task = async move {
             let begun = engine.begin(&op).await;
-            let ok = begun.is_ok();
-            let _ = tx.send(begun);
-            if ok {
+            let _ = tx.send(begun.as_ref().map(|_| ()).map_err(Clone::clone));
+            if let Ok(record) = begun {
                 crate::failpoint::hit("engine.accepted").await;
                 info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
-                engine.run_leased(op, device_keys).await;
+                engine.run_leased(op, device_keys, Some(record)).await;
             }
         };
         tokio::spawn(task.instrument(tracing::Span::current()));
@@ -56,15 +55,16 @@ impl RegistrationEngine {
 
     /// The same, with the assignment run to its end before answering (the console's re-provisioning).
     pub(super) async fn start_inline(self: &Arc<Self>, op: Operation) -> Result<(), DpsError> {
-        self.begin(&op).await?;
-        self.run_leased(op, None).await;
+        let record = self.begin(&op).await?;
+        self.run_leased(op, None, Some(record)).await;
         Ok(())
     }
 
-    async fn begin(&self, op: &Operation) -> Result<(), DpsError> {
+    /// The durable write of a register; returns the record it wrote.
+    async fn begin(&self, op: &Operation) -> Result<RegistrationRecord, DpsError> {
         let record = self.assigning_record(op).await?;
         match self.ports.operations.begin_registration(op, &record, &self.lease()).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(record),
             Err(StoreError::Conflict) => Err(DpsError::new(
                 ErrorKind::ConcurrentRegistration,
                 format!(
@@ -76,10 +76,11 @@ impl RegistrationEngine {
         }
     }
 
-    /// Runs the assignment while renewing its lease.
-    async fn run_leased(self: &Arc<Self>, op: Operation, device_keys: DeviceKeys) {
+    /// Runs the assignment while renewing its lease. `record`: the device's record, when the caller just
+    /// wrote it (else it is read).
+    async fn run_leased(self: &Arc<Self>, op: Operation, device_keys: DeviceKeys, record: Option<RegistrationRecord>) {
         let operation_id = op.operation_id.clone();
-        let work = self.assign(op, device_keys);
+        let work = self.assign(op, device_keys, record);
         tokio::pin!(work);
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
         loop {
@@ -154,7 +155,7 @@ impl RegistrationEngine {
         for op in ops {
             let engine = Arc::clone(self);
             let span = info_span!("resume", registration_id = %op.registration_id, operation_id = %op.operation_id);
-            tokio::spawn(async move { engine.run_leased(op, None).await }.instrument(span));
+            tokio::spawn(async move { engine.run_leased(op, None, None).await }.instrument(span));
         }
     }
 }

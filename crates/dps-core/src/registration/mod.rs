@@ -17,12 +17,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::allocation::{AllocationRequest, Allocator};
-use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
+use crate::attestation::{Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
 use crate::ports::{
-    AllocationWebhook, CertificateStore, ConnectorError, EnrollmentStore, HubAuthentication, HubConnector, HubDevice, HubStore,
-    OperationStore, RegistrationStore, TpmChallengeStore,
+    AllocationWebhook, CertificateStore, ConfigVersion, ConnectorError, EnrollmentStore, HubAuthentication, HubConnector, HubDevice,
+    HubStore, IdentityWrite, OperationStore, Provisioned, RegistrationStore, TpmChallengeStore,
 };
 use crate::Clock;
 
@@ -35,6 +35,8 @@ pub struct Ports {
     pub operations: Arc<dyn OperationStore>,
     pub tpm: Arc<dyn TpmChallengeStore>,
     pub hubs: Arc<dyn HubStore>,
+    /// Changes with every write of enrollments, groups, hubs or CAs (remembered attestations depend on it).
+    pub config_version: Arc<dyn ConfigVersion>,
     pub connector: Arc<dyn HubConnector>,
     pub allocator: Arc<dyn Allocator>,
     pub webhook: Arc<dyn AllocationWebhook>,
@@ -134,7 +136,14 @@ pub struct RegistrationEngine {
     config: EngineConfig,
     /// This instance's name on the leases it holds.
     instance: String,
+    /// Attestations remembered for the same device's polls.
+    memo: crate::attestation::AttestMemo,
+    /// Finished operations (they never change again), so polls of them need no store read.
+    finished: quick_cache::sync::Cache<String, Operation>,
 }
+
+/// How many finished operations are kept in memory for polls.
+pub const FINISHED_ENTRIES: usize = 20_000;
 
 fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
     move |e| {
@@ -145,7 +154,13 @@ fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
 
 impl RegistrationEngine {
     pub fn new(ports: Ports, config: EngineConfig) -> Arc<Self> {
-        Arc::new(Self { ports, config, instance: format!("dps-{}", uuid::Uuid::new_v4()) })
+        Arc::new(Self {
+            ports,
+            config,
+            instance: format!("dps-{}", uuid::Uuid::new_v4()),
+            memo: crate::attestation::AttestMemo::default(),
+            finished: quick_cache::sync::Cache::new(FINISHED_ENTRIES),
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -168,7 +183,8 @@ impl RegistrationEngine {
             certificates: self.ports.certificates.as_ref(),
             challenges: self.ports.tpm.as_ref(),
         };
-        attest(stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await
+        let version = self.ports.config_version.config_version();
+        self.memo.attest(version, stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await
     }
 
     /// `PUT /{idScope}/registrations/{id}/register`.
@@ -244,14 +260,8 @@ impl RegistrationEngine {
                 operation_id.escape_debug()
             )));
         }
-        let op = self
-            .ports
-            .operations
-            .get_operation(operation_id)
-            .await
-            .map_err(store_err("could not read the operation"))?
-            .filter(|op| op.registration_id.eq_ignore_ascii_case(reg.as_str()))
-            .ok_or_else(|| {
+        let op =
+            self.operation(operation_id).await?.filter(|op| op.registration_id.eq_ignore_ascii_case(reg.as_str())).ok_or_else(|| {
                 DpsError::new(ErrorKind::OperationNotFound, format!("operation '{}' of '{reg}' not found", operation_id.escape_debug()))
             })?;
         if op.status.is_terminal() {
@@ -266,6 +276,18 @@ impl RegistrationEngine {
         } else {
             Ok(Reply { status: assigning(&op), retry_after: Some(self.config.retry_after_secs) })
         }
+    }
+
+    /// An operation: from memory once it finished (it never changes again), else from the store.
+    async fn operation(&self, operation_id: &str) -> Result<Option<Operation>, DpsError> {
+        if let Some(op) = self.finished.get(operation_id) {
+            return Ok(Some(op));
+        }
+        let op = self.ports.operations.get_operation(operation_id).await.map_err(store_err("could not read the operation"))?;
+        if let Some(done) = op.as_ref().filter(|o| o.status.is_terminal()) {
+            self.finished.insert(done.operation_id.clone(), done.clone());
+        }
+        Ok(op)
     }
 
     /// The TPM attestation port (§4.4.3 step 2): a device presents its EK and SRK; the answer is the
@@ -392,10 +414,20 @@ impl RegistrationEngine {
     /// Runs the assignment of one operation to its end: decides, provisions, and writes the outcome (record and
     /// operation together) if this instance still holds the lease. Never panics; failures end in a `failed`
     /// operation, and a store failure leaves it `assigning` for the sweeper.
-    async fn assign(&self, op: Operation, device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>) {
+    async fn assign(
+        &self,
+        op: Operation,
+        device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>,
+        known: Option<RegistrationRecord>,
+    ) {
         let operation_id = op.operation_id.clone();
-        // The device's record, read once: the decision and the outcome's record both start from it.
-        let previous = match self.ports.registrations.get_registration(&op.registration_id).await {
+        // The device's record, read once (or as the register just wrote it): the decision and the outcome's
+        // record both start from it.
+        let read = match known {
+            Some(r) => Ok(Some(r)),
+            None => self.ports.registrations.get_registration(&op.registration_id).await,
+        };
+        let previous = match read {
             Ok(p) => p,
             Err(e) => {
                 warn!(operation_id, error = %e, "cannot read the registration record; the operation stays assigning and is resumed");
@@ -455,6 +487,7 @@ impl RegistrationEngine {
                 payload: None,
                 first_hub: None,
                 tpm_blob: None,
+                identity: None,
             };
         }
         // Where the device is now: a record that names a hub (a failed or disabled registration keeps it).
@@ -619,15 +652,18 @@ impl RegistrationEngine {
             iot_edge: view.iot_edge,
             initial_twin: twin,
         };
-        if let Err(e) = self.provision_with_retry(&hub, &device, &mut trace).await {
-            // The connector's detail (addresses, hub answers) stays in the trace, which only the service API shows.
-            let why = match e {
-                ConnectorError::Unavailable(_) => format!("stayed unavailable through {} retries", self.config.hub_retry.retries),
-                ConnectorError::Refused(_) => "refused to create the device identity".to_owned(),
-            };
-            let message = format!("hub '{}' {why}; try again later (details: dps registration explain)", hub.host_name);
-            return Outcome::failed(DpsError::new(ErrorKind::Unavailable, message), trace, Some(matched));
-        }
+        let provisioned = match self.provision_with_retry(&hub, &device, &mut trace).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The connector's detail (addresses, hub answers) stays in the trace, which only the service API shows.
+                let why = match e {
+                    ConnectorError::Unavailable(_) => format!("stayed unavailable through {} retries", self.config.hub_retry.retries),
+                    ConnectorError::Refused(_) => "refused to create the device identity".to_owned(),
+                };
+                let message = format!("hub '{}' {why}; try again later (details: dps registration explain)", hub.host_name);
+                return Outcome::failed(DpsError::new(ErrorKind::Unavailable, message), trace, Some(matched));
+            }
+        };
         crate::failpoint::hit("engine.identity-created").await;
         if moved {
             if let Some(old) = previous_hub.as_ref().and_then(|p| linked.iter().find(|h| h.host_name.eq_ignore_ascii_case(p))) {
@@ -658,19 +694,28 @@ impl RegistrationEngine {
             payload,
             first_hub: Some(first_hub),
             tpm_blob,
+            identity: match provisioned {
+                Provisioned::InHub => None,
+                Provisioned::WithOutcome(w) => Some(*w),
+            },
         }
     }
 
     /// Creates the identity in the hub. A hub reported unavailable (after the connector's own short retries) is
     /// tried again on [`HubRetry`]'s schedule while the operation stays `assigning`; a refusal is final.
-    async fn provision_with_retry(&self, hub: &LinkedHub, device: &HubDevice, trace: &mut serde_json::Value) -> Result<(), ConnectorError> {
+    async fn provision_with_retry(
+        &self,
+        hub: &LinkedHub,
+        device: &HubDevice,
+        trace: &mut serde_json::Value,
+    ) -> Result<Provisioned, ConnectorError> {
         let retry = self.config.hub_retry;
         let mut failures = Vec::new();
         let mut n = 0;
         loop {
             let result = self.ports.connector.provision(hub, device).await;
             let done = match &result {
-                Ok(()) => true,
+                Ok(_) => true,
                 Err(ConnectorError::Refused(_)) => true,
                 Err(ConnectorError::Unavailable(_)) => n >= retry.retries,
             };
@@ -678,7 +723,8 @@ impl RegistrationEngine {
                 failures.push(json!(e.to_string()));
             }
             if done {
-                let outcome = result.as_ref().map_or_else(ToString::to_string, |()| "identity created or updated".to_owned());
+                // The built-in registry's identity is written with the outcome, in the same write as this trace.
+                let outcome = result.as_ref().map_or_else(ToString::to_string, |_| "identity created or updated".to_owned());
                 trace["connector"] = json!({ "hub": hub.host_name, "result": outcome });
                 if !failures.is_empty() {
                     trace["connector"]["failedAttempts"] = json!(failures);
@@ -731,9 +777,10 @@ impl RegistrationEngine {
         result.tpm = o.tpm_blob.clone().map(|k| dps_proto::TpmRegistrationResult { authentication_key: Some(k) });
         op.result = Some(result);
         op.updated = now;
-        if !self.ports.operations.finish_registration(&op, &record, &self.instance).await? {
+        if !self.ports.operations.finish_registration(&op, &record, o.identity.as_ref(), &self.instance).await? {
             return Ok(false);
         }
+        self.finished.insert(op.operation_id.clone(), op.clone());
         crate::failpoint::hit("engine.finished").await;
         self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         match &o.error {
@@ -761,6 +808,8 @@ struct Outcome {
     first_hub: Option<String>,
     /// TPM devices: K2 wrapped for their TPM (base64), for `registrationState.tpm.authenticationKey`.
     tpm_blob: Option<String>,
+    /// The built-in registry's identity, written with the outcome.
+    identity: Option<IdentityWrite>,
 }
 
 impl Outcome {
@@ -777,6 +826,7 @@ impl Outcome {
             payload: None,
             first_hub: None,
             tpm_blob: None,
+            identity: None,
         }
     }
 }

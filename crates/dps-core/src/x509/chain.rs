@@ -112,6 +112,14 @@ fn check_path_len(issuer: &X509Certificate<'_>, intermediates_below: u32) -> Res
 }
 
 /// Checks what a device certificate itself must satisfy (also for individual enrollments).
+/// When the first of these certificates expires (`None` when one does not parse).
+pub fn earliest_expiry(certs: &[Vec<u8>]) -> Option<DateTime<Utc>> {
+    certs
+        .iter()
+        .map(|der| parse("presented by the device", der).ok().and_then(|c| DateTime::from_timestamp(c.validity().not_after.timestamp(), 0)))
+        .try_fold(DateTime::<Utc>::MAX_UTC, |min, t| t.map(|t| min.min(t)))
+}
+
 pub fn check_leaf(leaf_der: &[u8], now: DateTime<Utc>) -> Result<(), ChainError> {
     let leaf = parse("presented by the device", leaf_der)?;
     check_time(&leaf, now)?;
