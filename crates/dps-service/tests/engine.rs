@@ -219,3 +219,19 @@ async fn remembered_attestations_end_with_the_token_the_keys_and_the_group() {
     assert_eq!(s.service(Method::DELETE, "/enrollmentGroups/memo-g", None).await.status, 204);
     TestService::assert_error(&s.poll("memo-g-1", &gop, &gsas).await, 401, 401002);
 }
+
+/// An assignment normally ends within milliseconds: a poll of one this instance runs waits for its outcome
+/// (at most `POLL_WAIT`), so the device's first poll gets `assigned` and it needs no second one.
+#[tokio::test]
+async fn the_first_poll_gets_the_outcome() {
+    let s = TestService::start().await;
+    for id in ["first-1", "first-2", "first-3"] {
+        let key = s.enroll(id, json!({})).await;
+        let sas = s.device_sas(id, &key, s.now() + 3600);
+        let a = s.register(id, &sas, "{}").await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        let op = a.body["operationId"].as_str().unwrap_or_default().to_owned();
+        let first = s.poll(id, &op, &sas).await;
+        assert_eq!((first.status, &first.body["status"]), (200, &json!("assigned")), "{}", first.body);
+    }
+}

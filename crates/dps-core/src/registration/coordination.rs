@@ -4,7 +4,8 @@
 //! - the sweeper takes over operations whose lease expired — the instance stopped, or a task ended without
 //!   finishing — every [`SWEEP_EVERY`], without a restart;
 //! - a register's durable write and the start of its assignment run in a task of their own, so a request
-//!   whose future is dropped (client gone, connection reset) still starts the assignment it wrote.
+//!   whose future is dropped (client gone, connection reset) still starts the assignment it wrote;
+//! - a poll of an assignment this instance runs waits for its outcome for a moment ([`POLL_WAIT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +26,43 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Operations taken over per sweep.
 const SWEEP_BATCH: usize = 100;
+/// How long a poll of an operation this instance is running waits for its outcome before it answers
+/// `assigning` (the device polls again after `retry-after`). An assignment normally takes a few
+/// milliseconds, so a device's first poll normally gets the outcome — one round trip instead of many.
+pub const POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// An assignment this instance is running; polls of it wait on [`RegistrationEngine::wait_for_outcome`]. Dropped
+/// when the assignment ends, however it ends, which wakes them.
+pub(super) struct Running {
+    engine: Arc<RegistrationEngine>,
+    operation_id: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.engine.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.operation_id);
+    }
+}
 
 type DeviceKeys = Option<(dps_crypto::Secret, dps_crypto::Secret)>;
 
 impl RegistrationEngine {
+    fn track(self: &Arc<Self>, operation_id: &str) -> Running {
+        let (tx, _) = tokio::sync::watch::channel(());
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(operation_id.to_owned(), tx);
+        Running { engine: Arc::clone(self), operation_id: operation_id.to_owned() }
+    }
+
+    /// Waits (at most [`POLL_WAIT`]) until this instance's assignment of the operation ends; returns at once
+    /// when it runs none.
+    pub(super) async fn wait_for_outcome(&self, operation_id: &str) {
+        let rx = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(operation_id).map(|tx| tx.subscribe());
+        if let Some(mut rx) = rx {
+            // Nothing is ever sent: `changed` ends when the sender is dropped with the `Running`.
+            let _ = tokio::time::timeout(POLL_WAIT, rx.changed()).await;
+        }
+    }
+
     fn lease(&self) -> Lease {
         let ttl = chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::MAX);
         Lease { owner: self.instance.clone(), until: self.ports.clock.now() + ttl }
@@ -42,8 +76,13 @@ impl RegistrationEngine {
         // The task carries the register's span (registration id, protocol) into every log line it writes.
         let task = async move {
             let begun = engine.begin(&op).await;
+            let running = begun.is_ok().then(|| {
+                engine.known.insert(op.operation_id.clone(), op.clone());
+                engine.track(&op.operation_id)
+            });
             let _ = tx.send(begun.as_ref().map(|_| ()).map_err(Clone::clone));
             if let Ok(record) = begun {
+                let _running = running;
                 crate::failpoint::hit("engine.accepted").await;
                 info!(operation_id = %op.operation_id, enrollment = ?op.enrollment, "registration accepted");
                 engine.run_leased(op, device_keys, Some(record)).await;
@@ -88,8 +127,15 @@ impl RegistrationEngine {
                 () = &mut work => return,
                 _ = renew.tick() => match self.ports.operations.renew_lease(&operation_id, &self.lease()).await {
                     Ok(true) => {}
-                    Ok(false) => warn!(operation_id, "the lease of this assignment was taken over; its outcome will be dropped"),
-                    Err(e) => warn!(operation_id, error = %e, "cannot renew the lease of this assignment"),
+                    Ok(false) => {
+                        self.known.remove(&operation_id);
+                        warn!(operation_id, "the lease of this assignment was taken over; its outcome will be dropped");
+                    }
+                    Err(e) => {
+                        // The lease may run out: polls read the store from now on.
+                        self.known.remove(&operation_id);
+                        warn!(operation_id, error = %e, "cannot renew the lease of this assignment");
+                    }
                 },
             }
         }
@@ -155,7 +201,14 @@ impl RegistrationEngine {
         for op in ops {
             let engine = Arc::clone(self);
             let span = info_span!("resume", registration_id = %op.registration_id, operation_id = %op.operation_id);
-            tokio::spawn(async move { engine.run_leased(op, None, None).await }.instrument(span));
+            let running = engine.track(&op.operation_id);
+            tokio::spawn(
+                async move {
+                    let _running = running;
+                    engine.run_leased(op, None, None).await;
+                }
+                .instrument(span),
+            );
         }
     }
 }

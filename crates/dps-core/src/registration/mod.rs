@@ -138,12 +138,15 @@ pub struct RegistrationEngine {
     instance: String,
     /// Attestations remembered for the same device's polls.
     memo: crate::attestation::AttestMemo,
-    /// Finished operations (they never change again), so polls of them need no store read.
-    finished: quick_cache::sync::Cache<String, Operation>,
+    /// Operations polls are answered from without a store read: finished ones (they never change again) and
+    /// the `assigning` ones this instance runs under its lease (dropped when it loses or gives up the lease).
+    known: quick_cache::sync::Cache<String, Operation>,
+    /// Assignments running in this instance, by operation id; polls wait on them (`coordination.rs`).
+    running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
 }
 
-/// How many finished operations are kept in memory for polls.
-pub const FINISHED_ENTRIES: usize = 20_000;
+/// How many operations are kept in memory for polls.
+pub const KNOWN_OPERATIONS: usize = 20_000;
 
 fn store_err(what: &str) -> impl Fn(crate::ports::StoreError) -> DpsError + '_ {
     move |e| {
@@ -159,7 +162,8 @@ impl RegistrationEngine {
             config,
             instance: format!("dps-{}", uuid::Uuid::new_v4()),
             memo: crate::attestation::AttestMemo::default(),
-            finished: quick_cache::sync::Cache::new(FINISHED_ENTRIES),
+            known: quick_cache::sync::Cache::new(KNOWN_OPERATIONS),
+            running: std::sync::Mutex::default(),
         })
     }
 
@@ -260,10 +264,16 @@ impl RegistrationEngine {
                 operation_id.escape_debug()
             )));
         }
-        let op =
-            self.operation(operation_id).await?.filter(|op| op.registration_id.eq_ignore_ascii_case(reg.as_str())).ok_or_else(|| {
+        let mine = |op: Option<Operation>| {
+            op.filter(|op| op.registration_id.eq_ignore_ascii_case(reg.as_str())).ok_or_else(|| {
                 DpsError::new(ErrorKind::OperationNotFound, format!("operation '{}' of '{reg}' not found", operation_id.escape_debug()))
-            })?;
+            })
+        };
+        let mut op = mine(self.operation(operation_id).await?)?;
+        if !op.status.is_terminal() {
+            self.wait_for_outcome(operation_id).await;
+            op = mine(self.operation(operation_id).await?)?;
+        }
         if op.status.is_terminal() {
             Ok(Reply {
                 status: RegistrationOperationStatus {
@@ -278,14 +288,14 @@ impl RegistrationEngine {
         }
     }
 
-    /// An operation: from memory once it finished (it never changes again), else from the store.
+    /// An operation: from memory when it finished or this instance runs it, else from the store.
     async fn operation(&self, operation_id: &str) -> Result<Option<Operation>, DpsError> {
-        if let Some(op) = self.finished.get(operation_id) {
+        if let Some(op) = self.known.get(operation_id) {
             return Ok(Some(op));
         }
         let op = self.ports.operations.get_operation(operation_id).await.map_err(store_err("could not read the operation"))?;
         if let Some(done) = op.as_ref().filter(|o| o.status.is_terminal()) {
-            self.finished.insert(done.operation_id.clone(), done.clone());
+            self.known.insert(done.operation_id.clone(), done.clone());
         }
         Ok(op)
     }
@@ -418,12 +428,12 @@ impl RegistrationEngine {
         &self,
         op: Operation,
         device_keys: Option<(dps_crypto::Secret, dps_crypto::Secret)>,
-        known: Option<RegistrationRecord>,
+        record: Option<RegistrationRecord>,
     ) {
         let operation_id = op.operation_id.clone();
         // The device's record, read once (or as the register just wrote it): the decision and the outcome's
         // record both start from it.
-        let read = match known {
+        let read = match record {
             Some(r) => Ok(Some(r)),
             None => self.ports.registrations.get_registration(&op.registration_id).await,
         };
@@ -431,11 +441,16 @@ impl RegistrationEngine {
             Ok(p) => p,
             Err(e) => {
                 warn!(operation_id, error = %e, "cannot read the registration record; the operation stays assigning and is resumed");
+                self.known.remove(&operation_id);
                 return;
             }
         };
         let outcome = self.decide(&op, previous.as_ref(), device_keys).await;
-        match self.finish(op, previous, outcome).await {
+        let finished = self.finish(op, previous, outcome).await;
+        if !matches!(finished, Ok(true)) {
+            self.known.remove(&operation_id);
+        }
+        match finished {
             Ok(true) => {}
             Ok(false) => info!(operation_id, "the operation was finished by another owner of its lease; this outcome is dropped"),
             Err(e) => warn!(operation_id, error = %e, "cannot store the outcome; the operation stays assigning and is resumed"),
@@ -780,7 +795,7 @@ impl RegistrationEngine {
         if !self.ports.operations.finish_registration(&op, &record, o.identity.as_ref(), &self.instance).await? {
             return Ok(false);
         }
-        self.finished.insert(op.operation_id.clone(), op.clone());
+        self.known.insert(op.operation_id.clone(), op.clone());
         crate::failpoint::hit("engine.finished").await;
         self.ports.metrics.record(crate::metrics::Event::Registration { hub: o.hub.as_deref(), status: o.status.as_str() });
         match &o.error {
