@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the provisioning service (headless).
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Individual enrollments.
     #[command(subcommand)]
     Enrollment(commands::enrollment::EnrollmentCommand),
@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Serve(a) => commands::serve::run(*a).await,
             Command::Enrollment(c) => commands::enrollment::run(c).await,
             Command::EnrollmentGroup(c) => commands::group::run(c).await,
             Command::Registration(c) => commands::registration::run(c).await,
