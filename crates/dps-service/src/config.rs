@@ -82,6 +82,8 @@ pub struct Overrides {
     #[arg(long, env = "DPS_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u32>,
     /// Allocation policy for enrollments that set none (default hashed).
+    // A word of a fixed set whose enum lives in dps-proto (no clap there): clap lists and checks the words,
+    // `validate` reads them into the enum in any case, as the TOML file's are.
     #[arg(long, env = "DPS_DEFAULT_ALLOCATION_POLICY", value_parser = ["hashed", "geoLatency", "static"], ignore_case = true)]
     pub default_allocation_policy: Option<String>,
     /// Hours finished operations are kept for late polls (default 24).
@@ -127,6 +129,7 @@ pub struct Overrides {
     #[arg(long, env = "DPS_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
     /// Limits profile: default (no throttling) or azure (Azure's quotas and rates, §9; numbers in [limits_azure]).
+    // As `default_allocation_policy`: the enum is dps-core's `limits::Profile`.
     #[arg(long, env = "DPS_LIMITS", value_parser = ["default", "azure"], ignore_case = true)]
     pub limits: Option<String>,
     /// The `azure` profile's numbers, each replacing Azure's (tests and labs use small ones).
@@ -136,8 +139,8 @@ pub struct Overrides {
     #[arg(long, env = "DPS_LOG")]
     pub log: Option<String>,
     /// Log format (default text).
-    #[arg(long, env = "DPS_LOG_FORMAT", value_parser = ["text", "json"])]
-    pub log_format: Option<String>,
+    #[arg(long, env = "DPS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 }
 
@@ -301,7 +304,9 @@ pub fn parse_region_latency(text: &str) -> Result<Vec<dps_core::regions::RegionL
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -417,11 +422,7 @@ impl Config {
             Some(p) => p,
             None => return Err(ConfigError(format!("default_allocation_policy '{policy_text}' is not hashed, geoLatency or static"))),
         };
-        let log_format = match o.log_format.as_deref().unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(ConfigError(format!("log_format '{other}' is not text or json"))),
-        };
+        let log_format = o.log_format.unwrap_or(LogFormat::Text);
         let limits_explicit = o.limits.is_some();
         let limits = o.limits.as_deref().map_or(Ok(dps_core::limits::Profile::Default), str::parse).map_err(ConfigError)?;
         let limits_azure = o.limits_azure.unwrap_or_default().apply()?;

@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(o.network_regions.map(|n| n.len()), Some(1));
         assert_eq!(o.region_latency.map(|r| r[0].ms), Some(30));
         assert_eq!(o.measure_hub_latency, Some(true));
-        assert_eq!((o.limits.as_deref(), o.log_format.as_deref()), (Some("azure"), Some("json")));
+        assert_eq!((o.limits.as_deref(), o.log_format), (Some("azure"), Some(dps_service::config::LogFormat::Json)));
         assert_eq!(o.limits_azure.and_then(|a| a.polls_per_window), Some(2));
         assert!(Serve::try_parse_from(["serve", "--log-format", "xml"]).is_err(), "a fixed set of values");
         assert!(Serve::try_parse_from(["serve", "--limits", "strict"]).is_err(), "a fixed set of values");
