@@ -39,8 +39,9 @@ macro_rules! layer {
 
 layer! {
 /// One configuration layer; every field optional. Each setting is declared here once: its field name is the
-/// TOML key, its `--flag` the name with dashes (`dps serve`), its `DPS_*` variable the name in capitals; the
-/// README's settings table is checked against these declarations (a unit test of `dps serve`, in `dps-cli`).
+/// TOML key, its `--flag` the name with dashes (`dps serve`; the three lists take one item a flag, singular),
+/// its `DPS_*` variable the name in capitals; the README's settings table is checked against these
+/// declarations (a unit test of `dps serve`, in `dps-cli`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
