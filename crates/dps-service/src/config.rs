@@ -365,6 +365,40 @@ fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     Ok(crate::amqp::Limits { idle_timeout: idle, max_connections, ..d })
 }
 
+/// The MQTT limits, defaults replaced by what the layers set, refused when out of range.
+fn mqtt_limits(o: &Overrides) -> Result<crate::mqtt::Limits, ConfigError> {
+    let defaults = crate::mqtt::Limits::default();
+    let limits = crate::mqtt::Limits {
+        max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
+        connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
+    };
+    if !(1024..=16 * 1024 * 1024).contains(&limits.max_packet_bytes) {
+        return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", limits.max_packet_bytes)));
+    }
+    if limits.connect_timeout.is_zero() {
+        return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
+    }
+    Ok(limits)
+}
+
+/// The custom allocation webhooks' and the unavailable hubs' retry schedules, refused when too long.
+fn retries(o: &Overrides) -> Result<(dps_core::registration::WebhookRetry, dps_core::registration::HubRetry), ConfigError> {
+    let d = dps_core::registration::WebhookRetry::default();
+    let webhook_retry = dps_core::registration::WebhookRetry {
+        retries: o.webhook_retries.unwrap_or(d.retries),
+        initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
+        increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
+    };
+    if webhook_retry.retries > 100 {
+        return Err(ConfigError("webhook_retries is above 100".into()));
+    }
+    let hub_retry = dps_core::registration::HubRetry { retries: o.hub_retries.unwrap_or(7), ..Default::default() };
+    if hub_retry.retries > 20 {
+        return Err(ConfigError("hub_retries is above 20 (each wait is at most 30 s; devices give up after some minutes)".into()));
+    }
+    Ok((webhook_retry, hub_retry))
+}
+
 /// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
 pub fn default_data_dir() -> PathBuf {
     dirs::data_local_dir().unwrap_or_else(|| PathBuf::from(".")).join("dps-console")
@@ -398,6 +432,8 @@ impl Config {
 
     fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
         let amqp_limits = amqp_limits(&o)?;
+        let mqtt_limits = mqtt_limits(&o)?;
+        let (webhook_retry, hub_retry) = retries(&o)?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let host = match o.host {
             Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
@@ -427,17 +463,6 @@ impl Config {
         let limits_explicit = o.limits.is_some();
         let limits = o.limits.as_deref().map_or(Ok(dps_core::limits::Profile::Default), str::parse).map_err(ConfigError)?;
         let limits_azure = o.limits_azure.unwrap_or_default().apply()?;
-        let defaults = crate::mqtt::Limits::default();
-        let mqtt_limits = crate::mqtt::Limits {
-            max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
-            connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
-        };
-        if !(1024..=16 * 1024 * 1024).contains(&mqtt_limits.max_packet_bytes) {
-            return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", mqtt_limits.max_packet_bytes)));
-        }
-        if mqtt_limits.connect_timeout.is_zero() {
-            return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
-        }
         let regions = dps_core::regions::RegionModel {
             service_region: o.service_region.filter(|r| !r.trim().is_empty()),
             networks: o.network_regions.unwrap_or_default(),
@@ -445,19 +470,6 @@ impl Config {
             default_latency_ms: o.default_latency_ms.unwrap_or(100),
             measured: Default::default(),
         };
-        let d = dps_core::registration::WebhookRetry::default();
-        let webhook_retry = dps_core::registration::WebhookRetry {
-            retries: o.webhook_retries.unwrap_or(d.retries),
-            initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
-            increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
-        };
-        if webhook_retry.retries > 100 {
-            return Err(ConfigError("webhook_retries is above 100".into()));
-        }
-        let hub_retry = dps_core::registration::HubRetry { retries: o.hub_retries.unwrap_or(7), ..Default::default() };
-        if hub_retry.retries > 20 {
-            return Err(ConfigError("hub_retries is above 20 (each wait is at most 30 s; devices give up after some minutes)".into()));
-        }
         Ok(Config {
             regions,
             measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
