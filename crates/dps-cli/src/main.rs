@@ -16,28 +16,37 @@ struct Cli {
     command: Command,
 }
 
+/// A group of service-API commands: how to reach the service and how to print are options of the group,
+/// accepted after any of its subcommands (`dps enrollment list --output table --data-dir D`).
+#[derive(clap::Args)]
+struct Managed<C: Subcommand> {
+    #[command(flatten)]
+    target: Target,
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: C,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the provisioning service (headless).
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Individual enrollments.
-    #[command(subcommand)]
-    Enrollment(commands::enrollment::EnrollmentCommand),
+    Enrollment(Managed<commands::enrollment::EnrollmentCommand>),
     /// Enrollment groups.
-    #[command(subcommand, name = "enrollment-group")]
-    EnrollmentGroup(commands::group::GroupCommand),
+    #[command(name = "enrollment-group")]
+    EnrollmentGroup(Managed<commands::group::GroupCommand>),
     /// Device registration records.
-    #[command(subcommand)]
-    Registration(commands::registration::RegistrationCommand),
+    Registration(Managed<commands::registration::RegistrationCommand>),
     /// Linked IoT hubs.
-    #[command(subcommand)]
-    Hub(commands::hub::HubCommand),
+    Hub(Managed<commands::hub::HubCommand>),
     /// The console's admin account.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
     /// CA certificates: upload, proof of possession, list.
-    #[command(subcommand)]
-    Ca(commands::ca::CaCommand),
+    Ca(Managed<commands::ca::CaCommand>),
     /// X.509 certificates: create a root, intermediate, device or verification certificate; inspect a chain.
     #[command(subcommand)]
     Cert(commands::cert::CertCommand),
@@ -88,12 +97,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve(a) => commands::serve::run(a).await,
-            Command::Enrollment(c) => commands::enrollment::run(c).await,
-            Command::EnrollmentGroup(c) => commands::group::run(c).await,
-            Command::Registration(c) => commands::registration::run(c).await,
-            Command::Hub(c) => commands::hub::run(c).await,
-            Command::Ca(c) => commands::ca::run(c).await,
+            Command::Serve(a) => commands::serve::run(*a).await,
+            Command::Enrollment(m) => commands::enrollment::run(m.command, &m.target, m.output).await,
+            Command::EnrollmentGroup(m) => commands::group::run(m.command, &m.target, m.output).await,
+            Command::Registration(m) => commands::registration::run(m.command, &m.target, m.output).await,
+            Command::Hub(m) => commands::hub::run(m.command, &m.target, m.output).await,
+            Command::Ca(m) => commands::ca::run(m.command, &m.target, m.output).await,
             Command::Admin(c) => commands::admin::run(c).await,
             Command::Cert(c) => commands::cert::run(c),
             Command::ComputeDeviceKey { key, registration_id } => {

@@ -2,8 +2,10 @@
 //! Every layer has the same shape ([`Overrides`]); each later layer overrides the fields it sets. The
 //! result is validated once, at load, into [`Config`].
 //!
-//! The TOML file is `--config FILE` (or `DPS_CONFIG`), else `<data-dir>/config.toml` when it exists.
-//! Secrets can come from files: `master_key_file` / `DPS_MASTER_KEY_FILE`.
+//! Each setting is declared once, as a field of [`Overrides`]: the TOML key, the `DPS_*` variable and the
+//! `dps serve` flag follow from it. The TOML file is `--config FILE` (or `DPS_CONFIG`), else
+//! `<data-dir>/config.toml` when it exists. Secrets can come from files: `master_key_file` /
+//! `DPS_MASTER_KEY_FILE` / `--master-key-file`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,149 +21,172 @@ pub const DEFAULT_AMQP_PORT: u16 = 5671;
 /// The browser console (HTTPS, the service's CA); a busy default falls back to a free port.
 pub const DEFAULT_CONSOLE_PORT: u16 = 8443;
 
-/// One configuration layer; every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Declares a layer struct (every field an `Option`) once, with its `then`: `self` with every field `other`
+/// sets replaced. Each field's attributes say the rest: serde's name is the TOML key, clap's `long` the flag,
+/// clap's `env` the `DPS_*` variable, the doc comment the help text.
+macro_rules! layer {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: Option<$ty:ty>,)* }) => {
+        $(#[$m])*
+        pub struct $name { $($(#[$fm])* pub $field: Option<$ty>,)* }
+
+        impl $name {
+            fn then_each(self, other: $name) -> $name {
+                $name { $($field: other.$field.or(self.$field),)* }
+            }
+        }
+    };
+}
+
+layer! {
+/// One configuration layer; every field optional. Each setting is declared here once: its field name is the
+/// TOML key, its `--flag` the name with dashes (`dps serve`; the three lists take one item a flag, singular),
+/// its `DPS_*` variable the name in capitals; the README's settings table is checked against these
+/// declarations (a unit test of `dps serve`, in `dps-cli`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Overrides {
     /// Address the listeners bind (default 127.0.0.1; `0.0.0.0` or `::` for devices on other machines).
+    #[arg(long, env = "DPS_BIND")]
     pub bind: Option<IpAddr>,
-    /// The host name devices and service clients use; goes into endpoint.json and the connection string.
+    /// The host name devices and service clients use (default: the bind address, or this machine's name).
+    #[arg(long, env = "DPS_HOST")]
     pub host: Option<String>,
-    /// More names (or addresses) for the TLS certificate and the service-API audience.
+    /// More names (or addresses) for the TLS certificate and the service-API audience (repeatable; the
+    /// variable is comma-separated).
+    #[arg(long = "extra-host-name", env = "DPS_EXTRA_HOST_NAMES", value_delimiter = ',', value_parser = trimmed)]
     pub extra_host_names: Option<Vec<String>>,
+    /// HTTPS port of the device and service APIs (default 443; 0 = any free port).
+    #[arg(long, env = "DPS_HTTPS_PORT")]
     pub https_port: Option<u16>,
-    /// MQTT over TLS (default 8883; MQTT over WebSockets uses the HTTPS port).
+    /// MQTT over TLS (default 8883; 0 = any free port). MQTT over WebSockets uses the HTTPS port.
+    #[arg(long, env = "DPS_MQTT_PORT")]
     pub mqtt_port: Option<u16>,
-    /// AMQP over TLS (default 5671; AMQP over WebSockets uses the HTTPS port).
+    /// AMQP over TLS (default 5671; 0 = any free port). AMQP over WebSockets uses the HTTPS port.
+    #[arg(long, env = "DPS_AMQP_PORT")]
     pub amqp_port: Option<u16>,
-    /// The browser console and the service API for it (default 8443).
+    /// The browser console and the service API for it (HTTPS with the service's CA; default 8443; 0 = any free port).
+    #[arg(long, env = "DPS_CONSOLE_PORT")]
     pub console_port: Option<u16>,
-    /// Seconds an MQTT client has to send CONNECT after TLS.
+    /// Seconds an MQTT client has to send CONNECT after TLS (default 10).
+    #[arg(long, env = "DPS_MQTT_CONNECT_TIMEOUT_SECS")]
     pub mqtt_connect_timeout_secs: Option<u32>,
-    /// Largest MQTT packet accepted (bytes).
+    /// Largest MQTT packet accepted in bytes (default 99328).
+    #[arg(long, env = "DPS_MQTT_MAX_PACKET_BYTES")]
     pub mqtt_max_packet_bytes: Option<usize>,
-    /// Seconds an AMQP connection may stay silent (it is told half of it as its heartbeat interval).
+    /// Seconds an AMQP connection may stay silent (it is told half of it as its heartbeat interval; default 240).
+    #[arg(long, env = "DPS_AMQP_IDLE_TIMEOUT_SECS")]
     pub amqp_idle_timeout_secs: Option<u32>,
-    /// Open AMQP connections (TLS and WebSockets together) at most.
+    /// Open AMQP connections (TLS and WebSockets together) at most (default 20000).
+    #[arg(long, env = "DPS_AMQP_MAX_CONNECTIONS")]
     pub amqp_max_connections: Option<usize>,
-    /// Seconds devices are told to wait between polls (1–60; 2–5 suit every SDK).
+    /// Seconds devices are told to wait between polls (2–5, default 2).
+    #[arg(long, env = "DPS_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u32>,
-    /// `hashed` (default), `geoLatency` or `static`.
+    /// Allocation policy for enrollments that set none (default hashed).
+    // A word of a fixed set whose enum lives in dps-proto (no clap there): clap lists and checks the words,
+    // `validate` reads them into the enum in any case, as the TOML file's are.
+    #[arg(long, env = "DPS_DEFAULT_ALLOCATION_POLICY", value_parser = ["hashed", "geoLatency", "static"], ignore_case = true)]
     pub default_allocation_policy: Option<String>,
-    /// Hours finished operations are kept for late polls.
+    /// Hours finished operations are kept for late polls (default 24).
+    #[arg(long, env = "DPS_OPERATION_RETENTION_HOURS")]
     pub operation_retention_hours: Option<u32>,
-    /// File holding the master key (base64 of 32 bytes); default `<data-dir>/master.key`.
+    /// File holding the master key (base64 of 32 bytes; default <data-dir>/master.key).
+    #[arg(long, env = "DPS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
     /// The service's own region (`geoLatency`: devices from unmapped networks, hubs without a region).
+    #[arg(long, env = "DPS_SERVICE_REGION")]
     pub service_region: Option<String>,
-    /// Network → region map for `geoLatency` (longest prefix wins).
+    /// Map a network to a region for `geoLatency`, CIDR=REGION (repeatable; the variable is comma-separated;
+    /// longest prefix wins), e.g. 10.1.0.0/16=factory.
+    #[arg(long = "network-region", env = "DPS_NETWORK_REGIONS", value_name = "CIDR=REGION", value_delimiter = ',', value_parser = network_region)]
     pub network_regions: Option<Vec<dps_core::regions::NetworkRegion>>,
-    /// Latency between regions in milliseconds (`from`, `to`, `ms`; symmetric unless both directions given).
+    /// Latency between two regions in milliseconds, FROM:TO=MS (repeatable; the variable is comma-separated;
+    /// symmetric unless both directions are given), e.g. factory:lab=30.
+    #[arg(long = "region-latency", env = "DPS_REGION_LATENCY", value_name = "FROM:TO=MS", value_delimiter = ',', value_parser = region_latency)]
     pub region_latency: Option<Vec<dps_core::regions::RegionLatency>>,
     /// Latency assumed between regions the table does not name (default 100 ms).
+    #[arg(long, env = "DPS_DEFAULT_LATENCY_MS")]
     pub default_latency_ms: Option<u32>,
     /// Measure the round-trip time to each hub's endpoint (TCP connect to port 443) every minute.
+    #[arg(long, env = "DPS_MEASURE_HUB_LATENCY", num_args = 0..=1, default_missing_value = "true")]
     pub measure_hub_latency: Option<bool>,
-    /// Custom allocation webhooks: time-out per call and the retry schedule (Azure: 10 retries, 1 s, +9 s).
+    /// Custom allocation webhooks: seconds per call before it counts as a time-out (default 30).
+    #[arg(long, env = "DPS_WEBHOOK_TIMEOUT_SECS")]
     pub webhook_timeout_secs: Option<u32>,
+    /// Custom allocation webhooks: retries on ≥ 429 / time-out (Azure: 10).
+    #[arg(long, env = "DPS_WEBHOOK_RETRIES")]
     pub webhook_retries: Option<u32>,
+    /// Custom allocation webhooks: first retry delay in ms (Azure: 1000).
+    #[arg(long, env = "DPS_WEBHOOK_RETRY_INITIAL_MS")]
     pub webhook_retry_initial_ms: Option<u64>,
+    /// Custom allocation webhooks: added delay per retry in ms (Azure: 9000).
+    #[arg(long, env = "DPS_WEBHOOK_RETRY_INCREMENT_MS")]
     pub webhook_retry_increment_ms: Option<u64>,
-    /// Retries (1, 2, 4, 8, 16, 30, 30 s…) of a hub that is unavailable, while devices see `assigning` (default 7).
+    /// Retries of a hub that is unavailable (waits of 1, 2, 4, 8, 16, 30, 30 s…) while its devices see
+    /// `assigning`, before their registrations fail (default 7).
+    #[arg(long, env = "DPS_HUB_RETRIES")]
     pub hub_retries: Option<u32>,
     /// A CA (PEM file) to trust for webhooks besides the system's roots.
+    #[arg(long, env = "DPS_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
-    /// Limits profile: `default` (no throttling) or `azure` (Azure's quotas and rates, §9; README "Azure limits profile").
+    /// Limits profile: default (no throttling) or azure (Azure's quotas and rates, §9; numbers in [limits_azure]).
+    // As `default_allocation_policy`: the enum is dps-core's `limits::Profile`.
+    #[arg(long, env = "DPS_LIMITS", value_parser = ["default", "azure"], ignore_case = true)]
     pub limits: Option<String>,
     /// The `azure` profile's numbers, each replacing Azure's (tests and labs use small ones).
+    #[command(flatten)]
     pub limits_azure: Option<AzureLimitsOverrides>,
-    /// Log filter (`info`, `dps=debug`, …).
+    /// Log filter (e.g. info, debug, dps_core=debug; default info).
+    #[arg(long, env = "DPS_LOG")]
     pub log: Option<String>,
-    /// `text` or `json`.
-    pub log_format: Option<String>,
+    /// Log format (default text).
+    #[arg(long, env = "DPS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+}
+
+/// A list item without its surrounding spaces (`DPS_EXTRA_HOST_NAMES=a, b`).
+fn trimmed(s: &str) -> Result<String, String> {
+    Ok(s.trim().to_owned())
+}
+
+fn network_region(s: &str) -> Result<dps_core::regions::NetworkRegion, ConfigError> {
+    parse_network_regions(s)?.pop().ok_or_else(|| ConfigError(format!("network region '{s}' is not CIDR=REGION")))
+}
+
+fn region_latency(s: &str) -> Result<dps_core::regions::RegionLatency, ConfigError> {
+    parse_region_latency(s)?.pop().ok_or_else(|| ConfigError(format!("region latency '{s}' is not FROM:TO=MS")))
 }
 
 impl Overrides {
-    /// `self` with every field `other` sets replaced.
-    pub fn then(self, other: Overrides) -> Overrides {
-        Overrides {
-            bind: other.bind.or(self.bind),
-            host: other.host.or(self.host),
-            extra_host_names: other.extra_host_names.or(self.extra_host_names),
-            https_port: other.https_port.or(self.https_port),
-            mqtt_port: other.mqtt_port.or(self.mqtt_port),
-            amqp_port: other.amqp_port.or(self.amqp_port),
-            console_port: other.console_port.or(self.console_port),
-            mqtt_connect_timeout_secs: other.mqtt_connect_timeout_secs.or(self.mqtt_connect_timeout_secs),
-            mqtt_max_packet_bytes: other.mqtt_max_packet_bytes.or(self.mqtt_max_packet_bytes),
-            amqp_idle_timeout_secs: other.amqp_idle_timeout_secs.or(self.amqp_idle_timeout_secs),
-            amqp_max_connections: other.amqp_max_connections.or(self.amqp_max_connections),
-            retry_after_secs: other.retry_after_secs.or(self.retry_after_secs),
-            default_allocation_policy: other.default_allocation_policy.or(self.default_allocation_policy),
-            operation_retention_hours: other.operation_retention_hours.or(self.operation_retention_hours),
-            master_key_file: other.master_key_file.or(self.master_key_file),
-            service_region: other.service_region.or(self.service_region),
-            network_regions: other.network_regions.or(self.network_regions),
-            region_latency: other.region_latency.or(self.region_latency),
-            default_latency_ms: other.default_latency_ms.or(self.default_latency_ms),
-            measure_hub_latency: other.measure_hub_latency.or(self.measure_hub_latency),
-            webhook_timeout_secs: other.webhook_timeout_secs.or(self.webhook_timeout_secs),
-            webhook_retries: other.webhook_retries.or(self.webhook_retries),
-            hub_retries: other.hub_retries.or(self.hub_retries),
-            webhook_retry_initial_ms: other.webhook_retry_initial_ms.or(self.webhook_retry_initial_ms),
-            webhook_retry_increment_ms: other.webhook_retry_increment_ms.or(self.webhook_retry_increment_ms),
-            webhook_ca_file: other.webhook_ca_file.or(self.webhook_ca_file),
-            limits: other.limits.or(self.limits),
-            limits_azure: match (self.limits_azure, other.limits_azure) {
-                (Some(a), Some(b)) => Some(a.then(b)),
-                (a, b) => b.or(a),
-            },
-            log: other.log.or(self.log),
-            log_format: other.log_format.or(self.log_format),
-        }
+    /// `self` with every field `other` sets replaced (`[limits_azure]` field by field).
+    pub fn then(mut self, mut other: Overrides) -> Overrides {
+        let limits_azure = match (self.limits_azure.take(), other.limits_azure.take()) {
+            (Some(a), Some(b)) => Some(a.then(b)),
+            (a, b) => b.or(a),
+        };
+        Overrides { limits_azure, ..self.then_each(other) }
     }
 
-    /// The `DPS_*` environment layer.
+    /// The `DPS_*` environment layer: each setting's variable, as its flag declares it, parsed as the flag is.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Overrides, ConfigError> {
-        fn get<'a>(env: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
-            env.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        use clap::{Args, FromArgMatches};
+        // The variables come from `env`, never from this process's environment.
+        let command = || Overrides::augment_args(clap::Command::new("environment").no_binary_name(true)).mut_args(|a| a.env(None::<&str>));
+        let parse = |argv: &[String]| command().try_get_matches_from(argv).and_then(|m| Overrides::from_arg_matches(&m));
+        let mut argv = Vec::new();
+        for arg in Overrides::augment_args(clap::Command::new("environment")).get_arguments() {
+            let (Some(var), Some(long)) = (arg.get_env().and_then(|v| v.to_str()), arg.get_long()) else { continue };
+            let Some(value) = env.get(var).filter(|v| !v.trim().is_empty()) else { continue };
+            let flag = vec![format!("--{long}={}", value.trim())];
+            if let Err(e) = parse(&flag) {
+                let reason = e.to_string();
+                let reason = reason.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                return Err(ConfigError(format!("{var}={value} is not a valid value: {reason}")));
+            }
+            argv.extend(flag);
         }
-        fn parse<T: std::str::FromStr>(env: &HashMap<String, String>, k: &str) -> Result<Option<T>, ConfigError> {
-            get(env, k).map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value")))).transpose()
-        }
-        Ok(Overrides {
-            bind: parse(env, "DPS_BIND")?,
-            host: get(env, "DPS_HOST").map(str::to_owned),
-            extra_host_names: get(env, "DPS_EXTRA_HOST_NAMES")
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()),
-            https_port: parse(env, "DPS_HTTPS_PORT")?,
-            mqtt_port: parse(env, "DPS_MQTT_PORT")?,
-            amqp_port: parse(env, "DPS_AMQP_PORT")?,
-            console_port: parse(env, "DPS_CONSOLE_PORT")?,
-            mqtt_connect_timeout_secs: parse(env, "DPS_MQTT_CONNECT_TIMEOUT_SECS")?,
-            mqtt_max_packet_bytes: parse(env, "DPS_MQTT_MAX_PACKET_BYTES")?,
-            amqp_idle_timeout_secs: parse(env, "DPS_AMQP_IDLE_TIMEOUT_SECS")?,
-            amqp_max_connections: parse(env, "DPS_AMQP_MAX_CONNECTIONS")?,
-            retry_after_secs: parse(env, "DPS_RETRY_AFTER_SECS")?,
-            default_allocation_policy: get(env, "DPS_DEFAULT_ALLOCATION_POLICY").map(str::to_owned),
-            operation_retention_hours: parse(env, "DPS_OPERATION_RETENTION_HOURS")?,
-            master_key_file: get(env, "DPS_MASTER_KEY_FILE").map(PathBuf::from),
-            service_region: get(env, "DPS_SERVICE_REGION").map(str::to_owned),
-            network_regions: get(env, "DPS_NETWORK_REGIONS").map(parse_network_regions).transpose()?,
-            region_latency: get(env, "DPS_REGION_LATENCY").map(parse_region_latency).transpose()?,
-            default_latency_ms: parse(env, "DPS_DEFAULT_LATENCY_MS")?,
-            measure_hub_latency: parse(env, "DPS_MEASURE_HUB_LATENCY")?,
-            webhook_timeout_secs: parse(env, "DPS_WEBHOOK_TIMEOUT_SECS")?,
-            webhook_retries: parse(env, "DPS_WEBHOOK_RETRIES")?,
-            hub_retries: parse(env, "DPS_HUB_RETRIES")?,
-            webhook_retry_initial_ms: parse(env, "DPS_WEBHOOK_RETRY_INITIAL_MS")?,
-            webhook_retry_increment_ms: parse(env, "DPS_WEBHOOK_RETRY_INCREMENT_MS")?,
-            webhook_ca_file: get(env, "DPS_WEBHOOK_CA_FILE").map(PathBuf::from),
-            limits: get(env, "DPS_LIMITS").map(str::to_owned),
-            limits_azure: AzureLimitsOverrides::from_env(env)?,
-            log: get(env, "DPS_LOG").map(str::to_owned),
-            log_format: get(env, "DPS_LOG_FORMAT").map(str::to_owned),
-        })
+        parse(&argv).map_err(|e| ConfigError(format!("the DPS_* environment: {e}")))
     }
 
     /// The TOML file layer.
@@ -170,69 +195,59 @@ impl Overrides {
     }
 }
 
+layer! {
 /// `[limits_azure]`: the `azure` limits profile's numbers (`dps_core::limits::AzureLimits`); environment
-/// `DPS_LIMITS_AZURE_<NAME>` (e.g. `DPS_LIMITS_AZURE_POLLS_PER_WINDOW=1`). Unset fields keep Azure's values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// `DPS_LIMITS_AZURE_<NAME>` (e.g. `DPS_LIMITS_AZURE_POLLS_PER_WINDOW=1`), flags `--limits-azure-<name>`.
+/// Unset fields keep Azure's values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = "The azure limits profile's numbers (default: Azure's)")]
 pub struct AzureLimitsOverrides {
+    /// Registrations per window per service (Azure: 1000).
+    #[arg(long = "limits-azure-registrations-per-window", env = "DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW")]
     pub registrations_per_window: Option<u32>,
+    /// The registrations' window in seconds (Azure: 60).
+    #[arg(long = "limits-azure-registration-window-secs", env = "DPS_LIMITS_AZURE_REGISTRATION_WINDOW_SECS")]
     pub registration_window_secs: Option<u32>,
+    /// SAS-signed service operations per window (Azure: 1000).
+    #[arg(long = "limits-azure-service-operations-per-window", env = "DPS_LIMITS_AZURE_SERVICE_OPERATIONS_PER_WINDOW")]
     pub service_operations_per_window: Option<u32>,
+    /// The service operations' window in seconds (Azure: 60).
+    #[arg(long = "limits-azure-service-operation-window-secs", env = "DPS_LIMITS_AZURE_SERVICE_OPERATION_WINDOW_SECS")]
     pub service_operation_window_secs: Option<u32>,
+    /// Operation-status polls per window per device (Azure: 5).
+    #[arg(long = "limits-azure-polls-per-window", env = "DPS_LIMITS_AZURE_POLLS_PER_WINDOW")]
     pub polls_per_window: Option<u32>,
+    /// The polls' window in seconds (Azure: 10).
+    #[arg(long = "limits-azure-poll-window-secs", env = "DPS_LIMITS_AZURE_POLL_WINDOW_SECS")]
     pub poll_window_secs: Option<u32>,
+    /// Items of a bulk operation (Azure: 10).
+    #[arg(long = "limits-azure-max-bulk-items", env = "DPS_LIMITS_AZURE_MAX_BULK_ITEMS")]
     pub max_bulk_items: Option<u32>,
+    /// Enrollment groups per attestation type (Azure: 100).
+    #[arg(long = "limits-azure-max-enrollment-groups", env = "DPS_LIMITS_AZURE_MAX_ENROLLMENT_GROUPS")]
     pub max_enrollment_groups: Option<u64>,
+    /// Individual enrollments (Azure: 1000000).
+    #[arg(long = "limits-azure-max-individual-enrollments", env = "DPS_LIMITS_AZURE_MAX_INDIVIDUAL_ENROLLMENTS")]
     pub max_individual_enrollments: Option<u64>,
+    /// CA certificates (Azure: 25).
+    #[arg(long = "limits-azure-max-ca-certificates", env = "DPS_LIMITS_AZURE_MAX_CA_CERTIFICATES")]
     pub max_ca_certificates: Option<u64>,
+    /// Linked hubs (Azure: 50).
+    #[arg(long = "limits-azure-max-linked-hubs", env = "DPS_LIMITS_AZURE_MAX_LINKED_HUBS")]
     pub max_linked_hubs: Option<u64>,
+    /// Bytes of a register payload or a service-API body (Azure: 96 KB).
+    #[arg(long = "limits-azure-max-message-bytes", env = "DPS_LIMITS_AZURE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u64>,
+    /// Devices whose poll windows are kept in memory (default 100000).
+    #[arg(long = "limits-azure-tracked-devices", env = "DPS_LIMITS_AZURE_TRACKED_DEVICES")]
     pub tracked_devices: Option<u32>,
+}
 }
 
 impl AzureLimitsOverrides {
     pub fn then(self, other: AzureLimitsOverrides) -> AzureLimitsOverrides {
-        AzureLimitsOverrides {
-            registrations_per_window: other.registrations_per_window.or(self.registrations_per_window),
-            registration_window_secs: other.registration_window_secs.or(self.registration_window_secs),
-            service_operations_per_window: other.service_operations_per_window.or(self.service_operations_per_window),
-            service_operation_window_secs: other.service_operation_window_secs.or(self.service_operation_window_secs),
-            polls_per_window: other.polls_per_window.or(self.polls_per_window),
-            poll_window_secs: other.poll_window_secs.or(self.poll_window_secs),
-            max_bulk_items: other.max_bulk_items.or(self.max_bulk_items),
-            max_enrollment_groups: other.max_enrollment_groups.or(self.max_enrollment_groups),
-            max_individual_enrollments: other.max_individual_enrollments.or(self.max_individual_enrollments),
-            max_ca_certificates: other.max_ca_certificates.or(self.max_ca_certificates),
-            max_linked_hubs: other.max_linked_hubs.or(self.max_linked_hubs),
-            max_message_bytes: other.max_message_bytes.or(self.max_message_bytes),
-            tracked_devices: other.tracked_devices.or(self.tracked_devices),
-        }
-    }
-
-    fn from_env(env: &HashMap<String, String>) -> Result<Option<AzureLimitsOverrides>, ConfigError> {
-        fn parse<T: std::str::FromStr>(env: &HashMap<String, String>, k: &str) -> Result<Option<T>, ConfigError> {
-            env.get(k)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{k}={v} is not a valid value"))))
-                .transpose()
-        }
-        let o = AzureLimitsOverrides {
-            registrations_per_window: parse(env, "DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW")?,
-            registration_window_secs: parse(env, "DPS_LIMITS_AZURE_REGISTRATION_WINDOW_SECS")?,
-            service_operations_per_window: parse(env, "DPS_LIMITS_AZURE_SERVICE_OPERATIONS_PER_WINDOW")?,
-            service_operation_window_secs: parse(env, "DPS_LIMITS_AZURE_SERVICE_OPERATION_WINDOW_SECS")?,
-            polls_per_window: parse(env, "DPS_LIMITS_AZURE_POLLS_PER_WINDOW")?,
-            poll_window_secs: parse(env, "DPS_LIMITS_AZURE_POLL_WINDOW_SECS")?,
-            max_bulk_items: parse(env, "DPS_LIMITS_AZURE_MAX_BULK_ITEMS")?,
-            max_enrollment_groups: parse(env, "DPS_LIMITS_AZURE_MAX_ENROLLMENT_GROUPS")?,
-            max_individual_enrollments: parse(env, "DPS_LIMITS_AZURE_MAX_INDIVIDUAL_ENROLLMENTS")?,
-            max_ca_certificates: parse(env, "DPS_LIMITS_AZURE_MAX_CA_CERTIFICATES")?,
-            max_linked_hubs: parse(env, "DPS_LIMITS_AZURE_MAX_LINKED_HUBS")?,
-            max_message_bytes: parse(env, "DPS_LIMITS_AZURE_MAX_MESSAGE_BYTES")?,
-            tracked_devices: parse(env, "DPS_LIMITS_AZURE_TRACKED_DEVICES")?,
-        };
-        Ok((o != AzureLimitsOverrides::default()).then_some(o))
+        self.then_each(other)
     }
 
     /// Azure's numbers with these replaced, validated.
@@ -290,7 +305,9 @@ pub fn parse_region_latency(text: &str) -> Result<Vec<dps_core::regions::RegionL
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
@@ -348,6 +365,40 @@ fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     Ok(crate::amqp::Limits { idle_timeout: idle, max_connections, ..d })
 }
 
+/// The MQTT limits, defaults replaced by what the layers set, refused when out of range.
+fn mqtt_limits(o: &Overrides) -> Result<crate::mqtt::Limits, ConfigError> {
+    let defaults = crate::mqtt::Limits::default();
+    let limits = crate::mqtt::Limits {
+        max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
+        connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
+    };
+    if !(1024..=16 * 1024 * 1024).contains(&limits.max_packet_bytes) {
+        return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", limits.max_packet_bytes)));
+    }
+    if limits.connect_timeout.is_zero() {
+        return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
+    }
+    Ok(limits)
+}
+
+/// The custom allocation webhooks' and the unavailable hubs' retry schedules, refused when too long.
+fn retries(o: &Overrides) -> Result<(dps_core::registration::WebhookRetry, dps_core::registration::HubRetry), ConfigError> {
+    let d = dps_core::registration::WebhookRetry::default();
+    let webhook_retry = dps_core::registration::WebhookRetry {
+        retries: o.webhook_retries.unwrap_or(d.retries),
+        initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
+        increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
+    };
+    if webhook_retry.retries > 100 {
+        return Err(ConfigError("webhook_retries is above 100".into()));
+    }
+    let hub_retry = dps_core::registration::HubRetry { retries: o.hub_retries.unwrap_or(7), ..Default::default() };
+    if hub_retry.retries > 20 {
+        return Err(ConfigError("hub_retries is above 20 (each wait is at most 30 s; devices give up after some minutes)".into()));
+    }
+    Ok((webhook_retry, hub_retry))
+}
+
 /// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
 pub fn default_data_dir() -> PathBuf {
     dirs::data_local_dir().unwrap_or_else(|| PathBuf::from(".")).join("dps-console")
@@ -381,6 +432,8 @@ impl Config {
 
     fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
         let amqp_limits = amqp_limits(&o)?;
+        let mqtt_limits = mqtt_limits(&o)?;
+        let (webhook_retry, hub_retry) = retries(&o)?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let host = match o.host {
             Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
@@ -406,25 +459,10 @@ impl Config {
             Some(p) => p,
             None => return Err(ConfigError(format!("default_allocation_policy '{policy_text}' is not hashed, geoLatency or static"))),
         };
-        let log_format = match o.log_format.as_deref().unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(ConfigError(format!("log_format '{other}' is not text or json"))),
-        };
+        let log_format = o.log_format.unwrap_or(LogFormat::Text);
         let limits_explicit = o.limits.is_some();
         let limits = o.limits.as_deref().map_or(Ok(dps_core::limits::Profile::Default), str::parse).map_err(ConfigError)?;
         let limits_azure = o.limits_azure.unwrap_or_default().apply()?;
-        let defaults = crate::mqtt::Limits::default();
-        let mqtt_limits = crate::mqtt::Limits {
-            max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
-            connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
-        };
-        if !(1024..=16 * 1024 * 1024).contains(&mqtt_limits.max_packet_bytes) {
-            return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", mqtt_limits.max_packet_bytes)));
-        }
-        if mqtt_limits.connect_timeout.is_zero() {
-            return Err(ConfigError("mqtt_connect_timeout_secs must be at least 1".into()));
-        }
         let regions = dps_core::regions::RegionModel {
             service_region: o.service_region.filter(|r| !r.trim().is_empty()),
             networks: o.network_regions.unwrap_or_default(),
@@ -432,19 +470,6 @@ impl Config {
             default_latency_ms: o.default_latency_ms.unwrap_or(100),
             measured: Default::default(),
         };
-        let d = dps_core::registration::WebhookRetry::default();
-        let webhook_retry = dps_core::registration::WebhookRetry {
-            retries: o.webhook_retries.unwrap_or(d.retries),
-            initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
-            increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
-        };
-        if webhook_retry.retries > 100 {
-            return Err(ConfigError("webhook_retries is above 100".into()));
-        }
-        let hub_retry = dps_core::registration::HubRetry { retries: o.hub_retries.unwrap_or(7), ..Default::default() };
-        if hub_retry.retries > 20 {
-            return Err(ConfigError("hub_retries is above 20 (each wait is at most 30 s; devices give up after some minutes)".into()));
-        }
         Ok(Config {
             regions,
             measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
@@ -464,7 +489,7 @@ impl Config {
             data_dir,
             bind,
             host,
-            extra_host_names: o.extra_host_names.unwrap_or_default(),
+            extra_host_names: o.extra_host_names.unwrap_or_default().into_iter().filter(|h| !h.is_empty()).collect(),
             https_port: o.https_port.unwrap_or(DEFAULT_HTTPS_PORT),
             retry_after_secs,
             default_allocation_policy,
@@ -569,6 +594,34 @@ mod tests {
         let flags = Overrides { limits: Some("default".into()), ..Default::default() };
         let c = Config::load(dir.path().into(), Some(&file), &env(&[("DPS_LIMITS", "azure")]), flags).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.limits, Profile::Default, "flags win");
+    }
+
+    #[test]
+    fn the_environment_layer_reads_each_settings_variable_from_the_given_map() {
+        let e = env(&[
+            ("DPS_EXTRA_HOST_NAMES", "a.example, b.example,"),
+            ("DPS_MEASURE_HUB_LATENCY", "false"),
+            ("DPS_MASTER_KEY_FILE", "/keys/master.key"),
+            ("DPS_LIMITS", "Azure"),
+            ("DPS_LIMITS_AZURE_MAX_LINKED_HUBS", "3"),
+            ("DPS_HOST", ""),
+            ("DPS_NOT_A_SETTING", "1"),
+        ]);
+        let o = Overrides::from_env(&e).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.extra_host_names, Some(vec!["a.example".to_owned(), "b.example".to_owned(), String::new()]));
+        assert_eq!(o.measure_hub_latency, Some(false));
+        assert_eq!(o.master_key_file, Some(PathBuf::from("/keys/master.key")));
+        assert_eq!(o.limits.as_deref(), Some("Azure"));
+        assert_eq!(o.limits_azure.and_then(|a| a.max_linked_hubs), Some(3));
+        assert_eq!(o.host, None, "an empty variable is unset");
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.extra_host_names, ["a.example", "b.example"]);
+        assert_eq!(c.limits, dps_core::limits::Profile::Azure, "read in any case, as before");
+        assert_eq!(Overrides::from_env(&env(&[])).unwrap_or_else(|e| panic!("{e}")), Overrides::default());
+        let err = Overrides::from_env(&env(&[("DPS_HTTPS_PORT", "https")])).err().unwrap_or_else(|| panic!("accepted"));
+        assert!(err.0.contains("DPS_HTTPS_PORT=https"), "{err}");
+        let err = Overrides::from_env(&env(&[("DPS_LOG_FORMAT", "xml")])).err().unwrap_or_else(|| panic!("accepted"));
+        assert!(err.0.contains("DPS_LOG_FORMAT=xml"), "{err}");
     }
 
     #[test]

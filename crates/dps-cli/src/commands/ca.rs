@@ -21,50 +21,21 @@ pub enum CaCommand {
         /// Trust it at once, without proof of possession (Azure's "verified on upload").
         #[arg(long)]
         verified: bool,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// List CA certificates.
-    List {
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    List,
     /// Show a CA certificate.
-    Show {
-        name: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    Show { name: String },
     /// Delete a CA certificate.
-    Delete {
-        name: String,
-        #[command(flatten)]
-        target: Target,
-    },
+    Delete { name: String },
     /// Generate the code the proof-of-possession certificate's CN must carry.
-    VerificationCode {
-        name: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
-    },
+    VerificationCode { name: String },
     /// Verify a CA with a certificate signed by its key whose CN is the verification code
     /// (make one with `dps cert create-verification`).
     Verify {
         name: String,
         #[arg(long)]
         certificate_path: PathBuf,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
 }
 
@@ -88,29 +59,29 @@ fn read_certificate(p: &PathBuf) -> Result<String> {
     })
 }
 
-pub async fn run(cmd: CaCommand) -> Result<()> {
+pub async fn run(cmd: CaCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
-        CaCommand::Upload { name, certificate_path, verified, target, output } => {
-            let client = Client::new(&target)?;
+        CaCommand::Upload { name, certificate_path, verified } => {
+            let client = Client::new(target)?;
             let body = serde_json::json!({ "name": name, "certificate": read_certificate(&certificate_path)?, "isVerified": verified });
             let ca: CaCertificate = client.call(Method::PUT, &format!("/certificates/{}", seg(&name)), Some(&body), &[]).await?;
             print(output, &ca, COLUMNS);
         }
-        CaCommand::List { target, output } => {
-            let list: Vec<CaCertificate> = Client::new(&target)?.call::<(), _>(Method::GET, "/certificates", None, &[]).await?;
+        CaCommand::List => {
+            let list: Vec<CaCertificate> = Client::new(target)?.call::<(), _>(Method::GET, "/certificates", None, &[]).await?;
             print(output, &list, COLUMNS);
         }
-        CaCommand::Show { name, target, output } => {
+        CaCommand::Show { name } => {
             let ca: CaCertificate =
-                Client::new(&target)?.call::<(), _>(Method::GET, &format!("/certificates/{}", seg(&name)), None, &[]).await?;
+                Client::new(target)?.call::<(), _>(Method::GET, &format!("/certificates/{}", seg(&name)), None, &[]).await?;
             print(output, &ca, COLUMNS);
         }
-        CaCommand::Delete { name, target } => {
-            Client::new(&target)?.send::<()>(Method::DELETE, &format!("/certificates/{}", seg(&name)), None, &[]).await?;
+        CaCommand::Delete { name } => {
+            Client::new(target)?.send::<()>(Method::DELETE, &format!("/certificates/{}", seg(&name)), None, &[]).await?;
             eprintln!("deleted CA certificate '{name}'");
         }
-        CaCommand::VerificationCode { name, target, output } => {
-            let v: serde_json::Value = Client::new(&target)?
+        CaCommand::VerificationCode { name } => {
+            let v: serde_json::Value = Client::new(target)?
                 .call::<(), _>(Method::POST, &format!("/certificates/{}/generateVerificationCode", seg(&name)), None, &[])
                 .await?;
             match output {
@@ -118,10 +89,10 @@ pub async fn run(cmd: CaCommand) -> Result<()> {
                 Output::Table => println!("{}", v["verificationCode"].as_str().unwrap_or_default()),
             }
         }
-        CaCommand::Verify { name, certificate_path, target, output } => {
+        CaCommand::Verify { name, certificate_path } => {
             let body = CertificateVerification { certificate: read_certificate(&certificate_path)? };
             let ca: CaCertificate =
-                Client::new(&target)?.call(Method::POST, &format!("/certificates/{}/verify", seg(&name)), Some(&body), &[]).await?;
+                Client::new(target)?.call(Method::POST, &format!("/certificates/{}/verify", seg(&name)), Some(&body), &[]).await?;
             print(output, &ca, COLUMNS);
         }
     }

@@ -17,15 +17,13 @@ pub struct CommonArgs {
     /// Secondary symmetric key (base64; generated when omitted).
     #[arg(long)]
     pub secondary_key: Option<String>,
-    /// enabled or disabled.
-    #[arg(long)]
-    pub provisioning_status: Option<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub provisioning_status: Option<ProvisioningStatusArg>,
     /// Hubs the devices may be assigned to (repeatable or space-separated).
     #[arg(long, num_args = 1..)]
     pub iot_hubs: Vec<String>,
-    /// hashed, geolatency, static or custom.
-    #[arg(long)]
-    pub allocation_policy: Option<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub allocation_policy: Option<AllocationPolicyArg>,
     /// Initial twin tags, a JSON object.
     #[arg(long)]
     pub initial_twin_tags: Option<String>,
@@ -35,9 +33,8 @@ pub struct CommonArgs {
     /// The devices are IoT Edge devices.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub edge_enabled: Option<bool>,
-    /// reprovisionandmigratedata, reprovisionandresetdata or never.
-    #[arg(long)]
-    pub reprovision_policy: Option<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub reprovision_policy: Option<ReprovisionPolicyArg>,
     /// Custom allocation webhook URL.
     #[arg(long)]
     pub webhook_url: Option<String>,
@@ -46,15 +43,75 @@ pub struct CommonArgs {
     pub api_version: Option<String>,
 }
 
+/// `--provisioning-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProvisioningStatusArg {
+    Enabled,
+    Disabled,
+}
+
+/// `--allocation-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllocationPolicyArg {
+    Hashed,
+    #[value(name = "geolatency")]
+    GeoLatency,
+    Static,
+    Custom,
+}
+
+/// `--reprovision-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReprovisionPolicyArg {
+    /// Assign the device again, carrying its twin to the new hub.
+    #[value(name = "reprovisionandmigratedata")]
+    MigrateData,
+    /// Assign the device again with the enrollment's initial twin.
+    #[value(name = "reprovisionandresetdata")]
+    ResetData,
+    /// Keep the device on its hub.
+    Never,
+}
+
+/// `--attestation-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttestationArg {
+    #[value(name = "symmetrickey")]
+    SymmetricKey,
+    Tpm,
+    X509,
+}
+
+/// `renew-key --key-type`: which keys are generated again (`swap` exchanges them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    Primary,
+    Secondary,
+    Both,
+    Swap,
+}
+
+impl KeyType {
+    /// The body's `keyType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Primary => "primary",
+            KeyType::Secondary => "secondary",
+            KeyType::Both => "both",
+            KeyType::Swap => "swap",
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum EnrollmentCommand {
     /// Create an individual enrollment.
     Create {
+        /// The enrollment's registration id.
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
-        /// symmetrickey (default), tpm or x509.
-        #[arg(long, default_value = "symmetrickey")]
-        attestation_type: String,
+        #[arg(long, value_enum, ignore_case = true, default_value_t = AttestationArg::SymmetricKey)]
+        attestation_type: AttestationArg,
         /// Device id in the hub (default: the registration id).
         #[arg(long)]
         device_id: Option<String>,
@@ -66,33 +123,25 @@ pub enum EnrollmentCommand {
         certificate_path: Option<std::path::PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Show an enrollment (keys included with --show-keys).
     Show {
+        /// The enrollment's registration id.
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
+        /// Print the symmetric keys too.
         #[arg(long)]
         show_keys: bool,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// List enrollments.
     List {
+        /// At most this many.
         #[arg(long)]
         top: Option<usize>,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Change an enrollment (only the given options; guarded by its etag).
     Update {
+        /// The enrollment's registration id.
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
         #[arg(long)]
@@ -105,31 +154,23 @@ pub enum EnrollmentCommand {
         etag: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Regenerate symmetric keys (key rolling): the old key stops working at once.
     RenewKey {
+        /// The enrollment's registration id.
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
-        /// primary, secondary, both or swap.
-        #[arg(long, default_value = "both")]
-        key_type: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
+        #[arg(long, value_enum, ignore_case = true, default_value_t = KeyType::Both)]
+        key_type: KeyType,
     },
     /// Delete an enrollment.
     Delete {
+        /// The enrollment's registration id.
         #[arg(long, alias = "registration-id")]
         enrollment_id: String,
+        /// Delete only at this etag (default: unconditionally).
         #[arg(long)]
         etag: Option<String>,
-        #[command(flatten)]
-        target: Target,
     },
 }
 
@@ -167,22 +208,23 @@ pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
             sk.secondary_key = Some(k.clone());
         }
     }
-    if let Some(s) = &a.provisioning_status {
-        *c.provisioning_status = Some(match s.to_ascii_lowercase().as_str() {
-            "enabled" => ProvisioningStatus::Enabled,
-            "disabled" => ProvisioningStatus::Disabled,
-            _ => bail!("--provisioning-status must be enabled or disabled"),
+    if let Some(s) = a.provisioning_status {
+        *c.provisioning_status = Some(match s {
+            ProvisioningStatusArg::Enabled => ProvisioningStatus::Enabled,
+            ProvisioningStatusArg::Disabled => ProvisioningStatus::Disabled,
         });
     }
     if !a.iot_hubs.is_empty() {
         let hubs: Vec<String> = a.iot_hubs.iter().flat_map(|h| h.split([' ', ','])).filter(|h| !h.is_empty()).map(str::to_owned).collect();
         *c.iot_hubs = Some(hubs);
     }
-    if let Some(p) = &a.allocation_policy {
-        *c.allocation_policy = Some(
-            AllocationPolicy::parse(p)
-                .ok_or_else(|| anyhow::anyhow!("--allocation-policy must be hashed, geolatency, static or custom"))?,
-        );
+    if let Some(p) = a.allocation_policy {
+        *c.allocation_policy = Some(match p {
+            AllocationPolicyArg::Hashed => AllocationPolicy::Hashed,
+            AllocationPolicyArg::GeoLatency => AllocationPolicy::GeoLatency,
+            AllocationPolicyArg::Static => AllocationPolicy::Static,
+            AllocationPolicyArg::Custom => AllocationPolicy::Custom,
+        });
     }
     if a.initial_twin_tags.is_some() || a.initial_twin_properties.is_some() {
         let twin = c.initial_twin.get_or_insert_with(Default::default);
@@ -196,12 +238,11 @@ pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
     if let Some(e) = a.edge_enabled {
         *c.capabilities = Some(DeviceCapabilities { iot_edge: e });
     }
-    if let Some(r) = &a.reprovision_policy {
-        *c.reprovision_policy = Some(match r.to_ascii_lowercase().as_str() {
-            "reprovisionandmigratedata" => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: true },
-            "reprovisionandresetdata" => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: false },
-            "never" => ReprovisionPolicy { update_hub_assignment: false, migrate_device_data: true },
-            _ => bail!("--reprovision-policy must be reprovisionandmigratedata, reprovisionandresetdata or never"),
+    if let Some(r) = a.reprovision_policy {
+        *c.reprovision_policy = Some(match r {
+            ReprovisionPolicyArg::MigrateData => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: true },
+            ReprovisionPolicyArg::ResetData => ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: false },
+            ReprovisionPolicyArg::Never => ReprovisionPolicy { update_hub_assignment: false, migrate_device_data: true },
         });
     }
     if a.webhook_url.is_some() || a.api_version.is_some() {
@@ -224,14 +265,14 @@ pub fn redact(a: &mut AttestationMechanism, show: bool) {
 }
 
 pub fn attestation_of(
-    kind: &str,
+    kind: AttestationArg,
     endorsement_key: Option<String>,
     certificate: Option<&std::path::Path>,
     group: bool,
 ) -> Result<AttestationMechanism> {
-    Ok(match kind.to_ascii_lowercase().as_str() {
-        "symmetrickey" => AttestationMechanism::symmetric_key(None, None),
-        "tpm" => {
+    Ok(match kind {
+        AttestationArg::SymmetricKey => AttestationMechanism::symmetric_key(None, None),
+        AttestationArg::Tpm => {
             let Some(ek) = endorsement_key else { bail!("--attestation-type tpm needs --endorsement-key") };
             AttestationMechanism {
                 kind: AttestationType::Tpm,
@@ -240,7 +281,7 @@ pub fn attestation_of(
                 symmetric_key: None,
             }
         }
-        "x509" => {
+        AttestationArg::X509 => {
             let Some(p) = certificate else { bail!("--attestation-type x509 needs --certificate-path") };
             let pem = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
             let certs = X509Certificates { primary: Some(X509CertificateWithInfo { certificate: Some(pem), info: None }), secondary: None };
@@ -251,19 +292,18 @@ pub fn attestation_of(
             };
             AttestationMechanism { kind: AttestationType::X509, tpm: None, x509: Some(x509), symmetric_key: None }
         }
-        other => bail!("--attestation-type '{other}' is not symmetrickey, tpm or x509"),
     })
 }
 
-pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
+pub async fn run(cmd: EnrollmentCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
-        EnrollmentCommand::RenewKey { enrollment_id, key_type, target, output } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::RenewKey { enrollment_id, key_type } => {
+            let client = Client::new(target)?;
             let a: AttestationMechanism = client
                 .call(
                     Method::POST,
                     &format!("/enrollments/{}/renewKey", seg(&enrollment_id)),
-                    Some(&serde_json::json!({ "keyType": key_type })),
+                    Some(&serde_json::json!({ "keyType": key_type.as_str() })),
                     &[],
                 )
                 .await?;
@@ -273,23 +313,14 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
                 &[("TYPE", "/type"), ("PRIMARY KEY", "/symmetricKey/primaryKey"), ("SECONDARY KEY", "/symmetricKey/secondaryKey")],
             );
         }
-        EnrollmentCommand::Create {
-            enrollment_id,
-            attestation_type,
-            device_id,
-            endorsement_key,
-            certificate_path,
-            common,
-            target,
-            output,
-        } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::Create { enrollment_id, attestation_type, device_id, endorsement_key, certificate_path, common } => {
+            let client = Client::new(target)?;
             let mut e = IndividualEnrollment {
                 registration_id: enrollment_id.clone(),
                 device_id,
                 registration_state: None,
                 optional_device_information: None,
-                attestation: attestation_of(&attestation_type, endorsement_key, certificate_path.as_deref(), false)?,
+                attestation: attestation_of(attestation_type, endorsement_key, certificate_path.as_deref(), false)?,
                 capabilities: None,
                 iot_hub_host_name: None,
                 initial_twin: None,
@@ -311,21 +342,21 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
             let created: IndividualEnrollment = client.call(Method::PUT, &path, Some(&e), &[]).await?;
             print(output, &created, COLUMNS);
         }
-        EnrollmentCommand::Show { enrollment_id, show_keys, target, output } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::Show { enrollment_id, show_keys } => {
+            let client = Client::new(target)?;
             let mut e: IndividualEnrollment =
                 client.call::<(), _>(Method::GET, &format!("/enrollments/{}", seg(&enrollment_id)), None, &[]).await?;
             redact(&mut e.attestation, show_keys);
             print(output, &e, COLUMNS);
         }
-        EnrollmentCommand::List { top, target, output } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::List { top } => {
+            let client = Client::new(target)?;
             let mut list: Vec<IndividualEnrollment> = client.query_all("/enrollments/query", top).await?;
             list.iter_mut().for_each(|e| redact(&mut e.attestation, false));
             print(output, &list, COLUMNS);
         }
-        EnrollmentCommand::Update { enrollment_id, device_id, endorsement_key, etag, common, target, output } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::Update { enrollment_id, device_id, endorsement_key, etag, common } => {
+            let client = Client::new(target)?;
             let path = format!("/enrollments/{}", seg(&enrollment_id));
             let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &path, None, &[]).await?;
             let if_match = etag.or_else(|| e.etag.clone()).unwrap_or_else(|| "*".into());
@@ -344,8 +375,8 @@ pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
             redact(&mut updated.attestation, false);
             print(output, &updated, COLUMNS);
         }
-        EnrollmentCommand::Delete { enrollment_id, etag, target } => {
-            let client = Client::new(&target)?;
+        EnrollmentCommand::Delete { enrollment_id, etag } => {
+            let client = Client::new(target)?;
             let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
             client.send::<()>(Method::DELETE, &format!("/enrollments/{}", seg(&enrollment_id)), None, &h).await?;
             eprintln!("deleted enrollment '{enrollment_id}'");

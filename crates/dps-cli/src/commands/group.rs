@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use dps_proto::*;
 use reqwest::Method;
 
-use super::enrollment::{apply_common, attestation_of, redact, Common, CommonArgs};
+use super::enrollment::{apply_common, attestation_of, redact, AttestationArg, Common, CommonArgs, KeyType};
 use crate::client::{seg, Client, Target};
 use crate::output::{print, Output};
 
@@ -12,11 +12,12 @@ use crate::output::{print, Output};
 pub enum GroupCommand {
     /// Create an enrollment group.
     Create {
+        /// The enrollment group's id.
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
-        /// symmetrickey (default) or x509.
-        #[arg(long, default_value = "symmetrickey")]
-        attestation_type: String,
+        /// symmetrickey (default) or x509 (a TPM group has no key of its own).
+        #[arg(long, value_enum, ignore_case = true, default_value_t = AttestationArg::SymmetricKey)]
+        attestation_type: AttestationArg,
         /// Signing (root or intermediate) certificate, PEM file, for X.509 groups.
         #[arg(long)]
         certificate_path: Option<std::path::PathBuf>,
@@ -25,60 +26,49 @@ pub enum GroupCommand {
         ca_name: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
+    /// Show an enrollment group (keys included with --show-keys).
     Show {
+        /// The enrollment group's id.
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
+        /// Print the symmetric keys too.
         #[arg(long)]
         show_keys: bool,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
+    /// List enrollment groups.
     List {
+        /// At most this many.
         #[arg(long)]
         top: Option<usize>,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
+    /// Change an enrollment group (only the given options; guarded by its etag).
     Update {
+        /// The enrollment group's id.
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
+        /// Expected etag (default: the current one).
         #[arg(long)]
         etag: Option<String>,
         #[command(flatten)]
         common: CommonArgs,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Regenerate symmetric keys (key rolling): the old key stops working at once.
     RenewKey {
+        /// The enrollment group's id.
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
-        /// primary, secondary, both or swap.
-        #[arg(long, default_value = "both")]
-        key_type: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
+        #[arg(long, value_enum, ignore_case = true, default_value_t = KeyType::Both)]
+        key_type: KeyType,
     },
+    /// Delete an enrollment group.
     Delete {
+        /// The enrollment group's id.
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
+        /// Delete only at this etag (default: unconditionally).
         #[arg(long)]
         etag: Option<String>,
-        #[command(flatten)]
-        target: Target,
     },
 }
 
@@ -103,15 +93,15 @@ fn common_of(g: &mut EnrollmentGroup) -> Common<'_> {
     }
 }
 
-pub async fn run(cmd: GroupCommand) -> Result<()> {
+pub async fn run(cmd: GroupCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
-        GroupCommand::RenewKey { group_id, key_type, target, output } => {
-            let client = Client::new(&target)?;
+        GroupCommand::RenewKey { group_id, key_type } => {
+            let client = Client::new(target)?;
             let a: AttestationMechanism = client
                 .call(
                     Method::POST,
                     &format!("/enrollmentGroups/{}/renewKey", seg(&group_id)),
-                    Some(&serde_json::json!({ "keyType": key_type })),
+                    Some(&serde_json::json!({ "keyType": key_type.as_str() })),
                     &[],
                 )
                 .await?;
@@ -121,8 +111,8 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
                 &[("TYPE", "/type"), ("PRIMARY KEY", "/symmetricKey/primaryKey"), ("SECONDARY KEY", "/symmetricKey/secondaryKey")],
             );
         }
-        GroupCommand::Create { group_id, attestation_type, certificate_path, ca_name, common, target, output } => {
-            let client = Client::new(&target)?;
+        GroupCommand::Create { group_id, attestation_type, certificate_path, ca_name, common } => {
+            let client = Client::new(target)?;
             let attestation = match ca_name {
                 Some(ca) => AttestationMechanism {
                     kind: AttestationType::X509,
@@ -133,7 +123,7 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
                     }),
                     symmetric_key: None,
                 },
-                None => attestation_of(&attestation_type, None, certificate_path.as_deref(), true)?,
+                None => attestation_of(attestation_type, None, certificate_path.as_deref(), true)?,
             };
             let mut g = EnrollmentGroup {
                 enrollment_group_id: group_id.clone(),
@@ -159,21 +149,21 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
             let created: EnrollmentGroup = client.call(Method::PUT, &path, Some(&g), &[]).await?;
             print(output, &created, COLUMNS);
         }
-        GroupCommand::Show { group_id, show_keys, target, output } => {
-            let client = Client::new(&target)?;
+        GroupCommand::Show { group_id, show_keys } => {
+            let client = Client::new(target)?;
             let mut g: EnrollmentGroup =
                 client.call::<(), _>(Method::GET, &format!("/enrollmentGroups/{}", seg(&group_id)), None, &[]).await?;
             redact(&mut g.attestation, show_keys);
             print(output, &g, COLUMNS);
         }
-        GroupCommand::List { top, target, output } => {
-            let client = Client::new(&target)?;
+        GroupCommand::List { top } => {
+            let client = Client::new(target)?;
             let mut list: Vec<EnrollmentGroup> = client.query_all("/enrollmentGroups/query", top).await?;
             list.iter_mut().for_each(|g| redact(&mut g.attestation, false));
             print(output, &list, COLUMNS);
         }
-        GroupCommand::Update { group_id, etag, common, target, output } => {
-            let client = Client::new(&target)?;
+        GroupCommand::Update { group_id, etag, common } => {
+            let client = Client::new(target)?;
             let path = format!("/enrollmentGroups/{}", seg(&group_id));
             let mut g: EnrollmentGroup = client.call::<(), _>(Method::GET, &path, None, &[]).await?;
             let if_match = etag.or_else(|| g.etag.clone()).unwrap_or_else(|| "*".into());
@@ -182,8 +172,8 @@ pub async fn run(cmd: GroupCommand) -> Result<()> {
             redact(&mut updated.attestation, false);
             print(output, &updated, COLUMNS);
         }
-        GroupCommand::Delete { group_id, etag, target } => {
-            let client = Client::new(&target)?;
+        GroupCommand::Delete { group_id, etag } => {
+            let client = Client::new(target)?;
             let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
             client.send::<()>(Method::DELETE, &format!("/enrollmentGroups/{}", seg(&group_id)), None, &h).await?;
             eprintln!("deleted enrollment group '{group_id}'");

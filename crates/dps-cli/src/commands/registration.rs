@@ -14,10 +14,6 @@ pub enum RegistrationCommand {
     Show {
         #[arg(long)]
         registration_id: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// List registration records (of one enrollment group with --group-id).
     List {
@@ -25,10 +21,6 @@ pub enum RegistrationCommand {
         group_id: Option<String>,
         #[arg(long)]
         top: Option<usize>,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Delete a registration record (the hub identity stays, as in Azure).
     Delete {
@@ -36,8 +28,6 @@ pub enum RegistrationCommand {
         registration_id: String,
         #[arg(long)]
         etag: Option<String>,
-        #[command(flatten)]
-        target: Target,
     },
     /// Run the device's registration again now (current enrollment and hubs, its re-provisioning policy),
     /// without the device; it learns its hub at its next registration. Prints the decision, as `explain`.
@@ -45,10 +35,6 @@ pub enum RegistrationCommand {
         /// The registration id.
         #[arg(long = "registration-id")]
         registration_id: String,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
     /// Explain how the device's last registration was decided.
     Explain {
@@ -57,10 +43,6 @@ pub enum RegistrationCommand {
         registration_id: Option<String>,
         #[arg(conflicts_with = "registration_id")]
         id: Option<String>,
-        #[command(flatten)]
-        target: Target,
-        #[arg(long, value_enum, default_value_t)]
-        output: Output,
     },
 }
 
@@ -74,16 +56,16 @@ const COLUMNS: &[(&str, &str)] = &[
     ("UPDATED", "/lastUpdatedDateTimeUtc"),
 ];
 
-pub async fn run(cmd: RegistrationCommand) -> Result<()> {
+pub async fn run(cmd: RegistrationCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
-        RegistrationCommand::Show { registration_id, target, output } => {
-            let client = Client::new(&target)?;
+        RegistrationCommand::Show { registration_id } => {
+            let client = Client::new(target)?;
             let r: DeviceRegistrationState =
                 client.call::<(), _>(Method::GET, &format!("/registrations/{}", seg(&registration_id)), None, &[]).await?;
             print(output, &r, COLUMNS);
         }
-        RegistrationCommand::List { group_id, top, target, output } => {
-            let client = Client::new(&target)?;
+        RegistrationCommand::List { group_id, top } => {
+            let client = Client::new(target)?;
             let path = match &group_id {
                 Some(g) => format!("/registrations/{}/query", seg(g)),
                 None => "/registrations/query".to_owned(),
@@ -91,14 +73,14 @@ pub async fn run(cmd: RegistrationCommand) -> Result<()> {
             let list: Vec<DeviceRegistrationState> = client.query_all(&path, top).await?;
             print(output, &list, COLUMNS);
         }
-        RegistrationCommand::Delete { registration_id, etag, target } => {
-            let client = Client::new(&target)?;
+        RegistrationCommand::Delete { registration_id, etag } => {
+            let client = Client::new(target)?;
             let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
             client.send::<()>(Method::DELETE, &format!("/registrations/{}", seg(&registration_id)), None, &h).await?;
             eprintln!("deleted the registration record of '{registration_id}'");
         }
-        RegistrationCommand::Reprovision { registration_id, target, output } => {
-            let client = Client::new(&target)?;
+        RegistrationCommand::Reprovision { registration_id } => {
+            let client = Client::new(target)?;
             let path = format!("/registrations/{}/reprovision", seg(&registration_id));
             let t: serde_json::Value = client.call::<(), _>(Method::POST, &path, None, &[]).await?;
             match output {
@@ -106,8 +88,8 @@ pub async fn run(cmd: RegistrationCommand) -> Result<()> {
                 Output::Table => explain_text(&t),
             }
         }
-        RegistrationCommand::Explain { registration_id, id, target, output } => {
-            let client = Client::new(&target)?;
+        RegistrationCommand::Explain { registration_id, id } => {
+            let client = Client::new(target)?;
             let rid = registration_id.or(id).unwrap_or_default();
             let t: serde_json::Value = client.call::<(), _>(Method::GET, &format!("/registrations/{}/trace", seg(&rid)), None, &[]).await?;
             match output {

@@ -1,4 +1,5 @@
-//! `dps serve`: the headless service. Flags are the last configuration layer.
+//! `dps serve`: the headless service. Flags are the last configuration layer; they are declared with the
+//! settings themselves (`dps_service::config::Overrides`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,69 +15,9 @@ pub struct ServeArgs {
     /// TOML configuration file (default: <data-dir>/config.toml when present).
     #[arg(long, env = "DPS_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1; 0.0.0.0 for devices on other machines).
-    #[arg(long)]
-    bind: Option<std::net::IpAddr>,
-    /// Host name devices and clients use (default: the bind address, or this machine's name).
-    #[arg(long)]
-    host: Option<String>,
-    /// More names for the TLS certificate (repeatable).
-    #[arg(long = "extra-host-name")]
-    extra_host_names: Vec<String>,
-    /// HTTPS port of the device and service APIs (default 443; 0 = any free port).
-    #[arg(long)]
-    https_port: Option<u16>,
-    /// MQTT port (default 8883; 0 = any free port). MQTT over WebSockets uses the HTTPS port.
-    #[arg(long)]
-    mqtt_port: Option<u16>,
-    /// AMQP port (default 5671; 0 = any free port). AMQP over WebSockets uses the HTTPS port.
-    #[arg(long)]
-    amqp_port: Option<u16>,
-    /// Port of the browser console (HTTPS with the service's CA; default 8443; 0 = any free port).
-    #[arg(long)]
-    console_port: Option<u16>,
-    /// Seconds devices wait between polls.
-    #[arg(long)]
-    retry_after_secs: Option<u32>,
-    /// Allocation policy for enrollments that set none: hashed, geoLatency or static.
-    #[arg(long)]
-    default_allocation_policy: Option<String>,
-    /// The service's own region (lowest-latency allocation).
-    #[arg(long)]
-    service_region: Option<String>,
-    /// Map a network to a region: CIDR=REGION (repeatable), e.g. 10.1.0.0/16=factory.
-    #[arg(long = "network-region")]
-    network_regions: Vec<String>,
-    /// Latency between two regions: FROM:TO=MS (repeatable), e.g. factory:lab=30.
-    #[arg(long = "region-latency")]
-    region_latency: Vec<String>,
-    /// Measure the round-trip time to each hub's endpoint every minute.
-    #[arg(long)]
-    measure_hub_latency: bool,
-    /// Custom allocation webhooks: seconds per call before it counts as a time-out.
-    #[arg(long)]
-    webhook_timeout_secs: Option<u32>,
-    /// Custom allocation webhooks: retries on ≥ 429 / time-out (Azure: 10).
-    #[arg(long)]
-    webhook_retries: Option<u32>,
-    /// Custom allocation webhooks: first retry delay in ms (Azure: 1000).
-    #[arg(long)]
-    webhook_retry_initial_ms: Option<u64>,
-    /// Custom allocation webhooks: added delay per retry in ms (Azure: 9000).
-    #[arg(long)]
-    webhook_retry_increment_ms: Option<u64>,
-    /// Retries of a hub that is unavailable (waits of 1, 2, 4, 8, 16, 30 s…) before its registrations fail (default 7).
-    #[arg(long)]
-    hub_retries: Option<u32>,
-    /// Limits profile: default (no throttling) or azure (Azure's quotas and rates; numbers in [limits_azure]).
-    #[arg(long)]
-    limits: Option<String>,
-    /// Log filter (e.g. info, debug, dps_core=debug).
-    #[arg(long)]
-    log: Option<String>,
-    /// Log format: text or json.
-    #[arg(long)]
-    log_format: Option<String>,
+    /// Every setting: also a TOML key and a DPS_* variable (README "Configuration").
+    #[command(flatten)]
+    settings: Overrides,
 }
 
 /// Every idle device connection is a file descriptor: lift the soft limit to the hard one.
@@ -105,39 +46,7 @@ async fn shutdown_signal() {
 pub async fn run(a: ServeArgs) -> Result<()> {
     let data_dir = a.data_dir.unwrap_or_else(default_data_dir);
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let flags = Overrides {
-        bind: a.bind,
-        host: a.host,
-        extra_host_names: (!a.extra_host_names.is_empty()).then_some(a.extra_host_names),
-        https_port: a.https_port,
-        mqtt_port: a.mqtt_port,
-        amqp_port: a.amqp_port,
-        console_port: a.console_port,
-        retry_after_secs: a.retry_after_secs,
-        default_allocation_policy: a.default_allocation_policy,
-        service_region: a.service_region,
-        network_regions: if a.network_regions.is_empty() {
-            None
-        } else {
-            Some(dps_service::config::parse_network_regions(&a.network_regions.join(","))?)
-        },
-        region_latency: if a.region_latency.is_empty() {
-            None
-        } else {
-            Some(dps_service::config::parse_region_latency(&a.region_latency.join(","))?)
-        },
-        measure_hub_latency: a.measure_hub_latency.then_some(true),
-        webhook_timeout_secs: a.webhook_timeout_secs,
-        webhook_retries: a.webhook_retries,
-        webhook_retry_initial_ms: a.webhook_retry_initial_ms,
-        webhook_retry_increment_ms: a.webhook_retry_increment_ms,
-        hub_retries: a.hub_retries,
-        limits: a.limits,
-        log: a.log,
-        log_format: a.log_format,
-        ..Default::default()
-    };
-    let config = Config::load(data_dir, a.config.as_deref(), &env, flags)?;
+    let config = Config::load(data_dir, a.config.as_deref(), &env, a.settings)?;
     dps_service::diagnostics::init_logging(&config);
     raise_open_files_limit();
     let listeners = dps_service::bind(&config)?;
@@ -176,4 +85,108 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     println!("Stopping…");
     running.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::{Args, CommandFactory};
+    use dps_service::config::AzureLimitsOverrides;
+
+    /// `dps serve`'s arguments, as the settings' declarations make them.
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: super::ServeArgs,
+    }
+
+    /// The first `code` of a table cell, or `—`.
+    fn code(cell: &str) -> String {
+        cell.split('`').nth(1).unwrap_or("—").to_owned()
+    }
+
+    /// The README's settings table: TOML key → (variable, flag).
+    fn readme_settings(readme: &str) -> BTreeMap<String, (String, String)> {
+        let mut rows = BTreeMap::new();
+        let table = readme.split("| TOML key | environment | flag | default | meaning |").nth(1).unwrap_or_default();
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            let key = match code(cells[0]).as_str() {
+                "—" => code(cells[2]).trim_start_matches("--").replace('-', "_"),
+                k => k.to_owned(),
+            };
+            rows.insert(key, (code(cells[1]), code(cells[2])));
+        }
+        rows
+    }
+
+    /// Every setting `dps serve` declares has its row in the README's table with its variable and flag, and
+    /// every row is a declared setting; the `azure` profile's numbers follow one naming rule and are listed in
+    /// the README's "Azure limits profile" table.
+    #[test]
+    fn the_readme_settings_table_matches_the_declarations() {
+        let readme = include_str!("../../../../README.md");
+        let mut rows = readme_settings(readme);
+        assert!(rows.len() > 20, "the README's settings table was not found");
+        let azure: Vec<String> =
+            AzureLimitsOverrides::augment_args(clap::Command::new("azure")).get_arguments().map(|a| a.get_id().to_string()).collect();
+        let limits_section = readme.split("## Azure limits profile").nth(1).unwrap_or_default();
+        for arg in Serve::command().get_arguments() {
+            let id = arg.get_id().to_string();
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or("—").to_owned();
+            let flag = format!("--{}", arg.get_long().unwrap_or_default());
+            if azure.contains(&id) {
+                assert_eq!(env, format!("DPS_LIMITS_AZURE_{}", id.to_uppercase()), "{id}");
+                assert_eq!(flag, format!("--limits-azure-{}", id.replace('_', "-")), "{id}");
+                assert!(limits_section.contains(&format!("`{id}`")), "[limits_azure] {id} is not in the README's limits table");
+                continue;
+            }
+            if id == "help" {
+                continue;
+            }
+            assert_eq!(env, format!("DPS_{}", id.to_uppercase()), "{id}: a setting's variable is its name in capitals");
+            let row = rows.remove(&id).unwrap_or_else(|| panic!("{id} ({env}, {flag}) has no row in the README's settings table"));
+            assert_eq!(row, (env, flag), "{id}: the README's row");
+        }
+        rows.remove("[limits_azure]");
+        assert!(rows.is_empty(), "the README lists settings `dps serve` does not declare: {rows:?}");
+    }
+
+    /// Settings' flags as `dps serve` accepted them before they were declared with the settings.
+    #[test]
+    fn serve_flags_parse_as_before() {
+        use clap::Parser;
+        let s = Serve::try_parse_from([
+            "serve",
+            "--https-port",
+            "0",
+            "--extra-host-name",
+            "a.example",
+            "--extra-host-name",
+            "b.example",
+            "--network-region",
+            "10.1.0.0/16=factory",
+            "--region-latency",
+            "factory:lab=30",
+            "--measure-hub-latency",
+            "--limits",
+            "azure",
+            "--log-format",
+            "json",
+            "--limits-azure-polls-per-window",
+            "2",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let o = s.args.settings;
+        assert_eq!(o.https_port, Some(0));
+        assert_eq!(o.extra_host_names, Some(vec!["a.example".to_owned(), "b.example".to_owned()]));
+        assert_eq!(o.network_regions.map(|n| n.len()), Some(1));
+        assert_eq!(o.region_latency.map(|r| r[0].ms), Some(30));
+        assert_eq!(o.measure_hub_latency, Some(true));
+        assert_eq!((o.limits.as_deref(), o.log_format), (Some("azure"), Some(dps_service::config::LogFormat::Json)));
+        assert_eq!(o.limits_azure.and_then(|a| a.polls_per_window), Some(2));
+        assert!(Serve::try_parse_from(["serve", "--log-format", "xml"]).is_err(), "a fixed set of values");
+        assert!(Serve::try_parse_from(["serve", "--limits", "strict"]).is_err(), "a fixed set of values");
+    }
 }

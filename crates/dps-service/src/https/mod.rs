@@ -7,6 +7,7 @@ pub mod console;
 pub mod device;
 pub mod error;
 pub mod router;
+pub mod routes;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::app::App;
-use router::Route;
+use router::{Access, Params, Row};
 
 /// Device messages are limited to 96 KB (§9).
 pub const DEVICE_BODY_LIMIT: usize = 96 * 1024;
@@ -122,12 +123,8 @@ pub enum Surface {
     Console,
 }
 
-fn is_device_route(r: &Route) -> bool {
-    matches!(r, Route::Register { .. } | Route::OperationStatus { .. } | Route::StatusLookup { .. })
-}
-
-fn body_limit(route: &Route) -> usize {
-    if is_device_route(route) {
+fn body_limit(row: &Row) -> usize {
+    if row.access == Access::Device {
         DEVICE_BODY_LIMIT
     } else {
         SERVICE_BODY_LIMIT
@@ -138,11 +135,18 @@ fn too_large(len: usize, limit: usize) -> DpsError {
     DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body ({len} bytes) exceeds the {limit}-byte limit"))
 }
 
-async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<(Route, Request), DpsError> {
+/// A routed request: its row, the path's parameters, the request.
+struct Routed {
+    row: &'static Row,
+    params: Params,
+    request: Request,
+}
+
+async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<Routed, DpsError> {
     let (parts, body) = req.into_parts();
     let segments = split_path(parts.uri.path())?;
-    let route = router::route(&parts.method, &segments)?;
-    let limit = body_limit(&route);
+    let (row, params) = router::route(&parts.method, &segments)?;
+    let limit = body_limit(row);
     if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > limit {
             return Err(too_large(len, limit));
@@ -155,37 +159,23 @@ async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<(Rout
             DpsError::bad_request(format!("the request body could not be read: {e}"))
         }
     })?;
-    Ok((
-        route,
-        Request {
-            method: parts.method,
-            segments,
-            query: split_query(parts.uri.query()),
-            headers: parts.headers,
-            body: body.to_bytes(),
-            peer,
-        },
-    ))
+    let request = Request {
+        method: parts.method,
+        segments,
+        query: split_query(parts.uri.query()),
+        headers: parts.headers,
+        body: body.to_bytes(),
+        peer,
+    };
+    Ok(Routed { row, params, request })
 }
 
-async fn dispatch(app: &App, route: Route, req: &Request) -> Result<HttpResponse, DpsError> {
-    use Route::*;
-    match route {
-        Register { scope, registration_id } => device::register::handle(app, req, &scope, &registration_id).await,
-        OperationStatus { scope, registration_id, operation_id } => {
-            device::operation_status::handle(app, req, &scope, &registration_id, &operation_id).await
-        }
-        StatusLookup { scope, registration_id } => device::status_lookup::handle(app, req, &scope, &registration_id).await,
-        ConsoleLogin => service::console::login(app, req).await,
-        CaCertificatePem => service::ca_pem(app),
-        ConsoleLogout => service::console::logout(app, req),
-        PrometheusMetrics => {
-            let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
-            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-            Ok(r)
-        }
-        other => service::handle(app, req, other).await,
+/// Runs a row's handler after what its access asks for (a service-API right: [`service::admit`]).
+async fn dispatch(app: &App, row: &Row, params: &Params, req: &Request) -> Result<HttpResponse, DpsError> {
+    if let Access::Right(right) = row.access {
+        service::admit(app, req, right).await?;
     }
+    (row.handler)(app, req, params).await
 }
 
 /// The registration id of a device-API path (`/{idScope}/registrations/{id}/…`), so a refused device's log line
@@ -230,11 +220,11 @@ pub async fn handle(
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let addr = peer.addr;
     let result = match read_request(req, peer).await {
-        Ok((route, _)) if surface == Surface::Console && is_device_route(&route) => Err(DpsError::new(
+        Ok(routed) if surface == Surface::Console && routed.row.access == Access::Device => Err(DpsError::new(
             ErrorKind::NotFound,
             "the device API is not served on the console port; devices use the HTTPS port (GET /service/info)",
         )),
-        Ok((route, r)) => dispatch(&app, route, &r).await,
+        Ok(routed) => dispatch(&app, routed.row, &routed.params, &routed.request).await,
         Err(e) => Err(e),
     };
     let response = match result {
@@ -255,12 +245,12 @@ pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization
     let path = req.path.clone();
     let result = async {
         let segments = split_path(&req.path)?;
-        let route = router::route(&method, &segments)?;
-        if is_device_route(&route) {
+        let (row, params) = router::route(&method, &segments)?;
+        if row.access == Access::Device {
             return Err(DpsError::new(ErrorKind::NotFound, "the device API is not served in-process"));
         }
         let body = Bytes::from(req.body.unwrap_or_default());
-        let limit = body_limit(&route);
+        let limit = body_limit(row);
         if body.len() > limit {
             return Err(too_large(body.len(), limit));
         }
@@ -274,7 +264,7 @@ pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization
             headers.insert(http::header::AUTHORIZATION, v);
         }
         let r = Request { method: method.clone(), segments, query: req.query, headers, body, peer: peer.clone() };
-        dispatch(app, route, &r).await
+        dispatch(app, row, &params, &r).await
     }
     .await;
     let response = match result {

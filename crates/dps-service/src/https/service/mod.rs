@@ -1,9 +1,10 @@
 //! Service (management) API over HTTPS (§5), plus DPS Console's documented extensions (linked hubs,
-//! decision traces, the built-in registry, service info). Every route checks the SAS policy right it
-//! needs first.
+//! decision traces, the built-in registry, service info). Every route's row in `https/routes.rs` names the
+//! right it needs; [`admit`] checks it first.
 
 pub mod certificates;
 pub mod console;
+pub mod diagnostics;
 pub mod enrollment_groups;
 pub mod enrollments;
 pub mod limits;
@@ -17,96 +18,28 @@ use dps_core::DpsError;
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::router::Route;
 use super::{json_response, HttpResponse, Request};
 use crate::app::App;
 
 /// Default page size of queries without `x-ms-max-item-count`.
 pub const DEFAULT_PAGE: usize = 100;
 
-pub async fn handle(app: &App, req: &Request, route: Route) -> Result<HttpResponse, DpsError> {
-    use Route::*;
-    let right = match &route {
-        GetEnrollment(_) | EnrollmentAttestation(_) | QueryEnrollments | GetGroup(_) | GroupAttestation(_) | QueryGroups => {
-            Right::EnrollmentRead
-        }
-        PutEnrollment(_) | DeleteEnrollment(_) | BulkEnrollments | PutGroup(_) | DeleteGroup(_) | BulkGroups => Right::EnrollmentWrite,
-        RenewEnrollmentKey(_) | RenewGroupKey(_) => Right::EnrollmentWrite,
-        GetRegistration(_) | QueryRegistrations(_) | QueryAllRegistrations | RegistrationTrace(_) => Right::RegistrationStatusRead,
-        DeleteRegistration(_) | ReprovisionRegistration(_) => Right::RegistrationStatusWrite,
-        ListHubs | GetHub(_) | PutHub(_) | DeleteHub(_) | HubDevices(_) | HubStatus(_) | ServiceInfo | Policies => Right::ServiceConfig,
-        ListCas | GetCa(_) | PutCa(_) | DeleteCa(_) | CaVerificationCode(_) | VerifyCa(_) => Right::ServiceConfig,
-        InspectCertificates => Right::EnrollmentRead,
-        MetricSeries | Logs | AdminPassword | Allocation | Quarantine | GetLimits | PutLimits => Right::ServiceConfig,
-        ConsoleLogin | ConsoleLogout => return Err(DpsError::internal("a console route reached the service API")),
-        PrometheusMetrics | CaCertificatePem => return Err(DpsError::internal("a public route reached the service API")),
-        Register { .. } | OperationStatus { .. } | StatusLookup { .. } => {
-            return Err(DpsError::internal("a device route reached the service API"))
-        }
-    };
+/// What every service-API route checks before its handler runs: the caller's `right` (a SAS policy or the
+/// console's session), then the Azure limits profile (`dps_core::limits`): the 96 KB message size, and the
+/// service-operation rate for SAS-signed clients (service SDKs, the CLI); the console's own session is not an
+/// Azure operation.
+pub async fn admit(app: &App, req: &Request, right: Right) -> Result<(), DpsError> {
     app.authorize(req.header("authorization"), right).await?;
-    // The Azure limits profile (`dps_core::limits`): the 96 KB message size, and the service-operation rate for
-    // SAS-signed clients (service SDKs, the CLI); the console's own session is not an Azure operation.
     app.limits.check_message(req.body.len())?;
     if !req.header("authorization").is_some_and(|a| a.starts_with("Bearer ")) {
         app.limits.admit_service_operation()?;
     }
-    match route {
-        GetEnrollment(id) => enrollments::get(app, &id).await,
-        PutEnrollment(id) => enrollments::put(app, req, &id).await,
-        DeleteEnrollment(id) => enrollments::delete(app, req, &id).await,
-        EnrollmentAttestation(id) => enrollments::attestation(app, &id).await,
-        QueryEnrollments => enrollments::query(app, req).await,
-        BulkEnrollments => enrollments::bulk(app, req).await,
-        GetGroup(id) => enrollment_groups::get(app, &id).await,
-        PutGroup(id) => enrollment_groups::put(app, req, &id).await,
-        DeleteGroup(id) => enrollment_groups::delete(app, req, &id).await,
-        GroupAttestation(id) => enrollment_groups::attestation(app, &id).await,
-        QueryGroups => enrollment_groups::query(app, req).await,
-        BulkGroups => enrollment_groups::bulk(app, req).await,
-        GetRegistration(id) => registrations::get(app, &id).await,
-        DeleteRegistration(id) => registrations::delete(app, req, &id).await,
-        QueryRegistrations(group) => registrations::query(app, req, Some(&group)).await,
-        QueryAllRegistrations => registrations::query(app, req, None).await,
-        RegistrationTrace(id) => registrations::trace(app, &id).await,
-        ReprovisionRegistration(id) => registrations::reprovision(app, &id).await,
-        ListHubs => linked_hubs::list(app).await,
-        GetHub(h) => linked_hubs::get(app, &h).await,
-        PutHub(h) => linked_hubs::put(app, req, &h).await,
-        DeleteHub(h) => linked_hubs::delete(app, &h).await,
-        HubDevices(h) => linked_hubs::devices(app, &h).await,
-        HubStatus(h) => linked_hubs::status(app, &h).await,
-        Allocation => linked_hubs::allocation(app).await,
-        Quarantine => {
-            let rows = app.quarantine.quarantined().await.map_err(|e| {
-                tracing::warn!(error = %e, "cannot list the quarantine");
-                DpsError::new(dps_core::ErrorKind::Unavailable, "could not read the quarantine; try again")
-            })?;
-            Ok(json_response(StatusCode::OK, &rows))
-        }
-        Policies => policies::list(app).await,
-        GetLimits => limits::get(app),
-        PutLimits => limits::put(app, req).await,
-        ServiceInfo => Ok(json_response(StatusCode::OK, &app.info)),
-        ListCas => certificates::list(app).await,
-        GetCa(n) => certificates::get(app, &n).await,
-        PutCa(n) => certificates::put(app, req, &n).await,
-        DeleteCa(n) => certificates::delete(app, req, &n).await,
-        CaVerificationCode(n) => certificates::generate_verification_code(app, &n).await,
-        VerifyCa(n) => certificates::verify(app, req, &n).await,
-        InspectCertificates => certificates::inspect(app, req),
-        RenewEnrollmentKey(id) => enrollments::renew_key(app, req, &id, false).await,
-        RenewGroupKey(id) => enrollments::renew_key(app, req, &id, true).await,
-        MetricSeries => {
-            let minutes = req.query("minutes").and_then(|m| m.parse::<u32>().ok()).unwrap_or(60);
-            Ok(json_response(StatusCode::OK, &app.metrics.series(minutes)))
-        }
-        Logs => logs::handle(app, req),
-        AdminPassword => console::set_password(app, req).await,
-        ConsoleLogin | ConsoleLogout => Err(DpsError::internal("unreachable")),
-        PrometheusMetrics | CaCertificatePem => Err(DpsError::internal("unreachable")),
-        Register { .. } | OperationStatus { .. } | StatusLookup { .. } => Err(DpsError::internal("unreachable")),
-    }
+    Ok(())
+}
+
+/// `GET /service/info`.
+pub fn info(app: &App) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.info))
 }
 
 pub fn precondition(req: &Request) -> Precondition {

@@ -1,0 +1,31 @@
+//! `GET /metrics` (Prometheus text), `GET /diagnostics/metrics` (per-minute series), `GET /diagnostics/quarantine`.
+
+use bytes::Bytes;
+use dps_core::DpsError;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::app::App;
+use crate::https::{json_response, HttpResponse, Request};
+
+/// `GET /metrics`: Prometheus text, unauthenticated like any exporter.
+pub fn prometheus(app: &App) -> Result<HttpResponse, DpsError> {
+    let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    Ok(r)
+}
+
+/// `GET /diagnostics/metrics?minutes=N`: the last N minutes of series (default 60).
+pub fn metric_series(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    let minutes = req.query("minutes").and_then(|m| m.parse::<u32>().ok()).unwrap_or(60);
+    Ok(json_response(StatusCode::OK, &app.metrics.series(minutes)))
+}
+
+/// `GET /diagnostics/quarantine`: stored rows that could not be read, moved aside.
+pub async fn quarantine(app: &App) -> Result<HttpResponse, DpsError> {
+    let rows = app.quarantine.quarantined().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot list the quarantine");
+        DpsError::new(dps_core::ErrorKind::Unavailable, "could not read the quarantine; try again")
+    })?;
+    Ok(json_response(StatusCode::OK, &rows))
+}
