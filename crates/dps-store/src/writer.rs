@@ -68,8 +68,9 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let _ = conn.close().await;
 }
 
+/// Runs one of the writer's fixed statements, prepared once and kept in the connection's statement cache.
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<()> {
-    sqlx::raw_sql(sql).execute(&mut *conn).await.map(|_| ()).map_err(backend)
+    sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(backend)
 }
 
 /// One transaction for the batch; each job in a savepoint. A job that cannot run is dropped, which closes its
