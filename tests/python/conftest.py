@@ -193,7 +193,7 @@ def dps():
     # The Azure limits profile stays off (default profile); test_limits.py switches it on at run time and relies
     # on these small windows: 1 registration per 3 s per service, 1 poll per 3 s per device.
     env = {**os.environ, "DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW": "1", "DPS_LIMITS_AZURE_REGISTRATION_WINDOW_SECS": "3",
-           "DPS_LIMITS_AZURE_POLLS_PER_WINDOW": "1", "DPS_LIMITS_AZURE_POLL_WINDOW_SECS": "3"}
+           "DPS_LIMITS_AZURE_POLLS_PER_WINDOW": "1", "DPS_LIMITS_AZURE_POLL_WINDOW_SECS": "6"}
     env.pop("DPS_LIMITS", None)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)

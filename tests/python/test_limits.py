@@ -6,10 +6,11 @@ What the SDK does (azure/iot/device/provisioning/pipeline/pipeline_stages_provis
 register and the operation-status request, a status >= 429 goes to `_process_retry_status_code`, which starts a
 Timer for `retry-after` seconds (default 2) and re-sends the same request; 300–428 fail the operation.
 
-The session service starts with small windows for the profile (conftest.py: 1 registration per 3 s, 1 poll per 3 s
+The session service starts with small windows for the profile (conftest.py: 1 registration per 3 s, 1 poll per 6 s
 per device) and the default profile; this test switches the profile on through the service API (the console's
 Settings toggle) and off again. A blocker device takes the registration slot just before the device under test,
-and a custom allocation webhook that answers after 2.5 s keeps the device `assigning` at its second poll.
+and a custom allocation webhook that answers after 5 s keeps the device `assigning` at its second poll (a poll of
+a running assignment waits up to 1 s for its outcome; retry-after is 2 s), which comes inside the poll window.
 """
 
 import base64
@@ -29,7 +30,7 @@ from conftest import DEFAULT_HUB, random_key, uid
 from test_mqtt import make_client
 
 WINDOW_SECS = 3
-WEBHOOK_DELAY_SECS = 2.5
+WEBHOOK_DELAY_SECS = 5
 RES_429 = "$dps/registrations/res/429/"
 
 
