@@ -397,30 +397,16 @@ impl AttestMemo {
         limit.unwrap_or(now).min(now.saturating_add(MEMO_SECS))
     }
 
-    /// [`attest`], answered from memory when the same credentials proved the same device under the same
-    /// configuration `version`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn attest(
-        &self,
-        version: u64,
-        stores: Stores<'_>,
-        clock: &dyn Clock,
-        scope: &IdScope,
-        reg: &RegistrationId,
-        creds: &DeviceCredentials,
-        presents_tpm: bool,
-    ) -> Result<Attested, DpsError> {
-        let key = Self::key(reg, creds).filter(|_| !presents_tpm);
-        let now = clock.now().timestamp();
-        if let Some((tag, until, hit)) = key.as_ref().and_then(|k| self.entries.get(k)) {
-            if tag == version && now <= until {
-                return Ok(hit);
-            }
-        }
-        let attested = attest(stores, clock, scope, reg, creds, presents_tpm).await?;
-        if let Some(k) = key.filter(|_| attested.tpm.is_none()) {
+    /// What the same credentials proved for the same device under configuration `version`, if it still holds.
+    pub fn recall(&self, version: u64, now: i64, reg: &RegistrationId, creds: &DeviceCredentials) -> Option<Attested> {
+        let (tag, until, hit) = self.entries.get(&Self::key(reg, creds)?)?;
+        (tag == version && now <= until).then_some(hit)
+    }
+
+    /// Remembers what `creds` proved now (not a TPM answer: it is single use).
+    pub fn remember(&self, version: u64, now: i64, reg: &RegistrationId, creds: &DeviceCredentials, attested: &Attested) {
+        if let Some(k) = Self::key(reg, creds).filter(|_| attested.tpm.is_none()) {
             self.entries.insert(k, (version, Self::valid_until(creds, now), attested.clone()));
         }
-        Ok(attested)
     }
 }

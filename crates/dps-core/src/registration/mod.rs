@@ -17,7 +17,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::allocation::{AllocationRequest, Allocator};
-use crate::attestation::{Attested, DeviceCredentials, Matched};
+use crate::attestation::{attest, Attested, DeviceCredentials, Matched};
 use crate::error::{DpsError, ErrorKind};
 use crate::model::{new_etag, EnrollmentRef, Operation, RegistrationRecord};
 use crate::ports::{
@@ -187,8 +187,16 @@ impl RegistrationEngine {
             certificates: self.ports.certificates.as_ref(),
             challenges: self.ports.tpm.as_ref(),
         };
-        let version = self.ports.config_version.config_version();
-        self.memo.attest(version, stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await
+        let (version, now) = (self.ports.config_version.config_version(), self.ports.clock.now().timestamp());
+        if tpm {
+            return attest(stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await;
+        }
+        if let Some(hit) = self.memo.recall(version, now, reg, creds) {
+            return Ok(hit);
+        }
+        let attested = attest(stores, self.ports.clock.as_ref(), &self.config.id_scope, reg, creds, tpm).await?;
+        self.memo.remember(version, now, reg, creds, &attested);
+        Ok(attested)
     }
 
     /// `PUT /{idScope}/registrations/{id}/register`.
