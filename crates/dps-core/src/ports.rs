@@ -57,7 +57,10 @@ pub trait EnrollmentStore: Send + Sync {
     async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>>;
     /// Writes many enrollments in one durable write, each under its own precondition (one refused does not
     /// stop the others); one result per item, in order. The outer error is a failure of the whole write.
-    async fn put_enrollments(&self, items: Vec<(IndividualEnrollment, Precondition)>) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
+    async fn put_enrollments(
+        &self,
+        items: Vec<(IndividualEnrollment, Precondition)>,
+    ) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
         let mut out = Vec::with_capacity(items.len());
         for (e, pre) in items {
             out.push(self.put_enrollment(e, pre).await);
