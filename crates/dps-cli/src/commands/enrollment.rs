@@ -1,4 +1,4 @@
-//! `dps enrollment create|show|list|update|delete` (like `az iot dps enrollment`).
+//! `dps enrollment create|show|list|update|delete|import` (like `az iot dps enrollment`).
 
 use anyhow::{bail, Result};
 use dps_proto::*;
@@ -122,6 +122,8 @@ pub enum EnrollmentCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Import many enrollments (a JSON array or NDJSON file, `-` for standard input) through bulk operations.
+    Import(super::import::ImportArgs),
     /// Delete an enrollment.
     Delete {
         #[arg(long, alias = "registration-id")]
@@ -257,6 +259,7 @@ pub fn attestation_of(
 
 pub async fn run(cmd: EnrollmentCommand) -> Result<()> {
     match cmd {
+        EnrollmentCommand::Import(a) => return super::import::run::<super::import::Enrollments>(a).await,
         EnrollmentCommand::RenewKey { enrollment_id, key_type, target, output } => {
             let client = Client::new(&target)?;
             let a: AttestationMechanism = client

@@ -1,4 +1,4 @@
-//! `dps enrollment-group create|show|list|update|delete` (like `az iot dps enrollment-group`).
+//! `dps enrollment-group create|show|list|update|delete|import` (like `az iot dps enrollment-group`).
 
 use anyhow::{bail, Result};
 use dps_proto::*;
@@ -72,6 +72,8 @@ pub enum GroupCommand {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Import many groups (a JSON array or NDJSON file, `-` for standard input) through bulk operations.
+    Import(super::import::ImportArgs),
     Delete {
         #[arg(long, alias = "enrollment-id")]
         group_id: String,
@@ -105,6 +107,7 @@ fn common_of(g: &mut EnrollmentGroup) -> Common<'_> {
 
 pub async fn run(cmd: GroupCommand) -> Result<()> {
     match cmd {
+        GroupCommand::Import(a) => return super::import::run::<super::import::Groups>(a).await,
         GroupCommand::RenewKey { group_id, key_type, target, output } => {
             let client = Client::new(&target)?;
             let a: AttestationMechanism = client
