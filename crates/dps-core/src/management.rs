@@ -393,12 +393,11 @@ impl Management {
             match fits {
                 Ok(true) => {
                     let (at, items): (Vec<usize>, Vec<_>) = ready.into_iter().unzip();
-                    let written = self.enrollments.put_enrollments(items).await;
-                    for (n, i) in at.into_iter().enumerate() {
-                        let r = match &written {
-                            Ok(results) => {
-                                results.get(n).cloned().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into())))
-                            }
+                    let mut written = self.enrollments.put_enrollments(items).await.map(Vec::into_iter);
+                    for i in at {
+                        // One answer per item, in order; a failure of the whole write is every item's.
+                        let r = match &mut written {
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
                             Err(e) => Err(e.clone()),
                         };
                         failures[i] = r.err().map(map_store(format!("enrollment '{}'", ids[i])));
@@ -495,12 +494,11 @@ impl Management {
             match fits {
                 Ok(true) => {
                     let (at, items): (Vec<usize>, Vec<_>) = ready.into_iter().unzip();
-                    let written = self.enrollments.put_groups(items).await;
-                    for (n, i) in at.into_iter().enumerate() {
-                        let r = match &written {
-                            Ok(results) => {
-                                results.get(n).cloned().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into())))
-                            }
+                    let mut written = self.enrollments.put_groups(items).await.map(Vec::into_iter);
+                    for i in at {
+                        // One answer per item, in order; a failure of the whole write is every item's.
+                        let r = match &mut written {
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
                             Err(e) => Err(e.clone()),
                         };
                         failures[i] = r.err().map(map_store(format!("enrollment group '{}'", ids[i])));

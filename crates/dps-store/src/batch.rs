@@ -64,13 +64,7 @@ pub(crate) async fn write<E: Entity>(
 fn finish<E: Entity>(s: Staged<E>, d: Decision) -> StoreResult<E> {
     match d {
         Decision::Refuse(e) => Err(e),
-        Decision::Accept { created, .. } => {
-            let mut e = s.returned;
-            if let Some(c) = created {
-                *e.stamps().0 = c;
-            }
-            Ok(e)
-        }
+        Decision::Accept { created, .. } => Ok(s.into_answer(created)),
     }
 }
 
@@ -95,18 +89,17 @@ async fn set_based<E: Entity>(tx: &mut SqliteConnection, items: &[(usize, Staged
         let decision = match current.and_then(|c| check(&s.pre, c.as_ref().map(|(_, etag)| etag.clone())).map(|()| c)) {
             Err(e) => Decision::Refuse(e),
             Ok(current) => {
-                let mut mine = s.stripped.clone();
-                let own_created = *mine.stamps().0;
-                let etag = mine.stamps().1.clone();
                 let (created, doc) = match current {
-                    Some((kept, _)) if kept != own_created => {
+                    Some((kept, _)) if kept != s.created => {
+                        // Only a replacement with another created time costs a second serialisation.
+                        let mut mine = s.entity.clone();
                         *mine.stamps().0 = kept;
                         (Some(kept), Some(to_json(&mine)?))
                     }
                     Some((kept, _)) => (Some(kept), None),
                     None => (None, None),
                 };
-                written.insert(s.key.as_str(), (created.unwrap_or(own_created), etag));
+                written.insert(s.key.as_str(), (created.unwrap_or(s.created), s.etag.clone()));
                 Decision::Accept { created, doc }
             }
         };
@@ -173,22 +166,24 @@ async fn one_by_one<E: Entity>(tx: &mut SqliteConnection, items: Vec<(usize, Sta
 async fn one<E: Entity>(tx: &mut SqliteConnection, s: Staged<E>) -> StoreResult<E> {
     let current: Option<E> = crate::doc_in_tx(&mut *tx, crate::enrollments::current_sql::<E>(), &s.key).await?;
     check(&s.pre, current.clone().map(|mut c| c.stamps().1.clone()))?;
-    let (mut returned, mut stripped, mut doc) = (s.returned, s.stripped, s.doc);
+    let mut kept = None;
+    let mut doc = None;
     if let Some(mut c) = current {
         let created = *c.stamps().0;
-        if *stripped.stamps().0 != created {
-            *stripped.stamps().0 = created;
-            doc = to_json(&stripped)?;
+        if s.created != created {
+            let mut mine = s.entity.clone();
+            *mine.stamps().0 = created;
+            doc = Some(to_json(&mine)?);
         }
-        *returned.stamps().0 = created;
+        kept = Some(created);
     }
     sqlx::query(table_sql(upsert_sql(E::TABLE, 1)))
         .bind(&s.key)
         .bind(&s.kind)
-        .bind(&doc)
+        .bind(doc.as_ref().unwrap_or(&s.doc))
         .bind(&s.secrets)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-    Ok(returned)
+    Ok(s.into_answer(kept))
 }

@@ -57,34 +57,58 @@ impl Entity for EnrollmentGroup {
     }
 }
 
+/// The sealed keys' plaintext, serialised from borrowed strings (the same JSON as [`Keys`]).
+#[derive(Serialize)]
+struct KeysRef<'a> {
+    primary: Option<&'a str>,
+    secondary: Option<&'a str>,
+}
+
 /// One item of a batch write made ready outside the writer: keys sealed, document serialised.
 pub(crate) struct Staged<E> {
     pub key: String,
     pub kind: String,
-    /// The entity without its keys (what `doc` is made of), kept to re-serialise when the created time of
-    /// the entity it replaces is carried over.
-    pub stripped: E,
+    /// The entity without its keys (what `doc` is made of); they go back in for the answer.
+    pub entity: E,
+    pub keys: Option<SymmetricKeyAttestation>,
+    /// The entity's own created time and etag.
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub etag: Option<String>,
     pub doc: String,
     pub secrets: Option<String>,
-    /// What the caller gets back (keys included).
-    pub returned: E,
     pub pre: Precondition,
+}
+
+impl<E: Entity> Staged<E> {
+    /// The entity as the caller gets it back: keys in, and `created` (that of the entity it replaced) if given.
+    pub(crate) fn into_answer(self, created: Option<Option<chrono::DateTime<chrono::Utc>>>) -> E {
+        let mut e = self.entity;
+        if let Some(c) = created {
+            *e.stamps().0 = c;
+        }
+        if let Some(k) = self.keys {
+            e.attestation_mut().symmetric_key = Some(k);
+        }
+        e
+    }
 }
 
 impl SqliteStore {
     fn to_row<E: Entity>(&self, e: E) -> StoreResult<(String, String, String, Option<String>)> {
-        let (key, kind, stripped, secrets) = self.strip(e)?;
+        let (key, kind, stripped, secrets, _) = self.strip(e)?;
         Ok((key, kind, to_json(&stripped)?, secrets))
     }
 
-    /// Takes the keys out of `e` and seals them (associated data `<AAD>/<key>`).
-    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, E, Option<String>)> {
+    /// Takes the keys out of `e` and seals them (associated data `<AAD>/<key>`); answers them too.
+    #[allow(clippy::type_complexity)]
+    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, E, Option<String>, Option<SymmetricKeyAttestation>)> {
         let key = e.id().to_ascii_lowercase();
         let att = e.attestation_mut();
         let kind = att.kind.as_str().to_owned();
-        let secrets = match att.symmetric_key.take() {
+        let taken = att.symmetric_key.take();
+        let secrets = match &taken {
             Some(sk) => {
-                let keys = Keys { primary: sk.primary_key, secondary: sk.secondary_key };
+                let keys = KeysRef { primary: sk.primary_key.as_deref(), secondary: sk.secondary_key.as_deref() };
                 att.symmetric_key = Some(SymmetricKeyAttestation::default());
                 let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
                 aad.push_str(E::AAD);
@@ -94,14 +118,15 @@ impl SqliteStore {
             }
             None => None,
         };
-        Ok((key, kind, e, secrets))
+        Ok((key, kind, e, secrets, taken))
     }
 
     fn stage<E: Entity>(&self, e: E, pre: Precondition) -> StoreResult<Staged<E>> {
-        let returned = e.clone();
-        let (key, kind, stripped, secrets) = self.strip(e)?;
-        let doc = to_json(&stripped)?;
-        Ok(Staged { key, kind, stripped, doc, secrets, returned, pre })
+        let (key, kind, mut entity, secrets, keys) = self.strip(e)?;
+        let doc = to_json(&entity)?;
+        let (created, etag) = entity.stamps();
+        let (created, etag) = (*created, etag.clone());
+        Ok(Staged { key, kind, entity, keys, created, etag, doc, secrets, pre })
     }
 
     fn entity_from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
