@@ -27,6 +27,8 @@ pub struct Target {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Cheap to clone (the connection pool is shared): the bulk import hands one to each request in flight.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -125,13 +127,32 @@ impl Client {
         body: Option<&B>,
         headers: &[(&str, String)],
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
-        let mut rb = self.http.request(method, format!("{}{path}?api-version=2021-10-01", self.base)).header("authorization", self.sas());
+        let mut rb = self.request(method, path);
         for (k, v) in headers {
             rb = rb.header(*k, v);
         }
         if let Some(b) = body {
             rb = rb.json(b);
         }
+        self.finish(rb).await
+    }
+
+    /// Sends a body that is JSON text already (the bulk import builds its bodies from the items as read,
+    /// without parsing and serialising them again).
+    pub async fn send_json_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
+        self.finish(self.request(method, path).header("content-type", "application/json").body(body)).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}?api-version=2021-10-01", self.base)).header("authorization", self.sas())
+    }
+
+    async fn finish(&self, rb: reqwest::RequestBuilder) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {
         let resp = rb.send().await.with_context(|| format!("cannot reach the service at {}", self.base))?;
         let (status, headers) = (resp.status(), resp.headers().clone());
         let bytes = resp.bytes().await?.to_vec();

@@ -100,6 +100,7 @@ fn open_loop_mqtt_individual_enrollments() {
     assert_eq!((v["mode"].as_str(), v["rate"].as_f64()), (Some("open"), Some(40.0)), "{v}");
     let import = &v["import"];
     assert_eq!((import["enrollments"].as_u64(), import["groups"].as_u64()), (Some(50), Some(3)), "{v}");
+    assert_eq!((import["batch"].as_u64(), import["parallel"].as_u64()), (Some(1000), Some(4)), "the import's path: {import}");
     assert!(import["perSecond"].as_f64().is_some_and(|r| r > 0.0), "{import}");
 }
 

@@ -119,20 +119,53 @@ impl Management {
         self.limits.profile() == crate::limits::Profile::Azure
     }
 
-    /// CA references must name certificates in the store (verification is checked when devices register,
-    /// so a group can be prepared before its CA is verified).
-    async fn check_ca_references(&self, a: &AttestationMechanism) -> Result<(), DpsError> {
-        let names: Vec<String> =
-            a.x509.iter().flat_map(|x| x.ca_references.iter()).flat_map(|r| [r.primary.clone(), r.secondary.clone()]).flatten().collect();
-        for n in names.iter().filter(|n| !n.is_empty()) {
-            if self.certificates.get_ca(n).await.map_err(map_store("CA certificates".into()))?.is_none() {
-                return Err(DpsError::invalid(format!(
-                    "caReferences: no CA certificate named '{n}' (upload it first: dps ca upload {n} --certificate-path FILE)"
-                )));
-            }
-        }
-        Ok(())
+    /// What the checks of enrollments and groups read from the store: the linked hubs, and the CA names when
+    /// an item names a CA. Read once per request — once for a whole bulk operation, not once per item.
+    async fn references(&self, needs_cas: bool) -> References {
+        let hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()));
+        let cas = if needs_cas {
+            self.certificates
+                .list_cas()
+                .await
+                .map(|cas| cas.into_iter().map(|c| c.name.to_ascii_lowercase()).collect())
+                .map_err(map_store("CA certificates".into()))
+        } else {
+            Ok(Vec::new())
+        };
+        References { hubs, cas }
     }
+}
+
+/// The linked hubs and CA names the checks compare with (a read failure is the answer of each check that
+/// needs it, in the order the checks run).
+struct References {
+    hubs: Result<Vec<LinkedHub>, DpsError>,
+    /// Lower-case names (CA names compare case-insensitively).
+    cas: Result<Vec<String>, DpsError>,
+}
+
+fn ca_names(a: &AttestationMechanism) -> impl Iterator<Item = &String> {
+    a.x509
+        .iter()
+        .flat_map(|x| x.ca_references.iter())
+        .flat_map(|r| [r.primary.as_ref(), r.secondary.as_ref()])
+        .flatten()
+        .filter(|n| !n.is_empty())
+}
+
+/// CA references must name certificates in the store (verification is checked when devices register, so a
+/// group can be prepared before its CA is verified).
+fn check_ca_references(refs: &References, a: &AttestationMechanism) -> Result<(), DpsError> {
+    for n in ca_names(a) {
+        let cas = refs.cas.as_ref().map_err(Clone::clone)?;
+        let wanted = n.to_ascii_lowercase();
+        if !cas.contains(&wanted) {
+            return Err(DpsError::invalid(format!(
+                "caReferences: no CA certificate named '{n}' (upload it first: dps ca upload {n} --certificate-path FILE)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 struct Allocation<'a> {
@@ -142,29 +175,29 @@ struct Allocation<'a> {
     custom: Option<&'a dps_proto::CustomAllocationDefinition>,
 }
 
-impl Management {
-    async fn check_allocation(&self, a: Allocation<'_>) -> Result<(), DpsError> {
-        let linked = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
-        let named: Vec<&String> = a.iot_hubs.iter().flatten().chain(a.legacy.iter()).collect();
-        for n in &named {
-            if !linked.iter().any(|h| h.host_name.eq_ignore_ascii_case(n)) {
-                return Err(DpsError::invalid(format!("iotHubs: '{n}' is not a linked hub (link it first: dps hub add {n})")));
-            }
-        }
-        match a.policy {
-            Some(AllocationPolicy::Static) if a.iot_hubs.as_ref().map_or(usize::from(a.legacy.is_some()), Vec::len) != 1 => {
-                Err(DpsError::invalid("allocationPolicy static needs exactly one hub in iotHubs"))
-            }
-            Some(AllocationPolicy::Custom) if a.custom.is_none() => {
-                Err(DpsError::invalid("allocationPolicy custom needs customAllocationDefinition (webhookUrl and apiVersion)"))
-            }
-            _ => match a.custom {
-                Some(c) => crate::api_version::check_webhook_version(&c.api_version).map_err(DpsError::invalid),
-                None => Ok(()),
-            },
+fn check_allocation(refs: &References, a: Allocation<'_>) -> Result<(), DpsError> {
+    let linked = refs.hubs.as_ref().map_err(Clone::clone)?;
+    let named: Vec<&String> = a.iot_hubs.iter().flatten().chain(a.legacy.iter()).collect();
+    for n in &named {
+        if !linked.iter().any(|h| h.host_name.eq_ignore_ascii_case(n)) {
+            return Err(DpsError::invalid(format!("iotHubs: '{n}' is not a linked hub (link it first: dps hub add {n})")));
         }
     }
+    match a.policy {
+        Some(AllocationPolicy::Static) if a.iot_hubs.as_ref().map_or(usize::from(a.legacy.is_some()), Vec::len) != 1 => {
+            Err(DpsError::invalid("allocationPolicy static needs exactly one hub in iotHubs"))
+        }
+        Some(AllocationPolicy::Custom) if a.custom.is_none() => {
+            Err(DpsError::invalid("allocationPolicy custom needs customAllocationDefinition (webhookUrl and apiVersion)"))
+        }
+        _ => match a.custom {
+            Some(c) => crate::api_version::check_webhook_version(&c.api_version).map_err(DpsError::invalid),
+            None => Ok(()),
+        },
+    }
+}
 
+impl Management {
     /// Stamps a write: new etag, both times now (the store keeps the created time of what it replaces).
     fn stamp(
         &self,
@@ -181,6 +214,18 @@ impl Management {
     /// Validates and completes an individual enrollment before it is written.
     pub async fn prepare_enrollment(
         &self,
+        path_id: Option<&str>,
+        e: IndividualEnrollment,
+        schema: Schema,
+    ) -> Result<IndividualEnrollment, DpsError> {
+        let refs = self.references(ca_names(&e.attestation).next().is_some()).await;
+        self.prepare_enrollment_with(&refs, path_id, e, schema)
+    }
+
+    /// [`Self::prepare_enrollment`] against references already read.
+    fn prepare_enrollment_with(
+        &self,
+        refs: &References,
         path_id: Option<&str>,
         mut e: IndividualEnrollment,
         schema: Schema,
@@ -199,14 +244,16 @@ impl Management {
             check_device_id(d)?;
         }
         prepare_attestation(&mut e.attestation, false)?;
-        self.check_ca_references(&e.attestation).await?;
-        self.check_allocation(Allocation {
-            policy: e.allocation_policy,
-            iot_hubs: &e.iot_hubs,
-            legacy: &e.iot_hub_host_name,
-            custom: e.custom_allocation_definition.as_ref(),
-        })
-        .await?;
+        check_ca_references(refs, &e.attestation)?;
+        check_allocation(
+            refs,
+            Allocation {
+                policy: e.allocation_policy,
+                iot_hubs: &e.iot_hubs,
+                legacy: &e.iot_hub_host_name,
+                custom: e.custom_allocation_definition.as_ref(),
+            },
+        )?;
         e.registration_state = None;
         e.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
         if schema == Schema::Current {
@@ -218,7 +265,19 @@ impl Management {
     }
 
     /// Validates and completes an enrollment group before it is written.
-    pub async fn prepare_group(&self, path_id: Option<&str>, mut g: EnrollmentGroup, schema: Schema) -> Result<EnrollmentGroup, DpsError> {
+    pub async fn prepare_group(&self, path_id: Option<&str>, g: EnrollmentGroup, schema: Schema) -> Result<EnrollmentGroup, DpsError> {
+        let refs = self.references(ca_names(&g.attestation).next().is_some()).await;
+        self.prepare_group_with(&refs, path_id, g, schema)
+    }
+
+    /// [`Self::prepare_group`] against references already read.
+    fn prepare_group_with(
+        &self,
+        refs: &References,
+        path_id: Option<&str>,
+        mut g: EnrollmentGroup,
+        schema: Schema,
+    ) -> Result<EnrollmentGroup, DpsError> {
         let id = EnrollmentGroupId::try_from(g.enrollment_group_id.as_str()).map_err(|x| DpsError::invalid(x.to_string()))?;
         if let Some(p) = path_id {
             if !p.eq_ignore_ascii_case(id.as_str()) {
@@ -230,14 +289,16 @@ impl Management {
             }
         }
         prepare_attestation(&mut g.attestation, true)?;
-        self.check_ca_references(&g.attestation).await?;
-        self.check_allocation(Allocation {
-            policy: g.allocation_policy,
-            iot_hubs: &g.iot_hubs,
-            legacy: &g.iot_hub_host_name,
-            custom: g.custom_allocation_definition.as_ref(),
-        })
-        .await?;
+        check_ca_references(refs, &g.attestation)?;
+        check_allocation(
+            refs,
+            Allocation {
+                policy: g.allocation_policy,
+                iot_hubs: &g.iot_hubs,
+                legacy: &g.iot_hub_host_name,
+                custom: g.custom_allocation_definition.as_ref(),
+            },
+        )?;
         g.provisioning_status.get_or_insert(ProvisioningStatus::Enabled);
         if schema == Schema::Current {
             g.reprovision_policy.get_or_insert(ReprovisionPolicy::default());
@@ -269,15 +330,24 @@ impl Management {
         schema: Schema,
     ) -> Result<IndividualEnrollment, DpsError> {
         let e = self.prepare_enrollment(Some(path_id), e, schema).await?;
+        self.enrollment_quota(&e).await?;
+        let what = format!("enrollment '{}'", e.registration_id);
+        self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
+    }
+
+    /// The count quota for one enrollment about to be written (a new one must fit; a replacement always does).
+    async fn enrollment_quota(&self, e: &IndividualEnrollment) -> Result<(), DpsError> {
         if self.quotas_apply()
             && self.enrollments.get_enrollment(&e.registration_id).await.map_err(map_store("enrollments".into()))?.is_none()
         {
-            let page = PageRequest { max_items: 1, ..Default::default() };
-            let n = self.enrollments.query_enrollments(page).await.map_err(map_store("enrollments".into()))?.total;
-            self.limits.check_quota(Quota::IndividualEnrollments, n)?;
+            self.limits.check_quota(Quota::IndividualEnrollments, self.enrollment_count().await?)?;
         }
-        let what = format!("enrollment '{}'", e.registration_id);
-        self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))
+        Ok(())
+    }
+
+    async fn enrollment_count(&self) -> Result<u64, DpsError> {
+        let page = PageRequest { max_items: 1, ..Default::default() };
+        Ok(self.enrollments.query_enrollments(page).await.map_err(map_store("enrollments".into()))?.total)
     }
 
     pub async fn delete_enrollment(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
@@ -292,31 +362,62 @@ impl Management {
         Ok(self.get_enrollment(id).await?.attestation)
     }
 
+    /// A bulk operation (§5.3): every item validated first (against linked hubs and CAs read once), the count
+    /// quota checked once for the batch, and the valid items written in one durable write, each under its own
+    /// precondition. Per-item failures are reported as single writes report them. `delete` goes item by item.
     pub async fn bulk_enrollments(&self, op: BulkEnrollmentOperation, schema: Schema) -> BulkEnrollmentOperationResult {
-        let mut errors = Vec::new();
-        for e in op.enrollments {
-            let id = e.registration_id.clone();
-            let r = match op.mode {
-                BulkMode::Delete => self.delete_enrollment(&id, e.etag.clone().map_or(Precondition::None, Precondition::Etag)).await,
-                mode => {
-                    let pre = match mode {
-                        BulkMode::Create => Precondition::NotExists,
-                        BulkMode::UpdateIfMatchEtag => Precondition::Etag(e.etag.clone().unwrap_or_default()),
-                        _ => Precondition::None,
-                    };
-                    self.put_enrollment(&id, e, pre, schema).await.map(|_| ())
+        let ids: Vec<String> = op.enrollments.iter().map(|e| e.registration_id.clone()).collect();
+        let mut failures: Vec<Option<DpsError>> = vec![None; ids.len()];
+        if op.mode == BulkMode::Delete {
+            for (i, e) in op.enrollments.into_iter().enumerate() {
+                let pre = e.etag.map_or(Precondition::None, Precondition::Etag);
+                failures[i] = self.delete_enrollment(&e.registration_id, pre).await.err();
+            }
+        } else {
+            let refs = self.references(op.enrollments.iter().any(|e| ca_names(&e.attestation).next().is_some())).await;
+            let mut ready = Vec::with_capacity(ids.len());
+            for (i, e) in op.enrollments.into_iter().enumerate() {
+                let pre = bulk_precondition(op.mode, &e.etag);
+                match self.prepare_enrollment_with(&refs, Some(&ids[i]), e, schema) {
+                    Ok(e) => ready.push((i, (e, pre))),
+                    Err(err) => failures[i] = Some(err),
                 }
+            }
+            let fits = match self.quotas_apply() {
+                false => Ok(true),
+                true => self.enrollment_count().await.map(|n| {
+                    let new_at_most = ready.len() as u64;
+                    new_at_most == 0 || self.limits.check_quota(Quota::IndividualEnrollments, n + new_at_most - 1).is_ok()
+                }),
             };
-            if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError {
-                    registration_id: Some(id),
-                    enrollment_group_id: None,
-                    error_code: err.code(),
-                    error_status: err.message,
-                });
+            match fits {
+                Ok(true) => {
+                    let (at, items): (Vec<usize>, Vec<_>) = ready.into_iter().unzip();
+                    let mut written = self.enrollments.put_enrollments(items).await.map(Vec::into_iter);
+                    for i in at {
+                        // One answer per item, in order; a failure of the whole write is every item's.
+                        let r = match &mut written {
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
+                            Err(e) => Err(e.clone()),
+                        };
+                        failures[i] = r.err().map(map_store(format!("enrollment '{}'", ids[i])));
+                    }
+                }
+                // Near the quota: each item checked and written in turn, as single writes are.
+                Ok(false) => {
+                    for (i, (e, pre)) in ready {
+                        failures[i] = match self.enrollment_quota(&e).await {
+                            Ok(()) => {
+                                self.enrollments.put_enrollment(e, pre).await.err().map(map_store(format!("enrollment '{}'", ids[i])))
+                            }
+                            Err(err) => Some(err),
+                        };
+                    }
+                }
+                Err(err) => ready.iter().for_each(|(i, _)| failures[*i] = Some(err.clone())),
             }
         }
-        BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
+        bulk_result(ids, failures, |id| (Some(id), None))
     }
 
     // ---- enrollment groups ----
@@ -334,19 +435,25 @@ impl Management {
         schema: Schema,
     ) -> Result<EnrollmentGroup, DpsError> {
         let g = self.prepare_group(Some(path_id), g, schema).await?;
+        self.group_quota(&g).await?;
+        let what = format!("enrollment group '{}'", g.enrollment_group_id);
+        self.enrollments.put_group(g, pre).await.map_err(map_store(what))
+    }
+
+    /// The count quota for one group about to be written (a new one must fit; a replacement always does).
+    async fn group_quota(&self, g: &EnrollmentGroup) -> Result<(), DpsError> {
         if self.quotas_apply()
             && self.enrollments.get_group(&g.enrollment_group_id).await.map_err(map_store("enrollment groups".into()))?.is_none()
         {
-            // Azure counts symmetric-key and X.509 groups separately (§9).
-            let same_kind = match g.attestation.kind {
-                AttestationType::X509 => self.enrollments.x509_groups().await,
-                _ => self.enrollments.symmetric_key_groups().await,
-            };
-            let n = same_kind.map_err(map_store("enrollment groups".into()))?.len() as u64;
-            self.limits.check_quota(Quota::EnrollmentGroups, n)?;
+            self.limits.check_quota(Quota::EnrollmentGroups, self.group_count(g.attestation.kind == AttestationType::X509).await?)?;
         }
-        let what = format!("enrollment group '{}'", g.enrollment_group_id);
-        self.enrollments.put_group(g, pre).await.map_err(map_store(what))
+        Ok(())
+    }
+
+    /// Azure counts symmetric-key and X.509 groups separately (§9).
+    async fn group_count(&self, x509: bool) -> Result<u64, DpsError> {
+        let same_kind = if x509 { self.enrollments.x509_groups().await } else { self.enrollments.symmetric_key_groups().await };
+        Ok(same_kind.map_err(map_store("enrollment groups".into()))?.len() as u64)
     }
 
     pub async fn delete_group(&self, id: &str, pre: Precondition) -> Result<(), DpsError> {
@@ -361,31 +468,73 @@ impl Management {
         Ok(self.get_group(id).await?.attestation)
     }
 
+    /// [`Self::bulk_enrollments`] for groups (the quota counts each attestation type apart).
     pub async fn bulk_groups(&self, op: BulkEnrollmentGroupOperation, schema: Schema) -> BulkEnrollmentOperationResult {
-        let mut errors = Vec::new();
-        for g in op.enrollment_groups {
-            let id = g.enrollment_group_id.clone();
-            let r = match op.mode {
-                BulkMode::Delete => self.delete_group(&id, g.etag.clone().map_or(Precondition::None, Precondition::Etag)).await,
-                mode => {
-                    let pre = match mode {
-                        BulkMode::Create => Precondition::NotExists,
-                        BulkMode::UpdateIfMatchEtag => Precondition::Etag(g.etag.clone().unwrap_or_default()),
-                        _ => Precondition::None,
-                    };
-                    self.put_group(&id, g, pre, schema).await.map(|_| ())
+        let ids: Vec<String> = op.enrollment_groups.iter().map(|g| g.enrollment_group_id.clone()).collect();
+        let mut failures: Vec<Option<DpsError>> = vec![None; ids.len()];
+        if op.mode == BulkMode::Delete {
+            for (i, g) in op.enrollment_groups.into_iter().enumerate() {
+                let pre = g.etag.map_or(Precondition::None, Precondition::Etag);
+                failures[i] = self.delete_group(&g.enrollment_group_id, pre).await.err();
+            }
+        } else {
+            let refs = self.references(op.enrollment_groups.iter().any(|g| ca_names(&g.attestation).next().is_some())).await;
+            let mut ready = Vec::with_capacity(ids.len());
+            for (i, g) in op.enrollment_groups.into_iter().enumerate() {
+                let pre = bulk_precondition(op.mode, &g.etag);
+                match self.prepare_group_with(&refs, Some(&ids[i]), g, schema) {
+                    Ok(g) => ready.push((i, (g, pre))),
+                    Err(err) => failures[i] = Some(err),
                 }
+            }
+            let fits = match self.quotas_apply() {
+                false => Ok(true),
+                true => self.groups_fit(ready.iter().map(|(_, (g, _))| g)).await,
             };
-            if let Err(err) = r {
-                errors.push(BulkEnrollmentOperationError {
-                    registration_id: None,
-                    enrollment_group_id: Some(id),
-                    error_code: err.code(),
-                    error_status: err.message,
-                });
+            match fits {
+                Ok(true) => {
+                    let (at, items): (Vec<usize>, Vec<_>) = ready.into_iter().unzip();
+                    let mut written = self.enrollments.put_groups(items).await.map(Vec::into_iter);
+                    for i in at {
+                        // One answer per item, in order; a failure of the whole write is every item's.
+                        let r = match &mut written {
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
+                            Err(e) => Err(e.clone()),
+                        };
+                        failures[i] = r.err().map(map_store(format!("enrollment group '{}'", ids[i])));
+                    }
+                }
+                Ok(false) => {
+                    for (i, (g, pre)) in ready {
+                        failures[i] = match self.group_quota(&g).await {
+                            Ok(()) => {
+                                self.enrollments.put_group(g, pre).await.err().map(map_store(format!("enrollment group '{}'", ids[i])))
+                            }
+                            Err(err) => Some(err),
+                        };
+                    }
+                }
+                Err(err) => ready.iter().for_each(|(i, _)| failures[*i] = Some(err.clone())),
             }
         }
-        BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
+        bulk_result(ids, failures, |id| (None, Some(id)))
+    }
+
+    /// Whether every one of `groups` would fit its type's quota even if all were new (each type counted once).
+    async fn groups_fit(&self, groups: impl Iterator<Item = &EnrollmentGroup>) -> Result<bool, DpsError> {
+        let (mut x509, mut symmetric) = (0u64, 0u64);
+        for g in groups {
+            *(if g.attestation.kind == AttestationType::X509 { &mut x509 } else { &mut symmetric }) += 1;
+        }
+        for (is_x509, new_at_most) in [(true, x509), (false, symmetric)] {
+            if new_at_most > 0 {
+                let n = self.group_count(is_x509).await?;
+                if self.limits.check_quota(Quota::EnrollmentGroups, n + new_at_most - 1).is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     // ---- registration records ----
@@ -663,4 +812,32 @@ impl Management {
             Ok(self.enrollments.put_enrollment(e, pre).await.map_err(map_store(what))?.attestation)
         }
     }
+}
+
+/// The precondition each item of a bulk operation is written under.
+fn bulk_precondition(mode: BulkMode, etag: &Option<String>) -> Precondition {
+    match mode {
+        BulkMode::Create => Precondition::NotExists,
+        BulkMode::UpdateIfMatchEtag => Precondition::Etag(etag.clone().unwrap_or_default()),
+        _ => Precondition::None,
+    }
+}
+
+/// A bulk operation's answer: the failed items in their order; `ids` names each item as
+/// (registrationId, enrollmentGroupId).
+fn bulk_result(
+    ids: Vec<String>,
+    failures: Vec<Option<DpsError>>,
+    ids_of: impl Fn(String) -> (Option<String>, Option<String>),
+) -> BulkEnrollmentOperationResult {
+    let errors: Vec<BulkEnrollmentOperationError> = ids
+        .into_iter()
+        .zip(failures)
+        .filter_map(|(id, f)| f.map(|err| (id, err)))
+        .map(|(id, err)| {
+            let (registration_id, enrollment_group_id) = ids_of(id);
+            BulkEnrollmentOperationError { registration_id, enrollment_group_id, error_code: err.code(), error_status: err.message }
+        })
+        .collect();
+    BulkEnrollmentOperationResult { is_successful: errors.is_empty(), errors }
 }

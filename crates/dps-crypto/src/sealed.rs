@@ -71,7 +71,10 @@ impl MasterKey {
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
-        format!("{PREFIX}{}", B64.encode(out))
+        let mut sealed = String::with_capacity(PREFIX.len() + out.len().div_ceil(3) * 4);
+        sealed.push_str(PREFIX);
+        B64.encode_string(&out, &mut sealed);
+        sealed
     }
 
     /// Opens a value sealed with [`MasterKey::seal`] under the same `aad`.

@@ -13,6 +13,27 @@ pub type TwinCollection = Map<String, Value>;
 
 /// Formats a time the way Azure does: RFC 3339, UTC, 7 fractional digits (`2020-04-10T05:24:22.4718526Z`).
 pub fn format_time(t: &DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let nanos = t.timestamp_subsec_nanos();
+    // The common case written directly (every document carries two times; the bulk import writes many).
+    if (0..=9999).contains(&t.year()) && nanos < 1_000_000_000 {
+        let (d, h) = (t.date_naive(), t.time());
+        return format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
+            d.year(),
+            d.month(),
+            d.day(),
+            h.hour(),
+            h.minute(),
+            h.second(),
+            nanos / 100
+        );
+    }
+    format_time_rfc3339(t)
+}
+
+/// [`format_time`] through chrono's RFC 3339 (years outside 0–9999, leap seconds).
+fn format_time_rfc3339(t: &DateTime<Utc>) -> String {
     let micros = t.to_rfc3339_opts(SecondsFormat::Micros, true);
     // Micros gives 6 digits; Azure's .NET formatting gives 7 (100 ns ticks).
     let ticks = t.timestamp_subsec_nanos() / 100;
@@ -499,6 +520,12 @@ mod tests {
         let t =
             DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z").map(|t| t.with_timezone(&Utc)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(format_time(&t), "2020-04-10T05:24:22.4718526Z");
+        for secs in [0i64, 1, 59, 86_399, 951_782_400, 1_700_000_000, 4_102_444_799, 253_402_300_799] {
+            for nanos in [0u32, 100, 999_999_999, 471_852_600] {
+                let t = DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+                assert_eq!(format_time(&t), format_time_rfc3339(&t), "{secs}.{nanos}");
+            }
+        }
     }
 
     /// §5.3 enum strings in any case on input (issue 13, fix 4); output keeps Azure's camelCase.

@@ -177,3 +177,43 @@ fn bad_limits_configuration_is_refused_at_load() {
         assert!(r.is_err(), "{k}={v} accepted");
     }
 }
+
+/// A bulk operation near the count quota: the items that still fit are written, the rest get 403002 one by
+/// one (as single writes would), and replacing an existing enrollment is never a new one.
+#[tokio::test]
+async fn bulk_operations_near_the_quota_write_what_fits() {
+    let n = AzureLimitsOverrides { max_individual_enrollments: Some(5), max_enrollment_groups: Some(2), ..Default::default() };
+    let s = TestService::start_with(azure(n)).await;
+    let item = |id: &str| json!({ "registrationId": id, "attestation": { "type": "symmetricKey" } });
+    let first = s
+        .service(Method::POST, "/enrollments", Some(json!({ "mode": "create", "enrollments": [item("q-1"), item("q-2"), item("q-3")] })))
+        .await;
+    assert_eq!(first.body, json!({ "isSuccessful": true, "errors": [] }));
+    let items = [item("q-1"), item("q-4"), item("q-5"), item("q-6"), item("q-4"), item("q-7")];
+    let next = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "update", "enrollments": items }))).await;
+    let failed: Vec<(String, i64)> = next.body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["registrationId"].as_str().unwrap_or_default().to_owned(), e["errorCode"].as_i64().unwrap_or_default()))
+        .collect();
+    assert_eq!(failed, [("q-6".to_owned(), 403002), ("q-7".to_owned(), 403002)], "{}", next.body);
+    for (id, status) in [("q-1", 200), ("q-4", 200), ("q-5", 200), ("q-6", 404), ("q-7", 404)] {
+        assert_eq!(s.service(Method::GET, &format!("/enrollments/{id}"), None).await.status, status, "{id}");
+    }
+    let group = |id: &str, kind: &str| match kind {
+        "x509" => {
+            json!({ "enrollmentGroupId": id, "attestation": { "type": "x509", "x509": { "caReferences": { "primary": "nowhere" } } } })
+        }
+        _ => json!({ "enrollmentGroupId": id, "attestation": { "type": "symmetricKey" } }),
+    };
+    let groups = [group("qg-1", "sym"), group("qg-2", "sym"), group("qg-3", "sym"), group("qg-x", "x509")];
+    let g = s.service(Method::POST, "/enrollmentGroups", Some(json!({ "mode": "create", "enrollmentGroups": groups }))).await;
+    let failed: Vec<(String, i64)> = g.body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| (e["enrollmentGroupId"].as_str().unwrap_or_default().to_owned(), e["errorCode"].as_i64().unwrap_or_default()))
+        .collect();
+    assert_eq!(failed, [("qg-3".to_owned(), 403002), ("qg-x".to_owned(), 400004)], "{}", g.body);
+}

@@ -4,7 +4,7 @@ mod common;
 
 use common::TestService;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn authorisation_is_required_and_checked() {
@@ -212,4 +212,56 @@ async fn queries_filter_with_where_and_refuse_what_they_do_not_understand() {
     }
     let no_body = s.send(Method::POST, "/enrollments/query", Some(&sas), &[], None).await;
     assert_eq!((no_body.status, total(&no_body)), (200, Some("6".into())));
+}
+
+/// §5.3 bulk modes, each item on its own: validation against linked hubs and CAs (read once per operation),
+/// preconditions per item (`create` 409201, `updateIfMatchETag` 412002), the valid items written, the errors
+/// in the items' order.
+#[tokio::test]
+async fn bulk_items_fail_alone_in_every_mode() {
+    let s = TestService::start().await;
+    let item = |id: &str| json!({ "registrationId": id, "attestation": { "type": "symmetricKey" } });
+    let mut unlinked = item("m-hub");
+    unlinked["iotHubs"] = json!(["nowhere.example"]);
+    let ca =
+        json!({ "registrationId": "m-ca", "attestation": { "type": "x509", "x509": { "caReferences": { "primary": "no-such-ca" } } } });
+    let items = [item("m-1"), unlinked, item("m-2"), ca, item("m-1")];
+    let created = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "create", "enrollments": items }))).await;
+    let failed = |body: &Value| -> Vec<(String, i64)> {
+        body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["registrationId"].as_str().unwrap_or_default().to_owned(), e["errorCode"].as_i64().unwrap_or_default()))
+            .collect()
+    };
+    assert_eq!(
+        failed(&created.body),
+        [("m-hub".to_owned(), 400004), ("m-ca".to_owned(), 400004), ("m-1".to_owned(), 409201)],
+        "{}",
+        created.body
+    );
+    assert_eq!(created.body["isSuccessful"], false);
+    let m1 = s.service(Method::GET, "/enrollments/m-1", None).await.body;
+    let mut stale = m1.clone();
+    stale["etag"] = json!("\"stale\"");
+    stale["deviceId"] = json!("never");
+    let mut fresh = s.service(Method::GET, "/enrollments/m-2", None).await.body;
+    fresh["deviceId"] = json!("renamed");
+    let updated =
+        s.service(Method::POST, "/enrollments", Some(json!({ "mode": "updateIfMatchETag", "enrollments": [stale, fresh] }))).await;
+    assert_eq!(failed(&updated.body), [("m-1".to_owned(), 412002)], "{}", updated.body);
+    assert_eq!(s.service(Method::GET, "/enrollments/m-2", None).await.body["deviceId"], "renamed");
+    let again = s.service(Method::GET, "/enrollments/m-1", None).await.body;
+    assert_eq!(
+        (again["etag"].clone(), again["deviceId"].clone()),
+        (m1["etag"].clone(), m1["deviceId"].clone()),
+        "a refused item writes nothing"
+    );
+    assert_eq!(again["createdDateTimeUtc"], m1["createdDateTimeUtc"]);
+    let replaced = s.service(Method::POST, "/enrollments", Some(json!({ "mode": "update", "enrollments": [item("m-1")] }))).await;
+    assert_eq!(replaced.body["isSuccessful"], true);
+    let now = s.service(Method::GET, "/enrollments/m-1", None).await.body;
+    assert_eq!(now["createdDateTimeUtc"], m1["createdDateTimeUtc"], "a replacement keeps the created time");
+    assert_ne!(now["etag"], m1["etag"]);
 }

@@ -18,7 +18,7 @@ struct Keys {
 }
 
 /// Table-specific parts of the two entity kinds.
-trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {
+pub(crate) trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {
     const TABLE: &'static str;
     const QUARANTINE: crate::quarantine::Quarantinable;
     const AAD: &'static str;
@@ -57,20 +57,76 @@ impl Entity for EnrollmentGroup {
     }
 }
 
+/// The sealed keys' plaintext, serialised from borrowed strings (the same JSON as [`Keys`]).
+#[derive(Serialize)]
+struct KeysRef<'a> {
+    primary: Option<&'a str>,
+    secondary: Option<&'a str>,
+}
+
+/// One item of a batch write made ready outside the writer: keys sealed, document serialised.
+pub(crate) struct Staged<E> {
+    pub key: String,
+    pub kind: String,
+    /// The entity without its keys (what `doc` is made of); they go back in for the answer.
+    pub entity: E,
+    pub keys: Option<SymmetricKeyAttestation>,
+    /// The entity's own created time and etag.
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub etag: Option<String>,
+    pub doc: String,
+    pub secrets: Option<String>,
+    pub pre: Precondition,
+}
+
+impl<E: Entity> Staged<E> {
+    /// The entity as the caller gets it back: keys in, and `created` (that of the entity it replaced) if given.
+    pub(crate) fn into_answer(self, created: Option<Option<chrono::DateTime<chrono::Utc>>>) -> E {
+        let mut e = self.entity;
+        if let Some(c) = created {
+            *e.stamps().0 = c;
+        }
+        if let Some(k) = self.keys {
+            e.attestation_mut().symmetric_key = Some(k);
+        }
+        e
+    }
+}
+
 impl SqliteStore {
-    fn to_row<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, String, Option<String>)> {
+    fn to_row<E: Entity>(&self, e: E) -> StoreResult<(String, String, String, Option<String>)> {
+        let (key, kind, stripped, secrets, _) = self.strip(e)?;
+        Ok((key, kind, to_json(&stripped)?, secrets))
+    }
+
+    /// Takes the keys out of `e` and seals them (associated data `<AAD>/<key>`); answers them too.
+    #[allow(clippy::type_complexity)]
+    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, E, Option<String>, Option<SymmetricKeyAttestation>)> {
         let key = e.id().to_ascii_lowercase();
         let att = e.attestation_mut();
         let kind = att.kind.as_str().to_owned();
-        let secrets = match att.symmetric_key.take() {
+        let taken = att.symmetric_key.take();
+        let secrets = match &taken {
             Some(sk) => {
-                let keys = Keys { primary: sk.primary_key.clone(), secondary: sk.secondary_key.clone() };
+                let keys = KeysRef { primary: sk.primary_key.as_deref(), secondary: sk.secondary_key.as_deref() };
                 att.symmetric_key = Some(SymmetricKeyAttestation::default());
-                Some(self.seal(&to_json(&keys)?, &format!("{}/{key}", E::AAD)))
+                let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
+                aad.push_str(E::AAD);
+                aad.push('/');
+                aad.push_str(&key);
+                Some(self.seal(&to_json(&keys)?, &aad))
             }
             None => None,
         };
-        Ok((key, kind, to_json(&e)?, secrets))
+        Ok((key, kind, e, secrets, taken))
+    }
+
+    fn stage<E: Entity>(&self, e: E, pre: Precondition) -> StoreResult<Staged<E>> {
+        let (key, kind, mut entity, secrets, keys) = self.strip(e)?;
+        let doc = to_json(&entity)?;
+        let (created, etag) = entity.stamps();
+        let (created, etag) = (*created, etag.clone());
+        Ok(Staged { key, kind, entity, keys, created, etag, doc, secrets, pre })
     }
 
     fn entity_from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
@@ -128,6 +184,31 @@ impl SqliteStore {
             })
         })
         .await
+    }
+
+    /// Many writes in one durable write (`batch.rs`): keys sealed and documents serialised here, before the
+    /// writer; one result per item, in order.
+    async fn put_entities<E: Entity>(&self, items: Vec<(E, Precondition)>) -> StoreResult<Vec<StoreResult<E>>> {
+        let mut results: Vec<Option<StoreResult<E>>> = Vec::with_capacity(items.len());
+        let mut staged = Vec::with_capacity(items.len());
+        for (i, (e, pre)) in items.into_iter().enumerate() {
+            match self.stage(e, pre) {
+                Ok(s) => {
+                    staged.push((i, s));
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        if !staged.is_empty() {
+            let written = self.write_config(move |tx| Box::pin(crate::batch::write::<E>(tx, staged))).await?;
+            for (i, r) in written {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("a batch item got no answer".into())))).collect())
     }
 
     async fn delete_entity<E: Entity>(&self, id: &str, pre: Precondition) -> StoreResult<()> {
@@ -282,11 +363,20 @@ impl EnrollmentStore for SqliteStore {
     async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>> {
         self.query_entities(page, None).await
     }
+    async fn put_enrollments(
+        &self,
+        items: Vec<(IndividualEnrollment, Precondition)>,
+    ) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
+        self.put_entities(items).await
+    }
     async fn get_group(&self, group_id: &str) -> StoreResult<Option<EnrollmentGroup>> {
         self.get_entity(group_id).await
     }
     async fn put_group(&self, g: EnrollmentGroup, pre: Precondition) -> StoreResult<EnrollmentGroup> {
         self.put_entity(g, pre).await
+    }
+    async fn put_groups(&self, items: Vec<(EnrollmentGroup, Precondition)>) -> StoreResult<Vec<StoreResult<EnrollmentGroup>>> {
+        self.put_entities(items).await
     }
     async fn delete_group(&self, group_id: &str, pre: Precondition) -> StoreResult<()> {
         self.delete_entity::<EnrollmentGroup>(group_id, pre).await
@@ -303,11 +393,11 @@ impl EnrollmentStore for SqliteStore {
 }
 
 /// The document of one entity by key, read inside a write.
-fn current_sql<E: Entity>() -> sqlx::AssertSqlSafe<String> {
+pub(crate) fn current_sql<E: Entity>() -> sqlx::AssertSqlSafe<String> {
     table_sql(format!("SELECT doc FROM {} WHERE id_key = ?", E::TABLE))
 }
 
 /// SQL text built from one of this module's two table names (constants, never input).
-fn table_sql(s: String) -> sqlx::AssertSqlSafe<String> {
+pub(crate) fn table_sql(s: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(s)
 }

@@ -10,6 +10,7 @@
 //!
 //! The store suite in `tests/suite.rs` is written against the traits, to be instantiated once per backend.
 
+mod batch;
 mod certificates;
 mod enrollments;
 mod hubs;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dps_core::model::{AccessPolicy, EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right};
 use dps_core::ports::{
     CertificateStore, ConfigVersion, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, OperationStore, PolicyStore,
-    RegistrationStore, StoreError, TpmChallenge, TpmChallengeStore,
+    RegistrationStore, StoreError, StoreResult, TpmChallenge, TpmChallengeStore,
 };
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
@@ -75,6 +75,8 @@ suite!(
     the_identity_is_written_with_the_outcome,
     every_configuration_write_changes_the_version,
     the_configuration_cache_follows_every_write,
+    batch_writes_answer_per_item_in_order,
+    batch_of_ten_thousand_writes,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
@@ -640,6 +642,8 @@ async fn every_configuration_write_changes_the_version(s: &SqliteStore) {
     changed("a refused enrollment write");
     s.delete_enrollment("v-1", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     changed("an enrollment delete");
+    s.put_enrollments(vec![(sym_enrollment("v-2"), Precondition::None)]).await.unwrap_or_else(|e| panic!("{e}"));
+    changed("a bulk write");
     s.put_group(group("g-v", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     changed("a group write");
     s.delete_group("g-v", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
@@ -684,4 +688,103 @@ async fn the_configuration_cache_follows_every_write(s: &SqliteStore) {
     s.put_hub(LinkedHub { host_name: "c.example".into(), ..Default::default() }).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cache.list_hubs().await.map(|h| h.len()), Ok(1));
     assert_eq!(cache.list_cas().await.map(|c| c.len()), Ok(0));
+}
+
+fn etag(id: &str, etag: &str) -> IndividualEnrollment {
+    let mut e = sym_enrollment(id);
+    e.etag = Some(etag.into());
+    e
+}
+
+/// `put_enrollments` / `put_groups`: each item under its own precondition, answered in order, as if the items
+/// were written one after the other (a later item sees an earlier one); only the accepted ones are written.
+async fn batch_writes_answer_per_item_in_order(s: &SqliteStore) {
+    let ok = |r: StoreResult<()>| r.unwrap_or_else(|e| panic!("{e}"));
+    ok(s.put_enrollment(etag("b-exists", "\"e1\""), Precondition::None).await.map(|_| ()));
+    ok(s.put_enrollment(etag("b-etag", "\"e1\""), Precondition::None).await.map(|_| ()));
+    ok(s.put_enrollment(etag("b-replace", "\"e1\""), Precondition::None).await.map(|_| ()));
+    let created = s.get_enrollment("b-replace").await.ok().flatten().and_then(|e| e.created_date_time_utc);
+    let mut later = etag("B-Replace", "\"e2\"");
+    later.created_date_time_utc = Some(now());
+    let items = vec![
+        (etag("b-new", "\"n1\""), Precondition::NotExists),
+        (etag("B-EXISTS", "\"n2\""), Precondition::NotExists),
+        (etag("b-etag", "\"n3\""), Precondition::Etag("\"stale\"".into())),
+        (later, Precondition::Etag("e1".into())),
+        (etag("b-dup", "\"d1\""), Precondition::NotExists),
+        (etag("b-dup", "\"d2\""), Precondition::NotExists),
+        (etag("b-dup", "\"d3\""), Precondition::Etag("\"d1\"".into())),
+        (etag("b-missing", "\"m1\""), Precondition::Exists),
+    ];
+    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    let outcome: Vec<Result<String, StoreError>> = results.into_iter().map(|r| r.map(|e| e.etag.unwrap_or_default())).collect();
+    assert_eq!(
+        outcome,
+        vec![
+            Ok("\"n1\"".into()),
+            Err(StoreError::Conflict),
+            Err(StoreError::PreconditionFailed),
+            Ok("\"e2\"".into()),
+            Ok("\"d1\"".into()),
+            Err(StoreError::Conflict),
+            Ok("\"d3\"".into()),
+            Err(StoreError::PreconditionFailed),
+        ]
+    );
+    let stored = |id: &'static str| async move { s.get_enrollment(id).await.unwrap_or_else(|e| panic!("{e}")) };
+    assert_eq!(stored("b-new").await.and_then(|e| e.etag).as_deref(), Some("\"n1\""));
+    assert_eq!(stored("b-exists").await.and_then(|e| e.etag).as_deref(), Some("\"e1\""), "a refused item writes nothing");
+    assert_eq!(stored("b-etag").await.and_then(|e| e.etag).as_deref(), Some("\"e1\""));
+    let replaced = stored("b-replace").await.unwrap_or_else(|| panic!("b-replace is there"));
+    assert_eq!((replaced.etag.as_deref(), replaced.created_date_time_utc), (Some("\"e2\""), created), "the created time is kept");
+    assert_eq!(stored("b-dup").await.and_then(|e| e.etag).as_deref(), Some("\"d3\""));
+    assert_eq!(stored("b-missing").await, None);
+    let keys = stored("b-new").await.and_then(|e| e.attestation.symmetric_key).and_then(|k| k.primary_key);
+    assert_eq!(keys.as_deref(), Some("cHJpbWFyeS1rZXktMTIzNDU2"), "keys are sealed and open again");
+
+    let results = s
+        .put_groups(vec![(group("bg-1", "symmetricKey"), Precondition::NotExists), (group("BG-1", "x509"), Precondition::NotExists)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        results.into_iter().map(|r| r.map(|g| g.enrollment_group_id)).collect::<Vec<_>>(),
+        vec![Ok("bg-1".into()), Err(StoreError::Conflict)]
+    );
+    assert_eq!(s.symmetric_key_groups().await.map(|g| g.len()), Ok(1));
+    assert_eq!(s.put_enrollments(Vec::new()).await, Ok(Vec::new()));
+}
+
+/// A batch as large as a bulk import sends: every item written, keys sealed per item.
+async fn batch_of_ten_thousand_writes(s: &SqliteStore) {
+    let items: Vec<_> = (0..10_000).map(|i| (sym_enrollment(&format!("many-{i:05}")), Precondition::NotExists)).collect();
+    let t = std::time::Instant::now();
+    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("10,000 enrollments in one batch: {:?}", t.elapsed());
+    assert_eq!(results.len(), 10_000);
+    assert!(results.iter().all(Result::is_ok));
+    let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 1, search: None };
+    assert_eq!(s.query_enrollments(page).await.map(|p| p.total), Ok(10_000));
+    let last = s.get_enrollment("MANY-09999").await.ok().flatten().and_then(|e| e.attestation.symmetric_key).and_then(|k| k.secondary_key);
+    assert_eq!(last.as_deref(), Some("c2Vjb25kYXJ5LWtleS0xMjM0"));
+}
+
+/// SQLite: when a write statement of a batch fails, the batch is done again item by item and only the
+/// failing item fails (a trigger stands in for a failure of the database).
+#[tokio::test]
+async fn a_failing_row_fails_alone_in_a_batch() {
+    let (s, dir) = sqlite_file().await;
+    let url = format!("sqlite://{}", dir.path().join("dps.sqlite").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON enrollments WHEN NEW.id_key = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+    let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
+    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("refused")), "{results:?}");
+    for (id, there) in [("a", true), ("bad", false), ("c", true)] {
+        assert_eq!(s.get_enrollment(id).await.map(|e| e.is_some()), Ok(there), "{id}");
+    }
 }

@@ -1,4 +1,4 @@
-//! `dps enrollment create|show|list|update|delete` (like `az iot dps enrollment`).
+//! `dps enrollment create|show|list|update|delete|import` (like `az iot dps enrollment`).
 
 use anyhow::{bail, Result};
 use dps_proto::*;
@@ -163,6 +163,8 @@ pub enum EnrollmentCommand {
         #[arg(long, value_enum, ignore_case = true, default_value_t = KeyType::Both)]
         key_type: KeyType,
     },
+    /// Import many enrollments (a JSON array or NDJSON file, `-` for standard input) through bulk operations.
+    Import(super::import::ImportArgs),
     /// Delete an enrollment.
     Delete {
         /// The enrollment's registration id.
@@ -297,6 +299,7 @@ pub fn attestation_of(
 
 pub async fn run(cmd: EnrollmentCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
+        EnrollmentCommand::Import(a) => return super::import::run::<super::import::Enrollments>(a, target, output).await,
         EnrollmentCommand::RenewKey { enrollment_id, key_type } => {
             let client = Client::new(target)?;
             let a: AttestationMechanism = client

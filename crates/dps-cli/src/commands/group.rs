@@ -1,4 +1,4 @@
-//! `dps enrollment-group create|show|list|update|delete` (like `az iot dps enrollment-group`).
+//! `dps enrollment-group create|show|list|update|delete|import` (like `az iot dps enrollment-group`).
 
 use anyhow::{bail, Result};
 use dps_proto::*;
@@ -61,6 +61,8 @@ pub enum GroupCommand {
         #[arg(long, value_enum, ignore_case = true, default_value_t = KeyType::Both)]
         key_type: KeyType,
     },
+    /// Import many groups (a JSON array or NDJSON file, `-` for standard input) through bulk operations.
+    Import(super::import::ImportArgs),
     /// Delete an enrollment group.
     Delete {
         /// The enrollment group's id.
@@ -95,6 +97,7 @@ fn common_of(g: &mut EnrollmentGroup) -> Common<'_> {
 
 pub async fn run(cmd: GroupCommand, target: &Target, output: Output) -> Result<()> {
     match cmd {
+        GroupCommand::Import(a) => return super::import::run::<super::import::Groups>(a, target, output).await,
         GroupCommand::RenewKey { group_id, key_type } => {
             let client = Client::new(target)?;
             let a: AttestationMechanism = client

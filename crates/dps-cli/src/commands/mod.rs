@@ -8,6 +8,7 @@ pub mod device;
 pub mod enrollment;
 pub mod group;
 pub mod hub;
+pub mod import;
 pub mod registration;
 pub mod serve;
 #[cfg(feature = "tpm")]

@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// Enrollments per bulk operation when importing.
     #[arg(long, default_value_t = 1000)]
     import_batch: usize,
+    /// Bulk operations in flight when importing (as `dps enrollment import --parallel`).
+    #[arg(long, default_value_t = 4)]
+    import_parallel: usize,
     /// Do not run the bare ceiling.
     #[arg(long)]
     no_ceiling: bool,
@@ -234,6 +237,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             enrollments: a.enrollments.unwrap_or(pool),
             extra_groups: a.extra_groups,
             batch: a.import_batch.max(1),
+            parallel: a.import_parallel.max(1),
         })
         .await?,
     );
@@ -303,6 +307,7 @@ async fn idle(a: &BenchArgs, svc: &Service, n: usize) -> Result<()> {
             enrollments: 0,
             extra_groups: 0,
             batch: 1000,
+            parallel: 4,
         })
         .await?,
     );

@@ -135,8 +135,8 @@ impl Summary {
         );
         if let Some(i) = &self.import {
             out.push_str(&format!(
-                "import   {} individual enrollments in {:.2} s ({:.0}/s, bulk of {}), {} extra groups\n",
-                i.enrollments, i.seconds, i.per_second, i.batch, i.groups
+                "import   {} individual enrollments in {:.2} s ({:.0}/s, bulk of {}, {} in flight), {} extra groups\n",
+                i.enrollments, i.seconds, i.per_second, i.batch, i.parallel, i.groups
             ));
         }
         out.push_str(&line(&self.service));

@@ -12,6 +12,7 @@ use reqwest::Method;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::client::{seg, Client};
+use crate::commands::import;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,6 +44,8 @@ pub enum Attestation {
 pub struct Import {
     pub enrollments: usize,
     pub batch: usize,
+    /// Bulk operations in flight.
+    pub parallel: usize,
     pub seconds: f64,
     pub per_second: f64,
     pub groups: usize,
@@ -87,6 +90,8 @@ pub struct Setup<'a> {
     /// Extra symmetric-key groups to create (the "+ 100 groups" of the latency target).
     pub extra_groups: usize,
     pub batch: usize,
+    /// Bulk operations in flight while importing.
+    pub parallel: usize,
 }
 
 impl Workload {
@@ -122,26 +127,35 @@ impl Workload {
             Attestation::Individual => {
                 let master = dps_crypto::generate_key();
                 let total = s.enrollments.max(s.devices);
+                let mut docs = Vec::with_capacity(usize::try_from(total).unwrap_or_default());
+                for i in 0..total {
+                    let id = individual_id(&prefix, i);
+                    let key = individual_key(&master, &id)?;
+                    docs.push(serde_json::to_string(&serde_json::json!({
+                        "registrationId": id,
+                        "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": key, "secondaryKey": key } }
+                    }))?);
+                }
+                // The same path as `dps enrollment import`: bulk operations of --import-batch, a few in flight.
                 let t = Instant::now();
-                let mut n = 0u64;
-                while n < total {
-                    let end = (n + s.batch as u64).min(total);
-                    let mut docs = Vec::with_capacity((end - n) as usize);
-                    for i in n..end {
-                        let id = individual_id(&prefix, i);
-                        let key = individual_key(&master, &id)?;
-                        docs.push(serde_json::json!({
-                            "registrationId": id,
-                            "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": key, "secondaryKey": key } }
-                        }));
-                    }
-                    bulk(s.client, "/enrollments", serde_json::json!({ "mode": "create", "enrollments": docs })).await?;
-                    n = end;
+                let mut summary = import::Summary::new(import::ImportMode::Create, s.batch, s.parallel);
+                import::send::<import::Enrollments>(
+                    s.client,
+                    import::ImportMode::Create,
+                    docs.iter().map(String::as_str),
+                    s.batch,
+                    s.parallel,
+                    &mut summary,
+                )
+                .await?;
+                if let Some(f) = summary.failures.first() {
+                    bail!("import: {} error(s), the first: {} ({})", summary.failed, f.message, f.error_code);
                 }
                 let secs = t.elapsed().as_secs_f64();
                 import = Some(Import {
                     enrollments: total as usize,
                     batch: s.batch,
+                    parallel: s.parallel,
                     seconds: secs,
                     per_second: total as f64 / secs.max(1e-9),
                     groups: s.extra_groups,
