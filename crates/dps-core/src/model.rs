@@ -183,7 +183,14 @@ pub fn etag_matches(a: &str, b: &str) -> bool {
 
 /// A new etag in Azure's shape: a quoted GUID-like value.
 pub fn new_etag() -> String {
-    format!("\"{}\"", uuid::Uuid::new_v4())
+    // A version-4 UUID from the thread's CSPRNG (uuid's own `new_v4` asks the OS for every one: a system call
+    // per etag, 2 % of a bulk import's CPU).
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut out = String::with_capacity(38);
+    out.push('"');
+    out.push_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+    out.push('"');
+    out
 }
 
 /// A page of a query: `continuation` is opaque to clients.
@@ -208,6 +215,15 @@ pub struct Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_etags_are_quoted_version_4_uuids() {
+        let (a, b) = (new_etag(), new_etag());
+        assert_ne!(a, b);
+        let inner = a.trim_matches('"');
+        assert_eq!((a.len(), inner.len()), (38, 36), "{a}");
+        assert_eq!(uuid::Uuid::parse_str(inner).map(|u| u.get_version_num()), Ok(4), "{a}");
+    }
 
     #[test]
     fn etags_match_in_every_shape_sdks_send() {

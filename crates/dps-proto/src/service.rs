@@ -18,18 +18,31 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     // The common case written directly (every document carries two times; the bulk import writes many).
     if (0..=9999).contains(&t.year()) && nanos < 1_000_000_000 {
         let (d, h) = (t.date_naive(), t.time());
-        return format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-            d.year(),
-            d.month(),
-            d.day(),
-            h.hour(),
-            h.minute(),
-            h.second(),
-            nanos / 100
-        );
+        let mut out = String::with_capacity(28);
+        for (n, width, then) in [
+            (d.year().unsigned_abs(), 4, '-'),
+            (d.month(), 2, '-'),
+            (d.day(), 2, 'T'),
+            (h.hour(), 2, ':'),
+            (h.minute(), 2, ':'),
+            (h.second(), 2, '.'),
+            (nanos / 100, 7, 'Z'),
+        ] {
+            push_digits(&mut out, n, width);
+            out.push(then);
+        }
+        return out;
     }
     format_time_rfc3339(t)
+}
+
+/// `n` in decimal, zero-padded to `width` digits (`n` has at most `width` digits).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        out.push(char::from(b'0' + (n / div % 10) as u8));
+        div /= 10;
+    }
 }
 
 /// [`format_time`] through chrono's RFC 3339 (years outside 0–9999, leap seconds).
