@@ -14,22 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{DpsError, ErrorKind};
-use crate::regions::{LatencySource, RegionModel};
+use crate::regions::RegionModel;
 
-/// One candidate's evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CandidateScore {
-    pub hub: String,
-    pub weight: u32,
-    pub score: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_source: Option<LatencySource>,
-}
+/// One candidate's evaluation (a wire type: decision traces show it).
+pub use dps_proto::trace::CandidateScore;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

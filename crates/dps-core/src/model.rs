@@ -6,13 +6,8 @@ use dps_proto::{AttestationType, DeviceRegistrationResult, DeviceRegistrationSta
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Which enrollment a device matched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
-pub enum EnrollmentRef {
-    Individual(String),
-    Group(String),
-}
+/// Which enrollment a device matched (a wire type: traces and the service API show it).
+pub use dps_proto::trace::EnrollmentRef;
 
 /// A device registration in flight or finished (§8 operation store). Persisted, so a poll is answered
 /// after a restart and an interrupted assignment is resumed.

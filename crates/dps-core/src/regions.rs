@@ -32,15 +32,8 @@ pub struct RegionLatency {
     pub ms: u32,
 }
 
-/// Where a latency figure came from (shown in decision traces).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum LatencySource {
-    SameRegion,
-    Table,
-    Default,
-    Measured,
-}
+/// Where a latency figure came from (a wire type: decision traces show it).
+pub use dps_proto::trace::LatencySource;
 
 #[derive(Debug, Clone, Default)]
 pub struct RegionModel {

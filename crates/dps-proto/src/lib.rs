@@ -34,6 +34,7 @@ pub mod ids;
 pub mod management;
 pub mod mqtt;
 pub mod service;
+pub mod trace;
 
 pub use certificates::*;
 pub use console::*;
