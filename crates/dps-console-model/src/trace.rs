@@ -1,10 +1,12 @@
 //! A registration's decision trace (`GET /registrations/{id}/trace`) as a list of steps for the console.
 //!
-//! The answer is `{ registrationState, enrollment: {kind, id}, attestation, trace }`, where `trace` is the
-//! service's free-form record (`dps-core` `registration.rs`): `enrollment`, `why`, `allocation` (policy,
-//! candidates with weight and score, reason; or the custom webhook's attempts; or `keep`), `twin`,
-//! `connector`, `substatus` and `error`. Members that are absent produce no step.
+//! The answer is `{ registrationState, enrollment: {kind, id}, attestation, trace }`, read as
+//! [`dps_proto::trace::RegistrationTrace`]: `trace` is the engine's [`DecisionTrace`] (the matched enrollment, the
+//! allocation with its candidates or the webhook's attempts, the twin, the TPM's hub key, the hub connector, the
+//! substatus, why, or the error). Steps that are absent produce no step.
 
+use dps_proto::trace::{AllocationStep, CandidateScore, DecisionTrace, EnrollmentRef, RegistrationTrace, WebhookAttempt};
+use dps_proto::RegistrationStatus;
 use serde_json::Value;
 
 /// How a step ended.
@@ -36,143 +38,125 @@ pub struct TraceStep {
     pub outcome: StepOutcome,
 }
 
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
 fn step(title: impl Into<String>, details: Vec<String>, outcome: StepOutcome) -> TraceStep {
     TraceStep { title: title.into(), details, outcome }
 }
 
-/// The steps of a trace answer, in the order the service decided.
+/// The steps of a trace answer as the service API sends it.
 pub fn trace_steps(answer: &Value) -> Vec<TraceStep> {
+    steps(&RegistrationTrace::from_value(answer))
+}
+
+/// The steps of a trace answer, in the order the service decided.
+pub fn steps(answer: &RegistrationTrace) -> Vec<TraceStep> {
+    let empty = DecisionTrace::default();
+    let t = answer.trace.as_ref().unwrap_or(&empty);
     let mut steps = Vec::new();
-    let state = answer.get("registrationState");
-    let t = answer.get("trace").filter(|t| t.is_object());
-    let at = |p: &str| t.and_then(|t| t.pointer(p));
-
-    // 1. Who the device is and which enrollment it matched.
-    let attestation = text(answer.get("attestation").or_else(|| at("/attestation")));
-    let enrollment = answer.get("enrollment").or_else(|| at("/enrollment"));
-    let kind = text(enrollment.and_then(|e| e.get("kind")));
-    let id = text(enrollment.and_then(|e| e.get("id")));
-    if !id.is_empty() {
-        let what = if kind == "group" { "enrollment group" } else { "individual enrollment" };
-        let mut details = vec![format!("attestation: {attestation}")];
-        if let Some(protocol) = at("/protocol").and_then(Value::as_str) {
-            details.push(format!("protocol: {protocol}"));
-        }
-        if let Some(op) = at("/operationId").and_then(Value::as_str) {
-            details.push(format!("operation: {op}"));
-        }
-        steps.push(step(format!("Matched {what} '{id}'"), details, StepOutcome::Ok));
-    }
-
-    // 2. How the hub was chosen.
-    if let Some(a) = at("/allocation") {
-        let policy = text(a.get("policy"));
-        let hub = text(a.get("hub"));
-        let mut details = Vec::new();
-        for c in a.get("candidates").and_then(Value::as_array).into_iter().flatten() {
-            let mut line = format!(
-                "{}: weight {}, score {:.4}",
-                text(c.get("hub")),
-                c.get("weight").and_then(Value::as_u64).unwrap_or_default(),
-                c.get("score").and_then(Value::as_f64).unwrap_or_default()
-            );
-            if let Some(r) = c.get("region").and_then(Value::as_str) {
-                line.push_str(&format!(", region {r}"));
-            }
-            if let Some(ms) = c.get("latencyMs").and_then(Value::as_u64) {
-                line.push_str(&format!(", {ms} ms ({})", text(c.get("latencySource"))));
-            }
-            details.push(line);
-        }
-        if let Some(r) = a.get("deviceRegion").filter(|v| !v.is_null()) {
-            details.push(format!("device region: {} ({})", text(Some(r)), text(a.get("regionReason"))));
-        }
-        if let Some(w) = a.get("webhook").and_then(Value::as_str) {
-            details.push(format!("webhook: {w}"));
-            let hubs: Vec<String> = a.get("linkedHubs").and_then(Value::as_array).into_iter().flatten().map(|h| text(Some(h))).collect();
-            if !hubs.is_empty() {
-                details.push(format!("offered hubs: {}", hubs.join(", ")));
-            }
-            for (n, at) in a.get("attempts").and_then(Value::as_array).into_iter().flatten().enumerate() {
-                let what = match at.get("status") {
-                    Some(s) => format!("HTTP {}", text(Some(s))),
-                    None => text(at.get("error")),
-                };
-                let retry = if at.get("retry").and_then(Value::as_bool) == Some(true) { ", retried" } else { "" };
-                details.push(format!("attempt {}: {what} in {} ms{retry}", n + 1, text(at.get("ms"))));
-            }
-        }
-        if let Some(r) = a.get("reason").and_then(Value::as_str) {
-            details.push(r.to_owned());
-        }
-        let title = match (policy.as_str(), hub.is_empty()) {
-            ("keep", _) => format!("Kept its hub {hub} (the reprovision policy never re-assigns)"),
-            (p, false) => format!("Allocation ({p}) chose {hub}"),
-            (p, true) => format!("Allocation ({p}) chose no hub"),
-        };
-        steps.push(step(title, details, if hub.is_empty() { StepOutcome::Failed } else { StepOutcome::Ok }));
-    }
-
+    steps.extend(matched_step(answer, t));
+    steps.extend(t.allocation.as_ref().map(allocation_step));
     // TPM: the challenge the device answered and the hub key it was given (§4.4.3).
-    if let Some(t) = at("/tpm") {
-        let details = [t.get("challenge"), t.get("hubKey")].into_iter().flatten().map(|v| text(Some(v))).collect();
+    if let Some(tpm) = &t.tpm {
+        let details = tpm.challenge.iter().chain([&tpm.hub_key]).cloned().collect();
         steps.push(step("TPM challenge answered; a hub key issued for the device's TPM", details, StepOutcome::Ok));
     }
+    // The twin and the hub's device identity.
+    if let Some(twin) = &t.twin {
+        steps.push(step(format!("Twin: {}", twin.as_str()), vec![], StepOutcome::Info));
+    }
+    if let Some(c) = &t.connector {
+        let ok = c.created();
+        let title = format!("Hub {}: {}", c.hub, if ok { "device identity created or updated" } else { "device identity not created" });
+        steps.push(step(title, if ok { vec![] } else { vec![c.result.clone()] }, if ok { StepOutcome::Ok } else { StepOutcome::Failed }));
+    }
+    if let Some(e) = &t.error {
+        steps.push(step(format!("Failed with {}", e.code), vec![e.message.clone()], StepOutcome::Failed));
+    }
+    steps.push(outcome_step(answer, t));
+    steps
+}
 
-    // 3. The twin and the hub's device identity.
-    if let Some(twin) = at("/twin").and_then(Value::as_str) {
-        steps.push(step(format!("Twin: {twin}"), vec![], StepOutcome::Info));
+/// Who the device is and which enrollment it matched.
+fn matched_step(answer: &RegistrationTrace, t: &DecisionTrace) -> Option<TraceStep> {
+    let attestation = answer.attestation.or(t.attestation).map(|a| a.as_str()).unwrap_or_default();
+    let (what, id) = match answer.enrollment.as_ref().or(t.enrollment.as_ref())? {
+        EnrollmentRef::Group(id) => ("enrollment group", id),
+        EnrollmentRef::Individual(id) => ("individual enrollment", id),
+    };
+    if id.is_empty() {
+        return None;
     }
-    if let Some(c) = at("/connector") {
-        let result = text(c.get("result"));
-        let ok = result == "identity created or updated";
-        let title = format!(
-            "Hub {}: {}",
-            text(c.get("hub")),
-            if ok { "device identity created or updated" } else { "device identity not created" }
-        );
-        steps.push(step(title, if ok { vec![] } else { vec![result] }, if ok { StepOutcome::Ok } else { StepOutcome::Failed }));
-    }
+    let mut details = vec![format!("attestation: {attestation}")];
+    details.extend(t.protocol.as_ref().map(|p| format!("protocol: {p}")));
+    details.extend(t.operation_id.as_ref().map(|op| format!("operation: {op}")));
+    Some(step(format!("Matched {what} '{id}'"), details, StepOutcome::Ok))
+}
 
-    // 4. The outcome.
-    if let Some(e) = at("/error") {
-        let code = text(e.get("code"));
-        steps.push(step(format!("Failed with {code}"), vec![text(e.get("message"))], StepOutcome::Failed));
+fn candidate_line(c: &CandidateScore) -> String {
+    let mut line = format!("{}: weight {}, score {:.4}", c.hub, c.weight, c.score);
+    if let Some(r) = &c.region {
+        line.push_str(&format!(", region {r}"));
     }
-    let status = text(state.and_then(|s| s.get("status")));
-    let why = at("/why").and_then(Value::as_str).map(str::to_owned);
-    let substatus = text(at("/substatus").or_else(|| state.and_then(|s| s.get("substatus"))));
-    let hub = text(state.and_then(|s| s.get("assignedHub")));
-    let device = text(state.and_then(|s| s.get("deviceId")));
-    let (title, outcome) = match status.as_str() {
-        "assigned" => (format!("Assigned to {hub} as device '{device}'"), StepOutcome::Ok),
-        "disabled" => ("Disabled: the enrollment is disabled".to_owned(), StepOutcome::Failed),
-        "failed" => ("Registration failed".to_owned(), StepOutcome::Failed),
-        "" => ("No outcome recorded".to_owned(), StepOutcome::Info),
-        other => (format!("Status: {other}"), StepOutcome::Info),
+    if let Some(ms) = c.latency_ms {
+        line.push_str(&format!(", {ms} ms ({})", c.latency_source.map(|s| s.as_str()).unwrap_or_default()));
+    }
+    line
+}
+
+/// How the hub was chosen.
+fn allocation_step(a: &AllocationStep) -> TraceStep {
+    let mut details: Vec<String> = a.candidates().iter().map(candidate_line).collect();
+    match a {
+        AllocationStep::GeoLatency(g) => {
+            if let Some(r) = &g.device_region {
+                details.push(format!("device region: {r} ({})", g.region_reason));
+            }
+        }
+        AllocationStep::Custom(w) => {
+            details.push(format!("webhook: {}", w.webhook));
+            if !w.linked_hubs.is_empty() {
+                details.push(format!("offered hubs: {}", w.linked_hubs.join(", ")));
+            }
+            for (n, at) in w.attempts.iter().enumerate() {
+                let what = match at {
+                    WebhookAttempt::Answered { status, .. } => format!("HTTP {status}"),
+                    WebhookAttempt::Unanswered { error, .. } => error.clone(),
+                };
+                let retry = if at.retried() { ", retried" } else { "" };
+                details.push(format!("attempt {}: {what} in {} ms{retry}", n + 1, at.ms()));
+            }
+        }
+        AllocationStep::Keep { .. } | AllocationStep::Hashed(_) | AllocationStep::Static(_) => {}
+    }
+    details.extend(a.reason().map(str::to_owned));
+    let title = match (a, a.hub()) {
+        (AllocationStep::Keep { hub }, _) => format!("Kept its hub {hub} (the reprovision policy never re-assigns)"),
+        (_, Some(hub)) => format!("Allocation ({}) chose {hub}", a.policy()),
+        (_, None) => format!("Allocation ({}) chose no hub", a.policy()),
+    };
+    step(title, details, if a.hub().is_some() { StepOutcome::Ok } else { StepOutcome::Failed })
+}
+
+/// The outcome.
+fn outcome_step(answer: &RegistrationTrace, t: &DecisionTrace) -> TraceStep {
+    let state = answer.registration_state.clone().unwrap_or_default();
+    let hub = state.assigned_hub.as_deref().unwrap_or_default();
+    let device = state.device_id.as_deref().unwrap_or_default();
+    let (title, outcome) = match state.status {
+        Some(RegistrationStatus::Assigned) => (format!("Assigned to {hub} as device '{device}'"), StepOutcome::Ok),
+        Some(RegistrationStatus::Disabled) => ("Disabled: the enrollment is disabled".to_owned(), StepOutcome::Failed),
+        Some(RegistrationStatus::Failed) => ("Registration failed".to_owned(), StepOutcome::Failed),
+        None => ("No outcome recorded".to_owned(), StepOutcome::Info),
+        Some(other) => (format!("Status: {}", other.as_str()), StepOutcome::Info),
     };
     let mut details = Vec::new();
-    if !substatus.is_empty() {
-        details.push(format!("substatus: {substatus}"));
+    if let Some(substatus) = t.substatus.or(state.substatus) {
+        details.push(format!("substatus: {}", substatus.as_str()));
     }
-    if let Some(w) = why {
-        details.push(w);
+    details.extend(t.why.clone());
+    if t.error.is_none() {
+        details.extend(state.error_message);
     }
-    if let Some(m) = state.and_then(|s| s.get("errorMessage")).and_then(Value::as_str) {
-        if at("/error").is_none() {
-            details.push(m.to_owned());
-        }
-    }
-    steps.push(step(title, details, outcome));
-    steps
+    step(title, details, outcome)
 }
 
 #[cfg(test)]

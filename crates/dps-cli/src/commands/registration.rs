@@ -2,6 +2,7 @@
 //! enrollment-group registration`).
 
 use anyhow::Result;
+use dps_proto::trace::{EnrollmentRef, RegistrationTrace};
 use dps_proto::DeviceRegistrationState;
 use reqwest::Method;
 
@@ -102,35 +103,37 @@ pub async fn run(cmd: RegistrationCommand, target: &Target, output: Output) -> R
 }
 
 /// The decision trace in words.
-fn explain_text(t: &serde_json::Value) {
-    let s = |p: &str| t.pointer(p).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-    println!("registration  {}", s("/registrationState/registrationId"));
-    println!("status        {} {}", s("/registrationState/status"), s("/registrationState/substatus"));
-    println!("attestation   {}", s("/attestation"));
-    println!("protocol      {}", s("/trace/protocol"));
-    println!("enrollment    {} {}", s("/enrollment/kind"), s("/enrollment/id"));
-    if let Some(a) = t.pointer("/trace/allocation") {
-        println!("policy        {}", a.get("policy").and_then(|v| v.as_str()).unwrap_or_default());
-        for c in a.get("candidates").and_then(|c| c.as_array()).into_iter().flatten() {
-            println!(
-                "  candidate   {:<32} weight {:>4}  score {:.4}",
-                c.get("hub").and_then(|v| v.as_str()).unwrap_or_default(),
-                c.get("weight").and_then(|v| v.as_u64()).unwrap_or_default(),
-                c.get("score").and_then(|v| v.as_f64()).unwrap_or_default()
-            );
+fn explain_text(answer: &serde_json::Value) {
+    let a = RegistrationTrace::from_value(answer);
+    let state = a.registration_state.unwrap_or_default();
+    let trace = a.trace.unwrap_or_default();
+    let (kind, id) = match &a.enrollment {
+        Some(EnrollmentRef::Individual(id)) => ("individual", id.as_str()),
+        Some(EnrollmentRef::Group(id)) => ("group", id.as_str()),
+        None => ("", ""),
+    };
+    println!("registration  {}", state.registration_id.as_deref().unwrap_or_default());
+    println!(
+        "status        {} {}",
+        state.status.map(|s| s.as_str()).unwrap_or_default(),
+        state.substatus.map(|s| s.as_str()).unwrap_or_default()
+    );
+    println!("attestation   {}", a.attestation.map(|t| t.as_str()).unwrap_or_default());
+    println!("protocol      {}", trace.protocol.as_deref().unwrap_or_default());
+    println!("enrollment    {kind} {id}");
+    if let Some(a) = &trace.allocation {
+        println!("policy        {}", a.policy());
+        for c in a.candidates() {
+            println!("  candidate   {:<32} weight {:>4}  score {:.4}", c.hub, c.weight, c.score);
         }
-        println!("decision      {}", a.get("reason").and_then(|v| v.as_str()).unwrap_or_default());
+        println!("decision      {}", a.reason().unwrap_or_default());
     }
-    println!("assigned hub  {}", s("/registrationState/assignedHub"));
-    println!("connector     {}", s("/trace/connector/result"));
-    if let Some(e) = t.pointer("/trace/error") {
-        println!(
-            "error         {} {}",
-            e.get("code").map(|v| v.to_string()).unwrap_or_default(),
-            e.get("message").and_then(|v| v.as_str()).unwrap_or_default()
-        );
+    println!("assigned hub  {}", state.assigned_hub.as_deref().unwrap_or_default());
+    println!("connector     {}", trace.connector.as_ref().map(|c| c.result.as_str()).unwrap_or_default());
+    if let Some(e) = &trace.error {
+        println!("error         {} {}", e.code, e.message);
     }
-    if let Some(w) = t.pointer("/trace/why").and_then(|v| v.as_str()) {
+    if let Some(w) = &trace.why {
         println!("why           {w}");
     }
 }
