@@ -221,7 +221,9 @@ async fn attest_x509(
     reg: &RegistrationId,
     chain: &[Vec<u8>],
 ) -> Result<Attested, DpsError> {
-    let Some(leaf) = chain.first() else { return Err(DpsError::unauthorized("the TLS client certificate chain is empty")) };
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(DpsError::unauthorized("the TLS client certificate chain is empty"));
+    };
     let cn = common_name(leaf)
         .ok_or_else(|| DpsError::unauthorized("Invalid certificate: the device certificate has no subject common name (CN)"))?;
     if cn.chars().count() > 64 {
@@ -232,62 +234,84 @@ async fn attest_x509(
     }
     let now = clock.now();
     check_leaf(leaf, now).map_err(|e| chain_refusal("Invalid certificate", &e))?;
-    let leaf_info = certificate_info(&dps_proto_base64(leaf)).ok();
-    let backend = |e| DpsError::internal(format!("enrollment look-up failed: {e}"));
+    let device = X509Device { reg, leaf, intermediates, now, leaf_info: certificate_info(&dps_proto_base64(leaf)).ok() };
+    match store.get_enrollment(reg.as_str()).await.map_err(lookup_failed)? {
+        Some(e) => attest_x509_individual(cas, e, device).await,
+        None => attest_x509_group(store, cas, device).await,
+    }
+}
 
-    if let Some(e) = store.get_enrollment(reg.as_str()).await.map_err(backend)? {
-        let Some(x) = e.attestation.x509.as_ref().filter(|_| e.attestation.kind == AttestationType::X509) else {
-            return Err(DpsError::unauthorized(format!(
-                "the enrollment of '{reg}' uses {} attestation, not X.509",
-                e.attestation.kind.as_str()
-            )));
-        };
-        let own = x
-            .client_certificates
-            .iter()
-            .flat_map(|c| [c.primary.as_ref(), c.secondary.as_ref()])
-            .flatten()
-            .filter_map(|c| c.certificate.as_deref())
-            .filter_map(|t| decode_certificate(t).ok())
-            .any(|der| der == *leaf);
-        let mut matched = own;
-        if !matched {
-            let mut last = None;
-            for anchor in anchors(cas, x, false).await {
-                let verdict = anchor.and_then(|a| {
-                    verify_chain(leaf, &chain[1..], &a.der, now).map_err(|e| chain_refusal("Invalid certificate", &e))?;
-                    a.unverified_ca.map_or(Ok(()), |name| Err(unverified(&name)))
-                });
-                match verdict {
-                    Ok(()) => {
-                        matched = true;
-                        break;
-                    }
-                    Err(e) => last = Some(e),
+/// A device presenting its certificate chain.
+struct X509Device<'a> {
+    reg: &'a RegistrationId,
+    leaf: &'a [u8],
+    intermediates: &'a [Vec<u8>],
+    now: chrono::DateTime<chrono::Utc>,
+    leaf_info: Option<dps_proto::X509CertificateInfo>,
+}
+
+fn lookup_failed(e: crate::ports::StoreError) -> DpsError {
+    DpsError::internal(format!("enrollment look-up failed: {e}"))
+}
+
+/// An individual X.509 enrollment: the device's own certificate, or a chain to its CA.
+async fn attest_x509_individual(cas: &dyn CertificateStore, e: IndividualEnrollment, device: X509Device<'_>) -> Result<Attested, DpsError> {
+    let X509Device { reg, leaf, intermediates, now, leaf_info } = device;
+    let Some(x) = e.attestation.x509.as_ref().filter(|_| e.attestation.kind == AttestationType::X509) else {
+        return Err(DpsError::unauthorized(format!(
+            "the enrollment of '{reg}' uses {} attestation, not X.509",
+            e.attestation.kind.as_str()
+        )));
+    };
+    let own = x
+        .client_certificates
+        .iter()
+        .flat_map(|c| [c.primary.as_ref(), c.secondary.as_ref()])
+        .flatten()
+        .filter_map(|c| c.certificate.as_deref())
+        .filter_map(|t| decode_certificate(t).ok())
+        .any(|der| der == *leaf);
+    let mut matched = own;
+    if !matched {
+        let mut last = None;
+        for anchor in anchors(cas, x, false).await {
+            let verdict = anchor.and_then(|a| {
+                verify_chain(leaf, intermediates, &a.der, now).map_err(|e| chain_refusal("Invalid certificate", &e))?;
+                a.unverified_ca.map_or(Ok(()), |name| Err(unverified(&name)))
+            });
+            match verdict {
+                Ok(()) => {
+                    matched = true;
+                    break;
                 }
-            }
-            if !matched {
-                return Err(last.unwrap_or_else(|| {
-                    DpsError::unauthorized(format!(
-                        "Invalid certificate: it is not the primary or secondary certificate of the enrollment of '{reg}'"
-                    ))
-                }));
+                Err(e) => last = Some(e),
             }
         }
-        let x509 = X509RegistrationResult { certificate_info: leaf_info, enrollment_group_id: None, signing_certificate_info: None };
-        return Ok(Attested {
-            matched: Matched::Individual(Box::new(e)),
-            attestation: AttestationType::X509,
-            device_keys: None,
-            x509: Some(x509),
-            tpm: None,
-        });
+        if !matched {
+            return Err(last.unwrap_or_else(|| {
+                DpsError::unauthorized(format!(
+                    "Invalid certificate: it is not the primary or secondary certificate of the enrollment of '{reg}'"
+                ))
+            }));
+        }
     }
+    let x509 = X509RegistrationResult { certificate_info: leaf_info, enrollment_group_id: None, signing_certificate_info: None };
+    Ok(Attested {
+        matched: Matched::Individual(Box::new(e)),
+        attestation: AttestationType::X509,
+        device_keys: None,
+        x509: Some(x509),
+        tpm: None,
+    })
+}
 
+/// X.509 enrollment groups.
+async fn attest_x509_group(store: &dyn EnrollmentStore, cas: &dyn CertificateStore, device: X509Device<'_>) -> Result<Attested, DpsError> {
+    let X509Device { reg, leaf, intermediates, now, leaf_info } = device;
     // Groups: the one whose certificate is nearest the leaf decides (§4.3 precedence).
     let mut best: Option<(usize, EnrollmentGroup, Vec<u8>)> = None;
     let mut refusals: Vec<(String, DpsError, bool)> = Vec::new();
-    let mut groups = store.x509_groups().await.map_err(backend)?;
+    let mut groups = store.x509_groups().await.map_err(lookup_failed)?;
     groups.sort_by(|a, b| a.enrollment_group_id.cmp(&b.enrollment_group_id));
     for g in groups {
         let Some(x) = g.attestation.x509.as_ref() else { continue };
@@ -300,7 +324,7 @@ async fn attest_x509(
                     continue;
                 }
             };
-            match verify_chain(leaf, &chain[1..], &anchor.der, now) {
+            match verify_chain(leaf, intermediates, &anchor.der, now) {
                 Ok(_) if anchor.unverified_ca.is_some() => {
                     let name = anchor.unverified_ca.clone().unwrap_or_default();
                     refusals.push((g.enrollment_group_id.clone(), unverified(&name), true));
