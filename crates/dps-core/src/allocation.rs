@@ -3,7 +3,7 @@
 //! decision trace.
 //!
 //! `geoLatency` ranks candidates by the latency of [`crate::regions::RegionModel`] and breaks ties with the
-//! weighted hash. `custom` is decided by the webhook (`registration.rs`), not here.
+//! weighted hash. `custom` is decided by the webhook (`registration/webhook.rs`), not here.
 //!
 //! `hashed` is a weighted rendezvous hash of the case-folded registration id: each hub scores
 //! `-weight / ln(u)` with `u` drawn from SHA-256(hub ‖ id), the highest score wins. Repeat registrations
