@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -33,13 +33,18 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("dps serve starts");
-        let s = Self { child, dir };
-        let t = Instant::now();
-        while !s.data().join("endpoint.json").exists() {
-            assert!(t.elapsed() < Duration::from_secs(60), "dps serve wrote no endpoint.json");
+        let mut s = Self { child, dir };
+        // Started once it wrote its endpoint; a service that exits instead fails the test with its status.
+        for _ in 0..1200 {
+            if s.data().join("endpoint.json").exists() {
+                return s;
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("dps serve exited before it wrote endpoint.json: {status}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        s
+        panic!("dps serve wrote no endpoint.json")
     }
 
     fn data(&self) -> PathBuf {
