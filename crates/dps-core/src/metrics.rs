@@ -32,7 +32,8 @@ pub enum Event<'a> {
         hub: Option<&'a str>,
         status: &'a str,
     },
-    /// A request refused by the Azure limits profile's rates (`register`, `poll` or `service`).
+    /// A request refused by the Azure limits profile's rates (`register`, `poll` or `service`) or by the engine's
+    /// limit of registrations in flight (`overload`).
     Throttled {
         operation: &'static str,
     },

@@ -82,6 +82,9 @@ pub struct Overrides {
     /// Seconds devices are told to wait between polls (2–5, default 2).
     #[arg(long, env = "DPS_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u32>,
+    /// Registrations in flight at most; more are answered 429 at once (1–1000000, default 4096).
+    #[arg(long, env = "DPS_MAX_REGISTRATIONS_IN_FLIGHT")]
+    pub max_registrations_in_flight: Option<usize>,
     /// Allocation policy for enrollments that set none (default hashed).
     // A word of a fixed set whose enum lives in dps-proto (no clap there): clap lists and checks the words,
     // `validate` reads them into the enum in any case, as the TOML file's are.
@@ -333,6 +336,7 @@ pub struct Config {
     pub console_port_explicit: bool,
     pub mqtt_limits: crate::mqtt::Limits,
     pub retry_after_secs: u32,
+    pub max_registrations_in_flight: usize,
     pub default_allocation_policy: AllocationPolicy,
     pub operation_retention_hours: u32,
     pub master_key_file: PathBuf,
@@ -451,6 +455,10 @@ impl Config {
                  poll after 2 s at the least, Java after 2 s when it is above 5), so devices would not wait what they are told"
             )));
         }
+        let max_registrations_in_flight = o.max_registrations_in_flight.unwrap_or(dps_core::registration::DEFAULT_MAX_IN_FLIGHT);
+        if !(1..=1_000_000).contains(&max_registrations_in_flight) {
+            return Err(ConfigError(format!("max_registrations_in_flight {max_registrations_in_flight} is outside 1–1000000")));
+        }
         let policy_text = o.default_allocation_policy.unwrap_or_else(|| "hashed".into());
         let default_allocation_policy = match AllocationPolicy::parse(&policy_text) {
             Some(AllocationPolicy::Custom) => {
@@ -492,6 +500,7 @@ impl Config {
             extra_host_names: o.extra_host_names.unwrap_or_default().into_iter().filter(|h| !h.is_empty()).collect(),
             https_port: o.https_port.unwrap_or(DEFAULT_HTTPS_PORT),
             retry_after_secs,
+            max_registrations_in_flight,
             default_allocation_policy,
             operation_retention_hours: o.operation_retention_hours.unwrap_or(24).max(1),
             limits,

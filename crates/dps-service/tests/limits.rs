@@ -217,3 +217,44 @@ async fn bulk_operations_near_the_quota_write_what_fits() {
         .collect();
     assert_eq!(failed, [("qg-3".to_owned(), 403002), ("qg-x".to_owned(), 400004)], "{}", g.body);
 }
+
+/// Overload: with `max_registrations_in_flight` registrations under way (one here, held by a hub that is down and
+/// retried), the next register is answered 429001 with `retry-after` at once and counted as `overload`; when the
+/// held one ends, registrations are admitted again.
+#[tokio::test]
+async fn registrations_beyond_the_in_flight_limit_are_answered_429_until_one_ends() {
+    let s = TestService::start_with(Overrides { max_registrations_in_flight: Some(1), hub_retries: Some(3), ..Default::default() }).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let cs = format!(
+        "HostName=down.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=;GatewayHostName=127.0.0.1:{closed}"
+    );
+    let hub =
+        json!({ "hostName": "down.azure-devices.net", "connector": "azureIotHub", "connectionString": cs, "applyAllocationPolicy": false });
+    assert_eq!(s.service(Method::PUT, "/linkedHubs/down.azure-devices.net", Some(hub)).await.status, 200);
+    let held_key = s.enroll("held", json!({ "iotHubs": ["down.azure-devices.net"] })).await;
+    let held_sas = s.device_sas("held", &held_key, s.now() + 600);
+    let held = s.register("held", &held_sas, "{}").await;
+    assert_eq!(held.status, 202, "{}", held.body);
+
+    let key = s.enroll("next", json!({})).await;
+    let sas = s.device_sas("next", &key, s.now() + 600);
+    let refused = s.register("next", &sas, "{}").await;
+    TestService::assert_error(&refused, 429, 429001);
+    assert_eq!(retry_after(&refused), Some(2), "told to come back after the configured poll interval");
+    assert!(metrics(&s).await.contains("dps_throttled_requests_total{operation=\"overload\"} 1"), "{}", metrics(&s).await);
+    let record = s.service(Method::GET, "/registrations/next", None).await;
+    assert_eq!(record.status, 404, "a refused register leaves no record: {}", record.body);
+
+    let op = held.body["operationId"].as_str().unwrap_or_default().to_owned();
+    let mut done = s.poll("held", &op, &held_sas).await;
+    for _ in 0..600 {
+        if done.status != 202 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        done = s.poll("held", &op, &held_sas).await;
+    }
+    assert_eq!(done.body["status"], "failed", "{}", done.body);
+    let admitted = s.provision("next", &key).await;
+    assert_eq!(admitted.body["status"], "assigned", "admitted again once the held registration ended: {}", admitted.body);
+}

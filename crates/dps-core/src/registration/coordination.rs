@@ -70,11 +70,17 @@ impl RegistrationEngine {
 
     /// Writes the operation and its `assigning` record in one durable write, then starts the assignment; both
     /// in a task of their own (see the module doc). Answers once the write is on disk.
-    pub(super) async fn start(self: &Arc<Self>, op: Operation, device_keys: DeviceKeys) -> Result<(), DpsError> {
+    pub(super) async fn start(
+        self: &Arc<Self>,
+        op: Operation,
+        device_keys: DeviceKeys,
+        admitted: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(), DpsError> {
         let (tx, rx) = oneshot::channel();
         let engine = Arc::clone(self);
         // The task carries the register's span (registration id, protocol) into every log line it writes.
         let task = async move {
+            let _admitted = admitted;
             let begun = engine.begin(&op).await;
             let running = begun.is_ok().then(|| {
                 engine.known.insert(op.operation_id.clone(), op.clone());

@@ -69,7 +69,15 @@ pub struct EngineConfig {
     pub webhook_retry: WebhookRetry,
     /// How long a hub that is unreachable is retried while the device keeps seeing `assigning`.
     pub hub_retry: HubRetry,
+    /// Registrations admitted and not finished at most (attestation, the durable write and the assignment).
+    /// Beyond it a register is answered 429 (429001) at once with `retry-after`: under overload the service
+    /// sheds new work instead of queueing it until every device times out.
+    pub max_in_flight: usize,
 }
+
+/// `EngineConfig::max_in_flight` unless configured: at ~3,000 registrations/s a device waits about a second
+/// behind a full queue; each waiting registration holds a few KB.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
 /// Azure's documented schedule: 10 retries, 1 s first, 9 s more each time (§6.3, §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +161,9 @@ pub struct RegistrationEngine {
     known: quick_cache::sync::Cache<String, Operation>,
     /// Assignments running in this instance, by operation id; polls wait on them (`coordination.rs`).
     running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
+    /// One permit per registration in flight (`EngineConfig::max_in_flight`), held from the register to the end
+    /// of its assignment.
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 /// How many operations are kept in memory for polls.
@@ -169,11 +180,25 @@ impl RegistrationEngine {
     pub fn new(ports: Ports, config: EngineConfig) -> Arc<Self> {
         Arc::new(Self {
             ports,
-            config,
             instance: format!("dps-{}", uuid::Uuid::new_v4()),
             memo: crate::attestation::AttestMemo::default(),
             known: quick_cache::sync::Cache::new(KNOWN_OPERATIONS),
             running: std::sync::Mutex::default(),
+            admission: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
+            config,
+        })
+    }
+
+    /// A place for one more registration, or 429 when `max_in_flight` are under way.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, DpsError> {
+        Arc::clone(&self.admission).try_acquire_owned().map_err(|_| {
+            self.ports.metrics.record(crate::metrics::Event::Throttled { operation: "overload" });
+            let mut e = DpsError::new(
+                ErrorKind::Throttled,
+                format!("the service has {} registrations in flight, its limit; retry after the time given", self.config.max_in_flight),
+            );
+            e.retry_after = Some(self.config.retry_after_secs.max(1));
+            e
         })
     }
 

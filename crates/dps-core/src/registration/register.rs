@@ -20,6 +20,7 @@ impl RegistrationEngine {
     #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let reg = self.parse_target(&req.id_scope, &req.registration_id)?;
+        let admitted = self.admit()?;
         if let Some(body_id) = req.body.registration_id.as_deref() {
             if !body_id.eq_ignore_ascii_case(reg.as_str()) {
                 return Err(DpsError::invalid(format!(
@@ -61,7 +62,7 @@ impl RegistrationEngine {
             updated: now,
         };
         let reply = assigning(&op);
-        self.start(op, attested.device_keys.clone()).await?;
+        self.start(op, attested.device_keys.clone(), admitted).await?;
         Ok(Reply { status: reply, retry_after: Some(self.config.retry_after_secs) })
     }
 
