@@ -7,7 +7,7 @@ RUN_ARGS ?=
 HAS_DISPLAY := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY)),yes,)
 
 .PHONY: run run-desktop run-headless test setup-run setup-test build test-rust test-node test-python test-e2e \
-  test-desktop fmt lint bench setup-ui ui desktop
+  test-desktop fmt lint bench soak setup-ui ui desktop
 
 ## make run: install what is missing, build the console and the service, then open the desktop window when a
 ## display exists, else start the headless service (it prints the browser console's URL and the admin password).
@@ -75,6 +75,12 @@ lint: ui
 bench:
 	cargo build --release -p dps-cli
 	$(CARGO_TARGET_DIR)/release/dps bench $(BENCH_ARGS)
+
+## make soak (not part of make test): 10 minutes of mixed registrations at 80 % of the measured maximum, then 2 minutes
+## at 3x; RSS sampled; figures in test-artifacts/soak/summary.md (RELIABILITY.md). SOAK_MINUTES=1 for a short run.
+soak:
+	cargo build --release -p dps-cli
+	scripts/soak.py
 
 ## make ui: install the console's toolchain when missing (scripts/setup-ui.sh), build ui/ → ui/dist with trunk.
 ## (env -u RUSTUP_TOOLCHAIN: ui/rust-toolchain.toml must choose cargo, not a toolchain inherited from cargo.)

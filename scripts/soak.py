@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""`make soak` (#14 item 8; not part of `make test`): a long run of mixed registrations against one `dps serve`
+(release build), then an overload, with the server's resident memory sampled throughout.
+
+1. **Maximum**: closed loop, HTTPS keep-alive, 64 in flight, `MAX_SECONDS` (default 30) → M registrations/s.
+2. **Soak**: `SOAK_MINUTES` (default 10) of open-loop arrivals at 80 % of M, mixed: 75 % HTTPS keep-alive, 25 % MQTT
+   (a new TLS connection per device). Must end with zero errors.
+3. **Overload**: `OVERLOAD_MINUTES` (default 2) with HTTPS arrivals at 3 × M (MQTT stays at its soak rate: new TLS
+   connections at 3 × M would measure the handshake, not the service). Only 429 (429001, the in-flight limit) is an
+   acceptable error.
+4. **Memory**: the server's RSS every 5 s. Flat means: the soak's last minute averages within 15 % of its second
+   minute; after the overload and `COOL_SECONDS` (default 30) of quiet, RSS is within 25 % of the soak's end.
+
+Results: `test-artifacts/soak/` (bench JSON, rss.csv, summary.md — the table RELIABILITY.md quotes). Exit status 1
+when a check fails. The load generator runs on the same machine (as in BENCHMARKS.md): M is measured the same way.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/dps-target"))
+DPS = TARGET / "release" / "dps"
+OUT = ROOT / "test-artifacts" / "soak"
+MAX_SECONDS = int(os.environ.get("MAX_SECONDS", "30"))
+SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "10"))
+OVERLOAD_MINUTES = float(os.environ.get("OVERLOAD_MINUTES", "2"))
+COOL_SECONDS = int(os.environ.get("COOL_SECONDS", "30"))
+ALLOWED_OVERLOAD_ERRORS = {"429001"}
+
+
+def rss_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class Sampler(threading.Thread):
+    """Samples the server's RSS every 5 s, labelled with the phase running."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.phase, self.samples, self.stop = pid, "start", [], threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self):
+        while not self.stop.is_set():
+            kib = rss_kib(self.pid)
+            if kib is not None:
+                self.samples.append((round(time.monotonic() - self.t0, 1), self.phase, kib))
+            self.stop.wait(5)
+
+    def mean(self, phase, since=None, until=None):
+        t_start = min((t for t, p, _ in self.samples if p == phase), default=0)
+        vals = [k for t, p, k in self.samples if p == phase and (since is None or t - t_start >= since)
+                and (until is None or t - t_start < until)]
+        return sum(vals) / len(vals) if vals else None
+
+
+def start_serve(data):
+    log = open(OUT / "serve.log", "w")
+    proc = subprocess.Popen(
+        [str(DPS), "serve", "--data-dir", str(data), "--log", "warn", "--https-port", "0", "--mqtt-port", "0",
+         "--amqp-port", "0", "--console-port", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items() if k not in ("DPS_DATA_DIR", "DPS_CONFIG")})
+    for _ in range(1200):
+        if (data / "endpoint.json").exists():
+            return proc
+        if proc.poll() is not None:
+            sys.exit(f"dps serve exited with {proc.returncode}; see {OUT / 'serve.log'}")
+        time.sleep(0.05)
+    proc.kill()
+    sys.exit("dps serve wrote no endpoint.json")
+
+
+def bench(data, pid, name, *args):
+    """Starts `dps bench` against the running service; returns the process (its JSON goes to OUT/name.json)."""
+    cmd = [str(DPS), "bench", "--data-dir", str(data), "--server-pid", str(pid), "--no-ceiling", "--output", "json",
+           "--json", str(OUT / f"{name}.json"), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(OUT / f"{name}.log", "w"))
+
+
+def finish(proc, name):
+    proc.wait()
+    path = OUT / f"{name}.json"
+    if proc.returncode not in (0, 1) or not path.exists():
+        sys.exit(f"dps bench {name} failed ({proc.returncode}); see {OUT / (name + '.log')}")
+    return json.loads(path.read_text())["service"]
+
+
+def open_loop(data, pid, name, transport, rate, seconds):
+    return bench(data, pid, name, "--transport", transport, "--rate", f"{rate:.1f}", "--duration", str(int(seconds)))
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not DPS.exists():
+        sys.exit(f"{DPS} is missing: cargo build --release -p dps-cli")
+    with tempfile.TemporaryDirectory(prefix="dps-soak-") as tmp:
+        data = Path(tmp) / "data"
+        serve = start_serve(data)
+        sampler = Sampler(serve.pid)
+        sampler.start()
+        try:
+            return run(data, serve, sampler)
+        finally:
+            sampler.stop.set()
+            serve.terminate()
+            serve.wait(timeout=30)
+
+
+def run(data, serve, sampler):
+    sampler.phase = "maximum"
+    top = finish(bench(data, serve.pid, "maximum", "--transport", "https-keep-alive", "--concurrency", "64",
+                       "--duration", str(MAX_SECONDS)), "maximum")
+    m = top["registrationsPerSecond"]
+    print(f"maximum: {m:.0f} registrations/s (HTTPS keep-alive, closed loop, 64 in flight)", flush=True)
+
+    sampler.phase = "soak"
+    secs = SOAK_MINUTES * 60
+    soak = [open_loop(data, serve.pid, "soak-https", "https-keep-alive", 0.8 * m * 0.75, secs),
+            open_loop(data, serve.pid, "soak-mqtt", "mqtt", 0.8 * m * 0.25, secs)]
+    soak = [finish(soak[0], "soak-https"), finish(soak[1], "soak-mqtt")]
+
+    sampler.phase = "overload"
+    secs = OVERLOAD_MINUTES * 60
+    over = [open_loop(data, serve.pid, "overload-https", "https-keep-alive", 3 * m, secs),
+            open_loop(data, serve.pid, "overload-mqtt", "mqtt", 0.8 * m * 0.25, secs)]
+    over = [finish(over[0], "overload-https"), finish(over[1], "overload-mqtt")]
+
+    sampler.phase = "cool"
+    time.sleep(COOL_SECONDS)
+    sampler.phase = "end"
+    time.sleep(6)
+    if serve.poll() is not None:
+        sys.exit(f"dps serve died (exit {serve.returncode}); see {OUT / 'serve.log'}")
+    return report(m, soak, over, sampler)
+
+
+def report(m, soak, over, sampler):
+    with open(OUT / "rss.csv", "w") as f:
+        f.write("seconds,phase,rss_kib\n")
+        f.writelines(f"{t},{p},{k}\n" for t, p, k in sampler.samples)
+    second = sampler.mean("soak", since=60, until=120)
+    last = sampler.mean("soak", since=SOAK_MINUTES * 60 - 60)
+    soak_end, end = last, sampler.mean("end")
+    soak_errors = {k: v for ph in soak for k, v in ph["errors"].items()}
+    over_errors = {}
+    for ph in over:
+        for k, v in ph["errors"].items():
+            over_errors[k] = over_errors.get(k, 0) + v
+    checks = [
+        ("no error during the soak", not soak_errors),
+        ("only 429 during the overload", set(over_errors) <= ALLOWED_OVERLOAD_ERRORS),
+        ("RSS flat over the soak (last minute within 15 % of the second)",
+         second is not None and last is not None and last <= second * 1.15),
+        ("RSS back after the overload (within 25 % of the soak's end)",
+         soak_end is not None and end is not None and end <= soak_end * 1.25),
+    ]
+    rows = [("maximum (closed loop, HTTPS keep-alive)", f"{m:.0f}/s")]
+    for label, ph in [("soak HTTPS", soak[0]), ("soak MQTT", soak[1]), ("overload HTTPS", over[0]), ("overload MQTT", over[1])]:
+        rows.append((label, f"{ph['registrations']} ok, {ph['failed']} failed {dict(ph['errors']) or ''} at "
+                            f"{ph['registrationsPerSecond']:.0f}/s, p99 {ph.get('p99Ms', 0):.0f} ms"))
+    mib = lambda k: "—" if k is None else f"{k / 1024:.0f} MiB"
+    rows.append(("RSS soak minute 2 / last minute / after overload", f"{mib(second)} / {mib(last)} / {mib(end)}"))
+    lines = ["| figure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    lines += ["", *(f"- {'PASS' if ok else 'FAIL'}: {what}" for what, ok in checks)]
+    text = "\n".join(lines) + "\n"
+    (OUT / "summary.md").write_text(text)
+    print(text)
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
