@@ -257,6 +257,78 @@ pub struct HubDevice {
     pub iot_edge: bool,
     /// The twin to apply (`None`: keep the hub's twin).
     pub initial_twin: Option<InitialTwin>,
+    /// Who the identity belongs to: this service and the enrollment the device registered through. Connectors
+    /// mark what they create with it and never replace an identity marked otherwise.
+    pub owner: IdentityOwner,
+    /// An owner whose identity this registration may take over (the engine decided so: its enrollment is gone,
+    /// or an individual enrollment now names the device — see `registration/ownership.rs`).
+    pub replaces: Option<IdentityOwner>,
+}
+
+/// The owner of a device identity in a hub: the DPS instance that created it (its ID scope) and the enrollment
+/// the device registered through. Written on the identity as [`IdentityOwner::marker`] (the built-in registry's
+/// `createdBy`, Mosquitto's client `textdescription`, an IoT Hub twin tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityOwner {
+    pub id_scope: String,
+    pub enrollment: crate::model::EnrollmentRef,
+}
+
+impl IdentityOwner {
+    const PREFIX: &'static str = "dps-console";
+
+    /// `dps-console:<idScope>:<individual|group>:<enrollment id>`.
+    pub fn marker(&self) -> String {
+        let (kind, id) = match &self.enrollment {
+            crate::model::EnrollmentRef::Individual(id) => ("individual", id),
+            crate::model::EnrollmentRef::Group(id) => ("group", id),
+        };
+        format!("{}:{}:{kind}:{}", Self::PREFIX, self.id_scope, id.to_ascii_lowercase())
+    }
+
+    /// A marker read back from a hub; `None` for anything this service did not write.
+    pub fn parse(marker: &str) -> Option<Self> {
+        let mut parts = marker.trim().splitn(4, ':');
+        if parts.next()? != Self::PREFIX {
+            return None;
+        }
+        let id_scope = parts.next().filter(|s| !s.is_empty())?.to_owned();
+        let kind = parts.next()?;
+        let id = parts.next().filter(|s| !s.is_empty())?.to_owned();
+        let enrollment = match kind {
+            "individual" => crate::model::EnrollmentRef::Individual(id),
+            "group" => crate::model::EnrollmentRef::Group(id),
+            _ => return None,
+        };
+        Some(Self { id_scope, enrollment })
+    }
+
+    /// The same instance and enrollment (ids compare case-insensitively).
+    pub fn same(&self, other: &Self) -> bool {
+        self.marker().eq_ignore_ascii_case(&other.marker())
+    }
+}
+
+impl HubDevice {
+    /// What a connector does with an identity it found under the device's id, marked `found` (`None`: no
+    /// marker of this service): go on when it is this device's owner or the owner it may replace, else
+    /// [`ConnectorError::NotOwned`]. `what` names the identity in the message.
+    pub fn check_owner(&self, found: Option<&str>, what: &str) -> Result<(), ConnectorError> {
+        let owner = found.and_then(IdentityOwner::parse);
+        let ours = owner.as_ref().is_some_and(|o| o.same(&self.owner) || self.replaces.as_ref().is_some_and(|r| o.same(r)));
+        if ours {
+            return Ok(());
+        }
+        let whose = match &owner {
+            Some(o) if o.id_scope.eq_ignore_ascii_case(&self.owner.id_scope) => "belongs to another enrollment of this service".to_owned(),
+            Some(o) => format!("was created by another provisioning service (ID scope {})", o.id_scope),
+            None => "was not created by this service".to_owned(),
+        };
+        Err(ConnectorError::NotOwned {
+            owner,
+            message: format!("{what} '{}' exists and {whose}; it is left alone", self.device_id.escape_debug()),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +337,10 @@ pub enum ConnectorError {
     Unavailable(String),
     #[error("the hub refused the request: {0}")]
     Refused(String),
+    /// The hub has an identity under the device's id that this registration does not own (another enrollment's,
+    /// another service's, or one made by hand): it is not replaced. `owner`: its marker, when this service wrote one.
+    #[error("{message}")]
+    NotOwned { owner: Option<IdentityOwner>, message: String },
 }
 
 /// Creates device identities in a hub (built-in registry, Azure IoT Hub, MQTT broker…).

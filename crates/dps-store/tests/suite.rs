@@ -368,6 +368,7 @@ async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
         x509_thumbprint: None,
         iot_edge: true,
         initial_twin: None,
+        created_by: Some("dps-console:0ne00000001:group:fleet".into()),
     };
     let (p, q) = (Secret::new("primary"), Secret::new("secondary"));
     s.put_identity(&id, Some((&p, &q))).await.unwrap_or_else(|e| panic!("{e}"));
@@ -598,6 +599,7 @@ fn identity(twin: Option<InitialTwin>) -> IdentityWrite {
             x509_thumbprint: None,
             iot_edge: false,
             initial_twin: twin,
+            created_by: None,
         },
         keys: Some((Secret::new("cHJpbWFyeQ=="), Secret::new("c2Vjb25kYXJ5"))),
     }

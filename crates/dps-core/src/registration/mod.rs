@@ -9,12 +9,14 @@
 //! `operation_status.rs` and `status_lookup.rs` (what a device reads), `decide.rs` (the assignment: enrollment,
 //! hub, substatus, twin), `webhook.rs` (the custom allocation policy), `provision.rs` (the hub connector:
 //! authentication, retries, the old hub), `finish.rs` (the outcome written with its trace), `record.rs` (the
-//! device's record and what the device is told of it), `coordination.rs` (leases, the sweeper, polls waiting).
+//! device's record and what the device is told of it), `coordination.rs` (leases, the sweeper, polls waiting),
+//! `ownership.rs` (which enrollment owns a registration id and its hub identity).
 
 mod coordination;
 mod decide;
 mod finish;
 mod operation_status;
+mod ownership;
 mod provision;
 mod record;
 mod register;
@@ -153,6 +155,8 @@ pub struct RegistrationEngine {
     known: quick_cache::sync::Cache<String, Operation>,
     /// Assignments running in this instance, by operation id; polls wait on them (`coordination.rs`).
     running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
+    /// Refused claims of registration ids by other enrollments, for the traces (`ownership.rs`).
+    claims: quick_cache::sync::Cache<String, serde_json::Value>,
 }
 
 /// How many operations are kept in memory for polls.
@@ -174,6 +178,7 @@ impl RegistrationEngine {
             memo: crate::attestation::AttestMemo::default(),
             known: quick_cache::sync::Cache::new(KNOWN_OPERATIONS),
             running: std::sync::Mutex::default(),
+            claims: quick_cache::sync::Cache::new(ownership::CLAIM_NOTES),
         })
     }
 

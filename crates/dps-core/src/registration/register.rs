@@ -136,6 +136,7 @@ impl RegistrationEngine {
     pub(super) async fn assigning_record(&self, op: &Operation) -> Result<RegistrationRecord, DpsError> {
         let previous =
             self.ports.registrations.get_registration(&op.registration_id).await.map_err(store_err("could not read the registration"))?;
+        self.check_claim(op, previous.as_ref()).await?;
         let kept = previous.as_ref().map(|p| &p.state);
         let change =
             NewState { status: RegistrationStatus::Assigning, placed: None, error: None, payload: kept.and_then(|s| s.payload.clone()) };
