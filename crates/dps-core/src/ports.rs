@@ -370,8 +370,12 @@ pub trait HubConnector: Send + Sync {
 pub enum WebhookError {
     #[error("the webhook did not answer in time")]
     Timeout,
+    /// Never with the URL: its query holds the function key (`reqwest::Error::without_url`).
     #[error("the webhook cannot be reached: {0}")]
     Transport(String),
+    /// The answer was longer than the client reads (final: a webhook that answers so is not retried).
+    #[error("the webhook's answer is larger than {0} bytes; it was not read")]
+    TooLarge(usize),
 }
 
 /// Calls a custom allocation webhook (§6): POSTs the JSON and returns the status and body.

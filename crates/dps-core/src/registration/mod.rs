@@ -10,7 +10,8 @@
 //! hub, substatus, twin), `webhook.rs` (the custom allocation policy), `provision.rs` (the hub connector:
 //! authentication, retries, the old hub), `finish.rs` (the outcome written with its trace), `record.rs` (the
 //! device's record and what the device is told of it), `coordination.rs` (leases, the sweeper, polls waiting),
-//! `ownership.rs` (which enrollment owns a registration id and its hub identity).
+//! `ownership.rs` (which enrollment owns a registration id and its hub identity), `refusal.rs` (generic answers
+//! to refused devices).
 
 mod coordination;
 mod decide;
@@ -19,9 +20,12 @@ mod operation_status;
 mod ownership;
 mod provision;
 mod record;
+mod refusal;
 mod register;
 mod status_lookup;
 mod webhook;
+
+pub use refusal::GENERIC_MESSAGE;
 
 use std::sync::Arc;
 
@@ -71,6 +75,8 @@ pub struct EngineConfig {
     pub webhook_retry: WebhookRetry,
     /// How long a hub that is unreachable is retried while the device keeps seeing `assigning`.
     pub hub_retry: HubRetry,
+    /// Refused devices all get the same 401 (`refusal.rs`).
+    pub generic_device_errors: bool,
 }
 
 /// Azure's documented schedule: 10 retries, 1 s first, 9 s more each time (§6.3, §9).

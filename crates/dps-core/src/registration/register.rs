@@ -19,6 +19,11 @@ impl RegistrationEngine {
     /// `PUT /{idScope}/registrations/{id}/register`.
     #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
+        let (id, protocol) = (req.registration_id.clone(), req.protocol);
+        self.register_device(req).await.map_err(|e| self.device_refusal(&id, protocol, e))
+    }
+
+    async fn register_device(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let reg = self.parse_target(&req.id_scope, &req.registration_id)?;
         if let Some(body_id) = req.body.registration_id.as_deref() {
             if !body_id.eq_ignore_ascii_case(reg.as_str()) {
@@ -84,7 +89,7 @@ impl RegistrationEngine {
             self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism: "tpm", protocol: "challenge", success: false });
             info!(code = e.code(), error = %e.message, "TPM challenge refused");
         }
-        blob
+        blob.map_err(|e| self.device_refusal(registration_id, "tpm-challenge", e))
     }
 
     /// A TPM answer is single use: the register that answers claims the challenge for its operation.

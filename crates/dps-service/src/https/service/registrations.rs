@@ -50,6 +50,7 @@ fn trace_response(app: &App, rec: &dps_core::model::RegistrationRecord) -> HttpR
     let notes = [
         ("throttled", app.limits.throttle_note(id).map(|n| serde_json::to_value(n).unwrap_or_default())),
         ("claimRefused", app.engine.claim_refusal(id)),
+        ("refused", app.engine.refusal_note(id)),
     ];
     for (name, note) in notes {
         let Some(note) = note else { continue };
