@@ -383,3 +383,56 @@ pub enum WebhookError {
 pub trait AllocationWebhook: Send + Sync {
     async fn call(&self, url: &str, body: &serde_json::Value) -> Result<(u16, Vec<u8>), WebhookError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EnrollmentRef;
+
+    fn owner(scope: &str, e: EnrollmentRef) -> IdentityOwner {
+        IdentityOwner { id_scope: scope.into(), enrollment: e }
+    }
+
+    fn device(o: IdentityOwner, replaces: Option<IdentityOwner>) -> HubDevice {
+        HubDevice {
+            device_id: "dev".into(),
+            registration_id: "dev".into(),
+            authentication: HubAuthentication::SelfSigned { primary_thumbprint: "t".into(), secondary_thumbprint: "t".into() },
+            iot_edge: false,
+            initial_twin: None,
+            owner: o,
+            replaces,
+        }
+    }
+
+    #[test]
+    fn owner_markers_round_trip_and_refuse_what_this_service_did_not_write() {
+        let g = owner("0ne00000001", EnrollmentRef::Group("Fleet:A".into()));
+        assert_eq!(g.marker(), "dps-console:0ne00000001:group:fleet:a");
+        assert!(IdentityOwner::parse(&g.marker()).is_some_and(|p| p.same(&g)));
+        let i = owner("0ne00000001", EnrollmentRef::Individual("dev".into()));
+        assert_eq!(IdentityOwner::parse(&i.marker()), Some(i.clone()));
+        for junk in ["", "dps-console", "dps-console::group:x", "dps-console:s:other:x", "someone-else:s:group:x", "dps-console:s:group:"] {
+            assert_eq!(IdentityOwner::parse(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn an_identity_of_another_owner_is_refused_unless_it_may_be_replaced() {
+        let g = owner("0ne00000001", EnrollmentRef::Group("g".into()));
+        let h = owner("0ne00000001", EnrollmentRef::Group("h".into()));
+        let elsewhere = owner("0ne00000002", EnrollmentRef::Group("g".into()));
+        let same_in_other_case = owner("0ne00000001", EnrollmentRef::Group("G".into()));
+        assert!(device(g.clone(), None).check_owner(Some(&same_in_other_case.marker()), "x").is_ok());
+        let refused = |d: HubDevice, found: Option<&str>| match d.check_owner(found, "the identity") {
+            Err(ConnectorError::NotOwned { owner, message }) => (owner, message),
+            other => panic!("{other:?}"),
+        };
+        let (found, message) = refused(device(h.clone(), None), Some(&g.marker()));
+        assert_eq!(found, Some(g.clone()));
+        assert!(message.contains("another enrollment of this service"), "{message}");
+        assert!(refused(device(g.clone(), None), Some(&elsewhere.marker())).1.contains("another provisioning service"));
+        assert!(refused(device(g.clone(), None), None).1.contains("not created by this service"));
+        assert!(device(h, Some(g.clone())).check_owner(Some(&g.marker()), "x").is_ok());
+    }
+}

@@ -17,7 +17,7 @@
 //! hand or by another service) is refused by the connector ([`ConnectorError::NotOwned`]); the engine lets the
 //! connector replace it only when the same policy allows it for the owner marked on it.
 
-use dps_proto::trace::{ConnectorStep, DecisionTrace};
+use dps_proto::trace::DecisionTrace;
 use dps_proto::LinkedHub;
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -141,12 +141,11 @@ impl RegistrationEngine {
             Err(e) => return Err(ConnectorError::Unavailable(e.message)),
         };
         info!(hub = %hub.host_name, from = ?found.enrollment, why, "replacing the identity of the device's previous owner");
-        let refused =
-            ConnectorStep { hub: hub.host_name.clone(), result: format!("{message}; taken over: {why}"), failed_attempts: vec![] };
+        let refused = format!("{message}; taken over: {why}");
         device.replaces = Some(found.clone());
         let second = self.provision_with_retry(hub, &device, trace).await;
         if let Some(step) = trace.connector.as_mut() {
-            step.failed_attempts.insert(0, refused.result);
+            step.failed_attempts.insert(0, refused);
         }
         second
     }
