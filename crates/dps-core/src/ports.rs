@@ -257,6 +257,78 @@ pub struct HubDevice {
     pub iot_edge: bool,
     /// The twin to apply (`None`: keep the hub's twin).
     pub initial_twin: Option<InitialTwin>,
+    /// Who the identity belongs to: this service and the enrollment the device registered through. Connectors
+    /// mark what they create with it and never replace an identity marked otherwise.
+    pub owner: IdentityOwner,
+    /// An owner whose identity this registration may take over (the engine decided so: its enrollment is gone,
+    /// or an individual enrollment now names the device — see `registration/ownership.rs`).
+    pub replaces: Option<IdentityOwner>,
+}
+
+/// The owner of a device identity in a hub: the DPS instance that created it (its ID scope) and the enrollment
+/// the device registered through. Written on the identity as [`IdentityOwner::marker`] (the built-in registry's
+/// `createdBy`, Mosquitto's client `textdescription`, an IoT Hub twin tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityOwner {
+    pub id_scope: String,
+    pub enrollment: crate::model::EnrollmentRef,
+}
+
+impl IdentityOwner {
+    const PREFIX: &'static str = "dps-console";
+
+    /// `dps-console:<idScope>:<individual|group>:<enrollment id>`.
+    pub fn marker(&self) -> String {
+        let (kind, id) = match &self.enrollment {
+            crate::model::EnrollmentRef::Individual(id) => ("individual", id),
+            crate::model::EnrollmentRef::Group(id) => ("group", id),
+        };
+        format!("{}:{}:{kind}:{}", Self::PREFIX, self.id_scope, id.to_ascii_lowercase())
+    }
+
+    /// A marker read back from a hub; `None` for anything this service did not write.
+    pub fn parse(marker: &str) -> Option<Self> {
+        let mut parts = marker.trim().splitn(4, ':');
+        if parts.next()? != Self::PREFIX {
+            return None;
+        }
+        let id_scope = parts.next().filter(|s| !s.is_empty())?.to_owned();
+        let kind = parts.next()?;
+        let id = parts.next().filter(|s| !s.is_empty())?.to_owned();
+        let enrollment = match kind {
+            "individual" => crate::model::EnrollmentRef::Individual(id),
+            "group" => crate::model::EnrollmentRef::Group(id),
+            _ => return None,
+        };
+        Some(Self { id_scope, enrollment })
+    }
+
+    /// The same instance and enrollment (ids compare case-insensitively).
+    pub fn same(&self, other: &Self) -> bool {
+        self.marker().eq_ignore_ascii_case(&other.marker())
+    }
+}
+
+impl HubDevice {
+    /// What a connector does with an identity it found under the device's id, marked `found` (`None`: no
+    /// marker of this service): go on when it is this device's owner or the owner it may replace, else
+    /// [`ConnectorError::NotOwned`]. `what` names the identity in the message.
+    pub fn check_owner(&self, found: Option<&str>, what: &str) -> Result<(), ConnectorError> {
+        let owner = found.and_then(IdentityOwner::parse);
+        let ours = owner.as_ref().is_some_and(|o| o.same(&self.owner) || self.replaces.as_ref().is_some_and(|r| o.same(r)));
+        if ours {
+            return Ok(());
+        }
+        let whose = match &owner {
+            Some(o) if o.id_scope.eq_ignore_ascii_case(&self.owner.id_scope) => "belongs to another enrollment of this service".to_owned(),
+            Some(o) => format!("was created by another provisioning service (ID scope {})", o.id_scope),
+            None => "was not created by this service".to_owned(),
+        };
+        Err(ConnectorError::NotOwned {
+            owner,
+            message: format!("{what} '{}' exists and {whose}; it is left alone", self.device_id.escape_debug()),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +337,10 @@ pub enum ConnectorError {
     Unavailable(String),
     #[error("the hub refused the request: {0}")]
     Refused(String),
+    /// The hub has an identity under the device's id that this registration does not own (another enrollment's,
+    /// another service's, or one made by hand): it is not replaced. `owner`: its marker, when this service wrote one.
+    #[error("{message}")]
+    NotOwned { owner: Option<IdentityOwner>, message: String },
 }
 
 /// Creates device identities in a hub (built-in registry, Azure IoT Hub, MQTT broker…).
@@ -294,12 +370,69 @@ pub trait HubConnector: Send + Sync {
 pub enum WebhookError {
     #[error("the webhook did not answer in time")]
     Timeout,
+    /// Never with the URL: its query holds the function key (`reqwest::Error::without_url`).
     #[error("the webhook cannot be reached: {0}")]
     Transport(String),
+    /// The answer was longer than the client reads (final: a webhook that answers so is not retried).
+    #[error("the webhook's answer is larger than {0} bytes; it was not read")]
+    TooLarge(usize),
 }
 
 /// Calls a custom allocation webhook (§6): POSTs the JSON and returns the status and body.
 #[async_trait]
 pub trait AllocationWebhook: Send + Sync {
     async fn call(&self, url: &str, body: &serde_json::Value) -> Result<(u16, Vec<u8>), WebhookError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EnrollmentRef;
+
+    fn owner(scope: &str, e: EnrollmentRef) -> IdentityOwner {
+        IdentityOwner { id_scope: scope.into(), enrollment: e }
+    }
+
+    fn device(o: IdentityOwner, replaces: Option<IdentityOwner>) -> HubDevice {
+        HubDevice {
+            device_id: "dev".into(),
+            registration_id: "dev".into(),
+            authentication: HubAuthentication::SelfSigned { primary_thumbprint: "t".into(), secondary_thumbprint: "t".into() },
+            iot_edge: false,
+            initial_twin: None,
+            owner: o,
+            replaces,
+        }
+    }
+
+    #[test]
+    fn owner_markers_round_trip_and_refuse_what_this_service_did_not_write() {
+        let g = owner("0ne00000001", EnrollmentRef::Group("Fleet:A".into()));
+        assert_eq!(g.marker(), "dps-console:0ne00000001:group:fleet:a");
+        assert!(IdentityOwner::parse(&g.marker()).is_some_and(|p| p.same(&g)));
+        let i = owner("0ne00000001", EnrollmentRef::Individual("dev".into()));
+        assert_eq!(IdentityOwner::parse(&i.marker()), Some(i.clone()));
+        for junk in ["", "dps-console", "dps-console::group:x", "dps-console:s:other:x", "someone-else:s:group:x", "dps-console:s:group:"] {
+            assert_eq!(IdentityOwner::parse(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn an_identity_of_another_owner_is_refused_unless_it_may_be_replaced() {
+        let g = owner("0ne00000001", EnrollmentRef::Group("g".into()));
+        let h = owner("0ne00000001", EnrollmentRef::Group("h".into()));
+        let elsewhere = owner("0ne00000002", EnrollmentRef::Group("g".into()));
+        let same_in_other_case = owner("0ne00000001", EnrollmentRef::Group("G".into()));
+        assert!(device(g.clone(), None).check_owner(Some(&same_in_other_case.marker()), "x").is_ok());
+        let refused = |d: HubDevice, found: Option<&str>| match d.check_owner(found, "the identity") {
+            Err(ConnectorError::NotOwned { owner, message }) => (owner, message),
+            other => panic!("{other:?}"),
+        };
+        let (found, message) = refused(device(h.clone(), None), Some(&g.marker()));
+        assert_eq!(found, Some(g.clone()));
+        assert!(message.contains("another enrollment of this service"), "{message}");
+        assert!(refused(device(g.clone(), None), Some(&elsewhere.marker())).1.contains("another provisioning service"));
+        assert!(refused(device(g.clone(), None), None).1.contains("not created by this service"));
+        assert!(device(h, Some(g.clone())).check_owner(Some(&g.marker()), "x").is_ok());
+    }
 }

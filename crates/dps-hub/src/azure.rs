@@ -7,9 +7,12 @@
 //! audience stays `HostName`. TLS trusts the system's roots plus the hub's `caCertificate`.
 //!
 //! Calls (api-version [`API_VERSION`], each with a fresh one-hour SAS of the policy):
-//! - provision: `GET /devices/{id}` (404: new), `PUT /devices/{id}` (`If-Match: "<etag>"` when it exists),
-//!   then, when the device comes with a twin, `PATCH /twins/{id}` (`If-Match: *`). When that twin update
-//!   fails for an identity this call created, the identity is deleted again: no half-provisioned device.
+//! - provision: `GET /devices/{id}` (404: new); when it exists, `GET /twins/{id}` for its owner (the twin tag
+//!   [`OWNER_TAG`]): an identity without it, or of another owner, is not replaced (`ConnectorError::NotOwned`)
+//!   unless the engine allows the take-over; then `PUT /devices/{id}` (`If-Match: "<etag>"` when it exists),
+//!   then `PATCH /twins/{id}` (`If-Match: *`) with the owner tag and, when the device comes with one, its twin.
+//!   When that twin update fails for an identity this call created, the identity is deleted again: no
+//!   half-provisioned device (and none without its owner).
 //! - deprovision: `DELETE /devices/{id}` (`If-Match: *`); 404 means already gone.
 //! - read_twin (to migrate a device to another hub): `GET /twins/{id}`, tags and desired properties.
 //!
@@ -44,6 +47,9 @@ pub const API_VERSION: &str = "2021-04-12";
 const TOKEN_LIFETIME_SECS: i64 = 3600;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// The twin tag naming an identity's owner (`IdentityOwner::marker`). IoT Hub's device identity has no member of
+/// its own for such a mark; tags are the solution's metadata, not seen by the device.
+pub const OWNER_TAG: &str = "dpsConsoleOwner";
 
 /// RFC 3986 unreserved characters stay, everything else is percent-encoded (path segments, `sr`).
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -236,6 +242,43 @@ impl AzureIotHub {
         }
     }
 
+    /// `PUT /devices/{id}` after checking the owner of an identity that exists; `true` when it was created.
+    async fn put_device(&self, http: &reqwest::Client, cs: &HubConnectionString, device: &HubDevice) -> Result<bool, ConnectorError> {
+        let body = device_body(device);
+        // A 412 means the device changed between GET and PUT: read the new etag once more.
+        for round in 0..2 {
+            let etag = self.existing_etag(http, cs, &device.device_id).await?;
+            if etag.is_some() && round == 0 {
+                let owner = self.owner_tag(http, cs, &device.device_id).await?;
+                device.check_owner(owner.as_deref(), "IoT Hub's device")?;
+            }
+            let created = etag.is_none();
+            let call =
+                Call { method: Method::PUT, collection: "devices", device_id: &device.device_id, if_match: etag, body: Some(body.clone()) };
+            let reply = self.send(http, cs, &call).await?;
+            if reply.status.is_success() {
+                return Ok(created);
+            }
+            if reply.status != StatusCode::PRECONDITION_FAILED || round > 0 {
+                return Err(ConnectorError::Refused(reply.error_message()));
+            }
+        }
+        Err(ConnectorError::Refused("the device kept changing while it was written".into()))
+    }
+
+    /// The owner marked on the device's twin ([`OWNER_TAG`]), if any.
+    async fn owner_tag(&self, http: &reqwest::Client, cs: &HubConnectionString, device_id: &str) -> Result<Option<String>, ConnectorError> {
+        let reply = self.send(http, cs, &Call { method: Method::GET, collection: "twins", device_id, if_match: None, body: None }).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(ConnectorError::Refused(reply.error_message()));
+        }
+        let twin: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        Ok(twin.pointer(&format!("/tags/{OWNER_TAG}")).and_then(Value::as_str).map(str::to_owned))
+    }
+
     async fn delete(&self, http: &reqwest::Client, cs: &HubConnectionString, device_id: &str) -> Result<(), ConnectorError> {
         let call = Call { method: Method::DELETE, collection: "devices", device_id, if_match: Some("*".into()), body: None };
         let reply = self.send(http, cs, &call).await?;
@@ -245,6 +288,16 @@ impl AzureIotHub {
             Err(ConnectorError::Refused(reply.error_message()))
         }
     }
+}
+
+/// The body of `PATCH /twins/{id}`: the owner tag, plus the device's twin when it comes with one (tags and
+/// desired properties are merged into the twin by IoT Hub: without a twin, the hub's is kept).
+fn twin_patch(device: &HubDevice) -> Value {
+    let twin = device.initial_twin.as_ref();
+    let mut tags = twin.and_then(|t| t.tags.clone()).unwrap_or_default();
+    tags.insert(OWNER_TAG.to_owned(), Value::String(device.owner.marker()));
+    let desired = twin.and_then(|t| t.properties.as_ref()).and_then(|p| p.desired.clone()).unwrap_or_default();
+    json!({ "tags": Value::Object(tags), "properties": { "desired": Value::Object(desired) } })
 }
 
 /// The device body of `PUT /devices/{id}`.
@@ -303,49 +356,28 @@ impl HubConnector for AzureIotHub {
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
         let cs = Self::credentials(hub)?;
         let http = self.client(hub)?;
-        let body = device_body(device);
-        // A 412 means the device changed between GET and PUT: read the new etag once more.
-        let mut created = false;
-        for round in 0..2 {
-            let etag = self.existing_etag(&http, &cs, &device.device_id).await?;
-            created = etag.is_none();
-            let call =
-                Call { method: Method::PUT, collection: "devices", device_id: &device.device_id, if_match: etag, body: Some(body.clone()) };
-            let reply = self.send(&http, &cs, &call).await?;
-            if reply.status.is_success() {
-                break;
-            }
-            if reply.status == StatusCode::PRECONDITION_FAILED && round == 0 {
-                continue;
-            }
-            return Err(ConnectorError::Refused(reply.error_message()));
-        }
-        if let Some(twin) = &device.initial_twin {
-            let tags = twin.tags.clone().unwrap_or_default();
-            let desired = twin.properties.as_ref().and_then(|p| p.desired.clone()).unwrap_or_default();
-            let patch = json!({ "tags": Value::Object(tags), "properties": { "desired": Value::Object(desired) } });
-            let call = Call {
-                method: Method::PATCH,
-                collection: "twins",
-                device_id: &device.device_id,
-                if_match: Some("*".into()),
-                body: Some(patch),
-            };
-            let failed = match self.send(&http, &cs, &call).await {
-                Ok(reply) if reply.status.is_success() => None,
-                Ok(reply) => Some(ConnectorError::Refused(format!("twin update: {}", reply.error_message()))),
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                if created {
-                    // No half-created identity: the device would connect without its twin.
-                    if let Err(d) = self.delete(&http, &cs, &device.device_id).await {
-                        warn!(error = %d, "cannot delete the identity whose twin update failed");
-                        return Err(ConnectorError::Unavailable(format!("{e}; deleting the new identity again failed too: {d}")));
-                    }
+        let created = self.put_device(&http, &cs, device).await?;
+        let call = Call {
+            method: Method::PATCH,
+            collection: "twins",
+            device_id: &device.device_id,
+            if_match: Some("*".into()),
+            body: Some(twin_patch(device)),
+        };
+        let failed = match self.send(&http, &cs, &call).await {
+            Ok(reply) if reply.status.is_success() => None,
+            Ok(reply) => Some(ConnectorError::Refused(format!("twin update: {}", reply.error_message()))),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            if created {
+                // No half-created identity: the device would connect without its twin (and it would have no owner).
+                if let Err(d) = self.delete(&http, &cs, &device.device_id).await {
+                    warn!(error = %d, "cannot delete the identity whose twin update failed");
+                    return Err(ConnectorError::Unavailable(format!("{e}; deleting the new identity again failed too: {d}")));
                 }
-                return Err(e);
             }
+            return Err(e);
         }
         info!(created, "device identity written to Azure IoT Hub");
         Ok(Provisioned::InHub)
@@ -371,8 +403,11 @@ impl HubConnector for AzureIotHub {
             m.retain(|k, _| !k.starts_with('$'));
             m
         };
+        let mut tags = collection(twin.get("tags"));
+        // The owner belongs to this hub's identity; the new hub's identity gets its own.
+        tags.remove(OWNER_TAG);
         Ok(Some(InitialTwin {
-            tags: Some(collection(twin.get("tags"))),
+            tags: Some(tags),
             properties: Some(InitialTwinProperties { desired: Some(collection(twin.pointer("/properties/desired"))) }),
         }))
     }

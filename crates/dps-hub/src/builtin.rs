@@ -33,8 +33,15 @@ impl HubConnector for BuiltinRegistry {
         Ok("built-in registry (in this service's store)".into())
     }
 
-    /// Nothing is written here: the identity goes into the store with the registration's outcome.
+    /// Nothing is written here: the identity goes into the store with the registration's outcome. An identity of
+    /// another owner is not replaced (`HubDevice::check_owner`); one written before owners were recorded is
+    /// this service's (the registry holds nothing else) and is taken over by its device's next registration.
     async fn provision(&self, hub: &LinkedHub, device: &HubDevice) -> Result<Provisioned, ConnectorError> {
+        let current =
+            self.store.get_identity(&hub.host_name, &device.device_id).await.map_err(|e| ConnectorError::Unavailable(e.to_string()))?;
+        if let Some(created_by) = current.and_then(|c| c.created_by) {
+            device.check_owner(Some(&created_by), "the built-in registry's identity")?;
+        }
         let (kind, keys) = match &device.authentication {
             HubAuthentication::Sas { primary_key, secondary_key } | HubAuthentication::TpmSas { primary_key, secondary_key } => {
                 ("sas", Some((primary_key.clone(), secondary_key.clone())))
@@ -57,6 +64,7 @@ impl HubConnector for BuiltinRegistry {
             iot_edge: device.iot_edge,
             // `None` keeps the twin the registry has (migration); a twin replaces it (initial / reset).
             initial_twin: device.initial_twin.clone(),
+            created_by: Some(device.owner.marker()),
         };
         Ok(Provisioned::WithOutcome(Box::new(IdentityWrite { identity, keys })))
     }

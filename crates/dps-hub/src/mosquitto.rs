@@ -21,7 +21,11 @@
 //! [`TPM_REFUSAL`]; link a builtin or Azure IoT Hub for them.
 //!
 //! Both carry a `textname` marking them as DPS Console's; a client or role of the same name without it
-//! (the admin user, an application's account) is never modified or deleted: the call is refused.
+//! (the admin user, an application's account) is never modified or deleted: the call is refused. The client's
+//! `textdescription` names its owner (`IdentityOwner::marker`: this service's ID scope and the enrollment the
+//! device registered through); a client of another owner is not modified either (`ConnectorError::NotOwned`)
+//! unless the engine allows the take-over. A client marked before owners were recorded has no description and
+//! is this service's.
 //!
 //! A call opens one admin connection (fresh client id, clean session), subscribes to
 //! `$CONTROL/dynamic-security/v1/response`, reads the current client and role (`getClient`, `getRole`),
@@ -355,8 +359,13 @@ impl Op<'_> {
     }
 }
 
-/// The device's current client and role; refuses names held by something not ours.
-async fn lookup(session: &mut AdminSession, device_id: &str) -> Result<(Existing, Existing), Failure> {
+/// The owner marker of the client in a `getClient` answer.
+fn client_owner(answer: Option<&Value>) -> Option<String> {
+    answer?.pointer("/data/client/textdescription").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// The device's current client and role; refuses names held by something not ours. With the client's owner marker.
+async fn lookup(session: &mut AdminSession, device_id: &str) -> Result<(Existing, Existing, Option<String>), Failure> {
     let answers = session
         .run(vec![
             json!({ "command": "getClient", "username": device_id }),
@@ -377,7 +386,7 @@ async fn lookup(session: &mut AdminSession, device_id: &str) -> Result<(Existing
     if role == Existing::Foreign {
         return Err(refuse("role", &role_name(device_id)));
     }
-    Ok((client, role))
+    Ok((client, role, client_owner(answers.first())))
 }
 
 /// Creates or modifies the device's role, then its client.
@@ -388,7 +397,11 @@ async fn provision(session: &mut AdminSession, device: &HubDevice) -> Result<(),
         HubAuthentication::SelfSigned { .. } => None,
         HubAuthentication::TpmSas { .. } => return Err(Failure::Final(ConnectorError::Refused(TPM_REFUSAL.into()))),
     };
-    let (client, role) = lookup(session, id).await?;
+    let (client, role, owner) = lookup(session, id).await?;
+    if let Some(marker) = owner.filter(|_| client == Existing::Ours) {
+        device.check_owner(Some(&marker), "the broker's client").map_err(Failure::Final)?;
+    }
+    let marker = device.owner.marker();
     let topics = device_topics(id);
     let rolename = role_name(id);
     let mut commands = vec![json!({
@@ -405,6 +418,7 @@ async fn provision(session: &mut AdminSession, device: &HubDevice) -> Result<(),
         "command": "createClient",
         "username": id,
         "textname": CLIENT_TEXT,
+        "textdescription": marker,
         "roles": [{ "rolename": rolename }],
     });
     match (client, password) {
@@ -413,6 +427,7 @@ async fn provision(session: &mut AdminSession, device: &HubDevice) -> Result<(),
             "username": id,
             "password": p,
             "textname": CLIENT_TEXT,
+            "textdescription": marker,
             "roles": [{ "rolename": rolename }],
         })),
         (Existing::Ours, None) => {
@@ -431,7 +446,7 @@ async fn provision(session: &mut AdminSession, device: &HubDevice) -> Result<(),
 
 /// Deletes the device's client and role (what is already gone is fine).
 async fn deprovision(session: &mut AdminSession, device_id: &str) -> Result<(), Failure> {
-    let (client, role) = lookup(session, device_id).await?;
+    let (client, role, _) = lookup(session, device_id).await?;
     let mut commands = Vec::new();
     if client == Existing::Ours {
         commands.push(json!({ "command": "deleteClient", "username": device_id }));

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::TimeZone;
 use dps_core::clock::ManualClock;
-use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice, StoreResult};
+use dps_core::model::EnrollmentRef;
+use dps_core::ports::{ConnectorError, DeviceRegistryStore, HubAuthentication, HubConnector, HubDevice, IdentityOwner, StoreResult};
 use dps_core::Clock;
 use dps_crypto::{SasToken, Secret};
 use dps_hub::{AzureIotHub, Connectors};
@@ -303,8 +304,17 @@ async fn handle(state: &Mutex<HubState>, expected_expiry: u64, req: Request<hype
             if !s.devices.contains_key(&id) {
                 return hub_error(404, "DeviceNotFound", "no device");
             }
-            s.twins.insert(id, body.clone());
-            reply(200, body)
+            // IoT Hub merges a patch into the twin (tags and desired properties, member by member).
+            let mut twin = s.twins.get(&id).cloned().unwrap_or_else(|| json!({ "tags": {}, "properties": { "desired": {} } }));
+            for (at, from) in [("/tags", "/tags"), ("/properties/desired", "/properties/desired")] {
+                if let (Some(to), Some(patch)) =
+                    (twin.pointer_mut(at).and_then(Value::as_object_mut), body.pointer(from).and_then(Value::as_object))
+                {
+                    to.extend(patch.clone());
+                }
+            }
+            s.twins.insert(id, twin.clone());
+            reply(200, twin)
         }
         ("GET", "twins") => match (s.devices.contains_key(&id), s.twins.get(&id)) {
             (false, _) => hub_error(404, "DeviceNotFound", "no device"),
@@ -340,6 +350,11 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().unwrap_or_else(|| panic!("a valid time"))))
 }
 
+/// An owner of this test's DPS instance: the enrollment group `group`.
+fn owner(group: &str) -> IdentityOwner {
+    IdentityOwner { id_scope: "0ne00000001".into(), enrollment: EnrollmentRef::Group(group.into()) }
+}
+
 fn sas_device(id: &str, twin: Option<InitialTwin>) -> HubDevice {
     HubDevice {
         device_id: id.into(),
@@ -347,8 +362,12 @@ fn sas_device(id: &str, twin: Option<InitialTwin>) -> HubDevice {
         authentication: HubAuthentication::Sas { primary_key: Secret::new(PRIMARY), secondary_key: Secret::new(SECONDARY) },
         iot_edge: false,
         initial_twin: twin,
+        owner: owner("fleet"),
+        replaces: None,
     }
 }
+
+const MARKER: &str = "dps-console:0ne00000001:group:fleet";
 
 fn twin() -> InitialTwin {
     let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
@@ -383,7 +402,10 @@ async fn a_new_sas_device_with_a_twin_is_put_then_its_twin_patched() {
     assert_eq!(patch.if_match.as_deref(), Some("*"));
     assert_eq!(
         patch.body,
-        Some(json!({ "tags": { "site": "north", "line": 4 }, "properties": { "desired": { "interval": 30, "mode": { "eco": true } } } }))
+        Some(json!({
+            "tags": { "site": "north", "line": 4, "dpsConsoleOwner": MARKER },
+            "properties": { "desired": { "interval": 30, "mode": { "eco": true } } },
+        }))
     );
 
     // The twin can be read back to migrate it (§7.3), without IoT Hub's $metadata / $version.
@@ -404,9 +426,21 @@ async fn an_existing_device_is_replaced_with_its_etag_and_keeps_its_twin_without
     c.provision(&hub.hub(), &edge).await.unwrap_or_else(|e| panic!("{e}"));
 
     hub.assert_no_problems();
-    // No twin given: no PATCH (the hub's twin is kept).
-    assert_eq!(hub.calls(), ["GET /devices/dev-1", "PUT /devices/dev-1", "GET /devices/dev-1", "PUT /devices/dev-1"]);
-    let second = hub.call(3);
+    // No twin given: the PATCH carries the owner tag only (the hub's twin is kept); the owner is read back first.
+    assert_eq!(
+        hub.calls(),
+        [
+            "GET /devices/dev-1",
+            "PUT /devices/dev-1",
+            "PATCH /twins/dev-1",
+            "GET /devices/dev-1",
+            "GET /twins/dev-1",
+            "PUT /devices/dev-1",
+            "PATCH /twins/dev-1"
+        ]
+    );
+    assert_eq!(hub.call(2).body, Some(json!({ "tags": { "dpsConsoleOwner": MARKER }, "properties": { "desired": {} } })));
+    let second = hub.call(5);
     assert_eq!(second.if_match.as_deref(), Some("\"etag-1\""));
     assert_eq!(second.body.as_ref().map(|b| b["capabilities"].clone()), Some(json!({ "iotEdge": true })));
 }
@@ -423,6 +457,8 @@ async fn an_x509_device_gets_self_signed_thumbprints() {
         authentication: HubAuthentication::SelfSigned { primary_thumbprint: thumb.into(), secondary_thumbprint: thumb.into() },
         iot_edge: false,
         initial_twin: None,
+        owner: owner("fleet"),
+        replaces: None,
     };
     c.provision(&hub.hub(), &device).await.unwrap_or_else(|e| panic!("{e}"));
     hub.assert_no_problems();
@@ -449,13 +485,14 @@ async fn a_failing_twin_update_deletes_the_new_identity_and_fails() {
     assert_eq!(hub.calls(), ["GET /devices/dev-t", "PUT /devices/dev-t", "PATCH /twins/dev-t", "DELETE /devices/dev-t"]);
     assert_eq!(hub.call(3).if_match.as_deref(), Some("*"));
     assert!(hub.with(|s| s.devices.is_empty()), "no half-created identity is left");
+    hub.with(|s| s.calls.clear());
 
     // An identity that existed before is not deleted for a failed twin update.
     hub.with(|s| s.fail_twin = None);
     c.provision(&hub.hub(), &sas_device("dev-t", None)).await.unwrap_or_else(|e| panic!("{e}"));
     hub.with(|s| s.fail_twin = Some(400));
     assert!(c.provision(&hub.hub(), &sas_device("dev-t", Some(twin()))).await.is_err());
-    assert!(!hub.calls()[4..].iter().any(|c| c.starts_with("DELETE")), "{:?}", hub.calls());
+    assert!(!hub.calls().iter().any(|c| c.starts_with("DELETE")), "{:?}", hub.calls());
     assert!(hub.with(|s| s.devices.contains_key("dev-t")));
 }
 
@@ -467,7 +504,7 @@ async fn busy_answers_are_retried() {
     hub.with(|s| s.fail_503 = 2);
     c.provision(&hub.hub(), &sas_device("dev-r", None)).await.unwrap_or_else(|e| panic!("{e}"));
     hub.assert_no_problems();
-    assert_eq!(hub.calls(), ["GET /devices/dev-r", "GET /devices/dev-r", "GET /devices/dev-r", "PUT /devices/dev-r"]);
+    assert_eq!(hub.calls(), ["GET /devices/dev-r", "GET /devices/dev-r", "GET /devices/dev-r", "PUT /devices/dev-r", "PATCH /twins/dev-r"]);
 
     // Busy for longer than the retries: Unavailable, with IoT Hub's message.
     hub.with(|s| s.fail_503 = 3);
@@ -591,4 +628,35 @@ fn check_refuses_unknown_connectors_and_malformed_credentials_without_echoing_se
     assert!(m.contains("no password"), "{m}");
     let m = refused(hub("mosquitto", Some("mqtt://admin:s3cr3t@127.0.0.1:1883"), Some("-----BEGIN CERTIFICATE-----")));
     assert!(m.contains("mqtts") && !m.contains("s3cr3t"), "{m}");
+}
+
+/// Issue #14: an identity the connector did not create for this owner is never replaced — one made by hand (no
+/// owner tag) or one of another enrollment — unless the engine names it as the owner to replace.
+#[tokio::test]
+async fn identities_of_other_owners_are_not_replaced() {
+    let clock = clock();
+    let hub = StandIn::start(&clock).await;
+    let c = AzureIotHub::new(clock.clone());
+    let by_hand =
+        json!({ "deviceId": "manual", "status": "enabled", "authentication": { "type": "sas" }, "capabilities": { "iotEdge": false } });
+    hub.with(|s| s.devices.insert("manual".into(), (by_hand.clone(), 7)));
+    let e = c.provision(&hub.hub(), &sas_device("manual", Some(twin()))).await.expect_err("replaced a device made by hand");
+    assert!(matches!(&e, ConnectorError::NotOwned { owner: None, message } if message.contains("not created by this service")), "{e}");
+    assert_eq!(hub.calls(), ["GET /devices/manual", "GET /twins/manual"], "nothing is written");
+    assert_eq!(hub.with(|s| s.devices.get("manual").map(|d| d.0.clone())), Some(by_hand));
+
+    // Created for group `old`: another enrollment may not replace it…
+    let old = HubDevice { owner: owner("old"), ..sas_device("dev-o", None) };
+    c.provision(&hub.hub(), &old).await.unwrap_or_else(|e| panic!("{e}"));
+    let e = c.provision(&hub.hub(), &sas_device("dev-o", None)).await.expect_err("another enrollment took the identity over");
+    assert!(matches!(&e, ConnectorError::NotOwned { owner: Some(o), .. } if *o == owner("old")), "{e}");
+    // …unless the engine allows the take-over; the owner tag then names the new owner.
+    let takeover = HubDevice { replaces: Some(owner("old")), ..sas_device("dev-o", None) };
+    c.provision(&hub.hub(), &takeover).await.unwrap_or_else(|e| panic!("{e}"));
+    let tag = hub.with(|s| s.twins.get("dev-o").map(|t| t["tags"]["dpsConsoleOwner"].clone()));
+    assert_eq!(tag, Some(json!(MARKER)));
+    // Its twin migrates without the owner tag.
+    let read = c.read_twin(&hub.hub(), "dev-o").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read.and_then(|t| t.tags).map(|t| t.contains_key("dpsConsoleOwner")), Some(false));
+    hub.assert_no_problems();
 }

@@ -6,7 +6,8 @@
 //! Needs the `mosquitto` Debian package (`scripts/setup.sh` installs it); without it the tests fail with
 //! a message saying so.
 
-use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice};
+use dps_core::model::EnrollmentRef;
+use dps_core::ports::{ConnectorError, HubAuthentication, HubConnector, HubDevice, IdentityOwner};
 use dps_crypto::Secret;
 use dps_hub::Mosquitto;
 use dps_proto::LinkedHub;
@@ -29,6 +30,11 @@ fn tls_hub(broker: &Broker) -> LinkedHub {
     LinkedHub { connection_string: Some(broker.tls_connection_string()), ca_certificate: Some(broker.ca_pem().to_owned()), ..hub(broker) }
 }
 
+/// An owner of this test's DPS instance: the enrollment group `group`.
+fn owner(group: &str) -> IdentityOwner {
+    IdentityOwner { id_scope: "0ne00000001".into(), enrollment: EnrollmentRef::Group(group.into()) }
+}
+
 fn sas_device(id: &str, key: &str) -> HubDevice {
     HubDevice {
         device_id: id.into(),
@@ -36,6 +42,8 @@ fn sas_device(id: &str, key: &str) -> HubDevice {
         authentication: HubAuthentication::Sas { primary_key: Secret::new(key), secondary_key: Secret::new(format!("{key}-2")) },
         iot_edge: false,
         initial_twin: None,
+        owner: owner("fleet"),
+        replaces: None,
     }
 }
 
@@ -142,6 +150,8 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
         authentication: HubAuthentication::SelfSigned { primary_thumbprint: thumb.into(), secondary_thumbprint: thumb.into() },
         iot_edge: false,
         initial_twin: None,
+        owner: owner("fleet"),
+        replaces: None,
     };
     c.provision(&hub, &device).await.unwrap_or_else(|e| panic!("{e}"));
 
@@ -168,6 +178,25 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
     c.deprovision(&hub, "dev-x").await.unwrap_or_else(|e| panic!("{e}"));
     let mut x = connected(Device::connect_x509(broker.x509_port, "x4", &broker.ca_path(), &cert, &key).await, "dev-x after deprovision");
     assert_eq!(x.subscribe("devices/dev-x/#").await, SubscribeReasonCode::Failure);
+}
+
+/// Issue #14: a client this service created for another enrollment keeps its password — a device of group H
+/// cannot take over the broker account of a device of group G — unless the engine allows the take-over.
+#[tokio::test]
+async fn a_client_of_another_enrollment_is_not_modified() {
+    let broker = Broker::start();
+    let hub = hub(&broker);
+    let c = Mosquitto::new();
+    c.provision(&hub, &HubDevice { owner: owner("g"), ..sas_device("dev-g", KEY_A) }).await.unwrap_or_else(|e| panic!("{e}"));
+    let e = c.provision(&hub, &HubDevice { owner: owner("h"), ..sas_device("dev-g", KEY_B) }).await.expect_err("group h took dev-g over");
+    assert!(matches!(&e, ConnectorError::NotOwned { owner: Some(o), .. } if *o == owner("g")), "{e}");
+    drop(connected(Device::connect(broker.port, "g1", "dev-g", KEY_A).await, "dev-g keeps its key"));
+    refused(Device::connect(broker.port, "g2", "dev-g", KEY_B).await, "dev-g with the other enrollment's key");
+    // Allowed by the engine (group g was deleted): the client gets the new key and owner.
+    let takeover = HubDevice { owner: owner("h"), replaces: Some(owner("g")), ..sas_device("dev-g", KEY_B) };
+    c.provision(&hub, &takeover).await.unwrap_or_else(|e| panic!("{e}"));
+    drop(connected(Device::connect(broker.port, "g3", "dev-g", KEY_B).await, "dev-g under its new owner"));
+    c.provision(&hub, &HubDevice { owner: owner("h"), ..sas_device("dev-g", KEY_B) }).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A TPM device holds its key only in its TPM: the broker (key = password) cannot serve it, and says so

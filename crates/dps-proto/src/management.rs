@@ -92,6 +92,10 @@ pub struct DeviceIdentity {
     pub iot_edge: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_twin: Option<crate::InitialTwin>,
+    /// Who created it: `dps-console:<idScope>:<individual|group>:<enrollment id>` (the owner of the device's
+    /// registration id). Absent on identities written before owners were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

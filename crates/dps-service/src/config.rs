@@ -139,6 +139,10 @@ pub struct Overrides {
     /// The `azure` profile's numbers, each replacing Azure's (tests and labs use small ones).
     #[command(flatten)]
     pub limits_azure: Option<AzureLimitsOverrides>,
+    /// Refused devices all get the same 401002 and message (no enrollment enumeration); the reason goes to the
+    /// log and the device's trace (default false).
+    #[arg(long, env = "DPS_GENERIC_DEVICE_ERRORS", num_args = 0..=1, default_missing_value = "true")]
+    pub generic_device_errors: Option<bool>,
     /// Log filter (e.g. info, debug, dps_core=debug; default info).
     #[arg(long, env = "DPS_LOG")]
     pub log: Option<String>,
@@ -351,6 +355,8 @@ pub struct Config {
     /// Whether a layer set `limits` (then it wins over the profile the console last chose, kept in the store).
     pub limits_explicit: bool,
     pub limits_azure: dps_core::limits::AzureLimits,
+    /// Refused devices all get the same 401 (`dps_core::registration` `refusal.rs`).
+    pub generic_device_errors: bool,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -506,6 +512,7 @@ impl Config {
             limits,
             limits_explicit,
             limits_azure,
+            generic_device_errors: o.generic_device_errors.unwrap_or(false),
             log: o.log.unwrap_or_else(|| "info".into()),
             log_format,
         })

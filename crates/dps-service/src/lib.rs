@@ -277,6 +277,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             webhook_retry: config.webhook_retry,
             hub_retry: config.hub_retry,
             max_in_flight: config.max_registrations_in_flight,
+            generic_device_errors: config.generic_device_errors,
         },
     );
     let https_port = listeners.https.local_addr()?.port();

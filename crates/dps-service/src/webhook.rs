@@ -1,6 +1,11 @@
 //! The custom allocation webhook client (§6): a JSON POST with a time-out; the retry schedule and the
 //! mapping of outcomes live in the engine (`dps_core::registration`). Trusts the system's roots and,
 //! optionally, one more CA (`webhook_ca_file`) for lab webhooks with a private CA.
+//!
+//! Hardened against the webhook's side (issue #14): redirects are not followed (a 3xx is the answer, which the
+//! engine refuses — following one would send the device's data, and the function key in the URL, elsewhere);
+//! the answer is read chunk by chunk and refused beyond [`MAX_ANSWER`] bytes, never buffered whole first; error
+//! texts never carry the URL (its query holds the function key: `reqwest::Error::without_url`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use dps_core::ports::{AllocationWebhook, WebhookError};
+
+/// The largest webhook answer read (§6.2's answer is a hub name, a twin and a payload: far less).
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 pub struct HttpWebhook {
     http: reqwest::Client,
@@ -33,7 +41,12 @@ impl HttpWebhook {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let http = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(timeout).connect_timeout(timeout).build()?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         Ok(Self { http })
     }
 }
@@ -41,18 +54,36 @@ impl HttpWebhook {
 #[async_trait]
 impl AllocationWebhook for HttpWebhook {
     async fn call(&self, url: &str, body: &serde_json::Value) -> Result<(u16, Vec<u8>), WebhookError> {
-        let r = self.http.post(url).json(body).send().await.map_err(|e| {
-            if e.is_timeout() {
-                WebhookError::Timeout
-            } else {
-                WebhookError::Transport(e.to_string())
-            }
-        })?;
+        let mut r = self.http.post(url).json(body).send().await.map_err(transport)?;
         let status = r.status().as_u16();
-        let bytes =
-            r.bytes().await.map_err(|e| if e.is_timeout() { WebhookError::Timeout } else { WebhookError::Transport(e.to_string()) })?;
-        Ok((status, bytes.to_vec()))
+        if r.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(WebhookError::TooLarge(MAX_ANSWER));
+        }
+        let mut answer = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(transport)? {
+            if answer.len() + chunk.len() > MAX_ANSWER {
+                return Err(WebhookError::TooLarge(MAX_ANSWER));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        Ok((status, answer))
     }
+}
+
+/// A client error without the URL (its query holds the function key) and with its causes.
+fn transport(e: reqwest::Error) -> WebhookError {
+    if e.is_timeout() {
+        return WebhookError::Timeout;
+    }
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    WebhookError::Transport(text)
 }
 
 /// Measures the round-trip time to each linked hub's endpoint (TCP connect to port 443) every minute, for

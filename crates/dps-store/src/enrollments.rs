@@ -1,5 +1,7 @@
 //! Individual enrollments and enrollment groups. Symmetric keys are taken out of the document and sealed
-//! (associated data `enrollment/<id>` or `group/<id>`).
+//! (associated data `enrollment/<id>` or `group/<id>`), and so is the query of the custom allocation webhook's
+//! URL (`customAllocationDefinition.webhookUrl`: Azure Functions' `code=` key lives there, issue #14); the
+//! document keeps the URL without it. Reads put both back.
 
 use async_trait::async_trait;
 use dps_core::model::{etag_matches, Page, PageRequest, Precondition};
@@ -15,6 +17,9 @@ use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
 struct Keys {
     primary: Option<String>,
     secondary: Option<String>,
+    /// The webhook URL's query, without its `?` (absent in rows written before it was sealed).
+    #[serde(default, rename = "webhookQuery")]
+    webhook_query: Option<String>,
 }
 
 /// Table-specific parts of the two entity kinds.
@@ -25,6 +30,14 @@ pub(crate) trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send 
     fn id(&self) -> &str;
     fn attestation_mut(&mut self) -> &mut AttestationMechanism;
     fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>);
+    fn webhook_url_mut(&mut self) -> Option<&mut String>;
+}
+
+/// Takes the query (and fragment) off a webhook URL; returns it without its `?`.
+fn take_query(url: &mut String) -> Option<String> {
+    let at = url.find('?')?;
+    let query = url.split_off(at);
+    Some(query.get(1..).unwrap_or_default().to_owned())
 }
 
 impl Entity for IndividualEnrollment {
@@ -39,6 +52,9 @@ impl Entity for IndividualEnrollment {
     }
     fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
         (&mut self.created_date_time_utc, &mut self.etag)
+    }
+    fn webhook_url_mut(&mut self) -> Option<&mut String> {
+        self.custom_allocation_definition.as_mut().map(|d| &mut d.webhook_url)
     }
 }
 
@@ -55,6 +71,9 @@ impl Entity for EnrollmentGroup {
     fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
         (&mut self.created_date_time_utc, &mut self.etag)
     }
+    fn webhook_url_mut(&mut self) -> Option<&mut String> {
+        self.custom_allocation_definition.as_mut().map(|d| &mut d.webhook_url)
+    }
 }
 
 /// The sealed keys' plaintext, serialised from borrowed strings (the same JSON as [`Keys`]).
@@ -62,6 +81,18 @@ impl Entity for EnrollmentGroup {
 struct KeysRef<'a> {
     primary: Option<&'a str>,
     secondary: Option<&'a str>,
+    #[serde(rename = "webhookQuery", skip_serializing_if = "Option::is_none")]
+    webhook_query: Option<&'a str>,
+}
+
+/// An entity without its secrets, and the secrets sealed (and in the clear, for the answer).
+struct Stripped<E> {
+    key: String,
+    kind: String,
+    entity: E,
+    secrets: Option<String>,
+    keys: Option<SymmetricKeyAttestation>,
+    webhook_query: Option<String>,
 }
 
 /// One item of a batch write made ready outside the writer: keys sealed, document serialised.
@@ -71,6 +102,8 @@ pub(crate) struct Staged<E> {
     /// The entity without its keys (what `doc` is made of); they go back in for the answer.
     pub entity: E,
     pub keys: Option<SymmetricKeyAttestation>,
+    /// The webhook URL's query, sealed with the keys.
+    pub webhook_query: Option<String>,
     /// The entity's own created time and etag.
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     pub etag: Option<String>,
@@ -89,51 +122,72 @@ impl<E: Entity> Staged<E> {
         if let Some(k) = self.keys {
             e.attestation_mut().symmetric_key = Some(k);
         }
+        restore_query(&mut e, self.webhook_query.as_deref());
         e
+    }
+}
+
+/// Puts a sealed query back on the webhook URL.
+fn restore_query<E: Entity>(e: &mut E, query: Option<&str>) {
+    if let (Some(url), Some(q)) = (e.webhook_url_mut(), query) {
+        url.push('?');
+        url.push_str(q);
     }
 }
 
 impl SqliteStore {
     fn to_row<E: Entity>(&self, e: E) -> StoreResult<(String, String, String, Option<String>)> {
-        let (key, kind, stripped, secrets, _) = self.strip(e)?;
-        Ok((key, kind, to_json(&stripped)?, secrets))
+        let s = self.strip(e)?;
+        Ok((s.key, s.kind, to_json(&s.entity)?, s.secrets))
     }
 
-    /// Takes the keys out of `e` and seals them (associated data `<AAD>/<key>`); answers them too.
-    #[allow(clippy::type_complexity)]
-    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<(String, String, E, Option<String>, Option<SymmetricKeyAttestation>)> {
+    /// Takes the keys and the webhook URL's query out of `e` and seals them (associated data `<AAD>/<key>`);
+    /// answers them too.
+    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<Stripped<E>> {
         let key = e.id().to_ascii_lowercase();
+        let webhook_query = e.webhook_url_mut().and_then(take_query);
         let att = e.attestation_mut();
         let kind = att.kind.as_str().to_owned();
-        let taken = att.symmetric_key.take();
-        let secrets = match &taken {
-            Some(sk) => {
-                let keys = KeysRef { primary: sk.primary_key.as_deref(), secondary: sk.secondary_key.as_deref() };
-                att.symmetric_key = Some(SymmetricKeyAttestation::default());
-                let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
-                aad.push_str(E::AAD);
-                aad.push('/');
-                aad.push_str(&key);
-                Some(self.seal(&to_json(&keys)?, &aad))
-            }
-            None => None,
+        let keys = att.symmetric_key.take();
+        if keys.is_some() {
+            att.symmetric_key = Some(SymmetricKeyAttestation::default());
+        }
+        let secrets = if keys.is_some() || webhook_query.is_some() {
+            let sk = keys.as_ref();
+            let plain = KeysRef {
+                primary: sk.and_then(|k| k.primary_key.as_deref()),
+                secondary: sk.and_then(|k| k.secondary_key.as_deref()),
+                webhook_query: webhook_query.as_deref(),
+            };
+            let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
+            aad.push_str(E::AAD);
+            aad.push('/');
+            aad.push_str(&key);
+            Some(self.seal(&to_json(&plain)?, &aad))
+        } else {
+            None
         };
-        Ok((key, kind, e, secrets, taken))
+        Ok(Stripped { key, kind, entity: e, secrets, keys, webhook_query })
     }
 
     fn stage<E: Entity>(&self, e: E, pre: Precondition) -> StoreResult<Staged<E>> {
-        let (key, kind, mut entity, secrets, keys) = self.strip(e)?;
+        let Stripped { key, kind, mut entity, secrets, keys, webhook_query } = self.strip(e)?;
         let doc = to_json(&entity)?;
         let (created, etag) = entity.stamps();
         let (created, etag) = (*created, etag.clone());
-        Ok(Staged { key, kind, entity, keys, created, etag, doc, secrets, pre })
+        Ok(Staged { key, kind, entity, keys, webhook_query, created, etag, doc, secrets, pre })
     }
 
     fn entity_from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
         let mut e: E = from_json(doc)?;
         if let Some(s) = secrets {
             let keys: Keys = from_json(&self.open_sealed(s, &format!("{}/{key}", E::AAD))?)?;
-            e.attestation_mut().symmetric_key = Some(SymmetricKeyAttestation { primary_key: keys.primary, secondary_key: keys.secondary });
+            // The document keeps an empty `symmetricKey` where keys were taken out.
+            let att = e.attestation_mut();
+            if att.symmetric_key.is_some() || keys.primary.is_some() || keys.secondary.is_some() {
+                att.symmetric_key = Some(SymmetricKeyAttestation { primary_key: keys.primary, secondary_key: keys.secondary });
+            }
+            restore_query(&mut e, keys.webhook_query.as_deref());
         }
         Ok(e)
     }

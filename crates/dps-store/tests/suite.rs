@@ -368,6 +368,7 @@ async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
         x509_thumbprint: None,
         iot_edge: true,
         initial_twin: None,
+        created_by: Some("dps-console:0ne00000001:group:fleet".into()),
     };
     let (p, q) = (Secret::new("primary"), Secret::new("secondary"));
     s.put_identity(&id, Some((&p, &q))).await.unwrap_or_else(|e| panic!("{e}"));
@@ -446,6 +447,50 @@ async fn secrets_are_not_stored_in_clear() {
     ] {
         assert!(!text.contains(secret), "{secret} found in clear");
     }
+}
+
+/// Issue #14: the custom allocation webhook's function key (`?code=…`) is sealed like the keys — single writes
+/// and bulk writes, individual enrollments and X.509 groups (no symmetric keys) — and reads give the URL back
+/// whole.
+#[tokio::test]
+async fn webhook_function_keys_are_sealed_at_rest() {
+    let (s, dir) = sqlite_file().await;
+    let custom = |url: &str| serde_json::json!({ "webhookUrl": url, "apiVersion": "2021-10-01" });
+    let url = |n: u32| format!("https://fn.example.net/api/allocate?code=FUNCTION-KEY-{n}&clientId=default");
+    let mut e = sym_enrollment("dev-w");
+    e.custom_allocation_definition = serde_json::from_value(custom(&url(1))).ok();
+    let mut g = group("x509-w", "x509");
+    g.custom_allocation_definition = serde_json::from_value(custom(&url(2))).ok();
+    let mut bulk = group("bulk-w", "symmetricKey");
+    bulk.custom_allocation_definition = serde_json::from_value(custom(&url(3))).ok();
+    let plain = |mut g: EnrollmentGroup| {
+        g.custom_allocation_definition = serde_json::from_value(custom("https://fn.example.net/api/open")).ok();
+        g
+    };
+    let written = s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(written.custom_allocation_definition.map(|d| d.webhook_url), Some(url(1)), "the answer has the whole URL");
+    s.put_group(g, Precondition::None).await.unwrap_or_else(|err| panic!("{err}"));
+    let answers = s.put_groups(vec![(bulk, Precondition::None), (plain(group("open-w", "x509")), Precondition::None)]).await;
+    let answers = answers.unwrap_or_else(|err| panic!("{err}"));
+    let bulk_url = answers.first().and_then(|a| a.as_ref().ok()).and_then(|g| g.custom_allocation_definition.clone());
+    assert_eq!(bulk_url.map(|d| d.webhook_url), Some(url(3)));
+
+    let read = s.get_enrollment("dev-w").await.ok().flatten().unwrap_or_else(|| panic!("dev-w"));
+    assert_eq!(read.custom_allocation_definition.map(|d| d.webhook_url), Some(url(1)));
+    assert!(read.attestation.symmetric_key.and_then(|k| k.primary_key).is_some(), "the keys still read");
+    let read = s.get_group("x509-w").await.ok().flatten().unwrap_or_else(|| panic!("x509-w"));
+    assert_eq!(read.custom_allocation_definition.map(|d| d.webhook_url), Some(url(2)));
+    assert!(read.attestation.symmetric_key.is_none(), "an X.509 group gets no symmetric key from the sealed query");
+    let read = s.get_group("open-w").await.ok().flatten().unwrap_or_else(|| panic!("open-w"));
+    assert_eq!(read.custom_allocation_definition.map(|d| d.webhook_url), Some("https://fn.example.net/api/open".to_owned()));
+    s.close().await;
+    let mut all = Vec::new();
+    for f in std::fs::read_dir(dir.path()).unwrap_or_else(|err| panic!("{err}")).flatten() {
+        all.extend(std::fs::read(f.path()).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("fn.example.net/api/allocate"), "the URL without its query stays readable");
+    assert!(!text.contains("FUNCTION-KEY"), "a function key was stored in clear");
 }
 
 /// CA certificates round-trip with their etag rules.
@@ -598,6 +643,7 @@ fn identity(twin: Option<InitialTwin>) -> IdentityWrite {
             x509_thumbprint: None,
             iot_edge: false,
             initial_twin: twin,
+            created_by: None,
         },
         keys: Some((Secret::new("cHJpbWFyeQ=="), Secret::new("c2Vjb25kYXJ5"))),
     }

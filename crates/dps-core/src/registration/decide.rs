@@ -128,8 +128,10 @@ impl RegistrationEngine {
             authentication: auth.hub,
             iot_edge: view.iot_edge,
             initial_twin: twin,
+            owner: self.owner_of(&op.enrollment),
+            replaces: None,
         };
-        let provisioned = self.provision_with_retry(&hub, &device, trace).await.map_err(|e| self.hub_error(&hub.host_name, &e))?;
+        let provisioned = self.provision_owned(&hub, device, trace).await.map_err(|e| self.hub_error(&hub.host_name, &e))?;
         crate::failpoint::hit("engine.identity-created").await;
         if let Some((old, old_id)) = old.filter(|_| placement.moved) {
             self.deprovision_previous(old, &old_id).await;

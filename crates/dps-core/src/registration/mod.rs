@@ -9,17 +9,23 @@
 //! `operation_status.rs` and `status_lookup.rs` (what a device reads), `decide.rs` (the assignment: enrollment,
 //! hub, substatus, twin), `webhook.rs` (the custom allocation policy), `provision.rs` (the hub connector:
 //! authentication, retries, the old hub), `finish.rs` (the outcome written with its trace), `record.rs` (the
-//! device's record and what the device is told of it), `coordination.rs` (leases, the sweeper, polls waiting).
+//! device's record and what the device is told of it), `coordination.rs` (leases, the sweeper, polls waiting),
+//! `ownership.rs` (which enrollment owns a registration id and its hub identity), `refusal.rs` (generic answers
+//! to refused devices).
 
 mod coordination;
 mod decide;
 mod finish;
 mod operation_status;
+mod ownership;
 mod provision;
 mod record;
+mod refusal;
 mod register;
 mod status_lookup;
 mod webhook;
+
+pub use refusal::GENERIC_MESSAGE;
 
 use std::sync::Arc;
 
@@ -73,6 +79,8 @@ pub struct EngineConfig {
     /// Beyond it a register is answered 429 (429001) at once with `retry-after`: under overload the service
     /// sheds new work instead of queueing it until every device times out.
     pub max_in_flight: usize,
+    /// Refused devices all get the same 401 (`refusal.rs`).
+    pub generic_device_errors: bool,
 }
 
 /// `EngineConfig::max_in_flight` unless configured: behind a full queue a device waits under a second at the
@@ -164,6 +172,8 @@ pub struct RegistrationEngine {
     /// One permit per registration in flight (`EngineConfig::max_in_flight`), held from the register to the end
     /// of its assignment.
     admission: Arc<tokio::sync::Semaphore>,
+    /// Refused claims of registration ids by other enrollments, for the traces (`ownership.rs`).
+    claims: quick_cache::sync::Cache<String, serde_json::Value>,
 }
 
 /// How many operations are kept in memory for polls.
@@ -184,6 +194,7 @@ impl RegistrationEngine {
             memo: crate::attestation::AttestMemo::default(),
             known: quick_cache::sync::Cache::new(KNOWN_OPERATIONS),
             running: std::sync::Mutex::default(),
+            claims: quick_cache::sync::Cache::new(ownership::CLAIM_NOTES),
             admission: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
             config,
         })

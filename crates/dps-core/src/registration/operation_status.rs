@@ -19,6 +19,11 @@ impl RegistrationEngine {
         operation_id: &str,
         creds: &DeviceCredentials,
     ) -> Result<Reply, DpsError> {
+        let polled = self.poll(id_scope, registration_id, operation_id, creds).await;
+        polled.map_err(|e| self.device_refusal(registration_id, "poll", e))
+    }
+
+    async fn poll(&self, id_scope: &str, registration_id: &str, operation_id: &str, creds: &DeviceCredentials) -> Result<Reply, DpsError> {
         let reg = self.parse_target(id_scope, registration_id)?;
         let attested = self.attest(&reg, creds, false).await?;
         self.ports.limits.admit_poll(reg.as_str())?;

@@ -119,7 +119,7 @@ impl RegistrationEngine {
             let result = self.ports.connector.provision(hub, device).await;
             let done = match &result {
                 Ok(_) => true,
-                Err(ConnectorError::Refused(_)) => true,
+                Err(ConnectorError::Refused(_) | ConnectorError::NotOwned { .. }) => true,
                 Err(ConnectorError::Unavailable(_)) => n >= retry.retries,
             };
             if let Err(e) = &result {
@@ -142,6 +142,12 @@ impl RegistrationEngine {
     /// the trace, which only the service API shows.
     pub(super) fn hub_error(&self, hub: &str, e: &ConnectorError) -> DpsError {
         let why = match e {
+            ConnectorError::NotOwned { .. } => {
+                return DpsError::new(
+                    ErrorKind::Conflict,
+                    format!("hub '{hub}' has an identity under this device's id that this registration does not own; it was left alone (details: dps registration explain)"),
+                )
+            }
             ConnectorError::Unavailable(_) => format!("stayed unavailable through {} retries", self.config.hub_retry.retries),
             ConnectorError::Refused(_) => "refused to create the device identity".to_owned(),
         };

@@ -19,6 +19,11 @@ impl RegistrationEngine {
     /// `PUT /{idScope}/registrations/{id}/register`.
     #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
+        let (id, protocol) = (req.registration_id.clone(), req.protocol);
+        self.register_device(req).await.map_err(|e| self.device_refusal(&id, protocol, e))
+    }
+
+    async fn register_device(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let reg = self.parse_target(&req.id_scope, &req.registration_id)?;
         let admitted = self.admit()?;
         if let Some(body_id) = req.body.registration_id.as_deref() {
@@ -85,7 +90,7 @@ impl RegistrationEngine {
             self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism: "tpm", protocol: "challenge", success: false });
             info!(code = e.code(), error = %e.message, "TPM challenge refused");
         }
-        blob
+        blob.map_err(|e| self.device_refusal(registration_id, "tpm-challenge", e))
     }
 
     /// A TPM answer is single use: the register that answers claims the challenge for its operation.
@@ -137,6 +142,7 @@ impl RegistrationEngine {
     pub(super) async fn assigning_record(&self, op: &Operation) -> Result<RegistrationRecord, DpsError> {
         let previous =
             self.ports.registrations.get_registration(&op.registration_id).await.map_err(store_err("could not read the registration"))?;
+        self.check_claim(op, previous.as_ref()).await?;
         let kept = previous.as_ref().map(|p| &p.state);
         let change =
             NewState { status: RegistrationStatus::Assigning, placed: None, error: None, payload: kept.and_then(|s| s.payload.clone()) };

@@ -78,6 +78,11 @@ impl RegistrationEngine {
             let ms = started.elapsed().as_millis() as u64;
             let (status, bytes) = match outcome {
                 Ok(answer) => answer,
+                Err(e @ crate::ports::WebhookError::TooLarge(_)) => {
+                    let error = DpsError::new(ErrorKind::CustomAllocationFailed, format!("the custom allocation {e}"));
+                    attempts.push(WebhookAttempt::Unanswered { error: e.to_string(), ms, retry: false });
+                    return (attempts, Some(Err(error)));
+                }
                 Err(e) => {
                     attempts.push(WebhookAttempt::Unanswered { error: e.to_string(), ms, retry: true });
                     continue;
@@ -94,6 +99,13 @@ impl RegistrationEngine {
                     return (attempts, Some(Err(e)));
                 }
                 429.. => {}
+                300..=399 => {
+                    let e = DpsError::new(
+                        ErrorKind::CustomAllocationFailed,
+                        format!("the custom allocation webhook answered HTTP {status}, a redirect, which is not followed: configure the URL it redirects to"),
+                    );
+                    return (attempts, Some(Err(e)));
+                }
                 _ => {
                     let e =
                         DpsError::new(ErrorKind::CustomAllocationFailed, format!("the custom allocation webhook answered HTTP {status}"));

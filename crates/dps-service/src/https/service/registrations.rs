@@ -41,17 +41,24 @@ pub async fn reprovision(app: &App, id: &str) -> Result<HttpResponse, DpsError> 
 }
 
 /// The record's decision trace, with a `throttled` entry (counts, first and last time, last retry-after) when the
-/// Azure limits profile throttled this device since the service started (kept in memory by `dps_core::limits`).
+/// Azure limits profile throttled this device since the service started (kept in memory by `dps_core::limits`),
+/// and a `claimRefused` entry when a device of another enrollment was refused this registration id (kept in
+/// memory by the engine, `registration/ownership.rs`).
 fn trace_response(app: &App, rec: &dps_core::model::RegistrationRecord) -> HttpResponse {
     let mut trace = rec.trace.clone();
     let id = rec.state.registration_id.as_deref().unwrap_or_default();
-    if let Some(note) = app.limits.throttle_note(id) {
-        let note = serde_json::to_value(note).unwrap_or_default();
+    let notes = [
+        ("throttled", app.limits.throttle_note(id).map(|n| serde_json::to_value(n).unwrap_or_default())),
+        ("claimRefused", app.engine.claim_refusal(id)),
+        ("refused", app.engine.refusal_note(id)),
+    ];
+    for (name, note) in notes {
+        let Some(note) = note else { continue };
         match trace.as_mut().and_then(|t| t.as_object_mut()) {
             Some(t) => {
-                t.insert("throttled".into(), note);
+                t.insert(name.into(), note);
             }
-            None => trace = Some(json!({ "throttled": note })),
+            None => trace = Some(json!({ name: note })),
         }
     }
     json_response(
