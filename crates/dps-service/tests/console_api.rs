@@ -204,7 +204,8 @@ async fn the_in_process_api_is_signed_in_and_survives_a_password_change() {
         .await;
     assert_eq!(device.status, 404);
     // A password change ends every session; the shell signs in again by itself.
-    let change = s.service(Method::PUT, "/admin/password", Some(json!({ "password": "a long enough password" }))).await;
+    let body = json!({ "currentPassword": password(&s), "password": "a long enough password" });
+    let change = s.service(Method::PUT, "/admin/password", Some(body)).await;
     assert_eq!(change.status, 204);
     assert_eq!(local.send(get("/linkedHubs")).await.status, 200);
 }
