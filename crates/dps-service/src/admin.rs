@@ -280,4 +280,81 @@ mod tests {
         s.close(&t);
         assert!(s.check(&t, now).is_err());
     }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + Duration::days(20000) + Duration::seconds(secs)
+    }
+
+    fn small() -> LoginThrottle {
+        LoginThrottle::new(ThrottleLimits { per_address: 2, global: 5, window: Duration::minutes(1), max_addresses: 3 })
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn attempts_are_counted_per_address_until_the_window_ends() {
+        let t = small();
+        assert!(t.admit(ip(1), at(0)).is_ok() && t.admit(ip(1), at(1)).is_ok());
+        let e = t.admit(ip(1), at(20)).err().unwrap_or_else(|| panic!("a third attempt was admitted"));
+        assert_eq!((e.kind, e.retry_after), (ErrorKind::Throttled, Some(40)), "until the window that began at 0 s ends");
+        assert!(t.admit(ip(2), at(20)).is_ok(), "another address has its own count");
+        assert!(t.admit(ip(1), at(60)).is_ok(), "a new window");
+        t.succeeded(ip(1));
+        assert!(t.admit(ip(1), at(61)).is_ok() && t.admit(ip(1), at(61)).is_ok(), "the right password clears the count");
+    }
+
+    #[test]
+    fn every_address_together_has_a_limit() {
+        let t = small();
+        for (n, when) in [(1, 0), (1, 1), (2, 2), (2, 3), (3, 4)] {
+            assert!(t.admit(ip(n), at(when)).is_ok());
+        }
+        let e = t.admit(ip(3), at(30)).err().unwrap_or_else(|| panic!("over the global limit"));
+        assert_eq!(e.retry_after, Some(30));
+        assert!(t.admit(ip(4), at(59)).is_err(), "a new address too");
+        assert!(t.admit(ip(4), at(60)).is_ok());
+    }
+
+    #[test]
+    fn remembered_addresses_are_bounded() {
+        let t = LoginThrottle::new(ThrottleLimits { per_address: 2, global: 100, window: Duration::minutes(1), max_addresses: 3 });
+        for n in 1..=3 {
+            assert!(t.admit(ip(n), at(0)).is_ok());
+        }
+        assert!(t.admit(ip(4), at(10)).is_err(), "no room while every remembered window is live");
+        assert!(t.admit(ip(1), at(10)).is_ok(), "a remembered address still counts");
+        assert!(t.admit(ip(4), at(60)).is_ok(), "ended windows make room");
+        assert!(t.state.lock().map(|s| s.by_address.len() <= 3).unwrap_or(false));
+    }
+
+    #[test]
+    fn an_ipv6_64_counts_as_one_address() {
+        let t = small();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or_else(|e| panic!("{e}"));
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.admit(a, at(0)).is_ok() && t.admit(b, at(0)).is_ok());
+        assert!(t.admit(a, at(0)).is_err());
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(throttle_key(mapped), ip(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn argon2_waits_for_a_permit() {
+        let work = Arc::new(PasswordWork::default());
+        let hash = work.hash("a password of ten").await.unwrap_or_else(|e| panic!("{e}"));
+        let held = Arc::clone(&work.permits).acquire_many_owned(ARGON2_CONCURRENCY as u32).await.unwrap_or_else(|e| panic!("{e}"));
+        let waiting = tokio::spawn({
+            let work = Arc::clone(&work);
+            async move { work.verify("a password of ten", &hash).await }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "no verification runs while every permit is taken");
+        drop(held);
+        let verified = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+        assert!(matches!(verified, Ok(Ok(Ok(true)))), "{verified:?}");
+    }
 }

@@ -163,3 +163,54 @@ pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -
         server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A file another tool made world-readable is replaced, not rewritten in place: the new one is 0600 from
+    /// its creation (the old way, `open` with a mode, kept an existing file's mode), and no temporary file stays.
+    #[test]
+    fn private_files_are_owner_only_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("secret.key");
+        fs::write(&path, "an old, longer secret that was readable by everyone\n").unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        write_private(&path, b"new secret\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_to_string(&path).unwrap_or_default(), "new secret\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+            assert_eq!(mode, 0o600);
+        }
+        assert_eq!(names(dir.path()), ["secret.key"]);
+        assert!(write_private(&dir.path().join("missing-dir").join("x"), b"x").is_err());
+        assert_eq!(names(dir.path()), ["secret.key"], "a failed write leaves nothing behind");
+    }
+
+    /// #14 item 5: without its master key, a database's secrets cannot be read: no new key is made.
+    #[test]
+    fn a_missing_master_key_beside_a_database_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("master.key");
+        assert!(load_or_create_master_key(&key, dir.path()).is_ok(), "first start: a new key");
+        fs::remove_file(&key).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(crate::DATABASE_FILE), b"SQLite format 3\0").unwrap_or_else(|e| panic!("{e}"));
+        let e = load_or_create_master_key(&key, dir.path()).err().unwrap_or_else(|| panic!("a new key was made")).to_string();
+        assert!(e.contains(&key.display().to_string()) && e.contains("Restore"), "{e}");
+        assert!(!key.exists());
+    }
+}
