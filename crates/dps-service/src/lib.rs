@@ -330,6 +330,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         sessions: Default::default(),
         login_throttle: Default::default(),
         passwords: Default::default(),
+        metrics_token: config.metrics_token.clone(),
         data_dir: config.data_dir.clone(),
         shutdown: rx.clone(),
     });
