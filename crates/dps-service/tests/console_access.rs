@@ -151,3 +151,68 @@ async fn sign_in_attempts_are_counted_before_the_password_is_verified() {
     let r = other.post(format!("{}/console/login", s.base)).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status(), 200);
 }
+
+/// A request to the console port with exactly these headers (and body, if any).
+async fn to_console(s: &TestService, method: Method, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> common::Answer {
+    let mut rb = s.http.request(method, format!("{}{path}", s.console_base));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(b) = body {
+        rb = rb.body(b.to_owned());
+    }
+    let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    let bytes = r.bytes().await.unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    common::Answer { status, headers, body }
+}
+
+/// #14 item 5: the console port refuses what another site's page can make a browser send — a foreign
+/// `Origin`, a cross-site fetch, a body that is not JSON (`text/plain` needs no CORS preflight), a WebSocket
+/// upgrade from another origin — with 403001 in the DPS error shape. Its own origin, and clients that send no
+/// `Origin` (the CLI, SDKs), still work.
+#[tokio::test]
+async fn cross_site_requests_to_the_console_port_are_refused() {
+    let s = TestService::start().await;
+    let own = s.console_base.clone();
+    let sign_in = json!({ "username": "admin", "password": initial_password(&s) }).to_string();
+    let json_type = ("content-type", "application/json");
+
+    let login_path = "/console/login";
+    let foreign = to_console(&s, Method::POST, login_path, &[("origin", "https://evil.example"), json_type], Some(&sign_in)).await;
+    TestService::assert_error(&foreign, 403, 403001);
+    let null = to_console(&s, Method::POST, login_path, &[("origin", "null"), json_type], Some(&sign_in)).await;
+    TestService::assert_error(&null, 403, 403001);
+    let plain = to_console(&s, Method::POST, login_path, &[("content-type", "text/plain")], Some(&sign_in)).await;
+    TestService::assert_error(&plain, 403, 403001);
+    TestService::assert_error(&to_console(&s, Method::POST, login_path, &[], Some(&sign_in)).await, 403, 403001);
+    let fetched = to_console(&s, Method::GET, "/service/info", &[("sec-fetch-site", "cross-site")], None).await;
+    TestService::assert_error(&fetched, 403, 403001);
+    let upgrade = [
+        ("origin", "https://evil.example"),
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    TestService::assert_error(&to_console(&s, Method::GET, "/", &upgrade, None).await, 403, 403001);
+
+    // The console's own page signs in; a tool without Origin uses its SAS; the console's files stay public.
+    let same_origin = [("origin", own.as_str()), ("sec-fetch-site", "same-origin"), json_type];
+    let same = to_console(&s, Method::POST, login_path, &same_origin, Some(&sign_in)).await;
+    assert_eq!(same.status, 200, "{}", same.body);
+    let bearer = format!("Bearer {}", same.body["token"].as_str().unwrap_or_default());
+    let enrollment = json!({ "registrationId": "same-origin", "attestation": { "type": "symmetricKey" } }).to_string();
+    let with_session = [("origin", own.as_str()), ("authorization", bearer.as_str()), json_type];
+    assert_eq!(to_console(&s, Method::PUT, "/enrollments/same-origin", &with_session, Some(&enrollment)).await.status, 200);
+    let sas = s.service_sas();
+    let tool = to_console(&s, Method::GET, "/enrollments/same-origin?api-version=2021-10-01", &[("authorization", &sas)], None).await;
+    assert_eq!(tool.status, 200, "{}", tool.body);
+    let page = to_console(&s, Method::GET, "/", &[("sec-fetch-site", "cross-site")], None).await;
+    assert_eq!(page.status, 200, "a link from another site opens the console");
+    // The device port is not the console's: its service API keeps answering tools as before.
+    let device_port =
+        s.send(Method::GET, "/enrollments/same-origin?api-version=2021-10-01", Some(&sas), &[("origin", "https://evil.example")], None);
+    assert_eq!(device_port.await.status, 200);
+}

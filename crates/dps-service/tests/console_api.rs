@@ -54,6 +54,7 @@ async fn the_console_port_serves_the_page_and_the_service_api_but_not_the_device
     let register = s
         .http
         .put(format!("{}/{}/registrations/dev-1/register?api-version=2019-03-31", s.console_base, s.scope))
+        .header("content-type", "application/json")
         .body("{\"registrationId\":\"dev-1\"}")
         .send()
         .await
