@@ -1,8 +1,12 @@
 //! The console's access: one `admin` account whose password is stored as an argon2 hash. At first start the
 //! service makes a random password, writes it to `<data-dir>/initial-admin-password` (mode 0600, the way
-//! Jenkins does; removed at the first password change) and prints it once. Logging in gives a session token (12 h) that the console sends as
-//! `Authorization: Bearer …`; a session has every right of the service API. Only the tokens' SHA-256 is
-//! kept, in memory (a restart signs everyone out).
+//! Jenkins does; removed at the first password change) and prints it once. Logging in gives a session token
+//! (12 h) that the console sends as `Authorization: Bearer …`; a session has every right of the service API.
+//! Only the tokens' SHA-256 is kept, in memory (a restart signs everyone out).
+//!
+//! Argon2 costs 19 MiB and tens of milliseconds a call, so nobody may make the service run it without bound:
+//! [`LoginThrottle`] counts each attempt before it is verified, and [`PasswordWork`] runs it off the async
+//! workers, [`ARGON2_CONCURRENCY`] at a time.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
