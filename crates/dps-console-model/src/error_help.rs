@@ -18,9 +18,9 @@ const fn help(title: &'static str, cause: &'static str, fix: &'static str) -> He
 }
 
 /// Every code `dps-core`'s `ErrorKind::code` can give (kept in step with `crates/dps-core/src/error.rs`).
-pub const KNOWN_CODES: [i64; 21] = [
-    400001, 400004, 400207, 400208, 400209, 401002, 401003, 403002, 404201, 404202, 404203, 404204, 405001, 409201, 409203, 412002, 413001,
-    415001, 429001, 500001, 503001,
+pub const KNOWN_CODES: [i64; 22] = [
+    400001, 400004, 400207, 400208, 400209, 401002, 401003, 403001, 403002, 404201, 404202, 404203, 404204, 405001, 409201, 409203, 412002,
+    413001, 415001, 429001, 500001, 503001,
 ];
 
 /// Help for a DPS error with its message: a few 401002 refusals of TPM devices have help of their own.
@@ -122,6 +122,11 @@ pub fn for_code(code: i64) -> Help {
             "Changed by someone else",
             "The item was modified after you loaded it (its ETag no longer matches).",
             "Reload the item, re-apply your change and save again.",
+        ),
+        403001 => help(
+            "Cross-site request refused",
+            "The console port answers only its own pages: the request came from another site (its Origin), or sent a body that is not JSON.",
+            "Open the console at its own address; scripts and tools send JSON (Content-Type: application/json) and no foreign Origin.",
         ),
         403002 => help(
             "Quota exceeded",

@@ -31,6 +31,9 @@ pub enum ErrorKind {
     OperationNotFound,
     /// 404204 (local): linked hub or other resource not found.
     NotFound,
+    /// 403001 (local): a cross-site request to the console port (a foreign `Origin`, a body that is not JSON, a
+    /// cross-site fetch), refused before it is routed.
+    CrossSite,
     /// 403002 (local; IoT Hub's `IotHubQuotaExceeded`): a count quota of the Azure limits profile (§9).
     QuotaExceeded,
     /// 405001 (local).
@@ -72,6 +75,7 @@ impl ErrorKind {
             Self::EnrollmentNotFound => 404202,
             Self::OperationNotFound => 404203,
             Self::NotFound => 404204,
+            Self::CrossSite => 403001,
             Self::QuotaExceeded => 403002,
             Self::MethodNotAllowed => 405001,
             Self::Conflict => 409201,
@@ -90,7 +94,7 @@ impl ErrorKind {
         self.status() >= 429
     }
 
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         Self::BadRequest,
         Self::InvalidArgument,
         Self::CustomAllocationFailed,
@@ -102,6 +106,7 @@ impl ErrorKind {
         Self::EnrollmentNotFound,
         Self::OperationNotFound,
         Self::NotFound,
+        Self::CrossSite,
         Self::QuotaExceeded,
         Self::MethodNotAllowed,
         Self::Conflict,

@@ -31,6 +31,12 @@ pub struct App {
     pub quarantine: Arc<dyn dps_store::Quarantine>,
     pub sessions: crate::admin::Sessions,
     pub login_throttle: crate::admin::LoginThrottle,
+    /// Argon2 off the async workers, a few at a time.
+    pub passwords: crate::admin::PasswordWork,
+    /// What `GET /metrics` requires as a Bearer token, when configured.
+    pub metrics_token: Option<dps_crypto::Secret>,
+    /// The data directory (the initial admin password file).
+    pub data_dir: std::path::PathBuf,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -96,6 +96,10 @@ pub struct Overrides {
     /// File holding the master key (base64 of 32 bytes; default <data-dir>/master.key).
     #[arg(long, env = "DPS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// A token `GET /metrics` then requires as `Authorization: Bearer <token>` (16+ visible characters; default:
+    /// none, the exporter is open like any exporter).
+    #[arg(long, env = "DPS_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// The service's own region (`geoLatency`: devices from unmapped networks, hubs without a region).
     #[arg(long, env = "DPS_SERVICE_REGION")]
     pub service_region: Option<String>,
@@ -350,6 +354,8 @@ pub struct Config {
     pub webhook_retry: dps_core::registration::WebhookRetry,
     pub hub_retry: dps_core::registration::HubRetry,
     pub webhook_ca_file: Option<PathBuf>,
+    /// What `GET /metrics` requires as a Bearer token, when set.
+    pub metrics_token: Option<dps_crypto::Secret>,
     /// The limits profile at start (the console's Settings can switch it while the service runs).
     pub limits: dps_core::limits::Profile,
     /// Whether a layer set `limits` (then it wins over the profile the console last chose, kept in the store).
@@ -409,6 +415,15 @@ fn retries(o: &Overrides) -> Result<(dps_core::registration::WebhookRetry, dps_c
     Ok((webhook_retry, hub_retry))
 }
 
+/// `metrics_token`: unset or blank is none; otherwise at least 16 visible ASCII characters (it goes in a header).
+fn metrics_token(token: Option<&str>) -> Result<Option<dps_crypto::Secret>, ConfigError> {
+    let Some(t) = token.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError("metrics_token must be at least 16 visible ASCII characters (no spaces)".into()));
+    }
+    Ok(Some(dps_crypto::Secret::new(t)))
+}
+
 /// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
 pub fn default_data_dir() -> PathBuf {
     dirs::data_local_dir().unwrap_or_else(|| PathBuf::from(".")).join("dps-console")
@@ -444,6 +459,7 @@ impl Config {
         let amqp_limits = amqp_limits(&o)?;
         let mqtt_limits = mqtt_limits(&o)?;
         let (webhook_retry, hub_retry) = retries(&o)?;
+        let metrics_token = metrics_token(o.metrics_token.as_deref())?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let host = match o.host {
             Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
@@ -491,6 +507,7 @@ impl Config {
             webhook_retry,
             hub_retry,
             webhook_ca_file: o.webhook_ca_file,
+            metrics_token,
             mqtt_port_explicit: o.mqtt_port.is_some(),
             mqtt_port: o.mqtt_port.unwrap_or(DEFAULT_MQTT_PORT),
             amqp_port_explicit: o.amqp_port.is_some(),
@@ -658,6 +675,8 @@ mod tests {
             ("[limits_azure]\npolls_per_window = 0\n", "polls_per_window"),
             ("[limits_azure]\npoll_window_secs = 7200\n", "poll_window_secs"),
             ("[limits_azure]\nburst = 3\n", "burst"),
+            ("metrics_token = \"short\"\n", "metrics_token"),
+            ("metrics_token = \"has a space in it, 16+\"\n", "metrics_token"),
         ];
         for (text, needle) in cases {
             let f = dir.path().join("bad.toml");

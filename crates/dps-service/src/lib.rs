@@ -44,6 +44,8 @@ pub use config::Config;
 
 /// The policy with every right, created on first start (§5.1).
 pub const OWNER_POLICY: &str = "provisioningserviceowner";
+/// The database's file in the data directory.
+pub const DATABASE_FILE: &str = "dps.sqlite";
 /// The hub linked on first start so that a fresh service can assign devices at once.
 pub const DEFAULT_HUB: &str = "local-hub.dps.local";
 
@@ -121,6 +123,9 @@ pub struct Running {
     pub info: EndpointInfo,
     /// The console's admin password, on the first start only (print it once).
     pub initial_admin_password: Option<String>,
+    /// Whether this start created the owner policy: its connection string is printed then only (later it is
+    /// read from `endpoint.json`, mode 0600).
+    pub owner_key_created: bool,
     pub store: SqliteStore,
     app: Arc<app::App>,
     shutdown: watch::Sender<bool>,
@@ -152,13 +157,14 @@ async fn setting_or_init(store: &SqliteStore, key: &str, init: impl FnOnce() -> 
     Ok(v)
 }
 
-/// Creates on first start what the service needs; returns the ID scope and the owner policy's key.
-async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
+/// Creates on first start what the service needs; returns the ID scope, the owner policy's key and whether
+/// the policy was made now.
+async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret, bool)> {
     let scope = setting_or_init(store, "id_scope", || IdScope::from_bytes(rand::random::<[u8; 4]>()).to_string()).await?;
     let scope = IdScope::try_from(scope).map_err(|e| anyhow!("stored ID scope: {e}"))?;
     let policies = store.list_policies().await?;
-    let owner = match policies.into_iter().find(|p| p.name.eq_ignore_ascii_case(OWNER_POLICY)) {
-        Some(p) => p,
+    let (owner, created) = match policies.into_iter().find(|p| p.name.eq_ignore_ascii_case(OWNER_POLICY)) {
+        Some(p) => (p, false),
         None => {
             let p = AccessPolicy {
                 name: OWNER_POLICY.into(),
@@ -167,7 +173,7 @@ async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
                 rights: Right::ALL.to_vec(),
             };
             store.put_policy(p.clone()).await?;
-            p
+            (p, true)
         }
     };
     if store.get_setting("default_hub_linked").await?.is_none() {
@@ -185,18 +191,25 @@ async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret)> {
         }
         store.put_setting("default_hub_linked", "true").await?;
     }
-    Ok((scope, owner.primary_key))
+    Ok((scope, owner.primary_key, created))
 }
 
 /// The console's admin password: made at first start, written to `initial-admin-password` (0600), stored
-/// hashed. Returns it when it was just made (to be printed once).
+/// hashed. Returns it when it was just made (to be printed once). A password file that no longer matches
+/// (the password was changed before changes removed it) is removed.
 async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<Option<String>> {
-    if store.get_setting("admin_password_hash").await?.is_some() {
+    let file = data_dir.join(admin::INITIAL_PASSWORD_FILE);
+    if let Some(hash) = store.get_setting("admin_password_hash").await? {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if !admin::PasswordWork::default().verify(text.trim(), &hash).await.map_err(|e| anyhow!("{e}"))? {
+                std::fs::remove_file(&file).with_context(|| format!("cannot remove the stale {}", file.display()))?;
+            }
+        }
         return Ok(None);
     }
     let password = admin::generate_password();
     let hash = admin::hash_password(&password).map_err(|e| anyhow!("{e}"))?;
-    material::write_private(&data_dir.join("initial-admin-password"), format!("{password}\n").as_bytes())?;
+    material::write_private(&file, format!("{password}\n").as_bytes())?;
     store.put_setting("admin_password_hash", &hash).await?;
     Ok(Some(password))
 }
@@ -211,12 +224,9 @@ pub fn host_with_port(host: &str, port: u16) -> String {
     }
 }
 
-/// Writes `endpoint.json` atomically (readers never see half a file); mode 0600, it holds the owner key.
+/// Writes `endpoint.json` (atomically: readers never see half a file; mode 0600: it holds the owner key).
 fn write_endpoint(dir: &Path, info: &EndpointInfo) -> Result<()> {
-    let tmp = dir.join("endpoint.json.tmp");
-    material::write_private(&tmp, &serde_json::to_vec_pretty(info)?)?;
-    std::fs::rename(&tmp, dir.join("endpoint.json")).context("cannot write endpoint.json")?;
-    Ok(())
+    material::write_private(&dir.join("endpoint.json"), &serde_json::to_vec_pretty(info)?).context("cannot write endpoint.json")
 }
 
 /// The settings key of the limits profile the console chose last.
@@ -240,10 +250,10 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
     let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
-    let store = SqliteStore::open(&config.data_dir.join("dps.sqlite"), Arc::clone(&material.master_key))
+    let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE), Arc::clone(&material.master_key))
         .await
         .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
-    let (id_scope, owner_key) = bootstrap(&store).await?;
+    let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
     let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
 
     let shared = Arc::new(store.clone());
@@ -321,6 +331,9 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         quarantine: shared.clone(),
         sessions: Default::default(),
         login_throttle: Default::default(),
+        passwords: Default::default(),
+        metrics_token: config.metrics_token.clone(),
+        data_dir: config.data_dir.clone(),
         shutdown: rx.clone(),
     });
 
@@ -363,5 +376,5 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
     write_endpoint(&config.data_dir, &info)?;
     info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");
-    Ok(Running { info, initial_admin_password, store, app, shutdown: tx, tasks, _lock: lock })
+    Ok(Running { info, initial_admin_password, owner_key_created, store, app, shutdown: tx, tasks, _lock: lock })
 }

@@ -1,5 +1,7 @@
 //! What the data directory holds besides the database, created on first start:
-//! - `master.key`: the AES-256-GCM key every secret at rest is sealed with (mode 0600);
+//! - `master.key`: the AES-256-GCM key every secret at rest is sealed with (mode 0600); made only when there
+//!   is no database yet (a missing key beside a database stops the start: see [`prepare`]);
+//! - every private file is written by [`write_private`] (atomic, 0600 from creation);
 //! - `ca.pem` / `ca.key`: a local root CA (the key mode 0600) that devices are told to trust;
 //! - the TLS server certificate, issued by that CA at every start for the configured host names (so a new
 //!   name needs only a restart), kept in memory.
@@ -24,23 +26,65 @@ pub struct Material {
     pub server_key: PrivateKeyDer<'static>,
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a private file (a key, a password, anything secret) — the one way every such file is written:
+/// a new temporary file in the same directory, created with mode 0600 (never readable by others, not even
+/// for a moment, whatever the file it replaces allowed), written and fsynced, then renamed over `path`
+/// (readers see the old file or the new one, never half of one); the directory is fsynced so the rename
+/// survives a crash.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(".{}.{:016x}.tmp", name.to_string_lossy(), rand::random::<u64>()));
+    let written =
+        write_new_private(&tmp, contents).and_then(|()| fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display())));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_new_private(path: &Path, contents: &[u8]) -> Result<()> {
     let mut o = fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
+    o.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o600);
     }
     let mut f = o.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(contents)?;
+    f.write_all(contents).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
-fn load_or_create_master_key(path: &Path) -> Result<MasterKey> {
+/// Whether the database in `data_dir` holds anything (then it holds values sealed with the master key).
+fn database_has_data(data_dir: &Path) -> bool {
+    let db = data_dir.join(crate::DATABASE_FILE);
+    let wal = data_dir.join(format!("{}-wal", crate::DATABASE_FILE));
+    [db, wal].iter().any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
+/// The master key; a new one only when there is no database yet — with a database, a new key would leave
+/// every sealed secret unreadable, so a missing key stops the start with what to do.
+fn load_or_create_master_key(path: &Path, data_dir: &Path) -> Result<MasterKey> {
     match fs::read_to_string(path) {
         Ok(text) => MasterKey::from_base64(&text).map_err(|e| anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && database_has_data(data_dir) => {
+            let db = data_dir.join(crate::DATABASE_FILE);
+            Err(anyhow!(
+                "the master key file {key} is missing, but the database {db} holds keys and secrets sealed with it: a new key \
+                 would make them unreadable, so none is made. Restore {key} from a backup (or point master_key_file, \
+                 DPS_MASTER_KEY_FILE or --master-key-file at it); to start over with an empty service instead, move {db} \
+                 and its -wal and -shm files out of {dir}",
+                key = path.display(),
+                db = db.display(),
+                dir = data_dir.display()
+            ))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (key, text) = MasterKey::generate();
             write_private(path, format!("{text}\n").as_bytes())?;
@@ -106,7 +150,7 @@ pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -
         use std::os::unix::fs::PermissionsExt;
         let _ = fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700));
     }
-    let master_key = Arc::new(load_or_create_master_key(master_key_file)?);
+    let master_key = Arc::new(load_or_create_master_key(master_key_file, data_dir)?);
     let (ca_pem, ca_key) = load_or_create_ca(data_dir)?;
     let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
     let mut server_chain = pem_certs(&server_pem)?;
@@ -118,4 +162,55 @@ pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -
         server_chain,
         server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// A file another tool made world-readable is replaced, not rewritten in place: the new one is 0600 from
+    /// its creation (the old way, `open` with a mode, kept an existing file's mode), and no temporary file stays.
+    #[test]
+    fn private_files_are_owner_only_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("secret.key");
+        fs::write(&path, "an old, longer secret that was readable by everyone\n").unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        write_private(&path, b"new secret\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_to_string(&path).unwrap_or_default(), "new secret\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+            assert_eq!(mode, 0o600);
+        }
+        assert_eq!(names(dir.path()), ["secret.key"]);
+        assert!(write_private(&dir.path().join("missing-dir").join("x"), b"x").is_err());
+        assert_eq!(names(dir.path()), ["secret.key"], "a failed write leaves nothing behind");
+    }
+
+    /// #14 item 5: without its master key, a database's secrets cannot be read: no new key is made.
+    #[test]
+    fn a_missing_master_key_beside_a_database_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = dir.path().join("master.key");
+        assert!(load_or_create_master_key(&key, dir.path()).is_ok(), "first start: a new key");
+        fs::remove_file(&key).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(crate::DATABASE_FILE), b"SQLite format 3\0").unwrap_or_else(|e| panic!("{e}"));
+        let e = load_or_create_master_key(&key, dir.path()).err().unwrap_or_else(|| panic!("a new key was made")).to_string();
+        assert!(e.contains(&key.display().to_string()) && e.contains("Restore"), "{e}");
+        assert!(!key.exists());
+    }
 }

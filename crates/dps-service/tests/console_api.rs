@@ -54,6 +54,7 @@ async fn the_console_port_serves_the_page_and_the_service_api_but_not_the_device
     let register = s
         .http
         .put(format!("{}/{}/registrations/dev-1/register?api-version=2019-03-31", s.console_base, s.scope))
+        .header("content-type", "application/json")
         .body("{\"registrationId\":\"dev-1\"}")
         .send()
         .await
@@ -204,7 +205,8 @@ async fn the_in_process_api_is_signed_in_and_survives_a_password_change() {
         .await;
     assert_eq!(device.status, 404);
     // A password change ends every session; the shell signs in again by itself.
-    let change = s.service(Method::PUT, "/admin/password", Some(json!({ "password": "a long enough password" }))).await;
+    let body = json!({ "currentPassword": password(&s), "password": "a long enough password" });
+    let change = s.service(Method::PUT, "/admin/password", Some(body)).await;
     assert_eq!(change.status, 204);
     assert_eq!(local.send(get("/linkedHubs")).await.status, 200);
 }

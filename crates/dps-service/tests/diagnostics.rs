@@ -73,3 +73,25 @@ async fn the_live_log_streams_registrations() {
     );
     TestService::assert_error(&s.send(Method::GET, "/diagnostics/logs?level=loud", Some(&sas), &[], None).await, 400, 400004);
 }
+
+/// #14 item 5: with `metrics_token` set, `GET /metrics` needs `Authorization: Bearer <token>` (401002
+/// otherwise, with the DPS error shape); without it, the exporter stays open (the test above).
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let token = "a-scraper-token-of-32-characters";
+    let s = TestService::start_with(dps_service::config::Overrides { metrics_token: Some(token.into()), ..Default::default() }).await;
+    TestService::assert_error(&s.send(Method::GET, "/metrics", None, &[], None).await, 401, 401002);
+    TestService::assert_error(&s.send(Method::GET, "/metrics", Some("Bearer not-the-token-at-all-000"), &[], None).await, 401, 401002);
+    TestService::assert_error(&s.send(Method::GET, "/metrics", Some(&s.service_sas()), &[], None).await, 401, 401002);
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap_or_default().contains("dps_"), "Prometheus text");
+    let console = s.http.get(format!("{}/metrics", s.console_base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(console.status(), 401, "the console port asks for it too");
+}

@@ -72,3 +72,45 @@ fn a_busy_default_port_check(_holder: Option<std::net::TcpListener>) {
     let err = dps_service::bind(&config).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("8883") && err.contains("--mqtt-port"), "{err}");
 }
+
+/// #14 item 5: a data directory whose master key went missing keeps its database: the start is refused with
+/// the missing file's name and what to do, and no new key is written.
+#[tokio::test]
+async fn a_missing_master_key_with_a_database_refuses_to_start() {
+    let mut s = TestService::start().await;
+    s.enroll("sealed-1", json!({})).await;
+    s.stop().await;
+    let key = s.dir.path().join("master.key");
+    std::fs::remove_file(&key).unwrap_or_else(|e| panic!("{e}"));
+    let flags = dps_service::config::Overrides {
+        https_port: Some(0),
+        mqtt_port: Some(0),
+        amqp_port: Some(0),
+        console_port: Some(0),
+        ..Default::default()
+    };
+    let config = dps_service::Config::load(s.dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
+    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let clock: Arc<dyn dps_core::Clock> = s.clock.clone();
+    let Err(e) = dps_service::start(&config, listeners, clock).await else { panic!("started without its master key") };
+    let message = format!("{e:#}");
+    assert!(message.contains(&key.display().to_string()), "{message}");
+    assert!(message.contains("missing") && message.contains("Restore"), "{message}");
+    assert!(!key.exists(), "no new master key is made");
+}
+
+/// Private files are owner-only and no temporary file of their atomic writes stays behind.
+#[cfg(unix)]
+#[tokio::test]
+async fn private_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestService::start().await;
+    for name in ["master.key", "ca.key", "endpoint.json", "initial-admin-password"] {
+        let mode = std::fs::metadata(s.dir.path().join(name)).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp")).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -42,9 +42,9 @@ impl ApiClient {
         self.send_unit("POST", "/console/logout", &[], None).await
     }
 
-    /// `PUT /admin/password`: the console's new admin password.
-    pub async fn set_admin_password(&self, password: &str) -> Result<(), ApiError> {
-        let body = json!({ "password": password }).to_string();
+    /// `PUT /admin/password`: the console's new admin password (the service needs the current one too).
+    pub async fn set_admin_password(&self, current: &str, password: &str) -> Result<(), ApiError> {
+        let body = json!({ "currentPassword": current, "password": password }).to_string();
         self.send_unit("PUT", "/admin/password", &[], Some(body)).await
     }
 }

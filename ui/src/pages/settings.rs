@@ -18,8 +18,10 @@ use crate::desktop;
 const MIN_PASSWORD_LEN: usize = 10;
 
 /// Why a new password cannot be sent, if it cannot.
-fn password_problem(password: &str, confirm: &str) -> Option<String> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
+fn password_problem(current: &str, password: &str, confirm: &str) -> Option<String> {
+    if current.is_empty() {
+        Some("Enter the current password.".into())
+    } else if password.chars().count() < MIN_PASSWORD_LEN {
         Some(format!("The password must have at least {MIN_PASSWORD_LEN} characters."))
     } else if password != confirm {
         Some("The two passwords differ.".into())
@@ -221,6 +223,7 @@ fn PolicyRow(policy: AccessPolicyInfo) -> impl IntoView {
 #[component]
 fn PasswordForm() -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
+    let current = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<String, String>>);
@@ -229,19 +232,20 @@ fn PasswordForm() -> impl IntoView {
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let (p, c) = (password.get_untracked(), confirm.get_untracked());
+        let (old, p, c) = (current.get_untracked(), password.get_untracked(), confirm.get_untracked());
         error.set(None);
-        if let Some(problem) = password_problem(&p, &c) {
+        if let Some(problem) = password_problem(&old, &p, &c) {
             result.set(Some(Err(problem)));
             return;
         }
         busy.set(true);
         let api = client.get_untracked();
         spawn_local(async move {
-            let r = api.set_admin_password(&p).await;
+            let r = api.set_admin_password(&old, &p).await;
             busy.set(false);
             match r {
                 Ok(()) => {
+                    current.set(String::new());
                     password.set(String::new());
                     confirm.set(String::new());
                     let next = if api.is_desktop() {
@@ -263,8 +267,11 @@ fn PasswordForm() -> impl IntoView {
         <form class="card form" on:submit=submit>
             <h3>"Admin password"</h3>
             <p class="muted">{format!("The password of the console's sign-in page: at least {MIN_PASSWORD_LEN} characters. ")}
-                "Changing it ends every console session."</p>
+                "Changing it needs the current one and ends every console session."</p>
             <input type="text" name="username" autocomplete="username" value="admin" readonly hidden />
+            <label for="password-current">"Current password"</label>
+            <input id="password-current" type="password" autocomplete="current-password" data-testid="password-current"
+                prop:value=move || current.get() on:input=move |ev| current.set(event_target_value(&ev)) />
             <label for="password-new">"New password"</label>
             <input id="password-new" type="password" autocomplete="new-password" data-testid="password-new"
                 prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev)) />

@@ -381,6 +381,13 @@ impl Files {
 
 /// Writes a file, refusing to replace one unless `force`; `private` files are readable by their owner only.
 fn write_new(path: &Path, contents: &[u8], force: bool, private: bool) -> Result<()> {
+    if !force && path.exists() {
+        bail!("{} exists (--force overwrites it)", path.display());
+    }
+    if private {
+        // The service's one way to write a secret: atomic, 0600 from creation.
+        return dps_service::material::write_private(path, contents);
+    }
     let mut o = fs::OpenOptions::new();
     o.write(true);
     if force {
@@ -388,24 +395,7 @@ fn write_new(path: &Path, contents: &[u8], force: bool, private: bool) -> Result
     } else {
         o.create_new(true);
     }
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o.open(path).with_context(|| {
-        if path.exists() && !force {
-            format!("{} exists (--force overwrites it)", path.display())
-        } else {
-            format!("cannot write {}", path.display())
-        }
-    })?;
-    // An existing file keeps its mode on truncation: tighten it.
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600)).with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
+    let mut f = o.open(path).with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(contents).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -62,7 +62,13 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     println!("  AMQP:                {}:{}  (AMQP over WebSockets: the HTTPS port)", i.host, i.ports.amqp.unwrap_or(5671));
     println!("  Service endpoint:    same host; connection string below");
     println!("  CA certificate:      {}  (devices must trust it)", i.ca_certificate);
-    println!("  Connection string:   {}", i.service_connection_string);
+    // The owner key is printed once, when it is made; afterwards it stays in endpoint.json (0600), where
+    // `dps` commands read it.
+    if running.owner_key_created {
+        println!("  Connection string:   {}  (shown once; also in endpoint.json)", i.service_connection_string);
+    } else {
+        println!("  Connection string:   in the endpoint file below (owner only; `dps` commands read it there)");
+    }
     if let Some(port) = i.ports.console {
         let note = if dps_service::https::console::built() {
             "browser; trust the CA above, or accept its warning"
@@ -76,7 +82,7 @@ pub async fn run(a: ServeArgs) -> Result<()> {
     if let Some(p) = &running.initial_admin_password {
         println!("  Console admin:       user admin, password {p}");
         println!(
-            "                       (shown once; also in {} — change it: dps admin set-password)",
+            "                       (shown once; also in {} until it is changed: dps admin set-password)",
             config.data_dir.join("initial-admin-password").display()
         );
     }

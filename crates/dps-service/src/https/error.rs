@@ -20,7 +20,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::RegistrationNotFound | ErrorKind::EnrollmentNotFound | ErrorKind::OperationNotFound | ErrorKind::NotFound => {
             StatusCode::NOT_FOUND
         }
-        ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
+        ErrorKind::CrossSite | ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Conflict | ErrorKind::ConcurrentRegistration => StatusCode::CONFLICT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

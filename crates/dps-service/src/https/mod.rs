@@ -4,6 +4,7 @@
 //! through [`error::error_response`]. [`handle_local`] answers the same requests in-process (the desktop shell).
 
 pub mod console;
+pub mod cross_site;
 pub mod device;
 pub mod error;
 pub mod router;
@@ -197,6 +198,19 @@ fn error_answer(app: &App, e: &DpsError, method: &Method, path: &str, addr: Sock
     error::error_response(e, &tracking_id, app.clock.now())
 }
 
+/// The console port's cross-site check ([`cross_site`]) of a request that is not one of the console's files.
+fn console_admits(app: &App, req: &hyper::Request<Incoming>) -> Result<(), DpsError> {
+    use hyper::body::Body as _;
+    let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    let request = cross_site::Request {
+        method: req.method(),
+        headers: req.headers(),
+        authority: req.uri().authority().map(|a| a.as_str()).or(host),
+        has_body: !req.body().is_end_stream(),
+    };
+    cross_site::check(&request, &cross_site::Own { host_names: &app.host_names, port: app.info.ports.console.unwrap_or_default() })
+}
+
 /// Answers one request; never fails.
 pub async fn handle(
     app: Arc<App>,
@@ -206,8 +220,12 @@ pub async fn handle(
 ) -> Result<HttpResponse, std::convert::Infallible> {
     match surface {
         Surface::Console => {
-            if let Some(file) = console::asset(req.method(), req.uri().path()) {
+            let upgrade = crate::websocket::is_upgrade(&req);
+            if let Some(file) = console::asset(req.method(), req.uri().path()).filter(|_| !upgrade) {
                 return Ok(file);
+            }
+            if let Err(e) = console_admits(&app, &req) {
+                return Ok(error_answer(&app, &e, req.method(), req.uri().path(), peer.addr));
             }
         }
         Surface::Device => {

@@ -104,7 +104,7 @@ pub static ROUTES: &[Row] = &[
     Row::new(PUT, "/service/limits", Right(ServiceConfig), Extension, |a, r, _| Box::pin(limits::put(a, r))),
 
     // diagnostics
-    Row::new(GET, "/metrics", Open, Extension, |a, _, _| now(diagnostics::prometheus(a))),
+    Row::new(GET, "/metrics", Open, Extension, |a, r, _| now(diagnostics::prometheus(a, r))),
     Row::new(GET, "/diagnostics/metrics", Right(ServiceConfig), Extension, |a, r, _| now(diagnostics::metric_series(a, r))),
     Row::new(GET, "/diagnostics/logs", Right(ServiceConfig), Extension, |a, r, _| now(logs::handle(a, r))),
     Row::new(GET, "/diagnostics/allocation", Right(ServiceConfig), Extension, |a, _, _| Box::pin(linked_hubs::allocation(a))),

@@ -4,12 +4,21 @@ use bytes::Bytes;
 use dps_core::DpsError;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::https::{json_response, HttpResponse, Request};
 
-/// `GET /metrics`: Prometheus text, unauthenticated like any exporter.
-pub fn prometheus(app: &App) -> Result<HttpResponse, DpsError> {
+/// `GET /metrics`: Prometheus text — open like any exporter, or behind `Authorization: Bearer <metrics_token>`
+/// when the configuration sets one (compared as SHA-256 digests, so the comparison's time says nothing of the
+/// token).
+pub fn prometheus(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    if let Some(token) = &app.metrics_token {
+        let given = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(token.expose().as_bytes()) {
+            return Err(DpsError::unauthorized("GET /metrics needs Authorization: Bearer <metrics_token>"));
+        }
+    }
     let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     Ok(r)
