@@ -276,6 +276,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             regions: config.regions.clone(),
             webhook_retry: config.webhook_retry,
             hub_retry: config.hub_retry,
+            cpu: dps_core::cpu::CpuBudget::default(),
         },
     );
     let https_port = listeners.https.local_addr()?.port();

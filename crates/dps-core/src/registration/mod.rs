@@ -69,6 +69,8 @@ pub struct EngineConfig {
     pub webhook_retry: WebhookRetry,
     /// How long a hub that is unreachable is retried while the device keeps seeing `assigning`.
     pub hub_retry: HubRetry,
+    /// Concurrency and wait of CPU-heavy attestation steps (chain verification, the TPM challenge).
+    pub cpu: crate::cpu::CpuBudget,
 }
 
 /// Azure's documented schedule: 10 retries, 1 s first, 9 s more each time (§6.3, §9).
@@ -185,7 +187,11 @@ impl RegistrationEngine {
         if !self.config.id_scope.matches(scope) {
             return Err(DpsError::new(
                 ErrorKind::NotFound,
-                format!("ID scope '{}' is not served here; this service's ID scope is {}", scope.escape_debug(), self.config.id_scope),
+                format!(
+                    "ID scope '{}' is not served here; this service's ID scope is {}",
+                    dps_proto::truncate_for_display(scope).escape_debug(),
+                    self.config.id_scope
+                ),
             ));
         }
         RegistrationId::try_from(registration_id).map_err(|e| DpsError::invalid(e.to_string()))
@@ -196,6 +202,7 @@ impl RegistrationEngine {
             enrollments: self.ports.enrollments.as_ref(),
             certificates: self.ports.certificates.as_ref(),
             challenges: self.ports.tpm.as_ref(),
+            cpu: &self.config.cpu,
         };
         let (version, now) = (self.ports.config_version.config_version(), self.ports.clock.now().timestamp());
         if tpm {

@@ -78,8 +78,8 @@ impl RegistrationEngine {
     ) -> Result<Vec<u8>, DpsError> {
         let reg = self.parse_target(id_scope, registration_id)?;
         let p = &self.ports;
-        let blob =
-            crate::tpm::challenge(p.enrollments.as_ref(), p.tpm.as_ref(), p.clock.as_ref(), &reg, endorsement_key, storage_root_key).await;
+        let keys = crate::tpm::PresentedKeys { endorsement_key, storage_root_key };
+        let blob = crate::tpm::challenge(p.enrollments.as_ref(), p.tpm.as_ref(), p.clock.as_ref(), &self.config.cpu, &reg, keys).await;
         if let Err(e) = &blob {
             self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism: "tpm", protocol: "challenge", success: false });
             info!(code = e.code(), error = %e.message, "TPM challenge refused");
