@@ -17,7 +17,7 @@ use crate::model::{Operation, RegistrationRecord};
 
 impl RegistrationEngine {
     /// `PUT /{idScope}/registrations/{id}/register`.
-    #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(&req.registration_id), protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let reg = self.parse_target(&req.id_scope, &req.registration_id)?;
         if let Some(body_id) = req.body.registration_id.as_deref() {
@@ -68,7 +68,7 @@ impl RegistrationEngine {
     /// The TPM attestation port (§4.4.3 step 2): a device presents its EK and SRK; the answer is the
     /// authentication-key blob it must activate. Transports call it — HTTPS for the unauthenticated register,
     /// AMQP's `TPM` SASL mechanism — without knowing how it is built.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id)))]
     pub async fn tpm_challenge(
         &self,
         id_scope: &str,
@@ -111,7 +111,7 @@ impl RegistrationEngine {
     /// registered again — current enrollment, hubs and weights, its enrollment's re-provisioning policy (move
     /// or keep the hub, migrate or reset the twin) — without attestation (it was attested when it
     /// registered). The device learns its new hub at its next registration. Returns the new record.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id)))]
     pub async fn reprovision(self: &Arc<Self>, registration_id: &str) -> Result<RegistrationRecord, DpsError> {
         let read = store_err("could not read the registration");
         let rec = self.ports.registrations.get_registration(registration_id).await.map_err(&read)?.ok_or_else(|| {
