@@ -201,3 +201,30 @@ impl ConfigVersion for ConfigCache {
         self.version()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::testing::{shared, symmetric_group, FakeStore};
+
+    #[tokio::test]
+    async fn group_keys_are_decoded_once_per_configuration_version() {
+        let key = dps_crypto::generate_key();
+        let store = shared(FakeStore { symmetric: vec![symmetric_group("g1", &key, &key)], ..FakeStore::default() });
+        let cache = ConfigCache::new(Arc::clone(&store));
+        let first = cache.symmetric_key_group_keys().await.expect("read");
+        for _ in 0..100 {
+            let again = cache.symmetric_key_group_keys().await.expect("read");
+            assert!(Arc::ptr_eq(&first, &again), "the same decoded keys are shared, not decoded again");
+        }
+        assert_eq!(store.group_reads.load(Ordering::SeqCst), 1, "one store read (and decode) for 101 look-ups");
+        assert_eq!(first.len(), 1);
+
+        store.version.fetch_add(1, Ordering::SeqCst);
+        let after_write = cache.symmetric_key_group_keys().await.expect("read");
+        assert!(!Arc::ptr_eq(&first, &after_write), "a write's new version is read again");
+        assert_eq!(store.group_reads.load(Ordering::SeqCst), 2);
+    }
+}

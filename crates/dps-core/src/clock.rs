@@ -30,7 +30,7 @@ impl ManualClock {
     }
     pub fn advance(&self, d: Duration) {
         if let Ok(mut t) = self.0.lock() {
-            *t += d;
+            *t = t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC);
         }
     }
     pub fn set(&self, v: DateTime<Utc>) {

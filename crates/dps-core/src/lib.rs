@@ -8,6 +8,7 @@ pub mod api_version;
 pub mod attestation;
 pub mod cache;
 pub mod clock;
+pub mod cpu;
 pub mod error;
 pub mod failpoint;
 pub mod limits;
@@ -18,6 +19,8 @@ pub mod ports;
 pub mod query;
 pub mod regions;
 pub mod registration;
+#[cfg(test)]
+mod testing;
 pub mod tpm;
 pub mod x509;
 

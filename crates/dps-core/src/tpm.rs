@@ -44,15 +44,24 @@ async fn enrollment(store: &dyn EnrollmentStore, reg: &RegistrationId) -> Result
     Ok(e)
 }
 
-/// Step 1: checks the EK against the enrollment, stores a new challenge and returns its blob.
+/// What a TPM device presents in its first register: its EK and SRK (TPM2B_PUBLIC).
+#[derive(Debug, Clone, Copy)]
+pub struct PresentedKeys<'a> {
+    pub endorsement_key: &'a [u8],
+    pub storage_root_key: &'a [u8],
+}
+
+/// Step 1: checks the EK against the enrollment, stores a new challenge and returns its blob. The RSA
+/// wrapping runs under the CPU budget (`cpu.rs`): this request is not authenticated yet.
 pub async fn challenge(
     enrollments: &dyn EnrollmentStore,
     challenges: &dyn TpmChallengeStore,
     clock: &dyn Clock,
+    cpu: &crate::cpu::CpuBudget,
     reg: &RegistrationId,
-    endorsement_key: &[u8],
-    storage_root_key: &[u8],
+    presented: PresentedKeys<'_>,
 ) -> Result<Vec<u8>, DpsError> {
+    let PresentedKeys { endorsement_key, storage_root_key } = presented;
     let e = enrollment(enrollments, reg).await?;
     let ek = public(endorsement_key, "endorsement key")?;
     let srk = public(storage_root_key, "storage root key")?;
@@ -63,7 +72,8 @@ pub async fn challenge(
         return Err(DpsError::unauthorized(format!("the endorsement key presented by '{reg}' does not match its enrollment's")));
     }
     let k1 = generate_key();
-    let blob = wrap(&ek, &srk, &k1, reg.as_str().as_bytes())?;
+    let (key, uri) = (k1.clone(), reg.as_str().as_bytes().to_vec());
+    let blob = cpu.run("TPM challenge", move || wrap(&ek, &srk, &key, &uri)).await??;
     challenges
         .put_tpm_challenge(&TpmChallenge {
             registration_id: reg.as_str().to_owned(),

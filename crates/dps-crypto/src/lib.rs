@@ -6,6 +6,11 @@
 //! - [`tpm`]: TPM 2.0 attestation without a TPM — EK/SRK public areas, registration id, the `authenticationKey`
 //!   blob (§4.4).
 
+// These crates parse what peers send (ids, topics, tokens, TPM structures): no indexing or slicing that
+// could panic; use `get`, `split_at_checked`, iterators. Tests may index.
+#![deny(clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
+
 pub mod keys;
 pub mod sas;
 pub mod sealed;

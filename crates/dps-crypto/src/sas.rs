@@ -43,11 +43,13 @@ impl SasToken {
     /// case-insensitively; unknown keys are ignored.
     pub fn parse(text: &str) -> Result<Self, SasError> {
         let text = text.trim();
-        if text.len() < PREFIX.len() || !text[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
-            return Err(SasError::NotSas);
-        }
+        // `get`, not indexing: a multi-byte character across the prefix's end must be refused, not panic.
+        let rest = match (text.get(..PREFIX.len()), text.get(PREFIX.len()..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case(PREFIX) => rest,
+            _ => return Err(SasError::NotSas),
+        };
         let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
-        for item in text[PREFIX.len()..].trim().split('&') {
+        for item in rest.trim().split('&') {
             let (k, v) = item.split_once('=').unwrap_or((item, ""));
             match k {
                 "sr" => sr = Some(v.to_owned()),
@@ -139,6 +141,14 @@ pub fn build_token_signed_by<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_across_the_prefix_end_is_not_a_token_and_no_panic() {
+        let cut = PREFIX.len() - 1;
+        let text = format!("{}é sr=a&sig=b&se=1", &PREFIX[..cut]);
+        assert!(matches!(SasToken::parse(&text), Err(SasError::NotSas)));
+        assert!(matches!(SasToken::parse("€"), Err(SasError::NotSas)));
+    }
 
     fn key() -> Vec<u8> {
         (0u8..32).collect()

@@ -138,11 +138,17 @@ impl IdScope {
 impl TryFrom<String> for IdScope {
     type Error = InvalidId;
     fn try_from(s: String) -> Result<Self, InvalidId> {
-        let ok = s.len() == 11 && s[..3].eq_ignore_ascii_case("0ne") && s[3..].chars().all(|c| c.is_ascii_hexdigit());
+        // `get`, not indexing: a multi-byte character across byte 3 must be refused, not panic.
+        let ok = s.len() == 11
+            && s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("0ne"))
+            && s.get(3..).is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit()));
         if ok {
             Ok(Self(s))
         } else {
-            Err(InvalidId(format!("ID scope '{}' is not in Azure's shape (0ne followed by 8 hexadecimal digits)", s.escape_debug())))
+            Err(InvalidId(format!(
+                "ID scope '{}' is not in Azure's shape (0ne followed by 8 hexadecimal digits)",
+                crate::truncate_for_display(&s).escape_debug()
+            )))
         }
     }
 }
@@ -203,5 +209,15 @@ mod tests {
         for bad in ["0ne0001A2B", "1ne0001A2B3", "0ne0001A2BZ", "", "0ne0001A2B33"] {
             assert!(IdScope::try_from(bad.to_owned()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_id_scope_with_a_character_across_byte_three_is_refused_not_a_panic() {
+        // 11 bytes; 'é' spans bytes 2–3, so slicing at byte 3 would panic.
+        for bad in ["0né0001A2B", "0n€01A2B3", "éééééé"] {
+            assert!(IdScope::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+        let long = IdScope::try_from("z".repeat(100_000)).expect_err("refused");
+        assert!(long.0.len() < 1000, "the message does not echo the whole input");
     }
 }

@@ -5,6 +5,11 @@
 //! swagger (`../shared/reference/openapi/2021-10-01`) and `dps-protocol.md` §1.4, §1.5, §1.8 and §5.3.
 //! Unknown JSON members are ignored on input (§0.12) and absent optional members are omitted on output.
 
+// These crates parse what peers send (ids, topics, tokens, TPM structures): no indexing or slicing that
+// could panic; use `get`, `split_at_checked`, iterators. Tests may index.
+#![deny(clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
+
 /// `Deserialize` for a unit enum from its wire names compared case-insensitively (§5.3 enum strings:
 /// Azure's .NET service reads `Hashed`, `ENABLED` or `symmetrickey` as well, and so must we). `Serialize`
 /// stays derived, so output keeps the camelCase names.
@@ -29,6 +34,7 @@ pub mod amqp;
 pub mod certificates;
 pub mod console;
 pub mod device;
+pub mod display;
 pub mod error;
 pub mod ids;
 pub mod management;
@@ -39,6 +45,7 @@ pub mod trace;
 pub use certificates::*;
 pub use console::*;
 pub use device::*;
+pub use display::{truncate_chars, truncate_for_display, DISPLAY_MAX_CHARS, MAX_OPERATION_ID_CHARS, MAX_REQUEST_ID_CHARS};
 pub use error::*;
 pub use ids::*;
 pub use management::*;

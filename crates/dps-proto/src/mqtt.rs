@@ -53,18 +53,25 @@ fn query_of(rest: &str) -> Option<Vec<(&str, &str)>> {
     Some(q.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).collect())
 }
 
-/// Parses a request topic; `None` for anything else.
+/// Parses a request topic; `None` for anything else, and for a `$rid` longer than
+/// [`crate::MAX_REQUEST_ID_CHARS`] or an `operationId` longer than [`crate::MAX_OPERATION_ID_CHARS`] (the
+/// `$rid` is echoed in the response topic; neither may make a session hold or send more than a bound).
 pub fn parse_request_topic(topic: &str) -> Option<MqttRequest> {
+    let rid_of = |q: &[(&str, &str)]| {
+        let rid = q.iter().find(|(k, _)| *k == "$rid")?.1;
+        (rid.chars().count() <= crate::MAX_REQUEST_ID_CHARS).then(|| rid.to_owned())
+    };
     if let Some(rest) = topic.strip_prefix(REGISTER_PREFIX) {
         let q = query_of(rest)?;
-        let rid = q.iter().find(|(k, _)| *k == "$rid")?.1.to_owned();
-        return Some(MqttRequest::Register { rid });
+        return Some(MqttRequest::Register { rid: rid_of(&q)? });
     }
     if let Some(rest) = topic.strip_prefix(STATUS_PREFIX) {
         let q = query_of(rest)?;
-        let rid = q.iter().find(|(k, _)| *k == "$rid")?.1.to_owned();
         let operation_id = decode(q.iter().find(|(k, _)| *k == "operationId")?.1);
-        return Some(MqttRequest::OperationStatus { rid, operation_id });
+        if operation_id.chars().count() > crate::MAX_OPERATION_ID_CHARS {
+            return None;
+        }
+        return Some(MqttRequest::OperationStatus { rid: rid_of(&q)?, operation_id });
     }
     None
 }
@@ -134,6 +141,18 @@ mod tests {
         ] {
             assert_eq!(parse_request_topic(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn over_long_request_ids_and_operation_ids_are_not_requests() {
+        let rid = "1".repeat(crate::MAX_REQUEST_ID_CHARS);
+        assert_eq!(parse_request_topic(&register_topic(&rid)), Some(MqttRequest::Register { rid: rid.clone() }));
+        let long = "1".repeat(crate::MAX_REQUEST_ID_CHARS + 1);
+        assert_eq!(parse_request_topic(&register_topic(&long)), None);
+        assert_eq!(parse_request_topic(&operation_status_topic(&long, "4.a.b")), None);
+        let op = "o".repeat(crate::MAX_OPERATION_ID_CHARS + 1);
+        assert_eq!(parse_request_topic(&operation_status_topic("1", &op)), None);
+        assert!(parse_request_topic(&operation_status_topic("1", &"o".repeat(crate::MAX_OPERATION_ID_CHARS))).is_some());
     }
 
     #[test]

@@ -367,6 +367,27 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// `value` of the setting `name` when inside `range`, else an error naming the setting, the value and the
+/// range — every numeric setting goes through it (or a check of its own), so no value of any layer reaches
+/// a duration or time computation that could overflow.
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!("{name} {value} is outside {}–{} {unit}", range.start(), range.end())))
+    }
+}
+
+/// Seconds in a day: the longest any timeout may be.
+const DAY_SECS: u32 = 86_400;
+/// Ten minutes in milliseconds: the longest webhook retry delay or latency.
+const TEN_MINUTES_MS: u64 = 600_000;
+
 /// The AMQP limits, defaults replaced by what the layers set, refused when out of range.
 fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     let d = crate::amqp::Limits::default();
@@ -386,7 +407,10 @@ fn mqtt_limits(o: &Overrides) -> Result<crate::mqtt::Limits, ConfigError> {
     let defaults = crate::mqtt::Limits::default();
     let limits = crate::mqtt::Limits {
         max_packet_bytes: o.mqtt_max_packet_bytes.unwrap_or(defaults.max_packet_bytes),
-        connect_timeout: o.mqtt_connect_timeout_secs.map_or(defaults.connect_timeout, |s| std::time::Duration::from_secs(u64::from(s))),
+        connect_timeout: match o.mqtt_connect_timeout_secs {
+            Some(s) => std::time::Duration::from_secs(u64::from(in_range("mqtt_connect_timeout_secs", s, 1..=DAY_SECS, "seconds")?)),
+            None => defaults.connect_timeout,
+        },
     };
     if !(1024..=16 * 1024 * 1024).contains(&limits.max_packet_bytes) {
         return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", limits.max_packet_bytes)));
@@ -400,10 +424,13 @@ fn mqtt_limits(o: &Overrides) -> Result<crate::mqtt::Limits, ConfigError> {
 /// The custom allocation webhooks' and the unavailable hubs' retry schedules, refused when too long.
 fn retries(o: &Overrides) -> Result<(dps_core::registration::WebhookRetry, dps_core::registration::HubRetry), ConfigError> {
     let d = dps_core::registration::WebhookRetry::default();
+    let ms = |name, v: Option<u64>, default| {
+        v.map_or(Ok(default), |v| in_range(name, v, 0..=TEN_MINUTES_MS, "ms").map(std::time::Duration::from_millis))
+    };
     let webhook_retry = dps_core::registration::WebhookRetry {
         retries: o.webhook_retries.unwrap_or(d.retries),
-        initial: o.webhook_retry_initial_ms.map_or(d.initial, std::time::Duration::from_millis),
-        increment: o.webhook_retry_increment_ms.map_or(d.increment, std::time::Duration::from_millis),
+        initial: ms("webhook_retry_initial_ms", o.webhook_retry_initial_ms, d.initial)?,
+        increment: ms("webhook_retry_increment_ms", o.webhook_retry_increment_ms, d.increment)?,
     };
     if webhook_retry.retries > 100 {
         return Err(ConfigError("webhook_retries is above 100".into()));
@@ -497,13 +524,18 @@ impl Config {
             service_region: o.service_region.filter(|r| !r.trim().is_empty()),
             networks: o.network_regions.unwrap_or_default(),
             latency: o.region_latency.unwrap_or_default(),
-            default_latency_ms: o.default_latency_ms.unwrap_or(100),
+            default_latency_ms: in_range("default_latency_ms", o.default_latency_ms.unwrap_or(100), 0..=600_000, "ms")?,
             measured: Default::default(),
         };
         Ok(Config {
             regions,
             measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
-            webhook_timeout: std::time::Duration::from_secs(u64::from(o.webhook_timeout_secs.unwrap_or(30).max(1))),
+            webhook_timeout: std::time::Duration::from_secs(u64::from(in_range(
+                "webhook_timeout_secs",
+                o.webhook_timeout_secs.unwrap_or(30),
+                1..=3600,
+                "seconds",
+            )?)),
             webhook_retry,
             hub_retry,
             webhook_ca_file: o.webhook_ca_file,
@@ -525,7 +557,7 @@ impl Config {
             retry_after_secs,
             max_registrations_in_flight,
             default_allocation_policy,
-            operation_retention_hours: o.operation_retention_hours.unwrap_or(24).max(1),
+            operation_retention_hours: in_range("operation_retention_hours", o.operation_retention_hours.unwrap_or(24), 1..=8760, "hours")?,
             limits,
             limits_explicit,
             limits_azure,
@@ -689,5 +721,47 @@ mod tests {
         let err = Config::load(dir.path().into(), None, &env(&[("DPS_HTTPS_PORT", "https")]), Overrides::default());
         assert!(err.is_err());
         assert!(Config::load(dir.path().into(), Some(&dir.path().join("missing.toml")), &env(&[]), Overrides::default()).is_err());
+    }
+
+    /// Every numeric setting has a range; a value outside it — in the file, the environment or a flag — is a
+    /// clear error naming the setting and its range, never a panic later (huge retention hours, retry delays).
+    #[test]
+    fn out_of_range_numbers_are_refused_from_every_layer() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            ("operation_retention_hours", "DPS_OPERATION_RETENTION_HOURS", "4294967295", "outside 1–8760 hours"),
+            ("operation_retention_hours", "DPS_OPERATION_RETENTION_HOURS", "0", "outside 1–8760 hours"),
+            ("webhook_timeout_secs", "DPS_WEBHOOK_TIMEOUT_SECS", "0", "outside 1–3600 seconds"),
+            ("webhook_timeout_secs", "DPS_WEBHOOK_TIMEOUT_SECS", "4294967295", "outside 1–3600 seconds"),
+            ("webhook_retry_initial_ms", "DPS_WEBHOOK_RETRY_INITIAL_MS", "9223372036854775807", "outside 0–600000 ms"),
+            ("webhook_retry_increment_ms", "DPS_WEBHOOK_RETRY_INCREMENT_MS", "600001", "outside 0–600000 ms"),
+            ("default_latency_ms", "DPS_DEFAULT_LATENCY_MS", "4294967295", "outside 0–600000 ms"),
+            ("mqtt_connect_timeout_secs", "DPS_MQTT_CONNECT_TIMEOUT_SECS", "86401", "outside 1–86400 seconds"),
+            ("amqp_idle_timeout_secs", "DPS_AMQP_IDLE_TIMEOUT_SECS", "0", "outside 1–3600"),
+            ("amqp_max_connections", "DPS_AMQP_MAX_CONNECTIONS", "0", "outside 1–1000000"),
+            ("mqtt_max_packet_bytes", "DPS_MQTT_MAX_PACKET_BYTES", "9223372036854775807", "outside 1 KiB–16 MiB"),
+            ("webhook_retries", "DPS_WEBHOOK_RETRIES", "101", "above 100"),
+            ("hub_retries", "DPS_HUB_RETRIES", "21", "above 20"),
+        ];
+        for (key, var, value, needle) in cases {
+            let f = dir.path().join("range.toml");
+            std::fs::write(&f, format!("{key} = {value}\n")).unwrap_or_else(|e| panic!("{e}"));
+            let from_file = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default());
+            let from_env = Config::load(dir.path().into(), None, &env(&[(var, value)]), Overrides::default());
+            let flag = format!("--{}={value}", key.replace('_', "-"));
+            let flags = {
+                use clap::{Args, FromArgMatches};
+                let m = Overrides::augment_args(clap::Command::new("serve").no_binary_name(true))
+                    .mut_args(|a| a.env(None::<&str>))
+                    .try_get_matches_from([flag.as_str()])
+                    .unwrap_or_else(|e| panic!("{flag}: {e}"));
+                Overrides::from_arg_matches(&m).unwrap_or_else(|e| panic!("{flag}: {e}"))
+            };
+            let from_flag = Config::load(dir.path().into(), None, &env(&[]), flags);
+            for (layer, result) in [("file", from_file), ("environment", from_env), ("flag", from_flag)] {
+                let err = result.err().unwrap_or_else(|| panic!("{key} = {value} from the {layer} was accepted"));
+                assert!(err.0.contains(key) && err.0.contains(needle), "{key} = {value} ({layer}): {err}");
+            }
+        }
     }
 }

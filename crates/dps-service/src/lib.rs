@@ -288,6 +288,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
             hub_retry: config.hub_retry,
             max_in_flight: config.max_registrations_in_flight,
             generic_device_errors: config.generic_device_errors,
+            cpu: dps_core::cpu::CpuBudget::default(),
         },
     );
     let https_port = listeners.https.local_addr()?.port();
@@ -354,7 +355,9 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());
     tasks.spawn(async move {
         loop {
-            let cutoff = purge_clock.now() - chrono::Duration::hours(i64::from(retention));
+            let now = purge_clock.now();
+            let cutoff =
+                now.checked_sub_signed(chrono::Duration::hours(i64::from(retention))).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
             if let Ok(n) = purge_store.purge_operations(cutoff).await {
                 if n > 0 {
                     info!(count = n, "purged finished operations");

@@ -507,3 +507,23 @@ async fn measured_hub_latency_decides_for_local_devices() {
     assert_eq!(c[0]["latencySource"], "measured", "{}", t.body);
     assert_eq!(c[1]["latencyMs"], 500, "{}", t.body);
 }
+
+/// A webhook's answer reaches the device's error and the decision trace bounded: a huge hub name is cut with
+/// a marker (`dps_proto::truncate_for_display`), not stored whole.
+#[tokio::test]
+async fn a_webhooks_huge_answer_is_truncated_in_the_error_and_the_trace() {
+    let s = TestService::start_with(fast_webhooks()).await;
+    link(&s, "a.hub.example", 1, None).await;
+    let hook = Webhook::default();
+    let addr = hook.start().await;
+    let def = json!({ "webhookUrl": format!("http://{addr}/api/allocate"), "apiVersion": "2021-10-01" });
+    let key = group_key(&s, "custom-huge", json!({ "allocationPolicy": "custom", "customAllocationDefinition": def })).await;
+    hook.script(vec![(200, json!({ "iotHubHostName": "h".repeat(20_000) }), Duration::ZERO)]);
+    let done = s.provision("cust-huge", &dps_crypto::derive_device_key(&key, "cust-huge").unwrap_or_default()).await;
+    assert_eq!(done.body["registrationState"]["errorCode"], 400207, "{}", done.body);
+    let t = s.service(Method::GET, "/registrations/cust-huge/trace", None).await;
+    let message = t.body["trace"]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("more bytes]") && message.len() < 1000, "{} bytes: {}", message.len(), t.body);
+    let device_message = done.body["registrationState"]["errorMessage"].as_str().unwrap_or_default();
+    assert!(device_message.len() < 1000, "{} bytes", device_message.len());
+}

@@ -182,6 +182,24 @@ async fn a_wrong_key_is_a_rejected_disposition_with_the_dps_error_body() {
 }
 
 #[tokio::test]
+async fn an_over_long_correlation_id_is_rejected_with_400004() {
+    let s = TestService::start().await;
+    let key = s.enroll("amqp-long-rid", json!({})).await;
+    let mut d = open_plain(&s, "amqp-long-rid", &key).await;
+    let long = MessageId::String("c".repeat(dps_proto::MAX_REQUEST_ID_CHARS + 1));
+    let outcome = d.sender.send(request("iotdps-register", None, long, b"")).await.expect("send");
+    let Outcome::Rejected(rejected) = outcome else { panic!("an over-long correlation-id is refused, got {outcome:?}") };
+    let error = rejected.error.expect("rejected carries an error");
+    let body: Json = serde_json::from_str(error.description.as_deref().expect("description")).expect("description is JSON");
+    assert_eq!(body["errorCode"], 400004, "{body}");
+    // The bound itself is accepted, and the connection stays usable.
+    let ok = MessageId::String("c".repeat(dps_proto::MAX_REQUEST_ID_CHARS));
+    let outcome = d.sender.send(request("iotdps-register", None, ok.clone(), b"")).await.expect("send");
+    assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
+    assert_eq!(response(&mut d).await.correlation, Some(ok));
+}
+
+#[tokio::test]
 async fn a_request_without_an_operation_type_is_rejected_as_an_argument_error() {
     let s = TestService::start().await;
     let key = s.enroll("amqp-noop", json!({})).await;

@@ -500,3 +500,32 @@ async fn a_sixth_poll_within_ten_seconds_is_429_on_the_response_topic() {
     c.recv().await;
     assert!(c.response().await.0.starts_with("$dps/registrations/res/20"));
 }
+
+/// A `$rid` (echoed in the response topic) or `operationId` longer than 128 characters is not a request: the
+/// session is disconnected, no PUBACK; the bound itself is served.
+#[tokio::test]
+async fn over_long_request_ids_disconnect_the_session() {
+    let s = TestService::start().await;
+    let sas = enrolled(&s, "mq-long-rid").await;
+    let long = "1".repeat(dps_proto::MAX_REQUEST_ID_CHARS + 1);
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-long-rid", &sas, 0).await;
+    c.subscribe(1).await;
+    c.publish(&dps_proto::mqtt::register_topic(&long), QoS::AtLeastOnce, 2, b"").await;
+    c.expect_closed().await;
+
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-long-rid", &sas, 0).await;
+    c.subscribe(1).await;
+    let op = "o".repeat(dps_proto::MAX_OPERATION_ID_CHARS + 1);
+    c.publish(&dps_proto::mqtt::operation_status_topic("1", &op), QoS::AtLeastOnce, 2, b"").await;
+    c.expect_closed().await;
+
+    let mut c = Client::new(tls(&s, s.mqtt_port).await);
+    c.connect(&s, "mq-long-rid", &sas, 0).await;
+    c.subscribe(1).await;
+    let rid = "1".repeat(dps_proto::MAX_REQUEST_ID_CHARS);
+    c.publish(&dps_proto::mqtt::register_topic(&rid), QoS::AtLeastOnce, 2, b"").await;
+    assert_eq!(c.recv().await, Some(Packet::PubAck(PubAck::new(2))));
+    assert!(c.response().await.0.starts_with(&format!("$dps/registrations/res/202/?$rid={rid}")));
+}

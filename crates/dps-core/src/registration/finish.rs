@@ -99,7 +99,8 @@ impl RegistrationEngine {
     ) -> Result<bool, StoreError> {
         let now = self.ports.clock.now();
         if let Some(e) = o.error() {
-            trace.error = Some(TraceError { code: e.code(), message: e.message.clone() });
+            // Error texts can carry what a webhook, a hub or a device sent: the trace keeps a bounded copy.
+            trace.error = Some(TraceError { code: e.code(), message: dps_proto::truncate_for_display(&e.message).into_owned() });
         }
         let state = next_state(&op.registration_id, previous.as_ref().map(|p| &p.state), now, o.new_state());
         let first_hub = o.assignment().map(|a| a.first_hub.clone()).or_else(|| previous.and_then(|p| p.first_hub));

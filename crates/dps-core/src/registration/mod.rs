@@ -81,6 +81,8 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// Refused devices all get the same 401 (`refusal.rs`).
     pub generic_device_errors: bool,
+    /// Concurrency and wait of CPU-heavy attestation steps (chain verification, the TPM challenge).
+    pub cpu: crate::cpu::CpuBudget,
 }
 
 /// `EngineConfig::max_in_flight` unless configured: behind a full queue a device waits under a second at the
@@ -221,7 +223,11 @@ impl RegistrationEngine {
         if !self.config.id_scope.matches(scope) {
             return Err(DpsError::new(
                 ErrorKind::NotFound,
-                format!("ID scope '{}' is not served here; this service's ID scope is {}", scope.escape_debug(), self.config.id_scope),
+                format!(
+                    "ID scope '{}' is not served here; this service's ID scope is {}",
+                    dps_proto::truncate_for_display(scope).escape_debug(),
+                    self.config.id_scope
+                ),
             ));
         }
         RegistrationId::try_from(registration_id).map_err(|e| DpsError::invalid(e.to_string()))
@@ -232,6 +238,7 @@ impl RegistrationEngine {
             enrollments: self.ports.enrollments.as_ref(),
             certificates: self.ports.certificates.as_ref(),
             challenges: self.ports.tpm.as_ref(),
+            cpu: &self.config.cpu,
         };
         let (version, now) = (self.ports.config_version.config_version(), self.ports.clock.now().timestamp());
         if tpm {

@@ -11,7 +11,7 @@ use crate::model::Operation;
 
 impl RegistrationEngine {
     /// `GET /{idScope}/registrations/{id}/operations/{operationId}`.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id, operation_id = %operation_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id), operation_id = %dps_proto::truncate_for_display(operation_id)))]
     pub async fn operation_status(
         &self,
         id_scope: &str,

@@ -123,7 +123,7 @@ impl RegistrationEngine {
                 Err(ConnectorError::Unavailable(_)) => n >= retry.retries,
             };
             if let Err(e) = &result {
-                failures.push(e.to_string());
+                failures.push(dps_proto::truncate_for_display(&e.to_string()).into_owned());
             }
             if done {
                 // The built-in registry's identity is written with the outcome, in the same write as this trace.

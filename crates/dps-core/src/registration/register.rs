@@ -17,7 +17,7 @@ use crate::model::{Operation, RegistrationRecord};
 
 impl RegistrationEngine {
     /// `PUT /{idScope}/registrations/{id}/register`.
-    #[tracing::instrument(skip_all, fields(registration_id = %req.registration_id, protocol = req.protocol))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(&req.registration_id), protocol = req.protocol))]
     pub async fn register(self: &Arc<Self>, req: RegisterRequest) -> Result<Reply, DpsError> {
         let (id, protocol) = (req.registration_id.clone(), req.protocol);
         self.register_device(req).await.map_err(|e| self.device_refusal(&id, protocol, e))
@@ -74,7 +74,7 @@ impl RegistrationEngine {
     /// The TPM attestation port (§4.4.3 step 2): a device presents its EK and SRK; the answer is the
     /// authentication-key blob it must activate. Transports call it — HTTPS for the unauthenticated register,
     /// AMQP's `TPM` SASL mechanism — without knowing how it is built.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id)))]
     pub async fn tpm_challenge(
         &self,
         id_scope: &str,
@@ -84,8 +84,8 @@ impl RegistrationEngine {
     ) -> Result<Vec<u8>, DpsError> {
         let reg = self.parse_target(id_scope, registration_id)?;
         let p = &self.ports;
-        let blob =
-            crate::tpm::challenge(p.enrollments.as_ref(), p.tpm.as_ref(), p.clock.as_ref(), &reg, endorsement_key, storage_root_key).await;
+        let keys = crate::tpm::PresentedKeys { endorsement_key, storage_root_key };
+        let blob = crate::tpm::challenge(p.enrollments.as_ref(), p.tpm.as_ref(), p.clock.as_ref(), &self.config.cpu, &reg, keys).await;
         if let Err(e) = &blob {
             self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism: "tpm", protocol: "challenge", success: false });
             info!(code = e.code(), error = %e.message, "TPM challenge refused");
@@ -117,7 +117,7 @@ impl RegistrationEngine {
     /// registered again — current enrollment, hubs and weights, its enrollment's re-provisioning policy (move
     /// or keep the hub, migrate or reset the twin) — without attestation (it was attested when it
     /// registered). The device learns its new hub at its next registration. Returns the new record.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id)))]
     pub async fn reprovision(self: &Arc<Self>, registration_id: &str) -> Result<RegistrationRecord, DpsError> {
         let read = store_err("could not read the registration");
         let rec = self.ports.registrations.get_registration(registration_id).await.map_err(&read)?.ok_or_else(|| {

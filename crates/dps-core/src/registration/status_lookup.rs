@@ -9,7 +9,7 @@ use crate::error::{DpsError, ErrorKind};
 
 impl RegistrationEngine {
     /// `POST /{idScope}/registrations/{id}`: the device's current registration.
-    #[tracing::instrument(skip_all, fields(registration_id = %registration_id))]
+    #[tracing::instrument(skip_all, fields(registration_id = %dps_proto::truncate_for_display(registration_id)))]
     pub async fn status_lookup(
         &self,
         id_scope: &str,

@@ -71,11 +71,11 @@ impl RegistrationEngine {
         let mut attempts = Vec::new();
         for attempt in 0..=retry.retries {
             if attempt > 0 {
-                tokio::time::sleep(retry.initial + retry.increment * (attempt - 1)).await;
+                tokio::time::sleep(retry.initial.saturating_add(retry.increment.saturating_mul(attempt - 1))).await;
             }
             let started = std::time::Instant::now();
             let outcome = self.ports.webhook.call(url, body).await;
-            let ms = started.elapsed().as_millis() as u64;
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (status, bytes) = match outcome {
                 Ok(answer) => answer,
                 Err(e @ crate::ports::WebhookError::TooLarge(_)) => {
@@ -84,7 +84,8 @@ impl RegistrationEngine {
                     return (attempts, Some(Err(error)));
                 }
                 Err(e) => {
-                    attempts.push(WebhookAttempt::Unanswered { error: e.to_string(), ms, retry: true });
+                    let error = dps_proto::truncate_for_display(&e.to_string()).into_owned();
+                    attempts.push(WebhookAttempt::Unanswered { error, ms, retry: true });
                     continue;
                 }
             };
@@ -173,7 +174,7 @@ fn read_answer(answer: Answer, linked_hubs: &[String], attempts: u32) -> Result<
     let Some(hub) = linked_hubs.iter().find(|h| h.eq_ignore_ascii_case(&hub)).cloned() else {
         return Err(DpsError::new(
             ErrorKind::CustomAllocationFailed,
-            format!("the custom allocation webhook chose '{hub}', which is not among linkedHubs"),
+            format!("the custom allocation webhook chose '{}', which is not among linkedHubs", dps_proto::truncate_for_display(&hub)),
         ));
     };
     let initial_twin = member(&answer, "initialTwin").filter(|t| !t.is_null()).and_then(|t| serde_json::from_value(t.clone()).ok());
@@ -253,6 +254,14 @@ mod tests {
         assert_eq!(code(read_answer(Some(Ok(elsewhere)), &hubs(), 1)), ErrorKind::CustomAllocationFailed.code());
         let refused = DpsError::new(ErrorKind::CustomAllocationUnauthorizedAccess, "401");
         assert_eq!(code(read_answer(Some(Err(refused)), &hubs(), 1)), ErrorKind::CustomAllocationUnauthorizedAccess.code());
+    }
+
+    #[test]
+    fn a_webhook_naming_a_huge_hub_gets_a_bounded_error() {
+        let body = serde_json::to_vec(&json!({ "iotHubHostName": "h".repeat(100_000) })).unwrap_or_default();
+        let e = read_answer(Some(Ok(body)), &hubs(), 1).err().unwrap_or_else(|| panic!("an unknown hub is refused"));
+        assert_eq!(e.code(), ErrorKind::CustomAllocationFailed.code());
+        assert!(e.message.len() < 1000 && e.message.contains("more bytes]"), "{} bytes", e.message.len());
     }
 
     #[test]

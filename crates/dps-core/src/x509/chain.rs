@@ -139,6 +139,11 @@ pub fn check_leaf(leaf_der: &[u8], now: DateTime<Utc>) -> Result<(), ChainError>
     Ok(())
 }
 
+/// How many intermediates lie below the certificate being checked (the path holds the leaf first).
+fn below(path: &[Vec<u8>]) -> u32 {
+    u32::try_from(path.len().saturating_sub(1)).unwrap_or(u32::MAX)
+}
+
 /// Verifies `leaf` up to `anchor` through any of `presented` (the device's other certificates).
 pub fn verify_chain(leaf_der: &[u8], presented: &[Vec<u8>], anchor_der: &[u8], now: DateTime<Utc>) -> Result<VerifiedChain, ChainError> {
     check_leaf(leaf_der, now)?;
@@ -151,7 +156,7 @@ pub fn verify_chain(leaf_der: &[u8], presented: &[Vec<u8>], anchor_der: &[u8], n
         if current.issuer() == anchor.subject() && current_der.as_slice() != anchor_der {
             check_issued(&current, &anchor)?;
             check_time(&anchor, now)?;
-            check_path_len(&anchor, (path.len() - 1) as u32)?;
+            check_path_len(&anchor, below(&path))?;
             return Ok(VerifiedChain { path });
         }
         if path.len() > MAX_DEPTH {
@@ -178,7 +183,7 @@ pub fn verify_chain(leaf_der: &[u8], presented: &[Vec<u8>], anchor_der: &[u8], n
         }
         check_issued(&current, &issuer)?;
         check_time(&issuer, now)?;
-        check_path_len(&issuer, (path.len() - 1) as u32)?;
+        check_path_len(&issuer, below(&path))?;
         path.push(issuer_der.clone());
         current_der = issuer_der;
     }

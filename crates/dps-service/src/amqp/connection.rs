@@ -252,7 +252,7 @@ impl Links {
             return Err(End::Protocol("a request before the link named a device".into()));
         };
         let correlation_id = correlation_of(&message);
-        let result = match request_of(&message) {
+        let result = match check_correlation(correlation_id.as_ref()).and_then(|()| request_of(&message)) {
             Ok(AmqpRequest::Register { force_registration }) => {
                 Box::pin(register::handle(&self.app, &device, &body_of(&message), force_registration)).await
             }
@@ -362,6 +362,23 @@ fn body_of(message: &Message<Body<Value>>) -> Vec<u8> {
         Body::Data(batch) => batch.iter().flat_map(|d| d.0.iter().copied()).collect(),
         _ => Vec::new(),
     }
+}
+
+/// A string or binary correlation-id longer than `dps_proto::MAX_REQUEST_ID_CHARS` (it is echoed and kept
+/// while the response is queued) is refused with 400004.
+fn check_correlation(id: Option<&MessageId>) -> Result<(), DpsError> {
+    let len = match id {
+        Some(MessageId::String(s)) => s.chars().count(),
+        Some(MessageId::Binary(b)) => b.len(),
+        _ => 0,
+    };
+    if len > dps_proto::MAX_REQUEST_ID_CHARS {
+        return Err(DpsError::invalid(format!(
+            "the correlation-id has {len} characters or bytes; at most {} are accepted",
+            dps_proto::MAX_REQUEST_ID_CHARS
+        )));
+    }
+    Ok(())
 }
 
 /// The correlation-id to echo (same AMQP type, §0.8); a request without one is answered with its

@@ -190,7 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
             return Err(End::Protocol("QoS 2 publishes are not supported".into()));
         }
         let Some(request) = parse_request_topic(&p.topic) else {
-            return Err(End::Protocol(format!("'{}' is not a DPS request topic", p.topic.escape_debug())));
+            return Err(End::Protocol(format!(
+                "'{}' is not a DPS request topic (or its $rid or operationId is longer than 128 characters)",
+                dps_proto::truncate_for_display(&p.topic).escape_debug()
+            )));
         };
         if p.qos == QoS::AtLeastOnce {
             self.conn.write(Packet::PubAck(PubAck::new(p.pkid))).await?;
