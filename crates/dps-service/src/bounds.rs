@@ -287,22 +287,31 @@ mod tests {
         assert!(caps.admit(a).is_some(), "a place was freed");
     }
 
-    #[tokio::test(start_paused = true)]
+    /// The outcome, or a panic when it does not come (a deadline that does not fire).
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f).await.expect("the deadline did not fire")
+    }
+
+    #[tokio::test]
     async fn a_write_pending_past_the_deadline_fails_and_idle_reads_end() {
         let (near, _far) = tokio::io::duplex(8);
-        let mut s = Deadlines::new(near, Duration::from_secs(5), None);
-        let err = s.write_all(&[0u8; 64]).await.expect_err("the far end never reads");
+        let mut s = Deadlines::new(near, Duration::from_millis(200), None);
+        let err = within(s.write_all(&[0u8; 64])).await.expect_err("the far end never reads");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 
         let (near, mut far) = tokio::io::duplex(64);
-        let mut s = Deadlines::new(near, Duration::from_secs(5), Some(Duration::from_secs(30)));
+        let mut s = Deadlines::new(near, Duration::from_millis(200), Some(Duration::from_millis(300)));
         far.write_all(b"x").await.expect("write");
         let mut b = [0u8; 1];
         s.read_exact(&mut b).await.expect("a byte");
-        let err = s.read_exact(&mut b).await.expect_err("silence");
+        let err = within(s.read_exact(&mut b)).await.expect_err("silence");
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
         s.handle().set_idle(None);
-        far.write_all(b"y").await.expect("write");
-        s.read_exact(&mut b).await.expect("no idle limit any more");
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            far.write_all(b"y").await.expect("write");
+        };
+        let (read, ()) = within(async { tokio::join!(s.read_exact(&mut b), late) }).await;
+        read.expect("no idle limit any more: a byte after twice the old idle time is read");
     }
 }
