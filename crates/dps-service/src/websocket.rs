@@ -195,3 +195,93 @@ async fn outbound<S>(
     }
     let _ = ws_tx.send(Message::Close(None)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    const OUTCOME: Duration = Duration::from_secs(10);
+
+    /// A pump between a client WebSocket (returned) and a session byte stream (returned), over in-memory pipes.
+    async fn pumped() -> (WebSocketStream<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+        let (session, pump_side) = tokio::io::duplex(1024);
+        let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        tokio::spawn(pump(server, pump_side, std::net::SocketAddr::from(([127, 0, 0, 1], 1))));
+        (client, session)
+    }
+
+    use std::time::Duration;
+
+    /// Waits until `count` reaches `n` (the other side is blocked by then).
+    async fn until(count: &std::sync::atomic::AtomicUsize, n: usize) {
+        tokio::time::timeout(OUTCOME, async {
+            while count.load(std::sync::atomic::Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the other side never got that far");
+    }
+
+    #[tokio::test]
+    async fn a_session_that_does_not_read_does_not_stop_its_output() {
+        let (client, mut session) = pumped().await;
+        let (mut tx, mut rx) = client.split();
+        // The peer sends more than the session's pipe holds; the session reads nothing.
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&sent);
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if tx.send(Message::Binary(Bytes::from(vec![7u8; 1024]))).await.is_err() {
+                    break;
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            std::future::pending::<()>().await
+        });
+        until(&sent, 8).await;
+        session.write_all(b"answer").await.expect("write");
+        let got = tokio::time::timeout(OUTCOME, async {
+            loop {
+                match rx.next().await {
+                    Some(Ok(Message::Binary(b))) => return b,
+                    Some(Ok(_)) => continue,
+                    other => panic!("the WebSocket ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the session's output was held up by its unread input");
+        assert_eq!(&got[..], b"answer");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_does_not_stop_its_input() {
+        let (client, session) = pumped().await;
+        let (mut tx, _rx_never_read) = client.split();
+        let (mut session_rd, mut session_wr) = tokio::io::split(session);
+        // The session sends more than the peer's pipe holds; the peer reads nothing.
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&written);
+        tokio::spawn(async move {
+            for _ in 0..512 {
+                if session_wr.write_all(&[9u8; 1024]).await.is_err() {
+                    break;
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            std::future::pending::<()>().await
+        });
+        until(&written, 17).await;
+        tx.send(Message::Binary(Bytes::from_static(b"request"))).await.expect("send");
+        let mut got = [0u8; 7];
+        tokio::time::timeout(OUTCOME, session_rd.read_exact(&mut got))
+            .await
+            .expect("the peer's input was held up by its unread output")
+            .expect("read");
+        assert_eq!(&got, b"request");
+    }
+}

@@ -346,3 +346,57 @@ async fn a_spent_body_budget_is_503_with_retry_after_and_the_dps_error() {
     }
     assert!(served, "the budget did not come back when the holder went");
 }
+
+/// A WebSocket carrying MQTT on the HTTPS port.
+async fn mqtt_ws(s: &TestService) -> tokio_tungstenite::WebSocketStream<Tls> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let port = port_of(&s.base);
+    let mut req = format!("wss://127.0.0.1:{port}/$iothub/websocket").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    req.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().unwrap_or_else(|e| panic!("{e:?}")));
+    tokio_tungstenite::client_async(req, tls(s, port).await).await.unwrap_or_else(|e| panic!("{e}")).0
+}
+
+/// The next binary message, or `None` when the server closed the WebSocket.
+async fn next_binary(ws: &mut tokio_tungstenite::WebSocketStream<Tls>) -> Option<Vec<u8>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(OUTCOME, ws.next()).await.unwrap_or_else(|_| panic!("neither an answer nor a close")) {
+            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn send_binary(ws: &mut tokio_tungstenite::WebSocketStream<Tls>, bytes: &[u8]) {
+    use futures_util::SinkExt;
+    let msg = tokio_tungstenite::tungstenite::Message::Binary(bytes::Bytes::copy_from_slice(bytes));
+    ws.send(msg).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn mqtt_over_websockets_keeps_the_keep_alive_not_the_http_idle_time() {
+    // HTTP connections idle for 1 s are closed; an MQTT session over a WebSocket lives by its keep-alive.
+    let s = TestService::start_with(Overrides { mqtt_max_keep_alive_secs: Some(3600), ..short() }).await;
+    let mut ws = mqtt_ws(&s).await;
+    send_binary(&mut ws, &connect_packet(&s, "dev1", 2)).await;
+    assert_eq!(next_binary(&mut ws).await, Some(vec![0x20, 2, 0, 0]), "CONNACK");
+    for _ in 0..3 {
+        // Pings further apart than the HTTP idle time, within the keep-alive's 3 s.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        send_binary(&mut ws, &[0xC0, 0]).await;
+        assert_eq!(next_binary(&mut ws).await, Some(vec![0xD0, 0]), "PINGRESP");
+    }
+    // Silence past 1.5 × keep-alive: the session ends and so does the WebSocket.
+    assert_eq!(next_binary(&mut ws).await, None);
+}
+
+#[tokio::test]
+async fn mqtt_over_websockets_with_keep_alive_zero_is_closed_after_the_server_maximum() {
+    let s = TestService::start_with(short()).await;
+    let mut ws = mqtt_ws(&s).await;
+    send_binary(&mut ws, &connect_packet(&s, "dev1", 0)).await;
+    assert_eq!(next_binary(&mut ws).await, Some(vec![0x20, 2, 0, 0]), "CONNACK");
+    assert_eq!(next_binary(&mut ws).await, None, "a silent session with keep-alive 0 was not closed");
+}
