@@ -222,6 +222,20 @@ async fn served_again(s: &TestService, source: [u8; 4], port: u16) -> bool {
     false
 }
 
+/// Tries until a TLS connection from 127.0.0.1 is admitted again and kept (MQTT, AMQP: no request needed).
+async fn admitted_again(s: &TestService, port: u16) -> Option<Tls> {
+    for _ in 0..100 {
+        if let Ok(mut stream) = tls_from(s, [127, 0, 0, 1], port).await {
+            let mut b = [0u8; 1];
+            if tokio::time::timeout(Duration::from_millis(300), stream.read(&mut b)).await.is_err() {
+                return Some(stream);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Whether a TLS handshake from `source` is refused (the server closed the connection at accept).
 async fn refused_from(s: &TestService, source: [u8; 4], port: u16) -> bool {
     match tls_from(s, source, port).await {
@@ -253,18 +267,7 @@ async fn connections_over_the_caps_are_closed_at_accept_on_every_listener() {
         if what == "HTTPS" || what == "console" {
             assert!(served_again(&s, [127, 0, 0, 1], port).await, "{what}: a closed connection's place was not freed");
         } else {
-            let mut again = None;
-            for _ in 0..100 {
-                if let Ok(mut stream) = tls_from(&s, [127, 0, 0, 1], port).await {
-                    let mut b = [0u8; 1];
-                    if tokio::time::timeout(Duration::from_millis(300), stream.read(&mut b)).await.is_err() {
-                        again = Some(stream);
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(again.is_some(), "{what}: a closed connection's place was not freed");
+            assert!(admitted_again(&s, port).await.is_some(), "{what}: a closed connection's place was not freed");
         }
         drop(other);
     }
@@ -286,6 +289,36 @@ async fn a_client_that_stops_reading_is_closed_at_the_write_deadline() {
     });
     assert!(refused_from(&s, [127, 0, 0, 1], port).await, "the stalled connection holds the address's one place");
     assert!(served_again(&s, [127, 0, 0, 1], port).await, "the stalled connection's task did not end");
+    writer.abort();
+}
+
+#[tokio::test]
+async fn an_mqtt_client_that_stops_reading_is_closed_at_the_write_deadline() {
+    let s = TestService::start_with(Overrides {
+        max_connections_per_ip: Some(1),
+        write_timeout_secs: Some(1),
+        mqtt_connect_timeout_secs: Some(30),
+        ..Default::default()
+    })
+    .await;
+    let mut stalled = mqtt_connected(&s, 60).await;
+    // Subscribed, then requests whose error answers (each several times the request) pile up unread.
+    let mut out = BytesMut::new();
+    let mut sub = rumqttc::mqttbytes::v4::Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce);
+    sub.pkid = 1;
+    Packet::Subscribe(sub).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
+    for i in 0..40_000 {
+        let p = Publish::new(format!("$dps/registrations/PUT/iotdps-register/?$rid={i}"), QoS::AtMostOnce, Vec::new());
+        Packet::Publish(p).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let writer = tokio::spawn(async move {
+        let _ = stalled.write_all(&out).await;
+        let _ = stalled.flush().await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(stalled);
+    });
+    assert!(refused_from(&s, [127, 0, 0, 1], s.mqtt_port).await, "the stalled session holds the address's one place");
+    assert!(admitted_again(&s, s.mqtt_port).await.is_some(), "the stalled session's task did not end");
     writer.abort();
 }
 
