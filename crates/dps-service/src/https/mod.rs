@@ -375,10 +375,11 @@ pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization
 }
 
 /// hyper's side of the bounds: the HTTP/1 head within the idle time (its timer starts when the connection
-/// waits for a request), a 64 KiB head buffer; HTTP/2: 100 concurrent streams, 16 KiB of headers.
+/// waits for a request) and a 128 KiB read buffer (a longer head is 431; a request line past hyper's 64 KiB URI
+/// limit still fits, so it gets its 414); HTTP/2: 100 concurrent streams, 16 KiB of headers.
 fn http_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.idle_timeout).max_buf_size(64 * 1024);
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.idle_timeout).max_buf_size(128 * 1024);
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
