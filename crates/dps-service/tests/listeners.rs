@@ -433,3 +433,19 @@ async fn mqtt_over_websockets_with_keep_alive_zero_is_closed_after_the_server_ma
     assert_eq!(next_binary(&mut ws).await, Some(vec![0x20, 2, 0, 0]), "CONNACK");
     assert_eq!(next_binary(&mut ws).await, None, "a silent session with keep-alive 0 was not closed");
 }
+
+#[tokio::test]
+async fn an_authorised_request_answered_with_connection_close_is_closed_after_its_answer() {
+    let s = TestService::start().await;
+    let mut stream = tls(&s, port_of(&s.base)).await;
+    let head = format!(
+        "POST /enrollments/query?api-version=2021-10-01 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 1048578\r\nConnection: close\r\n\r\n\"",
+        s.service_sas()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(&vec![b'q'; 1_048_576]).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(b"\"").await.unwrap_or_else(|e| panic!("{e}"));
+    let (status, text) = read_head(&mut stream).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(closed_by_server(&mut stream).await, "the connection stayed open after a `connection: close` answer");
+}
