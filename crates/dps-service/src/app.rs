@@ -19,6 +19,9 @@ pub struct App {
     pub host_names: Vec<String>,
     pub info: EndpointInfo,
     pub mqtt_limits: crate::mqtt::Limits,
+    /// The HTTPS listeners' request bounds and the global budget of request-body bytes.
+    pub http_limits: crate::https::Limits,
+    pub body_budget: crate::https::BodyBudget,
     /// AMQP limits and the count of open AMQP connections (TLS and WebSockets share it).
     pub amqp: crate::amqp::Admission,
     pub metrics: dps_core::metrics::Metrics,

@@ -79,6 +79,44 @@ pub struct Overrides {
     /// Open AMQP connections (TLS and WebSockets together) at most (default 20000).
     #[arg(long, env = "DPS_AMQP_MAX_CONNECTIONS")]
     pub amqp_max_connections: Option<usize>,
+    /// The longest MQTT keep-alive honoured in seconds: a client asking 0 (no pings) or more is held to it, and
+    /// closed after 1.5 × it in silence (default 1200; 1–65535).
+    #[arg(long, env = "DPS_MQTT_MAX_KEEP_ALIVE_SECS")]
+    pub mqtt_max_keep_alive_secs: Option<u32>,
+    /// Seconds an MQTT packet may take to arrive whole once its first byte did (default 30; 1–3600).
+    #[arg(long, env = "DPS_MQTT_PACKET_TIMEOUT_SECS")]
+    pub mqtt_packet_timeout_secs: Option<u32>,
+    /// Seconds from TCP accept to a complete AMQP `open` (TLS, protocol header, SASL; default 10; 1–300).
+    #[arg(long, env = "DPS_AMQP_HANDSHAKE_TIMEOUT_SECS")]
+    pub amqp_handshake_timeout_secs: Option<u32>,
+    /// Seconds an AMQP frame may take to arrive whole once its first byte did (default 10; 1–3600).
+    #[arg(long, env = "DPS_AMQP_FRAME_TIMEOUT_SECS")]
+    pub amqp_frame_timeout_secs: Option<u32>,
+    /// Seconds from TCP accept to a finished TLS handshake on the HTTPS and console ports (default 10; 1–300).
+    #[arg(long, env = "DPS_HTTP_HANDSHAKE_TIMEOUT_SECS")]
+    pub http_handshake_timeout_secs: Option<u32>,
+    /// Seconds an HTTPS or console connection may move no byte; an HTTP/1 request head must arrive within it,
+    /// counted from when the connection waits for a request (default 120; 1–3600).
+    #[arg(long, env = "DPS_HTTP_IDLE_TIMEOUT_SECS")]
+    pub http_idle_timeout_secs: Option<u32>,
+    /// Seconds a request body has to arrive whole (default 60; 1–3600).
+    #[arg(long, env = "DPS_HTTP_BODY_TIMEOUT_SECS")]
+    pub http_body_timeout_secs: Option<u32>,
+    /// Bytes of request bodies held at once across all HTTPS connections; past it a request gets 503 with
+    /// retry-after (default 67108864 = 64 MiB; 1024–4294967295).
+    #[arg(long, env = "DPS_HTTP_BODY_BUDGET_BYTES")]
+    pub http_body_budget_bytes: Option<u64>,
+    /// Seconds a write may wait for a peer that does not read, on every listener (default 30; 1–3600).
+    #[arg(long, env = "DPS_WRITE_TIMEOUT_SECS")]
+    pub write_timeout_secs: Option<u32>,
+    /// Open connections per listener at most (HTTPS, console, MQTT, AMQP each; default 20000); more are closed
+    /// at accept.
+    #[arg(long, env = "DPS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections per listener from one source address at most (default 1000: devices behind one NAT
+    /// share it); more are closed at accept.
+    #[arg(long, env = "DPS_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Seconds devices are told to wait between polls (2–5, default 2).
     #[arg(long, env = "DPS_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u32>,
@@ -343,6 +381,12 @@ pub struct Config {
     /// Whether the console port was configured (a busy default falls back like MQTT's).
     pub console_port_explicit: bool,
     pub mqtt_limits: crate::mqtt::Limits,
+    /// The HTTPS and console listeners' request bounds.
+    pub http_limits: crate::https::Limits,
+    /// Connection caps of each listener.
+    pub caps: crate::bounds::Caps,
+    /// The write deadline of every listener.
+    pub write_timeout: std::time::Duration,
     pub retry_after_secs: u32,
     pub max_registrations_in_flight: usize,
     pub default_allocation_policy: AllocationPolicy,
@@ -387,10 +431,58 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 const DAY_SECS: u32 = 86_400;
 /// Ten minutes in milliseconds: the longest webhook retry delay or latency.
 const TEN_MINUTES_MS: u64 = 600_000;
+/// Seconds from a layer (or the default), refused outside `range`.
+fn secs(
+    name: &str,
+    value: Option<u32>,
+    default: std::time::Duration,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(std::time::Duration::from_secs(u64::from(v))),
+        Some(v) => Err(ConfigError(format!("{name} {v} is outside {}–{}", range.start(), range.end()))),
+    }
+}
+
+/// A count from a layer (or the default), refused outside `range`.
+fn count(name: &str, value: Option<usize>, default: usize, range: std::ops::RangeInclusive<usize>) -> Result<usize, ConfigError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(ConfigError(format!("{name} {v} is outside {}–{}", range.start(), range.end())))
+    }
+}
+
+/// The HTTPS listeners' request bounds, the caps and the write deadline every listener shares.
+fn listener_bounds(o: &Overrides) -> Result<(crate::https::Limits, crate::bounds::Caps, std::time::Duration), ConfigError> {
+    let d = crate::https::Limits::default();
+    let budget = o.http_body_budget_bytes.unwrap_or(d.body_budget_bytes as u64);
+    if !(1024..=u64::from(u32::MAX)).contains(&budget) {
+        return Err(ConfigError(format!("http_body_budget_bytes {budget} is outside 1024–4294967295")));
+    }
+    let http = crate::https::Limits {
+        handshake_timeout: secs("http_handshake_timeout_secs", o.http_handshake_timeout_secs, d.handshake_timeout, 1..=300)?,
+        idle_timeout: secs("http_idle_timeout_secs", o.http_idle_timeout_secs, d.idle_timeout, 1..=3600)?,
+        body_timeout: secs("http_body_timeout_secs", o.http_body_timeout_secs, d.body_timeout, 1..=3600)?,
+        body_budget_bytes: usize::try_from(budget).unwrap_or(usize::MAX),
+    };
+    let c = crate::bounds::Caps::default();
+    let caps = crate::bounds::Caps {
+        total: count("max_connections", o.max_connections, c.total, 1..=1_000_000)?,
+        per_ip: count("max_connections_per_ip", o.max_connections_per_ip, c.per_ip, 1..=1_000_000)?,
+    };
+    let write = secs("write_timeout_secs", o.write_timeout_secs, std::time::Duration::from_secs(30), 1..=3600)?;
+    Ok((http, caps, write))
+}
 
 /// The AMQP limits, defaults replaced by what the layers set, refused when out of range.
 fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     let d = crate::amqp::Limits::default();
+    let handshake_timeout = secs("amqp_handshake_timeout_secs", o.amqp_handshake_timeout_secs, d.handshake_timeout, 1..=300)?;
+    let frame_timeout = secs("amqp_frame_timeout_secs", o.amqp_frame_timeout_secs, d.frame_timeout, 1..=3600)?;
+    let write_timeout = secs("write_timeout_secs", o.write_timeout_secs, d.write_timeout, 1..=3600)?;
     let idle = o.amqp_idle_timeout_secs.map_or(d.idle_timeout, |s| std::time::Duration::from_secs(u64::from(s)));
     if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(3600)).contains(&idle) {
         return Err(ConfigError(format!("amqp_idle_timeout_secs {} is outside 1–3600", idle.as_secs())));
@@ -399,7 +491,7 @@ fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     if !(1..=1_000_000).contains(&max_connections) {
         return Err(ConfigError(format!("amqp_max_connections {max_connections} is outside 1–1000000")));
     }
-    Ok(crate::amqp::Limits { idle_timeout: idle, max_connections, ..d })
+    Ok(crate::amqp::Limits { idle_timeout: idle, max_connections, handshake_timeout, frame_timeout, write_timeout, ..d })
 }
 
 /// The MQTT limits, defaults replaced by what the layers set, refused when out of range.
@@ -411,6 +503,8 @@ fn mqtt_limits(o: &Overrides) -> Result<crate::mqtt::Limits, ConfigError> {
             Some(s) => std::time::Duration::from_secs(u64::from(in_range("mqtt_connect_timeout_secs", s, 1..=DAY_SECS, "seconds")?)),
             None => defaults.connect_timeout,
         },
+        max_keep_alive: secs("mqtt_max_keep_alive_secs", o.mqtt_max_keep_alive_secs, defaults.max_keep_alive, 1..=65535)?,
+        packet_timeout: secs("mqtt_packet_timeout_secs", o.mqtt_packet_timeout_secs, defaults.packet_timeout, 1..=3600)?,
     };
     if !(1024..=16 * 1024 * 1024).contains(&limits.max_packet_bytes) {
         return Err(ConfigError(format!("mqtt_max_packet_bytes {} is outside 1 KiB–16 MiB", limits.max_packet_bytes)));
@@ -485,6 +579,7 @@ impl Config {
     fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
         let amqp_limits = amqp_limits(&o)?;
         let mqtt_limits = mqtt_limits(&o)?;
+        let (http_limits, caps, write_timeout) = listener_bounds(&o)?;
         let (webhook_retry, hub_retry) = retries(&o)?;
         let metrics_token = metrics_token(o.metrics_token.as_deref())?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
@@ -548,6 +643,9 @@ impl Config {
             console_port_explicit: o.console_port.is_some(),
             console_port: o.console_port.unwrap_or(DEFAULT_CONSOLE_PORT),
             mqtt_limits,
+            http_limits,
+            caps,
+            write_timeout,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
             bind,
@@ -709,6 +807,12 @@ mod tests {
             ("[limits_azure]\nburst = 3\n", "burst"),
             ("metrics_token = \"short\"\n", "metrics_token"),
             ("metrics_token = \"has a space in it, 16+\"\n", "metrics_token"),
+            ("mqtt_max_keep_alive_secs = 0\n", "mqtt_max_keep_alive_secs 0 is outside 1–65535"),
+            ("http_idle_timeout_secs = 0\n", "http_idle_timeout_secs"),
+            ("http_body_budget_bytes = 10\n", "http_body_budget_bytes"),
+            ("write_timeout_secs = 100000\n", "write_timeout_secs"),
+            ("max_connections_per_ip = 0\n", "max_connections_per_ip"),
+            ("amqp_frame_timeout_secs = 0\n", "amqp_frame_timeout_secs"),
         ];
         for (text, needle) in cases {
             let f = dir.path().join("bad.toml");

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod amqp;
 pub mod app;
+pub mod bounds;
 pub mod config;
 pub mod device_body;
 pub mod diagnostics;
@@ -324,6 +325,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         host_names,
         info: info.clone(),
         mqtt_limits: config.mqtt_limits,
+        http_limits: config.http_limits,
+        body_budget: https::BodyBudget::new(config.http_limits.body_budget_bytes),
         amqp: amqp::Admission::new(config.amqp_limits),
         metrics,
         limits,
@@ -342,14 +345,22 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
     let mqtt_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[])?;
     let amqp_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
+    // Each listener its own caps; the protocols set their handshake and idle times (`bounds.rs`).
+    let bounds = |what| bounds::ListenerBounds {
+        caps: bounds::ConnectionCaps::new(what, config.caps),
+        handshake_timeout: config.http_limits.handshake_timeout,
+        write_timeout: config.write_timeout,
+        idle_timeout: None,
+    };
     let https = tokio::net::TcpListener::from_std(listeners.https)?;
-    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), https::Surface::Device, rx.clone()));
+    let surface = https::Surface::Device;
+    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), surface, bounds("HTTPS"), rx.clone()));
     let console = tokio::net::TcpListener::from_std(listeners.console)?;
-    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, rx.clone()));
+    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, bounds("console"), rx.clone()));
     let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
-    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, rx.clone()));
+    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, bounds("MQTT"), rx.clone()));
     let amqp_listener = tokio::net::TcpListener::from_std(listeners.amqp)?;
-    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), rx.clone()));
+    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), bounds("AMQP"), rx.clone()));
 
     let (purge_store, retention, purge_clock, mut purge_rx) =
         (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());

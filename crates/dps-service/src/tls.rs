@@ -130,3 +130,55 @@ pub async fn accept_loop<M, S, Fut>(
         }
     }
 }
+
+/// The stream every bounded listener's connection runs on: TLS over [`crate::bounds::Deadlines`].
+pub type BoundedStream = tokio_rustls::server::TlsStream<crate::bounds::Deadlines<tokio::net::TcpStream>>;
+
+/// [`accept_loop`] with a listener's bounds: a connection over its caps is closed at accept, before TLS; the
+/// others run on [`crate::bounds::Deadlines`] (write and idle deadlines) and hold their permit until their task
+/// ends.
+pub async fn accept_bounded<M, S, Fut>(
+    what: &'static str,
+    listener: tokio::net::TcpListener,
+    tls: Arc<ServerConfig>,
+    bounds: crate::bounds::ListenerBounds,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut make: M,
+) where
+    M: FnMut(std::net::SocketAddr) -> S,
+    S: FnOnce(BoundedStream, Option<Arc<Vec<Vec<u8>>>>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Some(permit) = bounds.caps.admit(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let tcp = crate::bounds::Deadlines::new(tcp, bounds.write_timeout, bounds.idle_timeout);
+        let (acceptor, serve, handshake) = (acceptor.clone(), make(peer), bounds.handshake_timeout);
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let chain = peer_chain(stream.get_ref().1);
+                    serve(stream, chain).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "{what} TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "{what} TLS handshake timed out"),
+            }
+        });
+    }
+}

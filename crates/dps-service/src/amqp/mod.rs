@@ -99,9 +99,18 @@ pub struct Transport {
 }
 
 /// Accepts TLS connections on the AMQP port until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, shutdown: watch::Receiver<bool>) {
-    let handshake = app.amqp.limits.handshake_timeout;
-    crate::tls::accept_loop("AMQP", listener, tls, handshake, shutdown, |peer| {
+/// The guard keeps the idle time (`idle-time-out`), so the connection's is off; the write deadline and the
+/// caps are the listener's.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    bounds: crate::bounds::ListenerBounds,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handshake_timeout = app.amqp.limits.handshake_timeout;
+    let bounds = crate::bounds::ListenerBounds { handshake_timeout, idle_timeout: None, ..bounds };
+    crate::tls::accept_bounded("AMQP", listener, tls, bounds, shutdown, |peer| {
         let app = Arc::clone(&app);
         move |stream, chain| run(stream, app, Transport { peer, client_chain: chain, protocol: "amqp" })
     })

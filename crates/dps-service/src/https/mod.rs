@@ -2,6 +2,15 @@
 //! service API on another ([`Surface`]). A connection is one task; each request is parsed into a [`Request`]
 //! (path segments percent-decoded, body read up to its route's limit), routed, and answered; any error goes
 //! through [`error::error_response`]. [`handle_local`] answers the same requests in-process (the desktop shell).
+//!
+//! What a request may cost before it is authorised is small and fixed: the route and the rights check need only
+//! the head, so a service-API body is read only after the check passed (an unauthorised request gets its 401
+//! unread); unauthenticated routes (sign-in) take 4 KB at most. Bodies being read count against one global
+//! budget of bytes ([`Limits::body_budget_bytes`]): a request that finds it spent is answered at once with
+//! 503 and `retry-after` (waiting would hold its connection and its bytes without bound), and a body must
+//! arrive within [`Limits::body_timeout`]. The connection itself is bounded by the listener (caps, TLS
+//! handshake, write and idle deadlines: `crate::bounds`) and hyper (the HTTP/1 head within the idle time,
+//! HTTP/2 stream and header-list limits).
 
 pub mod console;
 pub mod cross_site;
@@ -18,14 +27,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dps_core::{DpsError, ErrorKind};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::app::App;
@@ -35,7 +44,61 @@ use router::{Access, Params, Row};
 pub const DEVICE_BODY_LIMIT: usize = 96 * 1024;
 /// Service-API bodies (bulk operations are not capped at 10 items here).
 pub const SERVICE_BODY_LIMIT: usize = 16 * 1024 * 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unauthenticated bodies (the console's sign-in): a password and a user name.
+pub const OPEN_BODY_LIMIT: usize = 4 * 1024;
+
+/// Bounds of the HTTPS and console listeners' requests (the connection's are `crate::bounds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time from TCP accept to a finished TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time a connection may move no byte; also the time an HTTP/1 request head has, counted from when the
+    /// connection starts waiting for it (hyper's `header_read_timeout`), so a slow head and an idle
+    /// keep-alive connection end alike.
+    pub idle_timeout: Duration,
+    /// Time a request body has to arrive whole.
+    pub body_timeout: Duration,
+    /// Bytes of request bodies held at once, across every connection of both listeners.
+    pub body_budget_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            body_timeout: Duration::from_secs(60),
+            body_budget_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The global budget of request-body bytes (see the module doc).
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub fn new(limit: usize) -> Self {
+        Self { bytes: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))) }
+    }
+
+    /// `n` more bytes for a body holding `held`; refused (503, retry-after) when the budget is spent.
+    fn take(&self, held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Result<(), DpsError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let busy = || DpsError::new(ErrorKind::Unavailable, "the service is reading too many request bodies at once; try again");
+        let n = u32::try_from(n).map_err(|_| busy())?;
+        let permit = Arc::clone(&self.bytes).try_acquire_many_owned(n).map_err(|_| busy())?;
+        match held {
+            Some(h) => h.merge(permit),
+            None => *held = Some(permit),
+        }
+        Ok(())
+    }
+}
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -43,6 +106,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The TLS client certificate chain (DER, leaf first), when the client presented one.
     pub client_chain: Option<Arc<Vec<Vec<u8>>>>,
+    /// The connection's deadlines (a WebSocket upgrade hands the idle time to the carried protocol).
+    pub deadlines: Option<crate::bounds::DeadlineHandle>,
 }
 
 /// A parsed request.
@@ -125,10 +190,10 @@ pub enum Surface {
 }
 
 fn body_limit(row: &Row) -> usize {
-    if row.access == Access::Device {
-        DEVICE_BODY_LIMIT
-    } else {
-        SERVICE_BODY_LIMIT
+    match row.access {
+        Access::Device => DEVICE_BODY_LIMIT,
+        Access::Open => OPEN_BODY_LIMIT,
+        Access::Right(_) => SERVICE_BODY_LIMIT,
     }
 }
 
@@ -136,39 +201,70 @@ fn too_large(len: usize, limit: usize) -> DpsError {
     DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body ({len} bytes) exceeds the {limit}-byte limit"))
 }
 
-/// A routed request: its row, the path's parameters, the request.
+/// A routed request: its row, the path's parameters, the request, and the body budget it holds.
 struct Routed {
     row: &'static Row,
     params: Params,
     request: Request,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
-async fn read_request(req: hyper::Request<Incoming>, peer: Peer) -> Result<Routed, DpsError> {
+/// Routes the head, checks the rights it asks for, and only then reads the body.
+async fn read_request(app: &App, surface: Surface, req: hyper::Request<Incoming>, peer: Peer) -> Result<Routed, DpsError> {
     let (parts, body) = req.into_parts();
     let segments = split_path(parts.uri.path())?;
     let (row, params) = router::route(&parts.method, &segments)?;
-    let limit = body_limit(row);
-    if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
-        if len > limit {
-            return Err(too_large(len, limit));
-        }
+    if surface == Surface::Console && row.access == Access::Device {
+        return Err(DpsError::new(
+            ErrorKind::NotFound,
+            "the device API is not served on the console port; devices use the HTTPS port (GET /service/info)",
+        ));
     }
-    let body = Limited::new(body, limit).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds the {limit}-byte limit"))
-        } else {
-            DpsError::bad_request(format!("the request body could not be read: {e}"))
+    let query = split_query(parts.uri.query());
+    let mut request = Request { method: parts.method, segments, query, headers: parts.headers, body: Bytes::new(), peer };
+    if let Access::Right(right) = row.access {
+        service::admit_head(app, &request, right).await?;
+    }
+    let (bytes, budget) = read_body(app, body, &request.headers, body_limit(row)).await?;
+    request.body = bytes;
+    if let Access::Right(_) = row.access {
+        app.limits.check_message(request.body.len())?;
+    }
+    Ok(Routed { row, params, request, _budget: budget })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+}
+
+/// Reads a body up to `limit` bytes within the body deadline, each chunk taken from the global budget.
+async fn read_body(
+    app: &App,
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), DpsError> {
+    if let Some(len) = content_length(headers).filter(|&len| len > limit) {
+        return Err(too_large(len, limit));
+    }
+    let timeout = app.http_limits.body_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (mut buf, mut held) = (bytes::BytesMut::new(), None);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(DpsError::bad_request(format!("the request body did not arrive within {} s", timeout.as_secs()))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(DpsError::bad_request(format!("the request body could not be read: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len().saturating_add(data.len()) > limit {
+            return Err(DpsError::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds the {limit}-byte limit")));
         }
-    })?;
-    let request = Request {
-        method: parts.method,
-        segments,
-        query: split_query(parts.uri.query()),
-        headers: parts.headers,
-        body: body.to_bytes(),
-        peer,
-    };
-    Ok(Routed { row, params, request })
+        app.body_budget.take(&mut held, data.len())?;
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf.freeze(), held))
 }
 
 /// Runs a row's handler after what its access asks for (a service-API right: [`service::admit`]).
@@ -237,12 +333,8 @@ pub async fn handle(
     let started = Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let addr = peer.addr;
-    let result = match read_request(req, peer).await {
-        Ok(routed) if surface == Surface::Console && routed.row.access == Access::Device => Err(DpsError::new(
-            ErrorKind::NotFound,
-            "the device API is not served on the console port; devices use the HTTPS port (GET /service/info)",
-        )),
-        Ok(routed) => dispatch(&app, routed.row, &routed.params, &routed.request).await,
+    let result = match read_request(&app, surface, req, peer).await {
+        Ok(routed) => (routed.row.handler)(&app, &routed.request, &routed.params).await,
         Err(e) => Err(e),
     };
     let response = match result {
@@ -258,7 +350,7 @@ pub async fn handle(
 /// Answers a service-API request made in-process (the desktop shell's window): the same routing, checks and
 /// errors as over HTTPS, without the device API. `peer` is loopback.
 pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization: &str) -> dps_proto::LocalResponse {
-    let peer = Peer { addr: SocketAddr::from(([127, 0, 0, 1], 0)), client_chain: None };
+    let peer = Peer { addr: SocketAddr::from(([127, 0, 0, 1], 0)), client_chain: None, deadlines: None };
     let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
     let path = req.path.clone();
     let result = async {
@@ -300,12 +392,28 @@ pub async fn handle_local(app: &App, req: dps_proto::LocalRequest, authorization
     dps_proto::LocalResponse { status: parts.status.as_u16(), headers, body }
 }
 
+/// hyper's side of the bounds: the HTTP/1 head within the idle time (its timer starts when the connection
+/// waits for a request) and a 128 KiB read buffer (a longer head is 431; a request line past hyper's 64 KiB URI
+/// limit still fits, so it gets its 414); HTTP/2: 100 concurrent streams, 16 KiB of headers.
+fn http_builder(limits: Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.idle_timeout).max_buf_size(128 * 1024);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(16 * 1024)
+        .max_send_buf_size(256 * 1024);
+    builder
+}
+
 /// Accepts TLS connections until `shutdown` turns true, then lets open requests finish (5 s at most).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Arc<App>,
     surface: Surface,
+    bounds: crate::bounds::ListenerBounds,
     shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -313,12 +421,15 @@ pub async fn serve(
         Surface::Device => "HTTPS",
         Surface::Console => "console",
     };
-    crate::tls::accept_loop(name, listener, tls, TLS_HANDSHAKE_TIMEOUT, shutdown, |peer| {
+    let limits = app.http_limits;
+    let bounds =
+        crate::bounds::ListenerBounds { handshake_timeout: limits.handshake_timeout, idle_timeout: Some(limits.idle_timeout), ..bounds };
+    crate::tls::accept_bounded(name, listener, tls, bounds, shutdown, |peer| {
         let (app, watcher) = (Arc::clone(&app), graceful.watcher());
         move |stream, client_chain| async move {
-            let who = Peer { addr: peer, client_chain };
+            let who = Peer { addr: peer, client_chain, deadlines: Some(stream.get_ref().0.handle()) };
             let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), surface, who.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let builder = http_builder(limits);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 debug!(%peer, error = %e, "connection ended with an error");

@@ -28,20 +28,38 @@ use crate::app::App;
 pub struct Limits {
     /// Largest packet accepted; a larger one closes the connection (§9: 96 KB messages).
     pub max_packet_bytes: usize,
-    /// Time a new connection has to send CONNECT.
+    /// Time a new connection has to finish TLS, then again to send CONNECT.
     pub connect_timeout: Duration,
+    /// The longest keep-alive honoured; keep-alive 0 or above it counts as it (`session::idle_wait`).
+    pub max_keep_alive: Duration,
+    /// Time a packet may take to arrive whole once its first byte did.
+    pub packet_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_packet_bytes: 96 * 1024 + 1024, connect_timeout: Duration::from_secs(10) }
+        Self {
+            max_packet_bytes: 96 * 1024 + 1024,
+            connect_timeout: Duration::from_secs(10),
+            max_keep_alive: Duration::from_secs(1200),
+            packet_timeout: Duration::from_secs(30),
+        }
     }
 }
 
-/// Accepts TLS connections on the MQTT port until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Arc<App>, limits: Limits, shutdown: watch::Receiver<bool>) {
+/// Accepts TLS connections on the MQTT port until `shutdown` turns true. The session keeps its own idle
+/// time (the keep-alive), so the connection's is off; the write deadline and the caps are the listener's.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Arc<App>,
+    limits: Limits,
+    bounds: crate::bounds::ListenerBounds,
+    shutdown: watch::Receiver<bool>,
+) {
     let stop = shutdown.clone();
-    crate::tls::accept_loop("MQTT", listener, tls, limits.connect_timeout, shutdown, |peer| {
+    let bounds = crate::bounds::ListenerBounds { handshake_timeout: limits.connect_timeout, idle_timeout: None, ..bounds };
+    crate::tls::accept_bounded("MQTT", listener, tls, bounds, shutdown, |peer| {
         let (app, stop) = (Arc::clone(&app), stop.clone());
         move |stream, chain| session::run(stream, app, peer, chain, "mqtt", limits, stop)
     })

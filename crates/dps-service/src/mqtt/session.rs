@@ -1,7 +1,8 @@
 //! One MQTT connection, as two states: [`AwaitingConnect`] (only CONNECT is valid, within the connect
 //! timeout) consumed into [`Connected`] (SUBSCRIBE, the two request topics, PINGREQ, PUBACK, DISCONNECT).
-//! Anything else, a malformed or oversized packet, or silence past 1.5 × keep-alive closes this connection
-//! only.
+//! Anything else, a malformed or oversized packet, a packet that does not arrive whole within the packet
+//! deadline, or silence past 1.5 × keep-alive (capped by the server's maximum, also for keep-alive 0: see
+//! [`idle_wait`]) closes this connection only.
 //!
 //! Ordering (§0.5, §2.6): for a QoS 1 request the PUBACK is written before the response PUBLISH; responses
 //! go out at QoS 1 on `$dps/registrations/res/{status}/?$rid={rid}[&retry-after=n]`.
@@ -24,6 +25,7 @@ use rumqttc::mqttbytes::v4::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::connect::{self, Identity};
@@ -51,52 +53,72 @@ struct Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// Reads one packet, waiting at most `wait` for each piece of it.
+    /// Reads one packet: its first byte within `wait` (the keep-alive window; `None`: no limit), the rest
+    /// within the packet deadline once the first byte came (a peer that drips bytes is closed).
     async fn read_packet(&mut self, wait: Option<Duration>) -> Result<Packet, End> {
+        let mut started = (!self.buf.is_empty()).then(Instant::now);
         loop {
             if !self.buf.is_empty() {
-                match Packet::read(&mut self.buf, self.limits.max_packet_bytes) {
-                    Ok(p) => {
-                        if self.buf.is_empty() {
-                            self.buf = BytesMut::new(); // an idle connection keeps no buffer
-                        }
-                        return Ok(p);
-                    }
-                    Err(CodecError::InsufficientBytes(_)) => {}
-                    Err(CodecError::PayloadSizeLimitExceeded(n)) => {
-                        return Err(End::Protocol(format!("packet of {n} bytes exceeds the {}-byte limit", self.limits.max_packet_bytes)))
-                    }
-                    Err(e) => return Err(End::Protocol(format!("malformed packet: {e:?}"))),
+                if let Some(p) = self.decode()? {
+                    return Ok(p);
                 }
             }
-            let (stream, buf, shutdown) = (&mut self.stream, &mut self.buf, &mut self.shutdown);
-            let read = async {
-                if buf.is_empty() {
-                    let mut first = [0u8; 1];
-                    let n = stream.read(&mut first).await?;
-                    if n == 1 {
-                        buf.reserve(256);
-                        buf.put_u8(first[0]);
-                    }
-                    Ok::<usize, std::io::Error>(n)
-                } else {
-                    buf.reserve(1024);
-                    stream.read_buf(buf).await
-                }
+            let deadline = match started {
+                Some(t) => Some((t + self.limits.packet_timeout, "a packet did not arrive whole within the packet deadline")),
+                None => wait.map(|d| (Instant::now() + d, "no packet within the keep-alive window")),
             };
-            let n = tokio::select! {
-                r = async {
-                    match wait {
-                        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| End::Timeout("no packet within the keep-alive window"))?,
-                        None => read.await,
-                    }
-                    .map_err(End::Io)
-                } => r?,
-                _ = shutdown.changed() => return Err(End::Shutdown),
-            };
+            let n = self.read_some(deadline).await?;
             if n == 0 {
                 return Err(if self.buf.is_empty() { End::Closed } else { End::Protocol("connection closed inside a packet".into()) });
             }
+            started = started.or_else(|| Some(Instant::now()));
+        }
+    }
+
+    /// A whole packet cut off the buffer, if one is there.
+    fn decode(&mut self) -> Result<Option<Packet>, End> {
+        match Packet::read(&mut self.buf, self.limits.max_packet_bytes) {
+            Ok(p) => {
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::new(); // an idle connection keeps no buffer
+                }
+                Ok(Some(p))
+            }
+            Err(CodecError::InsufficientBytes(_)) => Ok(None),
+            Err(CodecError::PayloadSizeLimitExceeded(n)) => {
+                Err(End::Protocol(format!("packet of {n} bytes exceeds the {}-byte limit", self.limits.max_packet_bytes)))
+            }
+            Err(e) => Err(End::Protocol(format!("malformed packet: {e:?}"))),
+        }
+    }
+
+    /// Reads what is in flight (one byte when the buffer is empty, so an idle connection holds no buffer), by
+    /// `deadline` when there is one.
+    async fn read_some(&mut self, deadline: Option<(Instant, &'static str)>) -> Result<usize, End> {
+        let (stream, buf, shutdown) = (&mut self.stream, &mut self.buf, &mut self.shutdown);
+        let read = async {
+            if buf.is_empty() {
+                let mut first = [0u8; 1];
+                let n = stream.read(&mut first).await?;
+                if n == 1 {
+                    buf.reserve(256);
+                    buf.put_u8(first[0]);
+                }
+                Ok::<usize, std::io::Error>(n)
+            } else {
+                buf.reserve(1024);
+                stream.read_buf(buf).await
+            }
+        };
+        let timed = async {
+            match deadline {
+                Some((at, why)) => tokio::time::timeout_at(at, read).await.map_err(|_| End::Timeout(why))?.map_err(End::Io),
+                None => read.await.map_err(End::Io),
+            }
+        };
+        tokio::select! {
+            r = timed => r,
+            _ = shutdown.changed() => Err(End::Shutdown),
         }
     }
 
@@ -154,8 +176,7 @@ struct Connected<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
     async fn serve(mut self, app: &App) -> Result<(), End> {
-        // 1.5 × keep-alive; 0 disables it (the C SDK sends 0, §2.2).
-        let wait = (self.who.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.who.keep_alive) * 1500));
+        let wait = Some(idle_wait(self.who.keep_alive, self.conn.limits.max_keep_alive));
         loop {
             match self.conn.read_packet(wait).await? {
                 // Boxed: the request's future (engine, store) is allocated only while it runs, so an idle
@@ -221,6 +242,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connected<S> {
     }
 }
 
+/// How long a connected session may stay silent: 1.5 × its keep-alive (§2.2), where a keep-alive of 0 (the C
+/// SDK and .NET v1 send it: no pings) or one above the server's maximum counts as the maximum — the server
+/// decides how long a silent connection is kept, not the client.
+pub fn idle_wait(keep_alive_secs: u16, max_keep_alive: Duration) -> Duration {
+    let asked = Duration::from_secs(u64::from(keep_alive_secs));
+    let keep_alive = if asked.is_zero() || asked > max_keep_alive { max_keep_alive } else { asked };
+    keep_alive.saturating_mul(3) / 2
+}
+
 /// The one mapping of an answer (or a `DpsError`) to a response topic and body for MQTT.
 fn response(app: &App, rid: &str, result: Result<Reply, DpsError>, is_register: bool) -> (String, Vec<u8>) {
     match result {
@@ -263,5 +293,18 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Err(End::Protocol(why)) => info!(%peer, why, "MQTT connection closed: protocol violation"),
         Err(End::Timeout(why)) => debug!(%peer, why, "MQTT connection timed out"),
         Err(End::Io(e)) => debug!(%peer, error = %e, "MQTT connection I/O error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_wait_is_one_and_a_half_keep_alives_capped_by_the_server() {
+        let max = Duration::from_secs(1200);
+        assert_eq!(idle_wait(60, max), Duration::from_secs(90));
+        assert_eq!(idle_wait(0, max), Duration::from_secs(1800), "keep-alive 0 still has a limit");
+        assert_eq!(idle_wait(u16::MAX, max), Duration::from_secs(1800), "a huge keep-alive is capped");
     }
 }

@@ -29,8 +29,14 @@ pub const DEFAULT_PAGE: usize = 100;
 /// service-operation rate for SAS-signed clients (service SDKs, the CLI); the console's own session is not an
 /// Azure operation.
 pub async fn admit(app: &App, req: &Request, right: Right) -> Result<(), DpsError> {
+    admit_head(app, req, right).await?;
+    app.limits.check_message(req.body.len())
+}
+
+/// What [`admit`] checks from the head alone (the right, the operation rate): over HTTPS it runs before the
+/// body is read, so an unauthorised caller costs no body (`https/mod.rs`).
+pub async fn admit_head(app: &App, req: &Request, right: Right) -> Result<(), DpsError> {
     app.authorize(req.header("authorization"), right).await?;
-    app.limits.check_message(req.body.len())?;
     if !req.header("authorization").is_some_and(|a| a.starts_with("Bearer ")) {
         app.limits.admit_service_operation()?;
     }
