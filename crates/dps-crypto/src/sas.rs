@@ -43,11 +43,15 @@ impl SasToken {
     /// case-insensitively; unknown keys are ignored.
     pub fn parse(text: &str) -> Result<Self, SasError> {
         let text = text.trim();
-        if text.len() < PREFIX.len() || !text[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        // `get`, not slicing: a multi-byte character may straddle the prefix's end (found by fuzzing).
+        let (Some(prefix), Some(rest)) = (text.get(..PREFIX.len()), text.get(PREFIX.len()..)) else {
+            return Err(SasError::NotSas);
+        };
+        if !prefix.eq_ignore_ascii_case(PREFIX) {
             return Err(SasError::NotSas);
         }
         let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
-        for item in text[PREFIX.len()..].trim().split('&') {
+        for item in rest.trim().split('&') {
             let (k, v) = item.split_once('=').unwrap_or((item, ""));
             match k {
                 "sr" => sr = Some(v.to_owned()),
@@ -139,6 +143,14 @@ pub fn build_token_signed_by<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_across_the_end_of_the_prefix_is_not_a_token() {
+        // dps-fuzz corpus/sas_token/crash-prefix-char-boundary: U+FFFD (3 bytes) spanning byte 22 panicked.
+        let text = String::from_utf8_lossy(b"Shared&sig=%\xe0\xe0\xe0\xe0999999999999999999");
+        assert!(matches!(SasToken::parse(&text), Err(SasError::NotSas)));
+        assert!(matches!(SasToken::parse("SharedAccessSignature\u{e9}sr=a&sig=b&se=1"), Err(SasError::NotSas)));
+    }
 
     fn key() -> Vec<u8> {
         (0u8..32).collect()
