@@ -1,8 +1,8 @@
 //! TPM structures (§4.4): the input is an EK or SRK as a device sends it (TPM2B_PUBLIC), or an
 //! authentication-key blob. A public area that parses keeps its exact bytes (it writes back identically and
 //! re-parses from its TPMT_PUBLIC to the same key), matches itself as an enrollment's base64 EK, and yields
-//! an RSA key or an error; the registration id of any bytes is 52 base32 characters; a blob that splits has
-//! six items filling it exactly; a blob built for a parsed key splits again.
+//! an authentication-key blob or a refusal; the registration id of any bytes is 52 base32 characters; a blob
+//! that splits has six items filling it exactly; a blob built for a parsed key splits again.
 
 use base64::Engine;
 use dps_crypto::tpm::{build_authentication_key, ek_matches, registration_id, BlobParts, RsaPublic};
@@ -16,9 +16,8 @@ fn check_public(data: &[u8]) {
     assert_eq!(again.name(), key.name());
     let _ = (key.symmetric(), key.scheme(), key.key_bits(), key.exponent(), key.modulus(), key.auth_policy(), key.attributes());
     assert!(matches!(ek_matches(data, &B64.encode(data)), Ok(true)), "an EK does not match itself");
-    if key.rsa_public_key().is_ok() {
-        let blob =
-            build_authentication_key(&key, &key, &[7u8; 32], b"hub.example").unwrap_or_else(|e| panic!("no blob for a usable key: {e}"));
+    // The key is the EK and the SRK at once: refused when it cannot be a storage key (its symmetric definition).
+    if let Ok(blob) = build_authentication_key(&key, &key, &[7u8; 32], b"hub.example") {
         assert!(BlobParts::parse(&blob).is_ok(), "a built blob does not split");
     }
 }
