@@ -118,9 +118,13 @@ async fn exchange_with(h: &Harness, surface: Surface, input: Vec<u8>, end_input:
         let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(server), svc).await;
     });
     let (mut rd, mut wr) = tokio::io::split(client);
+    // The client ends its stream only once the answer's head arrived (or the server closed): hyper drops a
+    // connection whose client half-closes before the upgrade is answered (corpus/websocket/crash-empty-input).
+    let (head_seen, on_head) = tokio::sync::oneshot::channel::<()>();
     let write = async move {
         let _ = wr.write_all(&input).await;
         if end_input {
+            let _ = on_head.await;
             let _ = wr.shutdown().await;
         }
         wr
@@ -128,10 +132,14 @@ async fn exchange_with(h: &Harness, surface: Surface, input: Vec<u8>, end_input:
     let read = async move {
         let mut answer = Vec::new();
         let mut chunk = [0u8; 16 * 1024];
+        let mut head_seen = Some(head_seen);
         while !answer_complete(&answer) {
             match rd.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => answer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+            if find(&answer, b"\r\n\r\n").is_some() {
+                head_seen.take().map(|s| s.send(()));
             }
         }
         answer
