@@ -7,7 +7,7 @@ RUN_ARGS ?=
 HAS_DISPLAY := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY)),yes,)
 
 .PHONY: run run-desktop run-headless test setup-run setup-test build test-rust test-node test-python test-e2e \
-  test-desktop fmt lint bench soak setup-ui ui desktop
+  test-desktop fmt lint bench soak setup-ui ui desktop fuzz
 
 ## make run: install what is missing, build the console and the service, then open the desktop window when a
 ## display exists, else start the headless service (it prints the browser console's URL and the admin password).
@@ -71,6 +71,13 @@ lint: ui
 	cd ui && cargo fmt -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --manifest-path src-tauri/Cargo.toml --features custom-protocol --all-targets -- -D warnings
+
+## make fuzz: every fuzz target of crates/dps-fuzz under libFuzzer for FUZZ_SECONDS (default 600) each (nightly;
+## installs cargo-fuzz when missing; its own target directory); prints executions and corpus size per target.
+## Not part of make test — test-rust replays the committed corpus (crates/dps-fuzz/tests/replay.rs).
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 bench:
 	cargo build --release -p dps-cli

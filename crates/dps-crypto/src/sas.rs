@@ -150,6 +150,14 @@ mod tests {
         assert!(matches!(SasToken::parse("€"), Err(SasError::NotSas)));
     }
 
+    #[test]
+    fn a_character_across_the_end_of_the_prefix_is_not_a_token() {
+        // dps-fuzz corpus/sas_token/crash-prefix-char-boundary: U+FFFD (3 bytes) spanning byte 22 panicked.
+        let text = String::from_utf8_lossy(b"Shared&sig=%\xe0\xe0\xe0\xe0999999999999999999");
+        assert!(matches!(SasToken::parse(&text), Err(SasError::NotSas)));
+        assert!(matches!(SasToken::parse("SharedAccessSignature\u{e9}sr=a&sig=b&se=1"), Err(SasError::NotSas)));
+    }
+
     fn key() -> Vec<u8> {
         (0u8..32).collect()
     }

@@ -141,6 +141,12 @@ impl Running {
         local::LocalApi::new(Arc::clone(&self.app))
     }
 
+    /// The shared state every transport serves from: the fuzz targets (`dps-fuzz`) drive the real handlers
+    /// (`https::handle`, `mqtt::session::run`, `amqp::run`) over in-memory streams with it.
+    pub fn app(&self) -> Arc<app::App> {
+        Arc::clone(&self.app)
+    }
+
     /// Stops accepting, lets open requests finish, closes the store.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);

@@ -1,0 +1,4 @@
+#![no_main]
+//! `dps_fuzz::tpm_structures` under libFuzzer; the function's module doc says what it feeds and asserts.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dps_fuzz::tpm_structures(data));
