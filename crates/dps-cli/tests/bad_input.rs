@@ -47,7 +47,18 @@ const ROUNDS: usize = 3;
 const RSS_SLACK_KB: u64 = 48 * 1024;
 
 /// The service's deadlines and caps for this run: short, so that slow cases end quickly.
-const SERVE_ENV: &[(&str, &str)] = &[("DPS_MQTT_CONNECT_TIMEOUT_SECS", "2"), ("DPS_AMQP_IDLE_TIMEOUT_SECS", "3")];
+const SERVE_ENV: &[(&str, &str)] = &[
+    ("DPS_HTTP_HANDSHAKE_TIMEOUT_SECS", "3"),
+    ("DPS_HTTP_IDLE_TIMEOUT_SECS", "3"),
+    ("DPS_HTTP_BODY_TIMEOUT_SECS", "3"),
+    ("DPS_WRITE_TIMEOUT_SECS", "3"),
+    ("DPS_MQTT_CONNECT_TIMEOUT_SECS", "2"),
+    ("DPS_MQTT_MAX_KEEP_ALIVE_SECS", "2"),
+    ("DPS_MQTT_PACKET_TIMEOUT_SECS", "2"),
+    ("DPS_AMQP_HANDSHAKE_TIMEOUT_SECS", "3"),
+    ("DPS_AMQP_FRAME_TIMEOUT_SECS", "2"),
+    ("DPS_AMQP_IDLE_TIMEOUT_SECS", "3"),
+];
 
 #[derive(Debug, Deserialize)]
 struct CaseFile {
@@ -62,6 +73,9 @@ struct Case {
     listener: Listener,
     #[serde(default = "yes")]
     tls: bool,
+    /// The client reads nothing for this long (a peer that stops reading).
+    #[serde(default)]
+    read_after_ms: u64,
     send: Vec<Step>,
     expect: Expect,
 }
@@ -383,6 +397,7 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, case: &Case, var
     let (mut rd, mut wr) = tokio::io::split(stream);
     let reader = async {
         let deadline = tokio::time::Instant::now() + CASE_TIMEOUT;
+        tokio::time::sleep(Duration::from_millis(case.read_after_ms)).await;
         let mut bytes = Vec::new();
         let mut buf = [0u8; 8192];
         let closed = loop {

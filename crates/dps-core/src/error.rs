@@ -128,10 +128,19 @@ pub struct DpsError {
     pub retry_after: Option<u32>,
 }
 
+/// The longest message an error carries, in characters: messages quote peer input (a parser's error names the
+/// value it refused), so every answer and log line built from one stays small whatever the peer sent.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
 impl DpsError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let retry_after = kind.is_transient().then_some(3);
-        Self { kind, message: message.into(), retry_after }
+        let message: String = message.into();
+        let message = match dps_proto::truncate_chars(&message, MAX_MESSAGE_CHARS) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        Self { kind, message, retry_after }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadRequest, m)
@@ -164,6 +173,15 @@ impl std::error::Error for DpsError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_quoting_huge_peer_input_are_cut() {
+        let peer = "q".repeat(1_000_000);
+        let e = DpsError::bad_request(format!("the request body is not valid: invalid type: string \"{peer}\""));
+        assert!(e.message.chars().count() < MAX_MESSAGE_CHARS + 40, "{} characters", e.message.len());
+        assert!(e.message.starts_with("the request body is not valid") && e.message.ends_with("more bytes]"));
+        assert_eq!(DpsError::bad_request("short").message, "short");
+    }
 
     #[test]
     fn codes_carry_their_status_and_are_unique() {

@@ -112,7 +112,7 @@ pub(crate) async fn exchange_as(h: &Harness, surface: Surface, input: Vec<u8>, c
 async fn exchange_with(h: &Harness, surface: Surface, input: Vec<u8>, end_input: bool, client_chain: Option<Arc<Vec<Vec<u8>>>>) -> Vec<u8> {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let app = Arc::clone(&h.app);
-    let peer = Peer { addr: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)), client_chain };
+    let peer = Peer { addr: std::net::SocketAddr::from(([127, 0, 0, 1], 40000)), client_chain, deadlines: None };
     let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), surface, peer.clone(), req));
     let conn = tokio::spawn(async move {
         let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(server), svc).await;
