@@ -337,7 +337,14 @@ async fn an_unauthorised_service_request_is_answered_401_before_its_body_is_sent
 async fn the_sign_in_body_is_small() {
     let s = TestService::start().await;
     let body = format!("{{\"username\":\"admin\",\"password\":\"{}\"}}", "x".repeat(8 * 1024));
-    let r = s.http.post(format!("{}/console/login", s.console_base)).body(body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = s
+        .http
+        .post(format!("{}/console/login", s.console_base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.status().as_u16(), 413);
 }
 
