@@ -114,6 +114,7 @@ def main():
             return run(data, serve, sampler)
         finally:
             sampler.stop.set()
+            write_rss(sampler)
             serve.terminate()
             serve.wait(timeout=30)
 
@@ -146,10 +147,13 @@ def run(data, serve, sampler):
     return report(m, soak, over, sampler)
 
 
-def report(m, soak, over, sampler):
+def write_rss(sampler):
     with open(OUT / "rss.csv", "w") as f:
         f.write("seconds,phase,rss_kib\n")
         f.writelines(f"{t},{p},{k}\n" for t, p, k in sampler.samples)
+
+
+def report(m, soak, over, sampler):
     second = sampler.mean("soak", since=60, until=120)
     last = sampler.mean("soak", since=SOAK_MINUTES * 60 - 60)
     soak_end, end = last, sampler.mean("end")
