@@ -423,7 +423,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
     if range.contains(&value) {
         Ok(value)
     } else {
-        Err(ConfigError(format!("{name} {value} is outside {}–{} {unit}", range.start(), range.end())))
+        Err(ConfigError(format!("{name} {value} is outside {}–{} {unit}", range.start(), range.end()).trim_end().to_owned()))
     }
 }
 
@@ -440,19 +440,13 @@ fn secs(
 ) -> Result<std::time::Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(v) if range.contains(&v) => Ok(std::time::Duration::from_secs(u64::from(v))),
-        Some(v) => Err(ConfigError(format!("{name} {v} is outside {}–{}", range.start(), range.end()))),
+        Some(v) => in_range(name, v, range, "seconds").map(|v| std::time::Duration::from_secs(u64::from(v))),
     }
 }
 
 /// A count from a layer (or the default), refused outside `range`.
 fn count(name: &str, value: Option<usize>, default: usize, range: std::ops::RangeInclusive<usize>) -> Result<usize, ConfigError> {
-    let v = value.unwrap_or(default);
-    if range.contains(&v) {
-        Ok(v)
-    } else {
-        Err(ConfigError(format!("{name} {v} is outside {}–{}", range.start(), range.end())))
-    }
+    in_range(name, value.unwrap_or(default), range, "")
 }
 
 /// The HTTPS listeners' request bounds, the caps and the write deadline every listener shares.
