@@ -120,7 +120,18 @@ impl HttpsDevice {
 
     /// With a TLS configuration of the caller's (an X.509 device's certificate, resumption off).
     pub fn with_tls(endpoint: Endpoint, polling: Polling, tls: rustls::ClientConfig) -> Result<Self> {
-        let http = reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build()?;
+        Self::with_tls_from(endpoint, polling, tls, None)
+    }
+
+    /// [`Self::with_tls`] with the connections' source address chosen (a load generator spreading its
+    /// connections over several loopback addresses, as many devices would come from many).
+    pub fn with_tls_from(
+        endpoint: Endpoint,
+        polling: Polling,
+        tls: rustls::ClientConfig,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder().use_preconfigured_tls(tls).local_address(source).timeout(Duration::from_secs(30)).build()?;
         Ok(Self { http, endpoint, polling })
     }
 

@@ -27,8 +27,16 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
-    Closed { concurrency: usize },
-    Open { rate: f64 },
+    Closed {
+        concurrency: usize,
+    },
+    /// `max_in_flight`: the generator's own bound; an arrival due while that many are in flight starts when
+    /// one ends (its latency still counts from its due time), so an overloaded target cannot make the
+    /// generator hold unbounded tasks and connections.
+    Open {
+        rate: f64,
+        max_in_flight: usize,
+    },
 }
 
 /// What one target's run produced.
@@ -184,8 +192,9 @@ pub async fn run(devices: Arc<Devices>, plan: Plan, label: &str) -> anyhow::Resu
             }
             while workers.join_next().await.is_some() {}
         }
-        Mode::Open { rate } => {
+        Mode::Open { rate, max_in_flight } => {
             let mut inflight = tokio::task::JoinSet::new();
+            let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
             let mut i = 0u64;
             loop {
                 let due = start + Duration::from_secs_f64(i as f64 / rate.max(1e-6));
@@ -193,10 +202,12 @@ pub async fn run(devices: Arc<Devices>, plan: Plan, label: &str) -> anyhow::Resu
                     break;
                 }
                 tokio::time::sleep_until(due).await;
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 let (devices, rec) = (Arc::clone(&devices), Arc::clone(&rec));
                 inflight.spawn(async move {
                     let r = devices.register(i).await.map(|_| ());
                     rec.record(due, r);
+                    drop(slot);
                 });
                 while inflight.try_join_next().is_some() {}
                 i += 1;

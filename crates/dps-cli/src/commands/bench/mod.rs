@@ -70,6 +70,15 @@ pub struct BenchArgs {
     /// Open loop: device arrivals per second on a fixed schedule (latency counts from each scheduled start).
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: the most devices the generator keeps in flight; a later arrival waits for a slot (its latency
+    /// still counts from its scheduled start).
+    #[arg(long, default_value_t = 4096, requires = "rate")]
+    max_in_flight: usize,
+    /// HTTPS keep-alive against a loopback service: spread the connections over this many source addresses
+    /// (127.0.0.1, 127.0.0.2, …), as devices come from many — one address would meet the service's per-address
+    /// connection cap (`max_connections_per_ip`) before its admission limit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=250))]
+    source_addresses: u8,
     #[arg(long, value_enum, default_value_t = Transport::HttpsKeepAlive)]
     transport: Transport,
     #[arg(long, value_enum, default_value_t = Attestation::Group)]
@@ -204,7 +213,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     let plan = Plan {
         mode: match a.rate {
-            Some(rate) if rate > 0.0 => Mode::Open { rate },
+            Some(rate) if rate > 0.0 => Mode::Open { rate, max_in_flight: a.max_in_flight },
             Some(_) => bail!("--rate must be above 0"),
             None => Mode::Closed { concurrency: a.concurrency },
         },
@@ -241,7 +250,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         })
         .await?,
     );
-    let service_phase = phase("service", w.client(svc.endpoint.clone(), svc.mqtt_port, svc.amqp_port)?, plan, svc.pid).await;
+    let sources = source_addresses(a.source_addresses);
+    let service_phase = phase("service", w.client(svc.endpoint.clone(), svc.mqtt_port, svc.amqp_port, &sources)?, plan, svc.pid).await;
     w.cleanup(&svc.client).await;
     let service_phase = service_phase?;
     let ceiling_phase = match &ceiling {
@@ -252,7 +262,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 ca_pem: Vec::new(),
             };
             let ports = (c.info.ports.mqtt.unwrap_or(0), 0);
-            Some(phase("ceiling", w.client(ep, ports.0, ports.1)?, plan, Some(c.pid())).await?)
+            Some(phase("ceiling", w.client(ep, ports.0, ports.1, &sources)?, plan, Some(c.pid())).await?)
         }
         None => None,
     };
@@ -266,6 +276,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         },
         concurrency: matches!(plan.mode, Mode::Closed { .. }).then_some(a.concurrency),
         rate: a.rate,
+        max_in_flight: a.rate.map(|_| a.max_in_flight),
+        source_addresses: a.source_addresses,
         transport: a.transport,
         attestation: a.attestation,
         devices: plan.devices,
@@ -293,6 +305,14 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         bail!("{failed} registration(s) failed");
     }
     Ok(())
+}
+
+/// `--source-addresses N`: 127.0.0.1 … 127.0.0.N (none for one: the system chooses, as before).
+fn source_addresses(n: u8) -> Vec<std::net::IpAddr> {
+    match n {
+        0 | 1 => Vec::new(),
+        n => (1..=n).map(|k| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, k))).collect(),
+    }
 }
 
 /// `--idle-connections`: N subscribed MQTT devices held open; the service's RSS before and after.

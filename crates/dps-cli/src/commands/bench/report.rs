@@ -85,6 +85,11 @@ pub struct Summary {
     pub mode: String,
     pub concurrency: Option<usize>,
     pub rate: Option<f64>,
+    /// Open loop: the generator's bound on devices in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+    /// HTTPS keep-alive: loopback source addresses the connections were spread over.
+    pub source_addresses: u8,
     pub transport: super::workload::Transport,
     pub attestation: super::workload::Attestation,
     pub devices: Option<u64>,

@@ -1,6 +1,7 @@
 //! What the devices are (attestation: a symmetric-key group, individual symmetric-key enrollments, an X.509 CA
 //! group) and how one of them registers (transport), against the service or the ceiling.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -225,9 +226,14 @@ impl Workload {
         }
     }
 
-    /// A client of `endpoint` for this workload: the shared keep-alive pool, or what each device builds.
-    pub fn client(self: &Arc<Self>, endpoint: Endpoint, mqtt_port: u16, amqp_port: u16) -> Result<Devices> {
-        let shared = HttpsDevice::with_tls(endpoint.clone(), POLLING, (*self.plain_tls).clone())?;
+    /// A client of `endpoint` for this workload: the shared keep-alive pools (one per source address, or one
+    /// from the system's choice when `sources` is empty), or what each device builds.
+    pub fn client(self: &Arc<Self>, endpoint: Endpoint, mqtt_port: u16, amqp_port: u16, sources: &[IpAddr]) -> Result<Devices> {
+        let pool = |source| HttpsDevice::with_tls_from(endpoint.clone(), POLLING, (*self.plain_tls).clone(), source);
+        let shared = match sources {
+            [] => vec![pool(None)?],
+            _ => sources.iter().map(|a| pool(Some(*a))).collect::<Result<_>>()?,
+        };
         Ok(Devices { workload: Arc::clone(self), endpoint, shared, mqtt_port, amqp_port })
     }
 
@@ -269,7 +275,8 @@ const POLLING: Polling = Polling::Every(Duration::ZERO);
 pub struct Devices {
     workload: Arc<Workload>,
     endpoint: Endpoint,
-    shared: HttpsDevice,
+    /// Keep-alive pools; device `n` uses pool `n % len` (never empty).
+    shared: Vec<HttpsDevice>,
     mqtt_port: u16,
     amqp_port: u16,
 }
@@ -283,10 +290,13 @@ impl Devices {
             None => None,
         };
         let status = match self.workload.transport {
-            Transport::HttpsKeepAlive => match &key {
-                Some(k) => self.shared.provision_symmetric_key(&id, k).await?,
-                None => self.shared.provision_x509(&id).await?,
-            },
+            Transport::HttpsKeepAlive => {
+                let shared = self.shared.get(n as usize % self.shared.len().max(1)).context("no keep-alive pool")?;
+                match &key {
+                    Some(k) => shared.provision_symmetric_key(&id, k).await?,
+                    None => shared.provision_x509(&id).await?,
+                }
+            }
             Transport::HttpsNewConnection => {
                 let device = HttpsDevice::with_tls(self.endpoint.clone(), POLLING, (*tls).clone())?;
                 match &key {
