@@ -83,10 +83,15 @@ async fn closed_by_server<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
 
 /// Sends `bytes` one at a time, a fifth of a second apart, until the server closes the connection.
 async fn drip_until_closed<S: AsyncRead + AsyncWrite + Unpin>(stream: S, bytes: &[u8]) -> bool {
+    send_until_closed(stream, bytes.chunks(1)).await
+}
+
+/// Sends `units` (cycled), a fifth of a second apart, until the server closes the connection.
+async fn send_until_closed<'a, S: AsyncRead + AsyncWrite + Unpin>(stream: S, units: impl Iterator<Item = &'a [u8]> + Clone) -> bool {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let drip = async {
-        for b in bytes.iter().cycle() {
-            if wr.write_all(&[*b]).await.is_err() || wr.flush().await.is_err() {
+        for unit in units.cycle() {
+            if wr.write_all(unit).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -129,6 +134,33 @@ async fn tls_without_a_request_or_connect_is_closed_on_every_listener() {
     for (what, port) in ports(&s) {
         let mut stream = tls(&s, port).await;
         assert!(closed_by_server(&mut stream).await, "{what}: a connection with TLS and nothing more was not closed");
+    }
+}
+
+/// An HTTP/2 connection (ALPN h2) past the client preface and an empty SETTINGS frame.
+async fn h2_connected(s: &TestService, port: u16) -> Tls {
+    let tcp = tcp_from([127, 0, 0, 1], port).await.expect("TCP connect");
+    let mut config = common::tls_client_config(&s.ca_pem);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    let mut stream = TlsConnector::from(Arc::new(config)).connect(name, tcp).await.expect("TLS handshake");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "the listener speaks HTTP/2");
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.expect("preface");
+    stream
+}
+
+#[tokio::test]
+async fn http2_peers_that_drip_a_headers_frame_or_only_ping_are_closed() {
+    let s = TestService::start_with(short()).await;
+    for (what, port) in [("HTTPS", port_of(&s.base)), ("console", port_of(&s.console_base))] {
+        // A HEADERS frame on stream 1 announcing 16,384 bytes of header block, the block dripped: bytes move
+        // every fifth of a second, far inside the byte-level idle time, and no request ever starts.
+        let mut headers = vec![0x00, 0x40, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x01];
+        headers.extend(std::iter::repeat_n(0x40, 16_384));
+        assert!(drip_until_closed(h2_connected(&s, port).await, &headers).await, "{what}: a dripped HEADERS frame was not cut off");
+        // Whole PING frames, each answered, and no request.
+        let ping: &[u8] = &[0x00, 0x00, 0x08, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert!(send_until_closed(h2_connected(&s, port).await, std::iter::once(ping)).await, "{what}: PINGs alone held the connection");
     }
 }
 

@@ -12,6 +12,7 @@
 //! handshake, write and idle deadlines: `crate::bounds`) and hyper (the HTTP/1 head within the idle time,
 //! HTTP/2 stream and header-list limits).
 
+pub mod activity;
 pub mod console;
 pub mod cross_site;
 pub mod device;
@@ -428,11 +429,20 @@ pub async fn serve(
         let (app, watcher) = (Arc::clone(&app), graceful.watcher());
         move |stream, client_chain| async move {
             let who = Peer { addr: peer, client_chain, deadlines: Some(stream.get_ref().0.handle()) };
-            let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&app), surface, who.clone(), req));
+            let requests = activity::Activity::new();
+            let counted = Arc::clone(&requests);
+            let svc = hyper::service::service_fn(move |req| {
+                let in_flight = counted.begin();
+                let answer = handle(Arc::clone(&app), surface, who.clone(), req);
+                async move { answer.await.map(|r| r.map(|body| activity::tracked(body, in_flight))) }
+            });
             let builder = http_builder(limits);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            let conn = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    debug!(%peer, error = %e, "connection ended with an error");
+                },
+                () = requests.quiet_for(limits.idle_timeout) => debug!(%peer, "no request within the idle time; closed"),
             }
         }
     })
