@@ -23,7 +23,9 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/dps-fuzz.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked || exit 1
+# Built once: `cargo fuzz run` would rebuild before each target whenever a source changed meanwhile.
 cargo +nightly fuzz build --fuzz-dir "$fuzz_dir" || exit 1
+bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release"
 
 failed=()
 summary=()
@@ -31,14 +33,14 @@ for t in $targets; do
   mkdir -p "$scratch/$t" "$fuzz_dir/artifacts/$t"
   log="$scratch/$t.log"
   echo "== $t: ${seconds}s"
-  nice -n "${FUZZ_NICE:-0}" cargo +nightly fuzz run --fuzz-dir "$fuzz_dir" "$t" "$scratch/$t" "$corpus/$t" -- \
+  nice -n "${FUZZ_NICE:-0}" "$bin/$t" "$scratch/$t" "$corpus/$t" \
     -max_total_time="$seconds" -timeout=60 -detect_leaks=0 -print_final_stats=1 -artifact_prefix="$fuzz_dir/artifacts/$t/" 2>&1 | tee "$log" | grep -E "^#[0-9]+.*(INITED|DONE)|ERROR|panicked|SUMMARY" || true
   rc=${PIPESTATUS[0]}
   execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   units=$(grep -oE '^#[0-9]+.*corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*')
   [ "$rc" -eq 0 ] || failed+=("$t")
   if [ "${FUZZ_KEEP:-0}" = 1 ] && [ "$rc" -eq 0 ]; then
-    cargo +nightly fuzz run --fuzz-dir "$fuzz_dir" "$t" "$corpus/$t" "$scratch/$t" -- -merge=1 >/dev/null 2>&1
+    "$bin/$t" "$corpus/$t" "$scratch/$t" -merge=1 >/dev/null 2>&1
   fi
   summary+=("$(printf '%-16s %8ss %12s executions  %s  %s' "$t" "$seconds" "${execs:-?}" "${units:-}" "$([ "$rc" -eq 0 ] && echo ok || echo CRASH)")")
 done
