@@ -38,6 +38,8 @@ pub struct App {
     pub passwords: crate::admin::PasswordWork,
     /// What `GET /metrics` requires as a Bearer token, when configured.
     pub metrics_token: Option<dps_crypto::Secret>,
+    /// Each listener's connection caps (HTTPS, console, MQTT, AMQP), for `/metrics`.
+    pub connection_caps: Vec<Arc<crate::bounds::ConnectionCaps>>,
     /// The data directory (the initial admin password file).
     pub data_dir: std::path::PathBuf,
     /// Turns true when the service stops (sessions that outlive a request watch it).

@@ -94,6 +94,11 @@ impl ConnectionCaps {
         None
     }
 
+    /// The listener's name (`HTTPS`, `console`, `MQTT`, `AMQP`).
+    pub fn listener(&self) -> &'static str {
+        self.what
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.lock().total

@@ -314,6 +314,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         ),
     };
     let (tx, rx) = watch::channel(false);
+    // Each listener its own caps; the protocols set their handshake and idle times (`bounds.rs`).
+    let caps = ["HTTPS", "console", "MQTT", "AMQP"].map(|what| bounds::ConnectionCaps::new(what, config.caps));
     let app = Arc::new(app::App {
         engine: Arc::clone(&engine),
         management: Management {
@@ -343,6 +345,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         login_throttle: Default::default(),
         passwords: Default::default(),
         metrics_token: config.metrics_token.clone(),
+        connection_caps: caps.to_vec(),
         data_dir: config.data_dir.clone(),
         shutdown: rx.clone(),
     });
@@ -351,22 +354,22 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
     let mqtt_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[])?;
     let amqp_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
-    // Each listener its own caps; the protocols set their handshake and idle times (`bounds.rs`).
-    let bounds = |what| bounds::ListenerBounds {
-        caps: bounds::ConnectionCaps::new(what, config.caps),
+    let [https_caps, console_caps, mqtt_caps, amqp_caps] = caps;
+    let bounds = |caps| bounds::ListenerBounds {
+        caps,
         handshake_timeout: config.http_limits.handshake_timeout,
         write_timeout: config.write_timeout,
         idle_timeout: None,
     };
     let https = tokio::net::TcpListener::from_std(listeners.https)?;
     let surface = https::Surface::Device;
-    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), surface, bounds("HTTPS"), rx.clone()));
+    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), surface, bounds(https_caps), rx.clone()));
     let console = tokio::net::TcpListener::from_std(listeners.console)?;
-    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, bounds("console"), rx.clone()));
+    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, bounds(console_caps), rx.clone()));
     let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
-    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, bounds("MQTT"), rx.clone()));
+    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, bounds(mqtt_caps), rx.clone()));
     let amqp_listener = tokio::net::TcpListener::from_std(listeners.amqp)?;
-    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), bounds("AMQP"), rx.clone()));
+    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), bounds(amqp_caps), rx.clone()));
 
     let (purge_store, retention, purge_clock, mut purge_rx) =
         (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());

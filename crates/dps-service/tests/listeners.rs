@@ -303,6 +303,31 @@ async fn connections_over_the_caps_are_closed_at_accept_on_every_listener() {
         }
         drop(other);
     }
+    let metrics = metrics_text(&s).await;
+    for (what, _) in ports(&s) {
+        let refused = format!("dps_connections_refused_total{{listener=\"{what}\"}} ");
+        let n: u64 = metrics.lines().find_map(|l| l.strip_prefix(refused.as_str())?.parse().ok()).unwrap_or(0);
+        assert!(n >= 2, "{what}: /metrics counts the refusals: {metrics}");
+        assert!(metrics.contains(&format!("dps_connections_open{{listener=\"{what}\"}} ")), "{metrics}");
+    }
+}
+
+/// `GET /metrics` on the HTTPS port (retried while the caps still count connections that are closing).
+async fn metrics_text(s: &TestService) -> String {
+    for _ in 0..100 {
+        if let Ok(mut stream) = tls_from(s, [127, 0, 0, 4], port_of(&s.base)).await {
+            let get = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            let mut text = String::new();
+            if stream.write_all(get).await.is_ok()
+                && matches!(tokio::time::timeout(OUTCOME, stream.read_to_string(&mut text)).await, Ok(Ok(_)))
+                && text.starts_with("HTTP/1.1 200")
+            {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("GET /metrics was never answered");
 }
 
 #[tokio::test]

@@ -19,9 +19,26 @@ pub fn prometheus(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
             return Err(DpsError::unauthorized("GET /metrics needs Authorization: Bearer <metrics_token>"));
         }
     }
-    let mut r = Response::new(Full::new(Bytes::from(app.metrics.prometheus())).boxed());
+    let mut text = app.metrics.prometheus();
+    text.push_str(&connection_metrics(&app.connection_caps));
+    let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     Ok(r)
+}
+
+/// Open and refused connections per listener (the caps of `bounds.rs`).
+fn connection_metrics(caps: &[std::sync::Arc<crate::bounds::ConnectionCaps>]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("# HELP dps_connections_open Connections open now, per listener.\n# TYPE dps_connections_open gauge\n");
+    for c in caps {
+        let _ = writeln!(out, "dps_connections_open{{listener=\"{}\"}} {}", c.listener(), c.open());
+    }
+    out.push_str("# HELP dps_connections_refused_total Connections closed at accept over a cap (total or per address), per listener.\n");
+    out.push_str("# TYPE dps_connections_refused_total counter\n");
+    for c in caps {
+        let _ = writeln!(out, "dps_connections_refused_total{{listener=\"{}\"}} {}", c.listener(), c.refused());
+    }
+    out
 }
 
 /// `GET /diagnostics/metrics?minutes=N`: the last N minutes of series (default 60).
