@@ -13,7 +13,6 @@
 const { test, before, after, describe } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const https = require('node:https');
 const dps = require('./lib/dps');
 
 /** A symmetric-key enrollment group; returns its primary key. */
@@ -217,15 +216,7 @@ describe('overload admission: beyond max_registrations_in_flight the SDK is told
     return key;
   }
 
-  function overloadCount() {
-    return new Promise((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port: svc.port, path: '/metrics', ca: svc.ca }, (res) => {
-        let text = '';
-        res.on('data', (c) => { text += c; });
-        res.on('end', () => resolve(Number((text.match(/dps_throttled_requests_total\{operation="overload"\} (\d+)/) || [])[1] || 0)));
-      }).on('error', reject);
-    });
-  }
+  const overloadCount = () => dps.metric(svc, 'dps_throttled_requests_total{operation="overload"}');
 
   /** Starts a holder device whose assignment waits for the webhook; resolves once it holds the only slot. */
   async function holdTheSlot(prefix) {

@@ -28,7 +28,6 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const https = require('node:https');
 const dps = require('./lib/dps');
 
 const WINDOW_SECS = 3;
@@ -80,17 +79,9 @@ async function enroll(registrationId, { slow = true } = {}) {
   return key;
 }
 
-function throttledTotals() {
-  return new Promise((resolve, reject) => {
-    https.get({ host: '127.0.0.1', port: svc.port, path: '/metrics', ca: svc.ca }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => {
-        const count = (op) => Number((text.match(new RegExp(`dps_throttled_requests_total\\{operation="${op}"\\} (\\d+)`)) || [])[1] || 0);
-        resolve({ register: count('register'), poll: count('poll') });
-      });
-    }).on('error', reject);
-  });
+async function throttledTotals() {
+  const count = (op) => dps.metric(svc, `dps_throttled_requests_total{operation="${op}"}`);
+  return { register: await count('register'), poll: await count('poll') };
 }
 
 /**

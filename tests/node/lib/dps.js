@@ -440,6 +440,22 @@ function registerSymmetricKeyFrom(svc, localAddress, regId, key, { payload, idSc
   return client.register();
 }
 
+/** GET /metrics (Prometheus text); `metric(svc, 'name{labels}')` reads one series' value (0 when absent). */
+function metricsText(svc) {
+  return new Promise((resolve, reject) => {
+    https.get({ host: '127.0.0.1', port: svc.port, path: '/metrics', ca: svc.ca }, (res) => {
+      let text = '';
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve(text));
+    }).on('error', reject);
+  });
+}
+
+async function metric(svc, series) {
+  const line = (await metricsText(svc)).split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
 /** Run fn over items with at most `limit` in flight; results in input order. */
 async function mapLimit(items, limit, fn) {
   const out = new Array(items.length);
@@ -452,6 +468,7 @@ async function mapLimit(items, limit, fn) {
 
 module.exports = {
   DPS_BIN,
+  metric,
   DEFAULT_HUB,
   startService,
   parseServiceConnectionString,
