@@ -27,7 +27,7 @@ use crate::client::{read_endpoint, Client, Target};
 use load::{Mode, Plan};
 use process::Spawned;
 use report::{Phase, Summary};
-use workload::{Attestation, Setup, Transport, Workload};
+use workload::{Attestation, Poll, Setup, Transport, Workload};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -83,6 +83,9 @@ pub struct BenchArgs {
     transport: Transport,
     #[arg(long, value_enum, default_value_t = Attestation::Group)]
     attestation: Attestation,
+    /// How devices wait between polls.
+    #[arg(long, value_enum, default_value_t = Poll::Immediate)]
+    poll: Poll,
     /// Individual attestation: enrollments to import before the load (default: --devices); the registering
     /// devices are spread over them.
     #[arg(long)]
@@ -247,6 +250,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             extra_groups: a.extra_groups,
             batch: a.import_batch.max(1),
             parallel: a.import_parallel.max(1),
+            poll: a.poll,
         })
         .await?,
     );
@@ -280,6 +284,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         source_addresses: a.source_addresses,
         transport: a.transport,
         attestation: a.attestation,
+        poll: a.poll,
         devices: plan.devices,
         duration_seconds: a.duration,
         import: w.import.clone(),
@@ -328,6 +333,7 @@ async fn idle(a: &BenchArgs, svc: &Service, n: usize) -> Result<()> {
             extra_groups: 0,
             batch: 1000,
             parallel: 4,
+            poll: Poll::Immediate,
         })
         .await?,
     );

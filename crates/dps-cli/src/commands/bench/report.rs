@@ -92,6 +92,7 @@ pub struct Summary {
     pub source_addresses: u8,
     pub transport: super::workload::Transport,
     pub attestation: super::workload::Attestation,
+    pub poll: super::workload::Poll,
     pub devices: Option<u64>,
     pub duration_seconds: Option<f64>,
     pub import: Option<super::workload::Import>,

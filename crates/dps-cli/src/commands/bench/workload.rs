@@ -62,6 +62,7 @@ enum Credentials {
 /// The devices of one run: names, credentials, what they set up in the service and how they connect.
 pub struct Workload {
     pub transport: Transport,
+    polling: Polling,
     prefix: String,
     credentials: Credentials,
     /// TLS for symmetric-key devices: no session resumption, so each new connection is a full handshake.
@@ -93,6 +94,27 @@ pub struct Setup<'a> {
     pub batch: usize,
     /// Bulk operations in flight while importing.
     pub parallel: usize,
+    pub poll: Poll,
+}
+
+/// How devices wait between polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Poll {
+    /// Poll again as soon as an answer arrives: the load measures the service, not the wait.
+    Immediate,
+    /// Wait the `retry-after` the service gives, as the SDKs do: a registration takes seconds, the service sees
+    /// one register and about one poll per device (soak and overload runs: many devices waiting, few requests).
+    RetryAfter,
+}
+
+impl Poll {
+    fn polling(self) -> Polling {
+        match self {
+            Poll::Immediate => Polling::Every(Duration::ZERO),
+            Poll::RetryAfter => Polling::RetryAfter,
+        }
+    }
 }
 
 impl Workload {
@@ -195,7 +217,7 @@ impl Workload {
             }
         };
         tracing::debug!(seconds = t.elapsed().as_secs_f64(), "set up");
-        Ok(Self { transport: s.transport, prefix, credentials, plain_tls: Arc::new(plain), cleanup, import })
+        Ok(Self { transport: s.transport, polling: s.poll.polling(), prefix, credentials, plain_tls: Arc::new(plain), cleanup, import })
     }
 
     /// Removes the groups this run created (individual enrollments stay: a spawned service's directory goes).
@@ -229,7 +251,7 @@ impl Workload {
     /// A client of `endpoint` for this workload: the shared keep-alive pools (one per source address, or one
     /// from the system's choice when `sources` is empty), or what each device builds.
     pub fn client(self: &Arc<Self>, endpoint: Endpoint, mqtt_port: u16, amqp_port: u16, sources: &[IpAddr]) -> Result<Devices> {
-        let pool = |source| HttpsDevice::with_tls_from(endpoint.clone(), POLLING, (*self.plain_tls).clone(), source);
+        let pool = |source| HttpsDevice::with_tls_from(endpoint.clone(), self.polling, (*self.plain_tls).clone(), source);
         let shared = match sources {
             [] => vec![pool(None)?],
             _ => sources.iter().map(|a| pool(Some(*a))).collect::<Result<_>>()?,
@@ -268,9 +290,6 @@ impl Workload {
     }
 }
 
-/// Devices poll again as soon as an answer arrives (no wait): the load measures the service, not the sleep.
-const POLLING: Polling = Polling::Every(Duration::ZERO);
-
 /// The devices of a workload against one endpoint (the service or the ceiling).
 pub struct Devices {
     workload: Arc<Workload>,
@@ -298,7 +317,7 @@ impl Devices {
                 }
             }
             Transport::HttpsNewConnection => {
-                let device = HttpsDevice::with_tls(self.endpoint.clone(), POLLING, (*tls).clone())?;
+                let device = HttpsDevice::with_tls(self.endpoint.clone(), self.workload.polling, (*tls).clone())?;
                 match &key {
                     Some(k) => device.provision_symmetric_key(&id, k).await?,
                     None => device.provision_x509(&id).await?,
@@ -306,11 +325,11 @@ impl Devices {
             }
             Transport::Mqtt => {
                 let mut s = dps_device::mqtt::MqttSession::connect_with(&self.endpoint, self.mqtt_port, &id, tls, sas).await?;
-                s.provision(&id, POLLING).await?
+                s.provision(&id, self.workload.polling).await?
             }
             Transport::Amqp => {
                 let mut s = dps_device::amqp::AmqpSession::connect_with(&self.endpoint, self.amqp_port, &id, tls, sas).await?;
-                let r = s.provision(&id, POLLING).await;
+                let r = s.provision(&id, self.workload.polling).await;
                 let _ = s.close().await;
                 r?
             }
