@@ -23,6 +23,10 @@ pub struct Plan {
     pub mode: Mode,
     pub devices: Option<u64>,
     pub duration: Option<Duration>,
+    /// Closed loop with devices that wait as the SDKs do (`--poll retry-after`): the devices start spread over
+    /// this time (not all in the first millisecond), and one that failed (a 429 among them) waits this long before
+    /// the next starts — a refused device backs off instead of coming straight back.
+    pub pace: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,9 +180,14 @@ pub async fn run(devices: Arc<Devices>, plan: Plan, label: &str) -> anyhow::Resu
         Mode::Closed { concurrency } => {
             let next = Arc::new(AtomicU64::new(0));
             let mut workers = tokio::task::JoinSet::new();
-            for _ in 0..concurrency.max(1) {
+            let workers_n = concurrency.max(1);
+            for w in 0..workers_n {
                 let (devices, rec, next) = (Arc::clone(&devices), Arc::clone(&rec), Arc::clone(&next));
+                let pace = plan.pace;
                 workers.spawn(async move {
+                    if let Some(p) = pace {
+                        tokio::time::sleep(p.mul_f64(w as f64 / workers_n as f64)).await;
+                    }
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let t = Instant::now();
@@ -186,7 +195,11 @@ pub async fn run(devices: Arc<Devices>, plan: Plan, label: &str) -> anyhow::Resu
                             break;
                         }
                         let r = devices.register(i).await.map(|_| ());
+                        let failed = r.is_err();
                         rec.record(t, r);
+                        if let (true, Some(p)) = (failed, pace) {
+                            tokio::time::sleep(p).await;
+                        }
                     }
                 });
             }

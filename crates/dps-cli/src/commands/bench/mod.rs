@@ -221,6 +221,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             None => Mode::Closed { concurrency: a.concurrency },
         },
         devices: a.devices.or(if a.duration.is_none() { Some(1000) } else { None }),
+        pace: (a.poll == Poll::RetryAfter).then_some(RETRY_AFTER_PACE),
         duration: a.duration.map(Duration::from_secs_f64),
     };
     let ceiling_note = match (a.no_ceiling, a.transport) {
@@ -311,6 +312,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// How long a paced closed loop spreads its devices' starts and backs a failed device off (`Plan::pace`):
+/// the service's default `retry-after`.
+const RETRY_AFTER_PACE: Duration = Duration::from_secs(2);
 
 /// `--source-addresses N`: 127.0.0.1 … 127.0.0.N (none for one: the system chooses, as before).
 fn source_addresses(n: u8) -> Vec<std::net::IpAddr> {

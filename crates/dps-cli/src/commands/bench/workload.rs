@@ -105,6 +105,7 @@ pub enum Poll {
     Immediate,
     /// Wait the `retry-after` the service gives, as the SDKs do: a registration takes seconds, the service sees
     /// one register and about one poll per device (soak and overload runs: many devices waiting, few requests).
+    /// A closed loop starts its devices spread over 2 s and a refused device waits 2 s before the next starts.
     RetryAfter,
 }
 
