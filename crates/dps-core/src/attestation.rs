@@ -520,7 +520,7 @@ const MEMO_KEY_MAX: usize = 4096;
 /// first expiry in the presented chain, and [`MEMO_SECS`], whichever comes first. TPM answers are never
 /// remembered (single use).
 pub struct AttestMemo {
-    entries: quick_cache::sync::Cache<String, (u64, i64, Attested)>,
+    entries: quick_cache::sync::Cache<String, (u64, i64, Arc<Attested>)>,
 }
 
 impl Default for AttestMemo {
@@ -562,13 +562,13 @@ impl AttestMemo {
     /// What the same credentials proved for the same device under configuration `version`, if it still holds.
     pub fn recall(&self, version: u64, now: i64, reg: &RegistrationId, creds: &DeviceCredentials) -> Option<Attested> {
         let (tag, until, hit) = self.entries.get(&Self::key(reg, creds)?)?;
-        (tag == version && now <= until).then_some(hit)
+        (tag == version && now <= until).then(|| Attested::clone(&hit))
     }
 
     /// Remembers what `creds` proved now (not a TPM answer: it is single use).
     pub fn remember(&self, version: u64, now: i64, reg: &RegistrationId, creds: &DeviceCredentials, attested: &Attested) {
         if let Some(k) = Self::key(reg, creds).filter(|_| attested.tpm.is_none()) {
-            self.entries.insert(k, (version, Self::valid_until(creds, now), attested.clone()));
+            self.entries.insert(k, (version, Self::valid_until(creds, now), Arc::new(attested.clone())));
         }
     }
 }

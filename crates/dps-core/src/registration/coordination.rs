@@ -83,7 +83,7 @@ impl RegistrationEngine {
             let _admitted = admitted;
             let begun = engine.begin(&op).await;
             let running = begun.is_ok().then(|| {
-                engine.known.insert(op.operation_id.clone(), op.clone());
+                engine.known.insert(op.operation_id.clone(), Arc::new(op.clone()));
                 engine.track(&op.operation_id)
             });
             let _ = tx.send(begun.as_ref().map(|_| ()).map_err(Clone::clone));

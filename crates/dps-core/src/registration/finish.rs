@@ -112,7 +112,7 @@ impl RegistrationEngine {
         if !self.ports.operations.finish_registration(&op, &record, identity, &self.instance).await? {
             return Ok(false);
         }
-        self.known.insert(op.operation_id.clone(), op.clone());
+        self.known.insert(op.operation_id.clone(), std::sync::Arc::new(op.clone()));
         crate::failpoint::hit("engine.finished").await;
         let hub = o.assignment().map(|a| a.hub.as_str());
         self.ports.metrics.record(crate::metrics::Event::Registration { hub, status: o.status().as_str() });

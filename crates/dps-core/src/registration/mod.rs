@@ -168,7 +168,7 @@ pub struct RegistrationEngine {
     memo: crate::attestation::AttestMemo,
     /// Operations polls are answered from without a store read: finished ones (they never change again) and
     /// the `assigning` ones this instance runs under its lease (dropped when it loses or gives up the lease).
-    known: quick_cache::sync::Cache<String, Operation>,
+    known: quick_cache::sync::Cache<String, Arc<Operation>>,
     /// Assignments running in this instance, by operation id; polls wait on them (`coordination.rs`).
     running: std::sync::Mutex<std::collections::HashMap<String, tokio::sync::watch::Sender<()>>>,
     /// One permit per registration in flight (`EngineConfig::max_in_flight`), held from the register to the end

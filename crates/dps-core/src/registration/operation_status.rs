@@ -61,11 +61,11 @@ impl RegistrationEngine {
     /// An operation: from memory when it finished or this instance runs it, else from the store.
     async fn operation(&self, operation_id: &str) -> Result<Option<Operation>, DpsError> {
         if let Some(op) = self.known.get(operation_id) {
-            return Ok(Some(op));
+            return Ok(Some(Operation::clone(&op)));
         }
         let op = self.ports.operations.get_operation(operation_id).await.map_err(store_err("could not read the operation"))?;
         if let Some(done) = op.as_ref().filter(|o| o.status.is_terminal()) {
-            self.known.insert(done.operation_id.clone(), done.clone());
+            self.known.insert(done.operation_id.clone(), std::sync::Arc::new(done.clone()));
         }
         Ok(op)
     }
