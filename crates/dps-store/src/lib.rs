@@ -68,6 +68,15 @@ pub(crate) async fn doc_in_tx<T: serde::de::DeserializeOwned>(
     sqlx::query(sql).bind(key).fetch_optional(tx).await.map_err(backend)?.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
 }
 
+/// Seals a secret with the master key (`aad` names what it is and whose: `enrollment/<id>`, …).
+pub(crate) fn seal(key: &MasterKey, plaintext: &str, aad: &str) -> String {
+    key.seal(plaintext.as_bytes(), aad)
+}
+
+pub(crate) fn open_sealed(key: &MasterKey, sealed: &str, aad: &str) -> Result<String, StoreError> {
+    key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(backend)
 }
@@ -123,11 +132,11 @@ impl SqliteStore {
     }
 
     pub(crate) fn seal(&self, plaintext: &str, aad: &str) -> String {
-        self.key.seal(plaintext.as_bytes(), aad)
+        seal(&self.key, plaintext, aad)
     }
 
     pub(crate) fn open_sealed(&self, sealed: &str, aad: &str) -> Result<String, StoreError> {
-        self.key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+        open_sealed(&self.key, sealed, aad)
     }
 }
 
