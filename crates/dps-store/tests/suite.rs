@@ -904,6 +904,35 @@ async fn a_failing_row_fails_alone_in_a_batch() {
     }
 }
 
+/// PostgreSQL, several processes on one database (issue #15 item 2's ground): a configuration write of one
+/// store changes the other's version (the `config_version` row, `NOTIFY dps_config`), so the other's cache
+/// drops what it held. The wait is for the notification, bounded only against a hang.
+#[tokio::test]
+async fn postgres_another_store_configuration_writes_change_the_version() {
+    let url = dps_store::testing::database_url().await;
+    let key = Arc::new(MasterKey::generate().0);
+    let writer = PgStore::open(&url, Arc::clone(&key)).await.unwrap_or_else(|e| panic!("{e}"));
+    let reader = PgStore::open(&url, key).await.unwrap_or_else(|e| panic!("{e}"));
+    let cache = dps_core::cache::ConfigCache::new(Arc::new(reader.clone()));
+    assert_eq!(cache.get_enrollment("shared").await, Ok(None), "an absence, cached");
+    for round in 0..3 {
+        let mut changes = reader.watch_config_version();
+        let before = reader.config_version();
+        let mut e = sym_enrollment("shared");
+        e.device_id = Some(format!("round-{round}"));
+        writer.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::timeout(std::time::Duration::from_secs(60), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no notification of the other store's write"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(reader.config_version(), before, "round {round}");
+        let got = cache.get_enrollment("SHARED").await.unwrap_or_else(|e| panic!("{e}")).and_then(|e| e.device_id);
+        assert_eq!(got, Some(format!("round-{round}")), "the other store's cache reads the new enrollment");
+    }
+    writer.close().await;
+    reader.close().await;
+}
+
 /// PostgreSQL: the same, with a trigger refusing one row (the `UNNEST` upsert fails, the items are written one
 /// by one in savepoints).
 #[tokio::test]

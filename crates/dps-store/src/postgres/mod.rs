@@ -68,22 +68,39 @@ pub struct PgStore {
 /// [`ConfigVersion`] as this process knows it: the highest version of the `config_version` row seen, plus one
 /// for each configuration write that failed before it could bump the row (still a change to report: the
 /// caller's cache may hold what the write was about). Both only grow, so their sum changes on every event.
-#[derive(Default)]
+/// `changes` tells watchers the highest row version seen.
 struct Version {
     seen: AtomicU64,
     failed: AtomicU64,
+    changes: watch::Sender<u64>,
 }
 
 impl Version {
+    fn new() -> Self {
+        Self { seen: AtomicU64::new(0), failed: AtomicU64::new(0), changes: watch::channel(0).0 }
+    }
+
     fn saw(&self, v: i64) {
-        self.seen.fetch_max(v.unsigned_abs(), Ordering::SeqCst);
+        let v = v.unsigned_abs();
+        if self.seen.fetch_max(v, Ordering::SeqCst) < v {
+            self.changes.send_if_modified(|current| {
+                let newer = *current < v;
+                if newer {
+                    *current = v;
+                }
+                newer
+            });
+        }
     }
 }
 
 impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database?…`) and applies the migrations.
     pub async fn open(url: &str, key: Arc<MasterKey>) -> Result<Self, StoreError> {
-        let opts = PgConnectOptions::from_str(url).map_err(|e| backend(format!("the database URL does not parse: {e}")))?;
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| backend(format!("the database URL does not parse: {e}")))?
+            // A write is durable before its caller hears back, whatever the server's or role's default.
+            .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
@@ -91,7 +108,7 @@ impl PgStore {
             .await
             .map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
-        let version = Arc::new(Version::default());
+        let version = Arc::new(Version::new());
         let (closed, closed_rx) = watch::channel(false);
         let store = Self { pool, key, version, closed };
         store.refresh_version().await?;
@@ -104,6 +121,13 @@ impl PgStore {
     /// is dropped everywhere else ends the task).
     fn clone_for_listener(&self) -> (PgPool, Arc<Version>) {
         (self.pool.clone(), Arc::clone(&self.version))
+    }
+
+    /// The database's configuration version as this store last saw it, changing when any process's
+    /// configuration write commits (its own at once, others' once their notification arrives): what caches of
+    /// several instances sharing the database can wait on.
+    pub fn watch_config_version(&self) -> watch::Receiver<u64> {
+        self.version.changes.subscribe()
     }
 
     async fn refresh_version(&self) -> StoreResult<()> {
