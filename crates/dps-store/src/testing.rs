@@ -87,7 +87,11 @@ fn with_database(url: &str, database: &str) -> String {
 /// The directory holding `initdb` and `pg_ctl`.
 fn bin_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("DPS_PG_BIN") {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if !dir.join("initdb").is_file() {
+            return Err(format!("DPS_PG_BIN is {}, which has no initdb (PostgreSQL's server binaries)", dir.display()));
+        }
+        return Ok(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()

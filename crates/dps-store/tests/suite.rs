@@ -98,6 +98,7 @@ suite!(
     batch_writes_answer_per_item_in_order,
     batch_of_ten_thousand_writes,
     ca_certificates_round_trip,
+    settings_round_trip,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &Store) {
@@ -565,6 +566,73 @@ async fn postgres_webhook_function_keys_are_sealed_at_rest() {
     let (s, url) = postgres().await;
     write_and_read_webhook_urls(&s).await;
     assert_function_keys_sealed(&postgres_text(&url).await);
+}
+
+/// Service-wide settings: absent until written, then the last value written.
+async fn settings_round_trip(s: &Store) {
+    use dps_store::Settings;
+    assert_eq!(s.get_setting("id_scope").await, Ok(None));
+    s.put_setting("id_scope", "0ne00000001").await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_setting("other", "x").await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_setting("id_scope", "0ne00000002").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_setting("id_scope").await, Ok(Some("0ne00000002".to_owned())));
+    assert_eq!(s.get_setting("ID_SCOPE").await, Ok(None), "setting keys are the service's own, compared exactly");
+}
+
+/// What [`quarantine_checks`] corrupts, in SQL both backends run: a document that does not parse, a sealed
+/// secret that does not open.
+const CORRUPTIONS: [&str; 2] = [
+    "UPDATE enrollments SET doc = '{\"registrationId\": 42' WHERE id_key = 'bad-doc'",
+    "UPDATE enrollment_groups SET secrets = 'not-a-sealed-secret' WHERE id_key = 'group-bad'",
+];
+
+async fn quarantine_seed(s: &Store) {
+    for id in ["bad-doc", "good"] {
+        s.put_enrollment(sym_enrollment(id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    s.put_group(group("group-bad", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// After [`CORRUPTIONS`]: the unreadable rows are moved aside and listed, the rest serves.
+async fn quarantine_checks(s: &Store) {
+    use dps_store::Quarantine;
+    let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None };
+    let listed = s.query_enrollments(page).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.items.iter().map(|e| e.registration_id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert_eq!(s.get_enrollment("bad-doc").await, Ok(None), "moved aside");
+    assert_eq!(s.get_group("group-bad").await, Ok(None), "a secret that does not open: moved aside");
+    assert_eq!(s.symmetric_key_groups().await.map(|g| g.len()), Ok(0));
+    let q = s.quarantined().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut rows: Vec<(&str, &str)> = q.iter().map(|r| (r.table.as_str(), r.key.as_str())).collect();
+    rows.sort();
+    assert_eq!(rows, [("enrollment_groups", "group-bad"), ("enrollments", "bad-doc")]);
+    assert!(q.iter().all(|r| !r.reason.is_empty()));
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_quarantined() {
+    let (s, dir) = sqlite_file().await;
+    let s = Store::from(s);
+    quarantine_seed(&s).await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in CORRUPTIONS {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    pool.close().await;
+    quarantine_checks(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_unreadable_rows_are_quarantined() {
+    let (s, url) = postgres().await;
+    quarantine_seed(&s).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in CORRUPTIONS {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    pool.close().await;
+    quarantine_checks(&s).await;
 }
 
 /// CA certificates round-trip with their etag rules.

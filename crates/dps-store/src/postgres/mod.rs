@@ -111,8 +111,10 @@ impl PgStore {
         let version = Arc::new(Version::new());
         let (closed, closed_rx) = watch::channel(false);
         let store = Self { pool, key, version, closed };
+        // Listening before the row is read: a write committed in between is seen one way or the other.
+        let mut listener = PgListener::connect_with(&store.pool).await.map_err(backend)?;
+        listener.listen(CONFIG_CHANNEL).await.map_err(backend)?;
         store.refresh_version().await?;
-        let listener = PgListener::connect_with(&store.pool).await.map_err(backend)?;
         tokio::spawn(listen(listener, store.clone_for_listener(), closed_rx));
         Ok(store)
     }
@@ -222,13 +224,10 @@ async fn read_version(pool: &PgPool, version: &Version) -> StoreResult<()> {
     Ok(())
 }
 
-/// Follows other processes' configuration writes: `LISTEN dps_config` until the store closes. After the
-/// listener's connection was lost (sqlx reconnects it) the version row is read again.
+/// Follows other processes' configuration writes on `listener` (listening on `dps_config`) until the store
+/// closes. After the listener's connection was lost (sqlx reconnects it and listens again) the version row is
+/// read again: what was notified meanwhile is lost.
 async fn listen(mut listener: PgListener, (pool, version): (PgPool, Arc<Version>), mut closed: watch::Receiver<bool>) {
-    if let Err(e) = listener.listen(CONFIG_CHANNEL).await {
-        tracing::warn!(error = %e, "cannot LISTEN for configuration changes; other processes' writes will not be seen");
-        return;
-    }
     loop {
         tokio::select! {
             _ = closed.changed() => return,
