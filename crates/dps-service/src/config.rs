@@ -136,7 +136,8 @@ pub struct Overrides {
     pub master_key_file: Option<PathBuf>,
     /// PostgreSQL database for the store, postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: SQLite,
     /// `dps.sqlite` in the data directory).
-    #[arg(long, env = "DPS_DATABASE_URL", value_name = "URL")]
+    // `hide_env_values`: `--help` would print the variable's value, password included.
+    #[arg(long, env = "DPS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// A token `GET /metrics` then requires as `Authorization: Bearer <token>` (16+ visible characters; default:
     /// none, the exporter is open like any exporter).
