@@ -37,6 +37,11 @@ if command -v dpkg-query >/dev/null 2>&1; then
     need_pkg swtpm            # TPM attestation tests run against a private software TPM each
     need_pkg swtpm-tools
     need_pkg tpm2-tools       # tpm2-tools cross-checks the device's TPM keys
+    # The store suite and the service's PostgreSQL tests start throw-away clusters with the server's initdb and
+    # pg_ctl from /usr/lib/postgresql/<version>/bin (any version: dps_store::testing takes the newest there).
+    if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+      need_pkg postgresql       # Debian's server package (postgresql-<version>); its system cluster is not used
+    fi
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"

@@ -134,6 +134,11 @@ pub struct Overrides {
     /// File holding the master key (base64 of 32 bytes; default <data-dir>/master.key).
     #[arg(long, env = "DPS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// PostgreSQL database for the store, postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: SQLite,
+    /// `dps.sqlite` in the data directory).
+    // `hide_env_values`: `--help` would print the variable's value, password included.
+    #[arg(long, env = "DPS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// A token `GET /metrics` then requires as `Authorization: Bearer <token>` (16+ visible characters; default:
     /// none, the exporter is open like any exporter).
     #[arg(long, env = "DPS_METRICS_TOKEN")]
@@ -392,6 +397,9 @@ pub struct Config {
     pub default_allocation_policy: AllocationPolicy,
     pub operation_retention_hours: u32,
     pub master_key_file: PathBuf,
+    /// The PostgreSQL database (`postgres://…`); `None`: SQLite in the data directory. Sealed from `Debug`
+    /// (it may carry a password); logs show [`dps_store::redact_url`]'s form.
+    pub database_url: Option<dps_crypto::Secret>,
     pub regions: dps_core::regions::RegionModel,
     pub measure_hub_latency: bool,
     pub webhook_timeout: std::time::Duration,
@@ -539,6 +547,18 @@ fn metrics_token(token: Option<&str>) -> Result<Option<dps_crypto::Secret>, Conf
     Ok(Some(dps_crypto::Secret::new(t)))
 }
 
+/// `database_url`: unset or blank is SQLite; otherwise a `postgres://` (or `postgresql://`) URL.
+fn database_url(url: Option<&str>) -> Result<Option<dps_crypto::Secret>, ConfigError> {
+    let Some(u) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    if !dps_store::is_postgres(u) {
+        return Err(ConfigError(format!(
+            "database_url {} is not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE); leave it out for SQLite",
+            dps_store::redact_url(u)
+        )));
+    }
+    Ok(Some(dps_crypto::Secret::new(u)))
+}
+
 /// The platform's data directory for DPS Console (`~/.local/share/dps-console` on Linux).
 pub fn default_data_dir() -> PathBuf {
     dirs::data_local_dir().unwrap_or_else(|| PathBuf::from(".")).join("dps-console")
@@ -576,6 +596,7 @@ impl Config {
         let (http_limits, caps, write_timeout) = listener_bounds(&o)?;
         let (webhook_retry, hub_retry) = retries(&o)?;
         let metrics_token = metrics_token(o.metrics_token.as_deref())?;
+        let database_url = database_url(o.database_url.as_deref())?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let host = match o.host {
             Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
@@ -641,6 +662,7 @@ impl Config {
             caps,
             write_timeout,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            database_url,
             data_dir,
             bind,
             host,
@@ -819,6 +841,20 @@ mod tests {
         let err = Config::load(dir.path().into(), None, &env(&[("DPS_HTTPS_PORT", "https")]), Overrides::default());
         assert!(err.is_err());
         assert!(Config::load(dir.path().into(), Some(&dir.path().join("missing.toml")), &env(&[]), Overrides::default()).is_err());
+    }
+
+    /// `database_url` picks PostgreSQL; its password shows nowhere (not in `Debug`, not in an error).
+    #[test]
+    fn database_url_selects_postgres_and_its_password_is_never_shown() {
+        let load = |vars: &[(&str, &str)]| Config::load(PathBuf::from("/nonexistent"), None, &env(vars), Overrides::default());
+        let c = load(&[("DPS_DATABASE_URL", "postgres://dps:hunter2@db.example/dps")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.database_url.as_ref().map(|u| u.expose()), Some("postgres://dps:hunter2@db.example/dps"));
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug shows the password");
+        assert!(load(&[]).unwrap_or_else(|e| panic!("{e}")).database_url.is_none(), "SQLite by default");
+        assert!(load(&[("DPS_DATABASE_URL", " ")]).unwrap_or_else(|e| panic!("{e}")).database_url.is_none(), "blank is unset");
+        let err = load(&[("DPS_DATABASE_URL", "mysql://dps:hunter2@db/dps")]).err().unwrap_or_else(|| panic!("accepted"));
+        assert!(err.0.contains("database_url") && err.0.contains("not a PostgreSQL URL"), "{err}");
+        assert!(!err.0.contains("hunter2"), "the error shows the password: {err}");
     }
 
     /// Every numeric setting has a range; a value outside it — in the file, the environment or a flag — is a

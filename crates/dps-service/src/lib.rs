@@ -36,7 +36,7 @@ use dps_core::registration::{EngineConfig, Ports, RegistrationEngine};
 use dps_core::Clock;
 use dps_crypto::{generate_key, Secret};
 use dps_proto::{EndpointInfo, IdScope, LinkedHub, Ports as PortMap};
-use dps_store::{Settings, SqliteStore};
+use dps_store::{Settings, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
@@ -127,7 +127,7 @@ pub struct Running {
     /// Whether this start created the owner policy: its connection string is printed then only (later it is
     /// read from `endpoint.json`, mode 0600).
     pub owner_key_created: bool,
-    pub store: SqliteStore,
+    pub store: Store,
     app: Arc<app::App>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -155,7 +155,7 @@ impl Running {
     }
 }
 
-async fn setting_or_init(store: &SqliteStore, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+async fn setting_or_init(store: &Store, key: &str, init: impl FnOnce() -> String) -> Result<String> {
     if let Some(v) = store.get_setting(key).await? {
         return Ok(v);
     }
@@ -166,7 +166,7 @@ async fn setting_or_init(store: &SqliteStore, key: &str, init: impl FnOnce() -> 
 
 /// Creates on first start what the service needs; returns the ID scope, the owner policy's key and whether
 /// the policy was made now.
-async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret, bool)> {
+async fn bootstrap(store: &Store) -> Result<(IdScope, Secret, bool)> {
     let scope = setting_or_init(store, "id_scope", || IdScope::from_bytes(rand::random::<[u8; 4]>()).to_string()).await?;
     let scope = IdScope::try_from(scope).map_err(|e| anyhow!("stored ID scope: {e}"))?;
     let policies = store.list_policies().await?;
@@ -204,7 +204,7 @@ async fn bootstrap(store: &SqliteStore) -> Result<(IdScope, Secret, bool)> {
 /// The console's admin password: made at first start, written to `initial-admin-password` (0600), stored
 /// hashed. Returns it when it was just made (to be printed once). A password file that no longer matches
 /// (the password was changed before changes removed it) is removed.
-async fn bootstrap_admin(store: &SqliteStore, data_dir: &Path) -> Result<Option<String>> {
+async fn bootstrap_admin(store: &Store, data_dir: &Path) -> Result<Option<String>> {
     let file = data_dir.join(admin::INITIAL_PASSWORD_FILE);
     if let Some(hash) = store.get_setting("admin_password_hash").await? {
         if let Ok(text) = std::fs::read_to_string(&file) {
@@ -241,7 +241,7 @@ pub const LIMITS_SETTING: &str = "limits_profile";
 
 /// The limits profile at start: the configured one when a layer sets it, else the one the console chose last
 /// (kept in the store), else `default`.
-async fn start_profile(config: &Config, store: &SqliteStore) -> dps_core::limits::Profile {
+async fn start_profile(config: &Config, store: &Store) -> dps_core::limits::Profile {
     use dps_store::Settings;
     if config.limits_explicit {
         return config.limits;
@@ -252,14 +252,49 @@ async fn start_profile(config: &Config, store: &SqliteStore) -> dps_core::limits
     }
 }
 
+/// The store the configuration names: PostgreSQL at `database_url`, else SQLite in the data directory. The
+/// log and errors show the URL without its password.
+async fn open_store(config: &Config, key: Arc<dps_crypto::MasterKey>) -> Result<Store> {
+    let url = config.database_url.as_ref().map(|u| u.expose());
+    let sqlite = config.data_dir.join(DATABASE_FILE);
+    let store = Store::open(url, &sqlite, key).await.with_context(|| match url {
+        Some(u) => format!("cannot open the database {}", dps_store::redact_url(u)),
+        None => format!("cannot open the database in {}", config.data_dir.display()),
+    })?;
+    match url {
+        Some(u) => info!(backend = store.backend_name(), database = %dps_store::redact_url(u), "store opened"),
+        None => info!(backend = store.backend_name(), database = %sqlite.display(), "store opened"),
+    }
+    Ok(store)
+}
+
+/// The setting holding a fixed text sealed with the master key: proof that the key opens this database.
+const MASTER_KEY_CHECK: &str = "master_key_check";
+
+/// Refuses a database whose secrets were sealed with another master key, before anything reads one. With
+/// PostgreSQL the database lives outside the data directory, so a data directory that lost its key (a new one
+/// is made) or a second data directory pointed at the same database would otherwise start and quarantine every
+/// sealed row it met. The first start on a database writes the proof.
+async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &Config) -> Result<()> {
+    match store.get_setting(MASTER_KEY_CHECK).await? {
+        Some(sealed) => key.open(&sealed, MASTER_KEY_CHECK).map(drop).map_err(|_| {
+            anyhow!(
+                "the master key {} does not open this database's secrets (they were sealed with another key): use the \
+                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file)",
+                config.master_key_file.display()
+            )
+        }),
+        None => Ok(store.put_setting(MASTER_KEY_CHECK, &key.seal(b"dps-console", MASTER_KEY_CHECK)).await?),
+    }
+}
+
 /// Starts the service on `listeners`.
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
     let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
-    let store = SqliteStore::open(&config.data_dir.join(DATABASE_FILE), Arc::clone(&material.master_key))
-        .await
-        .with_context(|| format!("cannot open the database in {}", config.data_dir.display()))?;
+    let store = open_store(config, Arc::clone(&material.master_key)).await?;
+    check_master_key(&store, &material.master_key, config).await?;
     let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
     let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
 
@@ -395,6 +430,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     }
 
     // This process holds the data directory's lock: every operation still assigning was left by a previous run.
+    // With PostgreSQL the same holds while one instance uses the database (instances sharing one is issue #15
+    // item 2: they would claim only expired leases here).
     engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
     write_endpoint(&config.data_dir, &info)?;

@@ -23,7 +23,7 @@ use crate::{backend, from_json, to_json};
 const CHUNK: usize = 256;
 
 /// What an item's check decided (the item itself is not changed until the batch is written).
-enum Decision {
+pub(crate) enum Decision {
     /// Write it; `created` replaces its created time (the entity it replaces had this one) and `doc` its
     /// document when that changes the document.
     Accept {
@@ -61,7 +61,7 @@ pub(crate) async fn write<E: Entity>(
 }
 
 /// The answer for an item once its batch is written.
-fn finish<E: Entity>(s: Staged<E>, d: Decision) -> StoreResult<E> {
+pub(crate) fn finish<E: Entity>(s: Staged<E>, d: Decision) -> StoreResult<E> {
     match d {
         Decision::Refuse(e) => Err(e),
         Decision::Accept { created, .. } => Ok(s.into_answer(created)),
@@ -78,6 +78,24 @@ async fn set_based<E: Entity>(tx: &mut SqliteConnection, items: &[(usize, Staged
         .await
         .map_err(backend)?;
     let stored: HashMap<String, String> = rows.iter().map(|r| (r.get::<String, _>("id_key"), r.get::<String, _>("doc"))).collect();
+    let decisions = decide(items, &stored)?;
+    let accepted = accepted(items, &decisions);
+    let mut rest = accepted.as_slice();
+    while !rest.is_empty() {
+        let n = chunk_len(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        let mut q = sqlx::query(table_sql(upsert_sql(E::TABLE, n)));
+        for (s, doc) in chunk {
+            q = q.bind(s.key.as_str()).bind(s.kind.as_str()).bind(*doc).bind(s.secrets.as_deref());
+        }
+        q.execute(&mut *tx).await.map_err(backend)?;
+        rest = tail;
+    }
+    Ok(decisions)
+}
+
+/// Decides every item in order against the stored documents (`id_key → doc`) plus the items accepted before it.
+pub(crate) fn decide<E: Entity>(items: &[(usize, Staged<E>)], stored: &HashMap<String, String>) -> StoreResult<Vec<Decision>> {
     // The state of each key as the items before the current one left it (absent: as stored).
     let mut written: HashMap<&str, Current> = HashMap::new();
     let mut decisions = Vec::with_capacity(items.len());
@@ -105,26 +123,19 @@ async fn set_based<E: Entity>(tx: &mut SqliteConnection, items: &[(usize, Staged
         };
         decisions.push(decision);
     }
-    let accepted: Vec<(&Staged<E>, &str)> = items
+    Ok(decisions)
+}
+
+/// The accepted items and the document each writes, in order.
+pub(crate) fn accepted<'a, E: Entity>(items: &'a [(usize, Staged<E>)], decisions: &'a [Decision]) -> Vec<(&'a Staged<E>, &'a str)> {
+    items
         .iter()
-        .zip(&decisions)
+        .zip(decisions)
         .filter_map(|((_, s), d)| match d {
             Decision::Accept { doc, .. } => Some((s, doc.as_deref().unwrap_or(&s.doc))),
             Decision::Refuse(_) => None,
         })
-        .collect();
-    let mut rest = accepted.as_slice();
-    while !rest.is_empty() {
-        let n = chunk_len(rest.len());
-        let (chunk, tail) = rest.split_at(n);
-        let mut q = sqlx::query(table_sql(upsert_sql(E::TABLE, n)));
-        for (s, doc) in chunk {
-            q = q.bind(s.key.as_str()).bind(s.kind.as_str()).bind(*doc).bind(s.secrets.as_deref());
-        }
-        q.execute(&mut *tx).await.map_err(backend)?;
-        rest = tail;
-    }
-    Ok(decisions)
+        .collect()
 }
 
 /// [`CHUNK`] rows, or the largest power of two that fits what is left: at most nine statement shapes per

@@ -11,10 +11,12 @@ use dps_proto::{AttestationMechanism, EnrollmentGroup, IndividualEnrollment, Sym
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{backend, doc_in_tx, from_json, to_json, SqliteStore};
+use dps_crypto::MasterKey;
+
+use crate::{backend, doc_in_tx, from_json, open_sealed, seal, to_json, SqliteStore};
 
 #[derive(Serialize, Deserialize)]
-struct Keys {
+pub(crate) struct Keys {
     primary: Option<String>,
     secondary: Option<String>,
     /// The webhook URL's query, without its `?` (absent in rows written before it was sealed).
@@ -128,70 +130,103 @@ impl<E: Entity> Staged<E> {
 }
 
 /// Puts a sealed query back on the webhook URL.
-fn restore_query<E: Entity>(e: &mut E, query: Option<&str>) {
+pub(crate) fn restore_query<E: Entity>(e: &mut E, query: Option<&str>) {
     if let (Some(url), Some(q)) = (e.webhook_url_mut(), query) {
         url.push('?');
         url.push_str(q);
     }
 }
 
-impl SqliteStore {
-    fn to_row<E: Entity>(&self, e: E) -> StoreResult<(String, String, String, Option<String>)> {
-        let s = self.strip(e)?;
-        Ok((s.key, s.kind, to_json(&s.entity)?, s.secrets))
-    }
+/// An entity as its row: key, attestation kind, document, sealed secrets.
+pub(crate) fn to_row<E: Entity>(master: &MasterKey, e: E) -> StoreResult<(String, String, String, Option<String>)> {
+    let s = strip(master, e)?;
+    Ok((s.key, s.kind, to_json(&s.entity)?, s.secrets))
+}
 
-    /// Takes the keys and the webhook URL's query out of `e` and seals them (associated data `<AAD>/<key>`);
-    /// answers them too.
-    fn strip<E: Entity>(&self, mut e: E) -> StoreResult<Stripped<E>> {
-        let key = e.id().to_ascii_lowercase();
-        let webhook_query = e.webhook_url_mut().and_then(take_query);
-        let att = e.attestation_mut();
-        let kind = att.kind.as_str().to_owned();
-        let keys = att.symmetric_key.take();
-        if keys.is_some() {
-            att.symmetric_key = Some(SymmetricKeyAttestation::default());
-        }
-        let secrets = if keys.is_some() || webhook_query.is_some() {
-            let sk = keys.as_ref();
-            let plain = KeysRef {
-                primary: sk.and_then(|k| k.primary_key.as_deref()),
-                secondary: sk.and_then(|k| k.secondary_key.as_deref()),
-                webhook_query: webhook_query.as_deref(),
-            };
-            let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
-            aad.push_str(E::AAD);
-            aad.push('/');
-            aad.push_str(&key);
-            Some(self.seal(&to_json(&plain)?, &aad))
-        } else {
-            None
+/// Takes the keys and the webhook URL's query out of `e` and seals them (associated data `<AAD>/<key>`);
+/// answers them too.
+fn strip<E: Entity>(master: &MasterKey, mut e: E) -> StoreResult<Stripped<E>> {
+    let key = e.id().to_ascii_lowercase();
+    let webhook_query = e.webhook_url_mut().and_then(take_query);
+    let att = e.attestation_mut();
+    let kind = att.kind.as_str().to_owned();
+    let keys = att.symmetric_key.take();
+    if keys.is_some() {
+        att.symmetric_key = Some(SymmetricKeyAttestation::default());
+    }
+    let secrets = if keys.is_some() || webhook_query.is_some() {
+        let sk = keys.as_ref();
+        let plain = KeysRef {
+            primary: sk.and_then(|k| k.primary_key.as_deref()),
+            secondary: sk.and_then(|k| k.secondary_key.as_deref()),
+            webhook_query: webhook_query.as_deref(),
         };
-        Ok(Stripped { key, kind, entity: e, secrets, keys, webhook_query })
-    }
+        let mut aad = String::with_capacity(E::AAD.len() + 1 + key.len());
+        aad.push_str(E::AAD);
+        aad.push('/');
+        aad.push_str(&key);
+        Some(seal(master, &to_json(&plain)?, &aad))
+    } else {
+        None
+    };
+    Ok(Stripped { key, kind, entity: e, secrets, keys, webhook_query })
+}
 
-    fn stage<E: Entity>(&self, e: E, pre: Precondition) -> StoreResult<Staged<E>> {
-        let Stripped { key, kind, mut entity, secrets, keys, webhook_query } = self.strip(e)?;
-        let doc = to_json(&entity)?;
-        let (created, etag) = entity.stamps();
-        let (created, etag) = (*created, etag.clone());
-        Ok(Staged { key, kind, entity, keys, webhook_query, created, etag, doc, secrets, pre })
-    }
+/// An item of a batch made ready before the write: keys sealed, document serialised.
+pub(crate) fn stage<E: Entity>(master: &MasterKey, e: E, pre: Precondition) -> StoreResult<Staged<E>> {
+    let Stripped { key, kind, mut entity, secrets, keys, webhook_query } = strip(master, e)?;
+    let doc = to_json(&entity)?;
+    let (created, etag) = entity.stamps();
+    let (created, etag) = (*created, etag.clone());
+    Ok(Staged { key, kind, entity, keys, webhook_query, created, etag, doc, secrets, pre })
+}
 
-    fn entity_from_row<E: Entity>(&self, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
-        let mut e: E = from_json(doc)?;
-        if let Some(s) = secrets {
-            let keys: Keys = from_json(&self.open_sealed(s, &format!("{}/{key}", E::AAD))?)?;
-            // The document keeps an empty `symmetricKey` where keys were taken out.
-            let att = e.attestation_mut();
-            if att.symmetric_key.is_some() || keys.primary.is_some() || keys.secondary.is_some() {
-                att.symmetric_key = Some(SymmetricKeyAttestation { primary_key: keys.primary, secondary_key: keys.secondary });
-            }
-            restore_query(&mut e, keys.webhook_query.as_deref());
+/// An entity from its row: the sealed keys and webhook query put back.
+pub(crate) fn entity_from_row<E: Entity>(master: &MasterKey, key: &str, doc: &str, secrets: Option<&str>) -> StoreResult<E> {
+    let mut e: E = from_json(doc)?;
+    if let Some(s) = secrets {
+        let keys: Keys = from_json(&open_sealed(master, s, &format!("{}/{key}", E::AAD))?)?;
+        // The document keeps an empty `symmetricKey` where keys were taken out.
+        let att = e.attestation_mut();
+        if att.symmetric_key.is_some() || keys.primary.is_some() || keys.secondary.is_some() {
+            att.symmetric_key = Some(SymmetricKeyAttestation { primary_key: keys.primary, secondary_key: keys.secondary });
         }
-        Ok(e)
+        restore_query(&mut e, keys.webhook_query.as_deref());
     }
+    Ok(e)
+}
 
+/// Stages every item (one result slot per item: `Some(Err)` for one that cannot be staged).
+#[allow(clippy::type_complexity)]
+pub(crate) fn stage_all<E: Entity>(
+    master: &MasterKey,
+    items: Vec<(E, Precondition)>,
+) -> (Vec<Option<StoreResult<E>>>, Vec<(usize, Staged<E>)>) {
+    let mut results: Vec<Option<StoreResult<E>>> = Vec::with_capacity(items.len());
+    let mut staged = Vec::with_capacity(items.len());
+    for (i, (e, pre)) in items.into_iter().enumerate() {
+        match stage(master, e, pre) {
+            Ok(s) => {
+                staged.push((i, s));
+                results.push(None);
+            }
+            Err(err) => results.push(Some(Err(err))),
+        }
+    }
+    (results, staged)
+}
+
+/// The batch's answers put in their slots, in the caller's order.
+pub(crate) fn gather<E>(mut results: Vec<Option<StoreResult<E>>>, written: Vec<(usize, StoreResult<E>)>) -> Vec<StoreResult<E>> {
+    for (i, r) in written {
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(r);
+        }
+    }
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("a batch item got no answer".into())))).collect()
+}
+
+impl SqliteStore {
     async fn get_entity<E: Entity>(&self, id: &str) -> StoreResult<Option<E>> {
         let key = id.to_ascii_lowercase();
         let row = sqlx::query(table_sql(format!("SELECT doc, secrets FROM {} WHERE id_key = ?", E::TABLE)))
@@ -200,7 +235,7 @@ impl SqliteStore {
             .await
             .map_err(backend)?;
         let Some(r) = row else { return Ok(None) };
-        match self.entity_from_row(&key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")) {
+        match entity_from_row(&self.key, &key, r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")) {
             Ok(e) => Ok(Some(e)),
             Err(e) => {
                 self.quarantine(E::QUARANTINE, &key, &e).await;
@@ -221,7 +256,7 @@ impl SqliteStore {
                     *e.stamps().0 = created;
                 }
                 let returned = e.clone();
-                let (key, kind, doc, secrets) = store.to_row(e)?;
+                let (key, kind, doc, secrets) = to_row(&store.key, e)?;
                 sqlx::query(table_sql(format!(
                     "INSERT INTO {} (id_key, attestation, doc, secrets) VALUES (?, ?, ?, ?)
                      ON CONFLICT(id_key) DO UPDATE SET attestation = excluded.attestation, doc = excluded.doc, secrets = excluded.secrets",
@@ -243,26 +278,13 @@ impl SqliteStore {
     /// Many writes in one durable write (`batch.rs`): keys sealed and documents serialised here, before the
     /// writer; one result per item, in order.
     async fn put_entities<E: Entity>(&self, items: Vec<(E, Precondition)>) -> StoreResult<Vec<StoreResult<E>>> {
-        let mut results: Vec<Option<StoreResult<E>>> = Vec::with_capacity(items.len());
-        let mut staged = Vec::with_capacity(items.len());
-        for (i, (e, pre)) in items.into_iter().enumerate() {
-            match self.stage(e, pre) {
-                Ok(s) => {
-                    staged.push((i, s));
-                    results.push(None);
-                }
-                Err(err) => results.push(Some(Err(err))),
-            }
-        }
-        if !staged.is_empty() {
-            let written = self.write_config(move |tx| Box::pin(crate::batch::write::<E>(tx, staged))).await?;
-            for (i, r) in written {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(r);
-                }
-            }
-        }
-        Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("a batch item got no answer".into())))).collect())
+        let (results, staged) = stage_all(&self.key, items);
+        let written = if staged.is_empty() {
+            Vec::new()
+        } else {
+            self.write_config(move |tx| Box::pin(crate::batch::write::<E>(tx, staged))).await?
+        };
+        Ok(gather(results, written))
     }
 
     async fn delete_entity<E: Entity>(&self, id: &str, pre: Precondition) -> StoreResult<()> {
@@ -347,7 +369,7 @@ impl SqliteStore {
                 E::QUARANTINE,
                 rows,
                 |r| r.get::<String, _>("id_key"),
-                |r| self.entity_from_row(r.get::<&str, _>("id_key"), r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")),
+                |r| entity_from_row(&self.key, r.get::<&str, _>("id_key"), r.get::<&str, _>("doc"), r.get::<Option<&str>, _>("secrets")),
             )
             .await;
         Ok(Page { items, continuation: if more { last } else { None }, total: u64::try_from(total).unwrap_or_default() })

@@ -1,4 +1,13 @@
-//! Persistence for DPS Console behind `dps-core`'s store traits.
+//! Persistence for DPS Console behind `dps-core`'s store traits, on two backends:
+//!
+//! - [`SqliteStore`] (this file and its modules) — the zero-configuration default;
+//! - [`PgStore`] (`postgres/`, cargo feature `postgres`) — PostgreSQL, selected by a `postgres://` database
+//!   URL; one file per concern as on the SQLite side, its own migrations (`migrations/postgres/`). See its
+//!   module docs for how conditional writes and the configuration version work there.
+//!
+//! [`Store`] is the handle the service holds: either backend, every trait by delegation ([`Store::open`]
+//! picks the backend from the database URL). Both backends share what is not SQL: the entities' staging
+//! and sealing (`enrollments.rs`), the batch decisions (`batch.rs`), the quarantine's row type.
 //!
 //! [`SqliteStore`] is the zero-configuration default: one file in the data directory, migrations applied
 //! at open, WAL journal with `synchronous = FULL`: a write is on disk before its caller hears back. Every
@@ -8,7 +17,9 @@
 //! as JSON in their wire shape; every secret (enrollment and group keys, policy keys, hub identities' keys) is
 //! sealed with the master key before it reaches SQL and never appears in a `doc` column.
 //!
-//! The store suite in `tests/suite.rs` is written against the traits, to be instantiated once per backend.
+//! The store suite in `tests/suite.rs` is written against [`Store`] and runs once per backend (`mod sqlite`,
+//! `mod postgres`); [`testing`] (feature `testing`) gives each PostgreSQL test a fresh database on one
+//! throw-away cluster per test process.
 
 mod batch;
 mod certificates;
@@ -20,8 +31,14 @@ mod quarantine;
 mod registrations;
 mod registry;
 mod settings;
+mod store;
 mod tpm;
 mod writer;
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -37,6 +54,10 @@ use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
 pub use quarantine::{Quarantine, QuarantinedRow};
 pub use settings::Settings;
+pub use store::{is_postgres, redact_url, Store};
+
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 
 /// SQLite implementation of every store trait.
 #[derive(Clone)]
@@ -66,6 +87,15 @@ pub(crate) async fn doc_in_tx<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, StoreError> {
     use sqlx::Row;
     sqlx::query(sql).bind(key).fetch_optional(tx).await.map_err(backend)?.map(|r| from_json(r.get::<&str, _>("doc"))).transpose()
+}
+
+/// Seals a secret with the master key (`aad` names what it is and whose: `enrollment/<id>`, …).
+pub(crate) fn seal(key: &MasterKey, plaintext: &str, aad: &str) -> String {
+    key.seal(plaintext.as_bytes(), aad)
+}
+
+pub(crate) fn open_sealed(key: &MasterKey, sealed: &str, aad: &str) -> Result<String, StoreError> {
+    key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -123,11 +153,11 @@ impl SqliteStore {
     }
 
     pub(crate) fn seal(&self, plaintext: &str, aad: &str) -> String {
-        self.key.seal(plaintext.as_bytes(), aad)
+        seal(&self.key, plaintext, aad)
     }
 
     pub(crate) fn open_sealed(&self, sealed: &str, aad: &str) -> Result<String, StoreError> {
-        self.key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+        open_sealed(&self.key, sealed, aad)
     }
 }
 

@@ -12,19 +12,19 @@ use sqlx::{Row, SqliteConnection};
 use crate::{backend, from_json, to_json, SqliteStore};
 
 /// Finished operations are purged this many at a time, each batch its own short write.
-const PURGE_BATCH: i64 = 500;
+pub(crate) const PURGE_BATCH: i64 = 500;
 
 /// The columns of an operation row.
-struct OpRow {
-    id: String,
-    status: &'static str,
-    updated: String,
-    doc: String,
-    reg_key: String,
+pub(crate) struct OpRow {
+    pub id: String,
+    pub status: &'static str,
+    pub updated: String,
+    pub doc: String,
+    pub reg_key: String,
 }
 
 impl OpRow {
-    fn of(op: &Operation) -> StoreResult<Self> {
+    pub(crate) fn of(op: &Operation) -> StoreResult<Self> {
         Ok(Self {
             id: op.operation_id.clone(),
             status: op.status.as_str(),
@@ -130,7 +130,7 @@ impl OperationStore for SqliteStore {
     ) -> StoreResult<bool> {
         let row = OpRow::of(op)?;
         let (id_key, group_key, doc) = record_row(record)?;
-        let identity = identity.map(|i| self.identity_row(&i.identity, i.keys.as_ref().map(|(p, s)| (p, s))));
+        let identity = identity.map(|i| crate::registry::identity_row(&self.key, &i.identity, i.keys.as_ref().map(|(p, s)| (p, s))));
         let owner = owner.to_owned();
         self.write(move |c| {
             Box::pin(async move {

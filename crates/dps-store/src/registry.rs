@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use dps_core::ports::{DeviceRegistryStore, StoreResult};
-use dps_crypto::Secret;
+use dps_crypto::{MasterKey, Secret};
 use dps_proto::DeviceIdentity;
 use sqlx::{Row, SqliteConnection};
 
@@ -10,18 +10,22 @@ use crate::{backend, from_json, to_json, SqliteStore};
 
 /// An identity as its row: keys sealed (`identity/<hub>/<device>`), before the write begins.
 pub(crate) struct IdentityRow {
-    hub: String,
-    device: String,
-    identity: DeviceIdentity,
-    sealed: Option<String>,
+    pub hub: String,
+    pub device: String,
+    pub identity: DeviceIdentity,
+    pub sealed: Option<String>,
 }
 
-impl SqliteStore {
-    pub(crate) fn identity_row(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> IdentityRow {
-        let (hub, device) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
-        let sealed = keys.map(|(p, s)| self.seal(&format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{device}")));
-        IdentityRow { hub, device, identity: identity.clone(), sealed }
-    }
+pub(crate) fn identity_row(master: &MasterKey, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> IdentityRow {
+    let (hub, device) = (identity.hub_host_name.to_ascii_lowercase(), identity.device_id.to_ascii_lowercase());
+    let sealed = keys.map(|(p, s)| crate::seal(master, &format!("{}\n{}", p.expose(), s.expose()), &format!("identity/{hub}/{device}")));
+    IdentityRow { hub, device, identity: identity.clone(), sealed }
+}
+
+/// Primary and secondary key from their sealed form's plaintext (`primary\nsecondary`).
+pub(crate) fn keys_from_text(text: &str) -> (Secret, Secret) {
+    let (p, s) = text.split_once('\n').unwrap_or((text, ""));
+    (Secret::new(p), Secret::new(s))
 }
 
 /// Writes an identity inside a write; one without a twin keeps the twin stored for it.
@@ -55,7 +59,7 @@ pub(crate) async fn upsert_identity(tx: &mut SqliteConnection, row: IdentityRow)
 #[async_trait]
 impl DeviceRegistryStore for SqliteStore {
     async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()> {
-        let row = self.identity_row(identity, keys);
+        let row = identity_row(&self.key, identity, keys);
         self.write(move |tx| Box::pin(upsert_identity(tx, row))).await
     }
 
@@ -110,7 +114,6 @@ impl SqliteStore {
             .map_err(backend)?;
         let Some(sealed) = row.and_then(|r| r.get::<Option<String>, _>("keys_sealed")) else { return Ok(None) };
         let text = self.open_sealed(&sealed, &format!("identity/{hub}/{dev}"))?;
-        let (p, s) = text.split_once('\n').unwrap_or((&text, ""));
-        Ok(Some((Secret::new(p), Secret::new(s))))
+        Ok(Some(keys_from_text(&text)))
     }
 }

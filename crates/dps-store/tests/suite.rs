@@ -1,5 +1,8 @@
-//! The store suite: written against the `dps-core` store traits only, instantiated once per backend
-//! (SQLite today; PostgreSQL joins by adding a `backend()` for it).
+//! The store suite: written against the `dps-core` store traits (through [`Store`], the handle the service
+//! holds), instantiated once per backend by `suite!`: every test runs in `mod sqlite` (a file in a temporary
+//! directory) and in `mod postgres` (a fresh database on this test process's throw-away cluster, see
+//! `dps_store::testing`; `DPS_TEST_DATABASE_URL` names a server to use instead). The tests after the list are
+//! about one backend's storage itself (what is in the file or the tables).
 
 use std::sync::Arc;
 
@@ -10,13 +13,21 @@ use dps_core::ports::{
 };
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
-use dps_store::SqliteStore;
+use dps_store::{PgStore, SqliteStore, Store};
 
 async fn sqlite_file() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (key, _) = MasterKey::generate();
     let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
     (s, dir)
+}
+
+/// A store on a fresh PostgreSQL database, and the database's URL.
+async fn postgres() -> (Store, String) {
+    let url = dps_store::testing::database_url().await;
+    let (key, _) = MasterKey::generate();
+    let s = PgStore::open(&url, Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
+    (Store::from(s), url)
 }
 
 fn sym_enrollment(id: &str) -> IndividualEnrollment {
@@ -47,6 +58,15 @@ macro_rules! suite {
                 #[tokio::test]
                 async fn $name() {
                     let (s, _dir) = super::sqlite_file().await;
+                    super::$name(&s.into()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (s, _url) = super::postgres().await;
                     super::$name(&s).await;
                 }
             )*
@@ -77,9 +97,11 @@ suite!(
     the_configuration_cache_follows_every_write,
     batch_writes_answer_per_item_in_order,
     batch_of_ten_thousand_writes,
+    ca_certificates_round_trip,
+    settings_round_trip,
 );
 
-async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
+async fn enrollments_round_trip_case_insensitively(s: &Store) {
     let e = sym_enrollment("Dev-1");
     let stored = s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored, e);
@@ -91,7 +113,7 @@ async fn enrollments_round_trip_case_insensitively(s: &SqliteStore) {
     assert_eq!(s.delete_enrollment("dev-1", Precondition::None).await, Err(StoreError::NotFound));
 }
 
-async fn conditional_writes_follow_if_match(s: &SqliteStore) {
+async fn conditional_writes_follow_if_match(s: &Store) {
     let e = sym_enrollment("dev");
     assert_eq!(s.put_enrollment(e.clone(), Precondition::Exists).await.map(|_| ()), Err(StoreError::PreconditionFailed));
     assert_eq!(s.put_enrollment(e.clone(), Precondition::Etag("\"e1\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
@@ -111,7 +133,7 @@ async fn conditional_writes_follow_if_match(s: &SqliteStore) {
     s.delete_group("G", Precondition::Exists).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-async fn created_time_survives_replacement(s: &SqliteStore) {
+async fn created_time_survives_replacement(s: &Store) {
     let e = sym_enrollment("dev");
     s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let mut later = e.clone();
@@ -120,7 +142,7 @@ async fn created_time_survives_replacement(s: &SqliteStore) {
     assert_eq!(stored.created_date_time_utc, e.created_date_time_utc);
 }
 
-async fn paging_visits_every_item_once(s: &SqliteStore) {
+async fn paging_visits_every_item_once(s: &Store) {
     for i in 0..25 {
         s.put_enrollment(sym_enrollment(&format!("dev-{i:02}")), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
         s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
@@ -148,7 +170,7 @@ async fn paging_visits_every_item_once(s: &SqliteStore) {
     assert_eq!((p.items.len(), p.continuation), (25, None));
 }
 
-async fn search_narrows_pages_and_totals_count_matches(s: &SqliteStore) {
+async fn search_narrows_pages_and_totals_count_matches(s: &Store) {
     for i in 0..30 {
         let id = if i % 3 == 0 { format!("line-a-{i:02}") } else { format!("bench-{i:02}") };
         s.put_enrollment(sym_enrollment(&id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
@@ -195,7 +217,7 @@ async fn search_narrows_pages_and_totals_count_matches(s: &SqliteStore) {
 }
 
 /// A query's `WHERE` (dps-core `query`) is applied in the store: pages, continuation and total are the filtered ones.
-async fn query_filters_narrow_pages_and_totals(s: &SqliteStore) {
+async fn query_filters_narrow_pages_and_totals(s: &Store) {
     use dps_core::query::{parse, Collection};
     for i in 0..12 {
         let mut e = sym_enrollment(&format!("dev-{i:02}"));
@@ -246,7 +268,7 @@ async fn query_filters_narrow_pages_and_totals(s: &SqliteStore) {
     assert_eq!(p.map(|p| p.items.into_iter().map(|g| g.enrollment_group_id).collect::<Vec<_>>()), Ok(vec!["gx".to_owned()]));
 }
 
-async fn assignments_are_counted_per_hub(s: &SqliteStore) {
+async fn assignments_are_counted_per_hub(s: &Store) {
     let assigned = |id: &str, hub: &str| {
         let mut r = record(id, None);
         r.state.assigned_hub = Some(hub.into());
@@ -263,7 +285,7 @@ async fn assignments_are_counted_per_hub(s: &SqliteStore) {
     assert_eq!(counts, vec![("hub-a".to_owned(), 2), ("hub-b".to_owned(), 1)]);
 }
 
-async fn symmetric_key_groups_are_listed(s: &SqliteStore) {
+async fn symmetric_key_groups_are_listed(s: &Store) {
     s.put_group(group("sym", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     s.put_group(group("cert", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let groups = s.symmetric_key_groups().await.unwrap_or_else(|e| panic!("{e}"));
@@ -287,7 +309,7 @@ fn record(id: &str, group: Option<&str>) -> RegistrationRecord {
     }
 }
 
-async fn registrations_are_listed_by_group(s: &SqliteStore) {
+async fn registrations_are_listed_by_group(s: &Store) {
     for (id, g) in [("a1", Some("ga")), ("a2", Some("GA")), ("b1", Some("gb")), ("solo", None)] {
         s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
     }
@@ -301,7 +323,7 @@ async fn registrations_are_listed_by_group(s: &SqliteStore) {
     assert_eq!(s.delete_registration("a1", Precondition::None).await, Err(StoreError::NotFound));
 }
 
-async fn operations_persist_and_purge(s: &SqliteStore) {
+async fn operations_persist_and_purge(s: &Store) {
     let t0 = dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(48);
     let mk = |id: &str, status| Operation {
         operation_id: id.into(),
@@ -332,7 +354,7 @@ async fn operations_persist_and_purge(s: &SqliteStore) {
     assert!(matches!(s.get_operation("op-pending").await, Ok(Some(_))));
 }
 
-async fn hubs_and_policies_round_trip(s: &SqliteStore) {
+async fn hubs_and_policies_round_trip(s: &Store) {
     let hub = LinkedHub {
         host_name: "Hub-A.example".into(),
         allocation_weight: 3,
@@ -359,7 +381,7 @@ async fn hubs_and_policies_round_trip(s: &SqliteStore) {
     assert_eq!((p[0].name.as_str(), p[0].primary_key.expose(), p[0].rights.clone()), ("reader", key.as_str(), vec![Right::EnrollmentRead]));
 }
 
-async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
+async fn identities_keep_their_keys_sealed(s: &Store) {
     let id = DeviceIdentity {
         hub_host_name: "hub".into(),
         device_id: "Dev".into(),
@@ -381,7 +403,7 @@ async fn identities_keep_their_keys_sealed(s: &SqliteStore) {
 }
 
 /// Secrets never reach the database file in clear text.
-async fn tpm_challenges_are_sealed_single_use_and_purged(s: &SqliteStore) {
+async fn tpm_challenges_are_sealed_single_use_and_purged(s: &Store) {
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("time").with_timezone(&chrono::Utc);
     let challenge = |id: &str, key: &str, minutes: i64| TpmChallenge {
         registration_id: id.into(),
@@ -408,9 +430,8 @@ async fn tpm_challenges_are_sealed_single_use_and_purged(s: &SqliteStore) {
     assert!(s.get_tpm_challenge("old").await.expect("get").is_none() && s.get_tpm_challenge("dev-t").await.expect("get").is_some());
 }
 
-#[tokio::test]
-async fn secrets_are_not_stored_in_clear() {
-    let (s, dir) = sqlite_file().await;
+/// Writes one secret of every kind: enrollment and group keys, a policy's keys, a TPM challenge's K1.
+async fn write_secrets(s: &Store) {
     s.put_enrollment(sym_enrollment("dev"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     s.put_group(group("g", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     s.put_policy(AccessPolicy {
@@ -431,12 +452,10 @@ async fn secrets_are_not_stored_in_clear() {
     })
     .await
     .expect("put a TPM challenge");
-    s.close().await;
-    let mut all = Vec::new();
-    for f in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
-        all.extend(std::fs::read(f.path()).unwrap_or_default());
-    }
-    let text = String::from_utf8_lossy(&all);
+}
+
+/// `text` (everything the database holds) has the documents but none of [`write_secrets`]' secrets.
+fn assert_no_secret_in(text: &str) {
     assert!(text.contains("b12"), "the database should hold the documents");
     for secret in [
         "cHJpbWFyeS1rZXktMTIzNDU2",
@@ -449,12 +468,56 @@ async fn secrets_are_not_stored_in_clear() {
     }
 }
 
+/// Every byte of the SQLite files in `dir`.
+fn sqlite_text(dir: &std::path::Path) -> String {
+    let mut all = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        all.extend(std::fs::read(f.path()).unwrap_or_default());
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Every row of every table of the PostgreSQL database at `url`, as text.
+async fn postgres_text(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut all = String::new();
+    for t in tables {
+        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{t}\" t");
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+        all.push_str(&rows);
+        all.push('\n');
+    }
+    pool.close().await;
+    all
+}
+
+/// Secrets never reach the database file in clear text.
+#[tokio::test]
+async fn secrets_are_not_stored_in_clear() {
+    let (s, dir) = sqlite_file().await;
+    let s = Store::from(s);
+    write_secrets(&s).await;
+    s.close().await;
+    assert_no_secret_in(&sqlite_text(dir.path()));
+}
+
+/// PostgreSQL: no secret in any column of any table.
+#[tokio::test]
+async fn postgres_secrets_are_not_stored_in_clear() {
+    let (s, url) = postgres().await;
+    write_secrets(&s).await;
+    s.close().await;
+    assert_no_secret_in(&postgres_text(&url).await);
+}
+
 /// Issue #14: the custom allocation webhook's function key (`?code=…`) is sealed like the keys — single writes
 /// and bulk writes, individual enrollments and X.509 groups (no symmetric keys) — and reads give the URL back
 /// whole.
-#[tokio::test]
-async fn webhook_function_keys_are_sealed_at_rest() {
-    let (s, dir) = sqlite_file().await;
+async fn write_and_read_webhook_urls(s: &Store) {
     let custom = |url: &str| serde_json::json!({ "webhookUrl": url, "apiVersion": "2021-10-01" });
     let url = |n: u32| format!("https://fn.example.net/api/allocate?code=FUNCTION-KEY-{n}&clientId=default");
     let mut e = sym_enrollment("dev-w");
@@ -484,20 +547,96 @@ async fn webhook_function_keys_are_sealed_at_rest() {
     let read = s.get_group("open-w").await.ok().flatten().unwrap_or_else(|| panic!("open-w"));
     assert_eq!(read.custom_allocation_definition.map(|d| d.webhook_url), Some("https://fn.example.net/api/open".to_owned()));
     s.close().await;
-    let mut all = Vec::new();
-    for f in std::fs::read_dir(dir.path()).unwrap_or_else(|err| panic!("{err}")).flatten() {
-        all.extend(std::fs::read(f.path()).unwrap_or_default());
-    }
-    let text = String::from_utf8_lossy(&all);
+}
+
+fn assert_function_keys_sealed(text: &str) {
     assert!(text.contains("fn.example.net/api/allocate"), "the URL without its query stays readable");
     assert!(!text.contains("FUNCTION-KEY"), "a function key was stored in clear");
 }
 
-/// CA certificates round-trip with their etag rules.
 #[tokio::test]
-async fn ca_certificates_round_trip() {
-    use dps_core::ports::CertificateStore;
-    let (s, _dir) = sqlite_file().await;
+async fn webhook_function_keys_are_sealed_at_rest() {
+    let (s, dir) = sqlite_file().await;
+    write_and_read_webhook_urls(&s.into()).await;
+    assert_function_keys_sealed(&sqlite_text(dir.path()));
+}
+
+#[tokio::test]
+async fn postgres_webhook_function_keys_are_sealed_at_rest() {
+    let (s, url) = postgres().await;
+    write_and_read_webhook_urls(&s).await;
+    assert_function_keys_sealed(&postgres_text(&url).await);
+}
+
+/// Service-wide settings: absent until written, then the last value written.
+async fn settings_round_trip(s: &Store) {
+    use dps_store::Settings;
+    assert_eq!(s.get_setting("id_scope").await, Ok(None));
+    s.put_setting("id_scope", "0ne00000001").await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_setting("other", "x").await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_setting("id_scope", "0ne00000002").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.get_setting("id_scope").await, Ok(Some("0ne00000002".to_owned())));
+    assert_eq!(s.get_setting("ID_SCOPE").await, Ok(None), "setting keys are the service's own, compared exactly");
+}
+
+/// What [`quarantine_checks`] corrupts, in SQL both backends run: a document that does not parse, a sealed
+/// secret that does not open.
+const CORRUPTIONS: [&str; 2] = [
+    "UPDATE enrollments SET doc = '{\"registrationId\": 42' WHERE id_key = 'bad-doc'",
+    "UPDATE enrollment_groups SET secrets = 'not-a-sealed-secret' WHERE id_key = 'group-bad'",
+];
+
+async fn quarantine_seed(s: &Store) {
+    for id in ["bad-doc", "good"] {
+        s.put_enrollment(sym_enrollment(id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    s.put_group(group("group-bad", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// After [`CORRUPTIONS`]: the unreadable rows are moved aside and listed, the rest serves.
+async fn quarantine_checks(s: &Store) {
+    use dps_store::Quarantine;
+    let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None };
+    let listed = s.query_enrollments(page).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.items.iter().map(|e| e.registration_id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert_eq!(s.get_enrollment("bad-doc").await, Ok(None), "moved aside");
+    assert_eq!(s.get_group("group-bad").await, Ok(None), "a secret that does not open: moved aside");
+    assert_eq!(s.symmetric_key_groups().await.map(|g| g.len()), Ok(0));
+    let q = s.quarantined().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut rows: Vec<(&str, &str)> = q.iter().map(|r| (r.table.as_str(), r.key.as_str())).collect();
+    rows.sort();
+    assert_eq!(rows, [("enrollment_groups", "group-bad"), ("enrollments", "bad-doc")]);
+    assert!(q.iter().all(|r| !r.reason.is_empty()));
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_quarantined() {
+    let (s, dir) = sqlite_file().await;
+    let s = Store::from(s);
+    quarantine_seed(&s).await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in CORRUPTIONS {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    pool.close().await;
+    quarantine_checks(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_unreadable_rows_are_quarantined() {
+    let (s, url) = postgres().await;
+    quarantine_seed(&s).await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in CORRUPTIONS {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    pool.close().await;
+    quarantine_checks(&s).await;
+}
+
+/// CA certificates round-trip with their etag rules.
+async fn ca_certificates_round_trip(s: &Store) {
     let ca = CaCertificate {
         name: "Plant-Root".into(),
         certificate: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
@@ -537,7 +676,7 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 
 /// 409203 is a store constraint: a second `assigning` operation of the same device (any case) is refused and
 /// writes nothing — neither the operation nor the record; once the first is finished, the device may begin again.
-async fn one_operation_assigning_per_device(s: &SqliteStore) {
+async fn one_operation_assigning_per_device(s: &Store) {
     let t = now();
     let l = lease("me", t + chrono::Duration::seconds(30));
     s.begin_registration(&operation("op-1", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
@@ -556,7 +695,7 @@ async fn one_operation_assigning_per_device(s: &SqliteStore) {
 }
 
 /// The outcome is written — operation and record together — only by the lease's owner, and only once.
-async fn finishing_needs_the_lease(s: &SqliteStore) {
+async fn finishing_needs_the_lease(s: &Store) {
     let t = now();
     s.begin_registration(&operation("op-f", "dev-f", t), &assigning_record("dev-f"), &lease("me", t + chrono::Duration::seconds(30)))
         .await
@@ -579,7 +718,7 @@ async fn finishing_needs_the_lease(s: &SqliteStore) {
 
 /// The sweeper's claim: operations still assigning whose lease ended (or that never had one), oldest first,
 /// at most `limit`; a claimed one belongs to the claimer, and a live lease is left alone.
-async fn expired_leases_are_claimed_oldest_first(s: &SqliteStore) {
+async fn expired_leases_are_claimed_oldest_first(s: &Store) {
     let t = now();
     let secs = chrono::Duration::seconds;
     for (i, until) in [(1, t - secs(5)), (2, t + secs(30)), (3, t - secs(1))] {
@@ -607,7 +746,7 @@ async fn expired_leases_are_claimed_oldest_first(s: &SqliteStore) {
 }
 
 /// Group commit: many writes at once all land, each with its own outcome (one conflicting write fails alone).
-async fn concurrent_writes_all_commit(s: &SqliteStore) {
+async fn concurrent_writes_all_commit(s: &Store) {
     let t = now();
     let l = lease("me", t + chrono::Duration::seconds(30));
     let mut tasks = Vec::new();
@@ -651,7 +790,7 @@ fn identity(twin: Option<InitialTwin>) -> IdentityWrite {
 
 /// The finish step writes the built-in registry's identity with the operation and the record — or, when the
 /// lease is lost, none of them; an identity written without a twin keeps the twin stored for it.
-async fn the_identity_is_written_with_the_outcome(s: &SqliteStore) {
+async fn the_identity_is_written_with_the_outcome(s: &Store) {
     let t = now();
     let twin = InitialTwin { tags: Some(serde_json::from_str(r#"{"line":"7"}"#).expect("tags")), properties: None };
     for (op, owner, with_twin) in [("op-i1", "me", true), ("op-i2", "me", false)] {
@@ -675,7 +814,7 @@ async fn the_identity_is_written_with_the_outcome(s: &SqliteStore) {
 
 /// Caches trust an entry only while the version they read it under stands: every write of an enrollment,
 /// group, hub or CA changes it — also a refused one — and nothing else does.
-async fn every_configuration_write_changes_the_version(s: &SqliteStore) {
+async fn every_configuration_write_changes_the_version(s: &Store) {
     let mut last = s.config_version();
     let mut changed = |what: &str| {
         let v = s.config_version();
@@ -709,7 +848,7 @@ async fn every_configuration_write_changes_the_version(s: &SqliteStore) {
 
 /// The engine reads enrollments, groups and hubs through `ConfigCache`: a write shows in the next read,
 /// whether it went through the cache or straight to the store.
-async fn the_configuration_cache_follows_every_write(s: &SqliteStore) {
+async fn the_configuration_cache_follows_every_write(s: &Store) {
     let cache = dps_core::cache::ConfigCache::new(Arc::new(s.clone()));
     assert_eq!(cache.get_enrollment("c-1").await, Ok(None));
     s.put_enrollment(sym_enrollment("c-1"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
@@ -744,7 +883,7 @@ fn etag(id: &str, etag: &str) -> IndividualEnrollment {
 
 /// `put_enrollments` / `put_groups`: each item under its own precondition, answered in order, as if the items
 /// were written one after the other (a later item sees an earlier one); only the accepted ones are written.
-async fn batch_writes_answer_per_item_in_order(s: &SqliteStore) {
+async fn batch_writes_answer_per_item_in_order(s: &Store) {
     let ok = |r: StoreResult<()>| r.unwrap_or_else(|e| panic!("{e}"));
     ok(s.put_enrollment(etag("b-exists", "\"e1\""), Precondition::None).await.map(|_| ()));
     ok(s.put_enrollment(etag("b-etag", "\"e1\""), Precondition::None).await.map(|_| ()));
@@ -801,7 +940,7 @@ async fn batch_writes_answer_per_item_in_order(s: &SqliteStore) {
 }
 
 /// A batch as large as a bulk import sends: every item written, keys sealed per item.
-async fn batch_of_ten_thousand_writes(s: &SqliteStore) {
+async fn batch_of_ten_thousand_writes(s: &Store) {
     let items: Vec<_> = (0..10_000).map(|i| (sym_enrollment(&format!("many-{i:05}")), Precondition::NotExists)).collect();
     let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(results.len(), 10_000);
@@ -823,6 +962,59 @@ async fn a_failing_row_fails_alone_in_a_batch() {
         .execute(&pool)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    pool.close().await;
+    let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
+    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("refused")), "{results:?}");
+    for (id, there) in [("a", true), ("bad", false), ("c", true)] {
+        assert_eq!(s.get_enrollment(id).await.map(|e| e.is_some()), Ok(there), "{id}");
+    }
+}
+
+/// PostgreSQL, several processes on one database (issue #15 item 2's ground): a configuration write of one
+/// store changes the other's version (the `config_version` row, `NOTIFY dps_config`), so the other's cache
+/// drops what it held. The wait is for the notification, bounded only against a hang.
+#[tokio::test]
+async fn postgres_another_store_configuration_writes_change_the_version() {
+    let url = dps_store::testing::database_url().await;
+    let key = Arc::new(MasterKey::generate().0);
+    let writer = PgStore::open(&url, Arc::clone(&key)).await.unwrap_or_else(|e| panic!("{e}"));
+    let reader = PgStore::open(&url, key).await.unwrap_or_else(|e| panic!("{e}"));
+    let cache = dps_core::cache::ConfigCache::new(Arc::new(reader.clone()));
+    assert_eq!(cache.get_enrollment("shared").await, Ok(None), "an absence, cached");
+    for round in 0..3 {
+        let mut changes = reader.watch_config_version();
+        let before = reader.config_version();
+        let mut e = sym_enrollment("shared");
+        e.device_id = Some(format!("round-{round}"));
+        writer.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::timeout(std::time::Duration::from_secs(60), changes.changed())
+            .await
+            .unwrap_or_else(|_| panic!("no notification of the other store's write"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(reader.config_version(), before, "round {round}");
+        let got = cache.get_enrollment("SHARED").await.unwrap_or_else(|e| panic!("{e}")).and_then(|e| e.device_id);
+        assert_eq!(got, Some(format!("round-{round}")), "the other store's cache reads the new enrollment");
+    }
+    writer.close().await;
+    reader.close().await;
+}
+
+/// PostgreSQL: the same, with a trigger refusing one row (the `UNNEST` upsert fails, the items are written one
+/// by one in savepoints).
+#[tokio::test]
+async fn postgres_a_failing_row_fails_alone_in_a_batch() {
+    let (s, url) = postgres().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.id_key = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON enrollments FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     pool.close().await;
     let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
     let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));

@@ -1,0 +1,343 @@
+//! [`Store`]: the one store handle the service holds, whichever backend the database URL chose. Every trait
+//! is implemented by delegation (`delegate!`), so the service, the engine and the suite see one type.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dps_core::model::{AccessPolicy, Operation, Page, PageRequest, Precondition, RegistrationRecord};
+use dps_core::ports::{
+    CertificateStore, ConfigVersion, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, Lease, OperationStore, PolicyStore,
+    RegistrationStore, StoreError, StoreResult, TpmChallenge, TpmChallengeStore,
+};
+use dps_crypto::{MasterKey, Secret};
+use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnrollment, LinkedHub};
+
+#[cfg(feature = "postgres")]
+use crate::PgStore;
+use crate::{Quarantine, QuarantinedRow, Settings, SqliteStore};
+
+/// The service's store: SQLite (the default, a file in the data directory) or PostgreSQL.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(PgStore),
+}
+
+/// Runs `$e` with `$s` bound to the backend's store.
+macro_rules! delegate {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store a database URL names: `postgres://…` / `postgresql://…` (feature `postgres`), else
+    /// (`None`) SQLite at `sqlite_path`. Migrations are applied either way.
+    pub async fn open(database_url: Option<&str>, sqlite_path: &Path, key: Arc<MasterKey>) -> StoreResult<Self> {
+        match database_url {
+            None => Ok(Self::Sqlite(SqliteStore::open(sqlite_path, key).await?)),
+            Some(url) if is_postgres(url) => Self::open_postgres(url, key).await,
+            Some(url) => Err(StoreError::Backend(format!(
+                "the database URL {} is not a PostgreSQL URL (postgres://…); leave it out to use SQLite in the data directory",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn open_postgres(url: &str, key: Arc<MasterKey>) -> StoreResult<Self> {
+        PgStore::open(url, key).await.map(Self::Postgres)
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn open_postgres(url: &str, _key: Arc<MasterKey>) -> StoreResult<Self> {
+        Err(StoreError::Backend(format!("{} names PostgreSQL, but this build has no PostgreSQL support", redact_url(url))))
+    }
+
+    /// `sqlite` or `postgres`, for logs and diagnostics.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        delegate!(self, s => s.close().await)
+    }
+
+    /// The keys stored with an identity (primary, secondary), for tests and the console's device view.
+    pub async fn identity_keys(&self, hub: &str, device_id: &str) -> StoreResult<Option<(Secret, Secret)>> {
+        delegate!(self, s => s.identity_keys(hub, device_id).await)
+    }
+}
+
+impl From<SqliteStore> for Store {
+    fn from(s: SqliteStore) -> Self {
+        Self::Sqlite(s)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<PgStore> for Store {
+    fn from(s: PgStore) -> Self {
+        Self::Postgres(s)
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    let lower = url.trim_start().get(..13).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// `url` with its password replaced by `***` (`user:password@` and a `password=` query parameter), for logs
+/// and error messages.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    // user:password@host
+    if let Some(scheme_end) = out.find("://") {
+        let rest_at = scheme_end + 3;
+        let authority_end = out.get(rest_at..).and_then(|r| r.find(['/', '?', '#'])).map_or(out.len(), |i| rest_at + i);
+        if let Some(at) = out.get(rest_at..authority_end).and_then(|a| a.rfind('@')).map(|i| rest_at + i) {
+            if let Some(colon) = out.get(rest_at..at).and_then(|u| u.find(':')).map(|i| rest_at + i) {
+                out.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    // ?password=… / &password=…
+    let mut searched = 0;
+    while let Some(found) = out.get(searched..).and_then(|r| r.to_ascii_lowercase().find("password=")).map(|i| searched + i) {
+        let preceded = found == 0 || matches!(out.as_bytes().get(found - 1), Some(b'?' | b'&'));
+        let value = found + "password=".len();
+        if preceded {
+            let end = out.get(value..).and_then(|r| r.find(['&', '#'])).map_or(out.len(), |i| value + i);
+            out.replace_range(value..end, "***");
+            searched = value + 3;
+        } else {
+            searched = value;
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl TpmChallengeStore for Store {
+    async fn put_tpm_challenge(&self, c: &TpmChallenge) -> StoreResult<()> {
+        delegate!(self, s => s.put_tpm_challenge(c).await)
+    }
+    async fn get_tpm_challenge(&self, registration_id: &str) -> StoreResult<Option<TpmChallenge>> {
+        delegate!(self, s => s.get_tpm_challenge(registration_id).await)
+    }
+    async fn claim_tpm_challenge(&self, registration_id: &str, operation_id: &str) -> StoreResult<bool> {
+        delegate!(self, s => s.claim_tpm_challenge(registration_id, operation_id).await)
+    }
+    async fn purge_tpm_challenges(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        delegate!(self, s => s.purge_tpm_challenges(before).await)
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for Store {
+    async fn get_enrollment(&self, registration_id: &str) -> StoreResult<Option<IndividualEnrollment>> {
+        delegate!(self, s => s.get_enrollment(registration_id).await)
+    }
+    async fn put_enrollment(&self, e: IndividualEnrollment, pre: Precondition) -> StoreResult<IndividualEnrollment> {
+        delegate!(self, s => s.put_enrollment(e, pre).await)
+    }
+    async fn delete_enrollment(&self, registration_id: &str, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.delete_enrollment(registration_id, pre).await)
+    }
+    async fn query_enrollments(&self, page: PageRequest) -> StoreResult<Page<IndividualEnrollment>> {
+        delegate!(self, s => s.query_enrollments(page).await)
+    }
+    async fn put_enrollments(
+        &self,
+        items: Vec<(IndividualEnrollment, Precondition)>,
+    ) -> StoreResult<Vec<StoreResult<IndividualEnrollment>>> {
+        delegate!(self, s => s.put_enrollments(items).await)
+    }
+    async fn get_group(&self, group_id: &str) -> StoreResult<Option<EnrollmentGroup>> {
+        delegate!(self, s => s.get_group(group_id).await)
+    }
+    async fn put_group(&self, g: EnrollmentGroup, pre: Precondition) -> StoreResult<EnrollmentGroup> {
+        delegate!(self, s => s.put_group(g, pre).await)
+    }
+    async fn delete_group(&self, group_id: &str, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.delete_group(group_id, pre).await)
+    }
+    async fn query_groups(&self, page: PageRequest) -> StoreResult<Page<EnrollmentGroup>> {
+        delegate!(self, s => s.query_groups(page).await)
+    }
+    async fn put_groups(&self, items: Vec<(EnrollmentGroup, Precondition)>) -> StoreResult<Vec<StoreResult<EnrollmentGroup>>> {
+        delegate!(self, s => s.put_groups(items).await)
+    }
+    async fn symmetric_key_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
+        delegate!(self, s => s.symmetric_key_groups().await)
+    }
+    async fn x509_groups(&self) -> StoreResult<Vec<EnrollmentGroup>> {
+        delegate!(self, s => s.x509_groups().await)
+    }
+}
+
+impl ConfigVersion for Store {
+    fn config_version(&self) -> u64 {
+        delegate!(self, s => s.config_version())
+    }
+}
+
+#[async_trait]
+impl CertificateStore for Store {
+    async fn list_cas(&self) -> StoreResult<Vec<CaCertificate>> {
+        delegate!(self, s => s.list_cas().await)
+    }
+    async fn get_ca(&self, name: &str) -> StoreResult<Option<CaCertificate>> {
+        delegate!(self, s => s.get_ca(name).await)
+    }
+    async fn put_ca(&self, ca: CaCertificate, pre: Precondition) -> StoreResult<CaCertificate> {
+        delegate!(self, s => s.put_ca(ca, pre).await)
+    }
+    async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.delete_ca(name, pre).await)
+    }
+}
+
+#[async_trait]
+impl RegistrationStore for Store {
+    async fn get_registration(&self, registration_id: &str) -> StoreResult<Option<RegistrationRecord>> {
+        delegate!(self, s => s.get_registration(registration_id).await)
+    }
+    async fn put_registration(&self, r: RegistrationRecord) -> StoreResult<()> {
+        delegate!(self, s => s.put_registration(r).await)
+    }
+    async fn delete_registration(&self, registration_id: &str, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.delete_registration(registration_id, pre).await)
+    }
+    async fn query_registrations(&self, group_id: Option<&str>, page: PageRequest) -> StoreResult<Page<RegistrationRecord>> {
+        delegate!(self, s => s.query_registrations(group_id, page).await)
+    }
+    async fn assigned_per_hub(&self) -> StoreResult<Vec<(String, u64)>> {
+        delegate!(self, s => s.assigned_per_hub().await)
+    }
+}
+
+#[async_trait]
+impl OperationStore for Store {
+    async fn put_operation(&self, op: &Operation) -> StoreResult<()> {
+        delegate!(self, s => s.put_operation(op).await)
+    }
+    async fn get_operation(&self, operation_id: &str) -> StoreResult<Option<Operation>> {
+        delegate!(self, s => s.get_operation(operation_id).await)
+    }
+    async fn begin_registration(&self, op: &Operation, record: &RegistrationRecord, lease: &Lease) -> StoreResult<()> {
+        delegate!(self, s => s.begin_registration(op, record, lease).await)
+    }
+    async fn finish_registration(
+        &self,
+        op: &Operation,
+        record: &RegistrationRecord,
+        identity: Option<&IdentityWrite>,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        delegate!(self, s => s.finish_registration(op, record, identity, owner).await)
+    }
+    async fn renew_lease(&self, operation_id: &str, lease: &Lease) -> StoreResult<bool> {
+        delegate!(self, s => s.renew_lease(operation_id, lease).await)
+    }
+    async fn claim_operations(&self, lease: &Lease, expired_before: DateTime<Utc>, limit: usize) -> StoreResult<Vec<Operation>> {
+        delegate!(self, s => s.claim_operations(lease, expired_before, limit).await)
+    }
+    async fn purge_operations(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        delegate!(self, s => s.purge_operations(before).await)
+    }
+}
+
+#[async_trait]
+impl HubStore for Store {
+    async fn list_hubs(&self) -> StoreResult<Vec<LinkedHub>> {
+        delegate!(self, s => s.list_hubs().await)
+    }
+    async fn put_hub(&self, hub: LinkedHub) -> StoreResult<()> {
+        delegate!(self, s => s.put_hub(hub).await)
+    }
+    async fn delete_hub(&self, host_name: &str) -> StoreResult<()> {
+        delegate!(self, s => s.delete_hub(host_name).await)
+    }
+}
+
+#[async_trait]
+impl PolicyStore for Store {
+    async fn list_policies(&self) -> StoreResult<Vec<AccessPolicy>> {
+        delegate!(self, s => s.list_policies().await)
+    }
+    async fn put_policy(&self, p: AccessPolicy) -> StoreResult<()> {
+        delegate!(self, s => s.put_policy(p).await)
+    }
+}
+
+#[async_trait]
+impl DeviceRegistryStore for Store {
+    async fn put_identity(&self, identity: &DeviceIdentity, keys: Option<(&Secret, &Secret)>) -> StoreResult<()> {
+        delegate!(self, s => s.put_identity(identity, keys).await)
+    }
+    async fn get_identity(&self, hub: &str, device_id: &str) -> StoreResult<Option<DeviceIdentity>> {
+        delegate!(self, s => s.get_identity(hub, device_id).await)
+    }
+    async fn delete_identity(&self, hub: &str, device_id: &str) -> StoreResult<()> {
+        delegate!(self, s => s.delete_identity(hub, device_id).await)
+    }
+    async fn list_identities(&self, hub: Option<&str>) -> StoreResult<Vec<DeviceIdentity>> {
+        delegate!(self, s => s.list_identities(hub).await)
+    }
+}
+
+#[async_trait]
+impl Settings for Store {
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+        delegate!(self, s => s.get_setting(key).await)
+    }
+    async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        delegate!(self, s => s.put_setting(key, value).await)
+    }
+}
+
+#[async_trait]
+impl Quarantine for Store {
+    async fn quarantined(&self) -> StoreResult<Vec<QuarantinedRow>> {
+        delegate!(self, s => s.quarantined().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        for (url, want) in [
+            ("postgres://dps:s3cr%40t@db.example:5432/dps", "postgres://dps:***@db.example:5432/dps"),
+            ("postgres://dps@db/dps?sslmode=require", "postgres://dps@db/dps?sslmode=require"),
+            ("postgresql://u:p@h/d?password=x&sslmode=require", "postgresql://u:***@h/d?password=***&sslmode=require"),
+            ("postgres://h/d?user=u&Password=p", "postgres://h/d?user=u&Password=***"),
+            ("postgres://h/d?xpassword=p", "postgres://h/d?xpassword=p"),
+            ("postgres://u:p:q@h", "postgres://u:***@h"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn postgres_urls_are_recognised() {
+        assert!(is_postgres("postgres://h/d") && is_postgres("PostgreSQL://h/d"));
+        assert!(!is_postgres("sqlite://x") && !is_postgres("postgres") && !is_postgres(""));
+    }
+}
