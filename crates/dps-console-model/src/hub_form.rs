@@ -32,21 +32,9 @@ pub struct Connector {
 
 /// The connectors, the built-in registry first.
 pub const CONNECTORS: [Connector; 3] = [
-    Connector {
-        value: "builtin",
-        label: "Built-in registry",
-        hint: "not needed: the service keeps the device identities itself",
-    },
-    Connector {
-        value: "azureIotHub",
-        label: "Azure IoT Hub",
-        hint: "the hub's connection string (a policy with registry write)",
-    },
-    Connector {
-        value: "mosquitto",
-        label: "Mosquitto",
-        hint: "mqtt[s]://user:password@host:port of the dynamic-security admin",
-    },
+    Connector { value: "builtin", label: "Built-in registry", hint: "not needed: the service keeps the device identities itself" },
+    Connector { value: "azureIotHub", label: "Azure IoT Hub", hint: "the hub's connection string (a policy with registry write)" },
+    Connector { value: "mosquitto", label: "Mosquitto", hint: "mqtt[s]://user:password@host:port of the dynamic-security admin" },
 ];
 
 /// A connector's label; an unknown value is shown as it is.
@@ -233,7 +221,10 @@ mod tests {
         for c in ["azureIotHub", "mosquitto"] {
             let f = HubForm { connector: c.into(), ..hub("hub-a") };
             assert_eq!(fields(&f), [field::CONNECTION_STRING]);
-            assert_eq!(error_for(&f.errors(), field::CONNECTION_STRING), Some(format!("{} needs a connection string", connector_label(c)).as_str()));
+            assert_eq!(
+                error_for(&f.errors(), field::CONNECTION_STRING),
+                Some(format!("{} needs a connection string", connector_label(c)).as_str())
+            );
             let edit = HubForm { editing: true, ..f };
             assert_eq!(edit.to_hub().map(|h| h.connection_string), Ok(None));
         }
