@@ -5,6 +5,7 @@
 //!
 //! - [`validation`]: the service's identifier, key and certificate rules, checked before a request is sent.
 //! - [`enrollment_form`]: the enrollment and group form ⇄ `IndividualEnrollment` / `EnrollmentGroup`.
+//! - [`hub_form`]: the linked-hub form ⇄ `LinkedHub`, with the connectors.
 //! - [`transfer`]: JSON and CSV export and import of enrollments and groups.
 //! - [`document`]: an enrollment or a group, as the list and detail views see it.
 //! - [`paging`]: continuation-token paging with a way back.
@@ -19,6 +20,7 @@ pub mod document;
 pub mod enrollment_form;
 pub mod error_help;
 pub mod format;
+pub mod hub_form;
 pub mod logs;
 pub mod paging;
 pub mod tpm;

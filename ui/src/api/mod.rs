@@ -7,6 +7,7 @@
 
 pub mod certificates;
 pub mod diagnostics;
+pub mod documents;
 pub mod enrollments;
 pub mod groups;
 pub mod hubs;

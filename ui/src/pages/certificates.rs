@@ -16,9 +16,10 @@ use crate::components::files::{clear_input, files_of_drop, files_of_input, nativ
 /// What the certificate pickers offer.
 const CERT_EXTENSIONS: &[&str] = &["pem", "cer", "crt", "der"];
 use crate::components::json::{pretty, ShowJson};
+use crate::components::loaded::{load, Loaded};
 use crate::components::notice::use_notices;
 use crate::components::poll::now;
-use crate::components::status::{EmptyState, ErrorPanel, Loading, MaybeError};
+use crate::components::status::{EmptyState, ErrorPanel, MaybeError};
 
 /// A CA name from a file name: `contoso-root.pem` → `contoso-root` (lower case, other characters → `-`).
 fn name_of_file(file: &str) -> String {
@@ -34,14 +35,8 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 #[component]
 pub fn Certificates() -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
-    let cas = RwSignal::new(None::<Result<Vec<CaCertificate>, ApiError>>);
-    let load = move || {
-        let c = client.get_untracked();
-        spawn_local(async move { cas.set(Some(c.cas().await)) });
-    };
-    load();
-    let reload = Callback::new(move |_| load());
+    let cas = load(|c| async move { c.cas().await });
+    let reload = Callback::new(move |()| cas.refetch());
 
     view! {
         <section class="page">
@@ -50,24 +45,9 @@ pub fn Certificates() -> impl IntoView {
                 <h3>"CA certificates"</h3>
                 <p class="muted">"X.509 enrollment groups can trust a CA from this store once it is verified: prove you hold its "
                     "key by signing a certificate whose common name is the verification code."</p>
-                {move || match cas.get() {
-                    None => view! { <Loading what="CA certificates" /> }.into_any(),
-                    Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                    Some(Ok(list)) if list.is_empty() => view! {
-                        <EmptyState title="No CA certificate"
-                            hint="Upload a root or intermediate CA (PEM) below, then verify it. For tests, dps cert create-root makes one." />
-                    }.into_any(),
-                    Some(Ok(list)) => view! {
-                        <table class="table">
-                            <thead>
-                                <tr><th>"Name"</th><th>"Subject"</th><th>"Expires"</th><th>"SHA-1 thumbprint"</th><th>"State"</th><th></th></tr>
-                            </thead>
-                            <tbody>
-                                {list.into_iter().map(|ca| view! { <CaRow ca=ca reload=reload /> }).collect_view()}
-                            </tbody>
-                        </table>
-                    }.into_any(),
-                }}
+                <Loaded data=cas what="CA certificates" let:list>
+                    <CaTable list=list reload=reload />
+                </Loaded>
                 <CaUpload reload=reload />
             </div>
             <Inspector />
@@ -76,12 +56,71 @@ pub fn Certificates() -> impl IntoView {
 }
 
 #[component]
-fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
+fn CaTable(list: Vec<CaCertificate>, reload: Callback<()>) -> impl IntoView {
+    if list.is_empty() {
+        return view! {
+            <EmptyState title="No CA certificate"
+                hint="Upload a root or intermediate CA (PEM) below, then verify it. For tests, dps cert create-root makes one." />
+        }
+        .into_any();
+    }
+    view! {
+        <table class="table">
+            <thead>
+                <tr><th>"Name"</th><th>"Subject"</th><th>"Expires"</th><th>"SHA-1 thumbprint"</th><th>"State"</th><th></th></tr>
+            </thead>
+            <tbody>
+                {list.into_iter().map(|ca| view! { <CaRow ca=ca reload=reload /> }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+/// What a CA row's buttons do: a verification code, the proof (a verification certificate's PEM), deletion.
+#[derive(Debug, Clone, PartialEq)]
+enum CaChange {
+    Generate,
+    Verify(String),
+    Delete,
+}
+
+/// The action behind a CA row's buttons; a new verification code goes to `code`.
+fn ca_action(name: String, code: RwSignal<Option<String>>, reload: Callback<()>) -> Action<CaChange, Result<(), ApiError>> {
     let client = expect_context::<RwSignal<ApiClient>>();
+    let notices = use_notices();
+    Action::new_local(move |change: &CaChange| {
+        let (c, name, change) = (client.get_untracked(), name.clone(), change.clone());
+        async move {
+            match change {
+                CaChange::Generate => code.set(c.generate_verification_code(&name).await?.verification_code),
+                CaChange::Verify(pem) => {
+                    c.verify_ca(&name, &pem).await?;
+                    notices.info(format!("CA {name} verified."));
+                    reload.run(());
+                }
+                CaChange::Delete => {
+                    c.delete_ca(&name).await?;
+                    notices.info(format!("CA {name} deleted."));
+                    reload.run(());
+                }
+            }
+            Ok(())
+        }
+    })
+}
+
+#[component]
+fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
     let notices = use_notices();
     let name = ca.name.clone();
     let code = RwSignal::new(ca.verification_code.clone());
-    let error = RwSignal::new(None::<ApiError>);
+    let change = ca_action(name.clone(), code, reload);
+    let changed = change.value();
+    let run = Callback::new(move |what: CaChange| {
+        change.clear();
+        change.dispatch_local(what);
+    });
     let confirm = RwSignal::new(false);
     let info = ca.info.clone();
     let subject = info.as_ref().map(|i| i.subject_name.clone()).unwrap_or_default();
@@ -90,78 +129,19 @@ fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
     let thumb = info.as_ref().map(|i| i.sha1_thumbprint.clone()).unwrap_or_default();
     let verified = ca.is_verified;
 
-    let generate = {
-        let name = name.clone();
-        move |_| {
-            let (c, name) = (client.get_untracked(), name.clone());
-            spawn_local(async move {
-                match c.generate_verification_code(&name).await {
-                    Ok(v) => {
-                        code.set(v.verification_code);
-                        error.set(None);
-                    }
-                    Err(e) => error.set(Some(e)),
-                }
-            });
-        }
-    };
     // The verification certificate, from the file input or the desktop shell's Open dialog.
-    let verify_picked = {
-        let name = name.clone();
-        move |picked: Result<Vec<Picked>, String>| {
-            let file = match picked {
-                Ok(files) => match files.into_iter().next() {
-                    Some(f) => f,
-                    None => return,
-                },
-                Err(e) => {
-                    notices.error(e);
-                    return;
-                }
-            };
-            let (c, name) = (client.get_untracked(), name.clone());
-            spawn_local(async move {
-                let pem = match file.certificate_pem() {
-                    Ok(p) => p,
-                    Err(e) => {
-                        notices.error(e);
-                        return;
-                    }
-                };
-                match c.verify_ca(&name, &pem).await {
-                    Ok(_) => {
-                        notices.info(format!("CA {name} verified."));
-                        error.set(None);
-                        reload.run(());
-                    }
-                    Err(e) => error.set(Some(e)),
-                }
-            });
+    let verify_picked = move |picked: Result<Vec<Picked>, String>| {
+        let pem = picked.and_then(|files| files.into_iter().next().map(|f| f.certificate_pem()).transpose());
+        match pem {
+            Ok(Some(pem)) => run.run(CaChange::Verify(pem)),
+            Ok(None) => {}
+            Err(e) => notices.error(e),
         }
     };
-    let verify = {
-        let verify_picked = verify_picked.clone();
-        move |ev: leptos::ev::Event| {
-            let files = files_of_input(&ev);
-            clear_input(&ev);
-            let verify_picked = verify_picked.clone();
-            spawn_local(async move { verify_picked(read_all(files).await) });
-        }
-    };
-    let delete = {
-        let name = name.clone();
-        Callback::new(move |_| {
-            let (c, name) = (client.get_untracked(), name.clone());
-            spawn_local(async move {
-                match c.delete_ca(&name).await {
-                    Ok(()) => {
-                        notices.info(format!("CA {name} deleted."));
-                        reload.run(());
-                    }
-                    Err(e) => error.set(Some(e)),
-                }
-            });
-        })
+    let verify = move |ev: leptos::ev::Event| {
+        let files = files_of_input(&ev);
+        clear_input(&ev);
+        spawn_local(async move { verify_picked(read_all(files).await) });
     };
     let delete_message = format!("Delete the CA {name}? Enrollment groups that reference it stop accepting its devices.");
     let verify_id = format!("verify-{name}");
@@ -181,47 +161,80 @@ fn CaRow(ca: CaCertificate, reload: Callback<()>) -> impl IntoView {
             </td>
             <td class="actions">
                 {(!verified).then(|| view! {
-                    <button type="button" class="btn small" data-testid="ca-generate-code" on:click=generate>"Generate code"</button>
+                    <button type="button" class="btn small" data-testid="ca-generate-code" on:click=move |_| run.run(CaChange::Generate)>
+                        "Generate code"
+                    </button>
                 })}
                 <button type="button" class="btn small danger" data-testid="ca-delete" on:click=move |_| confirm.set(true)>"Delete"</button>
-                <ConfirmDialog open=confirm title="Delete the CA?" message=delete_message on_confirm=delete />
+                <ConfirmDialog open=confirm title="Delete the CA?" message=delete_message
+                    on_confirm=Callback::new(move |()| run.run(CaChange::Delete)) />
             </td>
         </tr>
         {move || (!verified && code.get().is_some()).then(|| {
             let c = code.get().unwrap_or_default();
-            let copy = c.clone();
-            view! {
-                <tr class="sub-row">
-                    <td colspan="6">
-                        <div class="verify-steps">
-                            <span>"1. Verification code: "</span>
-                            <code data-testid="ca-verification-code">{c}</code>
-                            <CopyButton text=copy />
-                            <span class="muted">" 2. Sign a certificate with CN = this code with the CA's key ("
-                                <code>"dps cert create-verification"</code> "). 3. Upload it: "</span>
-                            <label class="btn small" for=verify_id.clone()>"Upload verification certificate"</label>
-                            <input id=verify_id.clone() type="file" accept=".pem,.cer,.crt,.der" class="file-hidden"
-                                data-testid="ca-verify-upload" on:change=verify.clone()
-                                on:click=native_picker(false, CERT_EXTENSIONS, verify_picked.clone()) />
-                        </div>
-                    </td>
-                </tr>
-            }
+            view! { <VerifySteps code=c verify_id=verify_id.clone() verify=verify verify_picked=verify_picked /> }
         })}
-        {move || error.get().map(|e| view! { <tr class="sub-row"><td colspan="6"><ErrorPanel error=e /></td></tr> })}
+        {move || changed.get().and_then(Result::err).map(|e| view! { <tr class="sub-row"><td colspan="6"><ErrorPanel error=e /></td></tr> })}
     }
+}
+
+/// The proof of possession: the code to sign, and the upload of the signed certificate.
+#[component]
+fn VerifySteps(
+    code: String,
+    verify_id: String,
+    verify: impl Fn(leptos::ev::Event) + Clone + 'static,
+    verify_picked: impl Fn(Result<Vec<Picked>, String>) + Clone + 'static,
+) -> impl IntoView {
+    let copy = code.clone();
+    view! {
+        <tr class="sub-row">
+            <td colspan="6">
+                <div class="verify-steps">
+                    <span>"1. Verification code: "</span>
+                    <code data-testid="ca-verification-code">{code}</code>
+                    <CopyButton text=copy />
+                    <span class="muted">" 2. Sign a certificate with CN = this code with the CA's key ("
+                        <code>"dps cert create-verification"</code> "). 3. Upload it: "</span>
+                    <label class="btn small" for=verify_id.clone()>"Upload verification certificate"</label>
+                    <input id=verify_id type="file" accept=".pem,.cer,.crt,.der" class="file-hidden"
+                        data-testid="ca-verify-upload" on:change=verify
+                        on:click=native_picker(false, CERT_EXTENSIONS, verify_picked) />
+                </div>
+            </td>
+        </tr>
+    }
+}
+
+/// Uploads a CA; on success tells the user, clears the form and reads the list again.
+fn upload_action(
+    name: RwSignal<String>,
+    pem: RwSignal<String>,
+    reload: Callback<()>,
+) -> Action<(String, String, bool), Result<(), ApiError>> {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let notices = use_notices();
+    Action::new_local(move |(n, p, trusted): &(String, String, bool)| {
+        let (c, n, p, trusted) = (client.get_untracked(), n.clone(), p.clone(), *trusted);
+        async move {
+            let ca = c.put_ca(&n, &p, trusted).await?;
+            notices.info(format!("CA {} uploaded{}.", ca.name, if ca.is_verified { " and trusted" } else { "; verify it next" }));
+            name.set(String::new());
+            pem.set(String::new());
+            reload.run(());
+            Ok(())
+        }
+    })
 }
 
 #[component]
 fn CaUpload(reload: Callback<()>) -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
-    let notices = use_notices();
     let name = RwSignal::new(String::new());
     let pem = RwSignal::new(String::new());
     let trusted = RwSignal::new(false);
     let problem = RwSignal::new(None::<String>);
-    let error = RwSignal::new(None::<ApiError>);
-    let busy = RwSignal::new(false);
+    let save = upload_action(name, pem, reload);
+    let (saved, pending) = (save.value(), save.pending());
 
     let upload = move |n: String, p: String| {
         if let Err(e) = validation::group_id(&n) {
@@ -233,23 +246,7 @@ fn CaUpload(reload: Callback<()>) -> impl IntoView {
             return;
         }
         problem.set(None);
-        busy.set(true);
-        let c = client.get_untracked();
-        let t = trusted.get_untracked();
-        spawn_local(async move {
-            let r = c.put_ca(&n, &p, t).await;
-            busy.set(false);
-            match r {
-                Ok(ca) => {
-                    notices.info(format!("CA {} uploaded{}.", ca.name, if ca.is_verified { " and trusted" } else { "; verify it next" }));
-                    error.set(None);
-                    name.set(String::new());
-                    pem.set(String::new());
-                    reload.run(());
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        });
+        save.dispatch_local((n, p, trusted.get_untracked()));
     };
     // Choosing a file uploads it at once (named after the file when the name is blank).
     let upload_picked = move |picked: Result<Vec<Picked>, String>| {
@@ -302,10 +299,10 @@ fn CaUpload(reload: Callback<()>) -> impl IntoView {
                 " mark it verified on upload (for test CAs; Azure requires the proof)"
             </label>
             <div class="form-actions">
-                <button type="submit" class="btn primary" data-testid="ca-submit" disabled=move || busy.get()>"Upload"</button>
+                <button type="submit" class="btn primary" data-testid="ca-submit" disabled=move || pending.get()>"Upload"</button>
             </div>
             {move || problem.get().map(|p| view! { <p class="form-error" role="alert">{p}</p> })}
-            <MaybeError error=error />
+            <MaybeError error=Signal::derive(move || saved.get().and_then(Result::err)) />
         </form>
     }
 }
@@ -316,10 +313,12 @@ fn Inspector() -> impl IntoView {
     // (file name, PEM) in the order chosen: the device certificate first.
     let files = RwSignal::new(Vec::<(String, String)>::new());
     let paste = RwSignal::new(String::new());
-    let result = RwSignal::new(None::<Result<ChainReport, ApiError>>);
     let problem = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let dragging = RwSignal::new(false);
+    let inspect = Action::new_local(move |bundle: &String| {
+        let (c, bundle) = (client.get_untracked(), bundle.clone());
+        async move { c.inspect(&bundle).await }
+    });
+    let (result, busy) = (inspect.value(), inspect.pending());
 
     let run = move || {
         let mut bundle: Vec<String> = files.get_untracked().into_iter().map(|(_, p)| p).collect();
@@ -332,14 +331,44 @@ fn Inspector() -> impl IntoView {
             return;
         }
         problem.set(None);
-        busy.set(true);
-        let c = client.get_untracked();
-        spawn_local(async move {
-            let r = c.inspect(&bundle.join("\n")).await;
-            busy.set(false);
-            result.set(Some(r));
-        });
+        inspect.dispatch_local(bundle.join("\n"));
     };
+    let run_cb = Callback::new(move |()| run());
+
+    view! {
+        <div class="card">
+            <h3>"Chain inspector"</h3>
+            <p class="muted">"Check certificate material before a device uses it: the device certificate first, then its "
+                "intermediates and root in any order (PEM or DER files, or pasted PEM)."</p>
+            <DropZone files=files problem=problem on_added=run_cb on_clear=Callback::new(move |()| inspect.clear()) />
+            <label for="inspect-paste">"PEM text"</label>
+            <textarea id="inspect-paste" rows="5" data-testid="inspect-paste" placeholder="-----BEGIN CERTIFICATE-----"
+                prop:value=move || paste.get() on:input=move |ev| paste.set(event_target_value(&ev))></textarea>
+            <div class="form-actions">
+                <button type="button" class="btn primary" data-testid="inspect-run" disabled=move || busy.get() on:click=move |_| run()>
+                    {move || if busy.get() { "Inspecting…" } else { "Inspect" }}
+                </button>
+            </div>
+            {move || problem.get().map(|p| view! { <p class="form-error" role="alert">{p}</p> })}
+            {move || match result.get() {
+                None => ().into_any(),
+                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
+                Some(Ok(r)) => view! { <Report report=r /> }.into_any(),
+            }}
+        </div>
+    }
+}
+
+/// The inspector's files: dropped or chosen (PEM or DER, read as PEM), listed in order; `on_added` runs after
+/// files were added, `on_clear` when they are cleared.
+#[component]
+fn DropZone(
+    files: RwSignal<Vec<(String, String)>>,
+    problem: RwSignal<Option<String>>,
+    on_added: Callback<()>,
+    on_clear: Callback<()>,
+) -> impl IntoView {
+    let dragging = RwSignal::new(false);
     let add_picked = move |picked: Result<Vec<Picked>, String>| {
         let list = match picked {
             Ok(list) => list,
@@ -359,51 +388,31 @@ fn Inspector() -> impl IntoView {
             }
         }
         files.update(|fs| fs.extend(added));
-        run();
+        on_added.run(());
     };
     let add_files = move |list: Vec<web_sys::File>| {
         spawn_local(async move { add_picked(read_all(list).await) });
     };
-
     view! {
-        <div class="card">
-            <h3>"Chain inspector"</h3>
-            <p class="muted">"Check certificate material before a device uses it: the device certificate first, then its "
-                "intermediates and root in any order (PEM or DER files, or pasted PEM)."</p>
-            <div class="drop-zone" class:dragging=move || dragging.get() data-testid="inspect-drop"
-                on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
-                on:dragleave=move |_| dragging.set(false)
-                on:drop=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(false); add_files(files_of_drop(&ev)); }>
-                <p>"Drop certificate files here, or "
-                    <label class="btn small" for="inspect-files">"choose files"</label></p>
-                <input id="inspect-files" type="file" multiple accept=".pem,.cer,.crt,.der" class="file-hidden" data-testid="inspect-input"
-                    on:change=move |ev| { let list = files_of_input(&ev); clear_input(&ev); add_files(list); }
-                    on:click=native_picker(true, CERT_EXTENSIONS, add_picked) />
-                {move || {
-                    let fs = files.get();
-                    (!fs.is_empty()).then(|| view! {
-                        <ol class="file-list">
-                            {fs.into_iter().map(|(n, _)| view! { <li><code>{n}</code></li> }).collect_view()}
-                        </ol>
-                        <button type="button" class="btn small link" on:click=move |_| { files.set(Vec::new()); result.set(None); }>
-                            "Clear files"
-                        </button>
-                    })
-                }}
-            </div>
-            <label for="inspect-paste">"PEM text"</label>
-            <textarea id="inspect-paste" rows="5" data-testid="inspect-paste" placeholder="-----BEGIN CERTIFICATE-----"
-                prop:value=move || paste.get() on:input=move |ev| paste.set(event_target_value(&ev))></textarea>
-            <div class="form-actions">
-                <button type="button" class="btn primary" data-testid="inspect-run" disabled=move || busy.get() on:click=move |_| run()>
-                    {move || if busy.get() { "Inspecting…" } else { "Inspect" }}
-                </button>
-            </div>
-            {move || problem.get().map(|p| view! { <p class="form-error" role="alert">{p}</p> })}
-            {move || match result.get() {
-                None => ().into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(r)) => view! { <Report report=r /> }.into_any(),
+        <div class="drop-zone" class:dragging=move || dragging.get() data-testid="inspect-drop"
+            on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(false); add_files(files_of_drop(&ev)); }>
+            <p>"Drop certificate files here, or "
+                <label class="btn small" for="inspect-files">"choose files"</label></p>
+            <input id="inspect-files" type="file" multiple accept=".pem,.cer,.crt,.der" class="file-hidden" data-testid="inspect-input"
+                on:change=move |ev| { let list = files_of_input(&ev); clear_input(&ev); add_files(list); }
+                on:click=native_picker(true, CERT_EXTENSIONS, add_picked) />
+            {move || {
+                let fs = files.get();
+                (!fs.is_empty()).then(|| view! {
+                    <ol class="file-list">
+                        {fs.into_iter().map(|(n, _)| view! { <li><code>{n}</code></li> }).collect_view()}
+                    </ol>
+                    <button type="button" class="btn small link" on:click=move |_| { files.set(Vec::new()); on_clear.run(()); }>
+                        "Clear files"
+                    </button>
+                })
             }}
         </div>
     }

@@ -2,12 +2,13 @@
 
 use dps_console_model::derived_key::derive_device_key;
 use dps_console_model::enrollment_form::FormKind;
+use dps_proto::DeviceRegistrationState;
 use leptos::prelude::*;
 
 use super::enrollments::EnrollmentsPage;
-use crate::api::ApiClient;
+use crate::api::PageOf;
 use crate::components::copy::CopyButton;
-use crate::components::status::ErrorPanel;
+use crate::components::loaded::{load, Loaded};
 
 /// The Groups page.
 #[component]
@@ -59,45 +60,45 @@ pub fn DerivedKey(group_key: String) -> impl IntoView {
 /// The registrations made through a group (the first page).
 #[component]
 pub fn GroupRegistrations(group_id: String) -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
-    let regs = LocalResource::new(move || {
-        let c = client.get();
+    let regs = load(move |c| {
         let id = group_id.clone();
         async move { c.group_registrations(&id).await }
     });
     view! {
         <div class="group-registrations">
             <h4>"Devices registered through this group"</h4>
-            {move || match regs.get() {
-                None => view! { <p class="muted">"…"</p> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok((items, _, _))) if items.is_empty() => {
-                    view! { <p class="muted">"None yet: a device registers with a key derived from the group key (below)."</p> }.into_any()
-                }
-                Some(Ok((items, next, total))) => {
-                    let count = total.unwrap_or(items.len() as u64);
-                    view! {
-                        <p>{format!("{count} device(s){}", if next.is_some() { ", the first shown:" } else { ":" })}</p>
-                        <ul class="compact">
-                            {items
-                                .into_iter()
-                                .map(|r| {
-                                    let status = r.status.map(|s| s.as_str()).unwrap_or("unknown");
-                                    view! {
-                                        <li>
-                                            <code>{r.registration_id.unwrap_or_default()}</code>
-                                            " " {status}
-                                            {r.assigned_hub.map(|h| format!(" → {h}"))}
-                                        </li>
-                                    }
-                                })
-                                .collect_view()}
-                        </ul>
-                        <p class="muted small">"Decision traces: the Registrations page."</p>
-                    }
-                    .into_any()
-                }
-            }}
+            <Loaded data=regs what="registrations" let:page>
+                <RegistrationList page=page />
+            </Loaded>
         </div>
     }
+}
+
+#[component]
+fn RegistrationList(page: PageOf<DeviceRegistrationState>) -> impl IntoView {
+    let (items, next, total) = page;
+    if items.is_empty() {
+        return view! { <p class="muted">"None yet: a device registers with a key derived from the group key (below)."</p> }.into_any();
+    }
+    let count = total.unwrap_or(items.len() as u64);
+    view! {
+        <p>{format!("{count} device(s){}", if next.is_some() { ", the first shown:" } else { ":" })}</p>
+        <ul class="compact">
+            {items
+                .into_iter()
+                .map(|r| {
+                    let status = r.status.map(|s| s.as_str()).unwrap_or("unknown");
+                    view! {
+                        <li>
+                            <code>{r.registration_id.unwrap_or_default()}</code>
+                            " " {status}
+                            {r.assigned_hub.map(|h| format!(" → {h}"))}
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+        <p class="muted small">"Decision traces: the Registrations page."</p>
+    }
+    .into_any()
 }

@@ -2,7 +2,6 @@
 //! `sessionStorage`. The password was printed when the service first started (`dps admin set-password` changes it).
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use crate::api::{ApiClient, ApiError};
 use crate::app::save_session;
@@ -21,7 +20,19 @@ pub fn Login() -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
+    let sign_in = Action::new_local(move |p: &String| {
+        let p = p.clone();
+        async move {
+            match ApiClient::browser("").login(&p).await {
+                Ok(session) => {
+                    save_session(&session);
+                    client.set(ApiClient::browser(session.token));
+                }
+                Err(e) => error.set(Some(message(&e))),
+            }
+        }
+    });
+    let busy = sign_in.pending();
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -30,19 +41,8 @@ pub fn Login() -> impl IntoView {
             error.set(Some("Enter the admin password.".into()));
             return;
         }
-        busy.set(true);
         error.set(None);
-        spawn_local(async move {
-            let result = ApiClient::browser("").login(&p).await;
-            busy.set(false);
-            match result {
-                Ok(session) => {
-                    save_session(&session);
-                    client.set(ApiClient::browser(session.token));
-                }
-                Err(e) => error.set(Some(message(&e))),
-            }
-        });
+        sign_in.dispatch_local(p);
     };
 
     view! {

@@ -8,72 +8,44 @@ use dps_console_model::charts::{self, MinuteBucket};
 use dps_console_model::format;
 use dps_proto::{EndpointInfo, HubAllocation, HubStatus, SeriesPoint};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::{Page, PageHeader};
-use crate::api::{ApiClient, ApiError};
+use crate::api::ApiError;
 use crate::components::chart::{self, Chart, LegendItem};
 use crate::components::copy::CopyButton;
 use crate::components::files::{download_text, object_url, revoke_url};
-use crate::components::poll::{every, now};
-use crate::components::status::{EmptyState, ErrorPanel, Loading};
+use crate::components::loaded::{load, refetch_every, Load, Loaded};
+use crate::components::poll::now;
+use crate::components::status::EmptyState;
 use crate::desktop;
 
 /// The charted window, in minutes.
 const WINDOW: u32 = 60;
 
-type Loaded<T> = RwSignal<Option<Result<T, ApiError>>>;
-
 #[component]
 pub fn Overview() -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
-    let info: Loaded<EndpointInfo> = RwSignal::new(None);
-    let metrics: Loaded<Vec<SeriesPoint>> = RwSignal::new(None);
-    let allocation: Loaded<Vec<HubAllocation>> = RwSignal::new(None);
-    let statuses = RwSignal::new(Vec::<(String, Result<HubStatus, ApiError>)>::new());
-    let checked_hubs = RwSignal::new(false);
-
-    let check_hubs = move || {
-        let c = client.get_untracked();
-        spawn_local(async move {
-            let hubs = match c.allocation().await {
-                Ok(h) => h,
-                Err(_) => return,
-            };
-            let mut out = Vec::new();
-            for h in hubs {
-                let s = c.hub_status(&h.host_name).await;
-                out.push((h.host_name, s));
-            }
-            statuses.set(out);
-            checked_hubs.set(true);
-        });
-    };
-
-    {
-        let c = client.get_untracked();
-        spawn_local(async move { info.set(Some(c.service_info().await)) });
-    }
-    every(Duration::from_secs(5), move || {
-        let c = client.get_untracked();
-        spawn_local(async move {
-            let m = c.metrics(WINDOW).await;
-            metrics.set(Some(m));
-            let a = c.allocation().await;
-            allocation.set(Some(a));
-        });
+    let info = load(|c| async move { c.service_info().await });
+    let metrics = load(|c| async move { c.metrics(WINDOW).await });
+    let allocation = load(|c| async move { c.allocation().await });
+    refetch_every(metrics, Duration::from_secs(5));
+    refetch_every(allocation, Duration::from_secs(5));
+    // Each linked hub's connector check, read again by "Check hubs again".
+    let statuses = load(|c| async move {
+        let mut out = Vec::new();
+        for h in c.allocation().await? {
+            let s = c.hub_status(&h.host_name).await;
+            out.push((h.host_name, s));
+        }
+        Ok(out)
     });
-    check_hubs();
 
     view! {
         <section class="page">
             <PageHeader page=Page::Overview />
-            {move || match info.get() {
-                None => view! { <Loading what="service information" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(i)) => view! { <Connect info=i /> }.into_any(),
-            }}
-            <Health info=info metrics=metrics statuses=statuses checked=checked_hubs on_check=Callback::new(move |_| check_hubs()) />
+            <Loaded data=info what="service information" let:i>
+                <Connect info=i />
+            </Loaded>
+            <Health info=info metrics=metrics statuses=statuses on_check=Callback::new(move |()| statuses.refetch()) />
             <RegistrationsChart metrics=metrics />
             <HubsChart allocation=allocation />
         </section>
@@ -151,19 +123,13 @@ fn Connect(info: EndpointInfo) -> impl IntoView {
 /// desktop shell.
 #[component]
 fn CaDownload(path: String) -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
     // (PEM, blob URL)
-    let ca = RwSignal::new(None::<Result<(String, String), ApiError>>);
-    {
-        let c = client.get_untracked();
-        spawn_local(async move {
-            let r = c.ca_pem().await.map(|pem| {
-                let url = object_url(&pem, "application/x-pem-file").unwrap_or_default();
-                (pem, url)
-            });
-            ca.set(Some(r));
-        });
-    }
+    let ca = load(|c| async move {
+        c.ca_pem().await.map(|pem| {
+            let url = object_url(&pem, "application/x-pem-file").unwrap_or_default();
+            (pem, url)
+        })
+    });
     on_cleanup(move || {
         if let Some(Some(Ok((_, u)))) = ca.try_get_untracked() {
             revoke_url(&u);
@@ -235,10 +201,9 @@ fn Examples(host: String, scope: String, mqtt: Option<u16>) -> impl IntoView {
 
 #[component]
 fn Health(
-    info: RwSignal<Option<Result<EndpointInfo, ApiError>>>,
-    metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError>>>,
-    statuses: RwSignal<Vec<(String, Result<HubStatus, ApiError>)>>,
-    checked: RwSignal<bool>,
+    info: Load<EndpointInfo>,
+    metrics: Load<Vec<SeriesPoint>>,
+    statuses: Load<Vec<(String, Result<HubStatus, ApiError>)>>,
     on_check: Callback<()>,
 ) -> impl IntoView {
     // Reachable = the last refresh got an answer (the first one, before any refresh, is the info call).
@@ -263,9 +228,13 @@ fn Health(
                     }}
                 </li>
                 {move || {
-                    let list = statuses.get();
+                    // A failed look-up of the hubs is not an answer: still checking.
+                    let (list, checked) = match statuses.get() {
+                        Some(Ok(list)) => (list, true),
+                        _ => (Vec::new(), false),
+                    };
                     if list.is_empty() {
-                        let text = if checked.get() {
+                        let text = if checked {
                             "No linked hub: add one on the Hubs page, or devices are assigned to none."
                         } else {
                             "Checking the linked hubs…"
@@ -298,7 +267,7 @@ fn Health(
 }
 
 #[component]
-fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError>>>) -> impl IntoView {
+fn RegistrationsChart(metrics: Load<Vec<SeriesPoint>>) -> impl IntoView {
     let buckets = Memo::new(move |_| match metrics.get() {
         Some(Ok(points)) => Some(charts::registrations_per_minute(&points, now(), WINDOW)),
         _ => None,
@@ -315,11 +284,7 @@ fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError
                 <span class="muted">"failed: " <strong data-testid="overview-failed-count">{move || totals().1}</strong></span>
                 <span class="muted">"throttled (429): " <strong data-testid="overview-throttled-count">{move || throttled()}</strong></span>
             </div>
-            {move || match metrics.get() {
-                None => view! { <Loading what="metrics" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(_)) => ().into_any(),
-            }}
+            <Loaded data=metrics what="metrics" let:_points>""</Loaded>
             <Chart svg=svg testid="chart-registrations" label="Registrations per minute by outcome over the last 60 minutes" />
             <div class="legend">
                 <LegendItem color=chart::ASSIGNED label="assigned" />
@@ -339,7 +304,7 @@ fn RegistrationsChart(metrics: RwSignal<Option<Result<Vec<SeriesPoint>, ApiError
 }
 
 #[component]
-fn HubsChart(allocation: RwSignal<Option<Result<Vec<HubAllocation>, ApiError>>>) -> impl IntoView {
+fn HubsChart(allocation: Load<Vec<HubAllocation>>) -> impl IntoView {
     let shares = Memo::new(move |_| match allocation.get() {
         Some(Ok(hubs)) => Some(charts::allocation_shares(&hubs)),
         _ => None,
@@ -348,16 +313,13 @@ fn HubsChart(allocation: RwSignal<Option<Result<Vec<HubAllocation>, ApiError>>>)
     view! {
         <div class="card">
             <h3>"Devices per hub"</h3>
-            {move || match allocation.get() {
-                None => view! { <Loading what="the allocation" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(h)) if h.is_empty() => view! {
+            <Loaded data=allocation what="the allocation" let:hubs>
+                {hubs.is_empty().then(|| view! {
                     <EmptyState title="No linked hub" hint="Devices are assigned to linked hubs. Add one on the Hubs page.">
                         <a class="btn small" href=Page::Hubs.href()>"Go to Hubs"</a>
                     </EmptyState>
-                }.into_any(),
-                Some(Ok(_)) => ().into_any(),
-            }}
+                })}
+            </Loaded>
             <Chart svg=svg testid="chart-hubs" label="Devices assigned to each linked hub" />
         </div>
     }

@@ -5,17 +5,17 @@ use dps_console_model::paging::PageStack;
 use dps_console_model::trace::trace_steps;
 use dps_proto::DeviceRegistrationState;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use crate::api::enrollments::PAGE_SIZE;
 use crate::api::{ApiClient, ApiError};
+use crate::components::cells::time_cell;
 use crate::components::confirm::ConfirmDialog;
 use crate::components::json::ShowJson;
+use crate::components::loaded::{load, Loaded};
 use crate::components::notice::use_notices;
 use crate::components::pager::Pager;
 use crate::components::search::DebouncedSearch;
-use crate::components::status::{EmptyState, ErrorPanel, Loading, MaybeError};
-use crate::pages::enrollments::time_cell;
+use crate::components::status::{EmptyState, MaybeError};
 use crate::pages::{Page, PageHeader};
 
 fn status_class(status: &str) -> &'static str {
@@ -37,16 +37,14 @@ fn id_from_location() -> Option<String> {
 
 #[component]
 pub fn Registrations() -> impl IntoView {
-    let client = expect_context::<RwSignal<ApiClient>>();
     let search = DebouncedSearch::new();
     let pages = RwSignal::new(PageStack::default());
     let refresh = RwSignal::new(0u32);
     // `#/registrations/<id>` (the enrollment detail's "decision trace" link) opens that record's trace.
     let selected = RwSignal::new(id_from_location());
 
-    let list = LocalResource::new(move || {
+    let list = load(move |c| {
         refresh.track();
-        let c = client.get();
         let s = search.applied.get();
         let token = pages.with(PageStack::current);
         async move { c.registrations_page(&s, token).await }
@@ -67,34 +65,39 @@ pub fn Registrations() -> impl IntoView {
             </div>
             <div class="split" class:with-panel=move || selected.with(Option::is_some)>
                 <div class="list">
-                    {move || match list.get() {
-                        None => view! { <Loading what="registrations" /> }.into_any(),
-                        Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                        Some(Ok((items, _, _))) if items.is_empty() => {
-                            if search.applied.get().is_empty() {
-                                view! {
-                                    <EmptyState
-                                        title="No device has registered yet."
-                                        hint="Create an enrollment (Enrollments or Groups), then start a device with the ID scope from the Overview, its registration id and its key (an Azure IoT device SDK, or `dps bench` for a load test)."
-                                    />
-                                }
-                                .into_any()
+                    <Loaded data=list what="registrations" let:page>
+                        {
+                            let (items, _, total) = page;
+                            if items.is_empty() {
+                                view! { <NoRegistrations search=search.applied.get() /> }.into_any()
                             } else {
-                                let title = format!("No registration matches “{}”.", search.applied.get());
-                                view! { <EmptyState title=title hint="The search looks for the text anywhere in the registration id, ignoring case." /> }
-                                    .into_any()
+                                let label = pages.with(|p| p.range_label(PAGE_SIZE as usize, items.len(), total));
+                                view! { <RegistrationTable items=items selected=selected /> <p class="muted">{label}</p> }.into_any()
                             }
                         }
-                        Some(Ok((items, _, total))) => {
-                            let label = pages.with(|p| p.range_label(PAGE_SIZE as usize, items.len(), total));
-                            view! { <RegistrationTable items=items selected=selected /> <p class="muted">{label}</p> }.into_any()
-                        }
-                    }}
+                    </Loaded>
                     <Pager prefix="registration" pages=pages next=Signal::derive(next_token) />
                 </div>
                 {move || selected.get().map(|id| view! { <TracePanel id=id selected=selected refresh=refresh /> })}
             </div>
         </section>
+    }
+}
+
+/// The empty list: how a device gets here, or that the search matched nothing.
+#[component]
+fn NoRegistrations(search: String) -> impl IntoView {
+    if search.is_empty() {
+        view! {
+            <EmptyState
+                title="No device has registered yet."
+                hint="Create an enrollment (Enrollments or Groups), then start a device with the ID scope from the Overview, its registration id and its key (an Azure IoT device SDK, or `dps bench` for a load test)."
+            />
+        }
+        .into_any()
+    } else {
+        let title = format!("No registration matches “{search}”.");
+        view! { <EmptyState title=title hint="The search looks for the text anywhere in the registration id, ignoring case." /> }.into_any()
     }
 }
 
@@ -150,59 +153,62 @@ fn RegistrationTable(items: Vec<DeviceRegistrationState>, selected: RwSignal<Opt
     }
 }
 
-#[component]
-fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<u32>) -> impl IntoView {
+/// What the trace panel's buttons do to the registration record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Reprovision,
+    Delete,
+}
+
+/// The action behind the buttons: re-provisions or deletes the record, tells the user, refreshes the views.
+fn change_action(
+    selected: RwSignal<Option<String>>,
+    refresh: RwSignal<u32>,
+    reread: RwSignal<u32>,
+) -> Action<(Change, String), Result<(), ApiError>> {
     let client = expect_context::<RwSignal<ApiClient>>();
     let notices = use_notices();
-    let lookup = id.clone();
-    // Bumped after a re-provision, so the trace is read again.
-    let reread = RwSignal::new(0u32);
-    let trace = LocalResource::new(move || {
-        let c = client.get();
-        let id = lookup.clone();
-        reread.get();
-        async move { c.registration_trace(&id).await }
-    });
-    let confirm = RwSignal::new(false);
-    let busy = RwSignal::new(false);
-    let action_error = RwSignal::new(None::<ApiError>);
-    let delete_id = id.clone();
-    let delete = Callback::new(move |()| {
-        let id = delete_id.clone();
-        busy.set(true);
-        action_error.set(None);
-        spawn_local(async move {
-            let r = client.get_untracked().delete_registration(&id, None).await;
-            busy.set(false);
-            match r {
-                Ok(()) => {
+    Action::new_local(move |(change, id): &(Change, String)| {
+        let (change, id, c) = (*change, id.clone(), client.get_untracked());
+        async move {
+            match change {
+                Change::Delete => {
+                    c.delete_registration(&id, None).await?;
                     notices.info(format!("Deleted the registration of {id}"));
                     selected.set(None);
-                    refresh.update(|n| *n += 1);
                 }
-                Err(e) => action_error.set(Some(e)),
-            }
-        });
-    });
-
-    let reprovision_id = id.clone();
-    let reprovision = move |_| {
-        let id = reprovision_id.clone();
-        busy.set(true);
-        action_error.set(None);
-        spawn_local(async move {
-            let r = client.get_untracked().reprovision_registration(&id).await;
-            busy.set(false);
-            match r {
-                Ok(answer) => {
+                Change::Reprovision => {
+                    let answer = c.reprovision_registration(&id).await?;
                     let hub = answer["registrationState"]["assignedHub"].as_str().unwrap_or("no hub").to_owned();
                     notices.info(format!("Re-provisioned {id}: {hub}"));
                     reread.update(|n| *n += 1);
-                    refresh.update(|n| *n += 1);
                 }
-                Err(e) => action_error.set(Some(e)),
             }
-        });
+            refresh.update(|n| *n += 1);
+            Ok(())
+        }
+    })
+}
+
+#[component]
+fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<u32>) -> impl IntoView {
+    let lookup = id.clone();
+    // Bumped after a re-provision, so the trace is read again.
+    let reread = RwSignal::new(0u32);
+    let trace = load(move |c| {
+        let id = lookup.clone();
+        reread.track();
+        async move { c.registration_trace(&id).await }
+    });
+    let confirm = RwSignal::new(false);
+    let change = change_action(selected, refresh, reread);
+    let (changed, pending) = (change.value(), change.pending());
+    let run = {
+        let id = id.clone();
+        Callback::new(move |what: Change| {
+            change.clear();
+            change.dispatch_local((what, id.clone()));
+        })
     };
 
     view! {
@@ -211,37 +217,14 @@ fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<
                 <h3 class="mono">{id.clone()}</h3>
                 <button type="button" class="btn small" title="Close" on:click=move |_| selected.set(None)>"Close"</button>
             </div>
-            <MaybeError error=action_error />
-            {move || match trace.get() {
-                None => view! { <Loading what="decision trace" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(answer)) => {
-                    let steps = trace_steps(&answer);
-                    let json = serde_json::to_string_pretty(&answer).unwrap_or_default();
-                    view! {
-                        <h4>"How this registration was decided"</h4>
-                        <ol class="steps">
-                            {steps
-                                .into_iter()
-                                .map(|s| view! {
-                                    <li class=format!("step {}", s.outcome.class()) data-testid="trace-step">
-                                        <strong>{s.title}</strong>
-                                        {(!s.details.is_empty()).then(|| view! {
-                                            <ul>{s.details.into_iter().map(|d| view! { <li>{d}</li> }).collect_view()}</ul>
-                                        })}
-                                    </li>
-                                })
-                                .collect_view()}
-                        </ol>
-                        <ShowJson json=json />
-                    }
-                    .into_any()
-                }
-            }}
+            <MaybeError error=Signal::derive(move || changed.get().and_then(Result::err)) />
+            <Loaded data=trace what="decision trace" let:answer>
+                <TraceSteps answer=answer />
+            </Loaded>
             <div class="panel-actions">
-                <button type="button" class="btn" data-testid="registration-reprovision" disabled=move || busy.get()
-                    on:click=reprovision>"Re-provision now"</button>
-                <button type="button" class="btn danger" data-testid="registration-delete" disabled=move || busy.get()
+                <button type="button" class="btn" data-testid="registration-reprovision" disabled=move || pending.get()
+                    on:click=move |_| run.run(Change::Reprovision)>"Re-provision now"</button>
+                <button type="button" class="btn danger" data-testid="registration-delete" disabled=move || pending.get()
                     on:click=move |_| confirm.set(true)>"Delete registration"</button>
             </div>
             <p class="muted small">
@@ -255,8 +238,32 @@ fn TracePanel(id: String, selected: RwSignal<Option<String>>, refresh: RwSignal<
                 message=format!(
                     "Delete the registration record of '{id}'? The device gets a fresh assignment (allocation policy, initial twin) the next time it registers."
                 )
-                on_confirm=delete
+                on_confirm=Callback::new(move |()| run.run(Change::Delete))
             />
         </aside>
+    }
+}
+
+/// How the registration was decided, step by step, and the trace's JSON.
+#[component]
+fn TraceSteps(answer: serde_json::Value) -> impl IntoView {
+    let steps = trace_steps(&answer);
+    let json = serde_json::to_string_pretty(&answer).unwrap_or_default();
+    view! {
+        <h4>"How this registration was decided"</h4>
+        <ol class="steps">
+            {steps
+                .into_iter()
+                .map(|s| view! {
+                    <li class=format!("step {}", s.outcome.class()) data-testid="trace-step">
+                        <strong>{s.title}</strong>
+                        {(!s.details.is_empty()).then(|| view! {
+                            <ul>{s.details.into_iter().map(|d| view! { <li>{d}</li> }).collect_view()}</ul>
+                        })}
+                    </li>
+                })
+                .collect_view()}
+        </ol>
+        <ShowJson json=json />
     }
 }

@@ -4,14 +4,14 @@
 use dps_console_model::format;
 use dps_proto::{AccessPolicyInfo, ChainReport, EndpointInfo, LimitsSettings};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
 use super::{Page, PageHeader};
-use crate::api::{ApiClient, ApiError};
+use crate::api::ApiClient;
 use crate::components::copy::CopyButton;
+use crate::components::loaded::{load, Load, Loaded};
 use crate::components::notice::use_notices;
 use crate::components::poll::now;
-use crate::components::status::{EmptyState, ErrorPanel, Loading};
+use crate::components::status::{EmptyState, MaybeError};
 use crate::desktop;
 
 /// The service's rule (`crates/dps-service/src/admin.rs`, `MIN_PASSWORD_LEN`).
@@ -33,46 +33,22 @@ fn password_problem(current: &str, password: &str, confirm: &str) -> Option<Stri
 #[component]
 pub fn Settings() -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
-    let info = RwSignal::new(None::<Result<EndpointInfo, ApiError>>);
-    let tls = RwSignal::new(None::<Result<ChainReport, ApiError>>);
-    let policies = RwSignal::new(None::<Result<Vec<AccessPolicyInfo>, ApiError>>);
-    {
-        let c = client.get_untracked();
-        spawn_local(async move {
-            info.set(Some(c.service_info().await));
-            let report = match c.ca_pem().await {
-                Ok(pem) => c.inspect(&pem).await,
-                Err(e) => Err(e),
-            };
-            tls.set(Some(report));
-            policies.set(Some(c.policies().await));
-        });
-    }
+    let info = load(|c| async move { c.service_info().await });
+    let tls = load(|c| async move { c.inspect(&c.ca_pem().await?).await });
+    let policies = load(|c| async move { c.policies().await });
 
     view! {
         <section class="page">
             <PageHeader page=Page::Settings />
-            {move || match info.get() {
-                None => view! { <Loading what="service settings" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(i)) => view! { <Endpoints info=i tls=tls /> }.into_any(),
-            }}
+            <Loaded data=info what="service settings" let:i>
+                <Endpoints info=i tls=tls />
+            </Loaded>
             <div class="card">
                 <h3>"Shared access policies"</h3>
                 <p class="muted">"Service SDKs and the " <code>"dps"</code> " CLI sign their requests with one of these keys."</p>
-                {move || match policies.get() {
-                    None => view! { <Loading what="policies" /> }.into_any(),
-                    Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                    Some(Ok(list)) if list.is_empty() => view! {
-                        <EmptyState title="No access policy" hint="The service makes its policies at first start; restart it to recreate them." />
-                    }.into_any(),
-                    Some(Ok(list)) => view! {
-                        <table class="table">
-                            <thead><tr><th>"Policy"</th><th>"Rights"</th><th>"Primary key"</th><th>"Connection string"</th></tr></thead>
-                            <tbody>{list.into_iter().map(|p| view! { <PolicyRow policy=p /> }).collect_view()}</tbody>
-                        </table>
-                    }.into_any(),
-                }}
+                <Loaded data=policies what="policies" let:list>
+                    <PolicyTable list=list />
+                </Loaded>
             </div>
             <LimitsProfile />
             {client.get_untracked().is_desktop().then(|| view! { <DesktopPreferences /> })}
@@ -82,7 +58,24 @@ pub fn Settings() -> impl IntoView {
 }
 
 #[component]
-fn Endpoints(info: EndpointInfo, tls: RwSignal<Option<Result<ChainReport, ApiError>>>) -> impl IntoView {
+fn PolicyTable(list: Vec<AccessPolicyInfo>) -> impl IntoView {
+    if list.is_empty() {
+        return view! {
+            <EmptyState title="No access policy" hint="The service makes its policies at first start; restart it to recreate them." />
+        }
+        .into_any();
+    }
+    view! {
+        <table class="table">
+            <thead><tr><th>"Policy"</th><th>"Rights"</th><th>"Primary key"</th><th>"Connection string"</th></tr></thead>
+            <tbody>{list.into_iter().map(|p| view! { <PolicyRow policy=p /> }).collect_view()}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn Endpoints(info: EndpointInfo, tls: Load<ChainReport>) -> impl IntoView {
     let port = |p: Option<u16>| p.map(|p| p.to_string()).unwrap_or_else(|| "off".into());
     let ca_path = info.ca_certificate.clone();
     view! {
@@ -103,92 +96,89 @@ fn Endpoints(info: EndpointInfo, tls: RwSignal<Option<Result<ChainReport, ApiErr
             </div>
             <div class="card">
                 <h3>"TLS"</h3>
-                {move || match tls.get() {
-                    None => view! { <Loading what="the CA certificate" /> }.into_any(),
-                    Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                    Some(Ok(r)) => {
-                        let cert = r.certificates.into_iter().next();
-                        match cert {
-                            None => view! { <p class="muted">"The CA certificate could not be read."</p> }.into_any(),
-                            Some(c) => view! {
-                                <dl class="pairs" data-testid="settings-tls">
-                                    <dt>"CA subject"</dt><dd>{c.subject.clone()}</dd>
-                                    <dt>"Valid"</dt>
-                                    <dd>{format::validity(c.not_before_utc, c.not_after_utc, now())}
-                                        " (" {c.not_after_utc.map(format::date_time).unwrap_or_default()} ")"</dd>
-                                    <dt>"Key"</dt><dd>{c.public_key_algorithm.clone()}</dd>
-                                    <dt>"SHA-256 thumbprint"</dt><dd><code class="wrap">{c.sha256_thumbprint.clone()}</code></dd>
-                                </dl>
-                                <p class="muted small">"The service's TLS certificates are issued by this CA; devices must trust it. File: "
-                                    <code class="wrap">{ca_path.clone()}</code></p>
-                            }.into_any(),
-                        }
-                    }
-                }}
+                <Loaded data=tls what="the CA certificate" let:report>
+                    <TlsFacts report=report ca_path=ca_path.clone() />
+                </Loaded>
             </div>
         </div>
     }
+}
+
+/// The service's CA: subject, validity, key and thumbprint.
+#[component]
+fn TlsFacts(report: ChainReport, ca_path: String) -> impl IntoView {
+    let Some(c) = report.certificates.into_iter().next() else {
+        return view! { <p class="muted">"The CA certificate could not be read."</p> }.into_any();
+    };
+    view! {
+        <dl class="pairs" data-testid="settings-tls">
+            <dt>"CA subject"</dt><dd>{c.subject.clone()}</dd>
+            <dt>"Valid"</dt>
+            <dd>{format::validity(c.not_before_utc, c.not_after_utc, now())}
+                " (" {c.not_after_utc.map(format::date_time).unwrap_or_default()} ")"</dd>
+            <dt>"Key"</dt><dd>{c.public_key_algorithm.clone()}</dd>
+            <dt>"SHA-256 thumbprint"</dt><dd><code class="wrap">{c.sha256_thumbprint.clone()}</code></dd>
+        </dl>
+        <p class="muted small">"The service's TLS certificates are issued by this CA; devices must trust it. File: "
+            <code class="wrap">{ca_path}</code></p>
+    }
+    .into_any()
 }
 
 /// The Azure limits profile toggle (`GET/PUT /service/limits`; README "Azure limits profile").
 #[component]
 fn LimitsProfile() -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
-    let limits = RwSignal::new(None::<Result<LimitsSettings, ApiError>>);
-    let busy = RwSignal::new(false);
     let notices = use_notices();
-    {
-        let c = client.get_untracked();
-        spawn_local(async move { limits.set(Some(c.limits().await)) });
-    }
-    let toggle = move |on: bool| {
-        let c = client.get_untracked();
-        busy.set(true);
-        spawn_local(async move {
-            match c.set_limits(if on { "azure" } else { "default" }).await {
-                Ok(l) => {
-                    notices.info(if on {
-                        "Azure limits profile on: devices are throttled as in Azure."
-                    } else {
-                        "Default limits: no throttling."
-                    });
-                    limits.set(Some(Ok(l)));
-                }
-                Err(e) => limits.set(Some(Err(e))),
+    let limits = load(|c| async move { c.limits().await });
+    // The answer (the new settings, or why not) replaces what is shown.
+    let toggle = Action::new_local(move |on: &bool| {
+        let (c, on) = (client.get_untracked(), *on);
+        async move {
+            let r = c.set_limits(if on { "azure" } else { "default" }).await;
+            if r.is_ok() {
+                notices.info(if on {
+                    "Azure limits profile on: devices are throttled as in Azure."
+                } else {
+                    "Default limits: no throttling."
+                });
             }
-            busy.set(false);
-        });
-    };
+            limits.set(Some(r));
+        }
+    });
+    let busy = toggle.pending();
     view! {
         <div class="card" data-testid="settings-limits">
             <h3>"Limits profile"</h3>
             <p class="muted">"Apply Azure's published quotas and rates (429 with retry-after) to test device back-off before the cloud does."</p>
-            {move || match limits.get() {
-                None => view! { <Loading what="the limits profile" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(l)) => {
-                    let on = l.profile == "azure";
-                    let a = l.azure;
-                    view! {
-                        <label class="row">
-                            <input type="checkbox" data-testid="limits-azure-toggle" prop:checked=on disabled=move || busy.get()
-                                on:change=move |ev| toggle(event_target_checked(&ev)) />
-                            " Azure limits profile " <strong data-testid="limits-profile">{l.profile.clone()}</strong>
-                        </label>
-                        <dl class="pairs">
-                            <dt>"Registrations"</dt><dd>{format!("{} per {} s per service", a.registrations_per_window, a.registration_window_secs)}</dd>
-                            <dt>"Polls"</dt><dd>{format!("{} per {} s per device", a.polls_per_window, a.poll_window_secs)}</dd>
-                            <dt>"Service operations"</dt><dd>{format!("{} per {} s", a.service_operations_per_window, a.service_operation_window_secs)}</dd>
-                            <dt>"Bulk items / groups per type / CA certificates / linked hubs"</dt>
-                            <dd>{format!("{} / {} / {} / {}", a.max_bulk_items, a.max_enrollment_groups, a.max_ca_certificates, a.max_linked_hubs)}</dd>
-                        </dl>
-                        {l.configured.then(|| view! {
-                            <p class="muted small">"The configuration names a profile (" <code>"limits"</code> "); it applies again at the next start."</p>
-                        })}
-                    }.into_any()
-                }
-            }}
+            <Loaded data=limits what="the limits profile" let:l>
+                <Limits limits=l busy=busy on_toggle=Callback::new(move |on| { toggle.dispatch_local(on); }) />
+            </Loaded>
         </div>
+    }
+}
+
+#[component]
+fn Limits(limits: LimitsSettings, busy: Memo<bool>, on_toggle: Callback<bool>) -> impl IntoView {
+    let l = limits;
+    let on = l.profile == "azure";
+    let a = l.azure;
+    view! {
+        <label class="row">
+            <input type="checkbox" data-testid="limits-azure-toggle" prop:checked=on disabled=move || busy.get()
+                on:change=move |ev| on_toggle.run(event_target_checked(&ev)) />
+            " Azure limits profile " <strong data-testid="limits-profile">{l.profile.clone()}</strong>
+        </label>
+        <dl class="pairs">
+            <dt>"Registrations"</dt><dd>{format!("{} per {} s per service", a.registrations_per_window, a.registration_window_secs)}</dd>
+            <dt>"Polls"</dt><dd>{format!("{} per {} s per device", a.polls_per_window, a.poll_window_secs)}</dd>
+            <dt>"Service operations"</dt><dd>{format!("{} per {} s", a.service_operations_per_window, a.service_operation_window_secs)}</dd>
+            <dt>"Bulk items / groups per type / CA certificates / linked hubs"</dt>
+            <dd>{format!("{} / {} / {} / {}", a.max_bulk_items, a.max_enrollment_groups, a.max_ca_certificates, a.max_linked_hubs)}</dd>
+        </dl>
+        {l.configured.then(|| view! {
+            <p class="muted small">"The configuration names a profile (" <code>"limits"</code> "); it applies again at the next start."</p>
+        })}
     }
 }
 
@@ -227,23 +217,10 @@ fn PasswordForm() -> impl IntoView {
     let password = RwSignal::new(String::new());
     let confirm = RwSignal::new(String::new());
     let result = RwSignal::new(None::<Result<String, String>>);
-    let error = RwSignal::new(None::<ApiError>);
-    let busy = RwSignal::new(false);
-
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let (old, p, c) = (current.get_untracked(), password.get_untracked(), confirm.get_untracked());
-        error.set(None);
-        if let Some(problem) = password_problem(&old, &p, &c) {
-            result.set(Some(Err(problem)));
-            return;
-        }
-        busy.set(true);
-        let api = client.get_untracked();
-        spawn_local(async move {
-            let r = api.set_admin_password(&old, &p).await;
-            busy.set(false);
-            match r {
+    let change = Action::new_local(move |(old, p): &(String, String)| {
+        let (api, old, p) = (client.get_untracked(), old.clone(), p.clone());
+        async move {
+            match api.set_admin_password(&old, &p).await {
                 Ok(()) => {
                     current.set(String::new());
                     password.set(String::new());
@@ -254,13 +231,26 @@ fn PasswordForm() -> impl IntoView {
                         "Password changed. Every session has ended: sign in again with the new password."
                     };
                     result.set(Some(Ok(next.into())));
+                    Ok(())
                 }
                 Err(e) => {
                     result.set(Some(Err("The password was not changed.".into())));
-                    error.set(Some(e));
+                    Err(e)
                 }
             }
-        });
+        }
+    });
+    let (changed, busy) = (change.value(), change.pending());
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (old, p, c) = (current.get_untracked(), password.get_untracked(), confirm.get_untracked());
+        change.clear();
+        if let Some(problem) = password_problem(&old, &p, &c) {
+            result.set(Some(Err(problem)));
+            return;
+        }
+        change.dispatch_local((old, p));
     };
 
     view! {
@@ -285,7 +275,7 @@ fn PasswordForm() -> impl IntoView {
                 Ok(m) => view! { <p class="form-ok" role="status" data-testid="password-result">{m}</p> }.into_any(),
                 Err(m) => view! { <p class="form-error" role="alert" data-testid="password-result">{m}</p> }.into_any(),
             })}
-            {move || error.get().map(|e| view! { <ErrorPanel error=e /> })}
+            <MaybeError error=Signal::derive(move || changed.get().and_then(Result::err)) />
         </form>
     }
 }
@@ -293,34 +283,31 @@ fn PasswordForm() -> impl IntoView {
 /// The desktop shell's own preferences (only in the desktop shell).
 #[component]
 fn DesktopPreferences() -> impl IntoView {
-    let prefs = RwSignal::new(None::<Result<desktop::Preferences, ApiError>>);
-    spawn_local(async move { prefs.set(Some(desktop::get_preferences().await)) });
+    let prefs: Load<desktop::Preferences> = LocalResource::new(desktop::get_preferences);
     let notices = use_notices();
-    let toggle = move |ev: leptos::ev::Event| {
-        let p = desktop::Preferences { notify_failed_registrations: event_target_checked(&ev) };
-        spawn_local(async move {
-            match desktop::set_preferences(&p).await {
-                Ok(saved) => {
-                    prefs.set(Some(Ok(saved)));
-                    notices.info("Preferences saved.");
-                }
-                Err(e) => prefs.set(Some(Err(e))),
+    // The answer (the saved preferences, or why not) replaces what is shown.
+    let save = Action::new_local(move |p: &desktop::Preferences| {
+        let p = p.clone();
+        async move {
+            let r = desktop::set_preferences(&p).await;
+            if r.is_ok() {
+                notices.info("Preferences saved.");
             }
-        });
+            prefs.set(Some(r));
+        }
+    });
+    let toggle = move |ev: leptos::ev::Event| {
+        save.dispatch_local(desktop::Preferences { notify_failed_registrations: event_target_checked(&ev) });
     };
     view! {
         <div class="card">
             <h3>"Desktop"</h3>
-            {move || match prefs.get() {
-                None => view! { <Loading what="preferences" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorPanel error=e /> }.into_any(),
-                Some(Ok(p)) => view! {
-                    <label class="check">
-                        <input type="checkbox" data-testid="settings-notify" prop:checked=p.notify_failed_registrations on:change=toggle />
-                        " Notify me when a registration fails or a device is refused"
-                    </label>
-                }.into_any(),
-            }}
+            <Loaded data=prefs what="preferences" let:p>
+                <label class="check">
+                    <input type="checkbox" data-testid="settings-notify" prop:checked=p.notify_failed_registrations on:change=toggle />
+                    " Notify me when a registration fails or a device is refused"
+                </label>
+            </Loaded>
         </div>
     }
 }
