@@ -104,9 +104,10 @@ mod tests {
         let second = a.begin();
         drop(second);
         assert!(tokio::time::timeout(idle * 10, a.quiet_for(idle)).await.is_err(), "a request in flight keeps the connection");
+        assert_eq!(a.quiet_since(), None, "no quiet while a request is in flight");
         drop(guard);
-        let ended = Instant::now();
+        let ended = a.quiet_since().expect("quiet once the last request ended");
         a.quiet_for(idle).await;
-        assert!(ended.elapsed() >= idle, "quiet counts from the end of the last request");
+        assert_eq!(a.quiet_since(), Some(ended), "quiet counts from the end of the last request");
     }
 }
