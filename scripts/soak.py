@@ -17,7 +17,8 @@ did that and measured the storm.)
    new TLS connections at 3 × M would measure the handshake, not the service), `COOL_SECONDS` (default 30) of
    quiet after each. Only 429 (429001, the in-flight limit) is an acceptable error. The generator keeps at most
    15,000 devices in flight itself (with 32 source addresses no address reaches the per-address cap).
-4. **Memory**: the server's RSS every 5 s. Flat: the soak's last minute averages within 15 % of its second minute.
+4. **Memory**: the server's RSS every 5 s (and its registrations in flight and open connections, `/metrics`,
+   every second: `in-flight.csv`). Flat: the soak's last minute averages within 15 % of its second minute.
    Bounded under overload: the second overload's peak is within 10 % of the first's (a leak would grow it by what
    the first one leaked), and after the cool-downs RSS is below the first overload's peak. The allocator keeps
    pages it once used, so RSS after an overload stays near its peak rather than returning to the soak's level.
@@ -27,6 +28,8 @@ when a check fails. The load generator runs on the same machine (as in BENCHMARK
 """
 import json
 import os
+import ssl
+import urllib.request
 import subprocess
 import sys
 import tempfile
@@ -56,20 +59,58 @@ def rss_kib(pid):
     return None
 
 
-class Sampler(threading.Thread):
-    """Samples the server's RSS every 5 s, labelled with the phase running."""
+def metrics_reader(data):
+    """A function that reads, from the service's `/metrics`, its registrations in flight and its open connections
+    (all listeners) as a pair (None when it cannot)."""
+    info = json.loads((data / "endpoint.json").read_text())
+    ctx = ssl.create_default_context(cafile=info["caCertificate"])
+    ctx.check_hostname = False
+    url = f"https://127.0.0.1:{info['ports']['https']}/metrics"
 
-    def __init__(self, pid):
+    def read():
+        in_flight, connections = None, 0
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("dps_registrations_in_flight "):
+                        in_flight = int(line.split()[1])
+                    elif line.startswith("dps_connections_open{"):
+                        connections += int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None if in_flight is None else (in_flight, connections)
+    return read
+
+
+class Sampler(threading.Thread):
+    """Samples the server's RSS every 5 s and its registrations in flight every second, labelled with the phase
+    running."""
+
+    def __init__(self, pid, in_flight):
         super().__init__(daemon=True)
         self.pid, self.phase, self.samples, self.stop = pid, "start", [], threading.Event()
+        self.in_flight_reader, self.in_flight = in_flight, []
         self.t0 = time.monotonic()
 
     def run(self):
+        tick = 0
         while not self.stop.is_set():
-            kib = rss_kib(self.pid)
-            if kib is not None:
-                self.samples.append((round(time.monotonic() - self.t0, 1), self.phase, kib))
-            self.stop.wait(5)
+            t = round(time.monotonic() - self.t0, 1)
+            if tick % 5 == 0:
+                kib = rss_kib(self.pid)
+                if kib is not None:
+                    self.samples.append((t, self.phase, kib))
+            read = self.in_flight_reader()
+            if read is not None:
+                self.in_flight.append((t, self.phase, *read))
+            tick += 1
+            self.stop.wait(1)
+
+    def in_flight_peak(self, phase):
+        return max((n for _, p, n, _ in self.in_flight if p == phase), default=None)
+
+    def connections_peak(self, phase):
+        return max((c for _, p, _, c in self.in_flight if p == phase), default=None)
 
     def peak(self, phase):
         return max((k for _, p, k in self.samples if p == phase), default=None)
@@ -130,7 +171,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="dps-soak-") as tmp:
         data = Path(tmp) / "data"
         serve = start_serve(data)
-        sampler = Sampler(serve.pid)
+        sampler = Sampler(serve.pid, metrics_reader(data))
         sampler.start()
         try:
             return run(data, serve, sampler)
@@ -176,6 +217,9 @@ def write_rss(sampler):
     with open(OUT / "rss.csv", "w") as f:
         f.write("seconds,phase,rss_kib\n")
         f.writelines(f"{t},{p},{k}\n" for t, p, k in sampler.samples)
+    with open(OUT / "in-flight.csv", "w") as f:
+        f.write("seconds,phase,registrations_in_flight,connections_open\n")
+        f.writelines(f"{t},{p},{n},{c}\n" for t, p, n, c in sampler.in_flight)
 
 
 def report(maximum, top, soak, overloads, sampler):
@@ -205,6 +249,11 @@ def report(maximum, top, soak, overloads, sampler):
         rows.append((label, f"{ph['registrations']} ok, {ph['failed']} failed {dict(ph['errors']) or ''} at "
                             f"{ph['registrationsPerSecond']:.0f}/s, p50 {ph.get('p50Ms', 0):.0f} / p99 {ph.get('p99Ms', 0):.0f} ms"))
     mib = lambda k: "—" if k is None else f"{k / 1024:.0f} MiB"
+    named = ("maximum", "soak", "overload1", "overload2")
+    rows.append(("registrations in flight, peak: maximum / soak / overload 1 / overload 2 (limit 4,096)",
+                 " / ".join(str(sampler.in_flight_peak(p)) for p in named)))
+    rows.append(("connections open, peak: maximum / soak / overload 1 / overload 2",
+                 " / ".join(str(sampler.connections_peak(p)) for p in named)))
     rows.append(("RSS soak minute 2 / soak last minute", f"{mib(second)} / {mib(last)}"))
     rows.append(("RSS peak overload 1 / overload 2 / after the cool-downs", f"{mib(peaks[0])} / {mib(peaks[1])} / {mib(end)}"))
     lines = ["| figure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]

@@ -80,6 +80,14 @@ enum Command {
     },
 }
 
+/// jemalloc instead of the system allocator. Under glibc's malloc a service that once held many connections
+/// (an overload, a fleet reconnecting) kept that memory for good, and its per-thread arenas let resident
+/// memory creep up during long steady loads; jemalloc returns unused pages to the system after a few seconds,
+/// from its own background thread even when the service is idle (`make soak` measures both, RELIABILITY.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The TPM stack logs its own warnings and errors to standard error (e.g. a missing identity key, which the

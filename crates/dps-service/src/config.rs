@@ -120,7 +120,7 @@ pub struct Overrides {
     /// Seconds devices are told to wait between polls (2–5, default 2).
     #[arg(long, env = "DPS_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u32>,
-    /// Registrations in flight at most; more are answered 429 at once (1–1000000, default 1024).
+    /// Registrations in flight at most; more are answered 429 at once (1–1000000, default 4096).
     #[arg(long, env = "DPS_MAX_REGISTRATIONS_IN_FLIGHT")]
     pub max_registrations_in_flight: Option<usize>,
     /// Allocation policy for enrollments that set none (default hashed).

@@ -241,7 +241,10 @@ async fn registrations_beyond_the_in_flight_limit_are_answered_429_until_one_end
     let refused = s.register("next", &sas, "{}").await;
     TestService::assert_error(&refused, 429, 429001);
     assert_eq!(retry_after(&refused), Some(2), "told to come back after the configured poll interval");
-    assert!(metrics(&s).await.contains("dps_throttled_requests_total{operation=\"overload\"} 1"), "{}", metrics(&s).await);
+    let text = metrics(&s).await;
+    assert!(text.contains("dps_throttled_requests_total{operation=\"overload\"} 1"), "{text}");
+    assert!(text.contains("\ndps_registrations_in_flight 1\n"), "the held registration is in flight: {text}");
+    assert!(text.contains("\ndps_registrations_in_flight_limit 1\n"), "{text}");
     let record = s.service(Method::GET, "/registrations/next", None).await;
     assert_eq!(record.status, 404, "a refused register leaves no record: {}", record.body);
 

@@ -21,6 +21,7 @@ pub fn prometheus(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     }
     let mut text = app.metrics.prometheus();
     text.push_str(&connection_metrics(&app.connection_caps));
+    text.push_str(&admission_metrics(&app.engine));
     let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     Ok(r)
@@ -39,6 +40,19 @@ fn connection_metrics(caps: &[std::sync::Arc<crate::bounds::ConnectionCaps>]) ->
         let _ = writeln!(out, "dps_connections_refused_total{{listener=\"{}\"}} {}", c.listener(), c.refused());
     }
     out
+}
+
+/// Registrations in flight against their limit (the admission of `registration/mod.rs`): a limit reached
+/// answers 429001.
+fn admission_metrics(engine: &dps_core::registration::RegistrationEngine) -> String {
+    format!(
+        "# HELP dps_registrations_in_flight Registrations admitted and not finished (register to written assignment).\n\
+         # TYPE dps_registrations_in_flight gauge\ndps_registrations_in_flight {}\n\
+         # HELP dps_registrations_in_flight_limit Registrations in flight at most; beyond it a register is answered 429001.\n\
+         # TYPE dps_registrations_in_flight_limit gauge\ndps_registrations_in_flight_limit {}\n",
+        engine.in_flight(),
+        engine.config().max_in_flight
+    )
 }
 
 /// `GET /diagnostics/metrics?minutes=N`: the last N minutes of series (default 60).
