@@ -84,7 +84,7 @@ enum Command {
 /// (an overload, a fleet reconnecting) kept that memory for good, and its per-thread arenas let resident
 /// memory creep up during long steady loads; jemalloc returns unused pages to the system after a few seconds,
 /// from its own background thread even when the service is idle (`make soak` measures both, RELIABILITY.md).
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

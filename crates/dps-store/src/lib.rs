@@ -13,7 +13,8 @@
 //! at open, WAL journal with `synchronous = FULL`: a write is on disk before its caller hears back. Every
 //! write runs on one writer connection with group commit (`writer.rs`), each in its own savepoint, so a
 //! conditional write (etag check and write) cannot interleave with another; reads use a pool. WAL
-//! checkpoints run in the background (`PASSIVE`, off the writer), not inside a commit. Documents are stored
+//! checkpoints run in the background on their own connection, not inside a commit, and keep the log short
+//! (`checkpoint.rs`). Documents are stored
 //! as JSON in their wire shape; every secret (enrollment and group keys, policy keys, hub identities' keys) is
 //! sealed with the master key before it reaches SQL and never appears in a `doc` column.
 //!
@@ -23,6 +24,7 @@
 
 mod batch;
 mod certificates;
+mod checkpoint;
 mod enrollments;
 mod hubs;
 mod operations;
@@ -70,9 +72,6 @@ pub struct SqliteStore {
     config_version: Arc<AtomicU64>,
 }
 
-/// How often the background task checkpoints the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
-
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -115,15 +114,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // Checkpoints run in the background task, not in the writer's commits.
-            .pragma("wal_autocheckpoint", "0");
+            .foreign_keys(true);
+        let opts = checkpoint::options(opts);
         // Readers never need a ping before use: a local file does not go away behind the pool's back.
         let pool =
             SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.clone()).await.map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
         let conn = opts.connect().await.map_err(backend)?;
-        tokio::spawn(checkpoints(pool.clone()));
+        let checkpointer = checkpoint::connect(&opts).await.map_err(backend)?;
+        tokio::spawn(checkpoint::run(checkpointer, pool.close_event()));
         Ok(Self { pool, key, writer: writer::Writer::start(conn), config_version: Arc::default() })
     }
 
@@ -164,24 +163,5 @@ impl SqliteStore {
 impl ConfigVersion for SqliteStore {
     fn config_version(&self) -> u64 {
         self.config_version.load(Ordering::SeqCst)
-    }
-}
-
-/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the pool closes. `PASSIVE` never blocks the writer
-/// or readers; what it cannot copy now it copies next time.
-async fn checkpoints(pool: SqlitePool) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::debug!(error = %e, "WAL checkpoint failed; retrying later");
-        }
     }
 }
