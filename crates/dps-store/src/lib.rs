@@ -72,6 +72,13 @@ pub struct SqliteStore {
     config_version: Arc<AtomicU64>,
 }
 
+/// The writer connection's page cache (SQLite's `cache_size`: negative = KiB). Registrations insert into
+/// several B-trees at random keys; with SQLite's default of 2 MiB the one writer read most interior and leaf
+/// pages back from the file system on every commit once the database had grown past a few hundred megabytes, and
+/// the soak's assignment time rose with the database's size. Readers keep the default (they are eight, and the
+/// hot lookups are cached above the store).
+const WRITER_CACHE_KIB: &str = "-65536";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -120,7 +127,7 @@ impl SqliteStore {
         let pool =
             SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.clone()).await.map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(backend)?;
-        let conn = opts.connect().await.map_err(backend)?;
+        let conn = opts.clone().pragma("cache_size", WRITER_CACHE_KIB).connect().await.map_err(backend)?;
         let checkpointer = checkpoint::connect(&opts).await.map_err(backend)?;
         tokio::spawn(checkpoint::run(checkpointer, pool.close_event()));
         Ok(Self { pool, key, writer: writer::Writer::start(conn), config_version: Arc::default() })
