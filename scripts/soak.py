@@ -258,6 +258,8 @@ def report(maximum, top, soak, overloads, sampler):
     length = SOAK_MINUTES * 60
     growth = None if adjusted is None else adjusted * length
     served = sum(ph["registrationsPerSecond"] for ph in soak)
+    peaks = [sampler.peak(f"overload{n}") for n in (1, 2)]
+    end = sampler.mean("end")
     soak_errors = {k: v for ph in soak for k, v in ph["errors"].items()}
     over_errors = {}
     for ph in (p for pair in overloads for p in pair):
