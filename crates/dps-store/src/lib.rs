@@ -30,6 +30,7 @@ mod policies;
 mod quarantine;
 mod registrations;
 mod registry;
+mod reseal;
 mod settings;
 mod store;
 mod tpm;
@@ -53,6 +54,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
 pub use quarantine::{Quarantine, QuarantinedRow};
+pub use reseal::ResealReport;
 pub use settings::Settings;
 pub use store::{is_postgres, redact_url, Store};
 

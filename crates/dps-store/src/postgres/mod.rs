@@ -31,6 +31,7 @@ mod policies;
 mod quarantine;
 mod registrations;
 mod registry;
+mod reseal;
 mod settings;
 mod tpm;
 
