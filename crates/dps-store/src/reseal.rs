@@ -48,6 +48,21 @@ pub(crate) const SEALED_COLUMNS: &[SealedColumn] = &[
     },
 ];
 
+/// What `dps keys reset` runs after the master key was lost (the same SQL on both backends, one transaction):
+/// rows useless without their secret go, the sealed columns of the rest are cleared, the key check row goes.
+pub(crate) const FORGET_SECRETS: &[&str] = &[
+    "DELETE FROM enrollments WHERE attestation = 'symmetricKey'",
+    "UPDATE enrollments SET secrets = NULL WHERE secrets IS NOT NULL",
+    "DELETE FROM enrollment_groups WHERE attestation = 'symmetricKey'",
+    "UPDATE enrollment_groups SET secrets = NULL WHERE secrets IS NOT NULL",
+    "UPDATE linked_hubs SET secrets = NULL WHERE secrets IS NOT NULL",
+    "DELETE FROM access_policies",
+    "UPDATE device_identities SET keys_sealed = NULL WHERE keys_sealed IS NOT NULL",
+    "DELETE FROM tpm_challenges",
+    "UPDATE quarantine SET secrets = NULL WHERE secrets IS NOT NULL",
+    "DELETE FROM settings WHERE key = 'master_key_check'",
+];
+
 /// One sealed value as a pass reads it.
 pub(crate) struct SealedRow {
     pub keys: Vec<String>,
@@ -97,7 +112,8 @@ pub(crate) fn page_sql(c: &SealedColumn, after: bool, p: impl Fn(usize) -> Strin
     );
     let mut n = 0;
     if after {
-        let ps: Vec<String> = c.keys.iter().map(|_| (n += 1, p(n)).1).collect();
+        n = c.keys.len();
+        let ps: Vec<String> = (1..=n).map(&p).collect();
         sql.push_str(&format!(" AND ({keys}) > ({})", ps.join(", ")));
     }
     sql.push_str(&format!(" ORDER BY {keys} LIMIT {}", p(n + 1)));
@@ -154,6 +170,22 @@ pub(crate) async fn sealed_values(t: &dyn SealedTables) -> StoreResult<Vec<(Stri
         }
     }
     Ok(out)
+}
+
+impl crate::SqliteStore {
+    /// Runs [`FORGET_SECRETS`]; the rows each statement changed.
+    pub(crate) async fn forget_secrets(&self) -> StoreResult<Vec<u64>> {
+        self.write_config(|tx| {
+            Box::pin(async move {
+                let mut counts = Vec::new();
+                for sql in FORGET_SECRETS {
+                    counts.push(sqlx::query(*sql).execute(&mut *tx).await.map_err(crate::backend)?.rows_affected());
+                }
+                Ok(counts)
+            })
+        })
+        .await
+    }
 }
 
 #[async_trait]

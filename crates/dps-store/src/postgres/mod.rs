@@ -26,7 +26,7 @@ mod batch;
 mod certificates;
 mod enrollments;
 mod hubs;
-mod operations;
+pub(crate) mod operations;
 mod policies;
 mod quarantine;
 mod registrations;

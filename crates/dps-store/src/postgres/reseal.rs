@@ -6,10 +6,26 @@ use sqlx::Row;
 
 use super::PgStore;
 use crate::backend;
-use crate::reseal::{page_sql, update_sql, Resealed, SealedColumn, SealedRow, SealedTables, RESEAL_BATCH};
+use crate::reseal::{page_sql, update_sql, Resealed, SealedColumn, SealedRow, SealedTables, FORGET_SECRETS, RESEAL_BATCH};
 
 fn placeholder(n: usize) -> String {
     format!("${n}")
+}
+
+impl PgStore {
+    /// Runs [`FORGET_SECRETS`]; the rows each statement changed.
+    pub(crate) async fn forget_secrets(&self) -> StoreResult<Vec<u64>> {
+        self.write_config(|tx| {
+            Box::pin(async move {
+                let mut counts = Vec::new();
+                for sql in FORGET_SECRETS {
+                    counts.push(sqlx::query(*sql).execute(&mut *tx).await.map_err(backend)?.rows_affected());
+                }
+                Ok(counts)
+            })
+        })
+        .await
+    }
 }
 
 #[async_trait]
