@@ -43,7 +43,7 @@ pub struct App {
     /// The data directory (the initial admin password file).
     pub data_dir: std::path::PathBuf,
     /// Master-key rotation (`POST /service/keys/rotate`).
-    pub rotation: crate::keys::Rotation,
+    pub rotation: Arc<crate::keys::Rotation>,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -413,7 +413,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         metrics_token: config.metrics_token.clone(),
         connection_caps: caps.to_vec(),
         data_dir: config.data_dir.clone(),
-        rotation: keys::Rotation::new(store.clone(), key_source),
+        rotation: Arc::new(keys::Rotation::new(store.clone(), key_source)),
         shutdown: rx.clone(),
     });
 
