@@ -283,10 +283,14 @@ const MASTER_KEY_CHECK: &str = "master_key_check";
 async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &Config) -> Result<()> {
     match store.get_setting(MASTER_KEY_CHECK).await? {
         Some(sealed) => key.open(&sealed, MASTER_KEY_CHECK).map(drop).map_err(|_| {
+            let source = match config.master_key {
+                Some(_) => keys::ENV_KEY.to_owned(),
+                None => config.master_key_file.display().to_string(),
+            };
             anyhow!(
-                "the master key {} does not open this database's secrets (they were sealed with another key): use the \
-                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file)",
-                config.master_key_file.display()
+                "the master key {source} does not open this database's secrets (they were sealed with another key): use the \
+                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file, or \
+                 DPS_MASTER_KEY); if that key is lost, `dps keys reset` (README \"Master key\") keeps what has no secret"
             )
         }),
         None => Ok(store.put_setting(MASTER_KEY_CHECK, &key.seal(b"dps-console", MASTER_KEY_CHECK)).await?),
