@@ -42,6 +42,8 @@ enum Command {
     Registration(Managed<commands::registration::RegistrationCommand>),
     /// Linked IoT hubs.
     Hub(Managed<commands::hub::HubCommand>),
+    /// The master key secrets are sealed with: rotate it while the service runs.
+    Keys(Managed<commands::keys::KeysCommand>),
     /// The console's admin account.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
@@ -111,6 +113,7 @@ fn main() -> std::process::ExitCode {
             Command::Registration(m) => commands::registration::run(m.command, &m.target, m.output).await,
             Command::Hub(m) => commands::hub::run(m.command, &m.target, m.output).await,
             Command::Ca(m) => commands::ca::run(m.command, &m.target, m.output).await,
+            Command::Keys(m) => commands::keys::run(m.command, &m.target, m.output).await,
             Command::Admin(c) => commands::admin::run(c).await,
             Command::Cert(c) => commands::cert::run(c),
             Command::ComputeDeviceKey { key, registration_id } => {

@@ -20,5 +20,5 @@ pub mod tpm;
 pub use keys::decode_key;
 pub use keys::{derive_device_key, generate_key, validate_key, KeyError};
 pub use sas::{build_token, build_token_signed_by, sign, SasError, SasToken};
-pub use sealed::{MasterKey, SealError};
+pub use sealed::{sealed_key_id, MasterKey, SealError};
 pub use secret::Secret;

@@ -42,6 +42,8 @@ pub struct App {
     pub connection_caps: Vec<Arc<crate::bounds::ConnectionCaps>>,
     /// The data directory (the initial admin password file).
     pub data_dir: std::path::PathBuf,
+    /// Master-key rotation (`POST /service/keys/rotate`).
+    pub rotation: Arc<crate::keys::Rotation>,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

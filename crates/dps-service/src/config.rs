@@ -397,6 +397,8 @@ pub struct Config {
     pub default_allocation_policy: AllocationPolicy,
     pub operation_retention_hours: u32,
     pub master_key_file: PathBuf,
+    /// The master key itself, from `DPS_MASTER_KEY` (base64); when set, the key file is not read.
+    pub master_key: Option<dps_crypto::Secret>,
     /// The PostgreSQL database (`postgres://…`); `None`: SQLite in the data directory. Sealed from `Debug`
     /// (it may carry a password); logs show [`dps_store::redact_url`]'s form.
     pub database_url: Option<dps_crypto::Secret>,
@@ -587,7 +589,9 @@ impl Config {
             }
         };
         let o = file.then(Overrides::from_env(env)?).then(flags);
-        Self::validate(data_dir, o)
+        let mut config = Self::validate(data_dir, o)?;
+        config.master_key = env.get(crate::keys::ENV_KEY).filter(|k| !k.trim().is_empty()).map(|k| dps_crypto::Secret::new(k.trim()));
+        Ok(config)
     }
 
     fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
@@ -662,6 +666,7 @@ impl Config {
             caps,
             write_timeout,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            master_key: None,
             database_url,
             data_dir,
             bind,

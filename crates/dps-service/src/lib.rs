@@ -14,6 +14,7 @@ pub mod config;
 pub mod device_body;
 pub mod diagnostics;
 pub mod https;
+pub mod keys;
 pub mod local;
 pub mod lock;
 pub mod material;
@@ -268,6 +269,10 @@ async fn open_store(config: &Config, key: Arc<dps_crypto::MasterKey>) -> Result<
     Ok(store)
 }
 
+/// How often finished operations past their retention are purged: often enough that each run deletes a few
+/// minutes of registrations (at 100,000 a minute, 500,000 rows in 1,000 batches of 500), not an hour's worth.
+const PURGE_EVERY: Duration = Duration::from_secs(300);
+
 /// The setting holding a fixed text sealed with the master key: proof that the key opens this database.
 const MASTER_KEY_CHECK: &str = "master_key_check";
 
@@ -278,21 +283,51 @@ const MASTER_KEY_CHECK: &str = "master_key_check";
 async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &Config) -> Result<()> {
     match store.get_setting(MASTER_KEY_CHECK).await? {
         Some(sealed) => key.open(&sealed, MASTER_KEY_CHECK).map(drop).map_err(|_| {
+            let source = match config.master_key {
+                Some(_) => keys::ENV_KEY.to_owned(),
+                None => config.master_key_file.display().to_string(),
+            };
             anyhow!(
-                "the master key {} does not open this database's secrets (they were sealed with another key): use the \
-                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file)",
-                config.master_key_file.display()
+                "the master key {source} does not open this database's secrets (they were sealed with another key): use the \
+                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file, or \
+                 DPS_MASTER_KEY); if that key is lost, `dps keys reset` (README \"Master key\") keeps what has no secret"
             )
         }),
         None => Ok(store.put_setting(MASTER_KEY_CHECK, &key.seal(b"dps-console", MASTER_KEY_CHECK)).await?),
     }
 }
 
+/// `dps keys reset`: after the master key was lost, drops what it sealed (`Store::forget_secrets`: enrollments
+/// without secrets survive) and writes a new key file; a key file that was there is kept aside as
+/// `<file>.replaced`. The service must be stopped (the data directory's lock). Answers the rows changed.
+pub async fn reset_master_key(config: &Config) -> Result<u64> {
+    if config.master_key.is_some() {
+        anyhow::bail!("{} is set: unset it to reset (a new key file is written; put its key in the variable afterwards)", keys::ENV_KEY);
+    }
+    material::create_data_dir(&config.data_dir)?;
+    let _lock = lock::DataDirLock::acquire(&config.data_dir)?;
+    let (key, text) = dps_crypto::MasterKey::generate();
+    let store = open_store(config, Arc::new(key)).await?;
+    let changed = store.forget_secrets().await?;
+    store.close().await;
+    let file = &config.master_key_file;
+    if file.exists() {
+        let mut aside = file.clone().into_os_string();
+        aside.push(".replaced");
+        std::fs::rename(file, &aside).with_context(|| format!("cannot move {} aside", file.display()))?;
+    }
+    let _ = std::fs::remove_file(keys::next_key_path(file));
+    material::write_private(file, format!("{text}\n").as_bytes())?;
+    tracing::warn!(key = %file.display(), changed, "master key reset: the secrets sealed with the lost key were dropped");
+    Ok(changed)
+}
+
 /// Starts the service on `listeners`.
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
-    let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
+    let (master_key, key_source) = keys::load(config)?;
+    let material = material::prepare_with_key(&config.data_dir, master_key, &host_names)?;
     let store = open_store(config, Arc::clone(&material.master_key)).await?;
     check_master_key(&store, &material.master_key, config).await?;
     let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
@@ -382,6 +417,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         metrics_token: config.metrics_token.clone(),
         connection_caps: caps.to_vec(),
         data_dir: config.data_dir.clone(),
+        rotation: Arc::new(keys::Rotation::new(store.clone(), key_source)),
         shutdown: rx.clone(),
     });
 
@@ -419,7 +455,7 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = tokio::time::sleep(PURGE_EVERY) => {}
                 _ = purge_rx.changed() => break,
             }
         }

@@ -70,9 +70,9 @@ fn database_has_data(data_dir: &Path) -> bool {
 
 /// The master key; a new one only when there is no database yet — with a database, a new key would leave
 /// every sealed secret unreadable, so a missing key stops the start with what to do.
-fn load_or_create_master_key(path: &Path, data_dir: &Path) -> Result<MasterKey> {
-    match fs::read_to_string(path) {
-        Ok(text) => MasterKey::from_base64(&text).map_err(|e| anyhow!("{}: {e}", path.display())),
+pub(crate) fn load_or_create_master_key(path: &Path, data_dir: &Path) -> Result<MasterKey> {
+    match fs::metadata(path) {
+        Ok(_) => crate::keys::read_key_file(path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && database_has_data(data_dir) => {
             let db = data_dir.join(crate::DATABASE_FILE);
             Err(anyhow!(
@@ -142,15 +142,28 @@ fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>> {
     rustls_pemfile::certs(&mut pem.as_bytes()).collect::<std::result::Result<Vec<_>, _>>().context("bad PEM")
 }
 
-/// Prepares the data directory and the TLS material for `host_names`.
-pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -> Result<Material> {
+/// Makes the data directory (the owner's alone).
+pub fn create_data_dir(data_dir: &Path) -> Result<()> {
     fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700));
     }
-    let master_key = Arc::new(load_or_create_master_key(master_key_file, data_dir)?);
+    Ok(())
+}
+
+/// Prepares the data directory and the TLS material for `host_names`, with the key file's master key.
+pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -> Result<Material> {
+    create_data_dir(data_dir)?;
+    let key = load_or_create_master_key(master_key_file, data_dir)?;
+    prepare_with_key(data_dir, key, host_names)
+}
+
+/// [`prepare`] with a master key already loaded (see [`crate::keys::load`]).
+pub fn prepare_with_key(data_dir: &Path, key: MasterKey, host_names: &[String]) -> Result<Material> {
+    create_data_dir(data_dir)?;
+    let master_key = Arc::new(key);
     let (ca_pem, ca_key) = load_or_create_ca(data_dir)?;
     let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
     let mut server_chain = pem_certs(&server_pem)?;

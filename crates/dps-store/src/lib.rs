@@ -32,6 +32,7 @@ mod policies;
 mod quarantine;
 mod registrations;
 mod registry;
+mod reseal;
 mod settings;
 mod store;
 mod tpm;
@@ -55,6 +56,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
 pub use quarantine::{Quarantine, QuarantinedRow};
+pub use reseal::ResealReport;
+
+/// The purge's batch statement per backend (#15 item 5), for the suite's query-plan checks.
+pub mod purge_sql {
+    pub use crate::operations::PURGE_SQL as SQLITE;
+    #[cfg(feature = "postgres")]
+    pub use crate::postgres::operations::PURGE_SQL as POSTGRES;
+}
 pub use settings::Settings;
 pub use store::{is_postgres, redact_url, Store};
 

@@ -11,6 +11,11 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::{backend, from_json, to_json, SqliteStore};
 
+/// One batch of the purge (#15 item 5): finished operations older than the cutoff, oldest first, at most a
+/// batch, found through the partial index `operations_finished` (migration `operations_finished`).
+pub const PURGE_SQL: &str =
+    "DELETE FROM operations WHERE rowid IN (SELECT rowid FROM operations WHERE status <> 'assigning' AND updated < ? ORDER BY updated LIMIT ?)";
+
 /// Finished operations are purged this many at a time, each batch its own short write.
 pub(crate) const PURGE_BATCH: i64 = 500;
 
@@ -217,15 +222,7 @@ impl OperationStore for SqliteStore {
             let n = self
                 .write(move |c| {
                     Box::pin(async move {
-                        let r = sqlx::query(
-                            "DELETE FROM operations WHERE rowid IN
-                             (SELECT rowid FROM operations WHERE status <> 'assigning' AND updated < ? LIMIT ?)",
-                        )
-                        .bind(&b)
-                        .bind(PURGE_BATCH)
-                        .execute(c)
-                        .await
-                        .map_err(backend)?;
+                        let r = sqlx::query(PURGE_SQL).bind(&b).bind(PURGE_BATCH).execute(c).await.map_err(backend)?;
                         Ok(r.rows_affected())
                     })
                 })

@@ -61,6 +61,30 @@ impl Store {
         Err(StoreError::Backend(format!("{} names PostgreSQL, but this build has no PostgreSQL support", redact_url(url))))
     }
 
+    /// The key ring every secret is sealed with (a rotation makes a new key current in it).
+    pub fn master_key(&self) -> &MasterKey {
+        delegate!(self, s => &*s.key)
+    }
+
+    /// One pass of a master-key rotation (#15 item 4): re-seals with the store's current key every sealed value
+    /// that key did not seal (see `reseal.rs`). Run it until a pass finds nothing stale.
+    pub async fn reseal(&self) -> StoreResult<crate::ResealReport> {
+        delegate!(self, s => crate::reseal::reseal_all(s, &s.key).await)
+    }
+
+    /// Every sealed value: its table, the associated data it is bound to and its sealed text (what a rotation
+    /// re-seals; tests check no value opens with a retired key).
+    pub async fn sealed_values(&self) -> StoreResult<Vec<(String, String, String)>> {
+        delegate!(self, s => crate::reseal::sealed_values(s).await)
+    }
+
+    /// After the master key was lost (`dps keys reset`): removes symmetric-key enrollments and groups, access
+    /// policies and TPM challenges, clears every other sealed column and the key check row. Enrollments
+    /// without secrets survive. Answers how many rows changed.
+    pub async fn forget_secrets(&self) -> StoreResult<u64> {
+        delegate!(self, s => s.forget_secrets().await).map(|v| v.iter().sum())
+    }
+
     /// `sqlite` or `postgres`, for logs and diagnostics.
     pub fn backend_name(&self) -> &'static str {
         match self {

@@ -99,6 +99,8 @@ suite!(
     batch_of_ten_thousand_writes,
     ca_certificates_round_trip,
     settings_round_trip,
+    a_rotation_reseals_every_secret_under_the_new_key,
+    a_lost_key_reset_keeps_what_has_no_secret,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &Store) {
@@ -428,6 +430,82 @@ async fn tpm_challenges_are_sealed_single_use_and_purged(s: &Store) {
     s.put_tpm_challenge(&challenge("old", "azM=", 1)).await.expect("put");
     assert_eq!(s.purge_tpm_challenges(t0 + chrono::Duration::minutes(5)).await.expect("purge"), 1);
     assert!(s.get_tpm_challenge("old").await.expect("get").is_none() && s.get_tpm_challenge("dev-t").await.expect("get").is_some());
+}
+
+/// #15 item 4: a rotation pass re-seals every sealed column with the new key (a compare-and-set per value),
+/// a second pass finds nothing stale, and once the old key is retired everything still reads the same.
+async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
+    write_secrets(s).await;
+    let hub = LinkedHub {
+        host_name: "hub.example".into(),
+        connection_string: Some("HostName=hub.example;SharedAccessKey=eA==".into()),
+        ..Default::default()
+    };
+    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = DeviceIdentity {
+        hub_host_name: "hub.example".into(),
+        device_id: "dev".into(),
+        registration_id: "dev".into(),
+        authentication_type: "sas".into(),
+        x509_thumbprint: None,
+        iot_edge: false,
+        initial_twin: None,
+        created_by: None,
+    };
+    s.put_identity(&id, Some((&Secret::new("p"), &Secret::new("q")))).await.unwrap_or_else(|e| panic!("{e}"));
+    let old_id = s.master_key().id();
+    let before = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(before.len(), 7, "{before:?}");
+    assert!(before.iter().all(|(_, _, v)| dps_crypto::sealed_key_id(v) == Some(old_id.as_str())));
+
+    let (next, _) = MasterKey::generate();
+    s.master_key().rotate_to(&next);
+    // A write during the rotation is sealed with the new key at once.
+    s.put_enrollment(sym_enrollment("during"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = s.reseal().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, dps_store::ResealReport { stale: 7, resealed: 7, unreadable: 0 });
+    assert_eq!(s.reseal().await, Ok(dps_store::ResealReport::default()), "idempotent: nothing stale is left");
+    s.master_key().retire_others();
+
+    let after = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after.len(), 8);
+    for (table, aad, v) in &after {
+        assert_eq!(dps_crypto::sealed_key_id(v), Some(next.id().as_str()), "{table} {aad}");
+        assert!(next.open(v, aad).is_ok(), "{table} {aad} opens with the new key alone");
+    }
+    assert_eq!(s.get_enrollment("dev").await, Ok(Some(sym_enrollment("dev"))));
+    assert_eq!(s.get_enrollment("during").await, Ok(Some(sym_enrollment("during"))));
+    assert!(matches!(s.get_group("g").await, Ok(Some(_))));
+    assert_eq!(s.list_hubs().await, Ok(vec![hub]));
+    let keys = s.identity_keys("hub.example", "dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no keys"));
+    assert_eq!((keys.0.expose(), keys.1.expose()), ("p", "q"));
+    let p = s.list_policies().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.first().map(|p| p.primary_key.expose().to_owned()).as_deref(), Some("UE9MSUNZLVBSSU1BUlk="));
+    let t = s.get_tpm_challenge("tpm-dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no challenge"));
+    assert_eq!(t.key.expose(), "VFBNLUNIQUxMRU5HRS1LMQ==");
+}
+
+/// #15 item 4, recovery: after `forget_secrets` nothing sealed is left; enrollments without secrets survive.
+async fn a_lost_key_reset_keeps_what_has_no_secret(s: &Store) {
+    write_secrets(s).await;
+    s.put_group(group("x509-line", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let hub = LinkedHub {
+        host_name: "hub.example".into(),
+        connection_string: Some("HostName=hub.example;SharedAccessKey=eA==".into()),
+        ..Default::default()
+    };
+    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.forget_secrets().await.unwrap_or_else(|e| panic!("{e}")) >= 5);
+    assert_eq!(s.sealed_values().await.map(|v| v.len()), Ok(0));
+    assert_eq!(s.get_enrollment("dev").await, Ok(None), "a symmetric-key enrollment is useless without its keys");
+    assert!(matches!(s.get_group("g").await, Ok(None)));
+    assert!(matches!(s.get_group("x509-line").await, Ok(Some(_))), "an X.509 group survives");
+    assert_eq!(
+        s.list_hubs().await.map(|h| h.into_iter().map(|h| (h.host_name, h.connection_string)).collect::<Vec<_>>()),
+        Ok(vec![("hub.example".to_owned(), None)])
+    );
+    assert_eq!(s.list_policies().await.map(|p| p.len()), Ok(0));
+    assert!(matches!(s.get_tpm_challenge("tpm-dev").await, Ok(None)));
 }
 
 /// Writes one secret of every kind: enrollment and group keys, a policy's keys, a TPM challenge's K1.
@@ -1023,4 +1101,44 @@ async fn postgres_a_failing_row_fails_alone_in_a_batch() {
     for (id, there) in [("a", true), ("bad", false), ("c", true)] {
         assert_eq!(s.get_enrollment(id).await.map(|e| e.is_some()), Ok(there), "{id}");
     }
+}
+
+/// #15 item 5: each purge batch walks the partial index of finished operations (no scan of the table or of
+/// the (status, updated) index past the recent rows).
+#[tokio::test]
+async fn the_purge_walks_the_index_of_finished_operations_on_sqlite() {
+    let (s, dir) = sqlite_file().await;
+    s.close().await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", dps_store::purge_sql::SQLITE)))
+            .bind("2026-01-01T00:00:00Z")
+            .bind(500)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+    assert!(
+        plan.iter().any(|p| p.contains("USING COVERING INDEX operations_finished") || p.contains("USING INDEX operations_finished")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|p| p.starts_with("SCAN operations") && !p.contains("INDEX")), "{plan:?}");
+}
+
+#[tokio::test]
+async fn the_purge_walks_the_index_of_finished_operations_on_postgres() {
+    let (s, url) = postgres().await;
+    drop(s);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    // An empty table costs the same either way: ask the planner what it does when a scan would be dear.
+    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", dps_store::purge_sql::POSTGRES)))
+        .bind("2026-01-01T00:00:00Z")
+        .bind(500i64)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(plan.iter().any(|p| p.contains("operations_finished")), "{plan:?}");
 }

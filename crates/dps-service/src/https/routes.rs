@@ -10,7 +10,7 @@ use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
 use super::service::{
-    certificates, console, diagnostics, enrollment_groups, enrollments, limits, linked_hubs, logs, policies, registrations,
+    certificates, console, diagnostics, enrollment_groups, enrollments, keys, limits, linked_hubs, logs, policies, registrations,
 };
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
@@ -102,6 +102,7 @@ pub static ROUTES: &[Row] = &[
     Row::new(GET, "/service/policies", Right(ServiceConfig), Extension, |a, _, _| Box::pin(policies::list(a))),
     Row::new(GET, "/service/limits", Right(ServiceConfig), Extension, |a, _, _| now(limits::get(a))),
     Row::new(PUT, "/service/limits", Right(ServiceConfig), Extension, |a, r, _| Box::pin(limits::put(a, r))),
+    Row::new(POST, "/service/keys/rotate", Right(ServiceConfig), Extension, |a, _, _| Box::pin(keys::rotate(a))),
 
     // diagnostics
     Row::new(GET, "/metrics", Open, Extension, |a, r, _| now(diagnostics::prometheus(a, r))),

@@ -27,6 +27,8 @@ pub struct TestService {
     pub console_base: String,
     pub ca_pem: Vec<u8>,
     pub extra: Overrides,
+    /// The environment the configuration is loaded with (`DPS_MASTER_KEY`, …).
+    pub env: HashMap<String, String>,
 }
 
 pub struct Answer {
@@ -62,6 +64,11 @@ impl TestService {
 
     /// Starts with extra configuration (applied over the test defaults).
     pub async fn start_with(extra: Overrides) -> Self {
+        Self::start_with_env(extra, HashMap::new()).await
+    }
+
+    /// Starts with extra configuration and an environment.
+    pub async fn start_with_env(extra: Overrides, env: HashMap<String, String>) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let clock = Arc::new(ManualClock::new(dps_core::SystemClock.now()));
         let mut s = Self {
@@ -77,6 +84,7 @@ impl TestService {
             console_base: String::new(),
             ca_pem: Vec::new(),
             extra,
+            env,
         };
         s.restart().await;
         s
@@ -93,7 +101,7 @@ impl TestService {
             ..Default::default()
         }
         .then(self.extra.clone());
-        Config::load(self.dir.path().to_path_buf(), None, &HashMap::new(), flags).unwrap_or_else(|e| panic!("{e}"))
+        Config::load(self.dir.path().to_path_buf(), None, &self.env, flags).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts (again) on the same data directory, on a new port.

@@ -26,11 +26,12 @@ mod batch;
 mod certificates;
 mod enrollments;
 mod hubs;
-mod operations;
+pub(crate) mod operations;
 mod policies;
 mod quarantine;
 mod registrations;
 mod registry;
+mod reseal;
 mod settings;
 mod tpm;
 

@@ -13,6 +13,11 @@ use super::PgStore;
 use crate::operations::{record_row, OpRow, PURGE_BATCH};
 use crate::{backend, from_json};
 
+/// One batch of the purge (#15 item 5): finished operations older than the cutoff, oldest first, at most a
+/// batch, found through the partial index `operations_finished` (migration `operations_finished`).
+pub const PURGE_SQL: &str =
+    "DELETE FROM operations WHERE id IN (SELECT id FROM operations WHERE status <> 'assigning' AND updated < $1 ORDER BY updated LIMIT $2)";
+
 /// The record's upsert, shared with `registrations.rs`.
 pub(super) async fn upsert_record(conn: &mut PgConnection, id_key: &str, group_key: Option<&str>, doc: &str) -> StoreResult<()> {
     sqlx::query(
@@ -196,15 +201,7 @@ impl OperationStore for PgStore {
             let n = self
                 .write(move |c| {
                     Box::pin(async move {
-                        let r = sqlx::query(
-                            "DELETE FROM operations WHERE id IN
-                             (SELECT id FROM operations WHERE status <> 'assigning' AND updated < $1 LIMIT $2)",
-                        )
-                        .bind(&b)
-                        .bind(PURGE_BATCH)
-                        .execute(c)
-                        .await
-                        .map_err(backend)?;
+                        let r = sqlx::query(PURGE_SQL).bind(&b).bind(PURGE_BATCH).execute(c).await.map_err(backend)?;
                         Ok(r.rows_affected())
                     })
                 })

@@ -7,6 +7,7 @@ pub mod console;
 pub mod diagnostics;
 pub mod enrollment_groups;
 pub mod enrollments;
+pub mod keys;
 pub mod limits;
 pub mod linked_hubs;
 pub mod logs;
