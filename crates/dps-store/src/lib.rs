@@ -23,6 +23,7 @@
 
 mod batch;
 mod certificates;
+mod console;
 mod enrollments;
 mod hubs;
 mod operations;
@@ -52,6 +53,7 @@ use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
+pub use console::{AttemptWindow, ConsoleAccess};
 pub use quarantine::{Quarantine, QuarantinedRow};
 pub use settings::Settings;
 pub use store::{is_postgres, redact_url, Store};

@@ -16,7 +16,7 @@ use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnroll
 
 #[cfg(feature = "postgres")]
 use crate::PgStore;
-use crate::{Quarantine, QuarantinedRow, Settings, SqliteStore};
+use crate::{AttemptWindow, ConsoleAccess, Quarantine, QuarantinedRow, Settings, SqliteStore};
 
 /// The service's store: SQLite (the default, a file in the data directory) or PostgreSQL.
 #[derive(Clone)]
@@ -68,6 +68,12 @@ impl Store {
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
         }
+    }
+
+    /// Whether other processes may use this store at the same time (PostgreSQL: several `dps serve` behind a load
+    /// balancer); SQLite is owned by the one process holding the data directory's lock.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Self::Sqlite(_))
     }
 
     pub async fn close(&self) {
@@ -306,6 +312,28 @@ impl Settings for Store {
     }
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         delegate!(self, s => s.put_setting(key, value).await)
+    }
+}
+
+#[async_trait]
+impl ConsoleAccess for Store {
+    async fn open_session(&self, token_key: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
+        delegate!(self, s => s.open_session(token_key, expires, now).await)
+    }
+    async fn session_expiry(&self, token_key: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        delegate!(self, s => s.session_expiry(token_key).await)
+    }
+    async fn close_session(&self, token_key: &str) -> StoreResult<()> {
+        delegate!(self, s => s.close_session(token_key).await)
+    }
+    async fn close_all_sessions(&self) -> StoreResult<()> {
+        delegate!(self, s => s.close_all_sessions().await)
+    }
+    async fn count_attempt(&self, key: &str, limit: u32, now: DateTime<Utc>, length: chrono::Duration) -> StoreResult<AttemptWindow> {
+        delegate!(self, s => s.count_attempt(key, limit, now, length).await)
+    }
+    async fn forget_attempts(&self, key: &str) -> StoreResult<()> {
+        delegate!(self, s => s.forget_attempts(key).await)
     }
 }
 
