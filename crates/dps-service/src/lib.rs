@@ -292,7 +292,7 @@ async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &C
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
-    let material = material::prepare(&config.data_dir, &config.master_key_file, &host_names)?;
+    let material = material::prepare_configured(config, &host_names)?;
     let store = open_store(config, Arc::clone(&material.master_key)).await?;
     check_master_key(&store, &material.master_key, config).await?;
     let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
@@ -376,8 +376,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         limits_configured: config.limits_explicit,
         settings: shared.clone(),
         quarantine: shared.clone(),
-        sessions: Default::default(),
-        login_throttle: Default::default(),
+        sessions: admin::Sessions::new(shared.clone()),
+        login_throttle: admin::LoginThrottle::new(admin::ThrottleLimits::default(), shared.clone()),
         passwords: Default::default(),
         metrics_token: config.metrics_token.clone(),
         connection_caps: caps.to_vec(),
@@ -429,10 +429,13 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         tasks.spawn(webhook::measure_hub_latency(shared.clone(), config.regions.clone(), rx.clone()));
     }
 
-    // This process holds the data directory's lock: every operation still assigning was left by a previous run.
-    // With PostgreSQL the same holds while one instance uses the database (instances sharing one is issue #15
-    // item 2: they would claim only expired leases here).
-    engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    // SQLite: this process holds the data directory's lock, so every operation still assigning was left by a
+    // previous run. PostgreSQL may be shared by live instances: only expired leases are taken over (a sweep).
+    if store.is_shared() {
+        engine.sweep().await.map_err(|e| anyhow!("{e}"))?;
+    } else {
+        engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    }
     tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
     write_endpoint(&config.data_dir, &info)?;
     info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");

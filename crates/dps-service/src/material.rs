@@ -164,6 +164,76 @@ pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -
     })
 }
 
+/// The material `config` names. Configured files are loaded, never made: a `master_key_file` a layer names must
+/// exist, and with `ca_file`/`tls_cert_file`/`tls_key_file` (a cluster, [`init`]) the server certificate is the
+/// file's, not one issued here — every instance behind a load balancer presents the same certificate and CA.
+pub fn prepare_configured(config: &crate::Config, host_names: &[String]) -> Result<Material> {
+    if config.master_key_explicit && !config.master_key_file.exists() {
+        return Err(anyhow!(
+            "the master key file {} (master_key_file) does not exist: a configured key is loaded, never made — copy the \
+             cluster's key there (`dps init` made it) or correct the setting",
+            config.master_key_file.display()
+        ));
+    }
+    let Some(shared) = &config.shared_tls else {
+        return prepare(&config.data_dir, &config.master_key_file, host_names);
+    };
+    fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let master_key = Arc::new(load_or_create_master_key(&config.master_key_file, &config.data_dir)?);
+    let read = |p: &Path, what: &str| {
+        fs::read_to_string(p).with_context(|| format!("cannot read the {what} {} ({what} files are loaded, never made)", p.display()))
+    };
+    let ca_pem = read(&shared.ca_file, "CA certificate")?;
+    if pem_certs(&ca_pem)?.is_empty() {
+        return Err(anyhow!("{} (ca_file) holds no certificate", shared.ca_file.display()));
+    }
+    let server_chain = pem_certs(&read(&shared.cert_file, "server certificate")?)?;
+    if server_chain.is_empty() {
+        return Err(anyhow!("{} (tls_cert_file) holds no certificate", shared.cert_file.display()));
+    }
+    let server_key = rustls_pemfile::private_key(&mut read(&shared.key_file, "server key")?.as_bytes())
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("{} (tls_key_file) holds no private key", shared.key_file.display()))?;
+    Ok(Material {
+        master_key,
+        ca_path: fs::canonicalize(&shared.ca_file).unwrap_or_else(|_| shared.ca_file.clone()),
+        ca_pem,
+        server_chain,
+        server_key,
+    })
+}
+
+/// What [`init`] made, for a cluster's instances to load.
+pub struct ClusterFiles {
+    pub master_key: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `dps init`: a cluster's material, made once in `dir` — the master key, a CA (`ca.pem`, `ca.key`) and a server
+/// certificate for `host_names` (`server.pem`: the chain, `server.key`). Refused when `dir` already holds a master
+/// key: a second set would split the cluster.
+pub fn init(dir: &Path, host_names: &[String]) -> Result<ClusterFiles> {
+    let master = dir.join("master.key");
+    if master.exists() {
+        return Err(anyhow!(
+            "{} already exists: `dps init` makes a cluster's material once (copy that directory's files instead)",
+            master.display()
+        ));
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (_, text) = MasterKey::generate();
+    write_private(&master, format!("{text}\n").as_bytes())?;
+    let (ca_pem, ca_key) = load_or_create_ca(dir)?;
+    let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    fs::write(&cert, format!("{server_pem}{ca_pem}")).with_context(|| format!("cannot write {}", cert.display()))?;
+    write_private(&key, server_key.serialize_pem().as_bytes())?;
+    Ok(ClusterFiles { master_key: master, ca: dir.join("ca.pem"), cert, key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
