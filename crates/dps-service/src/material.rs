@@ -283,4 +283,45 @@ mod tests {
         assert!(e.contains(&key.display().to_string()) && e.contains("Restore"), "{e}");
         assert!(!key.exists());
     }
+
+    fn cluster_config(data_dir: &Path, cluster: &Path) -> crate::Config {
+        let flags = crate::config::Overrides {
+            master_key_file: Some(cluster.join("master.key")),
+            ca_file: Some(cluster.join("ca.pem")),
+            tls_cert_file: Some(cluster.join("server.pem")),
+            tls_key_file: Some(cluster.join("server.key")),
+            ..Default::default()
+        };
+        crate::Config::load(data_dir.into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue #15 item 3: `dps init` makes a cluster's material once; instances load it as given and make nothing.
+    #[test]
+    fn cluster_material_is_made_once_and_loaded_never_made() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cluster = root.path().join("cluster");
+        let files = init(&cluster, &["dps.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names(&cluster), ["ca.key", "ca.pem", "master.key", "server.key", "server.pem"]);
+        let again = init(&cluster, &["dps.example".into()]).err().unwrap_or_else(|| panic!("a second set was made")).to_string();
+        assert!(again.contains("already exists"), "{again}");
+
+        let data = root.path().join("instance");
+        let m = prepare_configured(&cluster_config(&data, &cluster), &["other.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let served = pem_certs(&fs::read_to_string(&files.cert).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.server_chain, served, "the file's certificate, not one issued for this instance's names");
+        assert_eq!(m.ca_pem, fs::read_to_string(&files.ca).unwrap_or_default());
+        assert_eq!(names(&data), Vec::<String>::new(), "nothing is made in the instance's data directory");
+
+        fs::remove_file(&files.master_key).unwrap_or_else(|e| panic!("{e}"));
+        let e = prepare_configured(&cluster_config(&data, &cluster), &[])
+            .err()
+            .unwrap_or_else(|| panic!("started without the key"))
+            .to_string();
+        assert!(e.contains("master_key_file") && e.contains("never made"), "{e}");
+        assert!(!files.master_key.exists(), "a configured key is never made");
+
+        let half = crate::config::Overrides { tls_cert_file: Some(files.cert), ..Default::default() };
+        let e = crate::Config::load(data, None, &Default::default(), half).err().unwrap_or_else(|| panic!("half the material")).to_string();
+        assert!(e.contains("go together"), "{e}");
+    }
 }
