@@ -146,6 +146,8 @@ test('§9 the balancer checks GET /health on each instance', async () => {
   }
   assert.equal(a.idScope, b.idScope, 'both instances serve the ID scope kept in the database');
   assert.equal(a.ca, b.ca, 'both instances present the CA `dps init` made');
+  const owner = (svc) => /SharedAccessKey=([^;]+)/.exec(svc.endpoint.serviceConnectionString)[1];
+  assert.equal(owner(a), owner(b), 'started at once, both use the one owner policy (the start lock)');
 });
 
 test('§1.1/§9 the official SDK registers through the balancer; its polls land on both instances', async () => {

@@ -294,9 +294,12 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let host_names = config.host_names();
     let material = material::prepare_configured(config, &host_names)?;
     let store = open_store(config, Arc::clone(&material.master_key)).await?;
+    // Instances starting at once on one database take turns here: the first makes, the others read.
+    let start_lock = store.lock_start().await.context("cannot take the database's start lock")?;
     check_master_key(&store, &material.master_key, config).await?;
     let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
     let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
+    start_lock.release().await;
 
     let shared = Arc::new(store.clone());
     // What registrations read, cached; invalidated by the store's ConfigVersion.

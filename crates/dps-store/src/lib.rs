@@ -56,7 +56,7 @@ use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 pub use console::{AttemptWindow, ConsoleAccess};
 pub use quarantine::{Quarantine, QuarantinedRow};
 pub use settings::Settings;
-pub use store::{is_postgres, redact_url, Store};
+pub use store::{is_postgres, redact_url, StartLock, Store};
 
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

@@ -26,6 +26,27 @@ pub enum Store {
     Postgres(PgStore),
 }
 
+/// The advisory lock key of [`Store::lock_start`].
+#[cfg(feature = "postgres")]
+const START_LOCK: i64 = 0x6470_735f_7374_6172; // "dps_star"
+
+/// Held while an instance bootstraps a shared database ([`Store::lock_start`]); [`StartLock::release`] ends it, as
+/// does dropping it (its connection is closed, not pooled).
+#[derive(Default)]
+pub struct StartLock {
+    #[cfg(feature = "postgres")]
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl StartLock {
+    pub async fn release(self) {
+        #[cfg(feature = "postgres")]
+        if let Some(mut conn) = self.conn {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(START_LOCK).execute(&mut *conn).await;
+        }
+    }
+}
+
 /// Runs `$e` with `$s` bound to the backend's store.
 macro_rules! delegate {
     ($self:expr, $s:ident => $e:expr) => {
@@ -67,6 +88,23 @@ impl Store {
             Self::Sqlite(_) => "sqlite",
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Takes the start lock: instances starting at once on one database take turns at bootstrapping it (ID scope,
+    /// owner policy, admin password), so the second reads what the first made instead of replacing it. SQLite:
+    /// nothing to take (the data directory's lock is this process's).
+    pub async fn lock_start(&self) -> StoreResult<StartLock> {
+        match self {
+            Self::Sqlite(_) => Ok(StartLock::default()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => {
+                let mut conn = s.pool.acquire().await.map_err(crate::backend)?;
+                // Whatever happens, the session (and its advisory lock) ends with the connection.
+                conn.close_on_drop();
+                sqlx::query("SELECT pg_advisory_lock($1)").bind(START_LOCK).execute(&mut *conn).await.map_err(crate::backend)?;
+                Ok(StartLock { conn: Some(conn) })
+            }
         }
     }
 

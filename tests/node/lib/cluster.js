@@ -132,16 +132,16 @@ async function startHaproxy(instances) {
 }
 
 /**
- * Two (or `n`) instances on one database behind HAProxy. The first instance starts alone (it makes the ID scope,
- * the owner policy and the admin password in the database), the others after it. Returns { instances, lb, pg,
+ * Two (or `n`) instances on one database behind HAProxy, started at once. Returns { instances, lb, pg,
  * stop() }: `lb` looks like a lib/dps.js service (host, port, idScope, ca, endpoint) but reaches the balancer.
  */
 async function startCluster({ n = 2, extraArgs = [] } = {}) {
   const pg = startPostgres();
   const material = initMaterial();
   const args = ['--database-url', pg.url, '--amqp-port', '0', '--log', 'info,dps_service::https=debug', ...material.args, ...extraArgs];
-  const instances = [];
-  for (let i = 0; i < n; i++) instances.push(await dps.startService({ extraArgs: args }));
+  // All at once on the new database: they take turns at bootstrapping it (the start lock), so they agree on the
+  // ID scope, the owner policy and the admin password.
+  const instances = await Promise.all(Array.from({ length: n }, () => dps.startService({ extraArgs: args })));
   const haproxy = await startHaproxy(instances);
   const first = instances[0];
   const lbConnectionString = first.endpoint.serviceConnectionString.replace(/HostName=[^;]*/, `HostName=127.0.0.1:${haproxy.ports.https}`);
