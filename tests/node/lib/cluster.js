@@ -13,6 +13,9 @@ const os = require('node:os');
 const path = require('node:path');
 const dps = require('./dps');
 
+// Debian installs it in /usr/sbin, which a user's PATH may not hold.
+const HAPROXY = process.env.HAPROXY || (fs.existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy');
+
 const children = new Set();
 const cleanups = [];
 process.on('exit', () => {
@@ -103,9 +106,9 @@ async function startHaproxy(instances) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dps-haproxy-'));
   const cfg = path.join(dir, 'haproxy.cfg');
   fs.writeFileSync(cfg, haproxyConfig(ports, instances));
-  execFileSync('haproxy', ['-c', '-q', '-f', cfg], { stdio: 'pipe' });
+  execFileSync(HAPROXY, ['-c', '-q', '-f', cfg], { stdio: 'pipe' });
   const log = fs.openSync(path.join(dir, 'haproxy.log'), 'a');
-  const child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', log, log] });
+  const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   children.add(child);
   child.once('exit', () => children.delete(child));
