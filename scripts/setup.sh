@@ -42,6 +42,9 @@ if command -v dpkg-query >/dev/null 2>&1; then
     if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
       need_pkg postgresql       # Debian's server package (postgresql-<version>); its system cluster is not used
     fi
+    # The cluster tests put two `dps serve` instances behind a HAProxy they start themselves (own config, loopback,
+    # free ports); the Debian service is not used.
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_pkg haproxy
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"

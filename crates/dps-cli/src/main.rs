@@ -33,6 +33,8 @@ struct Managed<C: Subcommand> {
 enum Command {
     /// Run the provisioning service (headless).
     Serve(Box<commands::serve::ServeArgs>),
+    /// Make a cluster's shared material once: master key, CA, server certificate (for several `dps serve`).
+    Init(commands::init::InitArgs),
     /// Individual enrollments.
     Enrollment(Managed<commands::enrollment::EnrollmentCommand>),
     /// Enrollment groups.
@@ -108,6 +110,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(a) => commands::serve::run(*a).await,
+            Command::Init(a) => commands::init::run(a),
             Command::Enrollment(m) => commands::enrollment::run(m.command, &m.target, m.output).await,
             Command::EnrollmentGroup(m) => commands::group::run(m.command, &m.target, m.output).await,
             Command::Registration(m) => commands::registration::run(m.command, &m.target, m.output).await,

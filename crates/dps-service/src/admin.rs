@@ -2,15 +2,15 @@
 //! service makes a random password, writes it to `<data-dir>/initial-admin-password` (mode 0600, the way
 //! Jenkins does; removed at the first password change) and prints it once. Logging in gives a session token
 //! (12 h) that the console sends as `Authorization: Bearer …`; a session has every right of the service API.
-//! Only the tokens' SHA-256 is kept, in memory (a restart signs everyone out).
+//! Only the tokens' SHA-256 is kept, in the store (`ConsoleAccess`): every instance on one database accepts a
+//! session any of them opened, and a restart signs nobody out.
 //!
 //! Argon2 costs 19 MiB and tens of milliseconds a call, so nobody may make the service run it without bound:
 //! [`LoginThrottle`] counts each attempt before it is verified, and [`PasswordWork`] runs it off the async
 //! workers, [`ARGON2_CONCURRENCY`] at a time.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -20,6 +20,7 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use dps_core::{DpsError, ErrorKind};
 use dps_crypto::Secret;
+use dps_store::{AttemptWindow, ConsoleAccess};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
@@ -54,41 +55,47 @@ fn token_key(token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Signed-in console sessions.
-#[derive(Default)]
+/// The store's failure as the console sees it (the reason is logged).
+fn unavailable(e: impl std::fmt::Display) -> DpsError {
+    tracing::error!(error = %e, "cannot read or write the console's sign-in state");
+    DpsError::new(ErrorKind::Unavailable, "the store is unavailable; try again")
+}
+
+/// Signed-in console sessions, in the store: every instance on one database knows every session.
 pub struct Sessions {
-    by_token: Mutex<HashMap<String, DateTime<Utc>>>,
+    store: Arc<dyn ConsoleAccess>,
 }
 
 impl Sessions {
+    pub fn new(store: Arc<dyn ConsoleAccess>) -> Self {
+        Self { store }
+    }
+
     /// A new session; returns the token and its expiry.
-    pub fn open(&self, now: DateTime<Utc>) -> (String, DateTime<Utc>) {
+    pub async fn open(&self, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), DpsError> {
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let token = URL_SAFE_NO_PAD.encode(raw);
         let expires = now + Duration::hours(SESSION_HOURS);
-        let mut m = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, e| *e > now);
-        m.insert(token_key(&token), expires);
-        (token, expires)
+        self.store.open_session(&token_key(&token), expires, now).await.map_err(unavailable)?;
+        Ok((token, expires))
     }
 
-    pub fn check(&self, token: &str, now: DateTime<Utc>) -> Result<(), DpsError> {
-        let m = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get(&token_key(token)) {
-            Some(e) if *e > now => Ok(()),
+    pub async fn check(&self, token: &str, now: DateTime<Utc>) -> Result<(), DpsError> {
+        match self.store.session_expiry(&token_key(token)).await.map_err(unavailable)? {
+            Some(e) if e > now => Ok(()),
             Some(_) => Err(DpsError::unauthorized("the console session expired; sign in again")),
             None => Err(DpsError::unauthorized("unknown console session; sign in again")),
         }
     }
 
-    pub fn close(&self, token: &str) {
-        self.by_token.lock().unwrap_or_else(|p| p.into_inner()).remove(&token_key(token));
+    pub async fn close(&self, token: &str) -> Result<(), DpsError> {
+        self.store.close_session(&token_key(token)).await.map_err(unavailable)
     }
 
     /// Every session ends (the password changed).
-    pub fn close_all(&self) {
-        self.by_token.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    pub async fn close_all(&self) -> Result<(), DpsError> {
+        self.store.close_all_sessions().await.map_err(unavailable)
     }
 }
 
@@ -101,57 +108,26 @@ pub struct ThrottleLimits {
     /// Attempts from every address together per window (bounds the CPU a distributed guesser can spend).
     pub global: u32,
     pub window: Duration,
-    /// Addresses remembered at most (older windows are dropped first; when every one is live, new addresses
-    /// wait for the global window).
-    pub max_addresses: usize,
 }
 
 impl Default for ThrottleLimits {
     fn default() -> Self {
-        Self { per_address: 5, global: 30, window: Duration::minutes(1), max_addresses: 10_000 }
+        Self { per_address: 5, global: 30, window: Duration::minutes(1) }
     }
 }
 
-/// A fixed window's count.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    count: u32,
-    since: DateTime<Utc>,
+/// Whole seconds until the window ends (at least 1).
+fn retry_after(w: &AttemptWindow, now: DateTime<Utc>, length: Duration) -> u32 {
+    let left = (w.since + length - now).num_milliseconds().max(0);
+    u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX).max(1)
 }
 
-impl Window {
-    /// The window at `now` (a new one when the last has ended).
-    fn at(self, now: DateTime<Utc>, length: Duration) -> Window {
-        if now - self.since >= length || now < self.since {
-            Window { count: 0, since: now }
-        } else {
-            self
-        }
-    }
-
-    /// Whole seconds until the window ends (at least 1).
-    fn retry_after(self, now: DateTime<Utc>, length: Duration) -> u32 {
-        let left = (self.since + length - now).num_milliseconds().max(0);
-        u32::try_from((left + 999) / 1000).unwrap_or(u32::MAX).max(1)
-    }
-}
-
-struct ThrottleState {
-    global: Window,
-    by_address: HashMap<IpAddr, Window>,
-}
-
-/// Sign-in attempts per source address and globally (see [`ThrottleLimits`]); over a limit: 429001 with the
-/// seconds until the window ends. A successful sign-in forgets its address's attempts.
+/// Sign-in attempts per source address and globally (see [`ThrottleLimits`]), counted in the store: the limits
+/// hold for every instance on one database together. Over a limit: 429001 with the seconds until the window
+/// ends. A successful sign-in forgets its address's attempts.
 pub struct LoginThrottle {
     limits: ThrottleLimits,
-    state: Mutex<ThrottleState>,
-}
-
-impl Default for LoginThrottle {
-    fn default() -> Self {
-        Self::new(ThrottleLimits::default())
-    }
+    store: Arc<dyn ConsoleAccess>,
 }
 
 /// IPv6 clients usually hold a whole /64: it counts as one address.
@@ -166,6 +142,12 @@ fn throttle_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+fn address_key(ip: IpAddr) -> String {
+    format!("ip:{}", throttle_key(ip))
+}
+
+const GLOBAL_KEY: &str = "global";
+
 fn throttled(message: &str, retry_after: u32) -> DpsError {
     let mut e = DpsError::new(ErrorKind::Throttled, message);
     e.retry_after = Some(retry_after);
@@ -173,40 +155,28 @@ fn throttled(message: &str, retry_after: u32) -> DpsError {
 }
 
 impl LoginThrottle {
-    pub fn new(limits: ThrottleLimits) -> Self {
-        Self {
-            limits,
-            state: Mutex::new(ThrottleState { global: Window { count: 0, since: DateTime::<Utc>::MIN_UTC }, by_address: HashMap::new() }),
-        }
+    pub fn new(limits: ThrottleLimits, store: Arc<dyn ConsoleAccess>) -> Self {
+        Self { limits, store }
     }
 
-    /// Counts one attempt from `ip` — before anything is verified — or refuses it.
-    pub fn admit(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), DpsError> {
-        let (l, key) = (self.limits, throttle_key(ip));
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.global = s.global.at(now, l.window);
-        if s.global.count >= l.global {
-            return Err(throttled("too many sign-in attempts; wait and try again", s.global.retry_after(now, l.window)));
+    /// Counts one attempt from `ip` — before anything is verified — or refuses it. The address is counted
+    /// first: an address over its limit does not spend the global count others need.
+    pub async fn admit(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), DpsError> {
+        let l = self.limits;
+        let w = self.store.count_attempt(&address_key(ip), l.per_address, now, l.window).await.map_err(unavailable)?;
+        if !w.admitted {
+            return Err(throttled("too many sign-in attempts from this address; wait a minute", retry_after(&w, now, l.window)));
         }
-        if !s.by_address.contains_key(&key) && s.by_address.len() >= l.max_addresses {
-            s.by_address.retain(|_, w| now - w.since < l.window && now >= w.since);
-            if s.by_address.len() >= l.max_addresses {
-                return Err(throttled("too many sign-in attempts; wait and try again", s.global.retry_after(now, l.window)));
-            }
+        let g = self.store.count_attempt(GLOBAL_KEY, l.global, now, l.window).await.map_err(unavailable)?;
+        if !g.admitted {
+            return Err(throttled("too many sign-in attempts; wait and try again", retry_after(&g, now, l.window)));
         }
-        let fresh = Window { count: 0, since: now };
-        let w = s.by_address.get(&key).copied().unwrap_or(fresh).at(now, l.window);
-        if w.count >= l.per_address {
-            return Err(throttled("too many sign-in attempts from this address; wait a minute", w.retry_after(now, l.window)));
-        }
-        s.by_address.insert(key, Window { count: w.count + 1, ..w });
-        s.global.count += 1;
         Ok(())
     }
 
     /// The right password: the address's attempts are forgotten.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).by_address.remove(&throttle_key(ip));
+    pub async fn succeeded(&self, ip: IpAddr) -> Result<(), DpsError> {
+        self.store.forget_attempts(&address_key(ip)).await.map_err(unavailable)
     }
 }
 
@@ -273,73 +243,70 @@ mod tests {
         assert!(!verify_password(&p, "not a hash"));
     }
 
-    #[test]
-    fn sessions_expire_and_close() {
-        let s = Sessions::default();
+    async fn store() -> (Arc<dyn ConsoleAccess>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = Arc::new(dps_crypto::MasterKey::generate().0);
+        let s = dps_store::SqliteStore::open(&dir.path().join("dps.sqlite"), key).await.unwrap_or_else(|e| panic!("{e}"));
+        (Arc::new(s), dir)
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_and_close() {
+        let (store, _dir) = store().await;
+        let s = Sessions::new(store);
         let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20000);
-        let (t, exp) = s.open(now);
-        assert!(s.check(&t, now).is_ok());
-        assert!(s.check(&t, exp + Duration::seconds(1)).is_err());
-        assert!(s.check("forged", now).is_err());
-        s.close(&t);
-        assert!(s.check(&t, now).is_err());
+        let (t, exp) = s.open(now).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.check(&t, now).await.is_ok());
+        assert!(s.check(&t, exp + Duration::seconds(1)).await.is_err());
+        assert!(s.check("forged", now).await.is_err());
+        assert!(s.close(&t).await.is_ok());
+        assert!(s.check(&t, now).await.is_err());
     }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::<Utc>::UNIX_EPOCH + Duration::days(20000) + Duration::seconds(secs)
     }
 
-    fn small() -> LoginThrottle {
-        LoginThrottle::new(ThrottleLimits { per_address: 2, global: 5, window: Duration::minutes(1), max_addresses: 3 })
+    async fn small() -> (LoginThrottle, tempfile::TempDir) {
+        let (store, dir) = store().await;
+        (LoginThrottle::new(ThrottleLimits { per_address: 2, global: 5, window: Duration::minutes(1) }, store), dir)
     }
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
     }
 
-    #[test]
-    fn attempts_are_counted_per_address_until_the_window_ends() {
-        let t = small();
-        assert!(t.admit(ip(1), at(0)).is_ok() && t.admit(ip(1), at(1)).is_ok());
-        let e = t.admit(ip(1), at(20)).err().unwrap_or_else(|| panic!("a third attempt was admitted"));
+    #[tokio::test]
+    async fn attempts_are_counted_per_address_until_the_window_ends() {
+        let (t, _dir) = small().await;
+        assert!(t.admit(ip(1), at(0)).await.is_ok() && t.admit(ip(1), at(1)).await.is_ok());
+        let e = t.admit(ip(1), at(20)).await.err().unwrap_or_else(|| panic!("a third attempt was admitted"));
         assert_eq!((e.kind, e.retry_after), (ErrorKind::Throttled, Some(40)), "until the window that began at 0 s ends");
-        assert!(t.admit(ip(2), at(20)).is_ok(), "another address has its own count");
-        assert!(t.admit(ip(1), at(60)).is_ok(), "a new window");
-        t.succeeded(ip(1));
-        assert!(t.admit(ip(1), at(61)).is_ok() && t.admit(ip(1), at(61)).is_ok(), "the right password clears the count");
+        assert!(t.admit(ip(2), at(20)).await.is_ok(), "another address has its own count");
+        assert!(t.admit(ip(1), at(60)).await.is_ok(), "a new window");
+        assert!(t.succeeded(ip(1)).await.is_ok());
+        assert!(t.admit(ip(1), at(61)).await.is_ok() && t.admit(ip(1), at(61)).await.is_ok(), "the right password clears the count");
     }
 
-    #[test]
-    fn every_address_together_has_a_limit() {
-        let t = small();
+    #[tokio::test]
+    async fn every_address_together_has_a_limit() {
+        let (t, _dir) = small().await;
         for (n, when) in [(1, 0), (1, 1), (2, 2), (2, 3), (3, 4)] {
-            assert!(t.admit(ip(n), at(when)).is_ok());
+            assert!(t.admit(ip(n), at(when)).await.is_ok());
         }
-        let e = t.admit(ip(3), at(30)).err().unwrap_or_else(|| panic!("over the global limit"));
+        let e = t.admit(ip(3), at(30)).await.err().unwrap_or_else(|| panic!("over the global limit"));
         assert_eq!(e.retry_after, Some(30));
-        assert!(t.admit(ip(4), at(59)).is_err(), "a new address too");
-        assert!(t.admit(ip(4), at(60)).is_ok());
+        assert!(t.admit(ip(4), at(59)).await.is_err(), "a new address too");
+        assert!(t.admit(ip(4), at(60)).await.is_ok());
     }
 
-    #[test]
-    fn remembered_addresses_are_bounded() {
-        let t = LoginThrottle::new(ThrottleLimits { per_address: 2, global: 100, window: Duration::minutes(1), max_addresses: 3 });
-        for n in 1..=3 {
-            assert!(t.admit(ip(n), at(0)).is_ok());
-        }
-        assert!(t.admit(ip(4), at(10)).is_err(), "no room while every remembered window is live");
-        assert!(t.admit(ip(1), at(10)).is_ok(), "a remembered address still counts");
-        assert!(t.admit(ip(4), at(60)).is_ok(), "ended windows make room");
-        assert!(t.state.lock().map(|s| s.by_address.len() <= 3).unwrap_or(false));
-    }
-
-    #[test]
-    fn an_ipv6_64_counts_as_one_address() {
-        let t = small();
+    #[tokio::test]
+    async fn an_ipv6_64_counts_as_one_address() {
+        let (t, _dir) = small().await;
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or_else(|e| panic!("{e}"));
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert!(t.admit(a, at(0)).is_ok() && t.admit(b, at(0)).is_ok());
-        assert!(t.admit(a, at(0)).is_err());
+        assert!(t.admit(a, at(0)).await.is_ok() && t.admit(b, at(0)).await.is_ok());
+        assert!(t.admit(a, at(0)).await.is_err());
         let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(throttle_key(mapped), ip(7));
     }

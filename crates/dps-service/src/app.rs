@@ -53,7 +53,7 @@ impl App {
     pub async fn authorize(&self, authorization: Option<&str>, right: Right) -> Result<String, DpsError> {
         // A console session (the admin signed in) has every right.
         if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
-            self.sessions.check(token.trim(), self.clock.now())?;
+            self.sessions.check(token.trim(), self.clock.now()).await?;
             return Ok(crate::admin::ADMIN_USER.to_owned());
         }
         let policies = self.policies.list_policies().await.map_err(|e| {

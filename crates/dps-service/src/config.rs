@@ -139,6 +139,17 @@ pub struct Overrides {
     // `hide_env_values`: `--help` would print the variable's value, password included.
     #[arg(long, env = "DPS_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The CA certificate (PEM) devices trust, shared by a cluster's instances with `tls_cert_file` and
+    /// `tls_key_file` (`dps init` makes all three); default `<data-dir>/ca.pem`, made at first start with its key.
+    #[arg(long, env = "DPS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The TLS server certificate chain (PEM, the server's certificate first) every listener presents, as given;
+    /// default: issued by the data directory's CA at every start for the host names.
+    #[arg(long, env = "DPS_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert_file`.
+    #[arg(long, env = "DPS_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// A token `GET /metrics` then requires as `Authorization: Bearer <token>` (16+ visible characters; default:
     /// none, the exporter is open like any exporter).
     #[arg(long, env = "DPS_METRICS_TOKEN")]
@@ -399,6 +410,11 @@ pub struct Config {
     pub master_key_file: PathBuf,
     /// The master key itself, from `DPS_MASTER_KEY` (base64); when set, the key file is not read.
     pub master_key: Option<dps_crypto::Secret>,
+    /// Whether a layer names `master_key_file`: then a missing file stops the start (never a new key).
+    pub master_key_explicit: bool,
+    /// Shared TLS material (a cluster, `dps init`): the CA devices trust and the server certificate with its
+    /// key, loaded as given, never made. `None`: the data directory's CA issues one at every start.
+    pub shared_tls: Option<SharedTls>,
     /// The PostgreSQL database (`postgres://…`); `None`: SQLite in the data directory. Sealed from `Debug`
     /// (it may carry a password); logs show [`dps_store::redact_url`]'s form.
     pub database_url: Option<dps_crypto::Secret>,
@@ -549,6 +565,26 @@ fn metrics_token(token: Option<&str>) -> Result<Option<dps_crypto::Secret>, Conf
     Ok(Some(dps_crypto::Secret::new(t)))
 }
 
+/// Files of a cluster's shared TLS material (see [`Config::shared_tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `ca_file`, `tls_cert_file` and `tls_key_file` come together or not at all (a server certificate without the
+/// CA devices are told to trust, or the reverse, would be half a cluster's material).
+fn shared_tls(ca: Option<PathBuf>, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<SharedTls>, ConfigError> {
+    match (ca, cert, key) {
+        (None, None, None) => Ok(None),
+        (Some(ca_file), Some(cert_file), Some(key_file)) => Ok(Some(SharedTls { ca_file, cert_file, key_file })),
+        _ => Err(ConfigError(
+            "ca_file, tls_cert_file and tls_key_file go together (`dps init` makes all three): set all of them or none".into(),
+        )),
+    }
+}
+
 /// `database_url`: unset or blank is SQLite; otherwise a `postgres://` (or `postgresql://`) URL.
 fn database_url(url: Option<&str>) -> Result<Option<dps_crypto::Secret>, ConfigError> {
     let Some(u) = url.map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
@@ -665,8 +701,10 @@ impl Config {
             http_limits,
             caps,
             write_timeout,
+            master_key_explicit: o.master_key_file.is_some(),
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             master_key: None,
+            shared_tls: shared_tls(o.ca_file, o.tls_cert_file, o.tls_key_file)?,
             database_url,
             data_dir,
             bind,

@@ -73,6 +73,13 @@ pub fn load(config: &crate::config::Config) -> Result<(MasterKey, KeySource)> {
         let key = MasterKey::from_base64(text.expose()).map_err(|e| anyhow!("{ENV_KEY}: {e}"))?;
         return Ok((key, KeySource::Env));
     }
+    if config.master_key_explicit && !config.master_key_file.exists() {
+        bail!(
+            "the master key file {} (master_key_file) does not exist: a configured key is loaded, never made — copy the \
+             cluster's key there (`dps init` made it) or correct the setting",
+            config.master_key_file.display()
+        );
+    }
     crate::material::create_data_dir(&config.data_dir)?;
     let key = crate::material::load_or_create_master_key(&config.master_key_file, &config.data_dir)?;
     resume_pending(&key, &config.master_key_file)?;

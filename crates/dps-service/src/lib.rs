@@ -327,11 +327,14 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let host_names = config.host_names();
     let (master_key, key_source) = keys::load(config)?;
-    let material = material::prepare_with_key(&config.data_dir, master_key, &host_names)?;
+    let material = material::prepare_configured(config, master_key, &host_names)?;
     let store = open_store(config, Arc::clone(&material.master_key)).await?;
+    // Instances starting at once on one database take turns here: the first makes, the others read.
+    let start_lock = store.lock_start().await.context("cannot take the database's start lock")?;
     check_master_key(&store, &material.master_key, config).await?;
     let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
     let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
+    start_lock.release().await;
 
     let shared = Arc::new(store.clone());
     // What registrations read, cached; invalidated by the store's ConfigVersion.
@@ -411,8 +414,8 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         limits_configured: config.limits_explicit,
         settings: shared.clone(),
         quarantine: shared.clone(),
-        sessions: Default::default(),
-        login_throttle: Default::default(),
+        sessions: admin::Sessions::new(shared.clone()),
+        login_throttle: admin::LoginThrottle::new(admin::ThrottleLimits::default(), shared.clone()),
         passwords: Default::default(),
         metrics_token: config.metrics_token.clone(),
         connection_caps: caps.to_vec(),
@@ -465,10 +468,13 @@ pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>)
         tasks.spawn(webhook::measure_hub_latency(shared.clone(), config.regions.clone(), rx.clone()));
     }
 
-    // This process holds the data directory's lock: every operation still assigning was left by a previous run.
-    // With PostgreSQL the same holds while one instance uses the database (instances sharing one is issue #15
-    // item 2: they would claim only expired leases here).
-    engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    // SQLite: this process holds the data directory's lock, so every operation still assigning was left by a
+    // previous run. PostgreSQL may be shared by live instances: only expired leases are taken over (a sweep).
+    if store.is_shared() {
+        engine.sweep().await.map_err(|e| anyhow!("{e}"))?;
+    } else {
+        engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+    }
     tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
     write_endpoint(&config.data_dir, &info)?;
     info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");

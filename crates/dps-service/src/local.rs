@@ -4,7 +4,9 @@
 //! It signs in as the console admin with a session of its own, opened again when it expires or when a
 //! password change ended every session.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use dps_proto::{LocalRequest, LocalResponse};
@@ -21,25 +23,26 @@ impl LocalApi {
         Self { app, session: Mutex::new(None) }
     }
 
-    /// `Bearer <token>` of a live session (opens one when there is none or it ends within a minute).
-    fn authorization(&self, fresh: bool) -> String {
+    /// `Bearer <token>` of a live session (opens one when there is none or it ends within a minute). A store
+    /// that cannot open one leaves the request unauthorised (401, the store's failure is logged).
+    async fn authorization(&self, fresh: bool) -> String {
         let now = self.app.clock.now();
-        let mut s = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.session.lock().await;
         let usable = s.as_ref().is_some_and(|(_, expires)| *expires - chrono::Duration::minutes(1) > now);
         if fresh || !usable {
-            *s = Some(self.app.sessions.open(now));
+            *s = self.app.sessions.open(now).await.ok();
         }
         s.as_ref().map(|(t, _)| format!("Bearer {t}")).unwrap_or_default()
     }
 
     /// Answers `req` as the service API would over HTTPS.
     pub async fn send(&self, req: LocalRequest) -> LocalResponse {
-        let first = crate::https::handle_local(&self.app, req.clone(), &self.authorization(false)).await;
+        let first = crate::https::handle_local(&self.app, req.clone(), &self.authorization(false).await).await;
         if first.status != 401 {
             return first;
         }
         // The session ended under us (the admin password changed): sign in again once.
-        crate::https::handle_local(&self.app, req, &self.authorization(true)).await
+        crate::https::handle_local(&self.app, req, &self.authorization(true).await).await
     }
 
     /// The service's endpoint information.

@@ -177,6 +177,69 @@ pub fn prepare_with_key(data_dir: &Path, key: MasterKey, host_names: &[String]) 
     })
 }
 
+/// The material `config` names, with the master key [`crate::keys::load`] loaded (a `master_key_file` a layer
+/// names must exist: a configured key is loaded, never made). Configured files are loaded, never made: with `ca_file`/`tls_cert_file`/`tls_key_file` (a cluster, [`init`]) the server certificate is the
+/// file's, not one issued here — every instance behind a load balancer presents the same certificate and CA.
+pub fn prepare_configured(config: &crate::Config, key: MasterKey, host_names: &[String]) -> Result<Material> {
+    let Some(shared) = &config.shared_tls else {
+        return prepare_with_key(&config.data_dir, key, host_names);
+    };
+    fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let master_key = Arc::new(key);
+    let read = |p: &Path, what: &str| {
+        fs::read_to_string(p).with_context(|| format!("cannot read the {what} {} ({what} files are loaded, never made)", p.display()))
+    };
+    let ca_pem = read(&shared.ca_file, "CA certificate")?;
+    if pem_certs(&ca_pem)?.is_empty() {
+        return Err(anyhow!("{} (ca_file) holds no certificate", shared.ca_file.display()));
+    }
+    let server_chain = pem_certs(&read(&shared.cert_file, "server certificate")?)?;
+    if server_chain.is_empty() {
+        return Err(anyhow!("{} (tls_cert_file) holds no certificate", shared.cert_file.display()));
+    }
+    let server_key = rustls_pemfile::private_key(&mut read(&shared.key_file, "server key")?.as_bytes())
+        .ok()
+        .flatten()
+        .ok_or_else(|| anyhow!("{} (tls_key_file) holds no private key", shared.key_file.display()))?;
+    Ok(Material {
+        master_key,
+        ca_path: fs::canonicalize(&shared.ca_file).unwrap_or_else(|_| shared.ca_file.clone()),
+        ca_pem,
+        server_chain,
+        server_key,
+    })
+}
+
+/// What [`init`] made, for a cluster's instances to load.
+pub struct ClusterFiles {
+    pub master_key: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `dps init`: a cluster's material, made once in `dir` — the master key, a CA (`ca.pem`, `ca.key`) and a server
+/// certificate for `host_names` (`server.pem`: the chain, `server.key`). Refused when `dir` already holds a master
+/// key: a second set would split the cluster.
+pub fn init(dir: &Path, host_names: &[String]) -> Result<ClusterFiles> {
+    let master = dir.join("master.key");
+    if master.exists() {
+        return Err(anyhow!(
+            "{} already exists: `dps init` makes a cluster's material once (copy that directory's files instead)",
+            master.display()
+        ));
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (_, text) = MasterKey::generate();
+    write_private(&master, format!("{text}\n").as_bytes())?;
+    let (ca_pem, ca_key) = load_or_create_ca(dir)?;
+    let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    fs::write(&cert, format!("{server_pem}{ca_pem}")).with_context(|| format!("cannot write {}", cert.display()))?;
+    write_private(&key, server_key.serialize_pem().as_bytes())?;
+    Ok(ClusterFiles { master_key: master, ca: dir.join("ca.pem"), cert, key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +288,51 @@ mod tests {
         let e = load_or_create_master_key(&key, dir.path()).err().unwrap_or_else(|| panic!("a new key was made")).to_string();
         assert!(e.contains(&key.display().to_string()) && e.contains("Restore"), "{e}");
         assert!(!key.exists());
+    }
+
+    fn load_and_prepare(config: &crate::Config, host_names: &[String]) -> Result<Material> {
+        let (key, _) = crate::keys::load(config)?;
+        prepare_configured(config, key, host_names)
+    }
+
+    fn cluster_config(data_dir: &Path, cluster: &Path) -> crate::Config {
+        let flags = crate::config::Overrides {
+            master_key_file: Some(cluster.join("master.key")),
+            ca_file: Some(cluster.join("ca.pem")),
+            tls_cert_file: Some(cluster.join("server.pem")),
+            tls_key_file: Some(cluster.join("server.key")),
+            ..Default::default()
+        };
+        crate::Config::load(data_dir.into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Issue #15 item 3: `dps init` makes a cluster's material once; instances load it as given and make nothing.
+    #[test]
+    fn cluster_material_is_made_once_and_loaded_never_made() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cluster = root.path().join("cluster");
+        let files = init(&cluster, &["dps.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names(&cluster), ["ca.key", "ca.pem", "master.key", "server.key", "server.pem"]);
+        let again = init(&cluster, &["dps.example".into()]).err().unwrap_or_else(|| panic!("a second set was made")).to_string();
+        assert!(again.contains("already exists"), "{again}");
+
+        let data = root.path().join("instance");
+        let m = load_and_prepare(&cluster_config(&data, &cluster), &["other.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let served = pem_certs(&fs::read_to_string(&files.cert).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.server_chain, served, "the file's certificate, not one issued for this instance's names");
+        assert_eq!(m.ca_pem, fs::read_to_string(&files.ca).unwrap_or_default());
+        assert_eq!(names(&data), Vec::<String>::new(), "nothing is made in the instance's data directory");
+
+        fs::remove_file(&files.master_key).unwrap_or_else(|e| panic!("{e}"));
+        let e = load_and_prepare(&cluster_config(&data, &cluster), &[])
+            .err()
+            .unwrap_or_else(|| panic!("started without the key"))
+            .to_string();
+        assert!(e.contains("master_key_file") && e.contains("never made"), "{e}");
+        assert!(!files.master_key.exists(), "a configured key is never made");
+
+        let half = crate::config::Overrides { tls_cert_file: Some(files.cert), ..Default::default() };
+        let e = crate::Config::load(data, None, &Default::default(), half).err().unwrap_or_else(|| panic!("half the material")).to_string();
+        assert!(e.contains("go together"), "{e}");
     }
 }

@@ -25,6 +25,7 @@
 mod batch;
 mod certificates;
 mod checkpoint;
+mod console;
 mod enrollments;
 mod hubs;
 mod operations;
@@ -55,6 +56,7 @@ use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection, SqlitePool};
 
+pub use console::{AttemptWindow, ConsoleAccess};
 pub use quarantine::{Quarantine, QuarantinedRow};
 pub use reseal::ResealReport;
 
@@ -65,7 +67,7 @@ pub mod purge_sql {
     pub use crate::postgres::operations::PURGE_SQL as POSTGRES;
 }
 pub use settings::Settings;
-pub use store::{is_postgres, redact_url, Store};
+pub use store::{is_postgres, redact_url, StartLock, Store};
 
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

@@ -16,7 +16,7 @@ use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnroll
 
 #[cfg(feature = "postgres")]
 use crate::PgStore;
-use crate::{Quarantine, QuarantinedRow, Settings, SqliteStore};
+use crate::{AttemptWindow, ConsoleAccess, Quarantine, QuarantinedRow, Settings, SqliteStore};
 
 /// The service's store: SQLite (the default, a file in the data directory) or PostgreSQL.
 #[derive(Clone)]
@@ -24,6 +24,27 @@ pub enum Store {
     Sqlite(SqliteStore),
     #[cfg(feature = "postgres")]
     Postgres(PgStore),
+}
+
+/// The advisory lock key of [`Store::lock_start`].
+#[cfg(feature = "postgres")]
+const START_LOCK: i64 = 0x6470_735f_7374_6172; // "dps_star"
+
+/// Held while an instance bootstraps a shared database ([`Store::lock_start`]); [`StartLock::release`] ends it, as
+/// does dropping it (its connection is closed, not pooled).
+#[derive(Default)]
+pub struct StartLock {
+    #[cfg(feature = "postgres")]
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl StartLock {
+    pub async fn release(self) {
+        #[cfg(feature = "postgres")]
+        if let Some(mut conn) = self.conn {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(START_LOCK).execute(&mut *conn).await;
+        }
+    }
 }
 
 /// Runs `$e` with `$s` bound to the backend's store.
@@ -92,6 +113,29 @@ impl Store {
             #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
         }
+    }
+
+    /// Takes the start lock: instances starting at once on one database take turns at bootstrapping it (ID scope,
+    /// owner policy, admin password), so the second reads what the first made instead of replacing it. SQLite:
+    /// nothing to take (the data directory's lock is this process's).
+    pub async fn lock_start(&self) -> StoreResult<StartLock> {
+        match self {
+            Self::Sqlite(_) => Ok(StartLock::default()),
+            #[cfg(feature = "postgres")]
+            Self::Postgres(s) => {
+                let mut conn = s.pool.acquire().await.map_err(crate::backend)?;
+                // Whatever happens, the session (and its advisory lock) ends with the connection.
+                conn.close_on_drop();
+                sqlx::query("SELECT pg_advisory_lock($1)").bind(START_LOCK).execute(&mut *conn).await.map_err(crate::backend)?;
+                Ok(StartLock { conn: Some(conn) })
+            }
+        }
+    }
+
+    /// Whether other processes may use this store at the same time (PostgreSQL: several `dps serve` behind a load
+    /// balancer); SQLite is owned by the one process holding the data directory's lock.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Self::Sqlite(_))
     }
 
     pub async fn close(&self) {
@@ -330,6 +374,28 @@ impl Settings for Store {
     }
     async fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         delegate!(self, s => s.put_setting(key, value).await)
+    }
+}
+
+#[async_trait]
+impl ConsoleAccess for Store {
+    async fn open_session(&self, token_key: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
+        delegate!(self, s => s.open_session(token_key, expires, now).await)
+    }
+    async fn session_expiry(&self, token_key: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        delegate!(self, s => s.session_expiry(token_key).await)
+    }
+    async fn close_session(&self, token_key: &str) -> StoreResult<()> {
+        delegate!(self, s => s.close_session(token_key).await)
+    }
+    async fn close_all_sessions(&self) -> StoreResult<()> {
+        delegate!(self, s => s.close_all_sessions().await)
+    }
+    async fn count_attempt(&self, key: &str, limit: u32, now: DateTime<Utc>, length: chrono::Duration) -> StoreResult<AttemptWindow> {
+        delegate!(self, s => s.count_attempt(key, limit, now, length).await)
+    }
+    async fn forget_attempts(&self, key: &str) -> StoreResult<()> {
+        delegate!(self, s => s.forget_attempts(key).await)
     }
 }
 

@@ -101,6 +101,9 @@ suite!(
     settings_round_trip,
     a_rotation_reseals_every_secret_under_the_new_key,
     a_lost_key_reset_keeps_what_has_no_secret,
+    console_sessions_are_shared_and_end,
+    sign_in_attempts_are_counted_per_window,
+    concurrent_sign_in_attempts_never_pass_the_limit,
 );
 
 async fn enrollments_round_trip_case_insensitively(s: &Store) {
@@ -655,6 +658,49 @@ async fn settings_round_trip(s: &Store) {
     s.put_setting("id_scope", "0ne00000002").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_setting("id_scope").await, Ok(Some("0ne00000002".to_owned())));
     assert_eq!(s.get_setting("ID_SCOPE").await, Ok(None), "setting keys are the service's own, compared exactly");
+}
+
+fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::days(20_000) + chrono::Duration::seconds(secs)
+}
+
+/// Issue #15 item 2: console sessions live in the store (any instance checks a session another opened).
+async fn console_sessions_are_shared_and_end(s: &Store) {
+    use dps_store::ConsoleAccess;
+    let ok = |r: StoreResult<()>| r.unwrap_or_else(|e| panic!("{e}"));
+    ok(s.open_session("a", at(100), at(0)).await);
+    ok(s.open_session("b", at(200), at(0)).await);
+    assert_eq!(s.session_expiry("a").await, Ok(Some(at(100))));
+    assert_eq!(s.session_expiry("A").await, Ok(None), "token hashes are compared exactly");
+    ok(s.close_session("a").await);
+    assert_eq!(s.session_expiry("a").await, Ok(None));
+    ok(s.open_session("c", at(400), at(300)).await);
+    assert_eq!(s.session_expiry("b").await, Ok(None), "a new session removes the ended ones");
+    ok(s.close_all_sessions().await);
+    assert_eq!(s.session_expiry("c").await, Ok(None));
+}
+
+/// Sign-in attempts: a fixed window per key from its first attempt; over the limit nothing is counted.
+async fn sign_in_attempts_are_counted_per_window(s: &Store) {
+    use dps_store::{AttemptWindow, ConsoleAccess};
+    let minute = chrono::Duration::minutes(1);
+    let count = |key: &'static str, secs| async move { s.count_attempt(key, 2, at(secs), minute).await.unwrap_or_else(|e| panic!("{e}")) };
+    assert_eq!(count("ip:10.0.0.1", 0).await, AttemptWindow { count: 1, since: at(0), admitted: true });
+    assert_eq!(count("ip:10.0.0.1", 10).await, AttemptWindow { count: 2, since: at(0), admitted: true });
+    assert_eq!(count("ip:10.0.0.1", 20).await, AttemptWindow { count: 2, since: at(0), admitted: false });
+    assert!(count("ip:10.0.0.2", 20).await.admitted, "another key has its own window");
+    assert_eq!(count("ip:10.0.0.1", 60).await, AttemptWindow { count: 1, since: at(60), admitted: true }, "a new window");
+    s.forget_attempts("ip:10.0.0.1").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count("ip:10.0.0.1", 61).await, AttemptWindow { count: 1, since: at(61), admitted: true });
+}
+
+/// Attempts counted at once (several instances) never pass the limit together.
+async fn concurrent_sign_in_attempts_never_pass_the_limit(s: &Store) {
+    use dps_store::ConsoleAccess;
+    let minute = chrono::Duration::minutes(1);
+    let tries = (0..20).map(|_| s.count_attempt("global", 5, at(0), minute));
+    let admitted = futures_util::future::join_all(tries).await.into_iter().filter(|w| w.as_ref().is_ok_and(|w| w.admitted)).count();
+    assert_eq!(admitted, 5);
 }
 
 /// What [`quarantine_checks`] corrupts, in SQL both backends run: a document that does not parse, a sealed

@@ -9,6 +9,7 @@ pub mod enrollment;
 pub mod group;
 pub mod hub;
 pub mod import;
+pub mod init;
 pub mod keys;
 pub mod registration;
 pub mod serve;

@@ -106,6 +106,7 @@ pub static ROUTES: &[Row] = &[
 
     // diagnostics
     Row::new(GET, "/metrics", Open, Extension, |a, r, _| now(diagnostics::prometheus(a, r))),
+    Row::new(GET, "/health", Open, Extension, |a, _, _| Box::pin(diagnostics::health(a))),
     Row::new(GET, "/diagnostics/metrics", Right(ServiceConfig), Extension, |a, r, _| now(diagnostics::metric_series(a, r))),
     Row::new(GET, "/diagnostics/logs", Right(ServiceConfig), Extension, |a, r, _| now(logs::handle(a, r))),
     Row::new(GET, "/diagnostics/allocation", Right(ServiceConfig), Extension, |a, _, _| Box::pin(linked_hubs::allocation(a))),
@@ -113,7 +114,7 @@ pub static ROUTES: &[Row] = &[
 
     // the console's account
     Row::new(POST, "/console/login", Open, Extension, |a, r, _| Box::pin(console::login(a, r))),
-    Row::new(POST, "/console/logout", Open, Extension, |a, r, _| now(console::logout(a, r))),
+    Row::new(POST, "/console/logout", Open, Extension, |a, r, _| Box::pin(console::logout(a, r))),
     Row::new(PUT, "/admin/password", Right(ServiceConfig), Extension, |a, r, _| Box::pin(console::set_password(a, r))),
 ];
 

@@ -35,7 +35,7 @@ pub async fn login(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let now = app.clock.now();
     let ip = req.peer.addr.ip();
     // Counted before anything is verified (concurrent guesses cannot all pass a check made after).
-    app.login_throttle.admit(ip, now)?;
+    app.login_throttle.admit(ip, now).await?;
     let l: Login = req.json_or(|| None)?;
     let user_ok = l.username.as_deref().is_none_or(|u| u == ADMIN_USER);
     let password_ok = user_ok && app.passwords.verify(&l.password, &stored_hash(app).await?).await?;
@@ -43,8 +43,8 @@ pub async fn login(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
         tracing::warn!(peer = %ip, "console sign-in refused");
         return Err(DpsError::unauthorized("wrong user name or password"));
     }
-    app.login_throttle.succeeded(ip);
-    let (token, expires) = app.sessions.open(now);
+    app.login_throttle.succeeded(ip).await?;
+    let (token, expires) = app.sessions.open(now).await?;
     tracing::info!(peer = %ip, "console sign-in");
     Ok(json_response(
         StatusCode::OK,
@@ -52,10 +52,10 @@ pub async fn login(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     ))
 }
 
-pub fn logout(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+pub async fn logout(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let token = req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")).map(str::trim).unwrap_or_default();
-    app.sessions.check(token, app.clock.now())?;
-    app.sessions.close(token);
+    app.sessions.check(token, app.clock.now()).await?;
+    app.sessions.close(token).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
@@ -76,16 +76,16 @@ pub async fn set_password(app: &App, req: &Request) -> Result<HttpResponse, DpsE
         return Err(DpsError::invalid("currentPassword is required: the admin password changes only with the current one"));
     };
     let ip = req.peer.addr.ip();
-    app.login_throttle.admit(ip, app.clock.now())?;
+    app.login_throttle.admit(ip, app.clock.now()).await?;
     if !app.passwords.verify(&current, &stored_hash(app).await?).await? {
         tracing::warn!(peer = %ip, "admin password change refused: wrong current password");
         // Not 401: the caller's session is valid (the console would sign out on a 401).
         return Err(DpsError::invalid("the current password is not right; the password was not changed"));
     }
-    app.login_throttle.succeeded(ip);
+    app.login_throttle.succeeded(ip).await?;
     let hash = app.passwords.hash(&p.password).await?;
     app.settings.put_setting("admin_password_hash", &hash).await.map_err(store_err)?;
-    app.sessions.close_all();
+    app.sessions.close_all().await?;
     remove_initial_password_file(app);
     tracing::info!("the admin password was changed");
     Ok(empty_response(StatusCode::NO_CONTENT))

@@ -69,3 +69,16 @@ pub async fn quarantine(app: &App) -> Result<HttpResponse, DpsError> {
     })?;
     Ok(json_response(StatusCode::OK, &rows))
 }
+
+/// `GET /health`: a load balancer's check (HAProxy `option httpchk`). 200 while this instance serves and its
+/// database answers; 503 while it stops (so the balancer drains it) or cannot reach its database.
+pub async fn health(app: &App) -> Result<HttpResponse, DpsError> {
+    if *app.shutdown.borrow() {
+        return Err(DpsError::new(dps_core::ErrorKind::Unavailable, "the service is stopping"));
+    }
+    app.settings.get_setting("id_scope").await.map_err(|e| {
+        tracing::warn!(error = %e, "health check: the database does not answer");
+        DpsError::new(dps_core::ErrorKind::Unavailable, "the database is unavailable")
+    })?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })))
+}
