@@ -324,10 +324,8 @@ mod tests {
         assert_eq!(names(&data), Vec::<String>::new(), "nothing is made in the instance's data directory");
 
         fs::remove_file(&files.master_key).unwrap_or_else(|e| panic!("{e}"));
-        let e = load_and_prepare(&cluster_config(&data, &cluster), &[])
-            .err()
-            .unwrap_or_else(|| panic!("started without the key"))
-            .to_string();
+        let e =
+            load_and_prepare(&cluster_config(&data, &cluster), &[]).err().unwrap_or_else(|| panic!("started without the key")).to_string();
         assert!(e.contains("master_key_file") && e.contains("never made"), "{e}");
         assert!(!files.master_key.exists(), "a configured key is never made");
 
