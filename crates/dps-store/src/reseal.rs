@@ -130,11 +130,7 @@ pub(crate) fn update_sql(c: &SealedColumn, p: impl Fn(usize) -> String) -> Strin
 pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreResult<ResealReport> {
     let mut report = ResealReport::default();
     for c in SEALED_COLUMNS {
-        let mut after = None;
-        loop {
-            let page = t.sealed_page(c, after.take()).await?;
-            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= RESEAL_BATCH;
-            after = page.last().map(|r| r.keys.clone());
+        for_each_page(t, c, async |page| {
             let mut writes = Vec::new();
             for r in page.into_iter().filter(|r| !key.is_current(&r.value)) {
                 report.stale += 1;
@@ -146,10 +142,9 @@ pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreRe
             if !writes.is_empty() {
                 report.resealed += t.write_resealed(c, writes).await?;
             }
-            if !full || after.is_none() {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
     }
     Ok(report)
 }
@@ -158,18 +153,31 @@ pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreRe
 pub(crate) async fn sealed_values(t: &dyn SealedTables) -> StoreResult<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for c in SEALED_COLUMNS {
-        let mut after = None;
-        loop {
-            let page = t.sealed_page(c, after.take()).await?;
-            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= RESEAL_BATCH;
-            after = page.last().map(|r| r.keys.clone());
+        for_each_page(t, c, async |page| {
             out.extend(page.into_iter().map(|r| (c.table.to_owned(), r.aad, r.value)));
-            if !full || after.is_none() {
-                break;
-            }
-        }
+            Ok(())
+        })
+        .await?;
     }
     Ok(out)
+}
+
+/// Calls `each` with every page of `c`'s rows holding a value, in key order.
+async fn for_each_page(
+    t: &dyn SealedTables,
+    c: &'static SealedColumn,
+    mut each: impl AsyncFnMut(Vec<SealedRow>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let mut after = None;
+    loop {
+        let page = t.sealed_page(c, after.take()).await?;
+        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= RESEAL_BATCH;
+        after = page.last().map(|r| r.keys.clone());
+        each(page).await?;
+        if !full || after.is_none() {
+            return Ok(());
+        }
+    }
 }
 
 impl crate::SqliteStore {
