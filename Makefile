@@ -7,7 +7,7 @@ RUN_ARGS ?=
 HAS_DISPLAY := $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY)),yes,)
 
 .PHONY: run run-desktop run-headless test setup-run setup-test build test-rust test-node test-python test-e2e \
-  test-desktop fmt lint bench soak setup-ui ui desktop fuzz
+  test-desktop fmt lint bench bench-pg soak setup-ui ui desktop fuzz
 
 ## make run: install what is missing, build the console and the service, then open the desktop window when a
 ## display exists, else start the headless service (it prints the browser console's URL and the admin password).
@@ -82,6 +82,12 @@ fuzz:
 bench:
 	cargo build --release -p dps-cli
 	$(CARGO_TARGET_DIR)/release/dps bench $(BENCH_ARGS)
+
+## make bench-pg (not part of make test): dps bench on SQLite, PostgreSQL with one instance, and two instances
+## behind HAProxy, each beside its bare ceiling (scripts/pg-bench.js; needs the test setup: PostgreSQL, HAProxy).
+bench-pg: setup-test
+	cargo build --release -p dps-cli
+	scripts/pg-bench.js
 
 ## make soak (not part of make test): 10 minutes of mixed registrations at 80 % of the measured maximum, then 2 minutes
 ## at 3x; RSS sampled; figures in test-artifacts/soak/summary.md (RELIABILITY.md). SOAK_MINUTES=1 for a short run.

@@ -51,8 +51,11 @@ function pgBin() {
   return path.join(root, versions[0], 'bin');
 }
 
-/** Starts a throw-away PostgreSQL cluster with one database `dps`; returns { url, stop() }. */
-function startPostgres() {
+/**
+ * Starts a throw-away PostgreSQL cluster with one database `dps`; returns { url, stop() }. `fsync: false` (the
+ * tests') trades durability for speed; benchmarks keep it on.
+ */
+function startPostgres({ fsync = false } = {}) {
   const bin = pgBin();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dps-cluster-pg-'));
   const root = process.getuid && process.getuid() === 0;
@@ -65,7 +68,7 @@ function startPostgres() {
   };
   cleanups.push(stop);
   run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
-  const options = `-c listen_addresses='' -c unix_socket_directories=${dir} -c fsync=off`;
+  const options = `-c listen_addresses='' -c unix_socket_directories=${dir}${fsync ? '' : ' -c fsync=off'}`;
   run(path.join(bin, 'pg_ctl'), ['-D', data, '-l', path.join(dir, 'server.log'), '-w', '-t', '60', '-o', options, 'start']);
   run(path.join(bin, 'createdb'), ['-h', dir, '-U', 'postgres', 'dps']);
   return { url: `postgres://postgres@localhost/dps?host=${dir}`, stop };
@@ -135,13 +138,14 @@ async function startHaproxy(instances) {
 }
 
 /**
- * Two (or `n`) instances on one database behind HAProxy, started at once. Returns { instances, lb, pg,
+ * Two (or `n`) instances on one database behind HAProxy, started at once (`log`: their log filter; `fsync`:
+ * PostgreSQL's). Returns { instances, lb, pg,
  * stop() }: `lb` looks like a lib/dps.js service (host, port, idScope, ca, endpoint) but reaches the balancer.
  */
-async function startCluster({ n = 2, extraArgs = [] } = {}) {
-  const pg = startPostgres();
+async function startCluster({ n = 2, extraArgs = [], log = 'info,dps_service::https=debug', fsync = false } = {}) {
+  const pg = startPostgres({ fsync });
   const material = initMaterial();
-  const args = ['--database-url', pg.url, '--amqp-port', '0', '--log', 'info,dps_service::https=debug', ...material.args, ...extraArgs];
+  const args = ['--database-url', pg.url, '--amqp-port', '0', '--log', log, ...material.args, ...extraArgs];
   // All at once on the new database: they take turns at bootstrapping it (the start lock), so they agree on the
   // ID scope, the owner policy and the admin password.
   const instances = await Promise.all(Array.from({ length: n }, () => dps.startService({ extraArgs: args })));
