@@ -19,6 +19,7 @@ pub mod local;
 pub mod lock;
 pub mod material;
 pub mod mqtt;
+mod start;
 pub mod tls;
 pub mod webhook;
 pub mod websocket;
@@ -29,14 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use dps_core::allocation::BuiltinAllocator;
-use dps_core::management::Management;
 use dps_core::model::{AccessPolicy, Right};
-use dps_core::ports::{HubStore, OperationStore, PolicyStore};
-use dps_core::registration::{EngineConfig, Ports, RegistrationEngine};
+use dps_core::ports::{HubStore, PolicyStore};
 use dps_core::Clock;
 use dps_crypto::{generate_key, Secret};
-use dps_proto::{EndpointInfo, IdScope, LinkedHub, Ports as PortMap};
+use dps_proto::{EndpointInfo, IdScope, LinkedHub};
 use dps_store::{Settings, Store};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -322,161 +320,34 @@ pub async fn reset_master_key(config: &Config) -> Result<u64> {
     Ok(changed)
 }
 
-/// Starts the service on `listeners`.
+/// Starts the service on `listeners`: opens the data directory and the database (`start::open`), builds the
+/// engine and the state every listener shares, serves every listener and the background tasks until
+/// [`Running::shutdown`].
 pub async fn start(config: &Config, listeners: Listeners, clock: Arc<dyn Clock>) -> Result<Running> {
     let lock = lock::DataDirLock::acquire(&config.data_dir)?;
-    let host_names = config.host_names();
-    let (master_key, key_source) = keys::load(config)?;
-    let material = material::prepare_configured(config, master_key, &host_names)?;
-    let store = open_store(config, Arc::clone(&material.master_key)).await?;
-    // Instances starting at once on one database take turns here: the first makes, the others read.
-    let start_lock = store.lock_start().await.context("cannot take the database's start lock")?;
-    check_master_key(&store, &material.master_key, config).await?;
-    let (id_scope, owner_key, owner_key_created) = bootstrap(&store).await?;
-    let initial_admin_password = bootstrap_admin(&store, &config.data_dir).await?;
-    start_lock.release().await;
-
-    let shared = Arc::new(store.clone());
-    // What registrations read, cached; invalidated by the store's ConfigVersion.
-    let config_cache = dps_core::cache::ConfigCache::new(shared.clone());
-    let metrics = dps_core::metrics::Metrics::new(Arc::clone(&clock));
-    let limits =
-        dps_core::limits::Limits::new(start_profile(config, &store).await, config.limits_azure, Arc::clone(&clock), metrics.clone());
-    let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
-    let engine = RegistrationEngine::new(
-        Ports {
-            enrollments: config_cache.clone(),
-            certificates: config_cache.clone(),
-            registrations: shared.clone(),
-            operations: shared.clone(),
-            tpm: shared.clone(),
-            hubs: config_cache.clone(),
-            config_version: shared.clone(),
-            connector: connector.clone(),
-            allocator: Arc::new(BuiltinAllocator),
-            webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
-            metrics: metrics.clone(),
-            limits: limits.clone(),
-            clock: Arc::clone(&clock),
-        },
-        EngineConfig {
-            id_scope: id_scope.clone(),
-            retry_after_secs: config.retry_after_secs,
-            default_policy: config.default_allocation_policy,
-            regions: config.regions.clone(),
-            webhook_retry: config.webhook_retry,
-            hub_retry: config.hub_retry,
-            max_in_flight: config.max_registrations_in_flight,
-            generic_device_errors: config.generic_device_errors,
-            cpu: dps_core::cpu::CpuBudget::default(),
-        },
-    );
-    let https_port = listeners.https.local_addr()?.port();
-    let mqtt_port = listeners.mqtt.local_addr()?.port();
-    let amqp_port = listeners.amqp.local_addr()?.port();
-    let console_port = listeners.console.local_addr()?.port();
-    let info = EndpointInfo {
-        id_scope: id_scope.to_string(),
-        host: config.host.clone(),
-        ports: PortMap { https: Some(https_port), mqtt: Some(mqtt_port), amqp: Some(amqp_port), console: Some(console_port) },
-        ca_certificate: material.ca_path.display().to_string(),
-        service_connection_string: format!(
-            "HostName={};SharedAccessKeyName={OWNER_POLICY};SharedAccessKey={}",
-            host_with_port(&config.host, https_port),
-            owner_key.expose()
-        ),
-    };
+    let opened = start::open(config).await?;
+    let info = start::endpoint_info(config, &listeners, &opened)?;
     let (tx, rx) = watch::channel(false);
     // Each listener its own caps; the protocols set their handshake and idle times (`bounds.rs`).
     let caps = ["HTTPS", "console", "MQTT", "AMQP"].map(|what| bounds::ConnectionCaps::new(what, config.caps));
-    let app = Arc::new(app::App {
-        engine: Arc::clone(&engine),
-        management: Management {
-            enrollments: config_cache.clone(),
-            registrations: shared.clone(),
-            hubs: config_cache.clone(),
-            certificates: config_cache,
-            connector: connector.clone(),
-            limits: limits.clone(),
-            clock: Arc::clone(&clock),
-        },
-        policies: shared.clone(),
-        registry: shared.clone(),
-        clock: Arc::clone(&clock),
-        host_names,
-        info: info.clone(),
-        mqtt_limits: config.mqtt_limits,
-        http_limits: config.http_limits,
-        body_budget: https::BodyBudget::new(config.http_limits.body_budget_bytes),
-        amqp: amqp::Admission::new(config.amqp_limits),
-        metrics,
-        limits,
-        limits_configured: config.limits_explicit,
-        settings: shared.clone(),
-        quarantine: shared.clone(),
-        sessions: admin::Sessions::new(shared.clone()),
-        login_throttle: admin::LoginThrottle::new(admin::ThrottleLimits::default(), shared.clone()),
-        passwords: Default::default(),
-        metrics_token: config.metrics_token.clone(),
-        connection_caps: caps.to_vec(),
-        data_dir: config.data_dir.clone(),
-        rotation: Arc::new(keys::Rotation::new(store.clone(), key_source)),
-        shutdown: rx.clone(),
-    });
-
+    let app = start::build_app(config, &opened, info.clone(), Arc::clone(&clock), caps.to_vec(), rx.clone()).await?;
     let mut tasks = JoinSet::new();
-    let https_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[b"h2", b"http/1.1"])?;
-    let mqtt_tls = tls::server_config(material.server_chain.clone(), material.server_key.clone_key(), &[])?;
-    let amqp_tls = tls::server_config(material.server_chain, material.server_key, &[])?;
-    let [https_caps, console_caps, mqtt_caps, amqp_caps] = caps;
-    let bounds = |caps| bounds::ListenerBounds {
-        caps,
-        handshake_timeout: config.http_limits.handshake_timeout,
-        write_timeout: config.write_timeout,
-        idle_timeout: None,
-    };
-    let https = tokio::net::TcpListener::from_std(listeners.https)?;
-    let surface = https::Surface::Device;
-    tasks.spawn(https::serve(https, Arc::clone(&https_tls), Arc::clone(&app), surface, bounds(https_caps), rx.clone()));
-    let console = tokio::net::TcpListener::from_std(listeners.console)?;
-    tasks.spawn(https::serve(console, https_tls, Arc::clone(&app), https::Surface::Console, bounds(console_caps), rx.clone()));
-    let mqtt = tokio::net::TcpListener::from_std(listeners.mqtt)?;
-    tasks.spawn(mqtt::serve(mqtt, mqtt_tls, Arc::clone(&app), config.mqtt_limits, bounds(mqtt_caps), rx.clone()));
-    let amqp_listener = tokio::net::TcpListener::from_std(listeners.amqp)?;
-    tasks.spawn(amqp::serve(amqp_listener, amqp_tls, Arc::clone(&app), bounds(amqp_caps), rx.clone()));
-
-    let (purge_store, retention, purge_clock, mut purge_rx) =
-        (store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());
-    tasks.spawn(async move {
-        loop {
-            let now = purge_clock.now();
-            let cutoff =
-                now.checked_sub_signed(chrono::Duration::hours(i64::from(retention))).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-            if let Ok(n) = purge_store.purge_operations(cutoff).await {
-                if n > 0 {
-                    info!(count = n, "purged finished operations");
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PURGE_EVERY) => {}
-                _ = purge_rx.changed() => break,
-            }
-        }
-    });
-
+    start::serve_listeners(&mut tasks, config, listeners, &opened.material, &app, caps, &rx)?;
+    start::purge_operations(&mut tasks, opened.store.clone(), config.operation_retention_hours, Arc::clone(&clock), rx.clone());
     if config.measure_hub_latency {
-        tasks.spawn(webhook::measure_hub_latency(shared.clone(), config.regions.clone(), rx.clone()));
+        tasks.spawn(webhook::measure_hub_latency(Arc::new(opened.store.clone()), config.regions.clone(), rx.clone()));
     }
-
     // SQLite: this process holds the data directory's lock, so every operation still assigning was left by a
     // previous run. PostgreSQL may be shared by live instances: only expired leases are taken over (a sweep).
-    if store.is_shared() {
-        engine.sweep().await.map_err(|e| anyhow!("{e}"))?;
+    if opened.store.is_shared() {
+        app.engine.sweep().await.map_err(|e| anyhow!("{e}"))?;
     } else {
-        engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
+        app.engine.resume_pending().await.map_err(|e| anyhow!("{e}"))?;
     }
-    tasks.spawn(Arc::clone(&engine).run_sweeper(rx.clone()));
+    tasks.spawn(Arc::clone(&app.engine).run_sweeper(rx));
     write_endpoint(&config.data_dir, &info)?;
-    info!(id_scope = %info.id_scope, https = https_port, mqtt = mqtt_port, amqp = amqp_port, console = console_port, "service started");
+    let ports = &info.ports;
+    info!(id_scope = %info.id_scope, https = ?ports.https, mqtt = ?ports.mqtt, amqp = ?ports.amqp, console = ?ports.console, "service started");
+    let start::Opened { store, initial_admin_password, owner_key_created, .. } = opened;
     Ok(Running { info, initial_admin_password, owner_key_created, store, app, shutdown: tx, tasks, _lock: lock })
 }

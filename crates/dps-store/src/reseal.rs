@@ -130,7 +130,8 @@ pub(crate) fn update_sql(c: &SealedColumn, p: impl Fn(usize) -> String) -> Strin
 pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreResult<ResealReport> {
     let mut report = ResealReport::default();
     for c in SEALED_COLUMNS {
-        for_each_page(t, c, async |page| {
+        let mut pages = Pages::new(t, c);
+        while let Some(page) = pages.next().await? {
             let mut writes = Vec::new();
             for r in page.into_iter().filter(|r| !key.is_current(&r.value)) {
                 report.stale += 1;
@@ -142,9 +143,7 @@ pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreRe
             if !writes.is_empty() {
                 report.resealed += t.write_resealed(c, writes).await?;
             }
-            Ok(())
-        })
-        .await?;
+        }
     }
     Ok(report)
 }
@@ -153,30 +152,36 @@ pub(crate) async fn reseal_all(t: &dyn SealedTables, key: &MasterKey) -> StoreRe
 pub(crate) async fn sealed_values(t: &dyn SealedTables) -> StoreResult<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for c in SEALED_COLUMNS {
-        for_each_page(t, c, async |page| {
+        let mut pages = Pages::new(t, c);
+        while let Some(page) = pages.next().await? {
             out.extend(page.into_iter().map(|r| (c.table.to_owned(), r.aad, r.value)));
-            Ok(())
-        })
-        .await?;
+        }
     }
     Ok(out)
 }
 
-/// Calls `each` with every page of `c`'s rows holding a value, in key order.
-async fn for_each_page(
-    t: &dyn SealedTables,
+/// The pages of a column's rows holding a value, in key order.
+struct Pages<'a> {
+    t: &'a dyn SealedTables,
     c: &'static SealedColumn,
-    mut each: impl AsyncFnMut(Vec<SealedRow>) -> StoreResult<()>,
-) -> StoreResult<()> {
-    let mut after = None;
-    loop {
-        let page = t.sealed_page(c, after.take()).await?;
-        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= RESEAL_BATCH;
-        after = page.last().map(|r| r.keys.clone());
-        each(page).await?;
-        if !full || after.is_none() {
-            return Ok(());
+    after: Option<Vec<String>>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    fn new(t: &'a dyn SealedTables, c: &'static SealedColumn) -> Self {
+        Self { t, c, after: None, done: false }
+    }
+
+    async fn next(&mut self) -> StoreResult<Option<Vec<SealedRow>>> {
+        if self.done {
+            return Ok(None);
         }
+        let page = self.t.sealed_page(self.c, self.after.take()).await?;
+        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= RESEAL_BATCH;
+        self.after = page.last().map(|r| r.keys.clone());
+        self.done = !full || self.after.is_none();
+        Ok(Some(page))
     }
 }
 
