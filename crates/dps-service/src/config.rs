@@ -498,6 +498,53 @@ fn listener_bounds(o: &Overrides) -> Result<(crate::https::Limits, crate::bounds
 }
 
 /// The AMQP limits, defaults replaced by what the layers set, refused when out of range.
+/// The name devices use for the service: `host`, else the bound address when it is loopback, else the machine's
+/// name.
+fn host_name(host: Option<String>, bind: IpAddr) -> Result<String, ConfigError> {
+    let host = match host {
+        Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
+        Some(h) => h.trim().to_owned(),
+        None if bind.is_loopback() => bind.to_string(),
+        None => hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+    };
+    if host.contains('/') || host.contains(' ') {
+        return Err(ConfigError(format!("host '{host}' is not a host name")));
+    }
+    Ok(host)
+}
+
+fn retry_after(secs: Option<u32>) -> Result<u32, ConfigError> {
+    let secs = secs.unwrap_or(2);
+    if !(2..=5).contains(&secs) {
+        return Err(ConfigError(format!(
+            "retry_after_secs {secs} is outside 2–5: the device SDKs clamp or ignore other values (Java and .NET \
+             poll after 2 s at the least, Java after 2 s when it is above 5), so devices would not wait what they are told"
+        )));
+    }
+    Ok(secs)
+}
+
+fn default_policy(text: Option<String>) -> Result<AllocationPolicy, ConfigError> {
+    let text = text.unwrap_or_else(|| "hashed".into());
+    match AllocationPolicy::parse(&text) {
+        Some(AllocationPolicy::Custom) => {
+            Err(ConfigError("default_allocation_policy cannot be custom (a webhook belongs to an enrollment)".into()))
+        }
+        Some(p) => Ok(p),
+        None => Err(ConfigError(format!("default_allocation_policy '{text}' is not hashed, geoLatency or static"))),
+    }
+}
+
+fn region_model(o: &mut Overrides) -> Result<dps_core::regions::RegionModel, ConfigError> {
+    Ok(dps_core::regions::RegionModel {
+        service_region: o.service_region.take().filter(|r| !r.trim().is_empty()),
+        networks: o.network_regions.take().unwrap_or_default(),
+        latency: o.region_latency.take().unwrap_or_default(),
+        default_latency_ms: in_range("default_latency_ms", o.default_latency_ms.unwrap_or(100), 0..=600_000, "ms")?,
+        measured: Default::default(),
+    })
+}
+
 fn amqp_limits(o: &Overrides) -> Result<crate::amqp::Limits, ConfigError> {
     let d = crate::amqp::Limits::default();
     let handshake_timeout = secs("amqp_handshake_timeout_secs", o.amqp_handshake_timeout_secs, d.handshake_timeout, 1..=300)?;
@@ -630,7 +677,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(data_dir: PathBuf, o: Overrides) -> Result<Config, ConfigError> {
+    fn validate(data_dir: PathBuf, mut o: Overrides) -> Result<Config, ConfigError> {
         let amqp_limits = amqp_limits(&o)?;
         let mqtt_limits = mqtt_limits(&o)?;
         let (http_limits, caps, write_timeout) = listener_bounds(&o)?;
@@ -638,45 +685,18 @@ impl Config {
         let metrics_token = metrics_token(o.metrics_token.as_deref())?;
         let database_url = database_url(o.database_url.as_deref())?;
         let bind = o.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let host = match o.host {
-            Some(h) if h.trim().is_empty() => return Err(ConfigError("host must not be empty".into())),
-            Some(h) => h.trim().to_owned(),
-            None if bind.is_loopback() => bind.to_string(),
-            None => hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
-        };
-        if host.contains('/') || host.contains(' ') {
-            return Err(ConfigError(format!("host '{host}' is not a host name")));
-        }
-        let retry_after_secs = o.retry_after_secs.unwrap_or(2);
-        if !(2..=5).contains(&retry_after_secs) {
-            return Err(ConfigError(format!(
-                "retry_after_secs {retry_after_secs} is outside 2–5: the device SDKs clamp or ignore other values (Java and .NET \
-                 poll after 2 s at the least, Java after 2 s when it is above 5), so devices would not wait what they are told"
-            )));
-        }
+        let host = host_name(o.host.take(), bind)?;
+        let retry_after_secs = retry_after(o.retry_after_secs)?;
         let max_registrations_in_flight = o.max_registrations_in_flight.unwrap_or(dps_core::registration::DEFAULT_MAX_IN_FLIGHT);
         if !(1..=1_000_000).contains(&max_registrations_in_flight) {
             return Err(ConfigError(format!("max_registrations_in_flight {max_registrations_in_flight} is outside 1–1000000")));
         }
-        let policy_text = o.default_allocation_policy.unwrap_or_else(|| "hashed".into());
-        let default_allocation_policy = match AllocationPolicy::parse(&policy_text) {
-            Some(AllocationPolicy::Custom) => {
-                return Err(ConfigError("default_allocation_policy cannot be custom (a webhook belongs to an enrollment)".into()))
-            }
-            Some(p) => p,
-            None => return Err(ConfigError(format!("default_allocation_policy '{policy_text}' is not hashed, geoLatency or static"))),
-        };
+        let default_allocation_policy = default_policy(o.default_allocation_policy.take())?;
         let log_format = o.log_format.unwrap_or(LogFormat::Text);
         let limits_explicit = o.limits.is_some();
         let limits = o.limits.as_deref().map_or(Ok(dps_core::limits::Profile::Default), str::parse).map_err(ConfigError)?;
-        let limits_azure = o.limits_azure.unwrap_or_default().apply()?;
-        let regions = dps_core::regions::RegionModel {
-            service_region: o.service_region.filter(|r| !r.trim().is_empty()),
-            networks: o.network_regions.unwrap_or_default(),
-            latency: o.region_latency.unwrap_or_default(),
-            default_latency_ms: in_range("default_latency_ms", o.default_latency_ms.unwrap_or(100), 0..=600_000, "ms")?,
-            measured: Default::default(),
-        };
+        let limits_azure = o.limits_azure.take().unwrap_or_default().apply()?;
+        let regions = region_model(&mut o)?;
         Ok(Config {
             regions,
             measure_hub_latency: o.measure_hub_latency.unwrap_or(false),
