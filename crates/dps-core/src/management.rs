@@ -40,7 +40,8 @@ fn map_store(what: String) -> impl Fn(StoreError) -> DpsError {
         ),
         StoreError::Conflict => DpsError::new(ErrorKind::Conflict, format!("{what} already exists")),
         StoreError::Backend(detail) => {
-            tracing::error!(%detail, "store failure");
+            // As an error value: the log shows the backend's message and the chain of causes below it.
+            tracing::error!(error = &detail as &(dyn std::error::Error + 'static), "store failure");
             DpsError::new(ErrorKind::Unavailable, "the store is unavailable; try again")
         }
     }
@@ -397,7 +398,7 @@ impl Management {
                     for i in at {
                         // One answer per item, in order; a failure of the whole write is every item's.
                         let r = match &mut written {
-                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::backend("no answer for a bulk item"))),
                             Err(e) => Err(e.clone()),
                         };
                         failures[i] = r.err().map(map_store(format!("enrollment '{}'", ids[i])));
@@ -498,7 +499,7 @@ impl Management {
                     for i in at {
                         // One answer per item, in order; a failure of the whole write is every item's.
                         let r = match &mut written {
-                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::Backend("no answer for a bulk item".into()))),
+                            Ok(results) => results.next().unwrap_or_else(|| Err(StoreError::backend("no answer for a bulk item"))),
                             Err(e) => Err(e.clone()),
                         };
                         failures[i] = r.err().map(map_store(format!("enrollment group '{}'", ids[i])));

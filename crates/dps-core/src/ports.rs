@@ -19,8 +19,54 @@ pub enum StoreError {
     #[error("already exists")]
     Conflict,
     #[error("store failure: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
 }
+
+impl StoreError {
+    /// A backend failure described by `message` alone (no underlying error).
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::Backend(BackendError { message: message.into(), cause: None })
+    }
+
+    /// A backend failure caused by `e`, which stays reachable through `source()` for logs.
+    pub fn caused_by(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend(BackendError { message: e.to_string(), cause: Some(std::sync::Arc::new(e)) })
+    }
+}
+
+/// What went wrong in a store backend, with the error that caused it when there is one (`source()`: the
+/// database driver's error, its own chain below it). Compared by message.
+#[derive(Debug, Clone)]
+pub struct BackendError {
+    message: String,
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendError {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for BackendError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for BackendError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -434,5 +480,21 @@ mod tests {
         assert!(refused(device(g.clone(), None), Some(&elsewhere.marker())).1.contains("another provisioning service"));
         assert!(refused(device(g.clone(), None), None).1.contains("not created by this service"));
         assert!(device(h, Some(g.clone())).check_owner(Some(&g.marker()), "x").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::StoreError;
+    use std::error::Error;
+
+    #[test]
+    fn a_backend_failure_keeps_its_cause() {
+        let e = StoreError::caused_by(std::io::Error::other("disk full"));
+        assert_eq!(e.to_string(), "store failure: disk full");
+        let cause = e.source().and_then(Error::source).expect("the io error below the backend error");
+        assert_eq!(cause.to_string(), "disk full");
+        assert!(StoreError::backend("no answer").source().and_then(Error::source).is_none());
+        assert_eq!(StoreError::backend("disk full"), e, "compared by message");
     }
 }

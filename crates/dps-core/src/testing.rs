@@ -28,7 +28,7 @@ pub fn symmetric_group(id: &str, primary: &str, secondary: &str) -> EnrollmentGr
 }
 
 fn unsupported<T>() -> StoreResult<T> {
-    Err(StoreError::Backend("not in the fake".into()))
+    Err(StoreError::backend("not in the fake"))
 }
 
 #[async_trait]

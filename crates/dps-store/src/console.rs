@@ -52,7 +52,7 @@ pub trait ConsoleAccess: Send + Sync {
 }
 
 pub(crate) fn parse_time(text: &str) -> StoreResult<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Backend(format!("bad time {text:?}: {e}")))
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::backend(format!("bad time {text:?}: {e}")))
 }
 
 /// The stored (count, start) of an attempts row.

@@ -223,7 +223,7 @@ pub(crate) fn gather<E>(mut results: Vec<Option<StoreResult<E>>>, written: Vec<(
             *slot = Some(r);
         }
     }
-    results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::Backend("a batch item got no answer".into())))).collect()
+    results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::backend("a batch item got no answer")))).collect()
 }
 
 impl SqliteStore {

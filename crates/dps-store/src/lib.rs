@@ -92,8 +92,8 @@ const WRITER_CACHE_KIB: &str = "-65536";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused_by(e)
 }
 
 /// The `doc` of one row, read inside a write transaction (`sql` selects `doc` by one bound key).
@@ -112,7 +112,7 @@ pub(crate) fn seal(key: &MasterKey, plaintext: &str, aad: &str) -> String {
 }
 
 pub(crate) fn open_sealed(key: &MasterKey, sealed: &str, aad: &str) -> Result<String, StoreError> {
-    key.open_string(sealed, aad).map_err(|e| StoreError::Backend(format!("a sealed secret ({aad}) does not open: {e}")))
+    key.open_string(sealed, aad).map_err(|e| StoreError::backend(format!("a sealed secret ({aad}) does not open: {e}")))
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -120,7 +120,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 }
 
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("stored document does not parse: {e}")))
+    serde_json::from_str(s).map_err(|e| StoreError::backend(format!("stored document does not parse: {e}")))
 }
 
 impl SqliteStore {

@@ -65,7 +65,7 @@ impl Store {
         match database_url {
             None => Ok(Self::Sqlite(SqliteStore::open(sqlite_path, key).await?)),
             Some(url) if is_postgres(url) => Self::open_postgres(url, key).await,
-            Some(url) => Err(StoreError::Backend(format!(
+            Some(url) => Err(StoreError::backend(format!(
                 "the database URL {} is not a PostgreSQL URL (postgres://…); leave it out to use SQLite in the data directory",
                 redact_url(url)
             ))),
@@ -79,7 +79,7 @@ impl Store {
 
     #[cfg(not(feature = "postgres"))]
     async fn open_postgres(url: &str, _key: Arc<MasterKey>) -> StoreResult<Self> {
-        Err(StoreError::Backend(format!("{} names PostgreSQL, but this build has no PostgreSQL support", redact_url(url))))
+        Err(StoreError::backend(format!("{} names PostgreSQL, but this build has no PostgreSQL support", redact_url(url))))
     }
 
     /// The key ring every secret is sealed with (a rotation makes a new key current in it).

@@ -53,7 +53,7 @@ impl TpmChallengeStore for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let secret = self.open_sealed(row.get::<&str, _>("key_sealed"), &aad(&key))?;
         let expires = DateTime::parse_from_rfc3339(row.get::<&str, _>("expires"))
-            .map_err(|e| backend(format!("a TPM challenge's expiry does not parse: {e}")))?
+            .map_err(|e| dps_core::ports::StoreError::backend(format!("a TPM challenge's expiry does not parse: {e}")))?
             .with_timezone(&Utc);
         Ok(Some(TpmChallenge {
             registration_id: registration_id.to_owned(),

@@ -54,8 +54,8 @@ impl Writer {
                 (keep, answer)
             })
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Backend("the store is closed".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("the write could not run (the store's writer logged why)".into()))?
+        self.jobs.send(job).await.map_err(|_| StoreError::backend("the store is closed"))?;
+        rx.await.map_err(|_| StoreError::backend("the write could not run (the store's writer logged why)"))?
     }
 }
 

@@ -1090,7 +1090,7 @@ async fn a_failing_row_fails_alone_in_a_batch() {
     let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
     let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
-    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("refused")), "{results:?}");
+    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.message().contains("refused")), "{results:?}");
     for (id, there) in [("a", true), ("bad", false), ("c", true)] {
         assert_eq!(s.get_enrollment(id).await.map(|e| e.is_some()), Ok(there), "{id}");
     }
@@ -1143,7 +1143,7 @@ async fn postgres_a_failing_row_fails_alone_in_a_batch() {
     let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
     let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
-    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.contains("refused")), "{results:?}");
+    assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.message().contains("refused")), "{results:?}");
     for (id, there) in [("a", true), ("bad", false), ("c", true)] {
         assert_eq!(s.get_enrollment(id).await.map(|e| e.is_some()), Ok(there), "{id}");
     }

@@ -100,7 +100,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database?…`) and applies the migrations.
     pub async fn open(url: &str, key: Arc<MasterKey>) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| backend(format!("the database URL does not parse: {e}")))?
+            .map_err(|e| StoreError::backend(format!("the database URL does not parse: {e}")))?
             // A write is durable before its caller hears back, whatever the server's or role's default.
             .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
