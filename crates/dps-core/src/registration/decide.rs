@@ -108,7 +108,8 @@ impl RegistrationEngine {
         let reprovision = reprovision_policy(view.reprovision, op.api_version.as_deref(), trace);
         let previous_hub = previous.and_then(|p| p.state.assigned_hub.as_deref());
         let kept = previous_hub.filter(|_| !reprovision.update_hub_assignment);
-        let choice = self.choose_hub(op, matched, view, previous, &linked, kept, trace).await?;
+        let placing = Placing { op, matched, view, previous };
+        let choice = self.choose_hub(&placing, &linked, kept, trace).await?;
         let hub = hub_named(&linked, &choice.hub);
         let device_id = view.device_id.clone().unwrap_or_else(|| op.registration_id.clone());
         // The device's identity in its previous hub: its twin may move with it, and it is removed when it moves.
@@ -154,21 +155,18 @@ impl RegistrationEngine {
 
     /// Which hub (§7.2): the custom webhook's choice, the hub the device keeps (`kept`: the re-provisioning
     /// policy never re-assigns), or the allocator's among the candidates.
-    #[allow(clippy::too_many_arguments)]
     async fn choose_hub(
         &self,
-        op: &Operation,
-        matched: &Matched,
-        view: &EnrollmentView,
-        previous: Option<&RegistrationRecord>,
+        placing: &Placing<'_>,
         linked: &[LinkedHub],
         kept: Option<&str>,
         trace: &mut DecisionTrace,
     ) -> Result<HubChoice, DpsError> {
+        let (op, view) = (placing.op, placing.view);
         let policy = view.policy.unwrap_or(self.config.default_policy);
         if policy == AllocationPolicy::Custom {
             let names = webhook_hubs(view, linked, kept);
-            return self.call_webhook(op, matched, view, previous, &names, trace).await;
+            return self.call_webhook(placing, &names, trace).await;
         }
         if let Some(hub) = kept {
             trace.why = Some("the reprovision policy never re-assigns: the device keeps its hub".to_owned());
@@ -189,6 +187,15 @@ impl RegistrationEngine {
         trace.allocation = Some(allocation_step(decision, device_region, region_reason));
         Ok(HubChoice::hub(&hub))
     }
+}
+
+/// The registration a hub is chosen for: its operation, the enrollment it matched and that enrollment's view,
+/// and the device's record when it already has a hub.
+pub(super) struct Placing<'a> {
+    pub op: &'a Operation,
+    pub matched: &'a Matched,
+    pub view: &'a EnrollmentView,
+    pub previous: Option<&'a RegistrationRecord>,
 }
 
 /// The parts of an individual enrollment or a group the assignment needs.

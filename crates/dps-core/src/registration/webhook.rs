@@ -7,7 +7,7 @@ use dps_proto::trace::{AllocationStep, DecisionTrace, WebhookAttempt, WebhookSte
 use dps_proto::{AttestationType, InitialTwin, LinkedHub};
 use serde_json::{json, Value};
 
-use super::decide::EnrollmentView;
+use super::decide::{EnrollmentView, Placing};
 use super::RegistrationEngine;
 use crate::attestation::Matched;
 use crate::error::{DpsError, ErrorKind};
@@ -34,13 +34,11 @@ impl RegistrationEngine {
     /// Asks the enrollment's webhook which of `linked_hubs` the device goes to.
     pub(super) async fn call_webhook(
         &self,
-        op: &Operation,
-        matched: &Matched,
-        view: &EnrollmentView,
-        previous: Option<&RegistrationRecord>,
+        placing: &Placing<'_>,
         linked_hubs: &[String],
         trace: &mut DecisionTrace,
     ) -> Result<HubChoice, DpsError> {
+        let Placing { op, matched, view, previous } = *placing;
         let Some(def) = view.custom.as_ref() else {
             return Err(DpsError::new(
                 ErrorKind::CustomAllocationFailed,
