@@ -6,8 +6,8 @@
 //! some reader always is. The log then grows for ever — 4.7 GB after two minutes at 550 registrations/s, a
 //! growing wal-index mapped into the process (RSS creeping up by tens of bytes per registration) and reads that
 //! slow down as the index grows (RELIABILITY.md, "Soak and overload"). So each round runs `PASSIVE` first (the
-//! bulk of the copying, blocking nobody) and, when the log still holds [`RESTART_FRAMES`] or more, `RESTART`:
-//! it copies the few frames written since, waits for the readers of the log to finish and makes the next
+//! bulk of the copying, blocking nobody) and, when that copied the whole log and the log holds [`RESTART_FRAMES`]
+//! or more, `RESTART`: it copies the few frames written since, waits for the readers of the log to finish and makes the next
 //! writer start the log from its beginning. `RESTART` holds writers off while it runs, so its connection gives
 //! up after [`RESTART_WAIT`] (a long reader — an export — makes it retry next round rather than stall
 //! registrations), and `journal_size_limit` truncates the file back to [`WAL_SIZE_LIMIT`] after a burst.
@@ -17,8 +17,9 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-/// How often a round runs.
-pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How often a round runs: short rounds keep each round's `fsync` of the database file small (a 2 s round wrote
+/// seconds of scattered pages at once, and the writer's own WAL `fsync` waited behind it: assignment stalls).
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// Frames left in the log after the passive copy from which a round also restarts the log (16 MiB of 4 KiB
 /// pages: a fraction of a second of writes at full load).
 pub(crate) const RESTART_FRAMES: i64 = 4_096;
@@ -64,8 +65,9 @@ pub(crate) async fn run(mut conn: SqliteConnection, stop: impl std::future::Futu
 
 /// One round: a passive copy, then a restart of the log when it is still long.
 pub(crate) async fn round(conn: &mut SqliteConnection) -> Result<Round, sqlx::Error> {
-    let frames = checkpoint(conn, "PASSIVE").await?.1;
-    if frames < RESTART_FRAMES {
+    let (_, frames, copied) = checkpoint(conn, "PASSIVE").await?;
+    // A restart copies what is left while it holds writers off: only after a passive copy of the whole log.
+    if frames < RESTART_FRAMES || copied < frames {
         return Ok(Round { frames, restarted: false });
     }
     let (busy, _, _) = checkpoint(conn, "RESTART").await?;
