@@ -97,8 +97,14 @@ pub struct ResealReport {
     pub unreadable: u64,
 }
 
-/// The `SELECT` of a page; `p` makes the n-th placeholder (`?` or `$n`).
-pub(crate) fn page_sql(c: &SealedColumn, after: bool, p: impl Fn(usize) -> String) -> String {
+/// The n-th placeholder: `$n` is understood by both backends (SQLite reads it as a parameter numbered by its
+/// first appearance, which is n here), so one SQL text serves both.
+fn p(n: usize) -> String {
+    format!("${n}")
+}
+
+/// The `SELECT` of a page.
+pub(crate) fn page_sql(c: &SealedColumn, after: bool) -> String {
     let keys = c.keys.join(", ");
     let selected: Vec<String> = c.keys.iter().enumerate().map(|(i, k)| format!("{k} AS k{i}")).collect();
     let mut sql = format!(
@@ -113,7 +119,7 @@ pub(crate) fn page_sql(c: &SealedColumn, after: bool, p: impl Fn(usize) -> Strin
     let mut n = 0;
     if after {
         n = c.keys.len();
-        let ps: Vec<String> = (1..=n).map(&p).collect();
+        let ps: Vec<String> = (1..=n).map(p).collect();
         sql.push_str(&format!(" AND ({keys}) > ({})", ps.join(", ")));
     }
     sql.push_str(&format!(" ORDER BY {keys} LIMIT {}", p(n + 1)));
@@ -121,7 +127,7 @@ pub(crate) fn page_sql(c: &SealedColumn, after: bool, p: impl Fn(usize) -> Strin
 }
 
 /// The compare-and-set `UPDATE` of one value: new text first, then the keys, then the old text.
-pub(crate) fn update_sql(c: &SealedColumn, p: impl Fn(usize) -> String) -> String {
+pub(crate) fn update_sql(c: &SealedColumn) -> String {
     let keys: Vec<String> = c.keys.iter().enumerate().map(|(i, k)| format!("{k} = {}", p(i + 2))).collect();
     format!("UPDATE {} SET {} = {} WHERE {} AND {} = {}", c.table, c.column, p(1), keys.join(" AND "), c.column, p(c.keys.len() + 2))
 }
@@ -185,60 +191,69 @@ impl<'a> Pages<'a> {
     }
 }
 
-impl crate::SqliteStore {
-    /// Runs [`FORGET_SECRETS`]; the rows each statement changed.
-    pub(crate) async fn forget_secrets(&self) -> StoreResult<Vec<u64>> {
-        self.write_config(|tx| {
-            Box::pin(async move {
-                let mut counts = Vec::new();
-                for sql in FORGET_SECRETS {
-                    counts.push(sqlx::query(*sql).execute(&mut *tx).await.map_err(crate::backend)?.rows_affected());
-                }
-                Ok(counts)
-            })
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl SealedTables for crate::SqliteStore {
-    async fn sealed_page(&self, c: &'static SealedColumn, after: Option<Vec<String>>) -> StoreResult<Vec<SealedRow>> {
-        use sqlx::Row;
-        let sql = page_sql(c, after.is_some(), |_| "?".to_owned());
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for k in after.unwrap_or_default() {
-            q = q.bind(k);
+/// [`SealedTables`] and `forget_secrets` for a backend's store: the same SQL on both (`$n` placeholders), the
+/// same row reading; only the store type differs.
+macro_rules! sealed_tables {
+    ($store:ty) => {
+        impl $store {
+            /// Runs [`FORGET_SECRETS`]; the rows each statement changed.
+            pub(crate) async fn forget_secrets(&self) -> StoreResult<Vec<u64>> {
+                self.write_config(|tx| {
+                    Box::pin(async move {
+                        let mut counts = Vec::new();
+                        for sql in FORGET_SECRETS {
+                            counts.push(sqlx::query(*sql).execute(&mut *tx).await.map_err(crate::backend)?.rows_affected());
+                        }
+                        Ok(counts)
+                    })
+                })
+                .await
+            }
         }
-        let rows = q.bind(RESEAL_BATCH).fetch_all(&self.pool).await.map_err(crate::backend)?;
-        Ok(rows
-            .iter()
-            .map(|r| SealedRow {
-                keys: (0..c.keys.len()).map(|i| r.get::<String, _>(format!("k{i}").as_str())).collect(),
-                value: r.get("v"),
-                aad: r.get("aad"),
-            })
-            .collect())
-    }
 
-    async fn write_resealed(&self, c: &'static SealedColumn, rows: Vec<Resealed>) -> StoreResult<u64> {
-        let sql = update_sql(c, |_| "?".to_owned());
-        self.write(move |tx| {
-            Box::pin(async move {
-                let mut n = 0;
-                for r in rows {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(r.new);
-                    for k in r.keys {
-                        q = q.bind(k);
-                    }
-                    n += q.bind(r.old).execute(&mut *tx).await.map_err(crate::backend)?.rows_affected();
+        #[async_trait]
+        impl SealedTables for $store {
+            async fn sealed_page(&self, c: &'static SealedColumn, after: Option<Vec<String>>) -> StoreResult<Vec<SealedRow>> {
+                use sqlx::Row;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(page_sql(c, after.is_some())));
+                for k in after.unwrap_or_default() {
+                    q = q.bind(k);
                 }
-                Ok(n)
-            })
-        })
-        .await
-    }
+                let rows = q.bind(RESEAL_BATCH).fetch_all(&self.pool).await.map_err(crate::backend)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| SealedRow {
+                        keys: (0..c.keys.len()).map(|i| r.get::<String, _>(format!("k{i}").as_str())).collect(),
+                        value: r.get("v"),
+                        aad: r.get("aad"),
+                    })
+                    .collect())
+            }
+
+            async fn write_resealed(&self, c: &'static SealedColumn, rows: Vec<Resealed>) -> StoreResult<u64> {
+                let sql = update_sql(c);
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        let mut n = 0;
+                        for r in rows {
+                            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(r.new);
+                            for k in r.keys {
+                                q = q.bind(k);
+                            }
+                            n += q.bind(r.old).execute(&mut *tx).await.map_err(crate::backend)?.rows_affected();
+                        }
+                        Ok(n)
+                    })
+                })
+                .await
+            }
+        }
+    };
 }
+
+sealed_tables!(crate::SqliteStore);
+#[cfg(feature = "postgres")]
+sealed_tables!(crate::PgStore);
 
 #[cfg(test)]
 mod tests {
@@ -247,16 +262,15 @@ mod tests {
     #[test]
     fn the_sql_of_a_page_and_of_a_compare_and_set() {
         let c = &SEALED_COLUMNS[5];
-        let q = |n: usize| format!("${n}");
         assert_eq!(
-            page_sql(c, true, q),
+            page_sql(c, true),
             "SELECT hub_key AS k0, device_key AS k1, keys_sealed AS v, 'identity/' || hub_key || '/' || device_key AS aad \
              FROM device_identities WHERE keys_sealed IS NOT NULL AND TRUE AND (hub_key, device_key) > ($1, $2) \
              ORDER BY hub_key, device_key LIMIT $3"
         );
-        assert!(page_sql(c, false, q).ends_with("AND TRUE ORDER BY hub_key, device_key LIMIT $1"));
+        assert!(page_sql(c, false).ends_with("AND TRUE ORDER BY hub_key, device_key LIMIT $1"));
         assert_eq!(
-            update_sql(c, q),
+            update_sql(c),
             "UPDATE device_identities SET keys_sealed = $1 WHERE hub_key = $2 AND device_key = $3 AND keys_sealed = $4"
         );
     }

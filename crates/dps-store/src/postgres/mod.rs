@@ -32,7 +32,6 @@ mod policies;
 mod quarantine;
 mod registrations;
 mod registry;
-mod reseal;
 mod settings;
 mod tpm;
 
