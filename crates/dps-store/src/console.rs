@@ -60,86 +60,118 @@ pub(crate) fn stored_window(count: i64, since: &str) -> StoreResult<(u32, DateTi
     Ok((u32::try_from(count).unwrap_or(u32::MAX), parse_time(since)?))
 }
 
-#[async_trait]
-impl ConsoleAccess for SqliteStore {
-    async fn open_session(&self, token_key: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
-        let (key, expires, now) = (token_key.to_owned(), format_time(&expires), format_time(&now));
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM console_sessions WHERE expires < ?").bind(&now).execute(&mut *tx).await.map_err(backend)?;
-                sqlx::query("INSERT INTO console_sessions (token_key, expires) VALUES (?, ?) ON CONFLICT(token_key) DO UPDATE SET expires = excluded.expires")
-                    .bind(&key)
-                    .bind(&expires)
-                    .execute(&mut *tx)
+/// [`ConsoleAccess`] for a backend's store: the same SQL on both (`$n` placeholders, which SQLite reads too).
+/// `$lock` ends the read of an attempts row: `FOR UPDATE` on PostgreSQL, where counts from other instances must
+/// wait for this one (the row is made first so there is one to lock); nothing on SQLite, whose one writer already
+/// serialises the counts.
+macro_rules! console_access {
+    ($store:ty, $lock:literal) => {
+        #[async_trait]
+        impl ConsoleAccess for $store {
+            async fn open_session(&self, token_key: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<()> {
+                let (key, expires, now) = (token_key.to_owned(), format_time(&expires), format_time(&now));
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM console_sessions WHERE expires < $1")
+                            .bind(&now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend)?;
+                        sqlx::query(
+                            "INSERT INTO console_sessions (token_key, expires) VALUES ($1, $2) \
+                             ON CONFLICT (token_key) DO UPDATE SET expires = excluded.expires",
+                        )
+                        .bind(&key)
+                        .bind(&expires)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn session_expiry(&self, token_key: &str) -> StoreResult<Option<DateTime<Utc>>> {
+                let row = sqlx::query("SELECT expires FROM console_sessions WHERE token_key = $1")
+                    .bind(token_key)
+                    .fetch_optional(&self.pool)
                     .await
                     .map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
-    }
+                row.map(|r| parse_time(r.get::<&str, _>("expires"))).transpose()
+            }
 
-    async fn session_expiry(&self, token_key: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT expires FROM console_sessions WHERE token_key = ?")
-            .bind(token_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| parse_time(r.get::<&str, _>("expires"))).transpose()
-    }
+            async fn close_session(&self, token_key: &str) -> StoreResult<()> {
+                self.statement("DELETE FROM console_sessions WHERE token_key = $1", Some(token_key)).await
+            }
 
-    async fn close_session(&self, token_key: &str) -> StoreResult<()> {
-        let key = token_key.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM console_sessions WHERE token_key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
-    }
+            async fn close_all_sessions(&self) -> StoreResult<()> {
+                self.statement("DELETE FROM console_sessions", None).await
+            }
 
-    async fn close_all_sessions(&self) -> StoreResult<()> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM console_sessions").execute(&mut *tx).await.map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
-    }
+            async fn count_attempt(&self, key: &str, limit: u32, now: DateTime<Utc>, length: Duration) -> StoreResult<AttemptWindow> {
+                let key = key.to_owned();
+                let cutoff = format_time(&(now - length));
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM login_attempts WHERE since < $1 AND key <> $2")
+                            .bind(&cutoff)
+                            .bind(&key)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend)?;
+                        sqlx::query("INSERT INTO login_attempts (key, count, since) VALUES ($1, 0, $2) ON CONFLICT (key) DO NOTHING")
+                            .bind(&key)
+                            .bind(format_time(&now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend)?;
+                        let row = sqlx::query(concat!("SELECT count, since FROM login_attempts WHERE key = $1", $lock))
+                            .bind(&key)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(backend)?;
+                        let stored = row.map(|r| stored_window(r.get("count"), r.get::<&str, _>("since"))).transpose()?;
+                        let w = AttemptWindow::next(stored, limit, now, length);
+                        sqlx::query("UPDATE login_attempts SET count = $2, since = $3 WHERE key = $1")
+                            .bind(&key)
+                            .bind(i64::from(w.count))
+                            .bind(format_time(&w.since))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(backend)?;
+                        Ok(w)
+                    })
+                })
+                .await
+            }
 
-    async fn count_attempt(&self, key: &str, limit: u32, now: DateTime<Utc>, length: Duration) -> StoreResult<AttemptWindow> {
-        let key = key.to_owned();
-        let cutoff = format_time(&(now - length));
-        self.write(move |tx| {
-            Box::pin(async move {
-                // One writer: the read and the write below are not interleaved with another count.
-                sqlx::query("DELETE FROM login_attempts WHERE since < ? AND key <> ?").bind(&cutoff).bind(&key).execute(&mut *tx).await.map_err(backend)?;
-                let row = sqlx::query("SELECT count, since FROM login_attempts WHERE key = ?").bind(&key).fetch_optional(&mut *tx).await.map_err(backend)?;
-                let stored = row.map(|r| stored_window(r.get("count"), r.get::<&str, _>("since"))).transpose()?;
-                let w = AttemptWindow::next(stored, limit, now, length);
-                sqlx::query("INSERT INTO login_attempts (key, count, since) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET count = excluded.count, since = excluded.since")
-                    .bind(&key)
-                    .bind(i64::from(w.count))
-                    .bind(format_time(&w.since))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                Ok(w)
-            })
-        })
-        .await
-    }
+            async fn forget_attempts(&self, key: &str) -> StoreResult<()> {
+                self.statement("DELETE FROM login_attempts WHERE key = $1", Some(key)).await
+            }
+        }
 
-    async fn forget_attempts(&self, key: &str) -> StoreResult<()> {
-        let key = key.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM login_attempts WHERE key = ?").bind(&key).execute(&mut *tx).await.map_err(backend)?;
-                Ok(())
-            })
-        })
-        .await
-    }
+        impl $store {
+            /// Runs one write statement, with `arg` as `$1` when given.
+            async fn statement(&self, sql: &'static str, arg: Option<&str>) -> StoreResult<()> {
+                let arg = arg.map(str::to_owned);
+                self.write(move |tx| {
+                    Box::pin(async move {
+                        let q = sqlx::query(sql);
+                        let q = match arg {
+                            Some(a) => q.bind(a),
+                            None => q,
+                        };
+                        q.execute(&mut *tx).await.map_err(backend)?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+        }
+    };
 }
+
+console_access!(SqliteStore, "");
+#[cfg(feature = "postgres")]
+console_access!(crate::PgStore, " FOR UPDATE");

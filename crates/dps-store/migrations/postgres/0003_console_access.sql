@@ -6,6 +6,6 @@ CREATE TABLE console_sessions (
 );
 CREATE TABLE login_attempts (
     key   TEXT COLLATE "C" PRIMARY KEY,
-    count INTEGER NOT NULL,
+    count BIGINT NOT NULL,
     since TEXT COLLATE "C" NOT NULL
 );

@@ -24,7 +24,6 @@
 
 mod batch;
 mod certificates;
-mod console;
 mod enrollments;
 mod hubs;
 pub(crate) mod operations;
