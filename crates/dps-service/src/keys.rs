@@ -80,7 +80,6 @@ pub fn load(config: &crate::config::Config) -> Result<(MasterKey, KeySource)> {
             config.master_key_file.display()
         );
     }
-    crate::material::create_data_dir(&config.data_dir)?;
     let key = crate::material::load_or_create_master_key(&config.master_key_file, &config.data_dir)?;
     resume_pending(&key, &config.master_key_file)?;
     Ok((key, KeySource::File(config.master_key_file.clone())))

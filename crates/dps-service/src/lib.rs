@@ -302,7 +302,6 @@ pub async fn reset_master_key(config: &Config) -> Result<u64> {
     if config.master_key.is_some() {
         anyhow::bail!("{} is set: unset it to reset (a new key file is written; put its key in the variable afterwards)", keys::ENV_KEY);
     }
-    material::create_data_dir(&config.data_dir)?;
     let _lock = lock::DataDirLock::acquire(&config.data_dir)?;
     let (key, text) = dps_crypto::MasterKey::generate();
     let store = open_store(config, Arc::new(key)).await?;

@@ -16,7 +16,7 @@ pub struct DataDirLock {
 
 impl DataDirLock {
     pub fn acquire(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        crate::material::create_data_dir(data_dir)?;
         let path = data_dir.join("dps.lock");
         let mut file = OpenOptions::new()
             .read(true)

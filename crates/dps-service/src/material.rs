@@ -160,9 +160,9 @@ pub fn prepare(data_dir: &Path, master_key_file: &Path, host_names: &[String]) -
     prepare_with_key(data_dir, key, host_names)
 }
 
-/// [`prepare`] with a master key already loaded (see [`crate::keys::load`]).
+/// [`prepare`] with a master key already loaded (see [`crate::keys::load`]), in a data directory that exists (the
+/// service's lock made it: [`crate::lock::DataDirLock::acquire`]).
 pub fn prepare_with_key(data_dir: &Path, key: MasterKey, host_names: &[String]) -> Result<Material> {
-    create_data_dir(data_dir)?;
     let master_key = Arc::new(key);
     let (ca_pem, ca_key) = load_or_create_ca(data_dir)?;
     let (server_pem, server_key) = issue_server_certificate(&ca_pem, &ca_key, host_names)?;
@@ -184,7 +184,6 @@ pub fn prepare_configured(config: &crate::Config, key: MasterKey, host_names: &[
     let Some(shared) = &config.shared_tls else {
         return prepare_with_key(&config.data_dir, key, host_names);
     };
-    fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     let master_key = Arc::new(key);
     let read = |p: &Path, what: &str| {
         fs::read_to_string(p).with_context(|| format!("cannot read the {what} {} ({what} files are loaded, never made)", p.display()))
@@ -291,6 +290,7 @@ mod tests {
     }
 
     fn load_and_prepare(config: &crate::Config, host_names: &[String]) -> Result<Material> {
+        create_data_dir(&config.data_dir)?;
         let (key, _) = crate::keys::load(config)?;
         prepare_configured(config, key, host_names)
     }
