@@ -144,8 +144,7 @@ impl Rotation {
         info!(previous = %previous_key_id, key = %key.id(), "master-key rotation: re-sealing every secret");
         let mut report = RotationReport { previous_key_id, key_id: key.id(), ..Default::default() };
         self.reseal_until_clean(&mut report).await?;
-        std::fs::rename(&next_path, file).with_context(|| format!("cannot replace {} with {}", file.display(), next_path.display()))?;
-        sync_dir(file);
+        crate::material::rename_durably(&next_path, file)?;
         key.retire_others();
         info!(key = %report.key_id, resealed = report.resealed, unreadable = report.unreadable, "master-key rotation done");
         Ok(report)
@@ -165,16 +164,6 @@ impl Rotation {
             clean = if pass.stale == pass.unreadable { clean + 1 } else { 0 };
         }
         Ok(())
-    }
-}
-
-/// Makes a rename in `file`'s directory durable.
-fn sync_dir(file: &Path) {
-    #[cfg(unix)]
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
     }
 }
 

@@ -35,14 +35,18 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| anyhow!("{} is not a file path", path.display()))?;
     let tmp = dir.join(format!(".{}.{:016x}.tmp", name.to_string_lossy(), rand::random::<u64>()));
-    let written =
-        write_new_private(&tmp, contents).and_then(|()| fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display())));
+    let written = write_new_private(&tmp, contents).and_then(|()| rename_durably(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    written?;
+    written
+}
+
+/// Renames `from` over `to` (same directory) and fsyncs the directory, so the rename survives a crash.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("cannot replace {} with {}", to.display(), from.display()))?;
     #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
+    if let Ok(d) = fs::File::open(to.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))) {
         let _ = d.sync_all();
     }
     Ok(())
