@@ -138,10 +138,8 @@ class Sampler(threading.Thread):
             return plain, None, None, mk
         return plain, (stk * scc - sck * stc) / det, (sck * stt - stk * stc) / det, mk
 
-    def mean(self, phase, since=None, until=None):
-        t_start = min((t for t, p, _ in self.samples if p == phase), default=0)
-        vals = [k for t, p, k in self.samples if p == phase and (since is None or t - t_start >= since)
-                and (until is None or t - t_start < until)]
+    def mean(self, phase):
+        vals = [k for _, p, k in self.samples if p == phase]
         return sum(vals) / len(vals) if vals else None
 
 
