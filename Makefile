@@ -38,8 +38,9 @@ setup-test: setup-ui
 build: ui
 	cargo build --workspace --all-targets
 
+# Under a private D-Bus session with a throw-away GNOME Keyring: the master key in the OS keyring is tested there.
 test-rust: ui
-	cargo test --workspace --all-targets
+	scripts/with-keyring.sh cargo test --workspace --all-targets
 
 test-node:
 	cargo build -p dps-cli
@@ -56,9 +57,10 @@ test-e2e: ui
 	cargo build -p dps-cli
 	cd tests/e2e && DPS_BIN=$(CARGO_TARGET_DIR)/debug/dps npm test
 
-# The desktop app under Xvfb through tauri-driver/WebKitWebDriver, plus the shell's unit tests.
+# The desktop app under Xvfb through tauri-driver/WebKitWebDriver (its master key in a throw-away keyring), plus
+# the shell's unit tests.
 test-desktop: ui
-	xvfb-run -a -s "-screen 0 1280x860x24" cargo test --manifest-path src-tauri/Cargo.toml --features custom-protocol -- --nocapture
+	scripts/with-keyring.sh xvfb-run -a -s "-screen 0 1280x860x24" cargo test --manifest-path src-tauri/Cargo.toml --features custom-protocol -- --nocapture
 
 fmt:
 	cargo fmt --all

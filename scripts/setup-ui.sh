@@ -18,11 +18,11 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #    rustc-web + rust-web-src: a rustc (1.96, /usr/bin/rustc) with std sources, so build-std can make a wasm32 std
 #    (rustup cannot download the wasm32 target here); lld-19: wasm-ld; binaryen: wasm-opt (used by trunk).
 #    webkit/gtk -dev: the Tauri shell; xvfb, xauth, x11-apps, imagemagick: a window + screenshot without a display;
-#    webkit2gtk-driver: WebKitWebDriver for tauri-driver; chromium: headless smoke test of ui/dist.
+#    libdbus-1-dev: the master key in the OS keyring (Secret Service); webkit2gtk-driver: WebKitWebDriver for tauri-driver; chromium: headless smoke test of ui/dist.
 apt_pkgs=(
   rustc-web rust-web-src lld-19 binaryen
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
-  libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libxdo-dev build-essential pkg-config libssl-dev
+  libsoup-3.0-dev libjavascriptcoregtk-4.1-dev libxdo-dev build-essential pkg-config libssl-dev libdbus-1-dev
   xvfb xauth x11-apps imagemagick webkit2gtk-driver chromium
 )
 apt_missing=()

@@ -45,6 +45,12 @@ if command -v dpkg-query >/dev/null 2>&1; then
     # The cluster tests put two `dps serve` instances behind a HAProxy they start themselves (own config, loopback,
     # free ports); the Debian service is not used.
     command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_pkg haproxy
+    # The master key in the OS keyring is tested against a GNOME Keyring (Secret Service) on a private D-Bus
+    # session (scripts/with-keyring.sh); secret-tool (libsecret) reads the entries back independently.
+    need_pkg libdbus-1-dev    # dps-service's `keyring` feature (built by the keyring test) links libdbus
+    need_pkg gnome-keyring
+    need_pkg dbus-daemon
+    need_pkg libsecret-tools
   fi
   if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing ${apt_missing[*]}"

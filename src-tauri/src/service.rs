@@ -1,6 +1,7 @@
 //! The embedded service: configured and started exactly as `dps serve` does (crates/dps-cli/src/commands/serve.rs),
 //! without flags: data directory from `DPS_DATA_DIR` or the default, `DPS_CONFIG` or `<data-dir>/config.toml`,
-//! then the `DPS_*` environment. If it cannot start (say a port is taken), the window still opens and says why.
+//! then the `DPS_*` environment — except that a new data directory's master key goes to the OS keyring when one
+//! answers (`Config::keyring_preferred`; a key file stays where there is one). If it cannot start (say a port is taken), the window still opens and says why.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -53,7 +54,9 @@ fn env() -> HashMap<String, String> {
 async fn start_service(data_dir: PathBuf) -> anyhow::Result<dps_service::Running> {
     let env = env();
     let config_file = env.get("DPS_CONFIG").map(PathBuf::from);
-    let config = Config::load(data_dir, config_file.as_deref(), &env, Overrides::default())?;
+    let mut config = Config::load(data_dir, config_file.as_deref(), &env, Overrides::default())?;
+    // A new data directory's master key goes to the OS keyring when one answers (`master_key_source`).
+    config.keyring_preferred = true;
     dps_service::diagnostics::init_logging(&config);
     let listeners = dps_service::bind(&config)?;
     dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await

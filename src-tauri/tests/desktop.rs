@@ -177,6 +177,21 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     }
     let startup = launched.elapsed();
 
+    // The desktop keeps its master key in the OS keyring (`make test-desktop` gives it a throw-away GNOME Keyring):
+    // no key file, a marker naming the entry, and the entry readable with libsecret's secret-tool.
+    assert!(std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(), "needs a D-Bus session: run it with `make test-desktop`");
+    assert!(!data.path().join("master.key").exists(), "the desktop wrote a key file instead of using the keyring");
+    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(data.path().join("master.key.keyring")).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("master.key.keyring: {e}"));
+    let account = marker["account"].as_str().unwrap_or_default();
+    let lookup = Command::new("secret-tool")
+        .args(["lookup", "service", marker["service"].as_str().unwrap_or_default(), "username", account])
+        .output()
+        .unwrap_or_else(|e| panic!("secret-tool: {e}"));
+    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, String::from_utf8_lossy(&lookup.stdout).trim())
+        .unwrap_or_default();
+    assert_eq!(key.len(), 32, "the keyring holds no 32-byte key for {account}");
+
     // The embedded service answers devices and clients on its own port, with its CA.
     let ca = std::fs::read(data.path().join("ca.pem")).unwrap_or_else(|e| panic!("ca.pem: {e}"));
     let https = endpoint["ports"]["https"].as_u64().unwrap_or_default();

@@ -134,6 +134,11 @@ pub struct Overrides {
     /// File holding the master key (base64 of 32 bytes; default <data-dir>/master.key).
     #[arg(long, env = "DPS_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Where the master key is kept: `file` (master_key_file), `keyring` (the OS keyring: Secret Service,
+    /// Keychain, Credential Manager) or `auto` (default: where this data directory's key already is; a new data
+    /// directory's key goes to a file, or to the keyring in the desktop app).
+    #[arg(long, env = "DPS_MASTER_KEY_SOURCE", value_enum)]
+    pub master_key_source: Option<MasterKeySource>,
     /// PostgreSQL database for the store, postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: SQLite,
     /// `dps.sqlite` in the data directory).
     // `hide_env_values`: `--help` would print the variable's value, password included.
@@ -378,6 +383,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the master key is kept (`master_key_source`; `DPS_MASTER_KEY` overrides every one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKeySource {
+    /// Where the data directory's key already is; a new one per [`Config::keyring_preferred`].
+    #[default]
+    Auto,
+    File,
+    Keyring,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -412,6 +428,10 @@ pub struct Config {
     pub master_key: Option<dps_crypto::Secret>,
     /// Whether a layer names `master_key_file`: then a missing file stops the start (never a new key).
     pub master_key_explicit: bool,
+    pub master_key_source: MasterKeySource,
+    /// With `auto`, whether a new data directory's key goes to the OS keyring when one answers (the desktop
+    /// app sets it; `dps serve` keeps keys in files).
+    pub keyring_preferred: bool,
     /// Shared TLS material (a cluster, `dps init`): the CA devices trust and the server certificate with its
     /// key, loaded as given, never made. `None`: the data directory's CA issues one at every start.
     pub shared_tls: Option<SharedTls>,
@@ -722,6 +742,8 @@ impl Config {
             caps,
             write_timeout,
             master_key_explicit: o.master_key_file.is_some(),
+            master_key_source: o.master_key_source.unwrap_or_default(),
+            keyring_preferred: false,
             master_key_file: o.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             master_key: None,
             shared_tls: shared_tls(o.ca_file, o.tls_cert_file, o.tls_key_file)?,

@@ -19,6 +19,7 @@ pub mod local;
 pub mod lock;
 pub mod material;
 pub mod mqtt;
+pub mod os_keyring;
 mod start;
 pub mod tls;
 pub mod webhook;
@@ -278,17 +279,14 @@ const MASTER_KEY_CHECK: &str = "master_key_check";
 /// PostgreSQL the database lives outside the data directory, so a data directory that lost its key (a new one
 /// is made) or a second data directory pointed at the same database would otherwise start and quarantine every
 /// sealed row it met. The first start on a database writes the proof.
-async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &Config) -> Result<()> {
+async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, source: &keys::KeySource) -> Result<()> {
     match store.get_setting(MASTER_KEY_CHECK).await? {
         Some(sealed) => key.open(&sealed, MASTER_KEY_CHECK).map(drop).map_err(|_| {
-            let source = match config.master_key {
-                Some(_) => keys::ENV_KEY.to_owned(),
-                None => config.master_key_file.display().to_string(),
-            };
             anyhow!(
                 "the master key {source} does not open this database's secrets (they were sealed with another key): use the \
-                 master.key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file, or \
-                 DPS_MASTER_KEY); if that key is lost, `dps keys reset` (README \"Master key\") keeps what has no secret"
+                 master key this database was made with (master_key_file, DPS_MASTER_KEY_FILE or --master-key-file, \
+                 master_key_source, or DPS_MASTER_KEY); if that key is lost, `dps keys reset` (README \"Master key\") keeps \
+                 what has no secret"
             )
         }),
         None => Ok(store.put_setting(MASTER_KEY_CHECK, &key.seal(b"dps-console", MASTER_KEY_CHECK)).await?),
@@ -296,26 +294,20 @@ async fn check_master_key(store: &Store, key: &dps_crypto::MasterKey, config: &C
 }
 
 /// `dps keys reset`: after the master key was lost, drops what it sealed (`Store::forget_secrets`: enrollments
-/// without secrets survive) and writes a new key file; a key file that was there is kept aside as
-/// `<file>.replaced`. The service must be stopped (the data directory's lock). Answers the rows changed.
+/// without secrets survive) and writes a new key where the key is kept (`KeySource::replace`). The service must
+/// be stopped (the data directory's lock). Answers the rows changed.
 pub async fn reset_master_key(config: &Config) -> Result<u64> {
     if config.master_key.is_some() {
         anyhow::bail!("{} is set: unset it to reset (a new key file is written; put its key in the variable afterwards)", keys::ENV_KEY);
     }
     let _lock = lock::DataDirLock::acquire(&config.data_dir)?;
+    let source = keys::choose_source(config)?;
     let (key, text) = dps_crypto::MasterKey::generate();
     let store = open_store(config, Arc::new(key)).await?;
     let changed = store.forget_secrets().await?;
     store.close().await;
-    let file = &config.master_key_file;
-    if file.exists() {
-        let mut aside = file.clone().into_os_string();
-        aside.push(".replaced");
-        std::fs::rename(file, &aside).with_context(|| format!("cannot move {} aside", file.display()))?;
-    }
-    let _ = std::fs::remove_file(keys::next_key_path(file));
-    material::write_private(file, format!("{text}\n").as_bytes())?;
-    tracing::warn!(key = %file.display(), changed, "master key reset: the secrets sealed with the lost key were dropped");
+    source.replace(&text, &config.data_dir)?;
+    tracing::warn!(key = %source, changed, "master key reset: the secrets sealed with the lost key were dropped");
     Ok(changed)
 }
 

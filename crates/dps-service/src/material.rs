@@ -66,7 +66,7 @@ fn write_new_private(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// Whether the database in `data_dir` holds anything (then it holds values sealed with the master key).
-fn database_has_data(data_dir: &Path) -> bool {
+pub(crate) fn database_has_data(data_dir: &Path) -> bool {
     let db = data_dir.join(crate::DATABASE_FILE);
     let wal = data_dir.join(format!("{}-wal", crate::DATABASE_FILE));
     [db, wal].iter().any(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))

@@ -34,12 +34,13 @@ pub(crate) struct Opened {
 /// start) or reads the ID scope, the owner policy and the console's admin password.
 pub(crate) async fn open(config: &Config) -> Result<Opened> {
     let host_names = config.host_names();
-    let (master_key, key_source) = keys::load(config)?;
+    let keys_config = config.clone();
+    let (master_key, key_source) = tokio::task::spawn_blocking(move || keys::load(&keys_config)).await??;
     let material = material::prepare_configured(config, master_key, &host_names)?;
     let store = crate::open_store(config, Arc::clone(&material.master_key)).await?;
     // Instances starting at once on one database take turns here: the first makes, the others read.
     let start_lock = store.lock_start().await.context("cannot take the database's start lock")?;
-    crate::check_master_key(&store, &material.master_key, config).await?;
+    crate::check_master_key(&store, &material.master_key, &key_source).await?;
     let (id_scope, owner_key, owner_key_created) = crate::bootstrap(&store).await?;
     let initial_admin_password = crate::bootstrap_admin(&store, &config.data_dir).await?;
     start_lock.release().await;
