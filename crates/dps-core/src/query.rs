@@ -20,6 +20,15 @@ pub enum Collection {
     EnrollmentGroups,
 }
 
+impl From<dps_proto::EnrollmentKind> for Collection {
+    fn from(kind: dps_proto::EnrollmentKind) -> Self {
+        match kind {
+            dps_proto::EnrollmentKind::Individual => Self::Enrollments,
+            dps_proto::EnrollmentKind::Group => Self::EnrollmentGroups,
+        }
+    }
+}
+
 impl Collection {
     pub fn name(self) -> &'static str {
         match self {

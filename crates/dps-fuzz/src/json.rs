@@ -62,13 +62,13 @@ fn validated<T: Serialize + DeserializeOwned>(result: Result<T, DpsError>) {
 fn enrollment(json: &[u8]) {
     let Some(e) = round_trip::<IndividualEnrollment>(json) else { return };
     let h = harness();
-    validated(h.runtime.block_on(h.app.management.prepare_enrollment(None, e, Schema::Current)));
+    validated(h.runtime.block_on(h.app.management.prepare(None, e, Schema::Current)));
 }
 
 fn group(json: &[u8]) {
     let Some(g) = round_trip::<EnrollmentGroup>(json) else { return };
     let h = harness();
-    validated(h.runtime.block_on(h.app.management.prepare_group(None, g, Schema::Current)));
+    validated(h.runtime.block_on(h.app.management.prepare(None, g, Schema::Current)));
 }
 
 fn query(json: &[u8]) {

@@ -83,6 +83,8 @@ pub trait Enrollment: Serialize + DeserializeOwned + Clone + Send + Sync + 'stat
     /// The bulk operation's body (`POST /enrollments`, `POST /enrollmentGroups`).
     type Bulk: Serialize + DeserializeOwned + Send + 'static;
 
+    /// A document with its id and attestation, every other member absent.
+    fn new(id: String, attestation: AttestationMechanism) -> Self;
     fn id(&self) -> &str;
     fn attestation(&self) -> &AttestationMechanism;
     fn etag(&self) -> Option<&str>;
@@ -97,10 +99,30 @@ pub trait Enrollment: Serialize + DeserializeOwned + Clone + Send + Sync + 'stat
 
 /// The accessors are the same for both types (the members have the same names); only the id and bulk differ.
 macro_rules! enrollment {
-    ($ty:ty, $kind:ident, $id:ident, $bulk:ty, $items:ident) => {
+    ($ty:ident, $kind:ident, $id:ident, $bulk:ty, $items:ident $(, $own:ident)*) => {
         impl Enrollment for $ty {
             const KIND: EnrollmentKind = EnrollmentKind::$kind;
             type Bulk = $bulk;
+
+            fn new(id: String, attestation: AttestationMechanism) -> Self {
+                $ty {
+                    $id: id,
+                    $($own: None,)*
+                    attestation,
+                    capabilities: None,
+                    iot_hub_host_name: None,
+                    initial_twin: None,
+                    etag: None,
+                    provisioning_status: None,
+                    reprovision_policy: None,
+                    created_date_time_utc: None,
+                    last_updated_date_time_utc: None,
+                    allocation_policy: None,
+                    iot_hubs: None,
+                    custom_allocation_definition: None,
+                    extra: Map::new(),
+                }
+            }
 
             fn id(&self) -> &str {
                 &self.$id
@@ -153,7 +175,16 @@ impl BulkEnrollmentGroupOperation {
     }
 }
 
-enrollment!(IndividualEnrollment, Individual, registration_id, BulkEnrollmentOperation, enrollments);
+enrollment!(
+    IndividualEnrollment,
+    Individual,
+    registration_id,
+    BulkEnrollmentOperation,
+    enrollments,
+    device_id,
+    registration_state,
+    optional_device_information
+);
 enrollment!(EnrollmentGroup, Group, enrollment_group_id, BulkEnrollmentGroupOperation, enrollment_groups);
 
 #[cfg(test)]
@@ -161,8 +192,7 @@ mod tests {
     use super::*;
 
     fn group() -> EnrollmentGroup {
-        serde_json::from_value(serde_json::json!({ "enrollmentGroupId": "g1", "attestation": { "type": "symmetricKey" } }))
-            .unwrap_or_else(|e| panic!("{e}"))
+        EnrollmentGroup::new("g1".into(), AttestationMechanism::symmetric_key(None, None))
     }
 
     #[test]
@@ -170,6 +200,11 @@ mod tests {
         assert_eq!((IndividualEnrollment::KIND.collection(), EnrollmentGroup::KIND.collection()), ("enrollments", "enrollmentGroups"));
         assert_eq!(EnrollmentGroup::KIND.item_type(), "EnrollmentGroup");
         assert_eq!(group().id(), "g1");
+        let e = IndividualEnrollment::new("d1".into(), AttestationMechanism::symmetric_key(None, None));
+        assert_eq!(
+            serde_json::to_value(&e).ok(),
+            Some(serde_json::json!({ "registrationId": "d1", "attestation": { "type": "symmetricKey", "symmetricKey": {} } }))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use dps_core::model::{etag_matches, Page, PageRequest, Precondition};
 use dps_core::ports::{EnrollmentStore, StoreError, StoreResult};
 use dps_core::query::{Condition, Field, Literal};
-use dps_proto::{AttestationMechanism, EnrollmentGroup, IndividualEnrollment, SymmetricKeyAttestation};
+use dps_proto::{AttestationMechanism, Enrollment, EnrollmentGroup, IndividualEnrollment, SymmetricKeyAttestation};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -24,15 +24,21 @@ pub(crate) struct Keys {
     webhook_query: Option<String>,
 }
 
-/// Table-specific parts of the two entity kinds.
-pub(crate) trait Entity: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static {
+/// Table-specific parts of the two enrollment documents; the rest is [`Enrollment`].
+pub(crate) trait Entity: Enrollment {
     const TABLE: &'static str;
     const QUARANTINE: crate::quarantine::Quarantinable;
     const AAD: &'static str;
-    fn id(&self) -> &str;
-    fn attestation_mut(&mut self) -> &mut AttestationMechanism;
-    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>);
-    fn webhook_url_mut(&mut self) -> Option<&mut String>;
+    fn attestation_mut(&mut self) -> &mut AttestationMechanism {
+        self.shared().attestation
+    }
+    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
+        let s = self.shared();
+        (s.created_date_time_utc, s.etag)
+    }
+    fn webhook_url_mut(&mut self) -> Option<&mut String> {
+        self.shared().custom_allocation_definition.as_mut().map(|d| &mut d.webhook_url)
+    }
 }
 
 /// Takes the query (and fragment) off a webhook URL; returns it without its `?`.
@@ -46,36 +52,12 @@ impl Entity for IndividualEnrollment {
     const TABLE: &'static str = "enrollments";
     const QUARANTINE: crate::quarantine::Quarantinable = crate::quarantine::ENROLLMENTS;
     const AAD: &'static str = "enrollment";
-    fn id(&self) -> &str {
-        &self.registration_id
-    }
-    fn attestation_mut(&mut self) -> &mut AttestationMechanism {
-        &mut self.attestation
-    }
-    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
-        (&mut self.created_date_time_utc, &mut self.etag)
-    }
-    fn webhook_url_mut(&mut self) -> Option<&mut String> {
-        self.custom_allocation_definition.as_mut().map(|d| &mut d.webhook_url)
-    }
 }
 
 impl Entity for EnrollmentGroup {
     const TABLE: &'static str = "enrollment_groups";
     const QUARANTINE: crate::quarantine::Quarantinable = crate::quarantine::GROUPS;
     const AAD: &'static str = "group";
-    fn id(&self) -> &str {
-        &self.enrollment_group_id
-    }
-    fn attestation_mut(&mut self) -> &mut AttestationMechanism {
-        &mut self.attestation
-    }
-    fn stamps(&mut self) -> (&mut Option<chrono::DateTime<chrono::Utc>>, &mut Option<String>) {
-        (&mut self.created_date_time_utc, &mut self.etag)
-    }
-    fn webhook_url_mut(&mut self) -> Option<&mut String> {
-        self.custom_allocation_definition.as_mut().map(|d| &mut d.webhook_url)
-    }
 }
 
 /// The sealed keys' plaintext, serialised from borrowed strings (the same JSON as [`Keys`]).

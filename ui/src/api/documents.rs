@@ -4,7 +4,7 @@
 use dps_console_model::document::Document;
 use dps_console_model::enrollment_form::FormKind;
 use dps_console_model::transfer::{self, Format, ImportError, BATCH_SIZE};
-use dps_proto::{BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkEnrollmentOperationResult, BulkMode};
+use dps_proto::{BulkEnrollmentOperationResult, BulkMode, Enrollment, EnrollmentGroup, IndividualEnrollment};
 
 use super::{ApiClient, ApiError, PageOf};
 
@@ -49,11 +49,11 @@ impl ApiClient {
     pub async fn documents_page(&self, kind: FormKind, search: &str, token: Option<String>) -> Result<PageOf<Document>, ApiError> {
         Ok(match kind {
             FormKind::Individual => {
-                let (items, next, total) = self.enrollments_page(search, token).await?;
+                let (items, next, total) = self.page_of(search, token).await?;
                 (items.into_iter().map(|e| Document::Individual(Box::new(e))).collect(), next, total)
             }
             FormKind::Group => {
-                let (items, next, total) = self.groups_page(search, token).await?;
+                let (items, next, total) = self.page_of(search, token).await?;
                 (items.into_iter().map(|g| Document::Group(Box::new(g))).collect(), next, total)
             }
         })
@@ -62,16 +62,16 @@ impl ApiClient {
     /// One enrollment or group, with its etag.
     pub async fn document(&self, kind: FormKind, id: &str) -> Result<Document, ApiError> {
         Ok(match kind {
-            FormKind::Individual => Document::Individual(Box::new(self.enrollment(id).await?)),
-            FormKind::Group => Document::Group(Box::new(self.group(id).await?)),
+            FormKind::Individual => Document::Individual(Box::new(self.get_of(id).await?)),
+            FormKind::Group => Document::Group(Box::new(self.get_of(id).await?)),
         })
     }
 
     /// Writes a document (`If-Match` with its etag, when it has one).
     pub async fn put_document(&self, doc: &Document) -> Result<Document, ApiError> {
         Ok(match doc {
-            Document::Individual(e) => Document::Individual(Box::new(self.put_enrollment(e).await?)),
-            Document::Group(g) => Document::Group(Box::new(self.put_group(g).await?)),
+            Document::Individual(e) => Document::Individual(Box::new(self.put_of(&**e).await?)),
+            Document::Group(g) => Document::Group(Box::new(self.put_of(&**g).await?)),
         })
     }
 
@@ -79,11 +79,9 @@ impl ApiClient {
     pub async fn create_document(&self, doc: &Document) -> Result<(), ApiError> {
         let result = match doc {
             Document::Individual(e) => {
-                self.bulk_enrollments(&BulkEnrollmentOperation { enrollments: vec![(**e).clone()], mode: BulkMode::Create }).await?
+                self.bulk_of::<IndividualEnrollment>(&Enrollment::bulk_of(BulkMode::Create, vec![(**e).clone()])).await?
             }
-            Document::Group(g) => {
-                self.bulk_groups(&BulkEnrollmentGroupOperation { enrollment_groups: vec![(**g).clone()], mode: BulkMode::Create }).await?
-            }
+            Document::Group(g) => self.bulk_of::<EnrollmentGroup>(&Enrollment::bulk_of(BulkMode::Create, vec![(**g).clone()])).await?,
         };
         match result.errors.into_iter().next() {
             None => Ok(()),
@@ -103,26 +101,26 @@ impl ApiClient {
     /// Deletes a document (`If-Match` with its etag).
     pub async fn delete_document(&self, doc: &Document) -> Result<(), ApiError> {
         match doc {
-            Document::Individual(e) => self.delete_enrollment(&e.registration_id, e.etag.as_deref()).await,
-            Document::Group(g) => self.delete_group(&g.enrollment_group_id, g.etag.as_deref()).await,
+            Document::Individual(e) => self.delete_of::<IndividualEnrollment>(e.id(), e.etag()).await,
+            Document::Group(g) => self.delete_of::<EnrollmentGroup>(g.id(), g.etag()).await,
         }
     }
 
     /// New primary and secondary keys for a document.
     pub async fn renew_document_keys(&self, doc: &Document) -> Result<(), ApiError> {
         match doc {
-            Document::Individual(e) => self.renew_enrollment_keys(&e.registration_id, "both").await.map(|_| ()),
-            Document::Group(g) => self.renew_group_keys(&g.enrollment_group_id, "both").await.map(|_| ()),
+            Document::Individual(e) => self.renew_keys_of::<IndividualEnrollment>(e.id(), "both").await.map(|_| ()),
+            Document::Group(g) => self.renew_keys_of::<EnrollmentGroup>(g.id(), "both").await.map(|_| ()),
         }
     }
 
     /// Every document of a kind in a file's format.
     pub async fn export_documents(&self, kind: FormKind, format: Format) -> Result<String, ApiError> {
         Ok(match (kind, format) {
-            (FormKind::Individual, Format::Json) => transfer::enrollments_to_json(&self.all_enrollments().await?),
-            (FormKind::Individual, Format::Csv) => transfer::enrollments_to_csv(&self.all_enrollments().await?),
-            (FormKind::Group, Format::Json) => transfer::groups_to_json(&self.all_groups().await?),
-            (FormKind::Group, Format::Csv) => transfer::groups_to_csv(&self.all_groups().await?),
+            (FormKind::Individual, Format::Json) => transfer::enrollments_to_json(&self.all_of().await?),
+            (FormKind::Individual, Format::Csv) => transfer::enrollments_to_csv(&self.all_of().await?),
+            (FormKind::Group, Format::Json) => transfer::groups_to_json(&self.all_of().await?),
+            (FormKind::Group, Format::Csv) => transfer::groups_to_csv(&self.all_of().await?),
         })
     }
 
@@ -138,29 +136,27 @@ impl ApiClient {
     ) -> ImportSummary {
         let mut summary = ImportSummary::default();
         match kind {
-            FormKind::Individual => {
-                let read = transfer::import_enrollments(name, text);
-                summary.add_unreadable(read.errors);
-                let total = read.items.len();
-                progress(0, total);
-                for (n, chunk) in read.items.chunks(BATCH_SIZE).enumerate() {
-                    let op = BulkEnrollmentOperation { enrollments: chunk.to_vec(), mode };
-                    summary.add_answer(chunk.len(), self.bulk_enrollments(&op).await);
-                    progress((n * BATCH_SIZE + chunk.len()).min(total), total);
-                }
-            }
-            FormKind::Group => {
-                let read = transfer::import_groups(name, text);
-                summary.add_unreadable(read.errors);
-                let total = read.items.len();
-                progress(0, total);
-                for (n, chunk) in read.items.chunks(BATCH_SIZE).enumerate() {
-                    let op = BulkEnrollmentGroupOperation { enrollment_groups: chunk.to_vec(), mode };
-                    summary.add_answer(chunk.len(), self.bulk_groups(&op).await);
-                    progress((n * BATCH_SIZE + chunk.len()).min(total), total);
-                }
-            }
+            FormKind::Individual => self.import_batches(transfer::import_enrollments(name, text), mode, &progress, &mut summary).await,
+            FormKind::Group => self.import_batches(transfer::import_groups(name, text), mode, &progress, &mut summary).await,
         }
         summary
+    }
+
+    /// The readable documents of an import in bulk batches of [`BATCH_SIZE`].
+    async fn import_batches<E: Enrollment>(
+        &self,
+        read: transfer::Imported<E>,
+        mode: BulkMode,
+        progress: &impl Fn(usize, usize),
+        summary: &mut ImportSummary,
+    ) {
+        summary.add_unreadable(read.errors);
+        let total = read.items.len();
+        progress(0, total);
+        for (n, chunk) in read.items.chunks(BATCH_SIZE).enumerate() {
+            let op = E::bulk_of(mode, chunk.to_vec());
+            summary.add_answer(chunk.len(), self.bulk_of::<E>(&op).await);
+            progress((n * BATCH_SIZE + chunk.len()).min(total), total);
+        }
     }
 }

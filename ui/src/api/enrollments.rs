@@ -1,6 +1,7 @@
-//! Individual enrollments: one page of a search, one document, write, delete, key renewal and bulk operations.
+//! Individual enrollments and enrollment groups, written once over [`Enrollment`]: one page of a search, every
+//! document (an export), one document, write, delete, key renewal and bulk operations.
 
-use dps_proto::{AttestationMechanism, BulkEnrollmentOperation, BulkEnrollmentOperationResult, IndividualEnrollment};
+use dps_proto::{AttestationMechanism, BulkEnrollmentOperationResult, Enrollment};
 use serde_json::json;
 
 use super::{seg, ApiClient, ApiError, PageOf};
@@ -23,18 +24,24 @@ pub(crate) fn if_match(etag: Option<&str>) -> Vec<(&'static str, String)> {
     etag.map(|e| vec![("If-Match", e.to_string())]).unwrap_or_default()
 }
 
+/// `/enrollments/{id}` or `/enrollmentGroups/{id}`, and what follows.
+fn path<E: Enrollment>(id: &str, rest: &str) -> String {
+    format!("/{}/{}{rest}", E::KIND.collection(), seg(id))
+}
+
 impl ApiClient {
-    /// `POST /enrollments/query?search=`: one page (`PAGE_SIZE` items) after `continuation`.
-    pub async fn enrollments_page(&self, search: &str, continuation: Option<String>) -> Result<PageOf<IndividualEnrollment>, ApiError> {
-        self.query_page("/enrollments/query", &search_query(search), PAGE_SIZE, continuation).await
+    /// `POST /enrollments/query?search=` (or `/enrollmentGroups/query`): one page (`PAGE_SIZE` items) after
+    /// `continuation`.
+    pub async fn page_of<E: Enrollment>(&self, search: &str, continuation: Option<String>) -> Result<PageOf<E>, ApiError> {
+        self.query_page(&format!("/{}/query", E::KIND.collection()), &search_query(search), PAGE_SIZE, continuation).await
     }
 
-    /// Every enrollment (all pages), for an export.
-    pub async fn all_enrollments(&self) -> Result<Vec<IndividualEnrollment>, ApiError> {
+    /// Every document of a kind (all pages), for an export.
+    pub async fn all_of<E: Enrollment>(&self) -> Result<Vec<E>, ApiError> {
         let mut all = Vec::new();
         let mut next = None;
         loop {
-            let (items, cont, _) = self.query_page("/enrollments/query", &[], 1000, next).await?;
+            let (items, cont, _) = self.query_page(&format!("/{}/query", E::KIND.collection()), &[], 1000, next).await?;
             all.extend(items);
             match cont {
                 Some(c) => next = Some(c),
@@ -43,30 +50,29 @@ impl ApiClient {
         }
     }
 
-    /// `GET /enrollments/{id}`: the document with its etag and registration state.
-    pub async fn enrollment(&self, id: &str) -> Result<IndividualEnrollment, ApiError> {
-        self.get_json(&format!("/enrollments/{}", seg(id)), &[]).await
+    /// `GET`: the document with its etag (an individual enrollment with its registration state).
+    pub async fn get_of<E: Enrollment>(&self, id: &str) -> Result<E, ApiError> {
+        self.get_json(&path::<E>(id, ""), &[]).await
     }
 
-    /// `PUT /enrollments/{id}`, with `If-Match` when the document carries an etag (an edit).
-    pub async fn put_enrollment(&self, e: &IndividualEnrollment) -> Result<IndividualEnrollment, ApiError> {
+    /// `PUT`, with `If-Match` when the document carries an etag (an edit).
+    pub async fn put_of<E: Enrollment>(&self, e: &E) -> Result<E, ApiError> {
         let body = serde_json::to_string(e).map_err(|x| ApiError::Decode(x.to_string()))?;
-        let path = format!("/enrollments/{}", seg(&e.registration_id));
-        super::decode(&self.call("PUT", &path, &[], &if_match(e.etag.as_deref()), Some(body)).await?)
+        super::decode(&self.call("PUT", &path::<E>(e.id(), ""), &[], &if_match(e.etag()), Some(body)).await?)
     }
 
-    /// `DELETE /enrollments/{id}` (with `If-Match` when an etag is given).
-    pub async fn delete_enrollment(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
-        self.send_unit("DELETE", &format!("/enrollments/{}", seg(id)), &if_match(etag), None).await
+    /// `DELETE` (with `If-Match` when an etag is given).
+    pub async fn delete_of<E: Enrollment>(&self, id: &str, etag: Option<&str>) -> Result<(), ApiError> {
+        self.send_unit("DELETE", &path::<E>(id, ""), &if_match(etag), None).await
     }
 
-    /// `POST /enrollments/{id}/renewKey` with `keyType` (`primary`, `secondary`, `both`, `swap`).
-    pub async fn renew_enrollment_keys(&self, id: &str, key_type: &str) -> Result<AttestationMechanism, ApiError> {
-        self.send_json("POST", &format!("/enrollments/{}/renewKey", seg(id)), &json!({ "keyType": key_type })).await
+    /// `POST …/{id}/renewKey` with `keyType` (`primary`, `secondary`, `both`, `swap`).
+    pub async fn renew_keys_of<E: Enrollment>(&self, id: &str, key_type: &str) -> Result<AttestationMechanism, ApiError> {
+        self.send_json("POST", &path::<E>(id, "/renewKey"), &json!({ "keyType": key_type })).await
     }
 
-    /// `POST /enrollments`: a bulk operation (the answer lists the documents refused).
-    pub async fn bulk_enrollments(&self, op: &BulkEnrollmentOperation) -> Result<BulkEnrollmentOperationResult, ApiError> {
-        self.send_json("POST", "/enrollments", op).await
+    /// `POST /enrollments` (or `/enrollmentGroups`): a bulk operation (the answer lists the documents refused).
+    pub async fn bulk_of<E: Enrollment>(&self, op: &E::Bulk) -> Result<BulkEnrollmentOperationResult, ApiError> {
+        self.send_json("POST", &format!("/{}", E::KIND.collection()), op).await
     }
 }

@@ -9,7 +9,6 @@ pub mod certificates;
 pub mod diagnostics;
 pub mod documents;
 pub mod enrollments;
-pub mod groups;
 pub mod hubs;
 pub mod registrations;
 pub mod service;

@@ -6,6 +6,11 @@ use super::enrollments::{if_match, search_query, PAGE_SIZE};
 use super::{seg, ApiClient, ApiError, PageOf};
 
 impl ApiClient {
+    /// `POST /registrations/{groupId}/query`: the first page of a group's registrations.
+    pub async fn group_registrations(&self, id: &str) -> Result<PageOf<DeviceRegistrationState>, ApiError> {
+        self.query_page(&format!("/registrations/{}/query", seg(id)), &[], PAGE_SIZE, None).await
+    }
+
     /// `POST /registrations/query?search=`: one page of every record, after `continuation`.
     pub async fn registrations_page(
         &self,

@@ -2,11 +2,10 @@
 
 use anyhow::{bail, Result};
 use dps_proto::*;
-use reqwest::Method;
 
-use super::json_arg;
-use crate::client::{seg, Client, Target};
-use crate::output::{print, Output};
+use super::{documents, json_arg};
+use crate::client::Target;
+use crate::output::Output;
 
 /// Options shared by individual enrollments and groups.
 #[derive(Debug, Clone, clap::Args, Default)]
@@ -185,19 +184,7 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("HUBS", "/iotHubs"),
 ];
 
-/// The part of an enrollment or group that `CommonArgs` set.
-pub struct Common<'a> {
-    pub attestation: &'a mut AttestationMechanism,
-    pub provisioning_status: &'a mut Option<ProvisioningStatus>,
-    pub iot_hubs: &'a mut Option<Vec<String>>,
-    pub allocation_policy: &'a mut Option<AllocationPolicy>,
-    pub initial_twin: &'a mut Option<InitialTwin>,
-    pub capabilities: &'a mut Option<DeviceCapabilities>,
-    pub reprovision_policy: &'a mut Option<ReprovisionPolicy>,
-    pub custom: &'a mut Option<CustomAllocationDefinition>,
-}
-
-pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
+pub fn apply_common(a: &CommonArgs, c: Shared<'_>) -> Result<()> {
     if a.primary_key.is_some() || a.secondary_key.is_some() {
         if c.attestation.kind != AttestationType::SymmetricKey {
             bail!("--primary-key/--secondary-key apply to symmetric-key attestation only");
@@ -248,9 +235,9 @@ pub fn apply_common(a: &CommonArgs, c: Common<'_>) -> Result<()> {
         });
     }
     if a.webhook_url.is_some() || a.api_version.is_some() {
-        let url = a.webhook_url.clone().or_else(|| c.custom.as_ref().map(|d| d.webhook_url.clone()));
+        let url = a.webhook_url.clone().or_else(|| c.custom_allocation_definition.as_ref().map(|d| d.webhook_url.clone()));
         let Some(webhook_url) = url else { bail!("--api-version needs --webhook-url") };
-        *c.custom =
+        *c.custom_allocation_definition =
             Some(CustomAllocationDefinition { webhook_url, api_version: a.api_version.clone().unwrap_or_else(|| "2021-10-01".into()) });
     }
     Ok(())
@@ -298,105 +285,41 @@ pub fn attestation_of(
 }
 
 pub async fn run(cmd: EnrollmentCommand, target: &Target, output: Output) -> Result<()> {
+    type E = IndividualEnrollment;
     match cmd {
-        EnrollmentCommand::Import(a) => return super::import::run::<super::import::Enrollments>(a, target, output).await,
+        EnrollmentCommand::Import(a) => super::import::run::<super::import::Enrollments>(a, target, output).await,
         EnrollmentCommand::RenewKey { enrollment_id, key_type } => {
-            let client = Client::new(target)?;
-            let a: AttestationMechanism = client
-                .call(
-                    Method::POST,
-                    &format!("/enrollments/{}/renewKey", seg(&enrollment_id)),
-                    Some(&serde_json::json!({ "keyType": key_type.as_str() })),
-                    &[],
-                )
-                .await?;
-            print(
-                output,
-                &a,
-                &[("TYPE", "/type"), ("PRIMARY KEY", "/symmetricKey/primaryKey"), ("SECONDARY KEY", "/symmetricKey/secondaryKey")],
-            );
+            documents::renew_key::<E>(target, &enrollment_id, key_type, output).await
         }
         EnrollmentCommand::Create { enrollment_id, attestation_type, device_id, endorsement_key, certificate_path, common } => {
-            let client = Client::new(target)?;
-            let mut e = IndividualEnrollment {
-                registration_id: enrollment_id.clone(),
-                device_id,
-                registration_state: None,
-                optional_device_information: None,
-                attestation: attestation_of(attestation_type, endorsement_key, certificate_path.as_deref(), false)?,
-                capabilities: None,
-                iot_hub_host_name: None,
-                initial_twin: None,
-                etag: None,
-                provisioning_status: None,
-                reprovision_policy: None,
-                created_date_time_utc: None,
-                last_updated_date_time_utc: None,
-                allocation_policy: None,
-                iot_hubs: None,
-                custom_allocation_definition: None,
-                extra: Default::default(),
-            };
-            apply_common(&common, common_of(&mut e))?;
-            let path = format!("/enrollments/{}", seg(&enrollment_id));
-            if client.call::<(), IndividualEnrollment>(Method::GET, &path, None, &[]).await.is_ok() {
-                bail!("enrollment '{enrollment_id}' already exists; change it with `dps enrollment update`");
-            }
-            let created: IndividualEnrollment = client.call(Method::PUT, &path, Some(&e), &[]).await?;
-            print(output, &created, COLUMNS);
+            let mut e = E::new(enrollment_id, attestation_of(attestation_type, endorsement_key, certificate_path.as_deref(), false)?);
+            e.device_id = device_id;
+            documents::create(target, e, &common, COLUMNS, output).await
         }
         EnrollmentCommand::Show { enrollment_id, show_keys } => {
-            let client = Client::new(target)?;
-            let mut e: IndividualEnrollment =
-                client.call::<(), _>(Method::GET, &format!("/enrollments/{}", seg(&enrollment_id)), None, &[]).await?;
-            redact(&mut e.attestation, show_keys);
-            print(output, &e, COLUMNS);
+            documents::show::<E>(target, &enrollment_id, show_keys, COLUMNS, output).await
         }
-        EnrollmentCommand::List { top } => {
-            let client = Client::new(target)?;
-            let mut list: Vec<IndividualEnrollment> = client.query_all("/enrollments/query", top).await?;
-            list.iter_mut().for_each(|e| redact(&mut e.attestation, false));
-            print(output, &list, COLUMNS);
-        }
+        EnrollmentCommand::List { top } => documents::list::<E>(target, top, COLUMNS, output).await,
         EnrollmentCommand::Update { enrollment_id, device_id, endorsement_key, etag, common } => {
-            let client = Client::new(target)?;
-            let path = format!("/enrollments/{}", seg(&enrollment_id));
-            let mut e: IndividualEnrollment = client.call::<(), _>(Method::GET, &path, None, &[]).await?;
-            let if_match = etag.or_else(|| e.etag.clone()).unwrap_or_else(|| "*".into());
-            if let Some(d) = device_id {
-                e.device_id = Some(d);
-            }
-            if let Some(ek) = endorsement_key {
-                let Some(tpm) = e.attestation.tpm.as_mut().filter(|_| e.attestation.kind == AttestationType::Tpm) else {
-                    bail!("--endorsement-key: '{enrollment_id}' is not a TPM enrollment");
-                };
-                tpm.endorsement_key = Some(ek.split_whitespace().collect());
-            }
-            apply_common(&common, common_of(&mut e))?;
-            e.registration_state = None;
-            let mut updated: IndividualEnrollment = client.call(Method::PUT, &path, Some(&e), &[("if-match", if_match)]).await?;
-            redact(&mut updated.attestation, false);
-            print(output, &updated, COLUMNS);
+            let change = |e: &mut E| update(e, device_id, endorsement_key, &common);
+            documents::update(target, &enrollment_id, etag, change, COLUMNS, output).await
         }
-        EnrollmentCommand::Delete { enrollment_id, etag } => {
-            let client = Client::new(target)?;
-            let h: Vec<(&str, String)> = etag.map(|e| ("if-match", e)).into_iter().collect();
-            client.send::<()>(Method::DELETE, &format!("/enrollments/{}", seg(&enrollment_id)), None, &h).await?;
-            eprintln!("deleted enrollment '{enrollment_id}'");
-        }
+        EnrollmentCommand::Delete { enrollment_id, etag } => documents::delete::<E>(target, &enrollment_id, etag).await,
     }
-    Ok(())
 }
 
-fn common_of(e: &mut IndividualEnrollment) -> Common<'_> {
-    Common {
-        attestation: &mut e.attestation,
-        provisioning_status: &mut e.provisioning_status,
-        iot_hubs: &mut e.iot_hubs,
-        allocation_policy: &mut e.allocation_policy,
-        initial_twin: &mut e.initial_twin,
-        capabilities: &mut e.capabilities,
-        reprovision_policy: &mut e.reprovision_policy,
-        custom: &mut e.custom_allocation_definition,
+/// `update`'s changes to an individual enrollment.
+fn update(e: &mut IndividualEnrollment, device_id: Option<String>, endorsement_key: Option<String>, common: &CommonArgs) -> Result<()> {
+    if let Some(d) = device_id {
+        e.device_id = Some(d);
     }
+    if let Some(ek) = endorsement_key {
+        let Some(tpm) = e.attestation.tpm.as_mut().filter(|_| e.attestation.kind == AttestationType::Tpm) else {
+            bail!("--endorsement-key: '{}' is not a TPM enrollment", e.registration_id);
+        };
+        tpm.endorsement_key = Some(ek.split_whitespace().collect());
+    }
+    apply_common(common, e.shared())?;
+    e.registration_state = None;
+    Ok(())
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod ca;
 pub mod cert;
 pub mod device;
+mod documents;
 pub mod enrollment;
 pub mod group;
 pub mod hub;

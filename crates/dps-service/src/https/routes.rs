@@ -9,11 +9,10 @@ use http::Method;
 use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
-use super::service::{
-    certificates, console, diagnostics, enrollment_groups, enrollments, keys, limits, linked_hubs, logs, policies, registrations,
-};
+use super::service::{certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations};
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
+use dps_proto::{EnrollmentGroup as Group, IndividualEnrollment as Individual};
 
 const GET: Method = Method::GET;
 const PUT: Method = Method::PUT;
@@ -36,28 +35,28 @@ pub static ROUTES: &[Row] = &[
         |a, r, p| Box::pin(device::status_lookup::handle(a, r, p.get("idScope"), p.get("registrationId")))),
 
     // service API (§5.2): individual enrollments
-    Row::new(POST, "/enrollments/query", Right(EnrollmentRead), Azure, |a, r, _| Box::pin(enrollments::query(a, r))),
-    Row::new(GET, "/enrollments/{id}", Right(EnrollmentRead), Azure, |a, _, p| Box::pin(enrollments::get(a, p.get("id")))),
-    Row::new(PUT, "/enrollments/{id}", Right(EnrollmentWrite), Azure, |a, r, p| Box::pin(enrollments::put(a, r, p.get("id")))),
-    Row::new(DELETE, "/enrollments/{id}", Right(EnrollmentWrite), Azure, |a, r, p| Box::pin(enrollments::delete(a, r, p.get("id")))),
-    Row::new(POST, "/enrollments", Right(EnrollmentWrite), Azure, |a, r, _| Box::pin(enrollments::bulk(a, r))),
+    Row::new(POST, "/enrollments/query", Right(EnrollmentRead), Azure, |a, r, _| Box::pin(enrollments::query::<Individual>(a, r))),
+    Row::new(GET, "/enrollments/{id}", Right(EnrollmentRead), Azure, |a, _, p| Box::pin(enrollments::get::<Individual>(a, p.get("id")))),
+    Row::new(PUT, "/enrollments/{id}", Right(EnrollmentWrite), Azure, |a, r, p| Box::pin(enrollments::put::<Individual>(a, r, p.get("id")))),
+    Row::new(DELETE, "/enrollments/{id}", Right(EnrollmentWrite), Azure, |a, r, p| Box::pin(enrollments::delete::<Individual>(a, r, p.get("id")))),
+    Row::new(POST, "/enrollments", Right(EnrollmentWrite), Azure, |a, r, _| Box::pin(enrollments::bulk::<Individual>(a, r))),
     Row::new(POST, "/enrollments/{id}/attestationmechanism", Right(EnrollmentRead), Azure,
-        |a, _, p| Box::pin(enrollments::attestation(a, p.get("id")))),
+        |a, _, p| Box::pin(enrollments::attestation::<Individual>(a, p.get("id")))),
     Row::new(POST, "/enrollments/{id}/renewKey", Right(EnrollmentWrite), Extension,
-        |a, r, p| Box::pin(enrollments::renew_key(a, r, p.get("id"), false))),
+        |a, r, p| Box::pin(enrollments::renew_key::<Individual>(a, r, p.get("id")))),
 
     // enrollment groups
-    Row::new(POST, "/enrollmentGroups/query", Right(EnrollmentRead), Azure, |a, r, _| Box::pin(enrollment_groups::query(a, r))),
-    Row::new(GET, "/enrollmentGroups/{id}", Right(EnrollmentRead), Azure, |a, _, p| Box::pin(enrollment_groups::get(a, p.get("id")))),
+    Row::new(POST, "/enrollmentGroups/query", Right(EnrollmentRead), Azure, |a, r, _| Box::pin(enrollments::query::<Group>(a, r))),
+    Row::new(GET, "/enrollmentGroups/{id}", Right(EnrollmentRead), Azure, |a, _, p| Box::pin(enrollments::get::<Group>(a, p.get("id")))),
     Row::new(PUT, "/enrollmentGroups/{id}", Right(EnrollmentWrite), Azure,
-        |a, r, p| Box::pin(enrollment_groups::put(a, r, p.get("id")))),
+        |a, r, p| Box::pin(enrollments::put::<Group>(a, r, p.get("id")))),
     Row::new(DELETE, "/enrollmentGroups/{id}", Right(EnrollmentWrite), Azure,
-        |a, r, p| Box::pin(enrollment_groups::delete(a, r, p.get("id")))),
-    Row::new(POST, "/enrollmentGroups", Right(EnrollmentWrite), Azure, |a, r, _| Box::pin(enrollment_groups::bulk(a, r))),
+        |a, r, p| Box::pin(enrollments::delete::<Group>(a, r, p.get("id")))),
+    Row::new(POST, "/enrollmentGroups", Right(EnrollmentWrite), Azure, |a, r, _| Box::pin(enrollments::bulk::<Group>(a, r))),
     Row::new(POST, "/enrollmentGroups/{id}/attestationmechanism", Right(EnrollmentRead), Azure,
-        |a, _, p| Box::pin(enrollment_groups::attestation(a, p.get("id")))),
+        |a, _, p| Box::pin(enrollments::attestation::<Group>(a, p.get("id")))),
     Row::new(POST, "/enrollmentGroups/{id}/renewKey", Right(EnrollmentWrite), Extension,
-        |a, r, p| Box::pin(enrollments::renew_key(a, r, p.get("id"), true))),
+        |a, r, p| Box::pin(enrollments::renew_key::<Group>(a, r, p.get("id")))),
 
     // registration records
     Row::new(POST, "/registrations/query", Right(RegistrationStatusRead), Extension,

@@ -5,7 +5,6 @@
 pub mod certificates;
 pub mod console;
 pub mod diagnostics;
-pub mod enrollment_groups;
 pub mod enrollments;
 pub mod keys;
 pub mod limits;
