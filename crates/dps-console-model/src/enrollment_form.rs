@@ -7,7 +7,7 @@
 //! X.509 (a signing certificate or the name of a verified CA), never TPM.
 
 use dps_proto::{
-    AllocationPolicy, AttestationMechanism, AttestationType, CustomAllocationDefinition, DeviceCapabilities, EnrollmentGroup,
+    AllocationPolicy, AttestationMechanism, AttestationType, CustomAllocationDefinition, DeviceCapabilities, Enrollment, EnrollmentGroup,
     IndividualEnrollment, InitialTwin, ProvisioningStatus, ReprovisionPolicy, TpmAttestation, TwinCollection, X509Attestation,
     X509CaReferences, X509CertificateWithInfo, X509Certificates,
 };
@@ -170,41 +170,35 @@ impl EnrollmentForm {
 
     /// The form for editing an individual enrollment.
     pub fn from_enrollment(e: &IndividualEnrollment) -> Self {
-        let mut f = Self::new(FormKind::Individual);
-        f.id.clone_from(&e.registration_id);
+        let mut f = Self::from_document(FormKind::Individual, e);
         f.device_id = e.device_id.clone().unwrap_or_default();
-        f.fill_common(Common {
-            attestation: &e.attestation,
-            status: e.provisioning_status,
-            hubs: hubs_of(&e.iot_hubs, &e.iot_hub_host_name),
-            policy: e.allocation_policy,
-            custom: e.custom_allocation_definition.as_ref(),
-            reprovision: e.reprovision_policy,
-            twin: e.initial_twin.as_ref(),
-            capabilities: e.capabilities,
-        });
-        f.etag.clone_from(&e.etag);
         f.optional_device_information.clone_from(&e.optional_device_information);
-        f.extra.clone_from(&e.extra);
         f
     }
 
     /// The form for editing an enrollment group.
     pub fn from_group(g: &EnrollmentGroup) -> Self {
-        let mut f = Self::new(FormKind::Group);
-        f.id.clone_from(&g.enrollment_group_id);
+        Self::from_document(FormKind::Group, g)
+    }
+
+    /// The form for what both documents share.
+    fn from_document<E: Enrollment>(kind: FormKind, doc: &E) -> Self {
+        let mut f = Self::new(kind);
+        f.id = doc.id().to_owned();
+        let mut doc = doc.clone();
+        let s = doc.shared();
         f.fill_common(Common {
-            attestation: &g.attestation,
-            status: g.provisioning_status,
-            hubs: hubs_of(&g.iot_hubs, &g.iot_hub_host_name),
-            policy: g.allocation_policy,
-            custom: g.custom_allocation_definition.as_ref(),
-            reprovision: g.reprovision_policy,
-            twin: g.initial_twin.as_ref(),
-            capabilities: g.capabilities,
+            attestation: s.attestation,
+            status: *s.provisioning_status,
+            hubs: hubs_of(s.iot_hubs, s.iot_hub_host_name),
+            policy: *s.allocation_policy,
+            custom: s.custom_allocation_definition.as_ref(),
+            reprovision: *s.reprovision_policy,
+            twin: s.initial_twin.as_ref(),
+            capabilities: *s.capabilities,
         });
-        f.etag.clone_from(&g.etag);
-        f.extra.clone_from(&g.extra);
+        f.etag.clone_from(s.etag);
+        f.extra.clone_from(s.extra);
         f
     }
 
@@ -252,47 +246,32 @@ impl EnrollmentForm {
 
     /// The individual enrollment the form describes.
     pub fn to_enrollment(&self) -> Result<IndividualEnrollment, Vec<FieldError>> {
-        let c = self.common()?;
-        Ok(IndividualEnrollment {
-            registration_id: self.id.trim().to_owned(),
-            device_id: Some(self.device_id.trim().to_owned()).filter(|d| !d.is_empty()),
-            registration_state: None,
-            optional_device_information: self.optional_device_information.clone(),
-            attestation: c.attestation,
-            capabilities: Some(DeviceCapabilities { iot_edge: self.iot_edge }),
-            iot_hub_host_name: None,
-            initial_twin: c.initial_twin,
-            etag: self.etag.clone(),
-            provisioning_status: Some(c.status),
-            reprovision_policy: Some(c.reprovision),
-            created_date_time_utc: None,
-            last_updated_date_time_utc: None,
-            allocation_policy: c.policy,
-            iot_hubs: c.iot_hubs,
-            custom_allocation_definition: c.custom,
-            extra: self.extra.clone(),
-        })
+        let mut e: IndividualEnrollment = self.to_document()?;
+        e.device_id = Some(self.device_id.trim().to_owned()).filter(|d| !d.is_empty());
+        e.optional_device_information.clone_from(&self.optional_device_information);
+        Ok(e)
     }
 
     /// The enrollment group the form describes.
     pub fn to_group(&self) -> Result<EnrollmentGroup, Vec<FieldError>> {
+        self.to_document()
+    }
+
+    /// The members both documents share.
+    fn to_document<E: Enrollment>(&self) -> Result<E, Vec<FieldError>> {
         let c = self.common()?;
-        Ok(EnrollmentGroup {
-            enrollment_group_id: self.id.trim().to_owned(),
-            attestation: c.attestation,
-            capabilities: Some(DeviceCapabilities { iot_edge: self.iot_edge }),
-            iot_hub_host_name: None,
-            initial_twin: c.initial_twin,
-            etag: self.etag.clone(),
-            provisioning_status: Some(c.status),
-            reprovision_policy: Some(c.reprovision),
-            created_date_time_utc: None,
-            last_updated_date_time_utc: None,
-            allocation_policy: c.policy,
-            iot_hubs: c.iot_hubs,
-            custom_allocation_definition: c.custom,
-            extra: self.extra.clone(),
-        })
+        let mut doc = E::new(self.id.trim().to_owned(), c.attestation);
+        let s = doc.shared();
+        *s.capabilities = Some(DeviceCapabilities { iot_edge: self.iot_edge });
+        *s.initial_twin = c.initial_twin;
+        s.etag.clone_from(&self.etag);
+        *s.provisioning_status = Some(c.status);
+        *s.reprovision_policy = Some(c.reprovision);
+        *s.allocation_policy = c.policy;
+        *s.iot_hubs = c.iot_hubs;
+        *s.custom_allocation_definition = c.custom;
+        s.extra.clone_from(&self.extra);
+        Ok(doc)
     }
 
     /// The host names typed in `iot_hubs`.
