@@ -49,6 +49,18 @@ impl StartLock {
 
 /// Runs `$e` with `$s` bound to the backend's store.
 macro_rules! delegate {
+    // A port call: in a `store` span naming the operation and the backend (debug level: free when it is off).
+    ($self:expr, $s:ident => $s2:ident . $op:ident ( $($arg:expr),* ) .await) => {{
+        let span = tracing::debug_span!("store", op = stringify!($op), backend = $self.backend());
+        tracing::Instrument::instrument(async { delegate!($self, $s => $s2.$op($($arg),*).await, plain) }, span).await
+    }};
+    ($self:expr, $s:ident => $e:expr, plain) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($s) => $e,
+        }
+    };
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Store::Sqlite($s) => $e,
@@ -59,6 +71,15 @@ macro_rules! delegate {
 }
 
 impl Store {
+    /// `sqlite` or `postgres`, for spans and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     /// Opens the store a database URL names: `postgres://…` / `postgresql://…` (feature `postgres`), else
     /// (`None`) SQLite at `sqlite_path`. Migrations are applied either way.
     pub async fn open(database_url: Option<&str>, sqlite_path: &Path, key: Arc<MasterKey>) -> StoreResult<Self> {
@@ -423,6 +444,44 @@ mod tests {
         ] {
             assert_eq!(redact_url(url), want, "{url}");
         }
+    }
+
+    /// Captures what a fmt subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_port_call_runs_in_a_store_span_naming_the_operation_and_backend() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+            rt.block_on(async {
+                let key = Arc::new(MasterKey::generate().0);
+                let store = Store::open(None, &dir.path().join("s.sqlite"), key).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(store.get_enrollment("nobody").await.ok(), Some(None));
+                store.close().await;
+            });
+        });
+        let text = String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned();
+        assert!(text.contains("store{op=\"get_enrollment\" backend=\"sqlite\"}"), "{text}");
     }
 
     #[test]
