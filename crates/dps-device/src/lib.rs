@@ -25,6 +25,25 @@ use anyhow::{anyhow, bail, Context, Result};
 use dps_proto::{ProvisioningServiceErrorDetails, RegistrationOperationStatus};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
+/// The service refused a request (an HTTP status ≥ 300, an MQTT `res/{status}` topic): its DPS code and message.
+/// Device calls return it inside their `anyhow::Error`; `downcast_ref::<Refused>()` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct Refused {
+    pub code: i64,
+    pub message: String,
+}
+
+impl Refused {
+    /// The refusal of an answer with `status` and the error body `bytes` (a body that is not one: the status).
+    pub fn of(status: u16, bytes: &[u8]) -> Self {
+        match serde_json::from_slice::<ProvisioningServiceErrorDetails>(bytes) {
+            Ok(e) => Self { code: e.error_code, message: e.message },
+            Err(_) => Self { code: i64::from(status) * 1000, message: format!("HTTP {status}") },
+        }
+    }
+}
+
 /// Where the service is and whom to trust.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -203,8 +222,7 @@ impl HttpsDevice {
             .map_or(Duration::from_secs(2), Duration::from_secs);
         let bytes = r.bytes().await?;
         if !code.is_success() {
-            let e: ProvisioningServiceErrorDetails = serde_json::from_slice(&bytes).map_err(|_| anyhow!("HTTP {code}"))?;
-            bail!("{} ({})", e.message, e.error_code);
+            return Err(Refused::of(code.as_u16(), &bytes).into());
         }
         Ok((serde_json::from_slice(&bytes).context("operation status")?, wait))
     }

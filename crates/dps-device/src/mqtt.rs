@@ -116,7 +116,7 @@ impl MqttSession {
             polls += 1;
             let code: u16 = topic.split('/').nth(3).and_then(|c| c.parse().ok()).unwrap_or(0);
             if code >= 300 {
-                bail!("{registration_id}: {topic}: {}", String::from_utf8_lossy(&payload));
+                return Err(crate::Refused::of(code, &payload).into());
             }
             let status: RegistrationOperationStatus = serde_json::from_slice(&payload)?;
             if status.status.is_terminal() {

@@ -266,13 +266,26 @@ impl Management {
         Ok(hub)
     }
 
+    /// A linked hub by its host name (case-insensitively).
+    async fn linked_hub(&self, host_name: &str) -> Result<LinkedHub, DpsError> {
+        let hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
+        hubs.into_iter()
+            .find(|h| h.host_name.eq_ignore_ascii_case(host_name))
+            .ok_or_else(|| DpsError::new(ErrorKind::NotFound, format!("hub '{}' is not linked", host_name.escape_debug())))
+    }
+
+    /// Removes a device's identity from a linked hub through its connector (a scenario's reset; the console).
+    pub async fn delete_hub_device(&self, host_name: &str, device_id: &str) -> Result<(), DpsError> {
+        let hub = self.linked_hub(host_name).await?;
+        self.connector
+            .deprovision(&hub, device_id)
+            .await
+            .map_err(|e| DpsError::new(ErrorKind::Unavailable, format!("hub '{}': the identity was not removed: {e}", hub.host_name)))
+    }
+
     /// Probes a linked hub through its connector (one attempt): the console's connector status.
     pub async fn hub_status(&self, host_name: &str, now: chrono::DateTime<chrono::Utc>) -> Result<dps_proto::HubStatus, DpsError> {
-        let hubs = self.hubs.list_hubs().await.map_err(map_store("linked hubs".into()))?;
-        let hub = hubs
-            .into_iter()
-            .find(|h| h.host_name.eq_ignore_ascii_case(host_name))
-            .ok_or_else(|| DpsError::new(ErrorKind::NotFound, format!("hub '{}' is not linked", host_name.escape_debug())))?;
+        let hub = self.linked_hub(host_name).await?;
         let (reachable, message) = match self.connector.probe(&hub).await {
             Ok(m) => (true, m),
             Err(e) => (false, e.to_string()),

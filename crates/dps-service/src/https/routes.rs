@@ -82,6 +82,8 @@ pub static ROUTES: &[Row] = &[
         |a, _, p| Box::pin(linked_hubs::status(a, p.get("hostName")))),
     Row::new(GET, "/linkedHubs/{hostName}/devices", Right(ServiceConfig), Extension,
         |a, _, p| Box::pin(linked_hubs::devices(a, p.get("hostName")))),
+    Row::new(DELETE, "/linkedHubs/{hostName}/devices/{deviceId}", Right(ServiceConfig), Extension,
+        |a, _, p| Box::pin(linked_hubs::delete_device(a, p.get("hostName"), p.get("deviceId")))),
 
     // CA certificates and the chain inspector
     Row::new(GET, "/certificates", Right(ServiceConfig), Extension, |a, _, _| Box::pin(certificates::list(a))),

@@ -49,6 +49,13 @@ pub async fn devices(app: &App, host: &str) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &ids))
 }
 
+/// `DELETE /linkedHubs/{hostName}/devices/{deviceId}` (extension): the identity removed from the hub through
+/// its connector (the built-in registry's row, an IoT Hub device, a Mosquitto client).
+pub async fn delete_device(app: &App, host: &str, device_id: &str) -> Result<HttpResponse, DpsError> {
+    app.management.delete_hub_device(host, device_id).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
 pub async fn status(app: &App, host: &str) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &app.management.hub_status(host, app.clock.now()).await?))
 }

@@ -1,0 +1,90 @@
+//! Simulated devices are real clients (#16 item 1): `dps-device` drives them through the service's own
+//! listeners — HTTPS, MQTT, AMQP — never through an in-process shortcut, so what a scenario shows is what a device
+//! sees on the wire.
+
+use std::time::{Duration, Instant};
+
+use dps_device::amqp::AmqpSession;
+use dps_device::mqtt::MqttSession;
+use dps_device::{Endpoint, HttpsDevice, Polling, Refused};
+use dps_proto::{RegistrationOperationStatus, RegistrationStatus, Substatus};
+use serde::Serialize;
+
+use crate::scenario::Transport;
+
+/// Where simulated devices connect: the device endpoint and the MQTT and AMQP ports.
+#[derive(Clone)]
+pub struct DeviceTarget {
+    pub endpoint: Endpoint,
+    pub mqtt_port: u16,
+    pub amqp_port: u16,
+}
+
+/// How one device's registration ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub registration_id: String,
+    pub transport: String,
+    /// The operation's final status; `None` when the service refused the request.
+    pub status: Option<RegistrationStatus>,
+    pub assigned_hub: Option<String>,
+    pub substatus: Option<Substatus>,
+    /// The DPS code of a refusal or a failed operation.
+    pub error_code: Option<i64>,
+    pub message: Option<String>,
+    pub millis: u64,
+}
+
+/// Registers one device with a symmetric key over `transport` and polls to the end (retry-after, as the SDKs).
+pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key: &str) -> Outcome {
+    let started = Instant::now();
+    let answer = match transport {
+        Transport::Https => match HttpsDevice::new(target.endpoint.clone(), Polling::RetryAfter) {
+            Ok(d) => d.provision_symmetric_key(id, key).await,
+            Err(e) => Err(e),
+        },
+        Transport::Mqtt => mqtt(target, id, key).await,
+        Transport::Amqp => amqp(target, id, key).await,
+    };
+    outcome(id, transport, answer, started.elapsed())
+}
+
+async fn mqtt(target: &DeviceTarget, id: &str, key: &str) -> anyhow::Result<RegistrationOperationStatus> {
+    let mut session = MqttSession::connect(&target.endpoint, target.mqtt_port, id, key).await?;
+    session.provision(id, Polling::RetryAfter).await
+}
+
+async fn amqp(target: &DeviceTarget, id: &str, key: &str) -> anyhow::Result<RegistrationOperationStatus> {
+    let mut session = AmqpSession::connect(&target.endpoint, target.amqp_port, id, key).await?;
+    let status = session.provision(id, Polling::RetryAfter).await;
+    let _ = session.close().await;
+    status
+}
+
+fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOperationStatus>, took: Duration) -> Outcome {
+    let mut o = Outcome {
+        registration_id: id.to_owned(),
+        transport: format!("{transport:?}").to_ascii_lowercase(),
+        status: None,
+        assigned_hub: None,
+        substatus: None,
+        error_code: None,
+        message: None,
+        millis: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+    };
+    match answer {
+        Ok(s) => {
+            o.status = Some(s.status);
+            if let Some(r) = s.registration_state {
+                (o.assigned_hub, o.substatus, o.error_code, o.message) = (r.assigned_hub, r.substatus, r.error_code, r.error_message);
+            }
+        }
+        Err(e) => {
+            let refused = e.chain().find_map(|c| c.downcast_ref::<Refused>()).cloned();
+            o.error_code = refused.as_ref().map(|r| r.code);
+            o.message = Some(refused.map_or_else(|| format!("{e:#}"), |r| r.message));
+        }
+    }
+    o
+}
