@@ -148,6 +148,18 @@ impl Client {
         self.finish(self.request(method, path).header("content-type", "application/json").body(body)).await
     }
 
+    /// Sends a request and answers whatever the service answered — status and body, a refusal included (the
+    /// simulator reads refusals as outcomes).
+    pub async fn exchange<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<(StatusCode, Vec<u8>)> {
+        let mut rb = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.with_context(|| format!("cannot reach the service at {}", self.base))?;
+        let status = resp.status();
+        Ok((status, resp.bytes().await?.to_vec()))
+    }
+
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{path}?api-version=2021-10-01", self.base)).header("authorization", self.sas())
     }

@@ -70,6 +70,8 @@ enum Command {
     #[cfg(feature = "tpm")]
     #[command(subcommand)]
     Tpm(commands::tpm::TpmCommand),
+    /// Scenarios and simulated devices for teaching: run a ready-made or your own scenario through the service.
+    Simulate(Managed<commands::simulate::SimulateCommand>),
     /// Load generator: register many devices and report registrations per second.
     Bench(commands::bench::BenchArgs),
     /// Print how to reach the service: ID scope, endpoints, CA, service connection string.
@@ -127,6 +129,7 @@ fn main() -> std::process::ExitCode {
             Command::Device(c) => commands::device::run(c).await,
             #[cfg(feature = "tpm")]
             Command::Tpm(c) => commands::tpm::run(c),
+            Command::Simulate(m) => commands::simulate::run(m.command, &m.target, m.output).await,
             Command::Bench(a) => commands::bench::run(a).await,
             Command::ConnectionInfo { target, field, output } => commands::connection_info(&target, field.as_deref(), output),
         }

@@ -2,89 +2,22 @@
 //! listeners, a temporary data directory): JSON array, NDJSON and standard input; per-item failures reported
 //! with their DPS code (§5.3 bulk results) and a non-zero exit; the items are there afterwards.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// A `dps serve` on a temporary data directory, killed (by its handle) when dropped.
-struct Serve {
-    child: Child,
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Serve {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
+use common::Serve;
 
-    fn start_with(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        let child = Command::new(env!("CARGO_BIN_EXE_dps"))
-            .args(["serve", "--data-dir", data.to_str().expect("utf-8 path"), "--log", "warn"])
-            .args(["--https-port", "0", "--mqtt-port", "0", "--amqp-port", "0", "--console-port", "0"])
-            .env_remove("DPS_DATA_DIR")
-            .env_remove("DPS_CONFIG")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dps serve starts");
-        let mut s = Self { child, dir };
-        // Started once it wrote its endpoint; a service that exits instead fails the test with its status.
-        for _ in 0..1200 {
-            if s.data().join("endpoint.json").exists() {
-                return s;
-            }
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("dps serve exited before it wrote endpoint.json: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("dps serve wrote no endpoint.json")
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Runs `dps args… --data-dir <data>` with `stdin` as its standard input.
-    fn dps(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let data = self.data();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dps"));
-        cmd.args(args)
-            .args(["--data-dir", data.to_str().expect("utf-8 path")])
-            .env_remove("DPS_DATA_DIR")
-            .env_remove("DPS_CONNECTION_STRING")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("dps runs");
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input).expect("stdin");
-        }
-        child.wait_with_output().expect("dps ends")
-    }
-
-    /// The JSON summary of an import and whether it exited with success.
-    fn import(&self, what: &str, file: &Path, extra: &[&str]) -> (Value, bool, String) {
-        let mut args = vec![what, "import", file.to_str().expect("utf-8 path"), "--output", "json"];
-        args.extend(extra);
-        let o = self.dps(&args, None);
-        let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {}", String::from_utf8_lossy(&o.stderr)));
-        (v, o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The JSON summary of an import and whether it exited with success.
+fn import(s: &Serve, what: &str, file: &Path, extra: &[&str]) -> (Value, bool, String) {
+    let mut args = vec![what, "import", file.to_str().expect("utf-8 path"), "--output", "json"];
+    args.extend(extra);
+    let o = s.dps(&args, None);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {}", String::from_utf8_lossy(&o.stderr)));
+    (v, o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 fn enrollment(id: &str) -> Value {
@@ -113,7 +46,7 @@ fn imports_a_json_array_and_ndjson_and_reports_each_failure_with_its_code() {
     // 2,000 as a JSON array, in bulk operations of 300 (the last one shorter), 3 in flight.
     let array: Vec<Value> = (0..2000).map(|i| enrollment(&format!("arr-{i:04}"))).collect();
     let file = write(&dir, "array.json", &serde_json::to_string_pretty(&array).expect("JSON"));
-    let (v, ok, err) = s.import("enrollment", &file, &["--batch", "300", "--parallel", "3"]);
+    let (v, ok, err) = import(&s, "enrollment", &file, &["--batch", "300", "--parallel", "3"]);
     assert!(ok, "{v} {err}");
     assert_eq!((v["total"].as_u64(), v["imported"].as_u64(), v["failed"].as_u64()), (Some(2000), Some(2000), Some(0)), "{v}");
     assert!(v["perSecond"].as_f64().is_some_and(|r| r > 0.0), "{v}");
@@ -132,7 +65,7 @@ fn imports_a_json_array_and_ndjson_and_reports_each_failure_with_its_code() {
     lines.insert(20, enrollment("-starts-with-a-dash").to_string());
     lines.insert(30, json!({ "registrationId": "nd-shape", "attestation": "symmetricKey" }).to_string());
     let file = write(&dir, "items.ndjson", &(lines.join("\n") + "\n"));
-    let (v, ok, err) = s.import("enrollment", &file, &[]);
+    let (v, ok, err) = import(&s, "enrollment", &file, &[]);
     assert!(!ok, "a failed item makes the exit non-zero: {v}");
     assert!(err.contains("3 of 2000 enrollments were not imported"), "{err}");
     assert_eq!((v["total"].as_u64(), v["imported"].as_u64(), v["failed"].as_u64()), (Some(2000), Some(1997), Some(3)), "{v}");
@@ -170,7 +103,7 @@ fn groups_import_the_same_way() {
     let groups: Vec<Value> =
         (0..25).map(|i| json!({ "enrollmentGroupId": format!("grp-{i:02}"), "attestation": { "type": "symmetricKey" } })).collect();
     let file = write(&dir, "groups.json", &serde_json::to_string(&groups).expect("JSON"));
-    let (v, ok, err) = s.import("enrollment-group", &file, &["--batch", "10"]);
+    let (v, ok, err) = import(&s, "enrollment-group", &file, &["--batch", "10"]);
     assert!(ok, "{v} {err}");
     assert_eq!(v["imported"].as_u64(), Some(25), "{v}");
     let o = s.dps(&["enrollment-group", "show", "--group-id", "grp-24", "--output", "json"], None);

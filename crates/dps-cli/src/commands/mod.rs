@@ -14,6 +14,7 @@ pub mod init;
 pub mod keys;
 pub mod registration;
 pub mod serve;
+pub mod simulate;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 
