@@ -92,7 +92,13 @@ impl AmqpSession {
             .build();
         match self.sender.send(message).await? {
             Outcome::Accepted(_) => {}
-            Outcome::Rejected(r) => bail!("rejected: {}", r.error.and_then(|e| e.description).unwrap_or_default()),
+            Outcome::Rejected(r) => {
+                let description = r.error.and_then(|e| e.description).unwrap_or_default();
+                match crate::Refused::from_body(description.as_bytes()) {
+                    Some(refused) => return Err(refused.into()),
+                    None => bail!("rejected: {description}"),
+                }
+            }
             other => bail!("unexpected outcome {other:?}"),
         }
         let delivery: Delivery<Body<Value>> = tokio::time::timeout(Duration::from_secs(30), self.receiver.recv()).await??;

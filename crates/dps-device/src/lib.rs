@@ -37,10 +37,13 @@ pub struct Refused {
 impl Refused {
     /// The refusal of an answer with `status` and the error body `bytes` (a body that is not one: the status).
     pub fn of(status: u16, bytes: &[u8]) -> Self {
-        match serde_json::from_slice::<ProvisioningServiceErrorDetails>(bytes) {
-            Ok(e) => Self { code: e.error_code, message: e.message },
-            Err(_) => Self { code: i64::from(status) * 1000, message: format!("HTTP {status}") },
-        }
+        Self::from_body(bytes).unwrap_or_else(|| Self { code: i64::from(status) * 1000, message: format!("HTTP {status}") })
+    }
+
+    /// The refusal a DPS error body states (an AMQP rejection's description carries one), if it is one.
+    pub fn from_body(bytes: &[u8]) -> Option<Self> {
+        let e = serde_json::from_slice::<ProvisioningServiceErrorDetails>(bytes).ok()?;
+        Some(Self { code: e.error_code, message: e.message })
     }
 }
 

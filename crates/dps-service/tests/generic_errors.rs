@@ -30,11 +30,10 @@ async fn refusals(s: &TestService) -> Vec<(String, String)> {
     ]
 }
 
-/// (errorCode, message) of an error text that ends in the DPS error body.
-fn body_of(text: &str) -> (i64, String) {
-    let json = text.find('{').and_then(|at| text.get(at..)).unwrap_or_default();
-    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("no error body in {text:?}: {e}"));
-    (v["errorCode"].as_i64().unwrap_or_default(), v["message"].as_str().unwrap_or_default().to_owned())
+/// (errorCode, message) of a device call's refusal.
+fn refusal_of(e: &anyhow::Error) -> (i64, String) {
+    let r = e.chain().find_map(|c| c.downcast_ref::<dps_device::Refused>()).unwrap_or_else(|| panic!("not a refusal: {e:#}"));
+    (r.code, r.message.clone())
 }
 
 async fn over_https(s: &TestService, id: &str, key: &str) -> (i64, String) {
@@ -51,13 +50,13 @@ fn endpoint(s: &TestService) -> Endpoint {
 async fn over_mqtt(s: &TestService, id: &str, key: &str) -> (i64, String) {
     let mut session = dps_device::mqtt::MqttSession::connect(&endpoint(s), s.mqtt_port, id, key).await.expect("MQTT session");
     let e = session.provision(id, Polling::Every(std::time::Duration::ZERO)).await.expect_err("refused over MQTT");
-    body_of(&e.to_string())
+    refusal_of(&e)
 }
 
 async fn over_amqp(s: &TestService, id: &str, key: &str) -> (i64, String) {
     let mut session = dps_device::amqp::AmqpSession::connect(&endpoint(s), s.amqp_port, id, key).await.expect("AMQP session");
     let e = session.provision(id, Polling::Every(std::time::Duration::ZERO)).await.expect_err("refused over AMQP");
-    body_of(&e.to_string())
+    refusal_of(&e)
 }
 
 /// Every refusal over every transport, as (transport, registration id, errorCode, message).
