@@ -22,6 +22,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use dps_proto::simulation::FlowKind;
+
+use crate::flow::{self, Flow};
 use crate::{device_sas, tls_config, Endpoint, Polling};
 
 /// A device's AMQP connection with its two links.
@@ -31,6 +34,7 @@ pub struct AmqpSession {
     sender: Sender,
     receiver: Receiver,
     next: u64,
+    flow: Flow,
 }
 
 impl AmqpSession {
@@ -49,9 +53,54 @@ impl AmqpSession {
         tls: Arc<rustls::ClientConfig>,
         sas: Option<String>,
     ) -> Result<Self> {
+        Self::connect_observed(endpoint, port, registration_id, tls, sas, Flow::default()).await
+    }
+
+    /// [`Self::connect_with`], telling `flow` each step.
+    pub async fn connect_observed(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        sas: Option<String>,
+        flow: Flow,
+    ) -> Result<Self> {
+        let connected = Self::connect_flow(endpoint, port, registration_id, tls, sas, &flow).await;
+        match connected {
+            Ok(mut s) => {
+                s.flow = flow;
+                Ok(s)
+            }
+            Err(e) => {
+                flow.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect_flow(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        sas: Option<String>,
+        flow: &Flow,
+    ) -> Result<Self> {
+        let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h);
+        flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (AMQP)")).await;
+        let cert = if tls.client_auth_cert_resolver.has_certs() { "the device's certificate sent" } else { "no client certificate" };
+        flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
         let (host, stream) = tls_connect_with(endpoint, port, tls).await?;
-        let profile = sas.map(|password| SaslProfile::Plain { username: address(&endpoint.id_scope, registration_id), password });
-        Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await
+        let user = address(&endpoint.id_scope, registration_id);
+        let shown = match &sas {
+            Some(password) => format!("SASL PLAIN\nusername: {user}\npassword: {password}"),
+            None => "no SASL layer (X.509: the client certificate identifies the device)".to_owned(),
+        };
+        flow.send(FlowKind::Login, "SASL, open, begin, attach", Some(shown)).await;
+        let profile = sas.map(|password| SaslProfile::Plain { username: user.clone(), password });
+        let s = Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await?;
+        flow.received(FlowKind::Login, format!("SASL outcome ok; links attached on {user}"), None);
+        Ok(s)
     }
 
     /// Opens the AMQP connection on `stream` — after fe2o3's SASL exchange with `sasl`, or right away with the
@@ -70,7 +119,7 @@ impl AmqpSession {
         let address = address(id_scope, registration_id);
         let receiver = Receiver::attach(&mut session, "recv_link", address.clone()).await.context("attach the receiver link")?;
         let sender = Sender::attach(&mut session, "sender_link", address).await.context("attach the sender link")?;
-        Ok(Self { connection, session, sender, receiver, next: 0 })
+        Ok(Self { connection, session, sender, receiver, next: 0, flow: Flow::default() })
     }
 
     /// Sends one request and waits for its response; returns the status and the retry-after it carried.
@@ -95,7 +144,10 @@ impl AmqpSession {
             Outcome::Rejected(r) => {
                 let description = r.error.and_then(|e| e.description).unwrap_or_default();
                 match crate::Refused::from_body(description.as_bytes()) {
-                    Some(refused) => return Err(refused.into()),
+                    Some(refused) => {
+                        self.flow.received(FlowKind::Refused, format!("rejected — {refused}"), Some(flow::shown(description.as_bytes())));
+                        return Err(refused.into());
+                    }
                     None => bail!("rejected: {description}"),
                 }
             }
@@ -114,7 +166,10 @@ impl AmqpSession {
             Body::Data(batch) => batch.into_iter().flat_map(|d| d.0.into_vec()).collect(),
             other => bail!("the response is not a data section: {other:?}"),
         };
-        Ok((serde_json::from_slice(&body)?, retry_after))
+        let status: RegistrationOperationStatus = serde_json::from_slice(&body)?;
+        let (kind, title) = flow::answer_title(200, &status, retry_after);
+        self.flow.received(kind, format!("message: {}", title.trim_start_matches("200 — ")), Some(flow::shown(&body)));
+        Ok((status, retry_after))
     }
 
     /// Registers and polls to the end (the register body is empty, as .NET sends it).
@@ -130,6 +185,16 @@ impl AmqpSession {
         body: Vec<u8>,
         polling: Polling,
     ) -> Result<RegistrationOperationStatus> {
+        let answer = self.provision_flow(registration_id, body, polling).await;
+        if let Err(e) = &answer {
+            self.flow.failed(e);
+        }
+        answer
+    }
+
+    async fn provision_flow(&mut self, registration_id: &str, body: Vec<u8>, polling: Polling) -> Result<RegistrationOperationStatus> {
+        let shown = format!("operation-type: {REGISTER}\n\n{}", flow::shown(&body));
+        self.flow.send(FlowKind::Register, "message on the sender link", Some(shown)).await;
         let (mut status, mut retry_after) = self.request(REGISTER, None, body).await?;
         let (started, mut polls) = (std::time::Instant::now(), 0);
         while polling.again(polls, started) {
@@ -137,7 +202,11 @@ impl AmqpSession {
             if status.status.is_terminal() {
                 return Ok(status);
             }
-            polling.wait(Duration::from_secs(retry_after.unwrap_or(2))).await;
+            let secs = retry_after.unwrap_or(2);
+            self.flow.local(FlowKind::Wait, format!("wait {secs} s")).await;
+            polling.wait(Duration::from_secs(secs)).await;
+            let shown = format!("operation-type: {GET_OPERATION_STATUS}\noperation-id: {}", status.operation_id);
+            self.flow.send(FlowKind::Poll, "message on the sender link", Some(shown)).await;
             (status, retry_after) = self.request(GET_OPERATION_STATUS, Some(&status.operation_id), Vec::new()).await?;
         }
         bail!("{registration_id}: the operation did not finish")

@@ -6,6 +6,7 @@
 //! `swtpm-test` feature).
 
 pub mod amqp;
+pub mod flow;
 pub mod mqtt;
 #[cfg(feature = "swtpm-test")]
 pub mod swtpm;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use dps_proto::simulation::FlowKind;
 use dps_proto::{ProvisioningServiceErrorDetails, RegistrationOperationStatus};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
@@ -98,6 +100,9 @@ pub struct HttpsDevice {
     http: reqwest::Client,
     endpoint: Endpoint,
     polling: Polling,
+    flow: flow::Flow,
+    /// Whether the TLS configuration presents a client certificate (for the flow's TLS step).
+    client_certificate: bool,
 }
 
 pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig> {
@@ -125,10 +130,14 @@ pub fn tls_builder(
 
 /// A device SAS token, signed as the Node SDK does (§4.1).
 pub fn device_sas(id_scope: &str, registration_id: &str, key_b64: &str, lifetime: Duration) -> Result<String> {
-    let key = dps_crypto::decode_key(key_b64).map_err(|e| anyhow!("device key: {e}"))?;
     #[allow(clippy::disallowed_methods)] // a device signs with its own wall clock
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let se = (now + lifetime).as_secs();
+    device_sas_expiring(id_scope, registration_id, key_b64, (now + lifetime).as_secs())
+}
+
+/// A device SAS token that expires at `se` (seconds since the epoch; a past one makes an expired token).
+pub fn device_sas_expiring(id_scope: &str, registration_id: &str, key_b64: &str, se: u64) -> Result<String> {
+    let key = dps_crypto::decode_key(key_b64).map_err(|e| anyhow!("device key: {e}"))?;
     let sr = utf8_percent_encode(&format!("{id_scope}/registrations/{registration_id}"), NON_ALPHANUMERIC).to_string();
     let sig = utf8_percent_encode(&dps_crypto::sign(&key, &sr, se), NON_ALPHANUMERIC).to_string();
     Ok(format!("SharedAccessSignature sr={sr}&sig={sig}&se={se}&skn=registration"))
@@ -153,14 +162,26 @@ impl HttpsDevice {
         tls: rustls::ClientConfig,
         source: Option<std::net::IpAddr>,
     ) -> Result<Self> {
+        let client_certificate = tls.client_auth_cert_resolver.has_certs();
         let http = reqwest::Client::builder().use_preconfigured_tls(tls).local_address(source).timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, endpoint, polling })
+        Ok(Self { http, endpoint, polling, flow: flow::Flow::default(), client_certificate })
+    }
+
+    /// This device, telling `flow` each step it takes.
+    pub fn observed(mut self, flow: flow::Flow) -> Self {
+        self.flow = flow;
+        self
     }
 
     /// Registers with a symmetric key and polls to the end (§1.10).
     pub async fn provision_symmetric_key(&self, registration_id: &str, key_b64: &str) -> Result<RegistrationOperationStatus> {
         let sas = device_sas(&self.endpoint.id_scope, registration_id, key_b64, Duration::from_secs(3600))?;
         self.provision(registration_id, Some(&sas)).await
+    }
+
+    /// Registers with the SAS token `sas` (the caller's: an expired one, say) and polls to the end.
+    pub async fn provision_with_sas(&self, registration_id: &str, sas: &str) -> Result<RegistrationOperationStatus> {
+        self.provision(registration_id, Some(sas)).await
     }
 
     /// Registers with the client certificate of the TLS configuration (X.509, no Authorization) and polls to the
@@ -170,14 +191,35 @@ impl HttpsDevice {
     }
 
     async fn provision(&self, registration_id: &str, authorization: Option<&str>) -> Result<RegistrationOperationStatus> {
+        let answer = self.provision_flow(registration_id, authorization).await;
+        if let Err(e) = &answer {
+            self.flow.failed(e);
+        }
+        answer
+    }
+
+    async fn provision_flow(&self, registration_id: &str, authorization: Option<&str>) -> Result<RegistrationOperationStatus> {
         let base = self.registration_url(registration_id);
         let body = serde_json::json!({ "registrationId": registration_id });
-        let mut rb = self.http.put(format!("{base}/register?api-version={API_VERSION}")).json(&body);
+        self.connect_steps().await;
+        let url = format!("{base}/register?api-version={API_VERSION}");
+        self.flow.send(FlowKind::Register, format!("PUT {}", path_of(&url)), Some(request_shown(authorization, &body.to_string()))).await;
+        let mut rb = self.http.put(url).json(&body);
         if let Some(a) = authorization {
             rb = rb.header("authorization", a);
         }
         let r = rb.send().await?;
-        self.poll(registration_id, &base, authorization, Self::read(r).await?).await
+        self.poll(registration_id, &base, authorization, self.read(r).await?).await
+    }
+
+    /// The connection and TLS steps (reqwest makes both within the first request).
+    async fn connect_steps(&self) {
+        if !self.flow.watched() {
+            return;
+        }
+        self.flow.local(FlowKind::Connect, format!("TCP to {} (HTTPS)", self.endpoint.host)).await;
+        let cert = if self.client_certificate { "the device's certificate sent" } else { "no client certificate" };
+        self.flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
     }
 
     /// `https://{host}/{idScope}/registrations/{registrationId}` (the id percent-encoded).
@@ -205,28 +247,44 @@ impl HttpsDevice {
             if status.status.is_terminal() {
                 return Ok(status);
             }
+            self.flow.local(FlowKind::Wait, format!("wait {} s", wait.as_secs())).await;
             self.polling.wait(wait).await;
             let url = format!("{base}/operations/{}?api-version={API_VERSION}", status.operation_id);
+            self.flow.send(FlowKind::Poll, format!("GET {}", path_of(&url)), authorization.map(|a| format!("Authorization: {a}"))).await;
             let mut rb = self.http.get(url);
             if let Some(a) = authorization {
                 rb = rb.header("authorization", a);
             }
-            (status, wait) = Self::read(rb.send().await?).await?;
+            (status, wait) = self.read(rb.send().await?).await?;
         }
         bail!("{registration_id}: the operation did not finish")
     }
 
-    async fn read(r: reqwest::Response) -> Result<(RegistrationOperationStatus, Duration)> {
+    async fn read(&self, r: reqwest::Response) -> Result<(RegistrationOperationStatus, Duration)> {
         let code = r.status();
-        let wait = r
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .map_or(Duration::from_secs(2), Duration::from_secs);
+        let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let bytes = r.bytes().await?;
         if !code.is_success() {
-            return Err(Refused::of(code.as_u16(), &bytes).into());
+            let refused = Refused::of(code.as_u16(), &bytes);
+            self.flow.received(FlowKind::Refused, format!("{} — {}", code.as_u16(), refused), Some(flow::shown(&bytes)));
+            return Err(refused.into());
         }
-        Ok((serde_json::from_slice(&bytes).context("operation status")?, wait))
+        let status: RegistrationOperationStatus = serde_json::from_slice(&bytes).context("operation status")?;
+        let (kind, title) = flow::answer_title(code.as_u16(), &status, retry_after);
+        self.flow.received(kind, title, Some(flow::shown(&bytes)));
+        Ok((status, retry_after.map_or(Duration::from_secs(2), Duration::from_secs)))
+    }
+}
+
+/// The path and query of a URL (what a sequence diagram shows).
+fn path_of(url: &str) -> &str {
+    url.find("://").and_then(|at| url.get(at + 3..)).and_then(|rest| rest.find('/').and_then(|p| rest.get(p..))).unwrap_or(url)
+}
+
+/// A request as shown: its Authorization header (if any) and body.
+fn request_shown(authorization: Option<&str>, body: &str) -> String {
+    match authorization {
+        Some(a) => format!("Authorization: {a}\n\n{}", flow::shown(body.as_bytes())),
+        None => flow::shown(body.as_bytes()),
     }
 }

@@ -14,6 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use dps_proto::simulation::FlowKind;
+
+use crate::flow::{self, Flow};
 use crate::{device_sas, tls_config, Endpoint, Polling};
 
 /// A connected, subscribed MQTT session of one device.
@@ -21,6 +24,7 @@ pub struct MqttSession {
     stream: TlsStream<tokio::net::TcpStream>,
     buf: BytesMut,
     next: u16,
+    flow: Flow,
 }
 
 impl MqttSession {
@@ -39,26 +43,67 @@ impl MqttSession {
         tls: Arc<rustls::ClientConfig>,
         password: Option<String>,
     ) -> Result<Self> {
+        Self::connect_observed(endpoint, port, registration_id, tls, password, Flow::default()).await
+    }
+
+    /// [`Self::connect_with`], telling `flow` each step.
+    pub async fn connect_observed(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        password: Option<String>,
+        flow: Flow,
+    ) -> Result<Self> {
+        let connected = Self::open(endpoint, port, registration_id, tls, password, flow.clone()).await;
+        if let Err(e) = &connected {
+            flow.failed(e);
+        }
+        connected
+    }
+
+    async fn open(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        password: Option<String>,
+        flow: Flow,
+    ) -> Result<Self> {
         let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
+        flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (MQTT)")).await;
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
         let _ = tcp.set_nodelay(true);
         let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+        let cert = if tls.client_auth_cert_resolver.has_certs() { "the device's certificate sent" } else { "no client certificate" };
+        flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
         let stream = TlsConnector::from(tls).connect(name, tcp).await?;
-        let mut s = Self { stream, buf: BytesMut::new(), next: 0 };
+        let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow };
+        s.login(&endpoint.id_scope, registration_id, password).await?;
+        Ok(s)
+    }
+
+    /// CONNECT (the SAS as password; none for X.509) and SUBSCRIBE to the response topics.
+    async fn login(&mut self, id_scope: &str, registration_id: &str, password: Option<String>) -> Result<()> {
         let mut c = Connect::new(registration_id);
         c.keep_alive = 0;
-        let user = format!("{}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device", endpoint.id_scope);
+        let user = format!("{id_scope}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device");
+        let shown = format!("client id: {registration_id}\nusername: {user}\npassword: {}", password.as_deref().unwrap_or("(none: X.509)"));
+        self.flow.send(FlowKind::Login, "CONNECT", Some(shown)).await;
         c.set_login(user, password.unwrap_or_default());
-        s.send(Packet::Connect(c)).await?;
-        match s.recv().await? {
-            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => {}
+        self.send(Packet::Connect(c)).await?;
+        match self.recv().await? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => self.flow.received(FlowKind::Login, "CONNACK accepted", None),
             other => bail!("CONNECT refused: {other:?}"),
         }
         let mut sub = Subscribe::new(RESPONSE_FILTER, QoS::AtLeastOnce);
-        sub.pkid = s.pkid();
-        s.send(Packet::Subscribe(sub)).await?;
-        match s.recv().await? {
-            Packet::SubAck(_) => Ok(s),
+        sub.pkid = self.pkid();
+        self.send(Packet::Subscribe(sub)).await?;
+        match self.recv().await? {
+            Packet::SubAck(_) => {
+                self.flow.received(FlowKind::Login, format!("SUBACK {RESPONSE_FILTER}"), None);
+                Ok(())
+            }
             other => bail!("expected SUBACK, got {other:?}"),
         }
     }
@@ -108,25 +153,49 @@ impl MqttSession {
 
     /// Registers and polls to the end.
     pub async fn provision(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
+        let answer = self.provision_flow(registration_id, polling).await;
+        if let Err(e) = &answer {
+            self.flow.failed(e);
+        }
+        answer
+    }
+
+    async fn provision_flow(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
         let body = serde_json::to_vec(&serde_json::json!({ "registrationId": registration_id }))?;
         let mut rid = 0u32;
-        let (mut topic, mut payload) = self.request(register_topic("0"), &body).await?;
+        let topic = register_topic("0");
+        self.flow.send(FlowKind::Register, format!("PUBLISH {topic}"), Some(flow::shown(&body))).await;
+        let (mut topic, mut payload) = self.request(topic, &body).await?;
         let (started, mut polls) = (std::time::Instant::now(), 0);
         while polling.again(polls, started) {
             polls += 1;
-            let code: u16 = topic.split('/').nth(3).and_then(|c| c.parse().ok()).unwrap_or(0);
-            if code >= 300 {
-                return Err(crate::Refused::of(code, &payload).into());
-            }
-            let status: RegistrationOperationStatus = serde_json::from_slice(&payload)?;
+            let status = self.answer(&topic, &payload)?;
             if status.status.is_terminal() {
                 return Ok(status);
             }
             let secs = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok()).unwrap_or(2);
+            self.flow.local(FlowKind::Wait, format!("wait {secs} s")).await;
             polling.wait(Duration::from_secs(secs)).await;
             rid += 1;
-            (topic, payload) = self.request(operation_status_topic(&rid.to_string(), &status.operation_id), b"").await?;
+            let poll = operation_status_topic(&rid.to_string(), &status.operation_id);
+            self.flow.send(FlowKind::Poll, format!("PUBLISH {poll}"), None).await;
+            (topic, payload) = self.request(poll, b"").await?;
         }
         bail!("{registration_id}: the operation did not finish")
+    }
+
+    /// The operation status a response carries, or the refusal its `res/{status}` topic says.
+    fn answer(&self, topic: &str, payload: &[u8]) -> Result<RegistrationOperationStatus> {
+        let code: u16 = topic.split('/').nth(3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if code >= 300 {
+            let refused = crate::Refused::of(code, payload);
+            self.flow.received(FlowKind::Refused, format!("PUBLISH {topic} — {refused}"), Some(flow::shown(payload)));
+            return Err(refused.into());
+        }
+        let status: RegistrationOperationStatus = serde_json::from_slice(payload)?;
+        let retry_after = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok());
+        let (kind, title) = flow::answer_title(code, &status, retry_after);
+        self.flow.received(kind, format!("{title} · PUBLISH {topic}"), Some(flow::shown(payload)));
+        Ok(status)
     }
 }

@@ -44,7 +44,7 @@ impl HttpsDevice {
             .send()
             .await
             .context("the TPM register with its SAS token")?;
-        let status = self.poll(&id, &base, Some(&sas), Self::read(r).await?).await?;
+        let status = self.poll(&id, &base, Some(&sas), self.read(r).await?).await?;
         tpm.activate_assigned(&status).await?;
         Ok(status)
     }

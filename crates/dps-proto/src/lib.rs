@@ -41,6 +41,7 @@ pub mod ids;
 pub mod management;
 pub mod mqtt;
 pub mod service;
+pub mod simulation;
 pub mod trace;
 
 pub use certificates::*;

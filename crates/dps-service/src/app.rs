@@ -44,6 +44,8 @@ pub struct App {
     pub data_dir: std::path::PathBuf,
     /// Master-key rotation (`POST /service/keys/rotate`).
     pub rotation: Arc<crate::keys::Rotation>,
+    /// Simulated devices started from the console (`/simulations`).
+    pub simulations: Arc<dps_sim::live::Simulations>,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

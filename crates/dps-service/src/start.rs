@@ -130,6 +130,7 @@ pub(crate) async fn build_app(
         metrics_token: config.metrics_token.clone(),
         connection_caps,
         data_dir: config.data_dir.clone(),
+        simulations: Arc::default(),
         rotation: Arc::new(keys::Rotation::new(opened.store.clone(), opened.key_source.clone())),
         shutdown,
     }))

@@ -9,7 +9,7 @@ use common::TestService;
 use dps_device::{Endpoint, Polling};
 use dps_service::config::Overrides;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A key no enrollment has.
 const STRANGER: &str = "c3RyYW5nZXIta2V5LW9mLW5vYm9keS0wMTIzNDU2Nzg5";

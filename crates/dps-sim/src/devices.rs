@@ -2,9 +2,11 @@
 //! listeners — HTTPS, MQTT, AMQP — never through an in-process shortcut, so what a scenario shows is what a device
 //! sees on the wire.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dps_device::amqp::AmqpSession;
+use dps_device::flow::Flow;
 use dps_device::mqtt::MqttSession;
 use dps_device::{Endpoint, HttpsDevice, Polling, Refused};
 use dps_proto::{RegistrationOperationStatus, RegistrationStatus, Substatus};
@@ -38,25 +40,35 @@ pub struct Outcome {
 
 /// Registers one device with a symmetric key over `transport` and polls to the end (retry-after, as the SDKs).
 pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key: &str) -> Outcome {
+    match dps_device::device_sas(&target.endpoint.id_scope, id, key, Duration::from_secs(3600)) {
+        Ok(sas) => register_with(target, transport, id, &sas, Flow::default()).await,
+        Err(e) => outcome(id, transport, Err(e), Duration::ZERO),
+    }
+}
+
+/// Registers one device with the SAS token `sas` over `transport`, telling `flow` each step.
+pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, sas: &str, flow: Flow) -> Outcome {
     let started = Instant::now();
     let answer = match transport {
         Transport::Https => match HttpsDevice::new(target.endpoint.clone(), Polling::RetryAfter) {
-            Ok(d) => d.provision_symmetric_key(id, key).await,
+            Ok(d) => d.observed(flow).provision_with_sas(id, sas).await,
             Err(e) => Err(e),
         },
-        Transport::Mqtt => mqtt(target, id, key).await,
-        Transport::Amqp => amqp(target, id, key).await,
+        Transport::Mqtt => mqtt(target, id, sas, flow).await,
+        Transport::Amqp => amqp(target, id, sas, flow).await,
     };
     outcome(id, transport, answer, started.elapsed())
 }
 
-async fn mqtt(target: &DeviceTarget, id: &str, key: &str) -> anyhow::Result<RegistrationOperationStatus> {
-    let mut session = MqttSession::connect(&target.endpoint, target.mqtt_port, id, key).await?;
+async fn mqtt(target: &DeviceTarget, id: &str, sas: &str, flow: Flow) -> anyhow::Result<RegistrationOperationStatus> {
+    let tls = Arc::new(dps_device::tls_config(&target.endpoint.ca_pem)?);
+    let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, tls, Some(sas.to_owned()), flow).await?;
     session.provision(id, Polling::RetryAfter).await
 }
 
-async fn amqp(target: &DeviceTarget, id: &str, key: &str) -> anyhow::Result<RegistrationOperationStatus> {
-    let mut session = AmqpSession::connect(&target.endpoint, target.amqp_port, id, key).await?;
+async fn amqp(target: &DeviceTarget, id: &str, sas: &str, flow: Flow) -> anyhow::Result<RegistrationOperationStatus> {
+    let tls = Arc::new(dps_device::tls_config(&target.endpoint.ca_pem)?);
+    let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, tls, Some(sas.to_owned()), flow).await?;
     let status = session.provision(id, Polling::RetryAfter).await;
     let _ = session.close().await;
     status

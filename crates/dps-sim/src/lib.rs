@@ -6,6 +6,7 @@
 pub mod api;
 pub mod devices;
 pub mod expect;
+pub mod live;
 pub mod runner;
 pub mod scenario;
 

@@ -99,14 +99,8 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Transport {
-    #[default]
-    Https,
-    Mqtt,
-    Amqp,
-}
+/// The console's Simulate page offers the same transports.
+pub use dps_proto::simulation::SimTransport as Transport;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

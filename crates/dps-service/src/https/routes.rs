@@ -9,7 +9,9 @@ use http::Method;
 use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
-use super::service::{certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations};
+use super::service::{
+    certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations, simulations,
+};
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
 use dps_proto::{EnrollmentGroup as Group, IndividualEnrollment as Individual};
@@ -96,6 +98,18 @@ pub static ROUTES: &[Row] = &[
         |a, _, p| Box::pin(certificates::generate_verification_code(a, p.get("name")))),
     Row::new(POST, "/certificates/{name}/verify", Right(ServiceConfig), Extension,
         |a, r, p| Box::pin(certificates::verify(a, r, p.get("name")))),
+
+    // simulated devices (the console's Simulate page)
+    Row::new(GET, "/simulations", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(simulations::list(a))),
+    Row::new(POST, "/simulations", Right(EnrollmentWrite), Extension, |a, r, _| Box::pin(simulations::start(a, r))),
+    Row::new(GET, "/simulations/{id}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(simulations::get(a, p.get("id")))),
+    Row::new(DELETE, "/simulations/{id}", Right(EnrollmentWrite), Extension, |a, _, p| Box::pin(simulations::delete(a, p.get("id")))),
+    Row::new(POST, "/simulations/{id}/continue", Right(EnrollmentWrite), Extension,
+        |a, r, p| Box::pin(simulations::resume(a, r, p.get("id"), None))),
+    Row::new(GET, "/simulations/{id}/devices/{registrationId}", Right(EnrollmentRead), Extension,
+        |a, _, p| Box::pin(simulations::device(a, p.get("id"), p.get("registrationId")))),
+    Row::new(POST, "/simulations/{id}/devices/{registrationId}/continue", Right(EnrollmentWrite), Extension,
+        |a, r, p| Box::pin(simulations::resume(a, r, p.get("id"), Some(p.get("registrationId"))))),
 
     // the service itself
     Row::new(GET, "/service/info", Right(ServiceConfig), Extension, |a, _, _| now(service::info(a))),

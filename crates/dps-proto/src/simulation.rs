@@ -1,0 +1,240 @@
+//! Simulated devices (#16, `/simulations…` extension routes, the console's Simulate page): what a trainer asks
+//! for, and each device's flow as the device saw it on the wire — the steps of a sequence diagram.
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of step in a device's flow, in the order a flow meets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FlowKind {
+    /// TCP to the service's port.
+    Connect,
+    /// The TLS handshake: the service's certificate checked against the trusted CA; a client certificate or not.
+    Tls,
+    /// The transport's sign-in: MQTT CONNECT, AMQP SASL + open/attach (HTTPS has none: every request carries
+    /// the token).
+    Login,
+    /// The register request.
+    Register,
+    /// The service took the request: operation id and retry-after.
+    Accepted,
+    /// The device waits what the service asked (retry-after).
+    Wait,
+    /// An operation-status poll.
+    Poll,
+    /// The final answer (assigned, failed, disabled).
+    Answer,
+    /// The service refused a request (a DPS error code).
+    Refused,
+    /// The device gave up on its own (network, TLS, a protocol error).
+    Error,
+}
+
+impl FlowKind {
+    /// What happens at this step, in a sentence (the step-through's explanation).
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::Connect => "The device opens a TCP connection to the service's device port (HTTPS 443, MQTT 8883, AMQP 5671 on Azure).",
+            Self::Tls => "TLS: the device checks the service's certificate against the CA it trusts; an X.509 device also presents its own certificate here.",
+            Self::Login => "The device signs in on the transport: MQTT CONNECT with the SAS token as password, or AMQP SASL PLAIN, then the links.",
+            Self::Register => "The device asks to be registered: registration id, and its SAS token (symmetric key) or its certificate (X.509).",
+            Self::Accepted => "The service attested the device and started an operation: it answers 202 with an operation id and how long to wait.",
+            Self::Wait => "The device waits the retry-after the service asked for before it polls.",
+            Self::Poll => "The device asks for the operation's status with the operation id.",
+            Self::Answer => "The operation ended: the device learns its hub and device id (assigned), or why not (failed, disabled).",
+            Self::Refused => "The service refused the request with a DPS error code; the device stops here.",
+            Self::Error => "The device could not go on (network, TLS or protocol error).",
+        }
+    }
+}
+
+/// Who sent a step's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// Device → service.
+    Out,
+    /// Service → device.
+    In,
+    /// At the device (waiting, a local error).
+    Local,
+}
+
+/// One step of a device's flow: when (ms since the device started), what, and the message as sent (secrets
+/// masked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowStep {
+    pub kind: FlowKind,
+    pub direction: Direction,
+    pub at_ms: u64,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The transports a simulated device can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SimTransport {
+    #[default]
+    Https,
+    Mqtt,
+    Amqp,
+}
+
+/// What a trainer breaks on purpose (#16 item 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fault {
+    #[default]
+    None,
+    /// A key no enrollment has.
+    WrongKey,
+    /// The key derived from another group's key.
+    OtherGroupKey,
+    /// An id no enrollment names (with a key of nobody's).
+    UnknownId,
+    /// A SAS token whose expiry has passed.
+    ExpiredToken,
+    /// Devices of a disabled group.
+    DisabledGroup,
+}
+
+/// `POST /simulations`: start `count` simulated devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulationRequest {
+    /// Only `symmetricKey` for now.
+    #[serde(default = "symmetric_key")]
+    pub attestation: String,
+    #[serde(default)]
+    pub transport: SimTransport,
+    /// 1 to 1,000.
+    pub count: u32,
+    /// The symmetric-key group the devices derive their keys from; absent: the individual `enrollment`, or
+    /// the group `simulated-devices`, made when missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// An individual symmetric-key enrollment (then `count` is 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrollment: Option<String>,
+    /// The devices' registration ids are `{prefix}{n}` (default `sim-{run}-`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub fault: Fault,
+    /// Pause every device before each step until the trainer continues it.
+    #[serde(default)]
+    pub step_through: bool,
+}
+
+fn symmetric_key() -> String {
+    "symmetricKey".to_owned()
+}
+
+/// Where a simulated device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SimState {
+    Waiting,
+    Running,
+    Paused,
+    Assigned,
+    Failed,
+    Disabled,
+    Refused,
+    Error,
+}
+
+impl SimState {
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Waiting | Self::Running | Self::Paused)
+    }
+}
+
+/// One simulated device: its state, how it ended, and (on its own page) every step of its flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimDevice {
+    pub registration_id: String,
+    pub state: SimState,
+    /// The step it waits before (step-through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_before: Option<FlowKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_hub: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substatus: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Milliseconds from start to the end (or so far).
+    pub millis: u64,
+    /// The flow's steps (only in `GET /simulations/{id}/devices/{registrationId}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<FlowStep>,
+}
+
+/// A run of simulated devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Simulation {
+    pub id: String,
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub request: SimulationRequest,
+    /// The group or enrollment the devices used.
+    pub target: String,
+    /// Devices per state.
+    pub counts: std::collections::BTreeMap<String, u32>,
+    /// The devices (summaries: no steps); absent in the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<SimDevice>,
+}
+
+/// `POST /simulations/{id}/devices/{registrationId}/continue`: one step, or to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinueRequest {
+    #[serde(default)]
+    pub to_end: bool,
+}
+
+/// A SAS token or password with its signature masked (`sig=•••`), for showing messages as sent.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sig=") {
+        let (head, tail) = rest.split_at(at + 4);
+        out.push_str(head);
+        out.push_str("•••");
+        rest = tail.find(['&', ' ', '"', '\n']).map_or("", |end| tail.split_at(end).1);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_masked_and_the_rest_is_kept() {
+        let sas = "SharedAccessSignature sr=0ne%2Fregistrations%2Fd1&sig=abc%2Bdef&se=1700000000&skn=registration";
+        assert_eq!(mask_secrets(sas), "SharedAccessSignature sr=0ne%2Fregistrations%2Fd1&sig=•••&se=1700000000&skn=registration");
+        assert_eq!(mask_secrets("password: sig=xyz"), "password: sig=•••");
+        assert_eq!(mask_secrets("no secret"), "no secret");
+    }
+
+    #[test]
+    fn a_request_needs_only_a_count() {
+        let r: SimulationRequest = serde_json::from_str(r#"{"count":3}"#).expect("parses");
+        assert_eq!(
+            (r.transport, r.fault, r.attestation.as_str(), r.step_through),
+            (SimTransport::Https, Fault::None, "symmetricKey", false)
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! `/simulations…` (extension, #16): simulated devices for trainers. `POST /simulations` plans the devices —
+//! registration ids, the keys their group or enrollment gives them, and the fault asked for — and starts
+//! them against this service's own listeners ([`dps_sim::live`]); the other routes read a run, one device's
+//! flow, continue a stepped device, and forget a run.
+//!
+//! Faults (#16 item 3): `wrongKey` (a key nobody has), `otherGroupKey` (the key derived from the group
+//! `simulated-devices-other`: the service finds the group whose key verifies, so the device lands there), `unknownId` (ids no enrollment names), `expiredToken` (a SAS token that expired a
+//! minute ago), `disabledGroup` (the disabled group `simulated-devices-disabled`). The groups named here are
+//! made when missing, as symmetric-key groups with the service's defaults.
+
+use base64::Engine;
+use dps_core::DpsError;
+use dps_proto::simulation::{ContinueRequest, Fault, SimulationRequest};
+use dps_proto::Enrollment;
+use dps_proto::{AttestationMechanism, EnrollmentGroup as Group, IndividualEnrollment as Individual, ProvisioningStatus, RegistrationId};
+use dps_sim::live::{Planned, MAX_DEVICES};
+use dps_sim::DeviceTarget;
+use http::StatusCode;
+
+use crate::app::App;
+use crate::https::{empty_response, json_response, HttpResponse, Request};
+
+/// The group devices use when the request names none.
+pub const DEFAULT_GROUP: &str = "simulated-devices";
+const DISABLED_GROUP: &str = "simulated-devices-disabled";
+const OTHER_GROUP: &str = "simulated-devices-other";
+
+pub async fn list(app: &App) -> Result<HttpResponse, DpsError> {
+    Ok(json_response(StatusCode::OK, &app.simulations.list()))
+}
+
+pub async fn start(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
+    let request: SimulationRequest = req.json_or(|| None)?;
+    check(&request)?;
+    let id = app.simulations.next_id();
+    let (target_name, planned) = plan(app, &request, &id).await?;
+    let target = device_target(app)?;
+    let run = app
+        .simulations
+        .start(id, (request, target_name), planned, target, app.clock.now(), app.shutdown.clone())
+        .map_err(|m| DpsError::new(dps_core::ErrorKind::Throttled, m))?;
+    Ok(json_response(StatusCode::CREATED, &run.snapshot(true)))
+}
+
+pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    let run = app.simulations.get(id).ok_or_else(|| not_found(id))?;
+    Ok(json_response(StatusCode::OK, &run.snapshot(true)))
+}
+
+pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+    if !app.simulations.remove(id) {
+        return Err(not_found(id));
+    }
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+pub async fn device(app: &App, id: &str, registration_id: &str) -> Result<HttpResponse, DpsError> {
+    let run = app.simulations.get(id).ok_or_else(|| not_found(id))?;
+    let d = run.device(registration_id).ok_or_else(|| device_not_found(id, registration_id))?;
+    Ok(json_response(StatusCode::OK, &d.snapshot(true)))
+}
+
+/// Continues one stepped device (`{"toEnd": true}`: to its end), or every device of the run (`registration_id`
+/// absent).
+pub async fn resume(app: &App, req: &Request, id: &str, registration_id: Option<&str>) -> Result<HttpResponse, DpsError> {
+    let body: ContinueRequest = req.json_or(|| Some(ContinueRequest::default()))?;
+    let run = app.simulations.get(id).ok_or_else(|| not_found(id))?;
+    match registration_id {
+        Some(r) => run.device(r).ok_or_else(|| device_not_found(id, r))?.resume(body.to_end),
+        None => run.devices.iter().for_each(|d| d.resume(body.to_end)),
+    }
+    Ok(json_response(StatusCode::OK, &run.snapshot(true)))
+}
+
+fn not_found(id: &str) -> DpsError {
+    DpsError::new(dps_core::ErrorKind::NotFound, format!("there is no simulation '{}'", id.escape_debug()))
+}
+
+fn device_not_found(id: &str, registration_id: &str) -> DpsError {
+    DpsError::new(
+        dps_core::ErrorKind::NotFound,
+        format!("simulation '{}' has no device '{}'", id.escape_debug(), registration_id.escape_debug()),
+    )
+}
+
+fn check(r: &SimulationRequest) -> Result<(), DpsError> {
+    if r.attestation != "symmetricKey" {
+        return Err(DpsError::invalid(format!("attestation '{}' cannot be simulated yet; use symmetricKey", r.attestation.escape_debug())));
+    }
+    if r.count == 0 || r.count > MAX_DEVICES {
+        return Err(DpsError::invalid(format!("count must be 1 to {MAX_DEVICES}, not {}", r.count)));
+    }
+    if r.enrollment.is_some() && (r.count != 1 || r.group.is_some()) {
+        return Err(DpsError::invalid("an individual enrollment is one device: count 1 and no group"));
+    }
+    if let Some(p) = &r.prefix {
+        RegistrationId::try_from(format!("{p}1")).map_err(|e| DpsError::invalid(format!("prefix: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The devices of a run: ids and SAS tokens, as the request and its fault say; and what they attest against.
+async fn plan(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Vec<Planned>), DpsError> {
+    // The devices sign by the service's clock: they run on its machine.
+    let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
+    if let Some(e) = &r.enrollment {
+        let key = primary_key(&app.management.get::<Individual>(e).await?)?;
+        let id = if r.fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
+        return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, r.fault)?]));
+    }
+    let group = match (r.fault, &r.group) {
+        (Fault::DisabledGroup, _) => group_key(app, DISABLED_GROUP).await?,
+        (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
+        (_, None) => group_key(app, DEFAULT_GROUP).await?,
+    };
+    let signing = match r.fault {
+        Fault::OtherGroupKey => group_key(app, OTHER_GROUP).await?,
+        _ => group.clone(),
+    };
+    let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
+    let mut devices = Vec::new();
+    for n in 1..=r.count {
+        let id = if r.fault == Fault::UnknownId { format!("{prefix}unknown-{n}") } else { format!("{prefix}{n}") };
+        let key = dps_crypto::derive_device_key(&signing, &id).map_err(|e| DpsError::internal(e.to_string()))?;
+        devices.push(planned(scope, id, &key, r.fault)?);
+    }
+    let name = match r.fault {
+        Fault::DisabledGroup => DISABLED_GROUP,
+        _ => r.group.as_deref().unwrap_or(DEFAULT_GROUP),
+    };
+    Ok((format!("group {name}"), devices))
+}
+
+/// One device: its id and the SAS token the fault gives it.
+fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault: Fault) -> Result<Planned, DpsError> {
+    let stranger = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let key = if matches!(fault, Fault::WrongKey | Fault::UnknownId) { stranger.as_str() } else { key };
+    let se = if fault == Fault::ExpiredToken { now.saturating_sub(60) } else { now + 3600 };
+    let sas = dps_device::device_sas_expiring(scope, &registration_id, key, se).map_err(|e| DpsError::internal(format!("{e:#}")))?;
+    Ok(Planned { registration_id, sas })
+}
+
+/// The primary key of the symmetric-key group `name`, made when missing (disabled: the fault's group).
+async fn group_key(app: &App, name: &str) -> Result<String, DpsError> {
+    match app.management.get::<Group>(name).await {
+        Ok(g) => primary_key(&g),
+        Err(e) if e.status() == 404 => {
+            let mut g = Group::new(name.to_owned(), AttestationMechanism::symmetric_key(None, None));
+            if name == DISABLED_GROUP {
+                *g.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
+            }
+            let pre = dps_core::model::Precondition::None;
+            primary_key(&app.management.put(name, g, pre, dps_core::api_version::Schema::Current).await?)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn primary_key<E: Enrollment>(e: &E) -> Result<String, DpsError> {
+    e.attestation().symmetric_key.as_ref().and_then(|k| k.primary_key.clone()).ok_or_else(|| {
+        DpsError::invalid(format!("{} '{}' has no symmetric key: only symmetric-key devices can be simulated yet", E::KIND.noun(), e.id()))
+    })
+}
+
+/// This service's device listeners, as a device reaches them: the host devices are told to use.
+fn device_target(app: &App) -> Result<DeviceTarget, DpsError> {
+    let info = &app.info;
+    let ca_pem = std::fs::read(&info.ca_certificate).map_err(|e| DpsError::internal(format!("the service's CA certificate: {e}")))?;
+    let host = crate::host_with_port(&info.host, info.ports.https.unwrap_or(443));
+    Ok(DeviceTarget {
+        endpoint: dps_device::Endpoint { host, id_scope: info.id_scope.clone(), ca_pem },
+        mqtt_port: info.ports.mqtt.unwrap_or(8883),
+        amqp_port: info.ports.amqp.unwrap_or(5671),
+    })
+}

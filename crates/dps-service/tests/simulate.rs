@@ -1,0 +1,160 @@
+//! Simulated devices from the console (#16 items 1–4): `POST /simulations` starts real device clients through
+//! the service's own listeners — every transport — and each device's flow is recorded step by step (connect,
+//! TLS, sign-in, register, 202, wait, poll, answer) with secrets masked; faults end in the DPS answer they
+//! provoke; step-through holds a device at each gate until continued; bad requests are refused with DPS codes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestService;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Starts a run and waits until every device ended (or 60 s went by); the run's final view.
+async fn run(s: &TestService, request: Value) -> Value {
+    let started = s.service(Method::POST, "/simulations", Some(request.clone())).await;
+    assert_eq!(started.status, 201, "{request}: {}", started.body);
+    let id = started.body["id"].as_str().expect("the run has an id").to_owned();
+    wait_until(s, &id, |run| {
+        run["counts"].as_object().is_some_and(|c| ["waiting", "running", "paused"].iter().all(|k| !c.contains_key(*k)))
+    })
+    .await
+}
+
+async fn wait_until(s: &TestService, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let a = s.service(Method::GET, &format!("/simulations/{id}"), None).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        if done(&a.body) {
+            return a.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("simulation {id} did not get there in 60 s");
+}
+
+async fn device(s: &TestService, run: &str, id: &str) -> Value {
+    let a = s.service(Method::GET, &format!("/simulations/{run}/devices/{id}"), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+fn kinds(device: &Value) -> Vec<String> {
+    // A device that took no step yet has no `steps` member.
+    let steps = device["steps"].as_array().map(Vec::as_slice).unwrap_or_default();
+    steps.iter().map(|s| s["kind"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn devices_of_every_transport_provision_through_the_listeners_and_their_flow_is_recorded() {
+    let s = TestService::start().await;
+    for transport in ["https", "mqtt", "amqp"] {
+        let r = run(&s, json!({ "transport": transport, "count": 3, "prefix": format!("{transport}-dev-") })).await;
+        assert_eq!(r["counts"], json!({ "assigned": 3 }), "{transport}: {r}");
+        assert_eq!(r["target"], "group simulated-devices");
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &format!("{transport}-dev-2")).await;
+        assert_eq!(d["state"], "assigned");
+        assert!(d["deviceId"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&format!("{transport}-dev-2"))), "{d}");
+        let k = kinds(&d);
+        let expected = ["connect", "tls", "register", "accepted", "wait", "poll", "answer"];
+        let mut at = k.iter();
+        assert!(expected.iter().all(|e| at.any(|x| x == e)), "{transport}: the flow in order {expected:?}, got {k:?}");
+        if transport != "https" {
+            assert!(k.iter().any(|x| x == "login"), "{transport} signs in: {k:?}");
+        }
+        let text = d["steps"].to_string();
+        assert!(
+            text.contains("sig=•••") && !text.contains("sig=%") && !text.contains("sig=\\u"),
+            "{transport}: the SAS signature is masked: {text}"
+        );
+        // The identity was created in the hub: the registration record says so.
+        let record = s.service(Method::GET, &format!("/registrations/{transport}-dev-2"), None).await;
+        assert_eq!(record.body["status"], "assigned", "{}", record.body);
+    }
+    let list = s.service(Method::GET, "/simulations", None).await;
+    assert_eq!(list.body.as_array().map(Vec::len), Some(3), "{}", list.body);
+}
+
+#[tokio::test]
+async fn each_fault_ends_in_the_answer_it_provokes() {
+    let s = TestService::start().await;
+    for fault in ["wrongKey", "unknownId", "expiredToken"] {
+        let r = run(&s, json!({ "count": 2, "fault": fault, "transport": "mqtt" })).await;
+        assert_eq!(r["counts"], json!({ "refused": 2 }), "{fault}: {r}");
+        for d in r["devices"].as_array().expect("devices") {
+            assert_eq!(d["errorCode"], 401002, "{fault}: {d}");
+        }
+        let one = r["devices"][0]["registrationId"].as_str().expect("id").to_owned();
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &one).await;
+        assert_eq!(kinds(&d).last().map(String::as_str), Some("refused"), "{fault}: {d}");
+    }
+    // Another group's key: the service finds the group whose derived key verifies the token, so the device
+    // lands in that group — not in the one the trainer meant.
+    let r = run(&s, json!({ "count": 1, "fault": "otherGroupKey", "prefix": "stray-" })).await;
+    assert_eq!(r["counts"], json!({ "assigned": 1 }), "{r}");
+    let trace = s.service(Method::GET, "/registrations/stray-1/trace", None).await;
+    assert!(trace.body.to_string().contains("simulated-devices-other"), "the trace names the group that matched: {}", trace.body);
+    let r = run(&s, json!({ "count": 2, "fault": "disabledGroup" })).await;
+    assert_eq!(r["target"], "group simulated-devices-disabled");
+    let d = &r["devices"][0];
+    assert!(d["state"] == "disabled" || d["state"] == "refused", "a disabled group's device does not get a hub: {d}");
+    assert!(d["assignedHub"].is_null(), "{d}");
+}
+
+#[tokio::test]
+async fn a_stepped_device_waits_before_each_step_until_continued() {
+    let s = TestService::start().await;
+    let started = s.service(Method::POST, "/simulations", Some(json!({ "count": 1, "stepThrough": true, "prefix": "step-" }))).await;
+    let run = started.body["id"].as_str().expect("id").to_owned();
+    let paused = |before: &'static str| move |r: &Value| r["devices"][0]["pausedBefore"] == before;
+    let r = wait_until(&s, &run, paused("connect")).await;
+    assert_eq!(r["devices"][0]["state"], "paused");
+    assert_eq!(kinds(&device(&s, &run, "step-1").await).len(), 0, "nothing happened before the first continue");
+    let path = format!("/simulations/{run}/devices/step-1/continue");
+    assert_eq!(s.service(Method::POST, &path, Some(json!({}))).await.status, 200);
+    wait_until(&s, &run, paused("tls")).await;
+    assert_eq!(kinds(&device(&s, &run, "step-1").await), ["connect"]);
+    assert_eq!(s.service(Method::POST, &path, Some(json!({}))).await.status, 200);
+    wait_until(&s, &run, paused("register")).await;
+    assert_eq!(s.service(Method::POST, &path, Some(json!({ "toEnd": true }))).await.status, 200);
+    let r = wait_until(&s, &run, |r| r["devices"][0]["state"] == "assigned").await;
+    assert_eq!(r["counts"], json!({ "assigned": 1 }));
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_dps_codes() {
+    let s = TestService::start().await;
+    for (body, status, code) in [
+        (json!({ "count": 0 }), 400, 400004),
+        (json!({ "count": 1001 }), 400, 400004),
+        (json!({ "count": 1, "attestation": "x509" }), 400, 400004),
+        (json!({ "count": 1, "prefix": "bad prefix/" }), 400, 400004),
+        (json!({ "count": 2, "enrollment": "someone" }), 400, 400004),
+        (json!({ "count": 1, "group": "no-such-group" }), 404, 404202),
+        (json!({ "count": 1, "enrollment": "no-such-enrollment" }), 404, 404202),
+        (json!({ "count": 1, "transport": "carrier-pigeon" }), 400, 400001),
+    ] {
+        let a = s.service(Method::POST, "/simulations", Some(body.clone())).await;
+        TestService::assert_error(&a, status, code);
+    }
+    let a = s.service(Method::GET, "/simulations/sim-404", None).await;
+    TestService::assert_error(&a, 404, 404204);
+    let a = s.service(Method::POST, "/simulations/sim-404/devices/x/continue", Some(json!({}))).await;
+    TestService::assert_error(&a, 404, 404204);
+}
+
+#[tokio::test]
+async fn an_individual_enrollment_and_a_named_group_are_used_and_a_run_can_be_forgotten() {
+    let s = TestService::start().await;
+    s.enroll("solo-dev", json!({})).await;
+    let r = run(&s, json!({ "count": 1, "enrollment": "solo-dev", "transport": "amqp" })).await;
+    assert_eq!((r["counts"].clone(), r["target"].clone()), (json!({ "assigned": 1 }), json!("enrollment solo-dev")), "{r}");
+    let g = json!({ "enrollmentGroupId": "line-7", "attestation": { "type": "symmetricKey" } });
+    assert_eq!(s.service(Method::PUT, "/enrollmentGroups/line-7", Some(g)).await.status, 200);
+    let r = run(&s, json!({ "count": 4, "group": "line-7", "prefix": "line7-" })).await;
+    assert_eq!(r["counts"], json!({ "assigned": 4 }), "{r}");
+    let id = r["id"].as_str().expect("id").to_owned();
+    assert_eq!(s.service(Method::DELETE, &format!("/simulations/{id}"), None).await.status, 204);
+    assert_eq!(s.service(Method::GET, &format!("/simulations/{id}"), None).await.status, 404);
+}
