@@ -13,6 +13,7 @@
 //! - [`error_help`], [`format`], [`charts`], [`logs`]: error codes in plain language, times and counts, chart
 //!   buckets and shares, the live log's buffer and filters.
 //! - [`trace`]: a registration's decision trace as steps.
+//! - [`simulation`]: the Simulate page's choices, states and the Markdown transcript of a device's flow.
 
 pub mod charts;
 pub mod derived_key;
@@ -23,6 +24,7 @@ pub mod format;
 pub mod hub_form;
 pub mod logs;
 pub mod paging;
+pub mod simulation;
 pub mod tpm;
 pub mod trace;
 pub mod transfer;

@@ -12,6 +12,7 @@ pub mod enrollments;
 pub mod hubs;
 pub mod registrations;
 pub mod service;
+pub mod simulations;
 
 use dps_proto::{LocalRequest, LocalResponse, ProvisioningServiceErrorDetails};
 use gloo_net::http::{Method, Request};

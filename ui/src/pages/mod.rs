@@ -9,6 +9,7 @@ pub mod logs;
 pub mod overview;
 pub mod registrations;
 pub mod settings;
+pub mod simulate;
 
 use leptos::prelude::*;
 
@@ -20,13 +21,23 @@ pub enum Page {
     Registrations,
     Hubs,
     Certificates,
+    Simulate,
     Logs,
     Settings,
 }
 
 impl Page {
-    pub const ALL: [Page; 8] =
-        [Page::Overview, Page::Enrollments, Page::Groups, Page::Registrations, Page::Hubs, Page::Certificates, Page::Logs, Page::Settings];
+    pub const ALL: [Page; 9] = [
+        Page::Overview,
+        Page::Enrollments,
+        Page::Groups,
+        Page::Registrations,
+        Page::Hubs,
+        Page::Certificates,
+        Page::Simulate,
+        Page::Logs,
+        Page::Settings,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -36,6 +47,7 @@ impl Page {
             Page::Registrations => "Registrations",
             Page::Hubs => "Hubs",
             Page::Certificates => "Certificates",
+            Page::Simulate => "Simulate",
             Page::Logs => "Logs",
             Page::Settings => "Settings",
         }
@@ -49,6 +61,7 @@ impl Page {
             Page::Registrations => "registrations",
             Page::Hubs => "hubs",
             Page::Certificates => "certificates",
+            Page::Simulate => "simulate",
             Page::Logs => "logs",
             Page::Settings => "settings",
         }
@@ -73,6 +86,7 @@ impl Page {
             Page::Registrations => view! { <registrations::Registrations /> }.into_any(),
             Page::Hubs => view! { <hubs::Hubs /> }.into_any(),
             Page::Certificates => view! { <certificates::Certificates /> }.into_any(),
+            Page::Simulate => view! { <simulate::Simulate /> }.into_any(),
             Page::Logs => view! { <logs::Logs /> }.into_any(),
             Page::Settings => view! { <settings::Settings /> }.into_any(),
         }

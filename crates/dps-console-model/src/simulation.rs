@@ -1,0 +1,232 @@
+//! The Simulate page's logic: the choices it offers (transports, faults), a device state's label and badge,
+//! a flow step's arrow, and the Markdown transcript of a device's flow or a whole run (#16 item 6) — a Mermaid
+//! sequence diagram, then every step with its message as sent (secrets were masked by the service).
+
+use std::fmt::Write;
+
+use dps_proto::simulation::{Direction, Fault, FlowKind, FlowStep, SimDevice, SimState, SimTransport, Simulation};
+
+use crate::error_help;
+
+/// The transports offered, as (value, label).
+pub const TRANSPORTS: [(SimTransport, &str, &str); 3] =
+    [(SimTransport::Https, "https", "HTTPS"), (SimTransport::Mqtt, "mqtt", "MQTT"), (SimTransport::Amqp, "amqp", "AMQP")];
+
+/// The faults offered, as (value, wire name, label).
+pub const FAULTS: [(Fault, &str, &str); 6] = [
+    (Fault::None, "none", "None — provision normally"),
+    (Fault::WrongKey, "wrongKey", "Wrong key"),
+    (Fault::OtherGroupKey, "otherGroupKey", "Key of another group"),
+    (Fault::UnknownId, "unknownId", "Unknown registration id"),
+    (Fault::ExpiredToken, "expiredToken", "Expired SAS token"),
+    (Fault::DisabledGroup, "disabledGroup", "Disabled group"),
+];
+
+/// A transport by its wire name (HTTPS for anything else).
+pub fn transport_of(name: &str) -> SimTransport {
+    TRANSPORTS.iter().find(|(_, n, _)| *n == name).map_or(SimTransport::Https, |(t, _, _)| *t)
+}
+
+/// A fault by its wire name (none for anything else).
+pub fn fault_of(name: &str) -> Fault {
+    FAULTS.iter().find(|(_, n, _)| *n == name).map_or(Fault::None, |(f, _, _)| *f)
+}
+
+/// What a fault shows a class, in a sentence.
+pub fn fault_hint(f: Fault) -> &'static str {
+    match f {
+        Fault::None => "Devices derive their keys from the group and provision normally.",
+        Fault::WrongKey => "Each device signs its SAS token with a key no enrollment has: the service answers 401002.",
+        Fault::OtherGroupKey => {
+            "Each device signs with the key derived from another group (simulated-devices-other): the service finds the group \
+             whose key verifies, so the device lands in that group, not the one you meant."
+        }
+        Fault::UnknownId => "Registration ids no enrollment names, with a key nobody has: 401002, the same answer as a wrong key.",
+        Fault::ExpiredToken => "The SAS token's expiry (se) passed a minute ago: the service refuses it with 401002.",
+        Fault::DisabledGroup => "Devices of the disabled group simulated-devices-disabled: they get no hub.",
+    }
+}
+
+/// A state's label and badge class.
+pub fn state_badge(s: SimState) -> (&'static str, &'static str) {
+    match s {
+        SimState::Waiting => ("waiting", "muted"),
+        SimState::Running => ("running", "warn"),
+        SimState::Paused => ("paused", "warn"),
+        SimState::Assigned => ("assigned", "ok"),
+        SimState::Failed => ("failed", "bad"),
+        SimState::Disabled => ("disabled", "bad"),
+        SimState::Refused => ("refused", "bad"),
+        SimState::Error => ("error", "bad"),
+    }
+}
+
+/// A step's arrow between the device and the service.
+pub fn arrow(d: Direction) -> &'static str {
+    match d {
+        Direction::Out => "→",
+        Direction::In => "←",
+        Direction::Local => "•",
+    }
+}
+
+/// A step kind's short name.
+pub fn kind_label(k: FlowKind) -> &'static str {
+    match k {
+        FlowKind::Connect => "connect",
+        FlowKind::Tls => "TLS",
+        FlowKind::Login => "sign-in",
+        FlowKind::Register => "register",
+        FlowKind::Accepted => "accepted",
+        FlowKind::Wait => "wait",
+        FlowKind::Poll => "poll",
+        FlowKind::Answer => "answer",
+        FlowKind::Refused => "refused",
+        FlowKind::Error => "error",
+    }
+}
+
+/// Why a device ended as it did, in plain words (the console's error help), when it did not get a hub.
+pub fn cause(d: &SimDevice) -> Option<String> {
+    let code = d.error_code?;
+    let h = error_help::for_error(code, d.message.as_deref().unwrap_or_default());
+    Some(format!("{} ({code}): {} {}", h.title, h.cause, h.fix))
+}
+
+/// Mermaid text: no line breaks, no characters Mermaid reads as syntax.
+fn mermaid_text(s: &str) -> String {
+    s.chars().map(|c| if matches!(c, ';' | '#' | '\n' | '\r' | ':') { ' ' } else { c }).collect()
+}
+
+fn mermaid_line(out: &mut String, s: &FlowStep) {
+    let text = mermaid_text(&s.title);
+    let _ = match s.direction {
+        Direction::Out => writeln!(out, "    Device->>DPS: {text}"),
+        Direction::In => writeln!(out, "    DPS-->>Device: {text}"),
+        Direction::Local => writeln!(out, "    Note over Device: {text}"),
+    };
+}
+
+/// The Markdown transcript of one device's flow: heading, outcome, sequence diagram, steps with messages.
+pub fn transcript(run: &Simulation, d: &SimDevice) -> String {
+    let mut out = format!("## Device `{}`\n\n", d.registration_id);
+    let (state, _) = state_badge(d.state);
+    let _ = writeln!(out, "- Run: {} ({:?} over {}, {})", run.id, run.request.fault, transport_name(run.request.transport), run.target);
+    let _ = writeln!(out, "- Outcome: **{state}** in {} ms", d.millis);
+    if let (Some(hub), Some(id)) = (&d.assigned_hub, &d.device_id) {
+        let _ = writeln!(out, "- Assigned to `{hub}` as device `{id}`");
+    }
+    if let Some(c) = cause(d) {
+        let _ = writeln!(out, "- Why: {c}");
+    }
+    out.push_str("\n```mermaid\nsequenceDiagram\n    participant Device\n    participant DPS as DPS Console\n");
+    d.steps.iter().for_each(|s| mermaid_line(&mut out, s));
+    out.push_str("```\n\n| # | ms | | step | what |\n|---|---|---|---|---|\n");
+    for (i, s) in d.steps.iter().enumerate() {
+        let title = s.title.replace('|', "\\|");
+        let _ = writeln!(out, "| {} | {} | {} | {} | {title} |", i + 1, s.at_ms, arrow(s.direction), kind_label(s.kind));
+    }
+    for (i, s) in d.steps.iter().enumerate().filter(|(_, s)| s.message.is_some()) {
+        let _ = write!(out, "\n**Step {} — {}**\n\n```\n{}\n```\n", i + 1, kind_label(s.kind), s.message.as_deref().unwrap_or_default());
+    }
+    out
+}
+
+/// The Markdown transcript of a run: what was asked, the counts, and each device given with its steps.
+pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
+    let mut out = format!("# Simulation {}\n\n", run.id);
+    let _ = writeln!(out, "- Started: {}", run.started.to_rfc3339());
+    let _ = writeln!(out, "- {} device(s) over {}, {}", run.request.count, transport_name(run.request.transport), run.target);
+    let _ = writeln!(out, "- Fault: {}", fault_label(run.request.fault));
+    let counts: Vec<String> = run.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(out, "- Outcome: {}\n", counts.join(", "));
+    for d in devices {
+        out.push_str(&transcript(run, d));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn transport_name(t: SimTransport) -> &'static str {
+    TRANSPORTS.iter().find(|(x, _, _)| *x == t).map_or("HTTPS", |(_, _, l)| l)
+}
+
+pub fn fault_label(f: Fault) -> &'static str {
+    FAULTS.iter().find(|(x, _, _)| *x == f).map_or("None", |(_, _, l)| l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dps_proto::simulation::SimulationRequest;
+
+    fn step(kind: FlowKind, direction: Direction, title: &str, message: Option<&str>) -> FlowStep {
+        FlowStep { kind, direction, at_ms: 5, title: title.into(), message: message.map(str::to_owned) }
+    }
+
+    fn run() -> Simulation {
+        let request: SimulationRequest = serde_json::from_str(r#"{"count":1,"transport":"mqtt"}"#).expect("request");
+        Simulation {
+            id: "sim-1".into(),
+            started: chrono::DateTime::UNIX_EPOCH,
+            request,
+            target: "group g".into(),
+            counts: Default::default(),
+            devices: vec![],
+        }
+    }
+
+    fn device(state: SimState, steps: Vec<FlowStep>) -> SimDevice {
+        SimDevice {
+            registration_id: "dev-1".into(),
+            state,
+            paused_before: None,
+            assigned_hub: Some("hub-a".into()),
+            device_id: Some("dev-1".into()),
+            substatus: None,
+            error_code: None,
+            message: None,
+            millis: 42,
+            steps,
+        }
+    }
+
+    #[test]
+    fn a_transcript_has_the_sequence_diagram_and_every_message() {
+        let steps = vec![
+            step(FlowKind::Login, Direction::Out, "CONNECT", Some("password: SharedAccessSignature sig=•••")),
+            step(FlowKind::Accepted, Direction::In, "202 — assigning: retry after 3 s", None),
+            step(FlowKind::Wait, Direction::Local, "wait 3 s", None),
+            step(FlowKind::Answer, Direction::In, "200 — assigned | to hub-a", Some("{\"status\":\"assigned\"}")),
+        ];
+        let md = transcript(&run(), &device(SimState::Assigned, steps));
+        assert!(md.contains("```mermaid\nsequenceDiagram"), "{md}");
+        assert!(md.contains("    Device->>DPS: CONNECT\n"), "{md}");
+        assert!(md.contains("    DPS-->>Device: 202 — assigning  retry after 3 s\n"), "a colon would end the Mermaid message: {md}");
+        assert!(md.contains("    Note over Device: wait 3 s\n"), "{md}");
+        assert!(md.contains("| 4 | 5 | ← | answer | 200 — assigned \\| to hub-a |"), "pipes are escaped in the table: {md}");
+        assert!(md.contains("**Step 1 — sign-in**\n\n```\npassword: SharedAccessSignature sig=•••\n```"), "{md}");
+        assert!(md.contains("Assigned to `hub-a` as device `dev-1`") && md.contains("MQTT"), "{md}");
+    }
+
+    #[test]
+    fn a_refused_device_says_why_in_plain_words() {
+        let mut d = device(SimState::Refused, vec![]);
+        (d.assigned_hub, d.device_id, d.error_code, d.message) = (None, None, Some(401002), Some("no enrollment accepts it".into()));
+        let why = cause(&d).expect("a cause");
+        assert!(why.contains("401002"), "{why}");
+        assert!(run_transcript(&run(), &[d]).contains("- Why: "), "the run's transcript carries it");
+    }
+
+    #[test]
+    fn choices_round_trip_by_wire_name() {
+        for (f, name, _) in FAULTS {
+            assert_eq!(fault_of(name), f);
+            assert_eq!(serde_json::to_value(f).expect("fault"), serde_json::json!(name), "the wire name is serde's");
+        }
+        for (t, name, _) in TRANSPORTS {
+            assert_eq!(transport_of(name), t);
+            assert_eq!(serde_json::to_value(t).expect("transport"), serde_json::json!(name));
+        }
+    }
+}

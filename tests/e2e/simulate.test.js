@@ -1,0 +1,119 @@
+'use strict';
+// The Simulate page (#16): start simulated devices from the console and watch them — a device's sequence to
+// `assigned` over each transport, a fault's refusal with its DPS code and plain-language cause, and a device
+// stepped through by hand. Simulated devices are real clients through the service's listeners; what the page
+// shows is checked against the service API. Screenshots: simulate, simulate-refused (README "Teaching").
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startService } = require('./lib/service');
+const { openConsole, tid, textOf, waitForText, waitUntil, signIn, goTo, screenshot, withEvidence } = require('./lib/browser');
+
+let svc;
+let con;
+
+before(async () => {
+  svc = await startService({ label: 'e2e-simulate' });
+  con = await openConsole(svc);
+  await signIn(con.page, svc);
+});
+after(async () => {
+  if (con) await con.close();
+  if (svc) await svc.stop();
+});
+
+/** Fill the start form and start; returns the new run's id (the selected run tab). */
+async function start(page, { transport = 'https', count = '3', fault = 'none', step = false } = {}) {
+  await goTo(page, 'simulate', 'Simulate');
+  await tid(page, 'sim-transport').selectOption(transport);
+  await tid(page, 'sim-count').fill(count);
+  await tid(page, 'sim-fault').selectOption(fault);
+  if ((await tid(page, 'sim-step').isChecked()) !== step) await tid(page, 'sim-step').click();
+  const before = await svc.call('GET', '/simulations');
+  await tid(page, 'sim-start').click();
+  let run;
+  await waitUntil(async () => {
+    const now = await svc.call('GET', '/simulations');
+    run = now.length > before.length ? now[0] : undefined;
+    return Boolean(run);
+  }, { message: 'a new simulation run' });
+  return run.id;
+}
+
+const stateOf = (page, id) => page.locator(`[data-testid="sim-device"][data-id="${id}"] [data-testid="sim-device-state"]`);
+
+async function openDevice(page, id) {
+  await page.locator(`[data-testid="sim-device"][data-id="${id}"] [data-testid="sim-device-open"]`).click();
+  await tid(page, 'sim-flow').waitFor({ state: 'visible' });
+}
+
+for (const transport of ['https', 'mqtt', 'amqp']) {
+  test(`a simulated ${transport} device's sequence runs to assigned`, async () => {
+    await withEvidence(`simulate-${transport}`, con, async () => {
+      const { page } = con;
+      const run = await start(page, { transport, count: '3' });
+      const id = `${run}-2`;
+      await waitForText(stateOf(page, id), 'assigned', { what: `${id}'s state`, timeout: 60000 });
+      await openDevice(page, id);
+      await waitForText(tid(page, 'sim-flow-state'), 'assigned', { what: 'the flow panel state' });
+      const kinds = await page.locator('[data-testid="sim-step"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
+      for (const k of ['connect', 'TLS', 'register', 'accepted', 'poll', 'answer']) {
+        assert.ok(kinds.includes(k), `${transport}: the sequence shows ${k}: ${kinds}`);
+      }
+      if (transport !== 'https') assert.ok(kinds.includes('sign-in'), `${transport} signs in: ${kinds}`);
+      const hub = await textOf(tid(page, 'sim-flow-hub'));
+      const api = await svc.call('GET', `/simulations/${run}/devices/${id}`);
+      assert.ok(hub.includes(api.assignedHub), `the page names the hub the service assigned (${api.assignedHub}): ${hub}`);
+      const record = await svc.call('GET', `/registrations/${id}`);
+      assert.equal(record.status, 'assigned', 'the registration record agrees');
+      const shown = await tid(page, 'sim-sequence').innerText();
+      assert.ok(!/sig=[A-Za-z0-9%]/.test(shown), 'no SAS signature is shown');
+      assert.equal(await tid(page, 'sim-flow-trace').getAttribute('href'), `#/registrations/${id}`, 'linked to the decision trace');
+      if (transport === 'mqtt') {
+        await page.locator('[data-testid="sim-step"][data-kind="sign-in"] details summary').first().click();
+        await screenshot(page, 'simulate');
+      }
+    });
+  });
+}
+
+test('a wrong key shows the refusal, its DPS code and the cause in plain words', async () => {
+  await withEvidence('simulate-refused', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    await tid(page, 'sim-fault').selectOption('wrongKey');
+    await waitForText(tid(page, 'sim-fault-hint'), (t) => t.includes('401002'), { what: 'the fault hint' });
+    const run = await start(page, { transport: 'amqp', count: '2', fault: 'wrongKey' });
+    const id = `${run}-1`;
+    await waitForText(stateOf(page, id), 'refused', { what: `${id}'s state`, timeout: 60000 });
+    await openDevice(page, id);
+    await waitForText(tid(page, 'sim-flow-cause'), (t) => t.includes('401002'), { what: 'the cause' });
+    const cause = await textOf(tid(page, 'sim-flow-cause'));
+    assert.ok(cause.length > 40, `the cause is explained, not only coded: ${cause}`);
+    const kinds = await page.locator('[data-testid="sim-step"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
+    assert.equal(kinds[kinds.length - 1], 'refused', `the flow ends refused: ${kinds}`);
+    const api = await svc.call('GET', `/simulations/${run}/devices/${id}`);
+    assert.equal(api.errorCode, 401002);
+    await screenshot(page, 'simulate-refused');
+  });
+});
+
+test('step-through: a device waits before each step, with its explanation, until continued', async () => {
+  await withEvidence('simulate-step', con, async () => {
+    const { page } = con;
+    const run = await start(page, { transport: 'mqtt', count: '1', step: true });
+    const id = `${run}-1`;
+    await waitForText(stateOf(page, id), 'paused', { what: `${id} paused` });
+    await openDevice(page, id);
+    await waitForText(tid(page, 'sim-paused'), (t) => t.includes('connect') && t.includes('TCP'), { what: 'paused before connect, explained' });
+    await tid(page, 'sim-next').click();
+    await waitForText(tid(page, 'sim-paused'), (t) => t.includes('TLS'), { what: 'paused before TLS' });
+    assert.equal(await page.locator('[data-testid="sim-step"]').count(), 1, 'one step taken');
+    await tid(page, 'sim-next').click();
+    await waitForText(tid(page, 'sim-paused'), (t) => t.includes('sign-in'), { what: 'paused before the sign-in' });
+    await tid(page, 'sim-to-end').click();
+    await waitForText(tid(page, 'sim-flow-state'), 'assigned', { what: 'run to the end', timeout: 60000 });
+    const api = await svc.call('GET', `/simulations/${run}`);
+    assert.deepEqual(api.counts, { assigned: 1 });
+  });
+});

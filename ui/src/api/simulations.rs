@@ -1,0 +1,43 @@
+//! Simulated devices (`/simulations…`): start a run, read it and one device's flow, continue a stepped device,
+//! forget a run.
+
+use dps_proto::simulation::{ContinueRequest, SimDevice, Simulation, SimulationRequest};
+
+use super::{seg, ApiClient, ApiError};
+
+impl ApiClient {
+    /// `GET /simulations`: the runs, newest first.
+    pub async fn simulations(&self) -> Result<Vec<Simulation>, ApiError> {
+        self.get_json("/simulations", &[]).await
+    }
+
+    /// `POST /simulations`: starts the devices; the run with its devices.
+    pub async fn start_simulation(&self, request: &SimulationRequest) -> Result<Simulation, ApiError> {
+        self.send_json("POST", "/simulations", request).await
+    }
+
+    /// `GET /simulations/{id}`.
+    pub async fn simulation(&self, id: &str) -> Result<Simulation, ApiError> {
+        self.get_json(&format!("/simulations/{}", seg(id)), &[]).await
+    }
+
+    /// `GET /simulations/{id}/devices/{registrationId}`: the device with every step of its flow.
+    pub async fn simulated_device(&self, id: &str, registration_id: &str) -> Result<SimDevice, ApiError> {
+        self.get_json(&format!("/simulations/{}/devices/{}", seg(id), seg(registration_id)), &[]).await
+    }
+
+    /// `POST /simulations/{id}/devices/{registrationId}/continue` (or the whole run's when `registration_id` is
+    /// `None`): the next step, or to the end.
+    pub async fn continue_simulation(&self, id: &str, registration_id: Option<&str>, to_end: bool) -> Result<Simulation, ApiError> {
+        let path = match registration_id {
+            Some(r) => format!("/simulations/{}/devices/{}/continue", seg(id), seg(r)),
+            None => format!("/simulations/{}/continue", seg(id)),
+        };
+        self.send_json("POST", &path, &ContinueRequest { to_end }).await
+    }
+
+    /// `DELETE /simulations/{id}`.
+    pub async fn delete_simulation(&self, id: &str) -> Result<(), ApiError> {
+        self.send_unit("DELETE", &format!("/simulations/{}", seg(id)), &[], None).await
+    }
+}

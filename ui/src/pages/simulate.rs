@@ -1,0 +1,324 @@
+//! Simulate (#16): start simulated devices — transport × count × group or enrollment × fault, optionally step
+//! by step — and watch them: each run's devices with their live state, and for the device opened a sequence
+//! diagram of its flow as it saw it on the wire (connect, TLS, sign-in, register, 202, waits, polls, the
+//! answer), with the messages as sent (secrets masked), the plain-language cause of a refusal, a link to the
+//! decision trace, the step-through controls, and a Markdown transcript to download. The choices and the
+//! transcript are the console model's [`simulation`](dps_console_model::simulation).
+
+use std::time::Duration;
+
+use dps_console_model::simulation::{self as model, FAULTS, TRANSPORTS};
+use dps_proto::simulation::{Direction, SimDevice, Simulation, SimulationRequest};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::{Page, PageHeader};
+use crate::api::{ApiClient, ApiError};
+use crate::components::files::download_text;
+use crate::components::loaded::{load, refetch_every, Loaded};
+use crate::components::status::{EmptyState, ErrorPanel, MaybeError};
+
+/// The run and the device on screen.
+#[derive(Clone, Copy)]
+struct Selection {
+    run: RwSignal<Option<String>>,
+    device: RwSignal<Option<String>>,
+}
+
+#[component]
+pub fn Simulate() -> impl IntoView {
+    let selection = Selection { run: RwSignal::new(None), device: RwSignal::new(None) };
+    let runs = load(|c| async move { c.simulations().await });
+    refetch_every(runs, Duration::from_millis(1500));
+    // The newest run is shown until the trainer picks another.
+    Effect::new(move |_| {
+        if let (None, Some(Ok(list))) = (selection.run.get(), runs.get()) {
+            selection.run.set(list.first().map(|r| r.id.clone()));
+        }
+    });
+    view! {
+        <section class="page">
+            <PageHeader page=Page::Simulate />
+            <p class="muted">"Simulated devices are real device clients: they connect to this service's own listeners over HTTPS, MQTT or "
+                "AMQP, exactly as a device on the network would. Open a device to see its flow step by step."</p>
+            <StartForm selection=selection on_started=Callback::new(move |()| runs.refetch()) />
+            <Loaded data=runs what="simulations" let:list>
+                <RunTabs list=list selection=selection />
+            </Loaded>
+            {move || selection.run.get().map(|id| view! { <RunView id=id selection=selection /> })}
+        </section>
+    }
+}
+
+#[component]
+fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let (transport, count, group, fault, stepped) = (
+        RwSignal::new("https".to_owned()),
+        RwSignal::new("5".to_owned()),
+        RwSignal::new(String::new()),
+        RwSignal::new("none".to_owned()),
+        RwSignal::new(false),
+    );
+    let start: Action<(), Result<Simulation, ApiError>> = Action::new_local(move |_| {
+        let c = client.get_untracked();
+        let request = SimulationRequest {
+            attestation: "symmetricKey".into(),
+            transport: model::transport_of(&transport.get_untracked()),
+            count: count.get_untracked().trim().parse().unwrap_or(0),
+            group: Some(group.get_untracked().trim().to_owned()).filter(|g| !g.is_empty()),
+            enrollment: None,
+            prefix: None,
+            fault: model::fault_of(&fault.get_untracked()),
+            step_through: stepped.get_untracked(),
+        };
+        async move {
+            let run = c.start_simulation(&request).await?;
+            selection.run.set(Some(run.id.clone()));
+            selection.device.set(run.devices.first().map(|d| d.registration_id.clone()));
+            on_started.run(());
+            Ok(run)
+        }
+    });
+    let result = start.value();
+    view! {
+        <form class="card sim-form" on:submit=move |ev| { ev.prevent_default(); start.dispatch_local(()); }>
+            <div class="row">
+                <label class="field">"Attestation" <select disabled><option>"Symmetric key"</option></select></label>
+                <label class="field">"Transport"
+                    <select data-testid="sim-transport" prop:value=move || transport.get() on:change=move |ev| transport.set(event_target_value(&ev))>
+                        {TRANSPORTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="field">"Devices (1–1000)"
+                    <input type="number" min="1" max="1000" data-testid="sim-count" prop:value=move || count.get()
+                        on:input=move |ev| count.set(event_target_value(&ev)) />
+                </label>
+                <label class="field">"Group"
+                    <input type="text" data-testid="sim-group" placeholder="simulated-devices (made when missing)" prop:value=move || group.get()
+                        on:input=move |ev| group.set(event_target_value(&ev)) />
+                </label>
+                <label class="field">"Fault"
+                    <select data-testid="sim-fault" prop:value=move || fault.get() on:change=move |ev| fault.set(event_target_value(&ev))>
+                        {FAULTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="check"><input type="checkbox" data-testid="sim-step" prop:checked=move || stepped.get()
+                    on:change=move |ev| stepped.set(event_target_checked(&ev)) /> " Step through"</label>
+                <button type="submit" class="btn primary" data-testid="sim-start" disabled=move || start.pending().get()>"Start devices"</button>
+            </div>
+            <p class="muted small" data-testid="sim-fault-hint">{move || model::fault_hint(model::fault_of(&fault.get()))}</p>
+            <MaybeError error=Signal::derive(move || result.get().and_then(Result::err)) />
+        </form>
+    }
+}
+
+#[component]
+fn RunTabs(list: Vec<Simulation>, selection: Selection) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <EmptyState title="No simulation yet" hint="Start a few devices above: they register through this service's listeners." /> }
+            .into_any();
+    }
+    view! {
+        <div class="toolbar" data-testid="sim-runs">
+            {list.into_iter().map(|r| {
+                let id = r.id.clone();
+                let counts: Vec<String> = r.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                view! {
+                    <button type="button" class="btn small" data-testid="sim-run" class:primary=move || selection.run.get().as_deref() == Some(id.as_str())
+                        on:click=move |_| { selection.run.set(Some(r.id.clone())); selection.device.set(None); }>
+                        {format!("{} · {} · {}", r.id, model::transport_name(r.request.transport), counts.join(", "))}
+                    </button>
+                }
+            }).collect_view()}
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn RunView(id: String, selection: Selection) -> impl IntoView {
+    let run_id = id.clone();
+    let run = load(move |c| {
+        let id = run_id.clone();
+        async move { c.simulation(&id).await }
+    });
+    refetch_every(run, Duration::from_millis(700));
+    view! {
+        <div class="split with-panel">
+            <div class="list card">
+                <Loaded data=run what="the simulation" let:r>
+                    <RunDevices run=r selection=selection />
+                </Loaded>
+            </div>
+            {move || selection.device.get().map(|d| view! { <DevicePanel run=id.clone() device=d run_data=run /> })}
+        </div>
+    }
+}
+
+#[component]
+fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let paused = run.devices.iter().any(|d| d.paused_before.is_some());
+    let (id, id_all) = (run.id.clone(), run.id.clone());
+    let resume_all = move |to_end: bool| {
+        let (c, id) = (client.get_untracked(), id_all.clone());
+        spawn_local(async move {
+            let _ = c.continue_simulation(&id, None, to_end).await;
+        });
+    };
+    let resume_all_end = resume_all.clone();
+    let forget_id = run.id.clone();
+    let forget = move |_| {
+        let (c, id) = (client.get_untracked(), forget_id.clone());
+        spawn_local(async move {
+            if c.delete_simulation(&id).await.is_ok() {
+                selection.device.set(None);
+                selection.run.set(None);
+            }
+        });
+    };
+    view! {
+        <div class="panel-head">
+            <h3>{format!("{} — {} device(s), {}, {}", id, run.devices.len(), model::transport_name(run.request.transport), run.target)}</h3>
+            <button type="button" class="btn small" data-testid="sim-forget" on:click=forget>"Forget run"</button>
+            {paused.then(|| view! {
+                <span class="row">
+                    <button type="button" class="btn small" data-testid="sim-continue-all" on:click=move |_| resume_all(false)>"Next step (all)"</button>
+                    <button type="button" class="btn small" on:click=move |_| resume_all_end(true)>"Run all to the end"</button>
+                </span>
+            })}
+        </div>
+        <table class="table compact" data-testid="sim-devices">
+            <thead><tr><th>"Registration id"</th><th>"State"</th><th>"Hub"</th><th>"Code"</th><th class="num">"ms"</th></tr></thead>
+            <tbody>
+                {run.devices.into_iter().map(|d| view! { <DeviceRow device=d selection=selection /> }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn DeviceRow(device: SimDevice, selection: Selection) -> impl IntoView {
+    let (label, class) = model::state_badge(device.state);
+    let (rid, rid_click) = (device.registration_id.clone(), device.registration_id.clone());
+    let paused = device.paused_before.map(|k| format!(" before {}", model::kind_label(k))).unwrap_or_default();
+    view! {
+        <tr data-testid="sim-device" data-id=rid.clone() class:selected=move || selection.device.get().as_deref() == Some(rid.as_str())>
+            <td><button type="button" class="btn link" data-testid="sim-device-open" on:click=move |_| selection.device.set(Some(rid_click.clone()))>
+                <code>{device.registration_id.clone()}</code></button></td>
+            <td><span class=format!("badge {class}") data-testid="sim-device-state">{label}</span><span class="muted small">{paused}</span></td>
+            <td>{device.assigned_hub.clone().unwrap_or_else(|| "—".into())}</td>
+            <td>{device.error_code.map(|c| c.to_string()).unwrap_or_default()}</td>
+            <td class="num">{device.millis}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn DevicePanel(run: String, device: String, run_data: LocalResource<Result<Simulation, ApiError>>) -> impl IntoView {
+    let (r, d) = (run.clone(), device.clone());
+    let flow = load(move |c| {
+        let (r, d) = (r.clone(), d.clone());
+        async move { c.simulated_device(&r, &d).await }
+    });
+    refetch_every(flow, Duration::from_millis(700));
+    view! {
+        <aside class="card side-panel" data-testid="sim-flow">
+            <Loaded data=flow what="the device's flow" let:dev>
+                <FlowView run=run.clone() device=dev run_data=run_data />
+            </Loaded>
+        </aside>
+    }
+}
+
+#[component]
+fn FlowView(run: String, device: SimDevice, run_data: LocalResource<Result<Simulation, ApiError>>) -> impl IntoView {
+    let (label, class) = model::state_badge(device.state);
+    let cause = model::cause(&device);
+    let trace = format!("#/registrations/{}", device.registration_id);
+    let download = {
+        let device = device.clone();
+        move |_| {
+            if let Some(Ok(r)) = run_data.get_untracked() {
+                let md = model::transcript(&r, &device);
+                download_text(&format!("{}-{}.md", r.id, device.registration_id), "text/markdown", &md);
+            }
+        }
+    };
+    view! {
+        <div class="panel-head">
+            <h3><code>{device.registration_id.clone()}</code></h3>
+            <span class=format!("badge {class}") data-testid="sim-flow-state">{label}</span>
+        </div>
+        {device.assigned_hub.clone().map(|h| view! {
+            <p data-testid="sim-flow-hub">"Assigned to " <code>{h}</code> " as " <code>{device.device_id.clone().unwrap_or_default()}</code></p>
+        })}
+        {cause.map(|c| view! { <p class="error" data-testid="sim-flow-cause">{c}</p> })}
+        <StepControls run=run device=device.clone() />
+        <SequenceDiagram device=device.clone() />
+        <div class="panel-actions">
+            <a class="btn small" href=trace data-testid="sim-flow-trace">"Decision trace"</a>
+            <button type="button" class="btn small" data-testid="sim-flow-transcript" on:click=download>"Transcript (Markdown)"</button>
+        </div>
+    }
+}
+
+#[component]
+fn StepControls(run: String, device: SimDevice) -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let error = RwSignal::new(None::<ApiError>);
+    let Some(kind) = device.paused_before else {
+        return ().into_any();
+    };
+    let rid = device.registration_id.clone();
+    let go = move |to_end: bool| {
+        let (c, run, rid) = (client.get_untracked(), run.clone(), rid.clone());
+        spawn_local(async move {
+            error.set(c.continue_simulation(&run, Some(&rid), to_end).await.err());
+        });
+    };
+    let go_end = go.clone();
+    view! {
+        <div class="note" data-testid="sim-paused">
+            <strong>{format!("Paused before: {}", model::kind_label(kind))}</strong>
+            <p class="small">{kind.explanation()}</p>
+            <span class="row">
+                <button type="button" class="btn small primary" data-testid="sim-next" on:click=move |_| go(false)>"Next step"</button>
+                <button type="button" class="btn small" data-testid="sim-to-end" on:click=move |_| go_end(true)>"Run to the end"</button>
+            </span>
+            {move || error.get().map(|e| view! { <ErrorPanel error=e /> })}
+        </div>
+    }
+    .into_any()
+}
+
+/// The flow as a two-lane sequence: device on the left, the service on the right, an arrow per message.
+#[component]
+fn SequenceDiagram(device: SimDevice) -> impl IntoView {
+    if device.steps.is_empty() {
+        return view! { <p class="muted">"No step yet."</p> }.into_any();
+    }
+    view! {
+        <div class="sequence" data-testid="sim-sequence">
+            <div class="lanes"><span>"Device"</span><span>"DPS Console"</span></div>
+            <ol class="seq-steps">
+                {device.steps.into_iter().map(|s| {
+                    let dir = match s.direction { Direction::Out => "out", Direction::In => "in", Direction::Local => "local" };
+                    view! {
+                        <li class=format!("seq-step {dir}") data-testid="sim-step" data-kind=model::kind_label(s.kind)>
+                            <div class="seq-line">
+                                <span class="muted small">{format!("+{} ms", s.at_ms)}</span>
+                                <span class="seq-arrow">{model::arrow(s.direction)}</span>
+                                <span class="chip">{model::kind_label(s.kind)}</span>
+                                <span class="wrap">{s.title}</span>
+                            </div>
+                            {s.message.map(|m| view! { <details><summary class="small">"message"</summary><pre class="wrap">{m}</pre></details> })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+        </div>
+    }
+    .into_any()
+}
