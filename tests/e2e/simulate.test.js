@@ -7,7 +7,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startService } = require('./lib/service');
-const { openConsole, tid, textOf, waitForText, waitUntil, signIn, goTo, screenshot, withEvidence } = require('./lib/browser');
+const { openConsole, tid, textOf, waitForText, waitUntil, signIn, goTo, scrollTopTo, screenshot, withEvidence } = require('./lib/browser');
 
 let svc;
 let con;
@@ -28,7 +28,7 @@ async function start(page, { transport = 'https', count = '3', fault = 'none', s
   await tid(page, 'sim-transport').selectOption(transport);
   await tid(page, 'sim-count').fill(count);
   await tid(page, 'sim-fault').selectOption(fault);
-  if ((await tid(page, 'sim-step').isChecked()) !== step) await tid(page, 'sim-step').click();
+  if ((await tid(page, 'sim-step-through').isChecked()) !== step) await tid(page, 'sim-step-through').click();
   const before = await svc.call('GET', '/simulations');
   await tid(page, 'sim-start').click();
   let run;
@@ -71,6 +71,7 @@ for (const transport of ['https', 'mqtt', 'amqp']) {
       assert.equal(await tid(page, 'sim-flow-trace').getAttribute('href'), `#/registrations/${id}`, 'linked to the decision trace');
       if (transport === 'mqtt') {
         await page.locator('[data-testid="sim-step"][data-kind="sign-in"] details summary').first().click();
+        await scrollTopTo(tid(page, 'sim-runs'), 16);
         await screenshot(page, 'simulate');
       }
     });
@@ -94,6 +95,7 @@ test('a wrong key shows the refusal, its DPS code and the cause in plain words',
     assert.equal(kinds[kinds.length - 1], 'refused', `the flow ends refused: ${kinds}`);
     const api = await svc.call('GET', `/simulations/${run}/devices/${id}`);
     assert.equal(api.errorCode, 401002);
+    await scrollTopTo(tid(page, 'sim-fault-hint'), 16);
     await screenshot(page, 'simulate-refused');
   });
 });

@@ -86,11 +86,32 @@ pub fn kind_label(k: FlowKind) -> &'static str {
     }
 }
 
-/// Why a device ended as it did, in plain words (the console's error help), when it did not get a hub.
+/// Why a device ended as it did, in plain words, when it did not get a hub: the device's side of the codes a
+/// device meets, else the console's error help.
 pub fn cause(d: &SimDevice) -> Option<String> {
     let code = d.error_code?;
-    let h = error_help::for_error(code, d.message.as_deref().unwrap_or_default());
-    Some(format!("{} ({code}): {} {}", h.title, h.cause, h.fix))
+    let device_side = match code {
+        401002 => Some((
+            "Not attested",
+            "The service found no enrollment that accepts this registration id with this SAS token: a wrong key, an id no \
+             enrollment names, an expired token, or an id another enrollment already owns. Devices all get the same answer, \
+             so a prober learns nothing.",
+            "Check the key (a group's devices use the key derived from the group key and their id) and the token's expiry; \
+             the service's log and the decision trace say which it was.",
+        )),
+        429001 => Some(("Throttled", "The device sent more than the limits profile allows.", "Wait the retry-after and try again.")),
+        409203 => Some((
+            "Already registering",
+            "A registration of the same id is in progress.",
+            "Poll that operation, or wait and register again.",
+        )),
+        _ => None,
+    };
+    let (title, why, fix) = device_side.unwrap_or_else(|| {
+        let h = error_help::for_error(code, d.message.as_deref().unwrap_or_default());
+        (h.title, h.cause, h.fix)
+    });
+    Some(format!("{title} ({code}): {why} {fix}"))
 }
 
 /// Mermaid text: no line breaks, no characters Mermaid reads as syntax.

@@ -32,8 +32,11 @@ pub fn Simulate() -> impl IntoView {
     refetch_every(runs, Duration::from_millis(1500));
     // The newest run is shown until the trainer picks another.
     Effect::new(move |_| {
+        // Set only when there is one: setting `None` again would run this effect again, forever.
         if let (None, Some(Ok(list))) = (selection.run.get(), runs.get()) {
-            selection.run.set(list.first().map(|r| r.id.clone()));
+            if let Some(newest) = list.first() {
+                selection.run.set(Some(newest.id.clone()));
+            }
         }
     });
     view! {
@@ -84,30 +87,30 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
     view! {
         <form class="card sim-form" on:submit=move |ev| { ev.prevent_default(); start.dispatch_local(()); }>
             <div class="row">
-                <label class="field">"Attestation" <select disabled><option>"Symmetric key"</option></select></label>
-                <label class="field">"Transport"
+                <label class="field"><span>"Attestation"</span><select disabled><option>"Symmetric key"</option></select></label>
+                <label class="field"><span>"Transport"</span>
                     <select data-testid="sim-transport" prop:value=move || transport.get() on:change=move |ev| transport.set(event_target_value(&ev))>
                         {TRANSPORTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="field">"Devices (1–1000)"
+                <label class="field"><span>"Devices (1–1000)"</span>
                     <input type="number" min="1" max="1000" data-testid="sim-count" prop:value=move || count.get()
                         on:input=move |ev| count.set(event_target_value(&ev)) />
                 </label>
-                <label class="field">"Group"
+                <label class="field"><span>"Group"</span>
                     <input type="text" data-testid="sim-group" placeholder="simulated-devices (made when missing)" prop:value=move || group.get()
                         on:input=move |ev| group.set(event_target_value(&ev)) />
                 </label>
-                <label class="field">"Fault"
+                <label class="field"><span>"Fault"</span>
                     <select data-testid="sim-fault" prop:value=move || fault.get() on:change=move |ev| fault.set(event_target_value(&ev))>
                         {FAULTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="check"><input type="checkbox" data-testid="sim-step" prop:checked=move || stepped.get()
+                <label class="check"><input type="checkbox" data-testid="sim-step-through" prop:checked=move || stepped.get()
                     on:change=move |ev| stepped.set(event_target_checked(&ev)) /> " Step through"</label>
                 <button type="submit" class="btn primary" data-testid="sim-start" disabled=move || start.pending().get()>"Start devices"</button>
             </div>
-            <p class="muted small" data-testid="sim-fault-hint">{move || model::fault_hint(model::fault_of(&fault.get()))}</p>
+            <p class="muted small hint" data-testid="sim-fault-hint">{move || model::fault_hint(model::fault_of(&fault.get()))}</p>
             <MaybeError error=Signal::derive(move || result.get().and_then(Result::err)) />
         </form>
     }
