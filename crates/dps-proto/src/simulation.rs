@@ -203,6 +203,52 @@ pub struct ContinueRequest {
     pub to_end: bool,
 }
 
+/// Where a scenario run from the console stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScenarioState {
+    Running,
+    /// Every step ended as expected.
+    Passed,
+    /// A step's devices did not end as expected (its `problems` say how).
+    Failed,
+    /// The run stopped: set-up or a step could not be done (`error`).
+    Error,
+}
+
+/// One step of a scenario run: what it did and where its devices went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioStepView {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub say: Option<String>,
+    pub action: String,
+    /// Devices that registered in the step.
+    pub devices: u32,
+    /// Devices per assigned hub.
+    #[serde(default)]
+    pub per_hub: std::collections::BTreeMap<String, u32>,
+    /// Where devices did not end as expected (empty: as expected); absent while the step runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<String>>,
+}
+
+/// A built-in scenario (`GET /simulations/scenarios`) and its last run from the console, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioView {
+    pub name: String,
+    pub title: String,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ScenarioState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ScenarioStepView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A SAS token or password with its signature masked (`sig=•••`), for showing messages as sent.
 pub fn mask_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

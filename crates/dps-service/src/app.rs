@@ -44,8 +44,12 @@ pub struct App {
     pub data_dir: std::path::PathBuf,
     /// Master-key rotation (`POST /service/keys/rotate`).
     pub rotation: Arc<crate::keys::Rotation>,
-    /// Simulated devices started from the console (`/simulations`).
+    /// Simulated devices started from the console (`/simulations`), and the scenarios run from it.
     pub simulations: Arc<dps_sim::live::Simulations>,
+    pub scenarios: Arc<dps_sim::scenario_runs::ScenarioRuns>,
+    /// This `App` itself, for work that outlives the request that started it (a scenario run goes through the
+    /// service API in-process, `LocalApi`).
+    pub me: std::sync::Weak<App>,
     /// Turns true when the service stops (sessions that outlive a request watch it).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

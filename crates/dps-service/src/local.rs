@@ -50,3 +50,21 @@ impl LocalApi {
         &self.app.info
     }
 }
+
+/// The simulator's service API in-process: scenarios run from the console (and the tests) go through the same
+/// routes, rights and answers as the CLI's HTTPS calls.
+#[async_trait::async_trait]
+impl dps_sim::ServiceApi for LocalApi {
+    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> anyhow::Result<(u16, serde_json::Value)> {
+        let req = LocalRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: Vec::new(),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.map(|b| b.to_string()),
+        };
+        let answer = self.send(req).await;
+        let json = if answer.body.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&answer.body)? };
+        Ok((answer.status, json))
+    }
+}

@@ -99,8 +99,9 @@ pub(crate) async fn build_app(
         limits: limits.clone(),
         clock: Arc::clone(&clock),
     };
-    Ok(Arc::new(app::App {
-        engine: RegistrationEngine::new(ports, engine_config(config, opened.id_scope.clone())),
+    let engine = RegistrationEngine::new(ports, engine_config(config, opened.id_scope.clone()));
+    Ok(Arc::new_cyclic(|me| app::App {
+        engine,
         management: Management {
             enrollments: config_cache.clone(),
             registrations: shared.clone(),
@@ -131,6 +132,8 @@ pub(crate) async fn build_app(
         connection_caps,
         data_dir: config.data_dir.clone(),
         simulations: Arc::default(),
+        scenarios: Arc::default(),
+        me: me.clone(),
         rotation: Arc::new(keys::Rotation::new(opened.store.clone(), opened.key_source.clone())),
         shutdown,
     }))

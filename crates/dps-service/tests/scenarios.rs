@@ -4,31 +4,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use dps_device::Endpoint;
-use dps_proto::LocalRequest;
 use dps_service::config::{Config, Overrides};
-use dps_sim::{DeviceTarget, Event, Runner, Scenario, ServiceApi};
-use serde_json::Value;
-
-/// The service API in-process (what the console's Simulate page will use).
-struct Local(dps_service::local::LocalApi);
-
-#[async_trait]
-impl ServiceApi for Local {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let req = LocalRequest {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            query: Vec::new(),
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.map(|b| b.to_string()),
-        };
-        let answer = self.0.send(req).await;
-        let json = if answer.body.is_empty() { Value::Null } else { serde_json::from_str(&answer.body)? };
-        Ok((answer.status, json))
-    }
-}
+use dps_sim::{DeviceTarget, Event, Runner, Scenario};
 
 struct Service {
     _dir: tempfile::TempDir,
@@ -66,7 +44,7 @@ fn quiet(_: Event<'_>) {}
 async fn run_and_reset(name: &str) {
     let mut service = start().await;
     let running = service.running.as_ref().unwrap_or_else(|| panic!("not running"));
-    let api = Local(running.local_api());
+    let api = running.local_api();
     let runner = Runner { api: &api, target: target(running), on_event: &quiet };
     let scenario = Scenario::built_in(name).unwrap_or_else(|| panic!("no scenario {name}")).unwrap_or_else(|e| panic!("{e:#}"));
     let report = runner.run(&scenario).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -116,7 +94,7 @@ async fn a_disabled_group() {
 async fn a_wrong_expectation_is_reported() {
     let mut service = start().await;
     let running = service.running.as_ref().unwrap_or_else(|| panic!("not running"));
-    let api = Local(running.local_api());
+    let api = running.local_api();
     let runner = Runner { api: &api, target: target(running), on_event: &quiet };
     let text = dps_sim::scenario::BUILT_IN.iter().find(|(n, _)| *n == "static").map(|(_, t)| *t).unwrap_or_default();
     let wrong = Scenario::parse(&text.replace("hub = \"static-b.demo.local\"", "hub = \"static-a.demo.local\""))

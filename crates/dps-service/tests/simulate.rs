@@ -158,3 +158,36 @@ async fn an_individual_enrollment_and_a_named_group_are_used_and_a_run_can_be_fo
     assert_eq!(s.service(Method::DELETE, &format!("/simulations/{id}"), None).await.status, 204);
     assert_eq!(s.service(Method::GET, &format!("/simulations/{id}"), None).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_built_in_scenario_runs_from_the_service_api_and_its_reset_leaves_nothing() {
+    let s = TestService::start().await;
+    let list = s.service(Method::GET, "/scenarios", None).await;
+    let names: Vec<&str> = list.body.as_array().expect("a list").iter().filter_map(|v| v["name"].as_str()).collect();
+    assert!(["evenly-weighted", "static", "reprovisioning", "key-rolling", "disabled"].iter().all(|n| names.contains(n)), "{names:?}");
+    let started = s.service(Method::POST, "/scenarios/static/run", None).await;
+    assert_eq!((started.status, started.body["state"].as_str()), (202, Some("running")), "{}", started.body);
+    let again = s.service(Method::POST, "/scenarios/static/run", None).await;
+    TestService::assert_error(&again, 409, 409201);
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = s.service(Method::GET, "/scenarios/static", None).await.body;
+        if view["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["state"], "passed", "{view}");
+    let steps = view["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty() && steps.iter().all(|st| st["problems"] == json!([])), "{view}");
+    let devices: u64 = steps.iter().filter_map(|st| st["devices"].as_u64()).sum();
+    let on_hubs: u64 = steps.iter().flat_map(|st| st["perHub"].as_object().into_iter().flatten()).filter_map(|(_, n)| n.as_u64()).sum();
+    assert!(devices > 0 && devices == on_hubs, "every device of the run is on a hub: {view}");
+    assert_eq!(s.service(Method::GET, "/enrollmentGroups/demo-static", None).await.status, 200, "the scenario set up its group");
+    let reset = s.service(Method::POST, "/scenarios/static/reset", None).await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert!(reset.body.get("state").is_none(), "the run is forgotten: {}", reset.body);
+    assert_eq!(s.service(Method::GET, "/enrollmentGroups/demo-static", None).await.status, 404, "the reset removed the group");
+    assert_eq!(s.service(Method::GET, "/linkedHubs/static-a.demo.local", None).await.status, 404, "and the hub");
+    TestService::assert_error(&s.service(Method::POST, "/scenarios/no-such-demo/run", None).await, 404, 404204);
+}

@@ -9,6 +9,7 @@ pub mod expect;
 pub mod live;
 pub mod runner;
 pub mod scenario;
+pub mod scenario_runs;
 
 pub use api::ServiceApi;
 pub use devices::{DeviceTarget, Outcome};

@@ -10,7 +10,7 @@ use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
 use super::service::{
-    certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations, simulations,
+    certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations, scenarios, simulations,
 };
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
@@ -102,6 +102,11 @@ pub static ROUTES: &[Row] = &[
     // simulated devices (the console's Simulate page)
     Row::new(GET, "/simulations", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(simulations::list(a))),
     Row::new(POST, "/simulations", Right(EnrollmentWrite), Extension, |a, r, _| Box::pin(simulations::start(a, r))),
+    Row::new(GET, "/scenarios", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(scenarios::list(a))),
+    Row::new(GET, "/scenarios/{name}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(scenarios::get(a, p.get("name")))),
+    Row::new(POST, "/scenarios/{name}/run", Right(ServiceConfig), Extension, |a, _, p| Box::pin(scenarios::run(a, p.get("name")))),
+    Row::new(POST, "/scenarios/{name}/reset", Right(ServiceConfig), Extension,
+        |a, _, p| Box::pin(scenarios::reset(a, p.get("name")))),
     Row::new(GET, "/simulations/{id}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(simulations::get(a, p.get("id")))),
     Row::new(DELETE, "/simulations/{id}", Right(EnrollmentWrite), Extension, |a, _, p| Box::pin(simulations::delete(a, p.get("id")))),
     Row::new(POST, "/simulations/{id}/continue", Right(EnrollmentWrite), Extension,

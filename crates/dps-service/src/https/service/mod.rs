@@ -12,6 +12,7 @@ pub mod linked_hubs;
 pub mod logs;
 pub mod policies;
 pub mod registrations;
+pub mod scenarios;
 pub mod simulations;
 
 use dps_core::model::{Page, PageRequest, Precondition, Right};

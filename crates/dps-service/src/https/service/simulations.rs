@@ -163,7 +163,7 @@ fn primary_key<E: Enrollment>(e: &E) -> Result<String, DpsError> {
 }
 
 /// This service's device listeners, as a device reaches them: the host devices are told to use.
-fn device_target(app: &App) -> Result<DeviceTarget, DpsError> {
+pub(crate) fn device_target(app: &App) -> Result<DeviceTarget, DpsError> {
     let info = &app.info;
     let ca_pem = std::fs::read(&info.ca_certificate).map_err(|e| DpsError::internal(format!("the service's CA certificate: {e}")))?;
     let host = crate::host_with_port(&info.host, info.ports.https.unwrap_or(443));
