@@ -119,3 +119,24 @@ test('step-through: a device waits before each step, with its explanation, until
     assert.deepEqual(api.counts, { assigned: 1 });
   });
 });
+
+test('a built-in scenario runs from the page to its expected outcome, and its reset removes what it made', async () => {
+  await withEvidence('simulate-scenario', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    const card = page.locator('[data-testid="scenario"][data-name="static"]');
+    await card.waitFor({ state: 'visible' });
+    await card.locator('[data-testid="scenario-run"]').click();
+    await waitForText(card.locator('[data-testid="scenario-state"]'), 'passed', { what: 'the static scenario passed', timeout: 90000 });
+    const steps = await card.locator('[data-testid="scenario-step"]').allInnerTexts();
+    assert.ok(steps.length >= 1 && steps.some((t) => /static-b\.demo\.local/.test(t)), `the steps say where devices went: ${steps}`);
+    const api = await svc.call('GET', '/scenarios/static');
+    assert.equal(api.state, 'passed');
+    assert.equal((await svc.api('GET', '/enrollmentGroups/demo-static')).status, 200, 'the scenario made its group');
+    await scrollTopTo(tid(page, 'scenarios'), 16);
+    await screenshot(page, 'simulate-scenarios');
+    await card.locator('[data-testid="scenario-reset"]').click();
+    await waitForText(card.locator('[data-testid="scenario-state"]'), 'not run', { what: 'the reset scenario' });
+    assert.equal((await svc.api('GET', '/enrollmentGroups/demo-static')).status, 404, 'the reset removed the group');
+  });
+});

@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use dps_proto::simulation::{Direction, Fault, FlowKind, FlowStep, SimDevice, SimState, SimTransport, Simulation};
+use dps_proto::simulation::{
+    Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, SimDevice, SimState, SimTransport, Simulation,
+};
 
 use crate::error_help;
 
@@ -58,6 +60,36 @@ pub fn state_badge(s: SimState) -> (&'static str, &'static str) {
         SimState::Disabled => ("disabled", "bad"),
         SimState::Refused => ("refused", "bad"),
         SimState::Error => ("error", "bad"),
+    }
+}
+
+/// A scenario's last run as a badge: label and class.
+pub fn scenario_badge(s: Option<ScenarioState>) -> (&'static str, &'static str) {
+    match s {
+        None => ("not run", "muted"),
+        Some(ScenarioState::Running) => ("running", "warn"),
+        Some(ScenarioState::Passed) => ("passed", "ok"),
+        Some(ScenarioState::Failed) => ("not as expected", "bad"),
+        Some(ScenarioState::Error) => ("stopped", "bad"),
+    }
+}
+
+/// A scenario step's class: running, as expected, or not.
+pub fn step_class(s: &ScenarioStepView) -> &'static str {
+    match &s.problems {
+        None => "step-running",
+        Some(p) if p.is_empty() => "step-ok",
+        Some(_) => "step-failed",
+    }
+}
+
+/// What a scenario step did, in a line: the action, then where its devices went.
+pub fn step_line(s: &ScenarioStepView) -> String {
+    let hubs: Vec<String> = s.per_hub.iter().map(|(h, n)| format!("{n} on {h}")).collect();
+    match (s.problems.is_some(), hubs.is_empty()) {
+        (false, _) => format!("{} device(s) registering…", s.devices),
+        (true, true) => s.action.clone(),
+        (true, false) => format!("{}: {}", s.action, hubs.join(", ")),
     }
 }
 
@@ -237,6 +269,26 @@ mod tests {
         let why = cause(&d).expect("a cause");
         assert!(why.contains("401002"), "{why}");
         assert!(run_transcript(&run(), &[d]).contains("- Why: "), "the run's transcript carries it");
+    }
+
+    #[test]
+    fn a_scenario_step_reads_as_a_line() {
+        let mut st = ScenarioStepView {
+            index: 1,
+            say: None,
+            action: "register 3 device(s) over MQTT".into(),
+            devices: 3,
+            per_hub: Default::default(),
+            problems: None,
+        };
+        assert_eq!((step_line(&st), step_class(&st)), ("3 device(s) registering…".to_owned(), "step-running"));
+        st.per_hub.insert("hub-a".into(), 2);
+        st.per_hub.insert("hub-b".into(), 1);
+        st.problems = Some(vec![]);
+        assert_eq!((step_line(&st), step_class(&st)), ("register 3 device(s) over MQTT: 2 on hub-a, 1 on hub-b".to_owned(), "step-ok"));
+        st.problems = Some(vec!["d1 went to hub-b".into()]);
+        assert_eq!(step_class(&st), "step-failed");
+        assert_eq!(scenario_badge(None).0, "not run");
     }
 
     #[test]

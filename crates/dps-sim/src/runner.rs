@@ -100,7 +100,10 @@ impl Runner<'_> {
         };
         (self.on_event)(Event::Step { index, step, devices });
         let (action, outcomes) = match &step.action {
-            Action::Register(d) => (format!("register {devices} device(s) over {:?}", d.transport), self.register(d, previous).await?),
+            Action::Register(d) => (
+                format!("register {devices} device(s) over {}", format!("{:?}", d.transport).to_uppercase()),
+                self.register(d, previous).await?,
+            ),
             Action::UpdateGroup(u) => {
                 (format!("update group {}", u.id), self.update("enrollmentGroups", &u.id, &u.set).await.map(|_| Vec::new())?)
             }

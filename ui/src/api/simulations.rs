@@ -1,9 +1,9 @@
 //! Simulated devices (`/simulations…`): start a run, read it and one device's flow, continue a stepped device,
 //! forget a run.
 
-use dps_proto::simulation::{ContinueRequest, SimDevice, Simulation, SimulationRequest};
+use dps_proto::simulation::{ContinueRequest, ScenarioView, SimDevice, Simulation, SimulationRequest};
 
-use super::{seg, ApiClient, ApiError};
+use super::{decode, seg, ApiClient, ApiError};
 
 impl ApiClient {
     /// `GET /simulations`: the runs, newest first.
@@ -39,5 +39,20 @@ impl ApiClient {
     /// `DELETE /simulations/{id}`.
     pub async fn delete_simulation(&self, id: &str) -> Result<(), ApiError> {
         self.send_unit("DELETE", &format!("/simulations/{}", seg(id)), &[], None).await
+    }
+
+    /// `GET /scenarios`: the built-in scenarios with their last run.
+    pub async fn scenarios(&self) -> Result<Vec<ScenarioView>, ApiError> {
+        self.get_json("/scenarios", &[]).await
+    }
+
+    /// `POST /scenarios/{name}/run`: starts a run in the background.
+    pub async fn run_scenario(&self, name: &str) -> Result<ScenarioView, ApiError> {
+        decode(&self.call("POST", &format!("/scenarios/{}/run", seg(name)), &[], &[], None).await?)
+    }
+
+    /// `POST /scenarios/{name}/reset`: removes what it made.
+    pub async fn reset_scenario(&self, name: &str) -> Result<ScenarioView, ApiError> {
+        decode(&self.call("POST", &format!("/scenarios/{}/reset", seg(name)), &[], &[], None).await?)
     }
 }

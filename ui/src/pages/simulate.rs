@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use dps_console_model::simulation::{self as model, FAULTS, TRANSPORTS};
-use dps_proto::simulation::{Direction, SimDevice, Simulation, SimulationRequest};
+use dps_proto::simulation::{Direction, ScenarioState, ScenarioView, SimDevice, Simulation, SimulationRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -49,6 +49,7 @@ pub fn Simulate() -> impl IntoView {
                 <RunTabs list=list selection=selection />
             </Loaded>
             {move || selection.run.get().map(|id| view! { <RunView id=id selection=selection /> })}
+            <Scenarios />
         </section>
     }
 }
@@ -324,4 +325,68 @@ fn SequenceDiagram(device: SimDevice) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// The built-in scenarios as one-click demos: run (in the background), where the last run stands step by step,
+/// reset.
+#[component]
+fn Scenarios() -> impl IntoView {
+    let list = load(|c| async move { c.scenarios().await });
+    refetch_every(list, Duration::from_millis(1000));
+    view! {
+        <div class="card" data-testid="scenarios">
+            <h3>"Scenarios"</h3>
+            <p class="muted">"Ready-made demos: each sets up the hubs, groups and enrollments it needs, runs devices through them "
+                "and checks where they went. Reset removes everything it made. Write your own as a TOML file and run it with "
+                <code>"dps simulate scenario FILE"</code> " (README: Teaching with DPS Console)."</p>
+            <Loaded data=list what="scenarios" let:all>
+                <div class="scenario-list">
+                    {all.into_iter().map(|s| view! { <ScenarioCard scenario=s on_change=Callback::new(move |()| list.refetch()) /> }).collect_view()}
+                </div>
+            </Loaded>
+        </div>
+    }
+}
+
+#[component]
+fn ScenarioCard(scenario: ScenarioView, on_change: Callback<()>) -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let name = scenario.name.clone();
+    let act: Action<bool, Result<ScenarioView, ApiError>> = Action::new_local(move |reset: &bool| {
+        let (c, name, reset) = (client.get_untracked(), name.clone(), *reset);
+        async move {
+            let v = if reset { c.reset_scenario(&name).await } else { c.run_scenario(&name).await };
+            on_change.run(());
+            v
+        }
+    });
+    let result = act.value();
+    let running = scenario.state == Some(ScenarioState::Running);
+    let (label, class) = model::scenario_badge(scenario.state);
+    view! {
+        <div class="scenario" data-testid="scenario" data-name=scenario.name.clone()>
+            <div class="panel-head">
+                <strong>{scenario.title.clone()}</strong>
+                <span class=format!("badge {class}") data-testid="scenario-state">{label}</span>
+            </div>
+            <p class="muted small">{scenario.summary.clone()}</p>
+            <span class="row">
+                <button type="button" class="btn small primary" data-testid="scenario-run" disabled=move || running || act.pending().get()
+                    on:click=move |_| { act.dispatch_local(false); }>"Run"</button>
+                <button type="button" class="btn small" data-testid="scenario-reset" disabled=move || running || act.pending().get()
+                    on:click=move |_| { act.dispatch_local(true); }>"Reset"</button>
+            </span>
+            {scenario.error.clone().map(|e| view! { <p class="form-error">{e}</p> })}
+            <ol class="steps">
+                {scenario.steps.into_iter().map(|st| view! {
+                    <li class=format!("step {}", model::step_class(&st)) data-testid="scenario-step">
+                        {st.say.clone().map(|s| view! { <p class="small">{s}</p> })}
+                        <span class="small">{model::step_line(&st)}</span>
+                        <ul>{st.problems.clone().unwrap_or_default().into_iter().map(|p| view! { <li>{p}</li> }).collect_view()}</ul>
+                    </li>
+                }).collect_view()}
+            </ol>
+            <MaybeError error=Signal::derive(move || result.get().and_then(Result::err)) />
+        </div>
+    }
 }
