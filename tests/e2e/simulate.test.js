@@ -23,8 +23,9 @@ after(async () => {
 });
 
 /** Fill the start form and start; returns the new run's id (the selected run tab). */
-async function start(page, { transport = 'https', count = '3', fault = 'none', step = false } = {}) {
+async function start(page, { attestation = 'symmetricKey', transport = 'https', count = '3', fault = 'none', step = false } = {}) {
   await goTo(page, 'simulate', 'Simulate');
+  await tid(page, 'sim-attestation').selectOption(attestation);
   await tid(page, 'sim-transport').selectOption(transport);
   await tid(page, 'sim-count').fill(count);
   await tid(page, 'sim-fault').selectOption(fault);
@@ -78,10 +79,27 @@ for (const transport of ['https', 'mqtt', 'amqp']) {
   });
 }
 
+test('X.509 devices present certificates of a CA made for the run; an untrusted CA is refused', async () => {
+  await withEvidence('simulate-x509', con, async () => {
+    const { page } = con;
+    const run = await start(page, { attestation: 'x509', transport: 'mqtt', count: '2' });
+    const id = `${run}-1`;
+    await waitForText(stateOf(page, id), 'assigned', { what: `${id}'s state`, timeout: 60000 });
+    await openDevice(page, id);
+    const tls = await page.locator('[data-testid="sim-step"][data-kind="TLS"]').first().innerText();
+    assert.ok(tls.includes('certificate sent'), `the TLS step says the device sent its certificate: ${tls}`);
+    const bad = await start(page, { attestation: 'x509', transport: 'https', count: '1', fault: 'untrustedCa' });
+    await waitForText(stateOf(page, `${bad}-1`), 'refused', { what: 'the untrusted device refused', timeout: 60000 });
+    const api = await svc.call('GET', `/simulations/${bad}/devices/${bad}-1`);
+    assert.equal(api.errorCode, 401002);
+  });
+});
+
 test('a wrong key shows the refusal, its DPS code and the cause in plain words', async () => {
   await withEvidence('simulate-refused', con, async () => {
     const { page } = con;
     await goTo(page, 'simulate', 'Simulate');
+    await tid(page, 'sim-attestation').selectOption('symmetricKey');
     await tid(page, 'sim-fault').selectOption('wrongKey');
     await waitForText(tid(page, 'sim-fault-hint'), (t) => t.includes('401002'), { what: 'the fault hint' });
     const run = await start(page, { transport: 'amqp', count: '2', fault: 'wrongKey' });

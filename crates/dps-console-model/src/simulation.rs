@@ -14,15 +14,26 @@ use crate::error_help;
 pub const TRANSPORTS: [(SimTransport, &str, &str); 3] =
     [(SimTransport::Https, "https", "HTTPS"), (SimTransport::Mqtt, "mqtt", "MQTT"), (SimTransport::Amqp, "amqp", "AMQP")];
 
+/// The attestations offered, as (wire name, label).
+pub const ATTESTATIONS: [(&str, &str); 2] = [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)")];
+
 /// The faults offered, as (value, wire name, label).
-pub const FAULTS: [(Fault, &str, &str); 6] = [
+pub const FAULTS: [(Fault, &str, &str); 9] = [
     (Fault::None, "none", "None — provision normally"),
     (Fault::WrongKey, "wrongKey", "Wrong key"),
     (Fault::OtherGroupKey, "otherGroupKey", "Key of another group"),
     (Fault::UnknownId, "unknownId", "Unknown registration id"),
     (Fault::ExpiredToken, "expiredToken", "Expired SAS token"),
     (Fault::DisabledGroup, "disabledGroup", "Disabled group"),
+    (Fault::UntrustedCa, "untrustedCa", "Certificate of an untrusted CA"),
+    (Fault::ExpiredCertificate, "expiredCertificate", "Expired certificate"),
+    (Fault::CnMismatch, "cnMismatch", "Certificate CN ≠ registration id"),
 ];
+
+/// The faults that apply to devices of `attestation`.
+pub fn faults_for(attestation: &str) -> Vec<(Fault, &'static str, &'static str)> {
+    FAULTS.into_iter().filter(|(f, _, _)| f.fits(attestation)).collect()
+}
 
 /// A transport by its wire name (HTTPS for anything else).
 pub fn transport_of(name: &str) -> SimTransport {
@@ -46,6 +57,11 @@ pub fn fault_hint(f: Fault) -> &'static str {
         Fault::UnknownId => "Registration ids no enrollment names, with a key nobody has: 401002, the same answer as a wrong key.",
         Fault::ExpiredToken => "The SAS token's expiry (se) passed a minute ago: the service refuses it with 401002.",
         Fault::DisabledGroup => "Devices of the disabled group simulated-devices-disabled: they get no hub.",
+        Fault::UntrustedCa => "Each device presents a certificate issued by a CA no enrollment group trusts: 401002.",
+        Fault::ExpiredCertificate => {
+            "Each device presents a certificate that expired in 2020: the TLS handshake or the attestation refuses it."
+        }
+        Fault::CnMismatch => "The certificate's subject CN is not the registration id the device asks for: 401002.",
     }
 }
 
@@ -289,6 +305,14 @@ mod tests {
         st.problems = Some(vec!["d1 went to hub-b".into()]);
         assert_eq!(step_class(&st), "step-failed");
         assert_eq!(scenario_badge(None).0, "not run");
+    }
+
+    #[test]
+    fn each_attestation_offers_only_its_faults() {
+        let x509: Vec<&str> = faults_for("x509").iter().map(|(_, n, _)| *n).collect();
+        assert_eq!(x509, ["none", "untrustedCa", "expiredCertificate", "cnMismatch"]);
+        assert!(faults_for("symmetricKey").iter().all(|(f, _, _)| !matches!(f, Fault::CnMismatch | Fault::UntrustedCa)));
+        assert!(FAULTS.iter().all(|(f, _, _)| !fault_hint(*f).is_empty()));
     }
 
     #[test]

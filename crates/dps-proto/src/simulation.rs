@@ -99,13 +99,32 @@ pub enum Fault {
     ExpiredToken,
     /// Devices of a disabled group.
     DisabledGroup,
+    /// X.509: certificates issued by a CA the group does not trust.
+    UntrustedCa,
+    /// X.509: certificates that expired (valid in 2020 only).
+    ExpiredCertificate,
+    /// X.509: certificates whose CN is not the registration id.
+    CnMismatch,
+}
+
+impl Fault {
+    /// Whether the fault applies to devices of `attestation` (`symmetricKey` or `x509`).
+    pub fn fits(self, attestation: &str) -> bool {
+        match self {
+            Self::None => true,
+            Self::WrongKey | Self::OtherGroupKey | Self::UnknownId | Self::ExpiredToken | Self::DisabledGroup => {
+                attestation == "symmetricKey"
+            }
+            Self::UntrustedCa | Self::ExpiredCertificate | Self::CnMismatch => attestation == "x509",
+        }
+    }
 }
 
 /// `POST /simulations`: start `count` simulated devices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimulationRequest {
-    /// Only `symmetricKey` for now.
+    /// `symmetricKey` (keys of a group or an enrollment) or `x509` (certificates from a CA made for the run).
     #[serde(default = "symmetric_key")]
     pub attestation: String,
     #[serde(default)]

@@ -128,7 +128,7 @@ async fn bad_requests_are_refused_with_dps_codes() {
     for (body, status, code) in [
         (json!({ "count": 0 }), 400, 400004),
         (json!({ "count": 1001 }), 400, 400004),
-        (json!({ "count": 1, "attestation": "x509" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "tpm" }), 400, 400004),
         (json!({ "count": 1, "prefix": "bad prefix/" }), 400, 400004),
         (json!({ "count": 2, "enrollment": "someone" }), 400, 400004),
         (json!({ "count": 1, "group": "no-such-group" }), 404, 404202),
@@ -190,4 +190,39 @@ async fn a_built_in_scenario_runs_from_the_service_api_and_its_reset_leaves_noth
     assert_eq!(s.service(Method::GET, "/enrollmentGroups/demo-static", None).await.status, 404, "the reset removed the group");
     assert_eq!(s.service(Method::GET, "/linkedHubs/static-a.demo.local", None).await.status, 404, "and the hub");
     TestService::assert_error(&s.service(Method::POST, "/scenarios/no-such-demo/run", None).await, 404, 404204);
+}
+
+#[tokio::test]
+async fn x509_devices_present_certificates_from_a_ca_made_for_the_run_over_every_transport() {
+    let s = TestService::start().await;
+    for transport in ["https", "mqtt", "amqp"] {
+        let r = run(&s, json!({ "attestation": "x509", "transport": transport, "count": 2, "prefix": format!("x-{transport}-") })).await;
+        assert_eq!(
+            (r["counts"].clone(), r["target"].clone()),
+            (json!({ "assigned": 2 }), json!("group simulated-x509-devices")),
+            "{transport}: {r}"
+        );
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &format!("x-{transport}-1")).await;
+        let tls = d["steps"].as_array().and_then(|st| st.iter().find(|x| x["kind"] == "tls").cloned()).unwrap_or_default();
+        assert!(tls["title"].as_str().is_some_and(|t| t.contains("certificate sent")), "{transport}: {tls}");
+        assert!(!d["steps"].to_string().contains("SharedAccessSignature"), "{transport}: no SAS with X.509: {d}");
+        let record = s.service(Method::GET, &format!("/registrations/x-{transport}-1"), None).await;
+        assert_eq!(record.body["status"], "assigned", "{}", record.body);
+    }
+    for fault in ["untrustedCa", "cnMismatch", "expiredCertificate"] {
+        let r = run(&s, json!({ "attestation": "x509", "count": 1, "fault": fault, "transport": "https" })).await;
+        let d = &r["devices"][0];
+        assert!(d["state"] == "refused" || d["state"] == "error", "{fault}: no hub for a bad certificate: {r}");
+        assert!(d["assignedHub"].is_null(), "{fault}: {d}");
+        if fault != "expiredCertificate" {
+            assert_eq!(d["errorCode"], 401002, "{fault}: {d}");
+        }
+    }
+    for body in [
+        json!({ "attestation": "x509", "count": 1, "fault": "wrongKey" }),
+        json!({ "attestation": "symmetricKey", "count": 1, "fault": "cnMismatch" }),
+        json!({ "attestation": "x509", "count": 1, "group": "simulated-devices" }),
+    ] {
+        TestService::assert_error(&s.service(Method::POST, "/simulations", Some(body)).await, 400, 400004);
+    }
 }

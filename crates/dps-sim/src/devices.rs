@@ -38,37 +38,90 @@ pub struct Outcome {
     pub millis: u64,
 }
 
+/// How a simulated device proves who it is.
+pub enum Credential {
+    /// A SAS token (symmetric key).
+    Sas(String),
+    /// A client certificate chain (leaf first, DER) and its PKCS#8 key.
+    X509 { chain: Vec<Vec<u8>>, key: Vec<u8> },
+}
+
+impl Credential {
+    /// The TLS configuration: the service's CA trusted, and the device's certificate for X.509.
+    fn tls(&self, ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
+        match self {
+            Credential::Sas(_) => dps_device::tls_config(ca_pem),
+            Credential::X509 { chain, key } => {
+                let chain = chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.clone())).collect();
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.clone().into());
+                Ok(dps_device::tls_builder(Arc::new(dps_device::roots(ca_pem)?))?.with_client_auth_cert(chain, key)?)
+            }
+        }
+    }
+
+    fn sas(&self) -> Option<String> {
+        match self {
+            Credential::Sas(s) => Some(s.clone()),
+            Credential::X509 { .. } => None,
+        }
+    }
+}
+
 /// Registers one device with a symmetric key over `transport` and polls to the end (retry-after, as the SDKs).
 pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key: &str) -> Outcome {
     match dps_device::device_sas(&target.endpoint.id_scope, id, key, Duration::from_secs(3600)) {
-        Ok(sas) => register_with(target, transport, id, &sas, Flow::default()).await,
+        Ok(sas) => register_with(target, transport, id, &Credential::Sas(sas), Flow::default()).await,
         Err(e) => outcome(id, transport, Err(e), Duration::ZERO),
     }
 }
 
-/// Registers one device with the SAS token `sas` over `transport`, telling `flow` each step.
-pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, sas: &str, flow: Flow) -> Outcome {
+/// Registers one device with `credential` over `transport`, telling `flow` each step.
+pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, credential: &Credential, flow: Flow) -> Outcome {
     let started = Instant::now();
-    let answer = match transport {
-        Transport::Https => match HttpsDevice::new(target.endpoint.clone(), Polling::RetryAfter) {
-            Ok(d) => d.observed(flow).provision_with_sas(id, sas).await,
-            Err(e) => Err(e),
+    let answer = match credential.tls(&target.endpoint.ca_pem) {
+        Ok(tls) => match transport {
+            Transport::Https => https(target, id, credential, tls, flow).await,
+            Transport::Mqtt => mqtt(target, id, credential, tls, flow).await,
+            Transport::Amqp => amqp(target, id, credential, tls, flow).await,
         },
-        Transport::Mqtt => mqtt(target, id, sas, flow).await,
-        Transport::Amqp => amqp(target, id, sas, flow).await,
+        Err(e) => Err(e),
     };
     outcome(id, transport, answer, started.elapsed())
 }
 
-async fn mqtt(target: &DeviceTarget, id: &str, sas: &str, flow: Flow) -> anyhow::Result<RegistrationOperationStatus> {
-    let tls = Arc::new(dps_device::tls_config(&target.endpoint.ca_pem)?);
-    let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, tls, Some(sas.to_owned()), flow).await?;
+async fn https(
+    target: &DeviceTarget,
+    id: &str,
+    credential: &Credential,
+    tls: rustls::ClientConfig,
+    flow: Flow,
+) -> anyhow::Result<RegistrationOperationStatus> {
+    let device = HttpsDevice::with_tls(target.endpoint.clone(), Polling::RetryAfter, tls)?.observed(flow);
+    match credential.sas() {
+        Some(sas) => device.provision_with_sas(id, &sas).await,
+        None => device.provision_x509(id).await,
+    }
+}
+
+async fn mqtt(
+    target: &DeviceTarget,
+    id: &str,
+    credential: &Credential,
+    tls: rustls::ClientConfig,
+    flow: Flow,
+) -> anyhow::Result<RegistrationOperationStatus> {
+    let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, Arc::new(tls), credential.sas(), flow).await?;
     session.provision(id, Polling::RetryAfter).await
 }
 
-async fn amqp(target: &DeviceTarget, id: &str, sas: &str, flow: Flow) -> anyhow::Result<RegistrationOperationStatus> {
-    let tls = Arc::new(dps_device::tls_config(&target.endpoint.ca_pem)?);
-    let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, tls, Some(sas.to_owned()), flow).await?;
+async fn amqp(
+    target: &DeviceTarget,
+    id: &str,
+    credential: &Credential,
+    tls: rustls::ClientConfig,
+    flow: Flow,
+) -> anyhow::Result<RegistrationOperationStatus> {
+    let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, Arc::new(tls), credential.sas(), flow).await?;
     let status = session.provision(id, Polling::RetryAfter).await;
     let _ = session.close().await;
     status

@@ -19,7 +19,7 @@ use dps_proto::RegistrationStatus;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::{watch, Semaphore};
 
-use crate::devices::{register_with, DeviceTarget, Outcome};
+use crate::devices::{register_with, Credential, DeviceTarget, Outcome};
 
 /// Runs kept.
 pub const MAX_RUNS: usize = 20;
@@ -30,10 +30,10 @@ pub const MAX_STEPS: usize = 200;
 /// Devices registering at once within a run.
 const AT_ONCE: usize = 16;
 
-/// One device to start: its registration id and SAS token.
+/// One device to start: its registration id and credential.
 pub struct Planned {
     pub registration_id: String,
-    pub sas: String,
+    pub credential: Credential,
 }
 
 /// A device of a run, and the observer of its flow.
@@ -253,7 +253,7 @@ async fn drive(run: Arc<Run>, devices: Vec<Planned>, target: DeviceTarget, mut s
             let target = &target;
             async move {
                 let flow = Flow::new(Arc::clone(&watched) as Arc<dyn Observer>);
-                let outcome = register_with(target, transport, &p.registration_id, &p.sas, flow).await;
+                let outcome = register_with(target, transport, &p.registration_id, &p.credential, flow).await;
                 watched.finish(&outcome);
             }
         })

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use dps_console_model::simulation::{self as model, FAULTS, TRANSPORTS};
+use dps_console_model::simulation::{self as model, ATTESTATIONS, TRANSPORTS};
 use dps_proto::simulation::{Direction, ScenarioState, ScenarioView, SimDevice, Simulation, SimulationRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -57,6 +57,7 @@ pub fn Simulate() -> impl IntoView {
 #[component]
 fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
     let client = expect_context::<RwSignal<ApiClient>>();
+    let attestation = RwSignal::new("symmetricKey".to_owned());
     let (transport, count, group, fault, stepped) = (
         RwSignal::new("https".to_owned()),
         RwSignal::new("5".to_owned()),
@@ -67,10 +68,10 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
     let start: Action<(), Result<Simulation, ApiError>> = Action::new_local(move |_| {
         let c = client.get_untracked();
         let request = SimulationRequest {
-            attestation: "symmetricKey".into(),
+            attestation: attestation.get_untracked(),
             transport: model::transport_of(&transport.get_untracked()),
             count: count.get_untracked().trim().parse().unwrap_or(0),
-            group: Some(group.get_untracked().trim().to_owned()).filter(|g| !g.is_empty()),
+            group: Some(group.get_untracked().trim().to_owned()).filter(|g| !g.is_empty() && attestation.get_untracked() == "symmetricKey"),
             enrollment: None,
             prefix: None,
             fault: model::fault_of(&fault.get_untracked()),
@@ -88,7 +89,12 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
     view! {
         <form class="card sim-form" on:submit=move |ev| { ev.prevent_default(); start.dispatch_local(()); }>
             <div class="row">
-                <label class="field"><span>"Attestation"</span><select disabled><option>"Symmetric key"</option></select></label>
+                <label class="field"><span>"Attestation"</span>
+                    <select data-testid="sim-attestation" prop:value=move || attestation.get()
+                        on:change=move |ev| { attestation.set(event_target_value(&ev)); fault.set("none".into()); }>
+                        {ATTESTATIONS.iter().map(|(v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                    </select>
+                </label>
                 <label class="field"><span>"Transport"</span>
                     <select data-testid="sim-transport" prop:value=move || transport.get() on:change=move |ev| transport.set(event_target_value(&ev))>
                         {TRANSPORTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
@@ -100,11 +106,12 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
                 </label>
                 <label class="field"><span>"Group"</span>
                     <input type="text" data-testid="sim-group" placeholder="simulated-devices (made when missing)" prop:value=move || group.get()
+                        disabled=move || attestation.get() == "x509"
                         on:input=move |ev| group.set(event_target_value(&ev)) />
                 </label>
                 <label class="field"><span>"Fault"</span>
                     <select data-testid="sim-fault" prop:value=move || fault.get() on:change=move |ev| fault.set(event_target_value(&ev))>
-                        {FAULTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                        {move || model::faults_for(&attestation.get()).into_iter().map(|(_, v, l)| view! { <option value=v>{l}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="check"><input type="checkbox" data-testid="sim-step-through" prop:checked=move || stepped.get()

@@ -12,8 +12,13 @@ use base64::Engine;
 use dps_core::DpsError;
 use dps_proto::simulation::{ContinueRequest, Fault, SimulationRequest};
 use dps_proto::Enrollment;
-use dps_proto::{AttestationMechanism, EnrollmentGroup as Group, IndividualEnrollment as Individual, ProvisioningStatus, RegistrationId};
+use dps_proto::{
+    AttestationMechanism, AttestationType, EnrollmentGroup as Group, X509Attestation, X509CertificateWithInfo, X509Certificates,
+};
+use dps_proto::{IndividualEnrollment as Individual, ProvisioningStatus, RegistrationId};
+use dps_sim::devices::Credential;
 use dps_sim::live::{Planned, MAX_DEVICES};
+use dps_sim::x509::SimCa;
 use dps_sim::DeviceTarget;
 use http::StatusCode;
 
@@ -24,6 +29,8 @@ use crate::https::{empty_response, json_response, HttpResponse, Request};
 pub const DEFAULT_GROUP: &str = "simulated-devices";
 const DISABLED_GROUP: &str = "simulated-devices-disabled";
 const OTHER_GROUP: &str = "simulated-devices-other";
+/// The X.509 devices' group: each X.509 run makes a CA and makes it this group's signing certificate.
+pub const X509_GROUP: &str = "simulated-x509-devices";
 
 pub async fn list(app: &App) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &app.simulations.list()))
@@ -84,8 +91,15 @@ fn device_not_found(id: &str, registration_id: &str) -> DpsError {
 }
 
 fn check(r: &SimulationRequest) -> Result<(), DpsError> {
-    if r.attestation != "symmetricKey" {
-        return Err(DpsError::invalid(format!("attestation '{}' cannot be simulated yet; use symmetricKey", r.attestation.escape_debug())));
+    if r.attestation != "symmetricKey" && r.attestation != "x509" {
+        let a = r.attestation.escape_debug();
+        return Err(DpsError::invalid(format!("attestation '{a}' cannot be simulated yet; use symmetricKey or x509")));
+    }
+    if !r.fault.fits(&r.attestation) {
+        return Err(DpsError::invalid(format!("the fault {:?} does not apply to {} devices", r.fault, r.attestation)));
+    }
+    if r.attestation == "x509" && (r.group.is_some() || r.enrollment.is_some()) {
+        return Err(DpsError::invalid(format!("X.509 devices use the group {X509_GROUP}, made for each run with a CA of its own")));
     }
     if r.count == 0 || r.count > MAX_DEVICES {
         return Err(DpsError::invalid(format!("count must be 1 to {MAX_DEVICES}, not {}", r.count)));
@@ -99,8 +113,11 @@ fn check(r: &SimulationRequest) -> Result<(), DpsError> {
     Ok(())
 }
 
-/// The devices of a run: ids and SAS tokens, as the request and its fault say; and what they attest against.
+/// The devices of a run: ids and credentials, as the request and its fault say; and what they attest against.
 async fn plan(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Vec<Planned>), DpsError> {
+    if r.attestation == "x509" {
+        return plan_x509(app, r, run).await;
+    }
     // The devices sign by the service's clock: they run on its machine.
     let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
     if let Some(e) = &r.enrollment {
@@ -137,7 +154,37 @@ fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault:
     let key = if matches!(fault, Fault::WrongKey | Fault::UnknownId) { stranger.as_str() } else { key };
     let se = if fault == Fault::ExpiredToken { now.saturating_sub(60) } else { now + 3600 };
     let sas = dps_device::device_sas_expiring(scope, &registration_id, key, se).map_err(|e| DpsError::internal(format!("{e:#}")))?;
-    Ok(Planned { registration_id, sas })
+    Ok(Planned { registration_id, credential: Credential::Sas(sas) })
+}
+
+/// X.509 devices: a CA made for the run becomes the signing certificate of [`X509_GROUP`]; each device gets a
+/// leaf of it (CN = its id) — or, as the fault says, one of another CA, an expired one, or one naming another id.
+async fn plan_x509(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Vec<Planned>), DpsError> {
+    let internal = |e: anyhow::Error| DpsError::internal(format!("{e:#}"));
+    let ca = SimCa::new(&format!("DPS Console simulated devices CA ({run})")).map_err(internal)?;
+    let x509 = X509Attestation {
+        signing_certificates: Some(X509Certificates {
+            primary: Some(X509CertificateWithInfo { certificate: Some(ca.pem.clone()), info: None }),
+            secondary: None,
+        }),
+        ..Default::default()
+    };
+    let attestation = AttestationMechanism { kind: AttestationType::X509, tpm: None, x509: Some(x509), symmetric_key: None };
+    let group = Group::new(X509_GROUP.to_owned(), attestation);
+    app.management.put(X509_GROUP, group, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    let issuer = match r.fault {
+        Fault::UntrustedCa => SimCa::new("an untrusted CA").map_err(internal)?,
+        _ => ca,
+    };
+    let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
+    let mut devices = Vec::new();
+    for n in 1..=r.count {
+        let id = format!("{prefix}{n}");
+        let cn = if r.fault == Fault::CnMismatch { format!("{id}-other") } else { id.clone() };
+        let leaf = issuer.leaf(&cn, r.fault == Fault::ExpiredCertificate).map_err(internal)?;
+        devices.push(Planned { registration_id: id, credential: Credential::X509 { chain: leaf.chain, key: leaf.key } });
+    }
+    Ok((format!("group {X509_GROUP}"), devices))
 }
 
 /// The primary key of the symmetric-key group `name`, made when missing (disabled: the fault's group).
