@@ -65,42 +65,28 @@ impl AmqpSession {
         sas: Option<String>,
         flow: Flow,
     ) -> Result<Self> {
-        let connected = Self::connect_flow(endpoint, port, registration_id, tls, sas, &flow).await;
-        match connected {
-            Ok(mut s) => {
-                s.flow = flow;
-                Ok(s)
-            }
-            Err(e) => {
-                flow.failed(&e);
-                Err(e)
-            }
+        let connected = async {
+            let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h);
+            flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (AMQP)")).await;
+            flow.local(FlowKind::Tls, flow::tls_title(&tls)).await;
+            let (host, stream) = tls_connect_with(endpoint, port, tls).await?;
+            let user = address(&endpoint.id_scope, registration_id);
+            let shown = match &sas {
+                Some(password) => format!("SASL PLAIN\nusername: {user}\npassword: {password}"),
+                None => "no SASL layer (X.509: the client certificate identifies the device)".to_owned(),
+            };
+            flow.send(FlowKind::Login, "SASL, open, begin, attach", Some(shown)).await;
+            let profile = sas.map(|password| SaslProfile::Plain { username: user.clone(), password });
+            let mut s = Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await?;
+            flow.received(FlowKind::Login, format!("SASL outcome ok; links attached on {user}"), None);
+            s.flow = flow.clone();
+            Ok(s)
         }
-    }
-
-    async fn connect_flow(
-        endpoint: &Endpoint,
-        port: u16,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        sas: Option<String>,
-        flow: &Flow,
-    ) -> Result<Self> {
-        let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h);
-        flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (AMQP)")).await;
-        let cert = if tls.client_auth_cert_resolver.has_certs() { "the device's certificate sent" } else { "no client certificate" };
-        flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
-        let (host, stream) = tls_connect_with(endpoint, port, tls).await?;
-        let user = address(&endpoint.id_scope, registration_id);
-        let shown = match &sas {
-            Some(password) => format!("SASL PLAIN\nusername: {user}\npassword: {password}"),
-            None => "no SASL layer (X.509: the client certificate identifies the device)".to_owned(),
-        };
-        flow.send(FlowKind::Login, "SASL, open, begin, attach", Some(shown)).await;
-        let profile = sas.map(|password| SaslProfile::Plain { username: user.clone(), password });
-        let s = Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await?;
-        flow.received(FlowKind::Login, format!("SASL outcome ok; links attached on {user}"), None);
-        Ok(s)
+        .await;
+        if let Err(e) = &connected {
+            flow.failed(e);
+        }
+        connected
     }
 
     /// Opens the AMQP connection on `stream` — after fe2o3's SASL exchange with `sasl`, or right away with the

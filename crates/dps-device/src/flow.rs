@@ -79,6 +79,12 @@ impl Flow {
     }
 }
 
+/// The TLS step's title: the service's certificate checked, and whether the device presents one of its own.
+pub fn tls_title(tls: &rustls::ClientConfig) -> String {
+    let cert = if tls.client_auth_cert_resolver.has_certs() { "the device's certificate sent" } else { "no client certificate" };
+    format!("TLS: the service's certificate checked against the trusted CA; {cert}")
+}
+
 /// The title of an answer: `202 Accepted — assigning, operation 4.abc…, retry after 3 s`, or the final state.
 pub fn answer_title(status: u16, body: &dps_proto::RegistrationOperationStatus, retry_after: Option<u64>) -> (FlowKind, String) {
     let state = format!("{:?}", body.status).to_ascii_lowercase();

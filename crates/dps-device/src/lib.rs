@@ -101,8 +101,8 @@ pub struct HttpsDevice {
     endpoint: Endpoint,
     polling: Polling,
     flow: flow::Flow,
-    /// Whether the TLS configuration presents a client certificate (for the flow's TLS step).
-    client_certificate: bool,
+    /// The flow's TLS step: whether the TLS configuration presents a client certificate.
+    tls_title: String,
 }
 
 pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig> {
@@ -162,9 +162,9 @@ impl HttpsDevice {
         tls: rustls::ClientConfig,
         source: Option<std::net::IpAddr>,
     ) -> Result<Self> {
-        let client_certificate = tls.client_auth_cert_resolver.has_certs();
+        let tls_title = flow::tls_title(&tls);
         let http = reqwest::Client::builder().use_preconfigured_tls(tls).local_address(source).timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, endpoint, polling, flow: flow::Flow::default(), client_certificate })
+        Ok(Self { http, endpoint, polling, flow: flow::Flow::default(), tls_title })
     }
 
     /// This device, telling `flow` each step it takes.
@@ -218,8 +218,7 @@ impl HttpsDevice {
             return;
         }
         self.flow.local(FlowKind::Connect, format!("TCP to {} (HTTPS)", self.endpoint.host)).await;
-        let cert = if self.client_certificate { "the device's certificate sent" } else { "no client certificate" };
-        self.flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
+        self.flow.local(FlowKind::Tls, self.tls_title.clone()).await;
     }
 
     /// `https://{host}/{idScope}/registrations/{registrationId}` (the id percent-encoded).

@@ -55,32 +55,23 @@ impl MqttSession {
         password: Option<String>,
         flow: Flow,
     ) -> Result<Self> {
-        let connected = Self::open(endpoint, port, registration_id, tls, password, flow.clone()).await;
+        let connected = async {
+            let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
+            flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (MQTT)")).await;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
+            let _ = tcp.set_nodelay(true);
+            let name = rustls::pki_types::ServerName::try_from(host.clone())?;
+            flow.local(FlowKind::Tls, flow::tls_title(&tls)).await;
+            let stream = TlsConnector::from(tls).connect(name, tcp).await?;
+            let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow: flow.clone() };
+            s.login(&endpoint.id_scope, registration_id, password).await?;
+            Ok(s)
+        }
+        .await;
         if let Err(e) = &connected {
             flow.failed(e);
         }
         connected
-    }
-
-    async fn open(
-        endpoint: &Endpoint,
-        port: u16,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        password: Option<String>,
-        flow: Flow,
-    ) -> Result<Self> {
-        let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
-        flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (MQTT)")).await;
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
-        let _ = tcp.set_nodelay(true);
-        let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-        let cert = if tls.client_auth_cert_resolver.has_certs() { "the device's certificate sent" } else { "no client certificate" };
-        flow.local(FlowKind::Tls, format!("TLS: the service's certificate checked against the trusted CA; {cert}")).await;
-        let stream = TlsConnector::from(tls).connect(name, tcp).await?;
-        let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow };
-        s.login(&endpoint.id_scope, registration_id, password).await?;
-        Ok(s)
     }
 
     /// CONNECT (the SAS as password; none for X.509) and SUBSCRIBE to the response topics.

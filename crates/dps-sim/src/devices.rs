@@ -78,53 +78,38 @@ pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key
 /// Registers one device with `credential` over `transport`, telling `flow` each step.
 pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, credential: &Credential, flow: Flow) -> Outcome {
     let started = Instant::now();
-    let answer = match credential.tls(&target.endpoint.ca_pem) {
-        Ok(tls) => match transport {
-            Transport::Https => https(target, id, credential, tls, flow).await,
-            Transport::Mqtt => mqtt(target, id, credential, tls, flow).await,
-            Transport::Amqp => amqp(target, id, credential, tls, flow).await,
-        },
-        Err(e) => Err(e),
-    };
+    let answer = dial(target, transport, id, credential, flow).await;
     outcome(id, transport, answer, started.elapsed())
 }
 
-async fn https(
+/// Connects over `transport` with the credential's TLS, registers and polls to the end.
+async fn dial(
     target: &DeviceTarget,
+    transport: Transport,
     id: &str,
     credential: &Credential,
-    tls: rustls::ClientConfig,
     flow: Flow,
 ) -> anyhow::Result<RegistrationOperationStatus> {
-    let device = HttpsDevice::with_tls(target.endpoint.clone(), Polling::RetryAfter, tls)?.observed(flow);
-    match credential.sas() {
-        Some(sas) => device.provision_with_sas(id, &sas).await,
-        None => device.provision_x509(id).await,
+    let (tls, sas) = (credential.tls(&target.endpoint.ca_pem)?, credential.sas());
+    match transport {
+        Transport::Https => {
+            let device = HttpsDevice::with_tls(target.endpoint.clone(), Polling::RetryAfter, tls)?.observed(flow);
+            match sas {
+                Some(sas) => device.provision_with_sas(id, &sas).await,
+                None => device.provision_x509(id).await,
+            }
+        }
+        Transport::Mqtt => {
+            let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, Arc::new(tls), sas, flow).await?;
+            session.provision(id, Polling::RetryAfter).await
+        }
+        Transport::Amqp => {
+            let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, Arc::new(tls), sas, flow).await?;
+            let status = session.provision(id, Polling::RetryAfter).await;
+            let _ = session.close().await;
+            status
+        }
     }
-}
-
-async fn mqtt(
-    target: &DeviceTarget,
-    id: &str,
-    credential: &Credential,
-    tls: rustls::ClientConfig,
-    flow: Flow,
-) -> anyhow::Result<RegistrationOperationStatus> {
-    let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, Arc::new(tls), credential.sas(), flow).await?;
-    session.provision(id, Polling::RetryAfter).await
-}
-
-async fn amqp(
-    target: &DeviceTarget,
-    id: &str,
-    credential: &Credential,
-    tls: rustls::ClientConfig,
-    flow: Flow,
-) -> anyhow::Result<RegistrationOperationStatus> {
-    let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, Arc::new(tls), credential.sas(), flow).await?;
-    let status = session.provision(id, Polling::RetryAfter).await;
-    let _ = session.close().await;
-    status
 }
 
 fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOperationStatus>, took: Duration) -> Outcome {
