@@ -31,6 +31,9 @@ pub struct Outcome {
     /// The operation's final status; `None` when the service refused the request.
     pub status: Option<RegistrationStatus>,
     pub assigned_hub: Option<String>,
+    /// The device's id in its hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
     pub substatus: Option<Substatus>,
     /// The DPS code of a refusal or a failed operation.
     pub error_code: Option<i64>,
@@ -118,6 +121,7 @@ fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOp
         transport: format!("{transport:?}").to_ascii_lowercase(),
         status: None,
         assigned_hub: None,
+        device_id: None,
         substatus: None,
         error_code: None,
         message: None,
@@ -127,7 +131,8 @@ fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOp
         Ok(s) => {
             o.status = Some(s.status);
             if let Some(r) = s.registration_state {
-                (o.assigned_hub, o.substatus, o.error_code, o.message) = (r.assigned_hub, r.substatus, r.error_code, r.error_message);
+                (o.assigned_hub, o.device_id, o.substatus) = (r.assigned_hub, r.device_id, r.substatus);
+                (o.error_code, o.message) = (r.error_code, r.error_message);
             }
         }
         Err(e) => {

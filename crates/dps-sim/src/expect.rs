@@ -70,6 +70,7 @@ mod tests {
             transport: "https".into(),
             status: Some(RegistrationStatus::Assigned),
             assigned_hub: Some(hub.into()),
+            device_id: Some(id.into()),
             substatus: Some(Substatus::InitialAssignment),
             error_code: None,
             message: None,

@@ -103,17 +103,11 @@ impl Watched {
             (None, Some(_)) => SimState::Refused,
             (None, None) => SimState::Error,
         };
-        (v.assigned_hub, v.error_code, v.message, v.millis) = (o.assigned_hub.clone(), o.error_code, o.message.clone(), o.millis);
+        (v.assigned_hub, v.device_id, v.error_code, v.message, v.millis) =
+            (o.assigned_hub.clone(), o.device_id.clone(), o.error_code, o.message.clone(), o.millis);
         v.substatus = o.substatus.map(|s| format!("{s:?}"));
-        v.device_id = v.steps.iter().rev().find_map(|s| device_id_in(s.message.as_deref()?));
         v.paused_before = None;
     }
-}
-
-/// The `deviceId` of a final answer's body.
-fn device_id_in(message: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(message).ok()?;
-    v.pointer("/registrationState/deviceId")?.as_str().map(str::to_owned)
 }
 
 impl Observer for Watched {
@@ -313,6 +307,7 @@ mod tests {
             transport: "https".into(),
             status: None,
             assigned_hub: None,
+            device_id: None,
             substatus: None,
             error_code: Some(401002),
             message: Some("no".into()),

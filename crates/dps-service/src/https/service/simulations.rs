@@ -150,8 +150,10 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Ve
 
 /// One device: its id and the SAS token the fault gives it.
 fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault: Fault) -> Result<Planned, DpsError> {
-    let stranger = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let key = if matches!(fault, Fault::WrongKey | Fault::UnknownId) { stranger.as_str() } else { key };
+    // A key nobody has, made only for the faults that use one.
+    let stranger = matches!(fault, Fault::WrongKey | Fault::UnknownId)
+        .then(|| base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()));
+    let key = stranger.as_deref().unwrap_or(key);
     let se = if fault == Fault::ExpiredToken { now.saturating_sub(60) } else { now + 3600 };
     let sas = dps_device::device_sas_expiring(scope, &registration_id, key, se).map_err(|e| DpsError::internal(format!("{e:#}")))?;
     Ok(Planned { registration_id, credential: Credential::Sas(sas) })
