@@ -177,6 +177,7 @@ mod tests {
             allocation_policy: Some(AllocationPolicy::GeoLatency),
             iot_hubs: None,
             custom_allocation_definition: None,
+            credential_policy_name: None,
             extra: Default::default(),
         }));
         assert!(!g.enabled());

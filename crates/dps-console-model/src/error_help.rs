@@ -18,9 +18,9 @@ const fn help(title: &'static str, cause: &'static str, fix: &'static str) -> He
 }
 
 /// Every code `dps-core`'s `ErrorKind::code` can give (kept in step with `crates/dps-core/src/error.rs`).
-pub const KNOWN_CODES: [i64; 22] = [
-    400001, 400004, 400207, 400208, 400209, 401002, 401003, 403001, 403002, 404201, 404202, 404203, 404204, 405001, 409201, 409203, 412002,
-    413001, 415001, 429001, 500001, 503001,
+pub const KNOWN_CODES: [i64; 24] = [
+    400001, 400004, 400011, 400012, 400207, 400208, 400209, 401002, 401003, 403001, 403002, 404201, 404202, 404203, 404204, 405001, 409201,
+    409203, 412002, 413001, 415001, 429001, 500001, 503001,
 ];
 
 /// Help for a DPS error with its message: a few 401002 refusals of TPM devices have help of their own.
@@ -57,6 +57,16 @@ pub fn for_code(code: i64) -> Help {
             "Invalid value",
             "A field or an id breaks the service's rules, or the id in the body differs from the one in the path.",
             "Read the message for the field concerned, correct it and send again.",
+        ),
+        400011 => help(
+            "Certificate request refused",
+            "The device sent a CSR the service cannot sign: not base64 DER PKCS#10, a signature that does not verify, a common name other than the registration id, a key its credential policy does not allow, or an api-version before 2025-07-01-preview.",
+            "Make the CSR with the device's own key and CN = its registration id (openssl req -new -key … -subj /CN=<id> -outform DER), use a key type the policy lists, and send api-version 2025-07-01-preview or later.",
+        ),
+        400012 => help(
+            "No credential policy",
+            "The device asked for a certificate, but its enrollment or group names no credential policy, or names one that does not exist.",
+            "Create the policy on the Certificates page (or dps credential-policy set) and set the enrollment's credentialPolicyName to it.",
         ),
         400207 => help(
             "Custom allocation failed",

@@ -63,6 +63,12 @@ pub fn check_webhook_version(v: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a device API version knows the register body's `csr` (2025-07-01-preview and later: §1.4). A request
+/// without a version does not.
+pub fn knows_csr(api_version: Option<&str>) -> bool {
+    api_version.and_then(parse).is_some_and(|v| compare(v, ("2025-07-01", true)) != Ordering::Less)
+}
+
 /// The enrollment members a webhook of this version receives (§6.1: "the enrollment record serialised in the
 /// schema of customAllocationDefinition.apiVersion"). Members a later version added, preview members and
 /// members this service does not know are left out of older schemas.
@@ -131,6 +137,8 @@ mod tests {
         assert!(!webhook_members("2019-03-31").contains(&"optionalDeviceInformation"));
         assert!(webhook_members("2021-10-01").contains(&"optionalDeviceInformation"));
         assert!(!webhook_members("2021-10-01").contains(&"credentialPolicyName"));
+        assert!(knows_csr(Some("2025-07-01-preview")) && knows_csr(Some("2026-04-01")) && knows_csr(Some("2026-11-15-preview")));
+        assert!(!knows_csr(Some("2021-10-01")) && !knows_csr(Some("2025-06-30")) && !knows_csr(None) && !knows_csr(Some("x")));
         assert!(webhook_members("2021-11-01-preview").contains(&"trustBundleId"));
         assert!(webhook_members("2025-07-01-preview").contains(&"credentialPolicyName"));
     }

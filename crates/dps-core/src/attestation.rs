@@ -75,6 +75,14 @@ impl Matched {
             Self::Group(g) => EnrollmentRef::Group(g.enrollment_group_id.clone()),
         }
     }
+
+    /// The credential policy that issues certificates to its devices.
+    pub fn credential_policy_name(&self) -> Option<&str> {
+        match self {
+            Self::Individual(e) => e.credential_policy_name.as_deref(),
+            Self::Group(g) => g.credential_policy_name.as_deref(),
+        }
+    }
 }
 
 /// A device that proved who it is.

@@ -13,6 +13,13 @@ pub enum ErrorKind {
     BadRequest,
     /// 400004 (local, IoT Hub's ArgumentInvalid): a field or id is invalid, or ids disagree.
     InvalidArgument,
+    /// 400011 (local): a register's `csr` cannot be used — not base64 DER PKCS#10, a signature that does not
+    /// verify, a CN other than the registration id, a key the credential policy does not allow, or an
+    /// api-version before 2025-07-01-preview.
+    CertificateRequestInvalid,
+    /// 400012 (local): a register sent a `csr`, but its enrollment names no credential policy, or one that does
+    /// not exist.
+    CredentialPolicyMissing,
     /// 400207: the custom-allocation webhook failed.
     CustomAllocationFailed,
     /// 400208: the webhook named no hub.
@@ -66,6 +73,8 @@ impl ErrorKind {
         match self {
             Self::BadRequest => 400001,
             Self::InvalidArgument => 400004,
+            Self::CertificateRequestInvalid => 400011,
+            Self::CredentialPolicyMissing => 400012,
             Self::CustomAllocationFailed => 400207,
             Self::CustomAllocationIotHubNotSpecified => 400208,
             Self::CustomAllocationUnauthorizedAccess => 400209,
@@ -94,9 +103,11 @@ impl ErrorKind {
         self.status() >= 429
     }
 
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         Self::BadRequest,
         Self::InvalidArgument,
+        Self::CertificateRequestInvalid,
+        Self::CredentialPolicyMissing,
         Self::CustomAllocationFailed,
         Self::CustomAllocationIotHubNotSpecified,
         Self::CustomAllocationUnauthorizedAccess,

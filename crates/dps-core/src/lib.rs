@@ -9,6 +9,7 @@ pub mod attestation;
 pub mod cache;
 pub mod clock;
 pub mod cpu;
+pub mod credentials;
 pub mod error;
 pub mod failpoint;
 pub mod limits;

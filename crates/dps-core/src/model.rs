@@ -41,6 +41,9 @@ pub struct Operation {
     /// X.509 devices: their certificate's info and the group's signing certificate (public data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x509: Option<X509RegistrationResult>,
+    /// The device's certificate signing request (base64 DER), checked at register, signed at the assignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
     /// The `registrationState` answered once the operation is terminal.
     #[serde(default)]
     pub result: Option<DeviceRegistrationResult>,
@@ -71,6 +74,7 @@ impl Operation {
             source: None,
             api_version: None,
             x509: None,
+            csr: None,
             result: None,
             created: now,
             updated: now,

@@ -179,6 +179,29 @@ pub trait CertificateStore: Send + Sync {
     async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()>;
 }
 
+/// A credential policy as stored: the policy (never with its private key) and, for an uploaded CA, the key.
+#[derive(Debug, Clone)]
+pub struct StoredCredentialPolicy {
+    pub policy: dps_proto::CredentialPolicy,
+    /// The uploaded issuing CA's private key (PEM), sealed at rest; `None` for the local CA.
+    pub key: Option<Secret>,
+}
+
+/// Credential policies (certificate issuance from a CSR, `credentials/`) and the issuance log. Names are looked
+/// up case-insensitively; an uploaded CA's key is sealed at rest.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    async fn list_credential_policies(&self) -> StoreResult<Vec<dps_proto::CredentialPolicy>>;
+    async fn get_credential_policy(&self, name: &str) -> StoreResult<Option<StoredCredentialPolicy>>;
+    /// Writes `p` (its `private_key` is ignored: `key` is the one kept, sealed).
+    async fn put_credential_policy(&self, p: StoredCredentialPolicy, pre: Precondition) -> StoreResult<()>;
+    async fn delete_credential_policy(&self, name: &str, pre: Precondition) -> StoreResult<()>;
+    /// Logs an issued certificate (before the device is told of it).
+    async fn record_issued(&self, c: &dps_proto::IssuedCertificate) -> StoreResult<()>;
+    /// The newest issued certificates first, `limit` at most; of one registration id when given.
+    async fn list_issued(&self, registration_id: Option<&str>, limit: usize) -> StoreResult<Vec<dps_proto::IssuedCertificate>>;
+}
+
 /// Registration records.
 #[async_trait]
 pub trait RegistrationStore: Send + Sync {

@@ -58,8 +58,37 @@ pub struct Endpoint {
     pub ca_pem: Vec<u8>,
 }
 
-/// The device api-version this crate sends (the C SDK's, §1.2).
+/// The device api-version this crate sends (the C SDK's, §1.2); a register with a CSR sends
+/// [`dps_proto::credentials::CSR_API_VERSION`], the first that knows `csr`.
 const API_VERSION: &str = "2021-06-01";
+
+/// What a register carries besides the registration id: a certificate signing request (base64 DER PKCS#10,
+/// CN = the registration id) asks for a certificate (§1.4 `csr`; `issuedCertificateChain` in the answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    pub csr: Option<String>,
+}
+
+impl Registration {
+    /// The api-version the request must name.
+    pub fn api_version(&self) -> &'static str {
+        if self.csr.is_some() {
+            dps_proto::credentials::CSR_API_VERSION
+        } else {
+            API_VERSION
+        }
+    }
+
+    /// The register body.
+    pub fn body(&self, registration_id: &str) -> serde_json::Value {
+        let body = dps_proto::DeviceRegistration {
+            registration_id: Some(registration_id.to_owned()),
+            csr: self.csr.clone(),
+            ..Default::default()
+        };
+        serde_json::to_value(body).unwrap_or_default()
+    }
+}
 /// Polls before giving up on an operation.
 const MAX_POLLS: usize = 120;
 
@@ -103,6 +132,7 @@ pub struct HttpsDevice {
     flow: flow::Flow,
     /// The flow's TLS step: whether the TLS configuration presents a client certificate.
     tls_title: String,
+    registration: Registration,
 }
 
 pub fn tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig> {
@@ -164,7 +194,13 @@ impl HttpsDevice {
     ) -> Result<Self> {
         let tls_title = flow::tls_title(&tls);
         let http = reqwest::Client::builder().use_preconfigured_tls(tls).local_address(source).timeout(Duration::from_secs(30)).build()?;
-        Ok(Self { http, endpoint, polling, flow: flow::Flow::default(), tls_title })
+        Ok(Self { http, endpoint, polling, flow: flow::Flow::default(), tls_title, registration: Registration::default() })
+    }
+
+    /// This device, registering with `registration` (a CSR).
+    pub fn registering(mut self, registration: Registration) -> Self {
+        self.registration = registration;
+        self
     }
 
     /// This device, telling `flow` each step it takes.
@@ -200,9 +236,9 @@ impl HttpsDevice {
 
     async fn provision_flow(&self, registration_id: &str, authorization: Option<&str>) -> Result<RegistrationOperationStatus> {
         let base = self.registration_url(registration_id);
-        let body = serde_json::json!({ "registrationId": registration_id });
+        let body = self.registration.body(registration_id);
         self.connect_steps().await;
-        let url = format!("{base}/register?api-version={API_VERSION}");
+        let url = format!("{base}/register?api-version={}", self.registration.api_version());
         self.flow.send(FlowKind::Register, format!("PUT {}", path_of(&url)), Some(request_shown(authorization, &body.to_string()))).await;
         let mut rb = self.http.put(url).json(&body);
         if let Some(a) = authorization {
@@ -248,7 +284,7 @@ impl HttpsDevice {
             }
             self.flow.local(FlowKind::Wait, format!("wait {} s", wait.as_secs())).await;
             self.polling.wait(wait).await;
-            let url = format!("{base}/operations/{}?api-version={API_VERSION}", status.operation_id);
+            let url = format!("{base}/operations/{}?api-version={}", status.operation_id, self.registration.api_version());
             self.flow.send(FlowKind::Poll, format!("GET {}", path_of(&url)), authorization.map(|a| format!("Authorization: {a}"))).await;
             let mut rb = self.http.get(url);
             if let Some(a) = authorization {

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use dps_proto::simulation::FlowKind;
 
 use crate::flow::{self, Flow};
-use crate::{device_sas, tls_config, Endpoint, Polling};
+use crate::{device_sas, tls_config, Endpoint, Polling, Registration};
 
 /// A connected, subscribed MQTT session of one device.
 pub struct MqttSession {
@@ -25,6 +25,7 @@ pub struct MqttSession {
     buf: BytesMut,
     next: u16,
     flow: Flow,
+    registration: Registration,
 }
 
 impl MqttSession {
@@ -55,6 +56,20 @@ impl MqttSession {
         password: Option<String>,
         flow: Flow,
     ) -> Result<Self> {
+        Self::connect_registering(endpoint, port, registration_id, tls, password, flow, Registration::default()).await
+    }
+
+    /// [`Self::connect_observed`] for a register with `registration` (a CSR: its api-version is in the CONNECT
+    /// username).
+    pub async fn connect_registering(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        password: Option<String>,
+        flow: Flow,
+        registration: Registration,
+    ) -> Result<Self> {
         let connected = async {
             let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
             flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (MQTT)")).await;
@@ -63,7 +78,7 @@ impl MqttSession {
             let name = rustls::pki_types::ServerName::try_from(host.clone())?;
             flow.local(FlowKind::Tls, flow::tls_title(&tls)).await;
             let stream = TlsConnector::from(tls).connect(name, tcp).await?;
-            let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow: flow.clone() };
+            let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow: flow.clone(), registration };
             s.login(&endpoint.id_scope, registration_id, password).await?;
             Ok(s)
         }
@@ -78,7 +93,8 @@ impl MqttSession {
     async fn login(&mut self, id_scope: &str, registration_id: &str, password: Option<String>) -> Result<()> {
         let mut c = Connect::new(registration_id);
         c.keep_alive = 0;
-        let user = format!("{id_scope}/registrations/{registration_id}/api-version=2021-06-01&ClientVersion=dps-device");
+        let user =
+            format!("{id_scope}/registrations/{registration_id}/api-version={}&ClientVersion=dps-device", self.registration.api_version());
         let shown = format!("client id: {registration_id}\nusername: {user}\npassword: {}", password.as_deref().unwrap_or("(none: X.509)"));
         self.flow.send(FlowKind::Login, "CONNECT", Some(shown)).await;
         c.set_login(user, password.unwrap_or_default());
@@ -152,7 +168,7 @@ impl MqttSession {
     }
 
     async fn provision_flow(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
-        let body = serde_json::to_vec(&serde_json::json!({ "registrationId": registration_id }))?;
+        let body = serde_json::to_vec(&self.registration.body(registration_id))?;
         let mut rid = 0u32;
         let topic = register_topic("0");
         self.flow.send(FlowKind::Register, format!("PUBLISH {topic}"), Some(flow::shown(&body))).await;

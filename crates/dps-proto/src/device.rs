@@ -138,6 +138,10 @@ pub struct DeviceRegistrationResult {
     pub x509: Option<X509RegistrationResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKeyRegistrationResult>,
+    /// The certificate issued from the register's `csr` (2025-07-01-preview and later), base64 DER: the device's
+    /// first, then the issuing CA's chain up to its root. Never in a status look-up's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate_chain: Option<Vec<String>>,
 }
 
 /// The 401 answer to a TPM device's first register (§1.10): no `status` member (the C SDK recognises a

@@ -74,6 +74,7 @@ pub struct Shared<'a> {
     pub allocation_policy: &'a mut Option<AllocationPolicy>,
     pub iot_hubs: &'a mut Option<Vec<String>>,
     pub custom_allocation_definition: &'a mut Option<CustomAllocationDefinition>,
+    pub credential_policy_name: &'a mut Option<String>,
     pub extra: &'a mut Map<String, Value>,
 }
 
@@ -120,6 +121,7 @@ macro_rules! enrollment {
                     allocation_policy: None,
                     iot_hubs: None,
                     custom_allocation_definition: None,
+                    credential_policy_name: None,
                     extra: Map::new(),
                 }
             }
@@ -147,6 +149,7 @@ macro_rules! enrollment {
                     allocation_policy: &mut self.allocation_policy,
                     iot_hubs: &mut self.iot_hubs,
                     custom_allocation_definition: &mut self.custom_allocation_definition,
+                    credential_policy_name: &mut self.credential_policy_name,
                     extra: &mut self.extra,
                 }
             }

@@ -33,6 +33,7 @@ macro_rules! deserialize_case_insensitive {
 pub mod amqp;
 pub mod certificates;
 pub mod console;
+pub mod credentials;
 pub mod device;
 pub mod display;
 pub mod enrollment;
@@ -46,6 +47,7 @@ pub mod trace;
 
 pub use certificates::*;
 pub use console::*;
+pub use credentials::{CredentialPolicy, IssuedCertificate, IssuerKind, KeyType};
 pub use device::*;
 pub use display::{truncate_chars, truncate_for_display, DISPLAY_MAX_CHARS, MAX_OPERATION_ID_CHARS, MAX_REQUEST_ID_CHARS};
 pub use enrollment::{Enrollment, EnrollmentKind, Shared};

@@ -397,8 +397,11 @@ pub struct IndividualEnrollment {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
-    /// Members this service does not interpret — preview members (`credentialPolicyName`,
-    /// `clientCertificateIssuancePolicy`, `trustBundleId`) and any other — kept as sent and returned on reads.
+    /// 2025-07-01-preview: the credential policy that issues certificates to devices sending a `csr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_policy_name: Option<String>,
+    /// Members this service does not interpret — older preview members (`clientCertificateIssuancePolicy`,
+    /// `trustBundleId`) and any other — kept as sent and returned on reads.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -431,8 +434,11 @@ pub struct EnrollmentGroup {
     pub iot_hubs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_allocation_definition: Option<CustomAllocationDefinition>,
-    /// Members this service does not interpret — preview members (`credentialPolicyName`,
-    /// `clientCertificateIssuancePolicy`, `trustBundleId`) and any other — kept as sent and returned on reads.
+    /// 2025-07-01-preview: the credential policy that issues certificates to devices sending a `csr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_policy_name: Option<String>,
+    /// Members this service does not interpret — older preview members (`clientCertificateIssuancePolicy`,
+    /// `trustBundleId`) and any other — kept as sent and returned on reads.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -463,6 +469,9 @@ pub struct DeviceRegistrationState {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// The certificate last issued to the device from a CSR (an extension of this service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate: Option<crate::IssuedCertificate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

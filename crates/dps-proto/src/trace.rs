@@ -83,6 +83,9 @@ pub struct DecisionTrace {
     pub tpm: Option<TpmStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connector: Option<ConnectorStep>,
+    /// The certificate issued from the device's CSR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substatus: Option<Substatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +95,17 @@ pub struct DecisionTrace {
     /// Members not modelled here, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A certificate issued from the device's CSR: under which policy, and which one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStep {
+    pub policy: String,
+    pub serial_number: String,
+    pub issuer_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::service::opt_time")]
+    pub not_after_utc: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How the hub was chosen, by policy (`policy` names the variant).

@@ -45,6 +45,8 @@ pub struct App {
     /// Master-key rotation (`POST /service/keys/rotate`).
     pub rotation: Arc<crate::keys::Rotation>,
     /// Simulated devices started from the console (`/simulations`), and the scenarios run from it.
+    /// Credential policies and the certificates issued from devices' CSRs.
+    pub credentials: dps_core::credentials::Credentials,
     pub simulations: Arc<dps_sim::live::Simulations>,
     pub scenarios: Arc<dps_sim::scenario_runs::ScenarioRuns>,
     /// This `App` itself, for work that outlives the request that started it (a scenario run goes through the

@@ -22,6 +22,9 @@ pub struct Material {
     pub master_key: Arc<MasterKey>,
     pub ca_pem: String,
     pub ca_path: PathBuf,
+    /// The local CA's key (PEM), which signs certificates of credential policies with the local issuer; absent
+    /// when the CA is a cluster's shared file (`ca_file`: its key stays with `dps init`'s files).
+    pub ca_key: Option<dps_crypto::Secret>,
     pub server_chain: Vec<CertificateDer<'static>>,
     pub server_key: PrivateKeyDer<'static>,
 }
@@ -176,6 +179,7 @@ pub fn prepare_with_key(data_dir: &Path, key: MasterKey, host_names: &[String]) 
         master_key,
         ca_path: fs::canonicalize(data_dir.join("ca.pem")).unwrap_or_else(|_| data_dir.join("ca.pem")),
         ca_pem,
+        ca_key: Some(dps_crypto::Secret::new(ca_key.serialize_pem())),
         server_chain,
         server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
     })
@@ -208,6 +212,7 @@ pub fn prepare_configured(config: &crate::Config, key: MasterKey, host_names: &[
         master_key,
         ca_path: fs::canonicalize(&shared.ca_file).unwrap_or_else(|_| shared.ca_file.clone()),
         ca_pem,
+        ca_key: None,
         server_chain,
         server_key,
     })

@@ -68,6 +68,18 @@ pub(crate) fn endpoint_info(config: &Config, listeners: &Listeners, opened: &Ope
     })
 }
 
+/// The local CA as an issuer of credential policies, when its key is on this instance.
+fn local_ca(material: &crate::material::Material) -> Option<Arc<dps_core::credentials::IssuingCa>> {
+    let key = material.ca_key.clone()?;
+    match dps_core::credentials::IssuingCa::new(&material.ca_pem, key) {
+        Ok(ca) => Some(Arc::new(ca)),
+        Err(e) => {
+            tracing::warn!(error = %e.message, "the local CA cannot issue device certificates");
+            None
+        }
+    }
+}
+
 /// The registration engine and the state every listener shares.
 pub(crate) async fn build_app(
     config: &Config,
@@ -84,6 +96,8 @@ pub(crate) async fn build_app(
     let profile = crate::start_profile(config, &opened.store).await;
     let limits = dps_core::limits::Limits::new(profile, config.limits_azure, Arc::clone(&clock), metrics.clone());
     let connector = Arc::new(dps_hub::Connectors::new(shared.clone(), Arc::clone(&clock)));
+    let credentials =
+        dps_core::credentials::Credentials { store: shared.clone(), local_ca: local_ca(&opened.material), clock: Arc::clone(&clock) };
     let ports = Ports {
         enrollments: config_cache.clone(),
         certificates: config_cache.clone(),
@@ -95,6 +109,7 @@ pub(crate) async fn build_app(
         connector: connector.clone(),
         allocator: Arc::new(BuiltinAllocator),
         webhook: Arc::new(webhook::HttpWebhook::new(config.webhook_timeout, config.webhook_ca_file.as_deref())?),
+        credentials: credentials.clone(),
         metrics: metrics.clone(),
         limits: limits.clone(),
         clock: Arc::clone(&clock),
@@ -131,6 +146,7 @@ pub(crate) async fn build_app(
         metrics_token: config.metrics_token.clone(),
         connection_caps,
         data_dir: config.data_dir.clone(),
+        credentials,
         simulations: Arc::default(),
         scenarios: Arc::default(),
         me: me.clone(),

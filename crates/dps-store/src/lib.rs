@@ -26,6 +26,7 @@ mod batch;
 mod certificates;
 mod checkpoint;
 mod console;
+mod credentials;
 mod enrollments;
 mod hubs;
 mod operations;

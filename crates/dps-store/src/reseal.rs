@@ -37,6 +37,7 @@ pub(crate) const SEALED_COLUMNS: &[SealedColumn] = &[
     col("access_policies", &["name_key"], "secondary_sealed", "'policy/' || name_key || '/secondary'"),
     col("device_identities", &["hub_key", "device_key"], "keys_sealed", "'identity/' || hub_key || '/' || device_key"),
     col("tpm_challenges", &["registration_key"], "key_sealed", "'tpm-challenge/' || registration_key"),
+    col("credential_policies", &["name_key"], "key_sealed", "'credential-policy/' || name_key"),
     SealedColumn { table: "settings", keys: &["key"], column: "value", aad: "key", filter: "key = 'master_key_check'" },
     SealedColumn {
         table: "quarantine",
@@ -59,6 +60,7 @@ pub(crate) const FORGET_SECRETS: &[&str] = &[
     "DELETE FROM access_policies",
     "UPDATE device_identities SET keys_sealed = NULL WHERE keys_sealed IS NOT NULL",
     "DELETE FROM tpm_challenges",
+    "DELETE FROM credential_policies WHERE key_sealed IS NOT NULL",
     "UPDATE quarantine SET secrets = NULL WHERE secrets IS NOT NULL",
     "DELETE FROM settings WHERE key = 'master_key_check'",
 ];

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_core::model::{AccessPolicy, Operation, Page, PageRequest, Precondition, RegistrationRecord};
 use dps_core::ports::{
-    CertificateStore, ConfigVersion, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, Lease, OperationStore, PolicyStore,
-    RegistrationStore, StoreError, StoreResult, TpmChallenge, TpmChallengeStore,
+    CertificateStore, ConfigVersion, CredentialStore, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, Lease, OperationStore,
+    PolicyStore, RegistrationStore, StoreError, StoreResult, StoredCredentialPolicy, TpmChallenge, TpmChallengeStore,
 };
 use dps_crypto::{MasterKey, Secret};
-use dps_proto::{CaCertificate, DeviceIdentity, EnrollmentGroup, IndividualEnrollment, LinkedHub};
+use dps_proto::{CaCertificate, CredentialPolicy, DeviceIdentity, EnrollmentGroup, IndividualEnrollment, IssuedCertificate, LinkedHub};
 
 #[cfg(feature = "postgres")]
 use crate::PgStore;
@@ -296,6 +296,28 @@ impl CertificateStore for Store {
     }
     async fn delete_ca(&self, name: &str, pre: Precondition) -> StoreResult<()> {
         delegate!(self, s => s.delete_ca(name, pre).await)
+    }
+}
+
+#[async_trait]
+impl CredentialStore for Store {
+    async fn list_credential_policies(&self) -> StoreResult<Vec<CredentialPolicy>> {
+        delegate!(self, s => s.list_credential_policies().await)
+    }
+    async fn get_credential_policy(&self, name: &str) -> StoreResult<Option<StoredCredentialPolicy>> {
+        delegate!(self, s => s.get_credential_policy(name).await)
+    }
+    async fn put_credential_policy(&self, p: StoredCredentialPolicy, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.put_credential_policy(p, pre).await)
+    }
+    async fn delete_credential_policy(&self, name: &str, pre: Precondition) -> StoreResult<()> {
+        delegate!(self, s => s.delete_credential_policy(name, pre).await)
+    }
+    async fn record_issued(&self, c: &IssuedCertificate) -> StoreResult<()> {
+        delegate!(self, s => s.record_issued(c).await)
+    }
+    async fn list_issued(&self, registration_id: Option<&str>, limit: usize) -> StoreResult<Vec<IssuedCertificate>> {
+        delegate!(self, s => s.list_issued(registration_id, limit).await)
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use dps_core::model::{AccessPolicy, EnrollmentRef, Operation, PageRequest, Precondition, RegistrationRecord, Right};
 use dps_core::ports::{
-    CertificateStore, ConfigVersion, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, OperationStore, PolicyStore,
-    RegistrationStore, StoreError, StoreResult, TpmChallenge, TpmChallengeStore,
+    CertificateStore, ConfigVersion, CredentialStore, DeviceRegistryStore, EnrollmentStore, HubStore, IdentityWrite, OperationStore,
+    PolicyStore, RegistrationStore, StoreError, StoreResult, StoredCredentialPolicy, TpmChallenge, TpmChallengeStore,
 };
 use dps_crypto::{MasterKey, Secret};
 use dps_proto::*;
@@ -104,7 +104,52 @@ suite!(
     console_sessions_are_shared_and_end,
     sign_in_attempts_are_counted_per_window,
     concurrent_sign_in_attempts_never_pass_the_limit,
+    credential_policies_and_the_issuance_log,
 );
+
+/// #16 item 8: credential policies are conditional writes looked up in any case, keep an uploaded CA's key
+/// (never in the document) and the issuance log lists the newest first, per device or all.
+async fn credential_policies_and_the_issuance_log(s: &Store) {
+    let mut p =
+        CredentialPolicy { etag: Some("\"c1\"".into()), private_key: Some("in the document?".into()), ..CredentialPolicy::local("Line-1") };
+    s.put_credential_policy(StoredCredentialPolicy { policy: p.clone(), key: Some(Secret::new("KEY")) }, Precondition::NotExists)
+        .await
+        .expect("create");
+    let got = s.get_credential_policy("line-1").await.expect("get").expect("found");
+    assert_eq!((got.policy.private_key, got.key.as_ref().map(Secret::expose)), (None, Some("KEY")));
+    assert_eq!(
+        s.put_credential_policy(StoredCredentialPolicy { policy: p.clone(), key: None }, Precondition::NotExists).await,
+        Err(StoreError::Conflict)
+    );
+    p.validity_days = 7;
+    let stale = Precondition::Etag("\"zz\"".into());
+    assert_eq!(
+        s.put_credential_policy(StoredCredentialPolicy { policy: p.clone(), key: None }, stale).await,
+        Err(StoreError::PreconditionFailed)
+    );
+    s.put_credential_policy(StoredCredentialPolicy { policy: p, key: None }, Precondition::Etag("\"c1\"".into())).await.expect("replace");
+    let listed = s.list_credential_policies().await.expect("list");
+    assert_eq!(listed.iter().map(|p| (p.name.as_str(), p.validity_days)).collect::<Vec<_>>(), [("Line-1", 7)]);
+    assert!(s.get_credential_policy("LINE-1").await.expect("get").is_some_and(|c| c.key.is_none()));
+    s.delete_credential_policy("LINE-1", Precondition::None).await.expect("delete");
+    assert_eq!(s.delete_credential_policy("line-1", Precondition::None).await, Err(StoreError::NotFound));
+
+    let t0 = dps_core::Clock::now(&dps_core::SystemClock);
+    for (serial, device, minutes) in [("01", "Dev-A", 1), ("02", "dev-b", 2), ("03", "dev-a", 3)] {
+        let c = IssuedCertificate {
+            registration_id: device.into(),
+            credential_policy_name: "line-1".into(),
+            info: dps_proto::X509CertificateInfo { serial_number: serial.into(), ..Default::default() },
+            issued_date_time_utc: Some(t0 + chrono::Duration::minutes(minutes)),
+            ..Default::default()
+        };
+        s.record_issued(&c).await.expect("log");
+    }
+    let serials = |v: Vec<IssuedCertificate>| v.into_iter().map(|c| c.info.serial_number).collect::<Vec<_>>();
+    assert_eq!(s.list_issued(None, 10).await.map(serials), Ok(vec!["03".to_owned(), "02".into(), "01".into()]));
+    assert_eq!(s.list_issued(Some("DEV-A"), 10).await.map(serials), Ok(vec!["03".to_owned(), "01".into()]));
+    assert_eq!(s.list_issued(None, 1).await.map(serials), Ok(vec!["03".to_owned()]));
+}
 
 async fn enrollments_round_trip_case_insensitively(s: &Store) {
     let e = sym_enrollment("Dev-1");
@@ -343,6 +388,7 @@ async fn operations_persist_and_purge(s: &Store) {
         source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
         api_version: Some("2019-03-31".into()),
         x509: None,
+        csr: None,
         result: None,
         created: t0,
         updated: t0,
@@ -458,7 +504,7 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
     s.put_identity(&id, Some((&Secret::new("p"), &Secret::new("q")))).await.unwrap_or_else(|e| panic!("{e}"));
     let old_id = s.master_key().id();
     let before = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(before.len(), 7, "{before:?}");
+    assert_eq!(before.len(), 8, "{before:?}");
     assert!(before.iter().all(|(_, _, v)| dps_crypto::sealed_key_id(v) == Some(old_id.as_str())));
 
     let (next, _) = MasterKey::generate();
@@ -466,12 +512,12 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
     // A write during the rotation is sealed with the new key at once.
     s.put_enrollment(sym_enrollment("during"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let first = s.reseal().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(first, dps_store::ResealReport { stale: 7, resealed: 7, unreadable: 0 });
+    assert_eq!(first, dps_store::ResealReport { stale: 8, resealed: 8, unreadable: 0 });
     assert_eq!(s.reseal().await, Ok(dps_store::ResealReport::default()), "idempotent: nothing stale is left");
     s.master_key().retire_others();
 
     let after = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(after.len(), 8);
+    assert_eq!(after.len(), 9);
     for (table, aad, v) in &after {
         assert_eq!(dps_crypto::sealed_key_id(v), Some(next.id().as_str()), "{table} {aad}");
         assert!(next.open(v, aad).is_ok(), "{table} {aad} opens with the new key alone");
@@ -486,11 +532,16 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
     assert_eq!(p.first().map(|p| p.primary_key.expose().to_owned()).as_deref(), Some("UE9MSUNZLVBSSU1BUlk="));
     let t = s.get_tpm_challenge("tpm-dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no challenge"));
     assert_eq!(t.key.expose(), "VFBNLUNIQUxMRU5HRS1LMQ==");
+    let c = s.get_credential_policy("UPLOADED").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no policy"));
+    assert_eq!(c.key.as_ref().map(Secret::expose), Some("Q1JFRC1QT0xJQ1ktS0VZ"));
 }
 
 /// #15 item 4, recovery: after `forget_secrets` nothing sealed is left; enrollments without secrets survive.
 async fn a_lost_key_reset_keeps_what_has_no_secret(s: &Store) {
     write_secrets(s).await;
+    s.put_credential_policy(StoredCredentialPolicy { policy: CredentialPolicy::local("local"), key: None }, Precondition::None)
+        .await
+        .expect("put a local-CA policy");
     s.put_group(group("x509-line", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
     let hub = LinkedHub {
         host_name: "hub.example".into(),
@@ -509,6 +560,7 @@ async fn a_lost_key_reset_keeps_what_has_no_secret(s: &Store) {
     );
     assert_eq!(s.list_policies().await.map(|p| p.len()), Ok(0));
     assert!(matches!(s.get_tpm_challenge("tpm-dev").await, Ok(None)));
+    assert_eq!(s.list_credential_policies().await.map(|p| p.len()), Ok(1), "only the local-CA policy survives");
 }
 
 /// Writes one secret of every kind: enrollment and group keys, a policy's keys, a TPM challenge's K1.
@@ -533,6 +585,13 @@ async fn write_secrets(s: &Store) {
     })
     .await
     .expect("put a TPM challenge");
+    let uploaded = CredentialPolicy { issuer: IssuerKind::Uploaded, ..CredentialPolicy::local("uploaded") };
+    s.put_credential_policy(
+        StoredCredentialPolicy { policy: uploaded, key: Some(Secret::new("Q1JFRC1QT0xJQ1ktS0VZ")) },
+        Precondition::None,
+    )
+    .await
+    .expect("put a credential policy with an uploaded CA's key");
 }
 
 /// `text` (everything the database holds) has the documents but none of [`write_secrets`]' secrets.
@@ -544,6 +603,7 @@ fn assert_no_secret_in(text: &str) {
         "Z3JvdXAta2V5LXByaW1hcnkx",
         "UE9MSUNZLVBSSU1BUlk=",
         "VFBNLUNIQUxMRU5HRS1LMQ==",
+        "Q1JFRC1QT0xJQ1ktS0VZ",
     ] {
         assert!(!text.contains(secret), "{secret} found in clear");
     }

@@ -3,7 +3,7 @@
 //! substatus and the twin (§7.2–§7.4) — create it there (`provision.rs`), and write the outcome (`finish.rs`).
 //! Every step writes what it decided into the [`DecisionTrace`].
 
-use dps_proto::trace::{AllocationStep, DecisionTrace, GeoScored, Scored, TwinStep};
+use dps_proto::trace::{AllocationStep, CertificateStep, DecisionTrace, GeoScored, Scored, TwinStep};
 use dps_proto::{AllocationPolicy, DeviceRegistrationState, LinkedHub, ReprovisionPolicy, Substatus};
 use tracing::{info, warn};
 
@@ -123,6 +123,7 @@ impl RegistrationEngine {
         trace.twin = Some(twin_note(twin.is_some(), placement.substatus, previous.is_none() || placement.moved));
         let auth = super::provision::authentication_for(op, &hub.host_name, view, device_keys)?;
         trace.tpm = auth.step;
+        let issued = self.issue_certificate(op, matched, trace).await?;
         let device = HubDevice {
             device_id: device_id.clone(),
             registration_id: op.registration_id.clone(),
@@ -146,11 +147,33 @@ impl RegistrationEngine {
             payload: choice.payload,
             first_hub: placement.first_hub,
             tpm_blob: auth.tpm_blob,
+            issued,
             identity: match provisioned {
                 Provisioned::InHub => None,
                 Provisioned::WithOutcome(w) => Some(*w),
             },
         })
+    }
+
+    /// The certificate of a device that sent a CSR (`credentials/`), signed and logged before the device is
+    /// created in its hub: a refusal leaves nothing there.
+    async fn issue_certificate(
+        &self,
+        op: &Operation,
+        matched: &Matched,
+        trace: &mut DecisionTrace,
+    ) -> Result<Option<crate::credentials::Issued>, DpsError> {
+        let Some(csr) = op.csr.as_deref() else { return Ok(None) };
+        let subject = crate::credentials::Subject { registration_id: &op.registration_id, operation_id: &op.operation_id };
+        let issued = self.ports.credentials.issue(csr, subject, matched.credential_policy_name()).await?;
+        let info = &issued.certificate.info;
+        trace.certificate = Some(CertificateStep {
+            policy: issued.certificate.credential_policy_name.clone(),
+            serial_number: info.serial_number.clone(),
+            issuer_name: info.issuer_name.clone(),
+            not_after_utc: info.not_after_utc,
+        });
+        Ok(Some(issued))
     }
 
     /// Which hub (§7.2): the custom webhook's choice, the hub the device keeps (`kept`: the re-provisioning

@@ -41,6 +41,8 @@ pub(super) struct Assignment {
     pub first_hub: String,
     /// TPM devices: K2 wrapped for their TPM (base64), for `registrationState.tpm.authenticationKey`.
     pub tpm_blob: Option<String>,
+    /// The certificate issued from the device's CSR.
+    pub issued: Option<crate::credentials::Issued>,
     /// The built-in registry's identity, written with the outcome.
     pub identity: Option<IdentityWrite>,
 }
@@ -83,6 +85,7 @@ impl Outcome {
             placed: a.map(|a| Placed { hub: &a.hub, device_id: &a.device_id, substatus: a.substatus }),
             error: self.error(),
             payload: a.and_then(|a| a.payload.clone()),
+            issued: a.and_then(|a| a.issued.as_ref()).map(|i| i.certificate.clone()),
         }
     }
 }
@@ -141,5 +144,6 @@ fn device_result(op: &Operation, state: &DeviceRegistrationState, o: &Outcome) -
         result.x509 = op.x509.clone();
     }
     result.tpm = o.assignment().and_then(|a| a.tpm_blob.clone()).map(|k| dps_proto::TpmRegistrationResult { authentication_key: Some(k) });
+    result.issued_certificate_chain = o.assignment().and_then(|a| a.issued.as_ref()).map(|i| i.chain.clone());
     result
 }

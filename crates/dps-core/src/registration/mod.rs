@@ -56,6 +56,8 @@ pub struct Ports {
     pub connector: Arc<dyn HubConnector>,
     pub allocator: Arc<dyn Allocator>,
     pub webhook: Arc<dyn AllocationWebhook>,
+    /// Credential policies and certificate issuance from a CSR.
+    pub credentials: crate::credentials::Credentials,
     pub metrics: crate::metrics::Metrics,
     /// The limits profile: throttles authenticated registers and polls (`limits.rs`).
     pub limits: crate::limits::Limits,

@@ -29,6 +29,8 @@ pub(super) struct NewState<'a> {
     pub placed: Option<Placed<'a>>,
     pub error: Option<&'a DpsError>,
     pub payload: Option<Value>,
+    /// A certificate issued from the device's CSR (the record keeps the last one otherwise).
+    pub issued: Option<dps_proto::IssuedCertificate>,
 }
 
 /// The record's state after a registration. One that does not assign (assigning, failed, disabled) changes
@@ -52,6 +54,7 @@ pub(super) fn next_state(
         last_updated_date_time_utc: Some(now),
         etag: Some(new_etag()),
         payload: new.payload,
+        issued_certificate: new.issued.or_else(|| previous.and_then(|s| s.issued_certificate.clone())),
     }
 }
 
@@ -140,7 +143,7 @@ mod tests {
     #[test]
     fn an_assignment_replaces_where_the_device_is() {
         let placed = Placed { hub: "new.example.net", device_id: "dev", substatus: Substatus::DeviceDataMigrated };
-        let new = NewState { status: RegistrationStatus::Assigned, placed: Some(placed), error: None, payload: None };
+        let new = NewState { status: RegistrationStatus::Assigned, placed: Some(placed), error: None, payload: None, issued: None };
         let s = next_state("dev", Some(&where_it_was()), now(), new);
         assert_eq!((s.assigned_hub.as_deref(), s.device_id.as_deref()), (Some("new.example.net"), Some("dev")));
         assert_eq!(s.substatus, Some(Substatus::DeviceDataMigrated));
@@ -155,13 +158,17 @@ mod tests {
         for (status, error) in
             [(RegistrationStatus::Assigning, None), (RegistrationStatus::Failed, Some(&e)), (RegistrationStatus::Disabled, None)]
         {
-            let s = next_state("dev", Some(&where_it_was()), now(), NewState { status, placed: None, error, payload: None });
+            let s = next_state("dev", Some(&where_it_was()), now(), NewState { status, placed: None, error, payload: None, issued: None });
             assert_eq!((s.assigned_hub.as_deref(), s.device_id.as_deref()), (Some("old.example.net"), Some("dev-old")), "{status:?}");
             assert_eq!((s.status, s.substatus), (Some(status), Some(Substatus::InitialAssignment)));
             assert_eq!(s.error_code, error.map(DpsError::code));
         }
-        let first =
-            next_state("dev", None, now(), NewState { status: RegistrationStatus::Assigning, placed: None, error: None, payload: None });
+        let first = next_state(
+            "dev",
+            None,
+            now(),
+            NewState { status: RegistrationStatus::Assigning, placed: None, error: None, payload: None, issued: None },
+        );
         assert_eq!((first.created_date_time_utc, first.assigned_hub), (Some(now()), None));
     }
 

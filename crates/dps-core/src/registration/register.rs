@@ -35,14 +35,15 @@ impl RegistrationEngine {
                 )));
             }
         }
-        if req.body.csr.is_some() {
-            return Err(DpsError::invalid("certificate issuance (csr) is not supported by this service"));
-        }
         let mechanism = mechanism(&req.credentials, req.body.tpm.is_some());
         let attested = self.attest(&reg, &req.credentials, req.body.tpm.is_some()).await;
         self.ports.metrics.record(crate::metrics::Event::Attestation { mechanism, protocol: req.protocol, success: attested.is_ok() });
         let attested = attested?;
         self.ports.limits.admit_registration(reg.as_str(), &req.body)?;
+        if let Some(csr) = &req.body.csr {
+            let policy = attested.matched.credential_policy_name();
+            self.ports.credentials.admit(csr, reg.as_str(), policy, req.api_version.as_deref()).await?;
+        }
         let operation_id = new_operation_id();
         self.claim_challenge(&attested, &operation_id).await?;
         let now = self.ports.clock.now();
@@ -62,6 +63,7 @@ impl RegistrationEngine {
             source: req.source,
             api_version: req.api_version.clone(),
             x509: attested.x509.clone(),
+            csr: req.body.csr.clone(),
             result: None,
             created: now,
             updated: now,
@@ -144,8 +146,13 @@ impl RegistrationEngine {
             self.ports.registrations.get_registration(&op.registration_id).await.map_err(store_err("could not read the registration"))?;
         self.check_claim(op, previous.as_ref()).await?;
         let kept = previous.as_ref().map(|p| &p.state);
-        let change =
-            NewState { status: RegistrationStatus::Assigning, placed: None, error: None, payload: kept.and_then(|s| s.payload.clone()) };
+        let change = NewState {
+            status: RegistrationStatus::Assigning,
+            placed: None,
+            error: None,
+            payload: kept.and_then(|s| s.payload.clone()),
+            issued: None,
+        };
         let state = next_state(&op.registration_id, kept, self.ports.clock.now(), change);
         let trace = DecisionTrace {
             operation_id: Some(op.operation_id.clone()),

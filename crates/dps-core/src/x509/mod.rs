@@ -71,12 +71,16 @@ pub fn azure_name(name: &X509Name<'_>) -> String {
 /// Parses a certificate into the info Azure returns with it (names in [`azure_name`]'s order; the times are
 /// whole seconds, see `dps_proto::X509CertificateInfo`).
 pub fn certificate_info(text: &str) -> Result<X509CertificateInfo, DpsError> {
-    let der = decode_certificate(text)?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| DpsError::invalid(format!("the certificate does not parse: {e}")))?;
+    certificate_info_der(&decode_certificate(text)?)
+}
+
+/// [`certificate_info`] of DER bytes.
+pub fn certificate_info_der(der: &[u8]) -> Result<X509CertificateInfo, DpsError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| DpsError::invalid(format!("the certificate does not parse: {e}")))?;
     Ok(X509CertificateInfo {
         subject_name: azure_name(cert.subject()),
-        sha1_thumbprint: hex_upper(&Sha1::digest(&der)),
-        sha256_thumbprint: hex_upper(&Sha256::digest(&der)),
+        sha1_thumbprint: hex_upper(&Sha1::digest(der)),
+        sha256_thumbprint: hex_upper(&Sha256::digest(der)),
         issuer_name: azure_name(cert.issuer()),
         not_before_utc: time(cert.validity().not_before),
         not_after_utc: time(cert.validity().not_after),

@@ -13,6 +13,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest
         | ErrorKind::InvalidArgument
+        | ErrorKind::CertificateRequestInvalid
+        | ErrorKind::CredentialPolicyMissing
         | ErrorKind::CustomAllocationFailed
         | ErrorKind::CustomAllocationIotHubNotSpecified
         | ErrorKind::CustomAllocationUnauthorizedAccess => StatusCode::BAD_REQUEST,

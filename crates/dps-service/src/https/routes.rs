@@ -10,7 +10,8 @@ use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
 use super::service::{
-    certificates, console, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations, scenarios, simulations,
+    certificates, console, credential_policies, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations,
+    scenarios, simulations,
 };
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
@@ -98,6 +99,16 @@ pub static ROUTES: &[Row] = &[
         |a, _, p| Box::pin(certificates::generate_verification_code(a, p.get("name")))),
     Row::new(POST, "/certificates/{name}/verify", Right(ServiceConfig), Extension,
         |a, r, p| Box::pin(certificates::verify(a, r, p.get("name")))),
+
+    // certificates issued from devices' CSRs
+    Row::new(GET, "/credentialPolicies", Right(ServiceConfig), Extension, |a, _, _| Box::pin(credential_policies::list(a))),
+    Row::new(GET, "/credentialPolicies/{name}", Right(ServiceConfig), Extension,
+        |a, _, p| Box::pin(credential_policies::get(a, p.get("name")))),
+    Row::new(PUT, "/credentialPolicies/{name}", Right(ServiceConfig), Extension,
+        |a, r, p| Box::pin(credential_policies::put(a, r, p.get("name")))),
+    Row::new(DELETE, "/credentialPolicies/{name}", Right(ServiceConfig), Extension,
+        |a, r, p| Box::pin(credential_policies::delete(a, r, p.get("name")))),
+    Row::new(GET, "/issuedCertificates", Right(RegistrationStatusRead), Extension, |a, r, _| Box::pin(credential_policies::issued(a, r))),
 
     // simulated devices (the console's Simulate page)
     Row::new(GET, "/simulations", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(simulations::list(a))),

@@ -24,6 +24,7 @@
 
 mod batch;
 mod certificates;
+mod credentials;
 mod enrollments;
 mod hubs;
 pub(crate) mod operations;

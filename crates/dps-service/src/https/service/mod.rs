@@ -4,6 +4,7 @@
 
 pub mod certificates;
 pub mod console;
+pub mod credential_policies;
 pub mod diagnostics;
 pub mod enrollments;
 pub mod keys;
