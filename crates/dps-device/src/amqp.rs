@@ -15,7 +15,7 @@ use fe2o3_amqp::link::{Receiver, Sender};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties};
-use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Value};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Connection, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ use tokio_rustls::TlsConnector;
 use dps_proto::simulation::FlowKind;
 
 use crate::flow::{self, Flow};
-use crate::{device_sas, tls_config, Endpoint, Polling};
+use crate::{device_sas, tls_config, Endpoint, Polling, Registration};
 
 /// A device's AMQP connection with its two links.
 pub struct AmqpSession {
@@ -35,6 +35,7 @@ pub struct AmqpSession {
     receiver: Receiver,
     next: u64,
     flow: Flow,
+    registration: Registration,
 }
 
 impl AmqpSession {
@@ -65,6 +66,20 @@ impl AmqpSession {
         sas: Option<String>,
         flow: Flow,
     ) -> Result<Self> {
+        Self::connect_registering(endpoint, port, registration_id, tls, sas, flow, Registration::default()).await
+    }
+
+    /// [`Self::connect_observed`] for a register with `registration` (a CSR: its api-version is the links'
+    /// `com.microsoft:api-version` property, the body the registration JSON).
+    pub async fn connect_registering(
+        endpoint: &Endpoint,
+        port: u16,
+        registration_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+        sas: Option<String>,
+        flow: Flow,
+        registration: Registration,
+    ) -> Result<Self> {
         let connected = async {
             let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h);
             flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (AMQP)")).await;
@@ -77,7 +92,9 @@ impl AmqpSession {
             };
             flow.send(FlowKind::Login, "SASL, open, begin, attach", Some(shown)).await;
             let profile = sas.map(|password| SaslProfile::Plain { username: user.clone(), password });
-            let mut s = Self::open(stream, &host, &endpoint.id_scope, registration_id, profile).await?;
+            let api_version = registration.api_version();
+            let mut s = Self::open_with(stream, &host, &endpoint.id_scope, registration_id, profile, api_version).await?;
+            s.registration = registration;
             flow.received(FlowKind::Login, format!("SASL outcome ok; links attached on {user}"), None);
             s.flow = flow.clone();
             Ok(s)
@@ -96,6 +113,21 @@ impl AmqpSession {
     where
         S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
     {
+        Self::open_with(stream, host, id_scope, registration_id, sasl, Registration::default().api_version()).await
+    }
+
+    /// [`Self::open`] with the links' `com.microsoft:api-version` property (§3.2).
+    pub async fn open_with<S>(
+        stream: S,
+        host: &str,
+        id_scope: &str,
+        registration_id: &str,
+        sasl: Option<SaslProfile>,
+        api_version: &str,
+    ) -> Result<Self>
+    where
+        S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+    {
         let mut builder = Connection::builder().container_id(registration_id.to_owned()).hostname(host);
         if let Some(profile) = sasl {
             builder = builder.sasl_profile(profile);
@@ -103,9 +135,26 @@ impl AmqpSession {
         let mut connection = builder.open_with_stream(stream).await.context("AMQP open")?;
         let mut session = Session::begin(&mut connection).await.context("AMQP begin")?;
         let address = address(id_scope, registration_id);
-        let receiver = Receiver::attach(&mut session, "recv_link", address.clone()).await.context("attach the receiver link")?;
-        let sender = Sender::attach(&mut session, "sender_link", address).await.context("attach the sender link")?;
-        Ok(Self { connection, session, sender, receiver, next: 0, flow: Flow::default() })
+        let properties = || {
+            let mut fields = fe2o3_amqp::types::definitions::Fields::new();
+            fields.insert(Symbol::from("com.microsoft:api-version"), Value::String(api_version.to_owned()));
+            fields
+        };
+        let receiver = Receiver::builder()
+            .name("recv_link")
+            .source(address.clone())
+            .properties(properties())
+            .attach(&mut session)
+            .await
+            .context("attach the receiver link")?;
+        let sender = Sender::builder()
+            .name("sender_link")
+            .target(address)
+            .properties(properties())
+            .attach(&mut session)
+            .await
+            .context("attach the sender link")?;
+        Ok(Self { connection, session, sender, receiver, next: 0, flow: Flow::default(), registration: Registration::default() })
     }
 
     /// Sends one request and waits for its response; returns the status and the retry-after it carried.
@@ -158,9 +207,13 @@ impl AmqpSession {
         Ok((status, retry_after))
     }
 
-    /// Registers and polls to the end (the register body is empty, as .NET sends it).
+    /// Registers and polls to the end (the register body is empty, as .NET sends it, unless there is a CSR).
     pub async fn provision(&mut self, registration_id: &str, polling: Polling) -> Result<RegistrationOperationStatus> {
-        self.provision_with_body(registration_id, Vec::new(), polling).await
+        let body = match self.registration.csr {
+            Some(_) => serde_json::to_vec(&self.registration.body(registration_id))?,
+            None => Vec::new(),
+        };
+        self.provision_with_body(registration_id, body, polling).await
     }
 
     /// Registers with `body` in the register message's data section (the registration JSON, §3.4) and polls to

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use common::TestService;
+use dps_device::amqp::AmqpSession;
 use dps_device::mqtt::MqttSession;
 use dps_device::{Endpoint, HttpsDevice, Polling, Registration};
 use dps_proto::RegistrationOperationStatus;
@@ -60,6 +61,16 @@ async fn over_mqtt(s: &TestService, id: &str, device_key: &str, csr: &str) -> an
     let registration = Registration { csr: Some(csr.to_owned()) };
     let mut session =
         MqttSession::connect_registering(&ep, s.mqtt_port, id, tls, Some(sas), dps_device::flow::Flow::default(), registration).await?;
+    session.provision(id, FAST).await
+}
+
+async fn over_amqp(s: &TestService, id: &str, device_key: &str, csr: &str) -> anyhow::Result<RegistrationOperationStatus> {
+    let ep = Endpoint { host: "127.0.0.1".into(), ..endpoint(s) };
+    let sas = dps_device::device_sas(&ep.id_scope, id, device_key, Duration::from_secs(600))?;
+    let tls = std::sync::Arc::new(dps_device::tls_config(&ep.ca_pem)?);
+    let registration = Registration { csr: Some(csr.to_owned()) };
+    let mut session =
+        AmqpSession::connect_registering(&ep, s.amqp_port, id, tls, Some(sas), dps_device::flow::Flow::default(), registration).await?;
     session.provision(id, FAST).await
 }
 
@@ -139,11 +150,19 @@ async fn a_csr_over_https_and_mqtt_gets_a_chain_openssl_verifies() {
     assert_eq!(chain.len(), 2, "the device's certificate, then the local root CA");
     assert!(expires_within(d, 8) && !expires_within(d, 6), "validityDays 7");
 
-    // MQTT, RSA 2048.
+    // MQTT, RSA 2048 (the test's clock moves on between registrations: the log orders by issuance time).
+    s.clock.advance(chrono::Duration::seconds(1));
     let k = s.enroll("csr-mqtt", json!({ "credentialPolicyName": "line-1" })).await;
     let device_key = key(d, "mqtt", "rsa:2048");
     let status = over_mqtt(&s, "csr-mqtt", &k, &csr(d, &device_key, "csr-mqtt")).await.expect("assigned over MQTT");
     check_issued(d, &status, "csr-mqtt", &device_key, &ca);
+
+    s.clock.advance(chrono::Duration::seconds(1));
+    // AMQP, ECDSA P-384 (the api-version is the links' property, the CSR in the register message's body).
+    let k_amqp = s.enroll("csr-amqp", json!({ "credentialPolicyName": "line-1" })).await;
+    let device_key = key(d, "amqp", "ec:P-384");
+    let status = over_amqp(&s, "csr-amqp", &k_amqp, &csr(d, &device_key, "csr-amqp")).await.expect("assigned over AMQP");
+    check_issued(d, &status, "csr-amqp", &device_key, &ca);
 
     // The record and the issuance log know it; a status look-up does not repeat the chain.
     let record = s.service(Method::GET, "/registrations/csr-mqtt", None).await;
@@ -153,7 +172,7 @@ async fn a_csr_over_https_and_mqtt_gets_a_chain_openssl_verifies() {
     let log = s.service(Method::GET, "/issuedCertificates", None).await;
     let listed: Vec<&str> =
         log.body.as_array().map(|a| a.iter().filter_map(|c| c["registrationId"].as_str()).collect()).unwrap_or_default();
-    assert_eq!(listed, ["csr-mqtt", "csr-https"], "newest first: {}", log.body);
+    assert_eq!(listed, ["csr-amqp", "csr-mqtt", "csr-https"], "newest first: {}", log.body);
     let one = s.service(Method::GET, "/issuedCertificates?registrationId=CSR-MQTT", None).await;
     assert_eq!(one.body[0]["info"]["serialNumber"].as_str(), Some(serial.as_str()), "{}", one.body);
     let sas = s.device_sas("csr-mqtt", &k, s.now() + 600);
@@ -170,7 +189,7 @@ async fn a_csr_over_https_and_mqtt_gets_a_chain_openssl_verifies() {
     assert!(again.body["registrationState"].get("issuedCertificateChain").is_none());
     let record = s.service(Method::GET, "/registrations/csr-mqtt", None).await;
     assert_eq!(record.body["issuedCertificate"]["info"]["serialNumber"].as_str(), Some(serial.as_str()));
-    assert_eq!(s.service(Method::GET, "/issuedCertificates", None).await.body.as_array().map(Vec::len), Some(2));
+    assert_eq!(s.service(Method::GET, "/issuedCertificates", None).await.body.as_array().map(Vec::len), Some(3));
 }
 
 /// DPS code and message of a refused device call.
@@ -335,4 +354,74 @@ async fn policy_documents_are_checked() {
     }
     let a = s.service(Method::PUT, "/credentialPolicies/p", Some(json!({ "keyTypes": ["dsa"] }))).await;
     assert_eq!(a.status, 400, "{}", a.body);
+}
+
+/// The X.509 lifecycle a credential policy serves: a device holding only its factory certificate registers with a
+/// CSR and receives an operational certificate; it then registers with that certificate alone (over MQTT), in the
+/// same group, whose secondary signing certificate is the operational CA's root.
+#[tokio::test]
+async fn a_factory_certificate_is_exchanged_for_an_operational_one_that_registers() {
+    let s = TestService::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (operational_root, chain, ca_key) = uploaded_ca(d);
+    key(d, "factory", "ec:P-256");
+    openssl(d, &["req", "-x509", "-new", "-key", "factory.key", "-subj", "/CN=Factory CA", "-days", "30", "-out", "factory.pem"]);
+    key(d, "boot", "ec:P-256");
+    std::fs::write(d.join("leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").expect("write ext");
+    openssl(d, &["req", "-new", "-key", "boot.key", "-subj", "/CN=line-dev-7", "-out", "boot.csr"]);
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "boot.csr",
+            "-CA",
+            "factory.pem",
+            "-CAkey",
+            "factory.key",
+            "-CAcreateserial",
+            "-days",
+            "5",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "boot.pem",
+        ],
+    );
+    let p = put_policy(&s, "operational", json!({ "issuer": "uploaded", "certificate": chain, "privateKey": ca_key })).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let pem = |f: &str| std::fs::read_to_string(d.join(f)).expect("read PEM");
+    let group = json!({
+        "enrollmentGroupId": "line",
+        "credentialPolicyName": "operational",
+        "attestation": { "type": "x509", "x509": { "signingCertificates": {
+            "primary": { "certificate": pem("factory.pem") },
+            "secondary": { "certificate": std::fs::read_to_string(&operational_root).expect("root") }
+        } } }
+    });
+    let g = s.service(Method::PUT, "/enrollmentGroups/line", Some(group)).await;
+    assert_eq!(g.status, 200, "{}", g.body);
+
+    // OpenSSL's certificates start now; the service's clock started with the test.
+    s.clock.advance(chrono::Duration::seconds(60));
+    let der = |f: &str| openssl(d, &["x509", "-in", f, "-outform", "DER"]);
+    let pkcs8 = |f: &str| openssl(d, &["pkcs8", "-topk8", "-nocrypt", "-in", f, "-outform", "DER"]);
+    let boot_tls = common::tls_client_config_with_cert(&s.ca_pem, &[der("boot.pem")], &pkcs8("boot.key"));
+    let operational_key = key(d, "operational", "ec:P-256");
+    let registration = Registration { csr: Some(csr(d, &operational_key, "line-dev-7")) };
+    let device = HttpsDevice::with_tls(endpoint(&s), FAST, boot_tls).expect("client").registering(registration);
+    let status = device.provision_x509("line-dev-7").await.expect("assigned with the factory certificate");
+    let issued = check_issued(d, &status, "line-dev-7", &operational_key, &operational_root);
+
+    let chain: Vec<Vec<u8>> = issued.iter().take(2).map(|c| B64.decode(c).expect("base64")).collect();
+    let tls = std::sync::Arc::new(common::tls_client_config_with_cert(&s.ca_pem, &chain, &pkcs8("operational.key")));
+    let ep = Endpoint { host: "127.0.0.1".into(), ..endpoint(&s) };
+    let mut session = MqttSession::connect_with(&ep, s.mqtt_port, "line-dev-7", tls, None).await.expect("MQTT with the issued certificate");
+    let again = session.provision("line-dev-7", FAST).await.expect("registered with the operational certificate");
+    assert_eq!(again.status.as_str(), "assigned");
+    let state = again.registration_state.expect("registrationState");
+    assert_eq!(state.x509.and_then(|x| x.enrollment_group_id).as_deref(), Some("line"));
+    assert!(state.issued_certificate_chain.is_none(), "no CSR, nothing issued");
 }
