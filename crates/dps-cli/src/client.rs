@@ -161,7 +161,8 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{path}?api-version=2021-10-01", self.base)).header("authorization", self.sas())
+        let sep = if path.contains('?') { '&' } else { '?' };
+        self.http.request(method, format!("{}{path}{sep}api-version=2021-10-01", self.base)).header("authorization", self.sas())
     }
 
     async fn finish(&self, rb: reqwest::RequestBuilder) -> Result<(StatusCode, reqwest::header::HeaderMap, Vec<u8>)> {

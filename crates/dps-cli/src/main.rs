@@ -51,6 +51,9 @@ enum Command {
     Admin(commands::admin::AdminCommand),
     /// CA certificates: upload, proof of possession, list.
     Ca(Managed<commands::ca::CaCommand>),
+    /// Credential policies: certificates issued to devices that send a CSR, and the log of those issued.
+    #[command(name = "credential-policy")]
+    CredentialPolicy(Managed<commands::credential_policy::CredentialPolicyCommand>),
     /// X.509 certificates: create a root, intermediate, device or verification certificate; inspect a chain.
     #[command(subcommand)]
     Cert(commands::cert::CertCommand),
@@ -118,6 +121,7 @@ fn main() -> std::process::ExitCode {
             Command::Registration(m) => commands::registration::run(m.command, &m.target, m.output).await,
             Command::Hub(m) => commands::hub::run(m.command, &m.target, m.output).await,
             Command::Ca(m) => commands::ca::run(m.command, &m.target, m.output).await,
+            Command::CredentialPolicy(m) => commands::credential_policy::run(m.command, &m.target, m.output).await,
             Command::Keys(m) => commands::keys::run(m.command, &m.target, m.output).await,
             Command::Admin(c) => commands::admin::run(c).await,
             Command::Cert(c) => commands::cert::run(c),

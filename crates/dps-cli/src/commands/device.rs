@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use dps_device::amqp::AmqpSession;
 use dps_device::mqtt::MqttSession;
-use dps_device::{Endpoint, HttpsDevice, Polling};
+use dps_device::{Endpoint, HttpsDevice, Polling, Registration};
 use dps_proto::{RegistrationOperationStatus, RegistrationStatus};
 
 use crate::client::read_endpoint;
@@ -48,6 +48,13 @@ pub struct RegisterArgs {
     /// The device's symmetric key (base64), for --attestation symmetrickey.
     #[arg(long, env = "DPS_DEVICE_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// Ask for a certificate: a CSR file (PEM or DER PKCS#10, CN = the registration id; the enrollment must
+    /// name a credential policy). Symmetric keys; sent with api-version 2025-07-01-preview.
+    #[arg(long)]
+    csr: Option<PathBuf>,
+    /// Where to write the issued certificate chain (PEM, the device's first); default: standard output.
+    #[arg(long, requires = "csr")]
+    certificate_out: Option<PathBuf>,
     #[cfg(feature = "tpm")]
     #[command(flatten)]
     tpm: super::tpm::TctiArgs,
@@ -126,6 +133,7 @@ pub async fn run(cmd: DeviceCommand) -> Result<()> {
                     ("SUBSTATUS", "/registrationState/substatus"),
                 ],
             );
+            write_issued(&a, &status)?;
             if status.status != RegistrationStatus::Assigned {
                 let state = status.registration_state.unwrap_or_default();
                 bail!(
@@ -140,6 +148,33 @@ pub async fn run(cmd: DeviceCommand) -> Result<()> {
     }
 }
 
+/// The CSR of `--csr` as the register body carries it: base64 DER.
+fn read_csr(path: &PathBuf) -> Result<String> {
+    use base64::Engine;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if text.contains("-----BEGIN") {
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        return Ok(body.split_whitespace().collect());
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Writes the chain issued from `--csr` (PEM) to `--certificate-out`, or prints it.
+fn write_issued(a: &RegisterArgs, status: &RegistrationOperationStatus) -> Result<()> {
+    let Some(chain) = status.registration_state.as_ref().and_then(|s| s.issued_certificate_chain.as_ref()) else { return Ok(()) };
+    let pem: String = chain.iter().map(|c| format!("-----BEGIN CERTIFICATE-----\n{c}\n-----END CERTIFICATE-----\n")).collect();
+    match &a.certificate_out {
+        Some(path) => {
+            std::fs::write(path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("issued certificate chain written to {}", path.display());
+        }
+        None if a.output == Output::Table => print!("{pem}"),
+        None => {}
+    }
+    Ok(())
+}
+
 async fn register(a: &RegisterArgs) -> Result<RegistrationOperationStatus> {
     let Resolved { endpoint, amqp_port, mqtt_port } = a.endpoint.resolve()?;
     let polling = Polling::RetryAfter;
@@ -148,11 +183,22 @@ async fn register(a: &RegisterArgs) -> Result<RegistrationOperationStatus> {
         Attestation::SymmetricKey => {
             let Some(id) = a.registration_id.as_deref() else { bail!("--attestation symmetrickey needs --registration-id") };
             let Some(key) = a.key.as_deref() else { bail!("--attestation symmetrickey needs --key") };
+            let registration = Registration { csr: a.csr.as_ref().map(read_csr).transpose()? };
+            let sas = || dps_device::device_sas(&endpoint.id_scope, id, key, std::time::Duration::from_secs(3600));
+            let tls = || dps_device::tls_config(&endpoint.ca_pem).map(std::sync::Arc::new);
+            let flow = dps_device::flow::Flow::default();
             match a.transport {
-                Transport::Https => HttpsDevice::new(endpoint, polling)?.provision_symmetric_key(id, key).await,
-                Transport::Mqtt => MqttSession::connect(&endpoint, mqtt_port, id, key).await?.provision(id, polling).await,
+                Transport::Https => {
+                    HttpsDevice::new(endpoint.clone(), polling)?.registering(registration).provision_symmetric_key(id, key).await
+                }
+                Transport::Mqtt => {
+                    let mut session =
+                        MqttSession::connect_registering(&endpoint, mqtt_port, id, tls()?, Some(sas()?), flow, registration).await?;
+                    session.provision(id, polling).await
+                }
                 Transport::Amqp => {
-                    let mut session = AmqpSession::connect(&endpoint, amqp_port, id, key).await?;
+                    let mut session =
+                        AmqpSession::connect_registering(&endpoint, amqp_port, id, tls()?, Some(sas()?), flow, registration).await?;
                     let status = session.provision(id, polling).await;
                     let _ = session.close().await;
                     status

@@ -40,6 +40,10 @@ pub struct CommonArgs {
     /// Custom allocation API version.
     #[arg(long)]
     pub api_version: Option<String>,
+    /// The credential policy that issues certificates to devices sending a CSR (`dps credential-policy`); an
+    /// empty value removes it.
+    #[arg(long)]
+    pub credential_policy: Option<String>,
 }
 
 /// `--provisioning-status`.
@@ -223,6 +227,9 @@ pub fn apply_common(a: &CommonArgs, c: Shared<'_>) -> Result<()> {
         if let Some(p) = &a.initial_twin_properties {
             twin.properties = Some(InitialTwinProperties { desired: Some(json_arg("--initial-twin-properties", p)?) });
         }
+    }
+    if let Some(p) = &a.credential_policy {
+        *c.credential_policy_name = Some(p.clone()).filter(|p| !p.is_empty());
     }
     if let Some(e) = a.edge_enabled {
         *c.capabilities = Some(DeviceCapabilities { iot_edge: e });

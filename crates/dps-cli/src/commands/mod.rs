@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bench;
 pub mod ca;
 pub mod cert;
+pub mod credential_policy;
 pub mod device;
 mod documents;
 pub mod enrollment;
