@@ -146,6 +146,10 @@ pub struct SimulationRequest {
     /// Pause every device before each step until the trainer continues it.
     #[serde(default)]
     pub step_through: bool,
+    /// Each device sends a CSR (2025-07-01-preview) and receives a certificate from the credential policy
+    /// `simulated-devices` (the local CA); X.509 devices then register again with that certificate.
+    #[serde(default)]
+    pub request_certificate: bool,
 }
 
 fn symmetric_key() -> String {
@@ -193,6 +197,9 @@ pub struct SimDevice {
     pub message: Option<String>,
     /// Milliseconds from start to the end (or so far).
     pub millis: u64,
+    /// The certificate issued from the device's CSR: its subject and serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate: Option<String>,
     /// The flow's steps (only in `GET /simulations/{id}/devices/{registrationId}`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<FlowStep>,

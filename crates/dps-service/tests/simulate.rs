@@ -226,3 +226,35 @@ async fn x509_devices_present_certificates_from_a_ca_made_for_the_run_over_every
         TestService::assert_error(&s.service(Method::POST, "/simulations", Some(body)).await, 400, 400004);
     }
 }
+
+/// #16 item 8 in the simulator: devices that request a certificate send a CSR and receive one from the policy
+/// `simulated-devices` (the local CA); X.509 devices then register again with the issued certificate alone, in
+/// the same group, and that second registration is part of their flow.
+#[tokio::test]
+async fn devices_request_certificates_and_x509_devices_register_again_with_them() {
+    let s = TestService::start().await;
+    let r = run(&s, json!({ "transport": "https", "count": 2, "prefix": "csr-sym-", "requestCertificate": true })).await;
+    assert_eq!(r["counts"], json!({ "assigned": 2 }), "{r}");
+    let d = device(&s, r["id"].as_str().unwrap_or_default(), "csr-sym-1").await;
+    assert!(d["issuedCertificate"].as_str().is_some_and(|c| c.starts_with("CN=csr-sym-1 · serial ")), "{d}");
+    let register = d["steps"].as_array().and_then(|s| s.iter().find(|s| s["kind"] == "register")).cloned().unwrap_or_default();
+    assert!(register["title"].as_str().is_some_and(|t| t.contains("api-version=2025-07-01-preview")), "{register}");
+    assert!(register["message"].as_str().is_some_and(|m| m.contains("\"csr\"")), "the CSR is in the message shown: {register}");
+
+    for transport in ["mqtt", "amqp"] {
+        let prefix = format!("csr-x509-{transport}-");
+        let request = json!({ "attestation": "x509", "transport": transport, "count": 2, "prefix": prefix, "requestCertificate": true });
+        let r = run(&s, request).await;
+        assert_eq!(r["counts"], json!({ "assigned": 2 }), "{transport}: {r}");
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &format!("{prefix}2")).await;
+        assert!(d["issuedCertificate"].is_string(), "{d}");
+        let k = kinds(&d);
+        assert_eq!(k.iter().filter(|k| *k == "answer").count(), 2, "two registrations: {k:?}");
+        let steps = d["steps"].as_array().cloned().unwrap_or_default();
+        assert!(steps.iter().any(|s| s["title"] == "register again, with the issued certificate"), "{steps:?}");
+    }
+    let issued = s.service(Method::GET, "/issuedCertificates", None).await;
+    assert_eq!(issued.body.as_array().map(Vec::len), Some(6), "{}", issued.body);
+    let g = s.service(Method::GET, "/enrollmentGroups/simulated-x509-devices", None).await;
+    assert_eq!(g.body["credentialPolicyName"], "simulated-devices");
+}

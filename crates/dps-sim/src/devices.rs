@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dps_device::amqp::AmqpSession;
 use dps_device::flow::Flow;
 use dps_device::mqtt::MqttSession;
-use dps_device::{Endpoint, HttpsDevice, Polling, Refused};
+use dps_device::{Endpoint, HttpsDevice, Polling, Refused, Registration};
 use dps_proto::{RegistrationOperationStatus, RegistrationStatus, Substatus};
 use serde::Serialize;
 
@@ -39,6 +39,9 @@ pub struct Outcome {
     pub error_code: Option<i64>,
     pub message: Option<String>,
     pub millis: u64,
+    /// The certificate chain issued from the device's CSR (base64 DER, its certificate first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_chain: Option<Vec<String>>,
 }
 
 /// How a simulated device proves who it is.
@@ -80,8 +83,19 @@ pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key
 
 /// Registers one device with `credential` over `transport`, telling `flow` each step.
 pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, credential: &Credential, flow: Flow) -> Outcome {
+    register_requesting(target, transport, id, (credential, Registration::default()), flow).await
+}
+
+/// [`register_with`], the register carrying `registration` (a CSR).
+pub async fn register_requesting(
+    target: &DeviceTarget,
+    transport: Transport,
+    id: &str,
+    (credential, registration): (&Credential, Registration),
+    flow: Flow,
+) -> Outcome {
     let started = Instant::now();
-    let answer = dial(target, transport, id, credential, flow).await;
+    let answer = dial(target, transport, id, (credential, registration), flow).await;
     outcome(id, transport, answer, started.elapsed())
 }
 
@@ -90,24 +104,25 @@ async fn dial(
     target: &DeviceTarget,
     transport: Transport,
     id: &str,
-    credential: &Credential,
+    (credential, registration): (&Credential, Registration),
     flow: Flow,
 ) -> anyhow::Result<RegistrationOperationStatus> {
     let (tls, sas) = (credential.tls(&target.endpoint.ca_pem)?, credential.sas());
+    let ep = &target.endpoint;
     match transport {
         Transport::Https => {
-            let device = HttpsDevice::with_tls(target.endpoint.clone(), Polling::RetryAfter, tls)?.observed(flow);
+            let device = HttpsDevice::with_tls(ep.clone(), Polling::RetryAfter, tls)?.observed(flow).registering(registration);
             match sas {
                 Some(sas) => device.provision_with_sas(id, &sas).await,
                 None => device.provision_x509(id).await,
             }
         }
         Transport::Mqtt => {
-            let mut session = MqttSession::connect_observed(&target.endpoint, target.mqtt_port, id, Arc::new(tls), sas, flow).await?;
+            let mut session = MqttSession::connect_registering(ep, target.mqtt_port, id, Arc::new(tls), sas, flow, registration).await?;
             session.provision(id, Polling::RetryAfter).await
         }
         Transport::Amqp => {
-            let mut session = AmqpSession::connect_observed(&target.endpoint, target.amqp_port, id, Arc::new(tls), sas, flow).await?;
+            let mut session = AmqpSession::connect_registering(ep, target.amqp_port, id, Arc::new(tls), sas, flow, registration).await?;
             let status = session.provision(id, Polling::RetryAfter).await;
             let _ = session.close().await;
             status
@@ -126,6 +141,7 @@ fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOp
         error_code: None,
         message: None,
         millis: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        issued_chain: None,
     };
     match answer {
         Ok(s) => {
@@ -133,6 +149,7 @@ fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOp
             if let Some(r) = s.registration_state {
                 (o.assigned_hub, o.device_id, o.substatus) = (r.assigned_hub, r.device_id, r.substatus);
                 (o.error_code, o.message) = (r.error_code, r.error_message);
+                o.issued_chain = r.issued_certificate_chain;
             }
         }
         Err(e) => {

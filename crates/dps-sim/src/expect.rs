@@ -75,6 +75,7 @@ mod tests {
             error_code: None,
             message: None,
             millis: 1,
+            issued_chain: None,
         }
     }
 

@@ -19,7 +19,12 @@ use dps_proto::RegistrationStatus;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::{watch, Semaphore};
 
-use crate::devices::{register_with, Credential, DeviceTarget, Outcome};
+use base64::Engine;
+use dps_device::Registration;
+
+use crate::devices::{register_requesting, register_with, Credential, DeviceTarget, Outcome};
+use crate::scenario::Transport;
+use crate::x509::CertificateRequest;
 
 /// Runs kept.
 pub const MAX_RUNS: usize = 20;
@@ -30,10 +35,31 @@ pub const MAX_STEPS: usize = 200;
 /// Devices registering at once within a run.
 const AT_ONCE: usize = 16;
 
-/// One device to start: its registration id and credential.
+/// One device to start: its registration id and credential, and the CSR it sends.
 pub struct Planned {
     pub registration_id: String,
     pub credential: Credential,
+    pub certificate_request: Option<CertificateRequest>,
+}
+
+impl Planned {
+    /// Registers; a device whose CSR was answered with a certificate and that attests with X.509 registers again
+    /// with the issued certificate (the chain up to, not including, the root) and the CSR's key.
+    async fn register(&self, target: &DeviceTarget, transport: Transport, flow: Flow) -> Outcome {
+        let registration = Registration { csr: self.certificate_request.as_ref().map(|c| c.csr.clone()) };
+        let first = register_requesting(target, transport, &self.registration_id, (&self.credential, registration), flow.clone()).await;
+        let (Some(chain), Some(request), Credential::X509 { .. }) = (&first.issued_chain, &self.certificate_request, &self.credential)
+        else {
+            return first;
+        };
+        let der: Vec<Vec<u8>> = chain.iter().filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok()).collect();
+        let issued =
+            Credential::X509 { chain: der.iter().take(der.len().saturating_sub(1).max(1)).cloned().collect(), key: request.key.clone() };
+        flow.local(FlowKind::Connect, "register again, with the issued certificate").await;
+        let mut again = register_with(target, transport, &self.registration_id, &issued, flow).await;
+        again.issued_chain = first.issued_chain;
+        again
+    }
 }
 
 /// A device of a run, and the observer of its flow.
@@ -58,6 +84,7 @@ impl Watched {
             error_code: None,
             message: None,
             millis: 0,
+            issued_certificate: None,
             steps: Vec::new(),
         };
         Self {
@@ -106,6 +133,7 @@ impl Watched {
         (v.assigned_hub, v.device_id, v.error_code, v.message, v.millis) =
             (o.assigned_hub.clone(), o.device_id.clone(), o.error_code, o.message.clone(), o.millis);
         v.substatus = o.substatus.map(|s| format!("{s:?}"));
+        v.issued_certificate = o.issued_chain.as_ref().and_then(|c| c.first()).and_then(|leaf| issued_summary(leaf));
         v.paused_before = None;
     }
 }
@@ -172,6 +200,15 @@ impl Run {
     fn finished(&self) -> bool {
         self.devices.iter().all(|d| d.view().state.is_final())
     }
+}
+
+/// `CN=… · serial …` of an issued certificate (base64 DER).
+fn issued_summary(leaf_b64: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let der = base64::engine::general_purpose::STANDARD.decode(leaf_b64).ok()?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).ok()?;
+    let serial: String = cert.raw_serial().iter().map(|b| format!("{b:02X}")).collect();
+    Some(format!("{} · serial {serial}", cert.subject()))
 }
 
 /// The runs of this service.
@@ -247,7 +284,7 @@ async fn drive(run: Arc<Run>, devices: Vec<Planned>, target: DeviceTarget, mut s
             let target = &target;
             async move {
                 let flow = Flow::new(Arc::clone(&watched) as Arc<dyn Observer>);
-                let outcome = register_with(target, transport, &p.registration_id, &p.credential, flow).await;
+                let outcome = p.register(target, transport, flow).await;
                 watched.finish(&outcome);
             }
         })
@@ -312,6 +349,7 @@ mod tests {
             error_code: Some(401002),
             message: Some("no".into()),
             millis: 5,
+            issued_chain: None,
         };
         d.finish(&refused);
         let v = d.snapshot(false);

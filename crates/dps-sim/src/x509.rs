@@ -19,6 +19,22 @@ pub struct Leaf {
     pub key: Vec<u8>,
 }
 
+/// A device's certificate signing request (base64 DER, CN = its id) and the PKCS#8 key (DER) it was signed with.
+pub struct CertificateRequest {
+    pub csr: String,
+    pub key: Vec<u8>,
+}
+
+/// A new P-256 key and a CSR for `cn` signed with it.
+pub fn certificate_request(cn: &str) -> Result<CertificateRequest> {
+    use base64::Engine;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let csr = params.serialize_request(&key)?;
+    Ok(CertificateRequest { csr: base64::engine::general_purpose::STANDARD.encode(csr.der()), key: key.serialize_der() })
+}
+
 impl SimCa {
     pub fn new(cn: &str) -> Result<Self> {
         let key = KeyPair::generate()?;

@@ -31,6 +31,8 @@ const DISABLED_GROUP: &str = "simulated-devices-disabled";
 const OTHER_GROUP: &str = "simulated-devices-other";
 /// The X.509 devices' group: each X.509 run makes a CA and makes it this group's signing certificate.
 pub const X509_GROUP: &str = "simulated-x509-devices";
+/// The credential policy of devices that request a certificate (`requestCertificate`): the local CA.
+pub const CREDENTIAL_POLICY: &str = "simulated-devices";
 
 pub async fn list(app: &App) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &app.simulations.list()))
@@ -40,8 +42,13 @@ pub async fn start(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let request: SimulationRequest = req.json_or(|| None)?;
     check(&request)?;
     let id = app.simulations.next_id();
-    let (target_name, planned) = plan(app, &request, &id).await?;
     let target = device_target(app)?;
+    let (target_name, mut planned) = plan(app, &request, &id, &target).await?;
+    if request.request_certificate {
+        for p in &mut planned {
+            p.certificate_request = Some(certificate_request(&p.registration_id)?);
+        }
+    }
     let run = app
         .simulations
         .start(id, (request, target_name), planned, target, app.clock.now(), app.shutdown.clone())
@@ -113,10 +120,38 @@ fn check(r: &SimulationRequest) -> Result<(), DpsError> {
     Ok(())
 }
 
+fn certificate_request(registration_id: &str) -> Result<dps_sim::x509::CertificateRequest, DpsError> {
+    dps_sim::x509::certificate_request(registration_id).map_err(|e| DpsError::internal(format!("{e:#}")))
+}
+
+/// The credential policy of devices that request a certificate, made when missing: the local CA, 30 days.
+async fn ensure_credential_policy(app: &App) -> Result<(), DpsError> {
+    match app.credentials.get_policy(CREDENTIAL_POLICY).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == 404 => {
+            let policy = dps_proto::CredentialPolicy::local(CREDENTIAL_POLICY);
+            app.credentials.put_policy(CREDENTIAL_POLICY, policy, dps_core::model::Precondition::None).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Names the credential policy on the default group (a group the trainer named keeps its own setting: without a
+/// policy, its devices' CSRs are refused with 400012, which is worth seeing too).
+async fn with_credential_policy(app: &App, group: &str) -> Result<(), DpsError> {
+    ensure_credential_policy(app).await?;
+    let mut g = app.management.get::<Group>(group).await?;
+    if g.credential_policy_name.is_none() {
+        *g.shared().credential_policy_name = Some(CREDENTIAL_POLICY.to_owned());
+        app.management.put(group, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    }
+    Ok(())
+}
+
 /// The devices of a run: ids and credentials, as the request and its fault say; and what they attest against.
-async fn plan(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Vec<Planned>), DpsError> {
+async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget) -> Result<(String, Vec<Planned>), DpsError> {
     if r.attestation == "x509" {
-        return plan_x509(app, r, run).await;
+        return plan_x509(app, r, run, target).await;
     }
     // The devices sign by the service's clock: they run on its machine.
     let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
@@ -130,6 +165,9 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Ve
         (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
         (_, None) => group_key(app, DEFAULT_GROUP).await?,
     };
+    if r.request_certificate && r.group.is_none() && r.fault != Fault::DisabledGroup {
+        with_credential_policy(app, DEFAULT_GROUP).await?;
+    }
     let signing = match r.fault {
         Fault::OtherGroupKey => group_key(app, OTHER_GROUP).await?,
         _ => group.clone(),
@@ -156,23 +194,32 @@ fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault:
     let key = stranger.as_deref().unwrap_or(key);
     let se = if fault == Fault::ExpiredToken { now.saturating_sub(60) } else { now + 3600 };
     let sas = dps_device::device_sas_expiring(scope, &registration_id, key, se).map_err(|e| DpsError::internal(format!("{e:#}")))?;
-    Ok(Planned { registration_id, credential: Credential::Sas(sas) })
+    Ok(Planned { registration_id, credential: Credential::Sas(sas), certificate_request: None })
 }
 
 /// X.509 devices: a CA made for the run becomes the signing certificate of [`X509_GROUP`]; each device gets a
 /// leaf of it (CN = its id) — or, as the fault says, one of another CA, an expired one, or one naming another id.
-async fn plan_x509(app: &App, r: &SimulationRequest, run: &str) -> Result<(String, Vec<Planned>), DpsError> {
+/// Devices that request a certificate: the group names [`CREDENTIAL_POLICY`] and trusts the local CA as its
+/// secondary signing certificate, so the issued certificate attests in the same group.
+async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget) -> Result<(String, Vec<Planned>), DpsError> {
     let internal = |e: anyhow::Error| DpsError::internal(format!("{e:#}"));
     let ca = SimCa::new(&format!("DPS Console simulated devices CA ({run})")).map_err(internal)?;
     let x509 = X509Attestation {
         signing_certificates: Some(X509Certificates {
             primary: Some(X509CertificateWithInfo { certificate: Some(ca.pem.clone()), info: None }),
-            secondary: None,
+            secondary: r.request_certificate.then(|| X509CertificateWithInfo {
+                certificate: Some(String::from_utf8_lossy(&target.endpoint.ca_pem).into_owned()),
+                info: None,
+            }),
         }),
         ..Default::default()
     };
     let attestation = AttestationMechanism { kind: AttestationType::X509, tpm: None, x509: Some(x509), symmetric_key: None };
-    let group = Group::new(X509_GROUP.to_owned(), attestation);
+    let mut group = Group::new(X509_GROUP.to_owned(), attestation);
+    if r.request_certificate {
+        ensure_credential_policy(app).await?;
+        group.credential_policy_name = Some(CREDENTIAL_POLICY.to_owned());
+    }
     app.management.put(X509_GROUP, group, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
     let issuer = match r.fault {
         Fault::UntrustedCa => SimCa::new("an untrusted CA").map_err(internal)?,
@@ -184,7 +231,8 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str) -> Result<(Strin
         let id = format!("{prefix}{n}");
         let cn = if r.fault == Fault::CnMismatch { format!("{id}-other") } else { id.clone() };
         let leaf = issuer.leaf(&cn, r.fault == Fault::ExpiredCertificate).map_err(internal)?;
-        devices.push(Planned { registration_id: id, credential: Credential::X509 { chain: leaf.chain, key: leaf.key } });
+        let credential = Credential::X509 { chain: leaf.chain, key: leaf.key };
+        devices.push(Planned { registration_id: id, credential, certificate_request: None });
     }
     Ok((format!("group {X509_GROUP}"), devices))
 }
