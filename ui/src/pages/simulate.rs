@@ -65,6 +65,7 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
         RwSignal::new("none".to_owned()),
         RwSignal::new(false),
     );
+    let certificate = RwSignal::new(false);
     let start: Action<(), Result<Simulation, ApiError>> = Action::new_local(move |_| {
         let c = client.get_untracked();
         let request = SimulationRequest {
@@ -76,6 +77,7 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
             prefix: None,
             fault: model::fault_of(&fault.get_untracked()),
             step_through: stepped.get_untracked(),
+            request_certificate: certificate.get_untracked(),
         };
         async move {
             let run = c.start_simulation(&request).await?;
@@ -116,6 +118,9 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
                 </label>
                 <label class="check"><input type="checkbox" data-testid="sim-step-through" prop:checked=move || stepped.get()
                     on:change=move |ev| stepped.set(event_target_checked(&ev)) /> " Step through"</label>
+                <label class="check" title="Each device sends a CSR and receives a certificate from the policy simulated-devices (the local CA); X.509 devices then register again with it">
+                    <input type="checkbox" data-testid="sim-certificate" prop:checked=move || certificate.get()
+                        on:change=move |ev| certificate.set(event_target_checked(&ev)) /> " Request a certificate"</label>
                 <button type="submit" class="btn primary" data-testid="sim-start" disabled=move || start.pending().get()>"Start devices"</button>
             </div>
             <p class="muted small hint" data-testid="sim-fault-hint">{move || model::fault_hint(model::fault_of(&fault.get()))}</p>
@@ -264,6 +269,9 @@ fn FlowView(run: String, device: SimDevice, run_data: LocalResource<Result<Simul
         </div>
         {device.assigned_hub.clone().map(|h| view! {
             <p data-testid="sim-flow-hub">"Assigned to " <code>{h}</code> " as " <code>{device.device_id.clone().unwrap_or_default()}</code></p>
+        })}
+        {device.issued_certificate.clone().map(|c| view! {
+            <p data-testid="sim-flow-certificate">"Issued certificate: " <code>{c}</code> " (listed on the Certificates page)"</p>
         })}
         {cause.map(|c| view! { <p class="error" data-testid="sim-flow-cause">{c}</p> })}
         <StepControls run=run device=device.clone() />
