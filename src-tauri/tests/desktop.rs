@@ -58,7 +58,7 @@ async fn wait_for_text(c: &Client, css: &str, want: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(e) = c.find(Locator::Css(css)).await {
-            if e.text().await.unwrap_or_default().contains(want) {
+            if e.text().await.expect("reads the body").contains(want) {
                 return;
             }
         }
@@ -112,20 +112,20 @@ fn app_pid() -> Option<u32> {
 fn https_client(ca_pem: &[u8]) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &ca_pem[..]).flatten() {
-        roots.add(c).unwrap_or_else(|e| panic!("{e}"));
+        roots.add(c).expect("add");
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("with safe default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build().unwrap_or_else(|e| panic!("{e}"))
+    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(10)).build().expect("builds")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     assert!(std::env::var_os("DISPLAY").is_some(), "needs a display: run it with `make test-desktop` (xvfb-run)");
-    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = tempfile::tempdir().expect("a temporary directory");
     let (port, native) = (free_port(), free_port());
     // The app inherits tauri-driver's environment: its own data directory and free ports.
     let driver = Command::new("tauri-driver")
@@ -167,11 +167,11 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     // The window shows the embedded service's ID scope: start-up is done.
     let scope_el = wait_for(&c, "[data-testid=overview-id-scope]", Duration::from_secs(60)).await;
     let endpoint: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("endpoint.json")).unwrap_or_default()).unwrap_or_default();
+        serde_json::from_slice(&std::fs::read(data.path().join("endpoint.json")).expect("reads the file")).expect("parses");
     let scope = endpoint["idScope"].as_str().unwrap_or_default().to_owned();
     assert!(!scope.is_empty(), "endpoint.json: {endpoint}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !scope_el.text().await.unwrap_or_default().contains(&scope) {
+    while !scope_el.text().await.expect("reads the body").contains(&scope) {
         assert!(Instant::now() < deadline, "the overview never showed {scope}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -181,7 +181,7 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     // no key file, a marker naming the entry, and the entry readable with libsecret's secret-tool.
     assert!(std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(), "needs a D-Bus session: run it with `make test-desktop`");
     assert!(!data.path().join("master.key").exists(), "the desktop wrote a key file instead of using the keyring");
-    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(data.path().join("master.key.keyring")).unwrap_or_default())
+    let marker: serde_json::Value = serde_json::from_slice(&std::fs::read(data.path().join("master.key.keyring")).expect("reads the file"))
         .unwrap_or_else(|e| panic!("master.key.keyring: {e}"));
     let account = marker["account"].as_str().unwrap_or_default();
     let lookup = Command::new("secret-tool")
@@ -189,7 +189,7 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
         .output()
         .unwrap_or_else(|e| panic!("secret-tool: {e}"));
     let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, String::from_utf8_lossy(&lookup.stdout).trim())
-        .unwrap_or_default();
+        .expect("decodes");
     assert_eq!(key.len(), 32, "the keyring holds no 32-byte key for {account}");
 
     // The embedded service answers devices and clients on its own port, with its CA.
@@ -203,28 +203,28 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     assert_eq!(answer.status(), 200);
 
     // Through to the enrollments page; an enrollment made with the form lands in the embedded service.
-    wait_for(&c, "[data-testid=nav-enrollments]", Duration::from_secs(10)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&c, "[data-testid=nav-enrollments]", Duration::from_secs(10)).await.click().await.expect("click");
     wait_for_text(&c, "[data-testid=page-title]", "Enrollments", Duration::from_secs(10)).await;
-    wait_for(&c, "[data-testid=enrollment-new]", Duration::from_secs(10)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&c, "[data-testid=enrollment-new]", Duration::from_secs(10)).await.click().await.expect("click");
     wait_for(&c, "[data-testid=form-registration-id]", Duration::from_secs(10))
         .await
         .send_keys("desk-1")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    wait_for(&c, "[data-testid=form-submit]", Duration::from_secs(10)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("send keys");
+    wait_for(&c, "[data-testid=form-submit]", Duration::from_secs(10)).await.click().await.expect("click");
     wait_for(&c, "[data-testid=enrollment-row][data-id=desk-1]", Duration::from_secs(20)).await;
-    let shot = c.screenshot().await.unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(artifacts().join("enrollments.png"), shot).unwrap_or_else(|e| panic!("{e}"));
+    let shot = c.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join("enrollments.png"), shot).expect("writes");
 
     // The desktop's own preference: notifications on failed registrations, off until switched on in Settings,
     // kept in <data-dir>/desktop.json.
     assert!(!data.path().join("desktop.json").exists());
-    wait_for(&c, "[data-testid=nav-settings]", Duration::from_secs(10)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
-    wait_for(&c, "[data-testid=settings-notify]", Duration::from_secs(20)).await.click().await.unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&c, "[data-testid=nav-settings]", Duration::from_secs(10)).await.click().await.expect("click");
+    wait_for(&c, "[data-testid=settings-notify]", Duration::from_secs(20)).await.click().await.expect("click");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let prefs: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(data.path().join("desktop.json")).unwrap_or_default()).unwrap_or_default();
+            serde_json::from_slice(&std::fs::read(data.path().join("desktop.json")).expect("reads the file")).expect("parses");
         if prefs["notifyFailedRegistrations"] == true {
             break;
         }
@@ -243,6 +243,6 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
         total / 1024
     );
     print!("{report}");
-    std::fs::write(artifacts().join("measurements.txt"), report).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(artifacts().join("measurements.txt"), report).expect("writes");
     c.close().await.unwrap_or_else(|e| panic!("closing the session: {e}"));
 }

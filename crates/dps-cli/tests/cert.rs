@@ -28,7 +28,7 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
 }
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    tempfile::tempdir().expect("a temporary directory")
 }
 
 fn inspect_json(dir: &Path, files: &[&str]) -> (bool, Value) {
@@ -45,7 +45,7 @@ fn sha1_of(dir: &Path, file: &str) -> String {
 }
 
 fn certificates_in(dir: &Path, file: &str) -> usize {
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{e}")).matches("-----BEGIN CERTIFICATE-----").count()
+    std::fs::read_to_string(dir.join(file)).expect("reads the file").matches("-----BEGIN CERTIFICATE-----").count()
 }
 
 #[test]
@@ -81,10 +81,10 @@ fn root_intermediate_device_verify_with_openssl() {
     #[cfg(unix)]
     for key in ["root.key.pem", "intermediate.key.pem", "device-1.key.pem"] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join(key)).unwrap_or_else(|e| panic!("{e}")).permissions().mode();
+        let mode = std::fs::metadata(dir.join(key)).expect("metadata").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
         // PKCS#8, readable by openssl.
-        assert!(std::fs::read_to_string(dir.join(key)).unwrap_or_default().starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(std::fs::read_to_string(dir.join(key)).expect("reads the file").starts_with("-----BEGIN PRIVATE KEY-----"));
         openssl(dir, &["pkey", "-noout", "-in", key]);
     }
 
@@ -123,12 +123,12 @@ fn an_openssl_chain_is_inspected_and_its_ca_signs_devices() {
     ]);
     openssl(dir, &root);
     std::fs::write(dir.join("int.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("writes");
     std::fs::write(
         dir.join("dev.ext"),
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:ossl-device.local,IP:10.1.2.3\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("writes");
     for (name, cn, ca, ext) in [("int", "/CN=ossl-int", "root", "int.ext"), ("dev", "/CN=ossl-device", "int", "dev.ext")] {
         let (key, csr, pem, ca_pem, ca_key) =
             (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));

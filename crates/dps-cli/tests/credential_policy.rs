@@ -23,7 +23,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 fn a_device_gets_a_certificate_from_the_cli_and_openssl_verifies_it() {
     let s = Serve::start();
     let d = s.data();
-    let set = ok(&s.dps(&["credential-policy", "set", "line", "--validity-days", "10", "--key-type", "ec-p256", "--output", "json"], None));
+    let set = ok(&s.dps(&["credential-policy", "set", "line", "--validity-days", "10", "--key-type", "ecp256", "--output", "json"], None));
     let p: Value = serde_json::from_str(&set).expect("json");
     assert_eq!((p["issuer"].as_str(), p["keyTypes"][0].as_str()), (Some("local"), Some("ecP256")), "{p}");
     ok(&s.dps(&["enrollment", "create", "--enrollment-id", "cli-csr", "--credential-policy", "line"], None));

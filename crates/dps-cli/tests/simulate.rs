@@ -69,7 +69,7 @@ fn a_scenario_file_that_does_not_hold_exits_non_zero_and_says_why() {
         register = { group = "demo-wrong", count = 2, transport = "amqp" }
         expect = { hub = "wrong-a.demo.local" }
     "#;
-    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, text).expect("writes");
     let o = s.dps(&["simulate", "scenario", file.to_str().unwrap_or_default(), "--reset-after"], None);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());

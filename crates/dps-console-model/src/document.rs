@@ -143,7 +143,7 @@ mod tests {
             r#"{"registrationId":"d1","attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"cA==","secondaryKey":"cw=="}},
                 "etag":"\"e\"","iotHubHostName":"legacy.example.net","registrationState":{"status":"assigned"}}"#,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("parses");
         Document::Individual(Box::new(e))
     }
 

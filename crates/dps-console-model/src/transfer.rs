@@ -475,7 +475,7 @@ mod tests {
             k2 = key(2),
             pem = serde_json::to_string(&pem()).unwrap_or_default()
         );
-        let items: Vec<IndividualEnrollment> = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let items: Vec<IndividualEnrollment> = serde_json::from_str(&json).expect("parses");
         // What the form produces for the same documents (explicit defaults): the CSV form of them.
         items.iter().map(|e| EnrollmentForm::from_enrollment(e).to_enrollment().unwrap_or_else(|e| panic!("{e:?}"))).collect()
     }

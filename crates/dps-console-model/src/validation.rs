@@ -208,7 +208,7 @@ mod tests {
 
     fn pem(der: &[u8]) -> String {
         let b = B64.encode(der);
-        let lines: Vec<&str> = b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+        let lines: Vec<&str> = b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("UTF-8")).collect();
         format!("{PEM_BEGIN}\n{}\n{PEM_END}\n", lines.join("\n"))
     }
 
@@ -216,12 +216,12 @@ mod tests {
     fn certificates_are_sniffed() {
         let one = der(300);
         let two = der(20);
-        let p = certificate(&pem(&one)).unwrap_or_else(|e| panic!("{e}"));
+        let p = certificate(&pem(&one)).expect("certificate");
         assert_eq!(p.encoding, CertificateEncoding::Pem);
         assert_eq!(p.ders, vec![one.clone()]);
         let chain = format!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{}{}", pem(&one), pem(&two));
         assert_eq!(certificate(&chain).map(|s| s.ders.len()), Ok(2));
-        let b = certificate(&B64.encode(&two)).unwrap_or_else(|e| panic!("{e}"));
+        let b = certificate(&B64.encode(&two)).expect("certificate");
         assert_eq!(b.encoding, CertificateEncoding::Base64Der);
         assert!(certificate("").is_err());
         assert!(certificate("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").is_err());

@@ -85,7 +85,7 @@ mod tests {
     }
 
     fn token(sr: &str, se: u64, skn: &str) -> String {
-        let key = decode_key(KEY).unwrap_or_default();
+        let key = decode_key(KEY).expect("decodes the key");
         let sig = dps_crypto::sign(&key, sr, se);
         format!("SharedAccessSignature sr={sr}&sig={}&se={se}&skn={skn}", sig.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D"))
     }

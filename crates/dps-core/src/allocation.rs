@@ -237,7 +237,7 @@ mod tests {
                     device_region: Some(region.into()),
                     regions: &regions,
                 })
-                .unwrap_or_else(|e| panic!("{e}"))
+                .expect("allocate")
         };
         for i in 0..50 {
             assert_eq!(decide(&format!("d{i}"), "us").hub, "us-1");

@@ -98,7 +98,7 @@ mod tests {
     use super::*;
 
     fn model() -> RegionModel {
-        let net = |n: &str, r: &str| NetworkRegion { network: n.parse().unwrap_or_else(|e| panic!("{e}")), region: r.into() };
+        let net = |n: &str, r: &str| NetworkRegion { network: n.parse().expect("parses"), region: r.into() };
         RegionModel {
             service_region: Some("lab".into()),
             networks: vec![net("10.0.0.0/8", "campus"), net("10.1.0.0/16", "factory"), net("127.0.0.2/32", "eu")],
@@ -111,10 +111,10 @@ mod tests {
     #[test]
     fn the_longest_prefix_names_the_region() {
         let m = model();
-        assert_eq!(m.device_region(Some("10.1.2.3".parse().unwrap_or_else(|e| panic!("{e}")))).0.as_deref(), Some("factory"));
-        assert_eq!(m.device_region(Some("10.9.2.3".parse().unwrap_or_else(|e| panic!("{e}")))).0.as_deref(), Some("campus"));
-        assert_eq!(m.device_region(Some("::ffff:127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}")))).0.as_deref(), Some("eu"));
-        assert_eq!(m.device_region(Some("192.0.2.1".parse().unwrap_or_else(|e| panic!("{e}")))).0.as_deref(), Some("lab"));
+        assert_eq!(m.device_region(Some("10.1.2.3".parse().expect("parses"))).0.as_deref(), Some("factory"));
+        assert_eq!(m.device_region(Some("10.9.2.3".parse().expect("parses"))).0.as_deref(), Some("campus"));
+        assert_eq!(m.device_region(Some("::ffff:127.0.0.2".parse().expect("parses"))).0.as_deref(), Some("eu"));
+        assert_eq!(m.device_region(Some("192.0.2.1".parse().expect("parses"))).0.as_deref(), Some("lab"));
         assert_eq!(m.device_region(None).0.as_deref(), Some("lab"));
     }
 

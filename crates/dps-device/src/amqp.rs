@@ -54,23 +54,11 @@ impl AmqpSession {
         tls: Arc<rustls::ClientConfig>,
         sas: Option<String>,
     ) -> Result<Self> {
-        Self::connect_observed(endpoint, port, registration_id, tls, sas, Flow::default()).await
+        Self::connect_registering(endpoint, port, registration_id, tls, sas, Flow::default(), Registration::default()).await
     }
 
-    /// [`Self::connect_with`], telling `flow` each step.
-    pub async fn connect_observed(
-        endpoint: &Endpoint,
-        port: u16,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        sas: Option<String>,
-        flow: Flow,
-    ) -> Result<Self> {
-        Self::connect_registering(endpoint, port, registration_id, tls, sas, flow, Registration::default()).await
-    }
-
-    /// [`Self::connect_observed`] for a register with `registration` (a CSR: its api-version is the links'
-    /// `com.microsoft:api-version` property, the body the registration JSON).
+    /// [`Self::connect_with`], telling `flow` each step, for a register with `registration` (a CSR: its api-version
+    /// is the links' `com.microsoft:api-version` property, the body the registration JSON).
     pub async fn connect_registering(
         endpoint: &Endpoint,
         port: u16,

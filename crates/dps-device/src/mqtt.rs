@@ -44,23 +44,11 @@ impl MqttSession {
         tls: Arc<rustls::ClientConfig>,
         password: Option<String>,
     ) -> Result<Self> {
-        Self::connect_observed(endpoint, port, registration_id, tls, password, Flow::default()).await
+        Self::connect_registering(endpoint, port, registration_id, tls, password, Flow::default(), Registration::default()).await
     }
 
-    /// [`Self::connect_with`], telling `flow` each step.
-    pub async fn connect_observed(
-        endpoint: &Endpoint,
-        port: u16,
-        registration_id: &str,
-        tls: Arc<rustls::ClientConfig>,
-        password: Option<String>,
-        flow: Flow,
-    ) -> Result<Self> {
-        Self::connect_registering(endpoint, port, registration_id, tls, password, flow, Registration::default()).await
-    }
-
-    /// [`Self::connect_observed`] for a register with `registration` (a CSR: its api-version is in the CONNECT
-    /// username).
+    /// [`Self::connect_with`], telling `flow` each step, for a register with `registration` (a CSR: its api-version
+    /// is in the CONNECT username).
     pub async fn connect_registering(
         endpoint: &Endpoint,
         port: u16,

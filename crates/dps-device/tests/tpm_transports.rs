@@ -176,7 +176,7 @@ async fn handle(state: &Mutex<DeviceApi>, req: Request<hyper::body::Incoming>) -
     match (method.as_str(), authorization) {
         ("PUT", auth) if path == format!("{base}/register") => {
             // §1.4: the same body both times, with both public areas.
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).expect("parses");
             let want =
                 json!({ "registrationId": id, "tpm": { "endorsementKey": B64.encode(&s.ek), "storageRootKey": B64.encode(&s.srk) } });
             if body != want {
@@ -333,7 +333,7 @@ async fn amqp_tpm_sasl_exchange_frame_by_frame() {
         let response = response_bytes(server_frame(&mut server).await);
         let (control, token) = response.split_first().expect("a response");
         assert_eq!(*control, 0);
-        check_sas(std::str::from_utf8(token).expect("UTF-8"), &key, &id, "registration").unwrap_or_else(|e| panic!("{e}"));
+        check_sas(std::str::from_utf8(token).expect("UTF-8"), &key, &id, "registration").expect("check sas");
         outcome(&mut server, SaslCode::Ok).await;
         // Nothing more is read from the stream: the AMQP header comes next.
         server

@@ -433,7 +433,7 @@ mod tests {
         let cs = HubConnectionString::parse(&format!(
             "HostName=myhub.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey={KEY};GatewayHostName=127.0.0.1:8443"
         ))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("parses");
         assert_eq!(cs.host_name, "myhub.azure-devices.net");
         assert_eq!(cs.key_name, "iothubowner");
         assert_eq!(cs.base_url(), "https://127.0.0.1:8443");

@@ -512,12 +512,12 @@ mod tests {
 
     #[test]
     fn parses_broker_urls() {
-        let u = BrokerUrl::parse("mqtt://admin:p%40ss@127.0.0.1:18830").unwrap_or_else(|e| panic!("{e}"));
+        let u = BrokerUrl::parse("mqtt://admin:p%40ss@127.0.0.1:18830").expect("parses");
         assert_eq!(
             (u.tls, u.host.as_str(), u.port, u.username.as_str(), u.password.expose()),
             (false, "127.0.0.1", 18830, "admin", "p@ss")
         );
-        let u = BrokerUrl::parse("mqtts://admin:x@broker.example").unwrap_or_else(|e| panic!("{e}"));
+        let u = BrokerUrl::parse("mqtts://admin:x@broker.example").expect("parses");
         assert_eq!((u.tls, u.port), (true, 8883));
         assert!(!format!("{u:?}").contains("\"x\""));
     }

@@ -79,25 +79,25 @@ impl Drop for StandIn {
 }
 
 fn tls_material() -> (String, rustls::ServerConfig) {
-    let ca_key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    let ca_key = KeyPair::generate().expect("generates a key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
     ca_params.distinguished_name.push(DnType::CommonName, "IoT Hub stand-in CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap_or_else(|e| panic!("{e}"));
+    let ca = ca_params.self_signed(&ca_key).expect("self-signs");
     let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+    let key = KeyPair::generate().expect("generates a key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("constructs");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &issuer).unwrap_or_else(|e| panic!("{e}"));
+    let cert = params.signed_by(&key, &issuer).expect("signs");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("with safe default protocol versions")
         .with_no_client_auth()
         .with_single_cert(
             vec![CertificateDer::from(cert.der().to_vec())],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("with single cert");
     (ca.pem(), config)
 }
 
@@ -105,10 +105,10 @@ impl StandIn {
     async fn start(clock: &ManualClock) -> Self {
         let (ca_pem, config) = tls_material();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(HubState::default()));
-        let expected_expiry = u64::try_from(clock.now().timestamp() + 3600).unwrap_or_else(|e| panic!("{e}"));
+        let expected_expiry = u64::try_from(clock.now().timestamp() + 3600).expect("converts");
         let shared = Arc::clone(&state);
         let server = tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -236,7 +236,7 @@ async fn handle(state: &Mutex<HubState>, expected_expiry: u64, req: Request<hype
         return hub_error(400, "InvalidProtocolVersion", "bad api-version");
     }
     let sas_ok = authorization.as_deref().and_then(|a| SasToken::parse(a).ok()).is_some_and(|t| {
-        let key = dps_crypto::decode_key(POLICY_KEY).unwrap_or_default();
+        let key = dps_crypto::decode_key(POLICY_KEY).expect("decodes the key");
         t.resource().ok().as_deref() == Some(HUB) && t.key_name() == Some(POLICY) && t.verify(&key) && t.expiry() == expected_expiry
     });
     if !sas_ok {
@@ -382,8 +382,8 @@ async fn a_new_sas_device_with_a_twin_is_put_then_its_twin_patched() {
     let clock = clock();
     let hub = StandIn::start(&clock).await;
     let c = AzureIotHub::new(clock.clone());
-    c.check(&hub.hub()).unwrap_or_else(|e| panic!("{e}"));
-    c.provision(&hub.hub(), &sas_device("dev:01%x", Some(twin()))).await.unwrap_or_else(|e| panic!("{e}"));
+    c.check(&hub.hub()).expect("check");
+    c.provision(&hub.hub(), &sas_device("dev:01%x", Some(twin()))).await.expect("provision");
 
     hub.assert_no_problems();
     assert_eq!(hub.calls(), ["GET /devices/dev%3A01%25x", "PUT /devices/dev%3A01%25x", "PATCH /twins/dev%3A01%25x"]);
@@ -409,9 +409,9 @@ async fn a_new_sas_device_with_a_twin_is_put_then_its_twin_patched() {
     );
 
     // The twin can be read back to migrate it (§7.3), without IoT Hub's $metadata / $version.
-    let read = c.read_twin(&hub.hub(), "dev:01%x").await.unwrap_or_else(|e| panic!("{e}"));
+    let read = c.read_twin(&hub.hub(), "dev:01%x").await.expect("read twin");
     assert_eq!(read, Some(twin()));
-    assert_eq!(c.read_twin(&hub.hub(), "nobody").await.unwrap_or_else(|e| panic!("{e}")), None);
+    assert_eq!(c.read_twin(&hub.hub(), "nobody").await.expect("read twin"), None);
     hub.assert_no_problems();
 }
 
@@ -420,10 +420,10 @@ async fn an_existing_device_is_replaced_with_its_etag_and_keeps_its_twin_without
     let clock = clock();
     let hub = StandIn::start(&clock).await;
     let c = AzureIotHub::new(clock.clone());
-    c.provision(&hub.hub(), &sas_device("dev-1", None)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &sas_device("dev-1", None)).await.expect("provision");
     let mut edge = sas_device("dev-1", None);
     edge.iot_edge = true;
-    c.provision(&hub.hub(), &edge).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &edge).await.expect("provision");
 
     hub.assert_no_problems();
     // No twin given: the PATCH carries the owner tag only (the hub's twin is kept); the owner is read back first.
@@ -460,7 +460,7 @@ async fn an_x509_device_gets_self_signed_thumbprints() {
         owner: owner("fleet"),
         replaces: None,
     };
-    c.provision(&hub.hub(), &device).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &device).await.expect("provision");
     hub.assert_no_problems();
     assert_eq!(
         hub.call(1).body,
@@ -489,7 +489,7 @@ async fn a_failing_twin_update_deletes_the_new_identity_and_fails() {
 
     // An identity that existed before is not deleted for a failed twin update.
     hub.with(|s| s.fail_twin = None);
-    c.provision(&hub.hub(), &sas_device("dev-t", None)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &sas_device("dev-t", None)).await.expect("provision");
     hub.with(|s| s.fail_twin = Some(400));
     assert!(c.provision(&hub.hub(), &sas_device("dev-t", Some(twin()))).await.is_err());
     assert!(!hub.calls().iter().any(|c| c.starts_with("DELETE")), "{:?}", hub.calls());
@@ -502,7 +502,7 @@ async fn busy_answers_are_retried() {
     let hub = StandIn::start(&clock).await;
     let c = AzureIotHub::new(clock.clone());
     hub.with(|s| s.fail_503 = 2);
-    c.provision(&hub.hub(), &sas_device("dev-r", None)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &sas_device("dev-r", None)).await.expect("provision");
     hub.assert_no_problems();
     assert_eq!(hub.calls(), ["GET /devices/dev-r", "GET /devices/dev-r", "GET /devices/dev-r", "PUT /devices/dev-r", "PATCH /twins/dev-r"]);
 
@@ -518,7 +518,7 @@ async fn a_hub_that_is_down_is_unavailable() {
     let hub = StandIn::start(&clock).await;
     let mut linked = hub.hub();
     // A port nothing listens on: bind, note, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}")).port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("and then").port();
     linked.connection_string =
         Some(format!("HostName={HUB};SharedAccessKeyName={POLICY};SharedAccessKey={POLICY_KEY};GatewayHostName=127.0.0.1:{port}"));
     let c = AzureIotHub::new(clock.clone());
@@ -559,9 +559,9 @@ async fn deprovision_deletes_and_a_missing_device_is_already_gone() {
     let clock = clock();
     let hub = StandIn::start(&clock).await;
     let c = AzureIotHub::new(clock.clone());
-    c.provision(&hub.hub(), &sas_device("dev-x", Some(twin()))).await.unwrap_or_else(|e| panic!("{e}"));
-    c.deprovision(&hub.hub(), "dev-x").await.unwrap_or_else(|e| panic!("{e}"));
-    c.deprovision(&hub.hub(), "dev-x").await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &sas_device("dev-x", Some(twin()))).await.expect("provision");
+    c.deprovision(&hub.hub(), "dev-x").await.expect("deprovision");
+    c.deprovision(&hub.hub(), "dev-x").await.expect("deprovision");
     hub.assert_no_problems();
     assert_eq!(&hub.calls()[3..], ["DELETE /devices/dev-x", "DELETE /devices/dev-x"]);
     assert_eq!(hub.call(3).if_match.as_deref(), Some("*"));
@@ -647,16 +647,16 @@ async fn identities_of_other_owners_are_not_replaced() {
 
     // Created for group `old`: another enrollment may not replace it…
     let old = HubDevice { owner: owner("old"), ..sas_device("dev-o", None) };
-    c.provision(&hub.hub(), &old).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &old).await.expect("provision");
     let e = c.provision(&hub.hub(), &sas_device("dev-o", None)).await.expect_err("another enrollment took the identity over");
     assert!(matches!(&e, ConnectorError::NotOwned { owner: Some(o), .. } if *o == owner("old")), "{e}");
     // …unless the engine allows the take-over; the owner tag then names the new owner.
     let takeover = HubDevice { replaces: Some(owner("old")), ..sas_device("dev-o", None) };
-    c.provision(&hub.hub(), &takeover).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub.hub(), &takeover).await.expect("provision");
     let tag = hub.with(|s| s.twins.get("dev-o").map(|t| t["tags"]["dpsConsoleOwner"].clone()));
     assert_eq!(tag, Some(json!(MARKER)));
     // Its twin migrates without the owner tag.
-    let read = c.read_twin(&hub.hub(), "dev-o").await.unwrap_or_else(|e| panic!("{e}"));
+    let read = c.read_twin(&hub.hub(), "dev-o").await.expect("read twin");
     assert_eq!(read.and_then(|t| t.tags).map(|t| t.contains_key("dpsConsoleOwner")), Some(false));
     hub.assert_no_problems();
 }

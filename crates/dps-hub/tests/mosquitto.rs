@@ -56,9 +56,9 @@ async fn a_provisioned_device_is_confined_to_its_own_topics() {
     let broker = Broker::start();
     let hub = hub(&broker);
     let c = Mosquitto::new();
-    c.check(&hub).unwrap_or_else(|e| panic!("{e}"));
-    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
-    c.provision(&hub, &sas_device("dev-b", KEY_B)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.check(&hub).expect("check");
+    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.expect("provision");
+    c.provision(&hub, &sas_device("dev-b", KEY_B)).await.expect("provision");
 
     // Two sessions of device A: one subscribes to its telemetry, the other publishes there.
     let mut a1 = connected(Device::connect(broker.port, "a1", "dev-a", KEY_A).await, "dev-a");
@@ -89,22 +89,22 @@ async fn provisioning_again_updates_the_key_and_deprovisioning_locks_the_device_
     let broker = Broker::start();
     let hub = hub(&broker);
     let c = Mosquitto::new();
-    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.expect("provision");
     drop(connected(Device::connect(broker.port, "a1", "dev-a", KEY_A).await, "dev-a"));
 
     // Re-provisioned with a new key (modifyClient / modifyRole): only the new key works.
-    c.provision(&hub, &sas_device("dev-a", KEY_A2)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &sas_device("dev-a", KEY_A2)).await.expect("provision");
     refused(Device::connect(broker.port, "a2", "dev-a", KEY_A).await, "dev-a with its old key");
     let mut a = connected(Device::connect(broker.port, "a3", "dev-a", KEY_A2).await, "dev-a with its new key");
     assert_eq!(a.subscribe("devices/dev-a/#").await, SubscribeReasonCode::Success(QoS::AtLeastOnce));
     drop(a);
 
-    c.deprovision(&hub, "dev-a").await.unwrap_or_else(|e| panic!("{e}"));
+    c.deprovision(&hub, "dev-a").await.expect("deprovision");
     refused(Device::connect(broker.port, "a4", "dev-a", KEY_A2).await, "a deprovisioned device");
     // Already gone: still fine.
-    c.deprovision(&hub, "dev-a").await.unwrap_or_else(|e| panic!("{e}"));
+    c.deprovision(&hub, "dev-a").await.expect("deprovision");
     // The role went with the client: provisioning from scratch works again.
-    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &sas_device("dev-a", KEY_A)).await.expect("provision");
     drop(connected(Device::connect(broker.port, "a5", "dev-a", KEY_A).await, "dev-a provisioned again"));
 }
 
@@ -118,7 +118,7 @@ async fn broker_accounts_it_did_not_create_are_left_alone() {
     let e = c.deprovision(&hub, "admin").await.err().unwrap_or_else(|| panic!("deleted the admin user"));
     assert!(matches!(e, ConnectorError::Refused(_)), "{e}");
     // The admin still works.
-    c.provision(&hub, &sas_device("dev-c", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &sas_device("dev-c", KEY_A)).await.expect("provision");
     // Device ids that would escape devices/<id>/# are refused before any MQTT.
     let e = c.provision(&hub, &sas_device("dev/+", KEY_A)).await.err().unwrap_or_else(|| panic!("accepted a wildcard id"));
     assert!(matches!(e, ConnectorError::Refused(_)), "{e}");
@@ -142,7 +142,7 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
     let broker = Broker::start();
     let hub = tls_hub(&broker);
     let c = Mosquitto::new();
-    c.check(&hub).unwrap_or_else(|e| panic!("{e}"));
+    c.check(&hub).expect("check");
     let thumb = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
     let device = HubDevice {
         device_id: "dev-x".into(),
@@ -153,7 +153,7 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
         owner: owner("fleet"),
         replaces: None,
     };
-    c.provision(&hub, &device).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &device).await.expect("provision");
 
     let (cert, key) = broker.pki.issue("dev-x", Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
     let mut x = connected(Device::connect_x509(broker.x509_port, "x1", &broker.ca_path(), &cert, &key).await, "dev-x (certificate)");
@@ -166,16 +166,16 @@ async fn over_mqtts_an_x509_device_connects_with_its_certificate_only() {
     refused(Device::connect(broker.port, "x3", "dev-x", thumb).await, "dev-x with a guessed password");
 
     // A device that had a key and now proves a certificate loses its password.
-    c.provision(&hub, &sas_device("dev-s", KEY_A)).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &sas_device("dev-s", KEY_A)).await.expect("provision");
     c.provision(&hub, &HubDevice { device_id: "dev-s".into(), registration_id: "dev-s".into(), ..device.clone() })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("provision");
     refused(Device::connect(broker.port, "s1", "dev-s", KEY_A).await, "dev-s with its old key");
     drop(x);
 
     // Deprovisioned: the broker itself accepts any certificate of its CA at CONNECT (the plugin is not
     // asked with use_identity_as_username), but without its client and role the device may do nothing.
-    c.deprovision(&hub, "dev-x").await.unwrap_or_else(|e| panic!("{e}"));
+    c.deprovision(&hub, "dev-x").await.expect("deprovision");
     let mut x = connected(Device::connect_x509(broker.x509_port, "x4", &broker.ca_path(), &cert, &key).await, "dev-x after deprovision");
     assert_eq!(x.subscribe("devices/dev-x/#").await, SubscribeReasonCode::Failure);
 }
@@ -187,16 +187,16 @@ async fn a_client_of_another_enrollment_is_not_modified() {
     let broker = Broker::start();
     let hub = hub(&broker);
     let c = Mosquitto::new();
-    c.provision(&hub, &HubDevice { owner: owner("g"), ..sas_device("dev-g", KEY_A) }).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &HubDevice { owner: owner("g"), ..sas_device("dev-g", KEY_A) }).await.expect("provision");
     let e = c.provision(&hub, &HubDevice { owner: owner("h"), ..sas_device("dev-g", KEY_B) }).await.expect_err("group h took dev-g over");
     assert!(matches!(&e, ConnectorError::NotOwned { owner: Some(o), .. } if *o == owner("g")), "{e}");
     drop(connected(Device::connect(broker.port, "g1", "dev-g", KEY_A).await, "dev-g keeps its key"));
     refused(Device::connect(broker.port, "g2", "dev-g", KEY_B).await, "dev-g with the other enrollment's key");
     // Allowed by the engine (group g was deleted): the client gets the new key and owner.
     let takeover = HubDevice { owner: owner("h"), replaces: Some(owner("g")), ..sas_device("dev-g", KEY_B) };
-    c.provision(&hub, &takeover).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &takeover).await.expect("provision");
     drop(connected(Device::connect(broker.port, "g3", "dev-g", KEY_B).await, "dev-g under its new owner"));
-    c.provision(&hub, &HubDevice { owner: owner("h"), ..sas_device("dev-g", KEY_B) }).await.unwrap_or_else(|e| panic!("{e}"));
+    c.provision(&hub, &HubDevice { owner: owner("h"), ..sas_device("dev-g", KEY_B) }).await.expect("provision");
 }
 
 /// A TPM device holds its key only in its TPM: the broker (key = password) cannot serve it, and says so

@@ -95,12 +95,12 @@ mod tests {
             }],
             verdict: ChainVerdict { valid: true, anchor: Some("CN=a".into()), ..Default::default() },
         };
-        let v = serde_json::to_value(&r).unwrap_or_else(|e| panic!("{e}"));
+        let v = serde_json::to_value(&r).expect("serialises");
         assert_eq!(v["certificates"][0]["notBeforeUtc"], "2023-11-14T22:13:20.0000000Z");
         assert_eq!(v["certificates"][0]["basicConstraints"]["pathLenConstraint"], 0);
         assert_eq!(v["certificates"][0]["subjectAlternativeNames"], serde_json::json!([]));
         assert_eq!(v["verdict"]["anchor"], "CN=a");
-        let back: ChainReport = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+        let back: ChainReport = serde_json::from_value(v).expect("deserialises");
         assert_eq!(back, r);
     }
 }

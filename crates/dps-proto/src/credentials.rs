@@ -168,10 +168,10 @@ mod tests {
 
     #[test]
     fn a_policy_fills_in_its_defaults_and_reads_names_in_any_case() {
-        let p: CredentialPolicy = serde_json::from_str(r#"{"name":"line-1"}"#).unwrap_or_else(|e| panic!("{e}"));
+        let p: CredentialPolicy = serde_json::from_str(r#"{"name":"line-1"}"#).expect("parses");
         assert_eq!(p, CredentialPolicy::local("line-1"));
-        let p: CredentialPolicy = serde_json::from_str(r#"{"issuer":"UPLOADED","keyTypes":["EcP384","RSA4096"],"validityDays":7}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let p: CredentialPolicy =
+            serde_json::from_str(r#"{"issuer":"UPLOADED","keyTypes":["EcP384","RSA4096"],"validityDays":7}"#).expect("parses");
         assert_eq!((p.issuer, p.key_types, p.validity_days), (IssuerKind::Uploaded, vec![KeyType::EcP384, KeyType::Rsa4096], 7));
         assert!(serde_json::from_str::<CredentialPolicy>(r#"{"keyTypes":["dsa1024"]}"#).is_err());
     }

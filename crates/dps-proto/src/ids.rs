@@ -195,8 +195,8 @@ mod tests {
 
     #[test]
     fn registration_ids_compare_case_insensitively_but_keep_their_bytes() {
-        let a = RegistrationId::try_from("Dev1").unwrap_or_else(|e| panic!("{e}"));
-        let b = RegistrationId::try_from("dev1").unwrap_or_else(|e| panic!("{e}"));
+        let a = RegistrationId::try_from("Dev1").expect("converts");
+        let b = RegistrationId::try_from("dev1").expect("converts");
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "Dev1");
         assert_eq!(a.key(), "dev1");

@@ -539,8 +539,7 @@ mod tests {
 
     #[test]
     fn times_are_formatted_like_azure() {
-        let t =
-            DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z").map(|t| t.with_timezone(&Utc)).unwrap_or_else(|e| panic!("{e}"));
+        let t = DateTime::parse_from_rfc3339("2020-04-10T05:24:22.4718526Z").map(|t| t.with_timezone(&Utc)).expect("map");
         assert_eq!(format_time(&t), "2020-04-10T05:24:22.4718526Z");
         for secs in [0i64, 1, 59, 86_399, 951_782_400, 1_700_000_000, 4_102_444_799, 253_402_300_799] {
             for nanos in [0u32, 100, 999_999_999, 471_852_600] {
@@ -561,7 +560,7 @@ mod tests {
             "reprovisionPolicy": { "UpdateHubAssignment": false, "MIGRATEDEVICEDATA": false },
             "registrationState": { "status": "Assigned", "substatus": "DEVICEDATAMIGRATED" }
         });
-        let e: IndividualEnrollment = serde_json::from_value(doc).unwrap_or_else(|e| panic!("{e}"));
+        let e: IndividualEnrollment = serde_json::from_value(doc).expect("deserialises");
         assert_eq!(e.attestation.kind, AttestationType::SymmetricKey);
         assert_eq!(e.provisioning_status, Some(ProvisioningStatus::Disabled));
         assert_eq!(e.allocation_policy, Some(AllocationPolicy::GeoLatency));
@@ -601,7 +600,7 @@ mod tests {
         assert!(serde_json::from_str::<AttestationType>("\"x 509\"").is_err());
         assert!(serde_json::from_str::<ReprovisionPolicy>(r#"{"updateHubAssignment":"yes"}"#).is_err());
         // Missing members keep their default; unknown ones are ignored.
-        let p: ReprovisionPolicy = serde_json::from_str(r#"{"migrateDeviceData":false,"other":1}"#).unwrap_or_else(|e| panic!("{e}"));
+        let p: ReprovisionPolicy = serde_json::from_str(r#"{"migrateDeviceData":false,"other":1}"#).expect("parses");
         assert_eq!(p, ReprovisionPolicy { update_hub_assignment: true, migrate_device_data: false });
     }
 
@@ -617,7 +616,7 @@ mod tests {
             "subjectName": "CN=a", "sha1Thumbprint": "", "sha256Thumbprint": "", "issuerName": "CN=a",
             "notBeforeUtc": "2026-11-26T08:45:01.0000000Z", "serialNumber": "01", "version": 3
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("deserialises");
         assert_eq!(back.not_before_utc, t);
     }
 
@@ -637,7 +636,7 @@ mod tests {
   "createdDateTimeUtc": "2024-01-01T00:00:00.0000000Z",
   "lastUpdatedDateTimeUtc": "2024-01-01T00:00:00.0000000Z"
 }"#;
-        let e: IndividualEnrollment = serde_json::from_str(doc).unwrap_or_else(|e| panic!("{e}"));
+        let e: IndividualEnrollment = serde_json::from_str(doc).expect("parses");
         let back: serde_json::Value = serde_json::to_value(&e).unwrap_or_default();
         let orig: serde_json::Value = serde_json::from_str(doc).unwrap_or_default();
         assert_eq!(back, orig);

@@ -235,7 +235,7 @@ mod tests {
     fn passwords_hash_and_verify() {
         let p = generate_password();
         assert_eq!(p.len(), 20);
-        let h = hash_password(&p).unwrap_or_else(|e| panic!("{e}"));
+        let h = hash_password(&p).expect("hash password");
         assert!(h.starts_with("$argon2"));
         assert!(!h.contains(&p));
         assert!(verify_password(&p, &h));
@@ -244,9 +244,9 @@ mod tests {
     }
 
     async fn store() -> (Arc<dyn ConsoleAccess>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let key = Arc::new(dps_crypto::MasterKey::generate().0);
-        let s = dps_store::SqliteStore::open(&dir.path().join("dps.sqlite"), key).await.unwrap_or_else(|e| panic!("{e}"));
+        let s = dps_store::SqliteStore::open(&dir.path().join("dps.sqlite"), key).await.expect("opens");
         (Arc::new(s), dir)
     }
 
@@ -255,7 +255,7 @@ mod tests {
         let (store, _dir) = store().await;
         let s = Sessions::new(store);
         let now = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20000);
-        let (t, exp) = s.open(now).await.unwrap_or_else(|e| panic!("{e}"));
+        let (t, exp) = s.open(now).await.expect("opens");
         assert!(s.check(&t, now).await.is_ok());
         assert!(s.check(&t, exp + Duration::seconds(1)).await.is_err());
         assert!(s.check("forged", now).await.is_err());
@@ -303,19 +303,19 @@ mod tests {
     #[tokio::test]
     async fn an_ipv6_64_counts_as_one_address() {
         let (t, _dir) = small().await;
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or_else(|e| panic!("{e}"));
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap_or_else(|e| panic!("{e}"));
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("parses");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("parses");
         assert!(t.admit(a, at(0)).await.is_ok() && t.admit(b, at(0)).await.is_ok());
         assert!(t.admit(a, at(0)).await.is_err());
-        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().expect("parses");
         assert_eq!(throttle_key(mapped), ip(7));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn argon2_waits_for_a_permit() {
         let work = Arc::new(PasswordWork::default());
-        let hash = work.hash("a password of ten").await.unwrap_or_else(|e| panic!("{e}"));
-        let held = Arc::clone(&work.permits).acquire_many_owned(ARGON2_CONCURRENCY as u32).await.unwrap_or_else(|e| panic!("{e}"));
+        let hash = work.hash("a password of ten").await.expect("hash");
+        let held = Arc::clone(&work.permits).acquire_many_owned(ARGON2_CONCURRENCY as u32).await.expect("acquire many owned");
         let waiting = tokio::spawn({
             let work = Arc::clone(&work);
             async move { work.verify("a password of ten", &hash).await }

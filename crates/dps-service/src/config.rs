@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn defaults_need_nothing() {
-        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).expect("loads");
         assert_eq!(c.https_port, 443);
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.retry_after_secs, 2);
@@ -803,33 +803,33 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order_file_env_flags() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("dps.toml");
         std::fs::write(&file, "host = \"file.example\"\nhttps_port = 8443\nretry_after_secs = 3\nextra_host_names = [\"a.example\"]\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("writes");
         let e = env(&[("DPS_HTTPS_PORT", "9443"), ("DPS_RETRY_AFTER_SECS", "4")]);
         let flags = Overrides { retry_after_secs: Some(5), ..Default::default() };
-        let c = Config::load(dir.path().into(), Some(&file), &e, flags).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(dir.path().into(), Some(&file), &e, flags).expect("loads");
         assert_eq!((c.host.as_str(), c.https_port, c.retry_after_secs), ("file.example", 9443, 5));
         assert!(c.host_names().contains(&"a.example".to_owned()));
     }
 
     #[test]
     fn data_dir_config_toml_is_read_when_present() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.path().join("config.toml"), "default_allocation_policy = \"static\"\n").unwrap_or_else(|e| panic!("{e}"));
-        let c = Config::load(dir.path().into(), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("config.toml"), "default_allocation_policy = \"static\"\n").expect("writes");
+        let c = Config::load(dir.path().into(), None, &env(&[]), Overrides::default()).expect("loads");
         assert_eq!(c.default_allocation_policy, AllocationPolicy::Static);
     }
 
     #[test]
     fn regions_and_webhook_schedules_load_from_every_layer() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("dps.toml");
         let toml = "service_region = \"lab\"\nwebhook_retries = 3\n[[network_regions]]\nnetwork = \"10.1.0.0/16\"\nregion = \"factory\"\n[[region_latency]]\nfrom = \"factory\"\nto = \"lab\"\nms = 30\n";
-        std::fs::write(&file, toml).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&file, toml).expect("writes");
         let e = env(&[("DPS_NETWORK_REGIONS", "127.0.0.2/32=eu, 127.0.0.3/32=us"), ("DPS_WEBHOOK_RETRY_INITIAL_MS", "50")]);
-        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).expect("loads");
         assert_eq!(c.regions.service_region.as_deref(), Some("lab"));
         assert_eq!(c.regions.networks.len(), 2, "the environment replaces the file's list");
         assert_eq!(c.regions.latency[0].ms, 30);
@@ -842,21 +842,21 @@ mod tests {
     #[test]
     fn limits_profile_and_its_numbers_load_from_every_layer() {
         use dps_core::limits::Profile;
-        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &env(&[]), Overrides::default()).expect("loads");
         assert_eq!((c.limits, c.limits_explicit), (Profile::Default, false), "the default profile does not throttle");
         assert_eq!(c.limits_azure, dps_core::limits::AzureLimits::default());
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let file = dir.path().join("dps.toml");
         std::fs::write(&file, "limits = \"azure\"\n[limits_azure]\npolls_per_window = 2\npoll_window_secs = 4\nmax_bulk_items = 3\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("writes");
         let e = env(&[("DPS_LIMITS_AZURE_POLL_WINDOW_SECS", "6"), ("DPS_LIMITS_AZURE_REGISTRATIONS_PER_WINDOW", "7")]);
-        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(dir.path().into(), Some(&file), &e, Overrides::default()).expect("loads");
         assert_eq!((c.limits, c.limits_explicit), (Profile::Azure, true));
         let a = c.limits_azure;
         assert_eq!((a.polls_per_window, a.poll_window_secs, a.max_bulk_items, a.registrations_per_window), (2, 6, 3, 7));
         assert_eq!(a.max_enrollment_groups, 100, "unset numbers keep Azure's");
         let flags = Overrides { limits: Some("default".into()), ..Default::default() };
-        let c = Config::load(dir.path().into(), Some(&file), &env(&[("DPS_LIMITS", "azure")]), flags).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(dir.path().into(), Some(&file), &env(&[("DPS_LIMITS", "azure")]), flags).expect("loads");
         assert_eq!(c.limits, Profile::Default, "flags win");
     }
 
@@ -871,17 +871,17 @@ mod tests {
             ("DPS_HOST", ""),
             ("DPS_NOT_A_SETTING", "1"),
         ]);
-        let o = Overrides::from_env(&e).unwrap_or_else(|e| panic!("{e}"));
+        let o = Overrides::from_env(&e).expect("from env");
         assert_eq!(o.extra_host_names, Some(vec!["a.example".to_owned(), "b.example".to_owned(), String::new()]));
         assert_eq!(o.measure_hub_latency, Some(false));
         assert_eq!(o.master_key_file, Some(PathBuf::from("/keys/master.key")));
         assert_eq!(o.limits.as_deref(), Some("Azure"));
         assert_eq!(o.limits_azure.and_then(|a| a.max_linked_hubs), Some(3));
         assert_eq!(o.host, None, "an empty variable is unset");
-        let c = Config::load(PathBuf::from("/nonexistent"), None, &e, Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(PathBuf::from("/nonexistent"), None, &e, Overrides::default()).expect("loads");
         assert_eq!(c.extra_host_names, ["a.example", "b.example"]);
         assert_eq!(c.limits, dps_core::limits::Profile::Azure, "read in any case, as before");
-        assert_eq!(Overrides::from_env(&env(&[])).unwrap_or_else(|e| panic!("{e}")), Overrides::default());
+        assert_eq!(Overrides::from_env(&env(&[])).expect("from env"), Overrides::default());
         let err = Overrides::from_env(&env(&[("DPS_HTTPS_PORT", "https")])).err().unwrap_or_else(|| panic!("accepted"));
         assert!(err.0.contains("DPS_HTTPS_PORT=https"), "{err}");
         let err = Overrides::from_env(&env(&[("DPS_LOG_FORMAT", "xml")])).err().unwrap_or_else(|| panic!("accepted"));
@@ -890,7 +890,7 @@ mod tests {
 
     #[test]
     fn bad_samples_are_refused_with_a_reason() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let cases = [
             ("unknown_key = 1\n", "unknown field"),
             ("https_port = \"x\"\n", "https_port"),
@@ -917,7 +917,7 @@ mod tests {
         ];
         for (text, needle) in cases {
             let f = dir.path().join("bad.toml");
-            std::fs::write(&f, text).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(&f, text).expect("writes");
             let err = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default())
                 .err()
                 .unwrap_or_else(|| panic!("{text} accepted"));
@@ -932,11 +932,11 @@ mod tests {
     #[test]
     fn database_url_selects_postgres_and_its_password_is_never_shown() {
         let load = |vars: &[(&str, &str)]| Config::load(PathBuf::from("/nonexistent"), None, &env(vars), Overrides::default());
-        let c = load(&[("DPS_DATABASE_URL", "postgres://dps:hunter2@db.example/dps")]).unwrap_or_else(|e| panic!("{e}"));
+        let c = load(&[("DPS_DATABASE_URL", "postgres://dps:hunter2@db.example/dps")]).expect("loads");
         assert_eq!(c.database_url.as_ref().map(|u| u.expose()), Some("postgres://dps:hunter2@db.example/dps"));
         assert!(!format!("{c:?}").contains("hunter2"), "Debug shows the password");
-        assert!(load(&[]).unwrap_or_else(|e| panic!("{e}")).database_url.is_none(), "SQLite by default");
-        assert!(load(&[("DPS_DATABASE_URL", " ")]).unwrap_or_else(|e| panic!("{e}")).database_url.is_none(), "blank is unset");
+        assert!(load(&[]).expect("loads").database_url.is_none(), "SQLite by default");
+        assert!(load(&[("DPS_DATABASE_URL", " ")]).expect("loads").database_url.is_none(), "blank is unset");
         let err = load(&[("DPS_DATABASE_URL", "mysql://dps:hunter2@db/dps")]).err().unwrap_or_else(|| panic!("accepted"));
         assert!(err.0.contains("database_url") && err.0.contains("not a PostgreSQL URL"), "{err}");
         assert!(!err.0.contains("hunter2"), "the error shows the password: {err}");
@@ -946,7 +946,7 @@ mod tests {
     /// clear error naming the setting and its range, never a panic later (huge retention hours, retry delays).
     #[test]
     fn out_of_range_numbers_are_refused_from_every_layer() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let cases = [
             ("operation_retention_hours", "DPS_OPERATION_RETENTION_HOURS", "4294967295", "outside 1–8760 hours"),
             ("operation_retention_hours", "DPS_OPERATION_RETENTION_HOURS", "0", "outside 1–8760 hours"),
@@ -964,7 +964,7 @@ mod tests {
         ];
         for (key, var, value, needle) in cases {
             let f = dir.path().join("range.toml");
-            std::fs::write(&f, format!("{key} = {value}\n")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(&f, format!("{key} = {value}\n")).expect("writes");
             let from_file = Config::load(dir.path().into(), Some(&f), &env(&[]), Overrides::default());
             let from_env = Config::load(dir.path().into(), None, &env(&[(var, value)]), Overrides::default());
             let flag = format!("--{}={value}", key.replace('_', "-"));

@@ -322,12 +322,12 @@ mod tests {
     #[test]
     fn a_key_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("master.key");
         let (_, text) = MasterKey::generate();
-        crate::material::write_private(&path, text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        crate::material::write_private(&path, text.as_bytes()).expect("write private");
         assert!(read_key_file(&path).is_ok());
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("sets permissions");
         let e = read_key_file(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
     }

@@ -264,16 +264,16 @@ mod tests {
     /// its creation (the old way, `open` with a mode, kept an existing file's mode), and no temporary file stays.
     #[test]
     fn private_files_are_owner_only_and_replaced_whole() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("secret.key");
-        fs::write(&path, "an old, longer secret that was readable by everyone\n").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(&path, "an old, longer secret that was readable by everyone\n").expect("writes");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap_or_else(|e| panic!("{e}"));
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("sets permissions");
         }
-        write_private(&path, b"new secret\n").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(fs::read_to_string(&path).unwrap_or_default(), "new secret\n");
+        write_private(&path, b"new secret\n").expect("write private");
+        assert_eq!(fs::read_to_string(&path).expect("reads the file"), "new secret\n");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -288,11 +288,11 @@ mod tests {
     /// #14 item 5: without its master key, a database's secrets cannot be read: no new key is made.
     #[test]
     fn a_missing_master_key_beside_a_database_is_an_error_not_a_new_key() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let key = dir.path().join("master.key");
         assert!(load_or_create_master_key(&key, dir.path()).is_ok(), "first start: a new key");
-        fs::remove_file(&key).unwrap_or_else(|e| panic!("{e}"));
-        fs::write(dir.path().join(crate::DATABASE_FILE), b"SQLite format 3\0").unwrap_or_else(|e| panic!("{e}"));
+        fs::remove_file(&key).expect("removes the file");
+        fs::write(dir.path().join(crate::DATABASE_FILE), b"SQLite format 3\0").expect("writes");
         let e = load_or_create_master_key(&key, dir.path()).err().unwrap_or_else(|| panic!("a new key was made")).to_string();
         assert!(e.contains(&key.display().to_string()) && e.contains("Restore"), "{e}");
         assert!(!key.exists());
@@ -312,27 +312,27 @@ mod tests {
             tls_key_file: Some(cluster.join("server.key")),
             ..Default::default()
         };
-        crate::Config::load(data_dir.into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"))
+        crate::Config::load(data_dir.into(), None, &Default::default(), flags).expect("loads")
     }
 
     /// Issue #15 item 3: `dps init` makes a cluster's material once; instances load it as given and make nothing.
     #[test]
     fn cluster_material_is_made_once_and_loaded_never_made() {
-        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = tempfile::tempdir().expect("a temporary directory");
         let cluster = root.path().join("cluster");
-        let files = init(&cluster, &["dps.example".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let files = init(&cluster, &["dps.example".into()]).expect("init");
         assert_eq!(names(&cluster), ["ca.key", "ca.pem", "master.key", "server.key", "server.pem"]);
         let again = init(&cluster, &["dps.example".into()]).err().unwrap_or_else(|| panic!("a second set was made")).to_string();
         assert!(again.contains("already exists"), "{again}");
 
         let data = root.path().join("instance");
-        let m = load_and_prepare(&cluster_config(&data, &cluster), &["other.example".into()]).unwrap_or_else(|e| panic!("{e}"));
-        let served = pem_certs(&fs::read_to_string(&files.cert).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        let m = load_and_prepare(&cluster_config(&data, &cluster), &["other.example".into()]).expect("load and prepare");
+        let served = pem_certs(&fs::read_to_string(&files.cert).expect("reads the file")).expect("pem certs");
         assert_eq!(m.server_chain, served, "the file's certificate, not one issued for this instance's names");
-        assert_eq!(m.ca_pem, fs::read_to_string(&files.ca).unwrap_or_default());
+        assert_eq!(m.ca_pem, fs::read_to_string(&files.ca).expect("reads the file"));
         assert_eq!(names(&data), Vec::<String>::new(), "nothing is made in the instance's data directory");
 
-        fs::remove_file(&files.master_key).unwrap_or_else(|e| panic!("{e}"));
+        fs::remove_file(&files.master_key).expect("removes the file");
         let e =
             load_and_prepare(&cluster_config(&data, &cluster), &[]).err().unwrap_or_else(|| panic!("started without the key")).to_string();
         assert!(e.contains("master_key_file") && e.contains("never made"), "{e}");

@@ -157,22 +157,22 @@ mod tests {
 
     #[test]
     fn the_account_names_the_data_directory_and_the_next_key_sits_beside_it() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let home = KeyringHome::for_data_dir(dir.path());
         assert_eq!(home.service, SERVICE);
-        assert!(home.account.ends_with(&dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}")).display().to_string()));
+        assert!(home.account.ends_with(&dir.path().canonicalize().expect("canonicalize").display().to_string()));
         assert_eq!(home.next().account, format!("{}.next", home.account));
         assert_ne!(home, KeyringHome::for_data_dir(&dir.path().join("other")));
     }
 
     #[test]
     fn the_marker_round_trips_and_its_absence_is_none() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(KeyringHome::from_marker(dir.path()).unwrap_or_else(|e| panic!("{e}")), None);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        assert_eq!(KeyringHome::from_marker(dir.path()).expect("from marker"), None);
         let home = KeyringHome::for_data_dir(dir.path());
-        home.write_marker(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(KeyringHome::from_marker(dir.path()).unwrap_or_else(|e| panic!("{e}")), Some(home));
-        std::fs::write(KeyringHome::marker(dir.path()), b"{").unwrap_or_else(|e| panic!("{e}"));
+        home.write_marker(dir.path()).expect("write marker");
+        assert_eq!(KeyringHome::from_marker(dir.path()).expect("from marker"), Some(home));
+        std::fs::write(KeyringHome::marker(dir.path()), b"{").expect("writes");
         assert!(KeyringHome::from_marker(dir.path()).is_err());
     }
 }

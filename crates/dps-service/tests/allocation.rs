@@ -54,19 +54,23 @@ async fn weighted_distribution_is_stable() {
     let ids: Vec<String> = (0..300).map(|i| format!("fleet-{i:03}")).collect();
     let mut first = HashMap::new();
     for id in &ids {
-        first.insert(id.clone(), hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).unwrap_or_default()).await);
+        first.insert(id.clone(), hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).expect("derives the device key")).await);
     }
     for (h, w) in [("hub-1.example", 1.0), ("hub-2.example", 2.0), ("hub-3.example", 3.0)] {
         let share = first.values().filter(|v| v.as_str() == h).count() as f64 / ids.len() as f64;
         assert!((share - w / 6.0).abs() < 0.08, "{h}: {share}");
     }
     for id in ids.iter().take(60) {
-        assert_eq!(hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).unwrap_or_default()).await, first[id], "{id} moved");
+        assert_eq!(
+            hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).expect("derives the device key")).await,
+            first[id],
+            "{id} moved"
+        );
     }
     link(&s, "hub-4.example", 2, None).await;
     let mut moved = 0;
     for id in ids.iter().take(120) {
-        let now = hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).unwrap_or_default()).await;
+        let now = hub_of(&s, id, &dps_crypto::derive_device_key(&key, id).expect("derives the device key")).await;
         if now != first[id] {
             assert_eq!(now, "hub-4.example", "{id} moved elsewhere than the new hub");
             moved += 1;
@@ -99,10 +103,10 @@ async fn static_and_lowest_latency() {
             .use_preconfigured_tls(common::tls_client_config(&s.ca_pem))
             .local_address(ip.parse::<std::net::IpAddr>().ok())
             .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("builds");
         for n in 0..5 {
             let id = format!("geo-{ip}-{n}");
-            let dk = dps_crypto::derive_device_key(&gkey, &id).unwrap_or_default();
+            let dk = dps_crypto::derive_device_key(&gkey, &id).expect("derives the device key");
             let sas = s.device_sas(&id, &dk, s.now() + 600);
             let base = format!("{}/{}/registrations/{id}", s.base, s.scope);
             let r: Value = http
@@ -111,10 +115,10 @@ async fn static_and_lowest_latency() {
                 .json(&json!({}))
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{e}"))
+                .expect("sends")
                 .json()
                 .await
-                .unwrap_or_default();
+                .expect("reads JSON");
             let op = r["operationId"].as_str().unwrap_or_default().to_owned();
             let done = s.poll_done(&id, &op, &sas).await;
             assert_eq!(done.body["registrationState"]["assignedHub"], expected, "{ip}: {}", done.body);
@@ -134,8 +138,8 @@ struct Webhook {
 
 impl Webhook {
     async fn start(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("local addr");
         let me = self.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -200,7 +204,7 @@ async fn custom_allocation_webhook() {
         json!({ "allocationPolicy": "custom", "customAllocationDefinition": def, "iotHubs": ["a.hub.example", "b.hub.example"] }),
     )
     .await;
-    let dk = |id: &str| dps_crypto::derive_device_key(&key, id).unwrap_or_default();
+    let dk = |id: &str| dps_crypto::derive_device_key(&key, id).expect("derives the device key");
 
     hook.script(vec![(200, json!({ "iotHubHostName": "b.hub.example", "initialTwin": { "tags": { "line": 7 }, "properties": { "desired": { "rate": 5 } } }, "payload": { "hello": "device" } }), Duration::ZERO)]);
     let sas = s.device_sas("cust-1", &dk("cust-1"), s.now() + 600);
@@ -410,7 +414,7 @@ async fn legacy_devices_keep_their_hub_without_a_policy() {
 #[tokio::test]
 async fn an_unavailable_hub_fails_the_registration_only_after_the_retries() {
     let s = TestService::start_with(Overrides { hub_retries: Some(1), ..Default::default() }).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}")).port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("and then").port();
     let cs = format!(
         "HostName=down.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=;GatewayHostName=127.0.0.1:{closed}"
     );
@@ -453,17 +457,16 @@ async fn key_rolling() {
     TestService::assert_error(&s.register("roll", &s.device_sas("roll", &old, s.now() + 600), "{}").await, 401, 401002);
     hub_of(&s, "roll", &new).await;
     let store = &s.running.as_ref().unwrap_or_else(|| panic!("running")).store;
-    let keys =
-        store.identity_keys("local-hub.dps.local", "roll").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no identity"));
+    let keys = store.identity_keys("local-hub.dps.local", "roll").await.expect("identity keys").unwrap_or_else(|| panic!("no identity"));
     assert_eq!(keys.0.expose(), new);
 
     let gkey = group_key(&s, "roll-g", json!({})).await;
-    hub_of(&s, "roll-g-1", &dps_crypto::derive_device_key(&gkey, "roll-g-1").unwrap_or_default()).await;
+    hub_of(&s, "roll-g-1", &dps_crypto::derive_device_key(&gkey, "roll-g-1").expect("derives the device key")).await;
     let r = s.service(Method::POST, "/enrollmentGroups/roll-g/renewKey", Some(json!({ "keyType": "both" }))).await;
     let g2 = r.body["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
-    let old_dk = dps_crypto::derive_device_key(&gkey, "roll-g-1").unwrap_or_default();
+    let old_dk = dps_crypto::derive_device_key(&gkey, "roll-g-1").expect("derives the device key");
     TestService::assert_error(&s.register("roll-g-1", &s.device_sas("roll-g-1", &old_dk, s.now() + 600), "{}").await, 401, 401002);
-    hub_of(&s, "roll-g-1", &dps_crypto::derive_device_key(&g2, "roll-g-1").unwrap_or_default()).await;
+    hub_of(&s, "roll-g-1", &dps_crypto::derive_device_key(&g2, "roll-g-1").expect("derives the device key")).await;
     TestService::assert_error(
         &s.service(Method::POST, "/enrollments/roll/renewKey", Some(json!({ "keyType": "tertiary" }))).await,
         400,
@@ -475,8 +478,8 @@ async fn key_rolling() {
 /// in the service's own region.
 #[tokio::test]
 async fn measured_hub_latency_decides_for_local_devices() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let port = listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let port = listener.local_addr().expect("local addr").port();
     tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     let reachable = format!("127.0.0.1:{port}");
     let extra = Overrides {
@@ -519,7 +522,7 @@ async fn a_webhooks_huge_answer_is_truncated_in_the_error_and_the_trace() {
     let def = json!({ "webhookUrl": format!("http://{addr}/api/allocate"), "apiVersion": "2021-10-01" });
     let key = group_key(&s, "custom-huge", json!({ "allocationPolicy": "custom", "customAllocationDefinition": def })).await;
     hook.script(vec![(200, json!({ "iotHubHostName": "h".repeat(20_000) }), Duration::ZERO)]);
-    let done = s.provision("cust-huge", &dps_crypto::derive_device_key(&key, "cust-huge").unwrap_or_default()).await;
+    let done = s.provision("cust-huge", &dps_crypto::derive_device_key(&key, "cust-huge").expect("derives the device key")).await;
     assert_eq!(done.body["registrationState"]["errorCode"], 400207, "{}", done.body);
     let t = s.service(Method::GET, "/registrations/cust-huge/trace", None).await;
     let message = t.body["trace"]["error"]["message"].as_str().unwrap_or_default();

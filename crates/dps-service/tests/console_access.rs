@@ -25,7 +25,7 @@ async fn admin_sign_in_sessions_and_password_change() {
         let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777).unwrap_or_default();
         assert_eq!(mode, 0o600);
     }
-    let password = std::fs::read_to_string(&file).unwrap_or_default().trim().to_owned();
+    let password = std::fs::read_to_string(&file).expect("reads the file").trim().to_owned();
     assert_eq!(password.len(), 20);
     assert!(s.running.as_ref().and_then(|r| r.initial_admin_password.clone()).as_deref() == Some(password.as_str()));
 
@@ -73,12 +73,12 @@ async fn admin_sign_in_sessions_and_password_change() {
     let mut s = s;
     s.restart().await;
     assert!(s.running.as_ref().is_some_and(|r| r.initial_admin_password.is_none()));
-    let db = std::fs::read(s.dir.path().join("dps.sqlite")).unwrap_or_default();
+    let db = std::fs::read(s.dir.path().join("dps.sqlite")).expect("reads the file");
     assert!(!String::from_utf8_lossy(&db).contains("correct horse battery"), "the password must be stored hashed");
 }
 
 fn initial_password(s: &TestService) -> String {
-    std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap_or_default().trim().to_owned()
+    std::fs::read_to_string(s.dir.path().join("initial-admin-password")).expect("reads the file").trim().to_owned()
 }
 
 async fn change_password(s: &TestService, auth: &str, body: serde_json::Value) -> common::Answer {
@@ -146,9 +146,9 @@ async fn sign_in_attempts_are_counted_before_the_password_is_verified() {
         .use_preconfigured_tls(common::tls_client_config(&s.ca_pem))
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("builds");
     let body = json!({ "username": "admin", "password": initial_password(s) });
-    let r = other.post(format!("{}/console/login", s.base)).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = other.post(format!("{}/console/login", s.base)).json(&body).send().await.expect("sends");
     assert_eq!(r.status(), 200);
 }
 
@@ -163,7 +163,7 @@ async fn to_console(s: &TestService, method: Method, path: &str, headers: &[(&st
     }
     let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
     let (status, headers) = (r.status().as_u16(), r.headers().clone());
-    let bytes = r.bytes().await.unwrap_or_default();
+    let bytes = r.bytes().await.expect("reads the body");
     let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     common::Answer { status, headers, body }
 }

@@ -19,7 +19,7 @@ async fn get_console(s: &TestService, path: &str, auth: Option<&str>) -> reqwest
 }
 
 fn password(s: &TestService) -> String {
-    std::fs::read_to_string(s.dir.path().join("initial-admin-password")).unwrap_or_default().trim().to_owned()
+    std::fs::read_to_string(s.dir.path().join("initial-admin-password")).expect("reads the file").trim().to_owned()
 }
 
 #[tokio::test]
@@ -30,23 +30,18 @@ async fn the_console_port_serves_the_page_and_the_service_api_but_not_the_device
     let csp = page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-cache"));
-    let html = page.text().await.unwrap_or_default();
+    let html = page.text().await.expect("reads the body");
     assert!(html.contains("DPS Console"), "{html}");
 
     // Same origin: sign in, then the service API with the session.
-    let login = s
-        .http
-        .post(format!("{}/console/login", s.console_base))
-        .json(&json!({ "password": password(&s) }))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let login =
+        s.http.post(format!("{}/console/login", s.console_base)).json(&json!({ "password": password(&s) })).send().await.expect("sends");
     assert_eq!(login.status(), 200);
-    let token = login.json::<Value>().await.unwrap_or_default()["token"].as_str().unwrap_or_default().to_owned();
+    let token = login.json::<Value>().await.expect("reads JSON")["token"].as_str().unwrap_or_default().to_owned();
     let bearer = format!("Bearer {token}");
     let info = get_console(&s, "/service/info?api-version=2021-10-01", Some(&bearer)).await;
     assert_eq!(info.status(), 200);
-    let info: dps_proto::EndpointInfo = info.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let info: dps_proto::EndpointInfo = info.json().await.expect("reads JSON");
     assert_eq!(info.ports.console, s.console_base.rsplit(':').next().and_then(|p| p.parse().ok()));
     assert_eq!(get_console(&s, "/linkedHubs", None).await.status(), 401);
 
@@ -58,15 +53,15 @@ async fn the_console_port_serves_the_page_and_the_service_api_but_not_the_device
         .body("{\"registrationId\":\"dev-1\"}")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sends");
     assert_eq!(register.status(), 404);
     assert_eq!(register.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()), Some("404204"));
 
     // The CA, without authorization, on both ports; it is the CA the client trusts.
     for base in [&s.base, &s.console_base] {
-        let ca = s.http.get(format!("{base}/service/ca.pem")).send().await.unwrap_or_else(|e| panic!("{e}"));
+        let ca = s.http.get(format!("{base}/service/ca.pem")).send().await.expect("sends");
         assert_eq!(ca.status(), 200);
-        assert_eq!(ca.bytes().await.unwrap_or_default().to_vec(), s.ca_pem);
+        assert_eq!(ca.bytes().await.expect("reads the body").to_vec(), s.ca_pem);
     }
 }
 

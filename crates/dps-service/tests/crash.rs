@@ -25,7 +25,7 @@ fn main() {
         serve(&dir);
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("builds");
     let mut failed = 0;
     for point in POINTS {
         let started = Instant::now();
@@ -45,7 +45,7 @@ fn main() {
 
 /// The child: the service on `dir`, every listener on a free loopback port, until it is killed.
 fn serve(dir: &Path) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("builds");
     runtime.block_on(async {
         let flags = dps_service::config::Overrides {
             https_port: Some(0),
@@ -55,8 +55,8 @@ fn serve(dir: &Path) {
             bind: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             ..Default::default()
         };
-        let config = dps_service::config::Config::load(dir.into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
-        let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+        let config = dps_service::config::Config::load(dir.into(), None, &Default::default(), flags).expect("loads");
+        let listeners = dps_service::bind(&config).expect("binds");
         let _running =
             dps_service::start(&config, listeners, std::sync::Arc::new(dps_core::SystemClock)).await.unwrap_or_else(|e| panic!("{e:#}"));
         println!("READY");
@@ -107,7 +107,7 @@ impl Served {
         let key = cs.rsplit("SharedAccessKey=").next().unwrap_or_default();
         let se = now() + 3600;
         let host = "127.0.0.1";
-        let sig = dps_crypto::sign(&dps_crypto::decode_key(key).unwrap_or_default(), host, se);
+        let sig = dps_crypto::sign(&dps_crypto::decode_key(key).expect("decodes the key"), host, se);
         served.service_sas = format!("SharedAccessSignature sr={host}&sig={}&se={se}&skn=provisioningserviceowner", encode(&sig));
         Ok(served)
     }
@@ -165,7 +165,7 @@ fn encode(s: &str) -> String {
 fn device_sas(scope: &str, id: &str, key: &str) -> String {
     let se = now() + 3600;
     let sr = format!("{scope}/registrations/{id}");
-    let sig = dps_crypto::sign(&dps_crypto::decode_key(key).unwrap_or_default(), &sr, se);
+    let sig = dps_crypto::sign(&dps_crypto::decode_key(key).expect("decodes the key"), &sr, se);
     format!("SharedAccessSignature sr={sr}&sig={}&se={se}&skn=registration", encode(&sig))
 }
 

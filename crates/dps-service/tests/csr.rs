@@ -319,7 +319,7 @@ async fn an_uploaded_ca_issues_and_its_key_is_never_answered() {
         .send_json_if_match("/credentialPolicies/factory", json!({ "issuer": "uploaded", "certificate": chain, "validityDays": 3 }), &etag)
         .await;
     assert_eq!(kept.status, 200, "{}", kept.body);
-    let sealed = std::fs::read(s.dir.path().join(dps_service::DATABASE_FILE)).unwrap_or_default();
+    let sealed = std::fs::read(s.dir.path().join(dps_service::DATABASE_FILE)).expect("reads the file");
     let b64_line = ca_key.lines().nth(1).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&sealed).contains(b64_line), "the CA key is sealed at rest");
 

@@ -59,17 +59,17 @@ async fn group_devices_provision_with_derived_keys() {
     let group_key = g.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
     let secondary = g.body["attestation"]["symmetricKey"]["secondaryKey"].as_str().unwrap_or_default().to_owned();
     for id in ["Line7-A", "line7-b", "line7-c"] {
-        let key = dps_crypto::derive_device_key(&group_key, id).unwrap_or_default();
+        let key = dps_crypto::derive_device_key(&group_key, id).expect("derives the device key");
         let done = s.provision(id, &key).await;
         assert_eq!(done.body["status"], "assigned", "{}", done.body);
         assert_eq!(done.body["registrationState"]["deviceId"], id);
         assert_eq!(done.body["registrationState"]["symmetricKey"]["enrollmentGroupId"], "line-7");
     }
     // The secondary derived key works too.
-    let key = dps_crypto::derive_device_key(&secondary, "line7-d").unwrap_or_default();
+    let key = dps_crypto::derive_device_key(&secondary, "line7-d").expect("derives the device key");
     assert_eq!(s.provision("line7-d", &key).await.body["status"], "assigned");
     // A key derived for another id does not.
-    let wrong = dps_crypto::derive_device_key(&group_key, "line7-a").unwrap_or_default();
+    let wrong = dps_crypto::derive_device_key(&group_key, "line7-a").expect("derives the device key");
     let a = s.register("line7-e", &s.device_sas("line7-e", &wrong, s.now() + 60), "{}").await;
     TestService::assert_error(&a, 401, 401002);
     let q = s.service(Method::POST, "/registrations/line-7/query", Some(json!({ "query": "*" }))).await;
@@ -156,7 +156,7 @@ async fn registration_ids_starting_with_a_special_character_are_refused() {
 async fn tokens_in_every_sdk_shape_are_accepted() {
     let s = TestService::start().await;
     let key = s.enroll("shape", json!({})).await;
-    let raw = dps_crypto::decode_key(&key).unwrap_or_default();
+    let raw = dps_crypto::decode_key(&key).expect("decodes the key");
     let se = s.now() + 600;
     let enc = format!("{}%2Fregistrations%2Fshape", s.scope);
     let lower = format!("{}%2fregistrations%2fshape", s.scope);

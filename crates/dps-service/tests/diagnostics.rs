@@ -14,10 +14,10 @@ async fn registrations_and_attestations_are_counted() {
     let wrong = s.device_sas("metered", &dps_crypto::generate_key(), s.now() + 60);
     TestService::assert_error(&s.register("metered", &wrong, "{}").await, 401, 401002);
 
-    let r = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let r = s.http.get(format!("{}/metrics", s.base)).send().await.expect("sends");
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain")));
-    let text = r.text().await.unwrap_or_default();
+    let text = r.text().await.expect("reads the body");
     for line in [
         "dps_registration_attempts_total{hub=\"local-hub.dps.local\",status=\"assigned\"} 1",
         "dps_device_assignments_total{hub=\"local-hub.dps.local\"} 1",
@@ -55,7 +55,7 @@ async fn the_live_log_streams_registrations() {
         .header("authorization", &sas)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sends");
     assert_eq!(stream.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
     assert_eq!(s.provision("logged", &key).await.body["status"], "assigned");
     let mut seen = String::new();
@@ -83,15 +83,9 @@ async fn metrics_can_require_a_token() {
     TestService::assert_error(&s.send(Method::GET, "/metrics", None, &[], None).await, 401, 401002);
     TestService::assert_error(&s.send(Method::GET, "/metrics", Some("Bearer not-the-token-at-all-000"), &[], None).await, 401, 401002);
     TestService::assert_error(&s.send(Method::GET, "/metrics", Some(&s.service_sas()), &[], None).await, 401, 401002);
-    let r = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let r = s.http.get(format!("{}/metrics", s.base)).header("authorization", format!("Bearer {token}")).send().await.expect("sends");
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap_or_default().contains("dps_"), "Prometheus text");
-    let console = s.http.get(format!("{}/metrics", s.console_base)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.text().await.expect("reads the body").contains("dps_"), "Prometheus text");
+    let console = s.http.get(format!("{}/metrics", s.console_base)).send().await.expect("sends");
     assert_eq!(console.status(), 401, "the console port asks for it too");
 }

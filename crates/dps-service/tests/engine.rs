@@ -79,7 +79,7 @@ async fn the_sweeper_takes_over_an_assignment_whose_owner_stopped() {
         first_hub: None,
     };
     let lease = Lease { owner: "an-instance-that-died".into(), until: now + chrono::Duration::seconds(30) };
-    store.begin_registration(&op, &record, &lease).await.unwrap_or_else(|e| panic!("{e}"));
+    store.begin_registration(&op, &record, &lease).await.expect("begin registration");
     // While the lease runs, nobody touches it.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(store.get_operation(&op.operation_id).await.ok().flatten().map(|o| o.status), Some(RegistrationStatus::Assigning));
@@ -131,8 +131,8 @@ async fn a_second_process_on_the_same_data_directory_is_refused() {
         console_port: Some(0),
         ..Default::default()
     };
-    let config = dps_service::config::Config::load(s.dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
-    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::config::Config::load(s.dir.path().into(), None, &Default::default(), flags).expect("loads");
+    let listeners = dps_service::bind(&config).expect("binds");
     let second = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await;
     let message = second.err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(message.contains("is in use by process") && message.contains("another `dps serve`"), "{message}");
@@ -155,12 +155,12 @@ async fn a_corrupt_row_is_quarantined_and_the_service_starts() {
     s.stop().await;
     {
         let url = format!("sqlite://{}", s.dir.path().join("dps.sqlite").display());
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("connects");
         for sql in [
             "UPDATE enrollments SET doc = '{\"registrationId\": 42' WHERE id_key = 'bad-doc'",
             "UPDATE enrollment_groups SET secrets = 'not-a-sealed-secret' WHERE id_key = 'group-bad'",
         ] {
-            sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+            sqlx::query(sql).execute(&pool).await.expect("execute");
         }
         pool.close().await;
     }
@@ -171,7 +171,7 @@ async fn a_corrupt_row_is_quarantined_and_the_service_starts() {
     assert_eq!(ids, ["good-1", "good-2"], "the rest serves");
     TestService::assert_error(&s.service(Method::GET, "/enrollments/bad-doc", None).await, 404, 404202);
     // Group attestation walks every symmetric-key group: the bad one no longer stops it.
-    let dk = dps_crypto::derive_device_key(&group_key, "grouped-1").unwrap_or_default();
+    let dk = dps_crypto::derive_device_key(&group_key, "grouped-1").expect("derives the device key");
     let done = s.provision("grouped-1", &dk).await;
     assert_eq!(done.body["status"], "assigned", "{}", done.body);
     let q = s.service(Method::GET, "/diagnostics/quarantine", None).await;
@@ -212,7 +212,7 @@ async fn remembered_attestations_end_with_the_token_the_keys_and_the_group() {
         )
         .await;
     let gkey = g.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
-    let dk = dps_crypto::derive_device_key(&gkey, "memo-g-1").unwrap_or_default();
+    let dk = dps_crypto::derive_device_key(&gkey, "memo-g-1").expect("derives the device key");
     let gsas = s.device_sas("memo-g-1", &dk, s.now() + 3600);
     let gop = s.register("memo-g-1", &gsas, "{}").await.body["operationId"].as_str().unwrap_or_default().to_owned();
     assert_eq!(s.poll_done("memo-g-1", &gop, &gsas).await.status, 200);

@@ -21,7 +21,7 @@ async fn refusals(s: &TestService) -> Vec<(String, String)> {
     let g = s.service(Method::PUT, "/enrollmentGroups/owner-g", Some(group("owner-g"))).await;
     let h = s.service(Method::PUT, "/enrollmentGroups/other-h", Some(group("other-h"))).await;
     let key = |a: &common::Answer| a.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
-    let derived = |k: &str, id: &str| dps_crypto::derive_device_key(k, id).unwrap_or_default();
+    let derived = |k: &str, id: &str| dps_crypto::derive_device_key(k, id).expect("derives the device key");
     assert_eq!(s.provision("owned-dev", &derived(&key(&g), "owned-dev")).await.body["status"], "assigned");
     vec![
         ("nobody-dev".to_owned(), STRANGER.to_owned()),

@@ -18,7 +18,7 @@ const INDIVIDUAL: usize = 120;
 
 fn read_key(s: &TestService, name: &str) -> (MasterKey, String) {
     let text = std::fs::read_to_string(s.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    (MasterKey::from_base64(&text).unwrap_or_else(|e| panic!("{e}")), text)
+    (MasterKey::from_base64(&text).expect("from base64"), text)
 }
 
 /// Individual enrollments (id, key) and a symmetric-key group's primary key.
@@ -37,7 +37,7 @@ async fn enroll_fleet(s: &TestService) -> (Vec<(String, String)>, String) {
 
 fn group_device(group_key: &str, i: u32) -> (String, String) {
     let id = format!("rot-group-dev-{i}");
-    let key = dps_crypto::derive_device_key(group_key, &id).unwrap_or_else(|e| panic!("{e}"));
+    let key = dps_crypto::derive_device_key(group_key, &id).expect("derive device key");
     (id, key)
 }
 
@@ -105,7 +105,7 @@ async fn rotation_under_load(mut s: TestService) {
 
     // No stored value opens with the old key; each opens with the new key alone.
     let store = s.running.as_ref().map(|r| r.store.clone()).unwrap_or_else(|| panic!("not running"));
-    let sealed = store.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    let sealed = store.sealed_values().await.expect("sealed values");
     assert!(sealed.len() > INDIVIDUAL + results.len() / 2, "{} sealed values", sealed.len());
     for (table, aad, v) in &sealed {
         assert!(old.open(v, aad).is_err(), "{table} {aad} still opens with the old key");
@@ -146,7 +146,7 @@ async fn an_interrupted_rotation_is_finished_with_the_same_new_key() {
     let key = s.enroll("resume-dev", json!({})).await;
     s.stop().await;
     let (next, text) = MasterKey::generate();
-    dps_service::material::write_private(&s.dir.path().join("master.key.next"), text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    dps_service::material::write_private(&s.dir.path().join("master.key.next"), text.as_bytes()).expect("write private");
 
     s.restart().await;
     assert_assigned(&s, "resume-dev", &key).await;

@@ -39,7 +39,7 @@ fn lookup(account: &str) -> Option<MasterKey> {
 }
 
 fn home(s: &TestService) -> KeyringHome {
-    KeyringHome::from_marker(s.dir.path()).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no {MARKER_FILE}"))
+    KeyringHome::from_marker(s.dir.path()).expect("from marker").unwrap_or_else(|| panic!("no {MARKER_FILE}"))
 }
 
 fn keyring_flags() -> Overrides {
@@ -97,7 +97,7 @@ fn current_key_id(s: &TestService) -> String {
 /// No stored value opens with the old key; each opens with the current one.
 async fn assert_no_value_opens_with(s: &TestService, old: &MasterKey) {
     let store = s.running.as_ref().map(|r| r.store.clone()).unwrap_or_else(|| panic!("not running"));
-    let sealed = store.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    let sealed = store.sealed_values().await.expect("sealed values");
     assert!(sealed.len() >= 3, "{} sealed values", sealed.len());
     for (table, aad, v) in &sealed {
         assert!(old.open(v, aad).is_err(), "{table} {aad} still opens with the old key");
@@ -120,7 +120,7 @@ async fn an_interrupted_rotation_is_finished_with_the_waiting_key() {
             home.next().account_name()
         ))
         .status()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("status");
     assert!(stored.success());
     s.restart().await;
     let r = s.service(Method::POST, "/service/keys/rotate", None).await;
@@ -138,9 +138,8 @@ async fn a_lost_entry_beside_a_database_stops_the_start_and_reset_writes_a_new_k
     s.stop().await;
     let (cleared, _) = secret_tool(&["clear", "service", dps_service::os_keyring::SERVICE, "username", &home.account]);
     assert!(cleared && lookup(&home.account).is_none());
-    let config =
-        dps_service::Config::load(s.dir.path().to_path_buf(), None, &Default::default(), keyring_flags()).unwrap_or_else(|e| panic!("{e}"));
-    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::Config::load(s.dir.path().to_path_buf(), None, &Default::default(), keyring_flags()).expect("loads");
+    let listeners = dps_service::bind(&config).expect("binds");
     let e = dps_service::start(&config, listeners, s.clock.clone()).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(e.contains("holds no master key") && e.contains("dps keys reset"), "{e}");
     assert!(lookup(&home.account).is_none(), "no second key was made");
@@ -159,19 +158,18 @@ async fn a_lost_entry_beside_a_database_stops_the_start_and_reset_writes_a_new_k
 #[tokio::test]
 async fn the_desktop_preference_picks_the_keyring_for_a_new_data_directory_only() {
     session_bus();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut config = dps_service::Config::load(dir.path().to_path_buf(), None, &Default::default(), Overrides::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = dps_service::Config::load(dir.path().to_path_buf(), None, &Default::default(), Overrides::default()).expect("loads");
     assert_eq!(choose_source(&config).ok(), Some(KeySource::File(dir.path().join("master.key"))), "dps serve: a file");
     config.keyring_preferred = true;
     assert_eq!(choose_source(&config).ok(), Some(KeySource::Keyring(KeyringHome::for_data_dir(dir.path()))), "desktop: the keyring");
-    std::fs::write(dir.path().join("master.key"), "x").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("master.key"), "x").expect("writes");
     assert_eq!(
         choose_source(&config).ok(),
         Some(KeySource::File(dir.path().join("master.key"))),
         "a data directory with a key file keeps it"
     );
     config.master_key_source = MasterKeySource::File;
-    std::fs::remove_file(dir.path().join("master.key")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(dir.path().join("master.key")).expect("removes the file");
     assert!(matches!(choose_source(&config), Ok(KeySource::File(_))), "an explicit source wins");
 }

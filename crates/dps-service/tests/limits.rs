@@ -20,7 +20,7 @@ fn retry_after(a: &common::Answer) -> Option<u32> {
 
 async fn metrics(s: &TestService) -> String {
     let r = s.http.get(format!("{}/metrics", s.base)).send().await.expect("GET /metrics");
-    r.text().await.unwrap_or_default()
+    r.text().await.expect("reads the body")
 }
 
 #[tokio::test]

@@ -56,14 +56,14 @@ async fn tcp_from(source: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
 async fn tls_from(s: &TestService, source: [u8; 4], port: u16) -> std::io::Result<Tls> {
     let tcp = tcp_from(source, port).await?;
     let connector = TlsConnector::from(Arc::new(common::tls_client_config(&s.ca_pem)));
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("converts");
     tokio::time::timeout(OUTCOME, connector.connect(name, tcp))
         .await
         .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the TLS handshake neither finished nor failed")))
 }
 
 async fn tls(s: &TestService, port: u16) -> Tls {
-    tls_from(s, [127, 0, 0, 1], port).await.unwrap_or_else(|e| panic!("{e}"))
+    tls_from(s, [127, 0, 0, 1], port).await.expect("tls from")
 }
 
 /// Whether the server closes the connection (EOF or error) within [`OUTCOME`], reading and dropping what it sends.
@@ -177,7 +177,7 @@ async fn peers_that_drip_a_request_head_or_body_are_closed() {
         "PUT /{}/registrations/dev1/register?api-version=2019-03-31 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
         s.scope
     );
-    stream.write_all(put.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(put.as_bytes()).await.expect("write all");
     assert!(drip_until_closed(stream, b"{\"registrationId\":").await, "a dripped body was not cut off");
 }
 
@@ -193,12 +193,9 @@ fn connect_packet(s: &TestService, id: &str, keep_alive: u16) -> BytesMut {
 /// Connects over TLS and reads the CONNACK.
 async fn mqtt_connected(s: &TestService, keep_alive: u16) -> Tls {
     let mut stream = tls(s, s.mqtt_port).await;
-    stream.write_all(&connect_packet(s, "dev1", keep_alive)).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(&connect_packet(s, "dev1", keep_alive)).await.expect("write all");
     let mut connack = [0u8; 4];
-    tokio::time::timeout(OUTCOME, stream.read_exact(&mut connack))
-        .await
-        .unwrap_or_else(|_| panic!("no CONNACK"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::timeout(OUTCOME, stream.read_exact(&mut connack)).await.unwrap_or_else(|_| panic!("no CONNACK")).expect("unwrap or else");
     assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
     stream
 }
@@ -226,7 +223,7 @@ async fn mqtt_keep_alive_zero_or_huge_is_held_to_the_server_maximum() {
 async fn an_amqp_frame_dripped_after_the_header_is_cut_off() {
     let s = TestService::start_with(Overrides { amqp_handshake_timeout_secs: Some(30), ..short() }).await;
     let mut stream = tls(&s, s.amqp_port).await;
-    stream.write_all(b"AMQP\x00\x01\x00\x00").await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(b"AMQP\x00\x01\x00\x00").await.expect("write all");
     let frame = [0u8, 0, 0, 64, 2, 0, 0, 0, 0, 0x53, 0x10];
     assert!(drip_until_closed(stream, &frame).await, "a dripped AMQP frame was not cut off");
 }
@@ -384,7 +381,7 @@ async fn an_unauthorised_service_request_is_answered_401_before_its_body_is_sent
     let s = TestService::start().await;
     let mut stream = tls(&s, port_of(&s.base)).await;
     let head = "PUT /enrollments/big?api-version=2021-10-01 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: SharedAccessSignature sr=127.0.0.1&sig=bad&se=99999999999&skn=provisioningserviceowner\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n";
-    stream.write_all(head.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(head.as_bytes()).await.expect("write all");
     let (status, text) = read_head(&mut stream).await;
     assert_eq!(status, 401, "{text}");
     assert!(text.contains("x-ms-error-code: 401002"), "{text}");
@@ -401,7 +398,7 @@ async fn the_sign_in_body_is_small() {
         .body(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("sends");
     assert_eq!(r.status().as_u16(), 413);
 }
 
@@ -414,9 +411,9 @@ async fn a_spent_body_budget_is_503_with_retry_after_and_the_dps_error() {
         "PUT /enrollments/held?api-version=2021-10-01 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
         s.service_sas()
     );
-    holder.write_all(head.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
-    holder.write_all(&[b' '; 3500]).await.unwrap_or_else(|e| panic!("{e}"));
-    holder.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    holder.write_all(head.as_bytes()).await.expect("write all");
+    holder.write_all(&[b' '; 3500]).await.expect("write all");
+    holder.flush().await.expect("flush");
     let body = format!("{{\"registrationId\":\"b\",\"attestation\":{{\"type\":\"symmetricKey\"}},\"x\":\"{}\"}}", " ".repeat(1500));
     let mut refused = None;
     for _ in 0..100 {
@@ -448,9 +445,9 @@ async fn a_spent_body_budget_is_503_with_retry_after_and_the_dps_error() {
 async fn mqtt_ws(s: &TestService) -> tokio_tungstenite::WebSocketStream<Tls> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let port = port_of(&s.base);
-    let mut req = format!("wss://127.0.0.1:{port}/$iothub/websocket").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    let mut req = format!("wss://127.0.0.1:{port}/$iothub/websocket").into_client_request().expect("into client request");
     req.headers_mut().insert("sec-websocket-protocol", "mqtt".parse().unwrap_or_else(|e| panic!("{e:?}")));
-    tokio_tungstenite::client_async(req, tls(s, port).await).await.unwrap_or_else(|e| panic!("{e}")).0
+    tokio_tungstenite::client_async(req, tls(s, port).await).await.expect("client async").0
 }
 
 /// The next binary message, or `None` when the server closed the WebSocket.
@@ -469,7 +466,7 @@ async fn next_binary(ws: &mut tokio_tungstenite::WebSocketStream<Tls>) -> Option
 async fn send_binary(ws: &mut tokio_tungstenite::WebSocketStream<Tls>, bytes: &[u8]) {
     use futures_util::SinkExt;
     let msg = tokio_tungstenite::tungstenite::Message::Binary(bytes::Bytes::copy_from_slice(bytes));
-    ws.send(msg).await.unwrap_or_else(|e| panic!("{e}"));
+    ws.send(msg).await.expect("sends");
 }
 
 #[tokio::test]
@@ -506,9 +503,9 @@ async fn an_authorised_request_answered_with_connection_close_is_closed_after_it
         "POST /enrollments/query?api-version=2021-10-01 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 1048578\r\nConnection: close\r\n\r\n\"",
         s.service_sas()
     );
-    stream.write_all(head.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
-    stream.write_all(&vec![b'q'; 1_048_576]).await.unwrap_or_else(|e| panic!("{e}"));
-    stream.write_all(b"\"").await.unwrap_or_else(|e| panic!("{e}"));
+    stream.write_all(head.as_bytes()).await.expect("write all");
+    stream.write_all(&vec![b'q'; 1_048_576]).await.expect("write all");
+    stream.write_all(b"\"").await.expect("write all");
     let (status, text) = read_head(&mut stream).await;
     assert_eq!(status, 400, "{text}");
     assert!(closed_by_server(&mut stream).await, "the connection stayed open after a `connection: close` answer");

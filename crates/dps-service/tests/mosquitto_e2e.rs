@@ -101,7 +101,7 @@ async fn a_broker_that_is_down_fails_the_registration_cleanly() {
     let trace = s.service(Method::GET, "/registrations/sensor-9/trace", None).await;
     assert!(trace.body["trace"]["connector"]["result"].as_str().is_some_and(|r| r.contains("unreachable")), "{}", trace.body);
     let store = &s.running.as_ref().unwrap_or_else(|| panic!("running")).store;
-    let identities = store.list_identities(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let identities = store.list_identities(None).await.expect("list identities");
     assert!(identities.iter().all(|i| !i.device_id.eq_ignore_ascii_case("sensor-9")), "an identity was left behind: {identities:?}");
 
     // The broker is back (same port, same accounts): the device registers and connects.

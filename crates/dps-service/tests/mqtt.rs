@@ -24,10 +24,10 @@ struct Client<S> {
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 async fn tls(s: &TestService, port: u16) -> Tls {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap_or_else(|e| panic!("{e}"));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connects");
     let connector = TlsConnector::from(Arc::new(common::tls_client_config(&s.ca_pem)));
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
-    connector.connect(name, tcp).await.unwrap_or_else(|e| panic!("{e}"))
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("converts");
+    connector.connect(name, tcp).await.expect("connects")
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -42,8 +42,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     async fn raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap_or_else(|e| panic!("{e}"));
-        self.stream.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        self.stream.write_all(bytes).await.expect("write all");
+        self.stream.flush().await.expect("flush");
     }
 
     /// The next packet, or `None` when the server closed the connection.
@@ -388,7 +388,7 @@ async fn mqtt_over_websockets_on_any_path() {
     let https_port: u16 = s.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_default();
     for (path, proto, id) in [("/$iothub/websocket", "mqtt", "mq-ws-1"), ("/", "MQTT", "mq-ws-2")] {
         let sas = enrolled(&s, id).await;
-        let mut req = format!("wss://127.0.0.1:{https_port}{path}").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+        let mut req = format!("wss://127.0.0.1:{https_port}{path}").into_client_request().expect("into client request");
         req.headers_mut().insert("sec-websocket-protocol", proto.parse().unwrap_or_else(|e| panic!("{e:?}")));
         let (ws, resp) = tokio_tungstenite::client_async(req, tls(&s, https_port).await).await.unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some(proto));
@@ -400,7 +400,7 @@ async fn mqtt_over_websockets_on_any_path() {
         assert!(c.response().await.0.starts_with("$dps/registrations/res/202/?$rid=w1&retry-after="));
     }
     // Another sub-protocol is refused.
-    let mut req = format!("wss://127.0.0.1:{https_port}/").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+    let mut req = format!("wss://127.0.0.1:{https_port}/").into_client_request().expect("into client request");
     req.headers_mut().insert("sec-websocket-protocol", "chat".parse().unwrap_or_else(|e| panic!("{e:?}")));
     assert!(tokio_tungstenite::client_async(req, tls(&s, https_port).await).await.is_err());
 }

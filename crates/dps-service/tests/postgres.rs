@@ -39,15 +39,15 @@ async fn a_registration_is_found_after_a_restart_on_the_same_database() {
 
     assert!(!s.dir.path().join("dps.sqlite").exists(), "no SQLite database is made when database_url names PostgreSQL");
     // The record is in the database itself (read with the data directory's master key).
-    let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = dps_store::PgStore::open(&url, Arc::new(master)).await.unwrap_or_else(|e| panic!("{e}"));
-    let record = store.get_registration("pg-device-1").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no record"));
+    let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).expect("reads the file"))
+        .expect("from base64");
+    let store = dps_store::PgStore::open(&url, Arc::new(master)).await.expect("opens");
+    let record = store.get_registration("pg-device-1").await.expect("get registration").unwrap_or_else(|| panic!("no record"));
     assert_eq!(record.state.status, Some(RegistrationStatus::Assigned));
     store.close().await;
 
     // Another data directory (another master key) on the same database is refused before it reads a secret.
-    let other = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let other = tempfile::tempdir().expect("a temporary directory");
     let err = start_error(other.path(), &url).await;
     assert!(err.contains("does not open this database's secrets"), "{err}");
 }
@@ -62,8 +62,8 @@ async fn start_error(dir: &std::path::Path, url: &str) -> String {
         database_url: Some(url.to_owned()),
         ..Default::default()
     };
-    let config = dps_service::config::Config::load(dir.into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
-    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::config::Config::load(dir.into(), None, &Default::default(), flags).expect("loads");
+    let listeners = dps_service::bind(&config).expect("binds");
     let clock: Arc<dyn dps_core::Clock> = Arc::new(dps_core::SystemClock);
     match dps_service::start(&config, listeners, clock).await {
         Ok(_) => panic!("the service started"),
@@ -74,7 +74,7 @@ async fn start_error(dir: &std::path::Path, url: &str) -> String {
 /// A database that cannot be reached stops the start with its URL in the error — without its password.
 #[tokio::test]
 async fn an_unreachable_database_fails_the_start_without_showing_the_password() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let socket = dir.path().join("no-server");
     let url = format!("postgres://dps:hunter2@localhost/dps?host={}", socket.display());
     let err = start_error(dir.path(), &url).await;

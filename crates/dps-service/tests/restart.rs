@@ -30,9 +30,9 @@ async fn an_interrupted_assignment_resumes_at_start() {
     let key = s.enroll("restart-2", json!({})).await;
     s.stop().await;
     // What a crash between "accepted" and "assigned" leaves behind.
-    let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let store = dps_store::SqliteStore::open(&s.dir.path().join("dps.sqlite"), Arc::new(master)).await.unwrap_or_else(|e| panic!("{e}"));
+    let master = dps_crypto::MasterKey::from_base64(&std::fs::read_to_string(s.dir.path().join("master.key")).expect("reads the file"))
+        .expect("from base64");
+    let store = dps_store::SqliteStore::open(&s.dir.path().join("dps.sqlite"), Arc::new(master)).await.expect("opens");
     let now = dps_core::Clock::now(&dps_core::SystemClock);
     let op = Operation::assigning(
         "4.0123456789abcdef.pending",
@@ -41,7 +41,7 @@ async fn an_interrupted_assignment_resumes_at_start() {
         AttestationType::SymmetricKey,
         now,
     );
-    store.put_operation(&op).await.unwrap_or_else(|e| panic!("{e}"));
+    store.put_operation(&op).await.expect("put operation");
     store.close().await;
     s.restart().await;
     let sas = s.device_sas("restart-2", &key, s.now() + 3600);
@@ -61,14 +61,14 @@ fn a_busy_default_mqtt_port_falls_back_but_a_configured_one_fails() {
 }
 
 fn a_busy_default_port_check(_holder: Option<std::net::TcpListener>) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let flags = dps_service::config::Overrides { https_port: Some(0), ..Default::default() };
-    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).expect("loads");
     assert_eq!(config.mqtt_port, 8883);
     let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("the default port should fall back: {e}"));
     assert_ne!(listeners.mqtt.local_addr().map(|a| a.port()).unwrap_or(8883), 8883);
     let flags = dps_service::config::Overrides { https_port: Some(0), mqtt_port: Some(8883), ..Default::default() };
-    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::config::Config::load(dir.path().into(), None, &Default::default(), flags).expect("loads");
     let err = dps_service::bind(&config).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("8883") && err.contains("--mqtt-port"), "{err}");
 }
@@ -81,7 +81,7 @@ async fn a_missing_master_key_with_a_database_refuses_to_start() {
     s.enroll("sealed-1", json!({})).await;
     s.stop().await;
     let key = s.dir.path().join("master.key");
-    std::fs::remove_file(&key).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&key).expect("removes the file");
     let flags = dps_service::config::Overrides {
         https_port: Some(0),
         mqtt_port: Some(0),
@@ -89,8 +89,8 @@ async fn a_missing_master_key_with_a_database_refuses_to_start() {
         console_port: Some(0),
         ..Default::default()
     };
-    let config = dps_service::Config::load(s.dir.path().into(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
-    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let config = dps_service::Config::load(s.dir.path().into(), None, &Default::default(), flags).expect("loads");
+    let listeners = dps_service::bind(&config).expect("binds");
     let clock: Arc<dyn dps_core::Clock> = s.clock.clone();
     let Err(e) = dps_service::start(&config, listeners, clock).await else { panic!("started without its master key") };
     let message = format!("{e:#}");

@@ -14,7 +14,7 @@ struct Service {
 }
 
 async fn start() -> Service {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let flags = Overrides {
         https_port: Some(0),
         mqtt_port: Some(0),
@@ -23,15 +23,15 @@ async fn start() -> Service {
         retry_after_secs: Some(2),
         ..Default::default()
     };
-    let config = Config::load(dir.path().to_path_buf(), None, &Default::default(), flags).unwrap_or_else(|e| panic!("{e}"));
-    let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::load(dir.path().to_path_buf(), None, &Default::default(), flags).expect("loads");
+    let listeners = dps_service::bind(&config).expect("binds");
     let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await.unwrap_or_else(|e| panic!("{e:#}"));
     Service { _dir: dir, running: Some(running) }
 }
 
 fn target(running: &dps_service::Running) -> DeviceTarget {
     let info = &running.info;
-    let ca_pem = std::fs::read(&info.ca_certificate).unwrap_or_else(|e| panic!("{e}"));
+    let ca_pem = std::fs::read(&info.ca_certificate).expect("reads");
     DeviceTarget {
         endpoint: Endpoint { host: format!("127.0.0.1:{}", info.ports.https.unwrap_or_default()), id_scope: info.id_scope.clone(), ca_pem },
         mqtt_port: info.ports.mqtt.unwrap_or_default(),

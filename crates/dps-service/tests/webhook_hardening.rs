@@ -77,7 +77,7 @@ async fn custom_group(s: &TestService, group: &str, url: &str, id: &str) -> Stri
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["customAllocationDefinition"]["webhookUrl"], url, "the owner reads the URL back whole, as from Azure");
     let key = a.body["attestation"]["symmetricKey"]["primaryKey"].as_str().unwrap_or_default().to_owned();
-    dps_crypto::derive_device_key(&key, id).unwrap_or_default()
+    dps_crypto::derive_device_key(&key, id).expect("derives the device key")
 }
 
 async fn trace(s: &TestService, id: &str) -> Value {

@@ -16,8 +16,8 @@ struct Ca {
 }
 
 fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
-    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    let key = KeyPair::generate().expect("generates a key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -25,14 +25,14 @@ fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
         None => params.self_signed(&key),
         Some(p) => params.signed_by(&key, &Issuer::from_params(&p.params, &p.key)),
     }
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("set-up");
     Ca { pem: cert.pem(), der: cert.der().to_vec(), params, key }
 }
 
 /// A device certificate (DER) and its PKCS#8 key; self-signed without an issuer.
 fn device(cn: &str, issuer: Option<&Ca>, expired: bool) -> (Vec<u8>, String, Vec<u8>) {
-    let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+    let key = KeyPair::generate().expect("generates a key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -44,7 +44,7 @@ fn device(cn: &str, issuer: Option<&Ca>, expired: bool) -> (Vec<u8>, String, Vec
         None => params.self_signed(&key),
         Some(i) => params.signed_by(&key, &Issuer::from_params(&i.params, &i.key)),
     }
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("set-up");
     (cert.der().to_vec(), cert.pem(), key.serialize_der())
 }
 
@@ -239,10 +239,10 @@ async fn x509_over_mqtt() {
     let s = TestService::start().await;
     let (der, pem, key) = device("mq-x509", None, false);
     individual(&s, "mq-x509", &pem, json!({})).await;
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.mqtt_port)).await.unwrap_or_else(|e| panic!("{e}"));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.mqtt_port)).await.expect("connects");
     let cfg = common::tls_client_config_with_cert(&s.ca_pem, &[der], &key);
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap_or_else(|e| panic!("{e}"));
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap_or_else(|e| panic!("{e}"));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("converts");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.expect("connects");
     let mut out = bytes::BytesMut::new();
     let mut c = Connect::new("mq-x509");
     c.set_login(format!("{}/registrations/mq-x509/api-version=2019-03-31", s.scope), "");
@@ -253,7 +253,7 @@ async fn x509_over_mqtt() {
     let mut p = Publish::new("$dps/registrations/PUT/iotdps-register/?$rid=1", QoS::AtMostOnce, b"{}".to_vec());
     p.pkid = 0;
     Packet::Publish(p).write(&mut out, usize::MAX).unwrap_or_else(|e| panic!("{e:?}"));
-    tls.write_all(&out).await.unwrap_or_else(|e| panic!("{e}"));
+    tls.write_all(&out).await.expect("write all");
     let mut buf = bytes::BytesMut::new();
     let mut packets = Vec::new();
     while packets.len() < 3 {
@@ -261,10 +261,8 @@ async fn x509_over_mqtt() {
             Ok(p) => packets.push(p),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
                 buf.reserve(4096);
-                let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_buf(&mut buf))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"))
-                    .unwrap_or(0);
+                let n =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_buf(&mut buf)).await.expect("timeout").unwrap_or(0);
                 assert!(n > 0, "closed early: {packets:?}");
             }
             Err(e) => panic!("{e:?}"),

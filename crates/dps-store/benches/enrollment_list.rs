@@ -26,21 +26,21 @@ fn enrollment(i: usize) -> IndividualEnrollment {
         "attestation": { "type": "symmetricKey", "symmetricKey": { "primaryKey": "cHJpbWFyeS1rZXktMTIzNDU2", "secondaryKey": "c2Vjb25kYXJ5LWtleS0xMjM0" } },
         "initialTwin": { "tags": { "line": line } }
     }))
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("deserialises")
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Runtime::new().expect("constructs");
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let count = if std::env::args().any(|a| a == "--bench") { ENROLLMENTS } else { ENROLLMENTS_SMOKE };
     let store = rt.block_on(async {
         let (key, _) = MasterKey::generate();
-        let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
+        let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.expect("opens");
         let started = std::time::Instant::now();
         for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
             let puts = chunk.iter().map(|&i| s.put_enrollment(enrollment(i), Precondition::None));
             for r in futures_util::future::join_all(puts).await {
-                r.unwrap_or_else(|e| panic!("{e}"));
+                r.expect("r");
             }
         }
         eprintln!("filled {count} enrollments in {:?}", started.elapsed());

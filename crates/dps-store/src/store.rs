@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn every_port_call_runs_in_a_store_span_naming_the_operation_and_backend() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -494,10 +494,10 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("builds");
             rt.block_on(async {
                 let key = Arc::new(MasterKey::generate().0);
-                let store = Store::open(None, &dir.path().join("s.sqlite"), key).await.unwrap_or_else(|e| panic!("{e}"));
+                let store = Store::open(None, &dir.path().join("s.sqlite"), key).await.expect("opens");
                 assert_eq!(store.get_enrollment("nobody").await.ok(), Some(None));
                 store.close().await;
             });

@@ -16,9 +16,9 @@ use dps_proto::*;
 use dps_store::{PgStore, SqliteStore, Store};
 
 async fn sqlite_file() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let (key, _) = MasterKey::generate();
-    let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
+    let s = SqliteStore::open(&dir.path().join("dps.sqlite"), Arc::new(key)).await.expect("opens");
     (s, dir)
 }
 
@@ -26,7 +26,7 @@ async fn sqlite_file() -> (SqliteStore, tempfile::TempDir) {
 async fn postgres() -> (Store, String) {
     let url = dps_store::testing::database_url().await;
     let (key, _) = MasterKey::generate();
-    let s = PgStore::open(&url, Arc::new(key)).await.unwrap_or_else(|e| panic!("{e}"));
+    let s = PgStore::open(&url, Arc::new(key)).await.expect("opens");
     (Store::from(s), url)
 }
 
@@ -38,7 +38,7 @@ fn sym_enrollment(id: &str) -> IndividualEnrollment {
         "createdDateTimeUtc": "2024-01-01T00:00:00Z",
         "initialTwin": { "tags": { "site": "b12" } }
     }))
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("deserialises")
 }
 
 fn group(id: &str, kind: &str) -> EnrollmentGroup {
@@ -47,8 +47,7 @@ fn group(id: &str, kind: &str) -> EnrollmentGroup {
     } else {
         serde_json::json!({ "type": "x509", "x509": { "caReferences": { "primary": "root" } } })
     };
-    serde_json::from_value(serde_json::json!({ "enrollmentGroupId": id, "attestation": att, "etag": "\"g1\"" }))
-        .unwrap_or_else(|e| panic!("{e}"))
+    serde_json::from_value(serde_json::json!({ "enrollmentGroupId": id, "attestation": att, "etag": "\"g1\"" })).expect("deserialises")
 }
 
 macro_rules! suite {
@@ -153,12 +152,12 @@ async fn credential_policies_and_the_issuance_log(s: &Store) {
 
 async fn enrollments_round_trip_case_insensitively(s: &Store) {
     let e = sym_enrollment("Dev-1");
-    let stored = s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = s.put_enrollment(e.clone(), Precondition::None).await.expect("put enrollment");
     assert_eq!(stored, e);
-    let got = s.get_enrollment("dev-1").await.unwrap_or_else(|e| panic!("{e}"));
+    let got = s.get_enrollment("dev-1").await.expect("get enrollment");
     assert_eq!(got, Some(e));
     assert_eq!(s.get_enrollment("other").await, Ok(None));
-    s.delete_enrollment("DEV-1", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_enrollment("DEV-1", Precondition::None).await.expect("delete enrollment");
     assert_eq!(s.get_enrollment("dev-1").await, Ok(None));
     assert_eq!(s.delete_enrollment("dev-1", Precondition::None).await, Err(StoreError::NotFound));
 }
@@ -167,41 +166,41 @@ async fn conditional_writes_follow_if_match(s: &Store) {
     let e = sym_enrollment("dev");
     assert_eq!(s.put_enrollment(e.clone(), Precondition::Exists).await.map(|_| ()), Err(StoreError::PreconditionFailed));
     assert_eq!(s.put_enrollment(e.clone(), Precondition::Etag("\"e1\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
-    s.put_enrollment(e.clone(), Precondition::NotExists).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(e.clone(), Precondition::NotExists).await.expect("put enrollment");
     assert_eq!(s.put_enrollment(e.clone(), Precondition::NotExists).await.map(|_| ()), Err(StoreError::Conflict));
     let mut e2 = e.clone();
     e2.etag = Some("\"e2\"".into());
     assert_eq!(s.put_enrollment(e2.clone(), Precondition::Etag("\"stale\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
-    s.put_enrollment(e2.clone(), Precondition::Etag("e1".into())).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_enrollment(e2.clone(), Precondition::Exists).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(e2.clone(), Precondition::Etag("e1".into())).await.expect("put enrollment");
+    s.put_enrollment(e2.clone(), Precondition::Exists).await.expect("put enrollment");
     assert_eq!(s.delete_enrollment("dev", Precondition::Etag("\"e1\"".into())).await, Err(StoreError::PreconditionFailed));
-    s.delete_enrollment("dev", Precondition::Etag("\"e2\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_enrollment("dev", Precondition::Etag("\"e2\"".into())).await.expect("delete enrollment");
 
     let g = group("g", "symmetricKey");
-    s.put_group(g.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(g.clone(), Precondition::None).await.expect("put group");
     assert_eq!(s.delete_group("g", Precondition::Etag("\"x\"".into())).await, Err(StoreError::PreconditionFailed));
-    s.delete_group("G", Precondition::Exists).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_group("G", Precondition::Exists).await.expect("delete group");
 }
 
 async fn created_time_survives_replacement(s: &Store) {
     let e = sym_enrollment("dev");
-    s.put_enrollment(e.clone(), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(e.clone(), Precondition::None).await.expect("put enrollment");
     let mut later = e.clone();
     later.created_date_time_utc = Some(dps_core::Clock::now(&dps_core::SystemClock));
-    let stored = s.put_enrollment(later, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    let stored = s.put_enrollment(later, Precondition::None).await.expect("put enrollment");
     assert_eq!(stored.created_date_time_utc, e.created_date_time_utc);
 }
 
 async fn paging_visits_every_item_once(s: &Store) {
     for i in 0..25 {
-        s.put_enrollment(sym_enrollment(&format!("dev-{i:02}")), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-        s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_enrollment(sym_enrollment(&format!("dev-{i:02}")), Precondition::None).await.expect("put enrollment");
+        s.put_group(group(&format!("g-{i:02}"), "x509"), Precondition::None).await.expect("put group");
     }
     let mut seen = Vec::new();
     let mut page = PageRequest { filter: Vec::new(), continuation: None, max_items: 10, search: None };
     let mut pages = 0;
     loop {
-        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let p = s.query_enrollments(page.clone()).await.expect("query enrollments");
         pages += 1;
         assert!(p.items.len() <= 10);
         seen.extend(p.items.into_iter().map(|e| e.registration_id));
@@ -213,28 +212,26 @@ async fn paging_visits_every_item_once(s: &Store) {
     assert_eq!(pages, 3);
     let expected: Vec<String> = (0..25).map(|i| format!("dev-{i:02}")).collect();
     assert_eq!(seen, expected);
-    let p = s
-        .query_groups(PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let p =
+        s.query_groups(PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None }).await.expect("query groups");
     assert_eq!((p.items.len(), p.continuation), (25, None));
 }
 
 async fn search_narrows_pages_and_totals_count_matches(s: &Store) {
     for i in 0..30 {
         let id = if i % 3 == 0 { format!("line-a-{i:02}") } else { format!("bench-{i:02}") };
-        s.put_enrollment(sym_enrollment(&id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_enrollment(sym_enrollment(&id), Precondition::None).await.expect("put enrollment");
     }
     let all = s
         .query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: None })
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("query enrollments");
     assert_eq!((all.items.len(), all.total), (5, 30));
     // Case-insensitive substring of the id, paged like any query, with the total of matches on every page.
     let mut page = PageRequest { filter: Vec::new(), continuation: None, max_items: 4, search: Some("LINE-A".into()) };
     let mut seen = Vec::new();
     loop {
-        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let p = s.query_enrollments(page.clone()).await.expect("query enrollments");
         assert_eq!(p.total, 10);
         seen.extend(p.items.into_iter().map(|e| e.registration_id));
         match p.continuation {
@@ -254,7 +251,7 @@ async fn search_narrows_pages_and_totals_count_matches(s: &Store) {
         s.query_enrollments(PageRequest { filter: Vec::new(), continuation: None, max_items: 5, search: Some("_".into()) }).await;
     assert_eq!(underscore.map(|p| p.total), Ok(0));
     for (id, g) in [("reg-x1", Some("gx")), ("reg-y1", Some("gx")), ("other", None)] {
-        s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_registration(record(id, g)).await.expect("put registration");
     }
     let r = s
         .query_registrations(None, PageRequest { filter: Vec::new(), continuation: None, max_items: 1, search: Some("REG-".into()) })
@@ -274,7 +271,7 @@ async fn query_filters_narrow_pages_and_totals(s: &Store) {
         e.device_id = Some(if i % 2 == 0 { "Even".into() } else { "odd".into() });
         e.provisioning_status = Some(if i < 6 { ProvisioningStatus::Enabled } else { ProvisioningStatus::Disabled });
         e.capabilities = Some(DeviceCapabilities { iot_edge: i % 4 == 0 });
-        s.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_enrollment(e, Precondition::None).await.expect("put enrollment");
     }
     let filtered = |q: &str| {
         let filter = parse(q, Collection::Enrollments).unwrap_or_else(|e| panic!("{q}: {e}"));
@@ -283,7 +280,7 @@ async fn query_filters_narrow_pages_and_totals(s: &Store) {
     let mut page = filtered("SELECT * FROM enrollments WHERE deviceId = 'Even' AND provisioningStatus = 'DISABLED'");
     let mut seen = Vec::new();
     loop {
-        let p = s.query_enrollments(page.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        let p = s.query_enrollments(page.clone()).await.expect("query enrollments");
         assert_eq!(p.total, 3);
         seen.extend(p.items.into_iter().map(|e| e.registration_id));
         match p.continuation {
@@ -310,10 +307,9 @@ async fn query_filters_narrow_pages_and_totals(s: &Store) {
     let mut both = filtered("SELECT * FROM enrollments WHERE deviceId = 'odd'");
     both.search = Some("-1".into());
     assert_eq!(s.query_enrollments(both).await.map(|p| p.total), Ok(1));
-    s.put_group(group("gx", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_group(group("gs", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    let g = parse("select * from ENROLLMENTGROUPS where attestation.type = 'x509'", Collection::EnrollmentGroups)
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("gx", "x509"), Precondition::None).await.expect("put group");
+    s.put_group(group("gs", "symmetricKey"), Precondition::None).await.expect("put group");
+    let g = parse("select * from ENROLLMENTGROUPS where attestation.type = 'x509'", Collection::EnrollmentGroups).expect("parses");
     let p = s.query_groups(PageRequest { filter: g, continuation: None, max_items: 10, search: None }).await;
     assert_eq!(p.map(|p| p.items.into_iter().map(|g| g.enrollment_group_id).collect::<Vec<_>>()), Ok(vec!["gx".to_owned()]));
 }
@@ -325,20 +321,20 @@ async fn assignments_are_counted_per_hub(s: &Store) {
         r
     };
     for (id, hub) in [("d1", "hub-a"), ("d2", "hub-a"), ("d3", "hub-b")] {
-        s.put_registration(assigned(id, hub)).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_registration(assigned(id, hub)).await.expect("put registration");
     }
     let mut failed = assigned("d4", "hub-b");
     failed.state.status = Some(RegistrationStatus::Failed);
-    s.put_registration(failed).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut counts = s.assigned_per_hub().await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_registration(failed).await.expect("put registration");
+    let mut counts = s.assigned_per_hub().await.expect("assigned per hub");
     counts.sort();
     assert_eq!(counts, vec![("hub-a".to_owned(), 2), ("hub-b".to_owned(), 1)]);
 }
 
 async fn symmetric_key_groups_are_listed(s: &Store) {
-    s.put_group(group("sym", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_group(group("cert", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    let groups = s.symmetric_key_groups().await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("sym", "symmetricKey"), Precondition::None).await.expect("put group");
+    s.put_group(group("cert", "x509"), Precondition::None).await.expect("put group");
+    let groups = s.symmetric_key_groups().await.expect("symmetric key groups");
     assert_eq!(groups.len(), 1);
     let keys = groups[0].attestation.symmetric_key.clone().unwrap_or_default();
     assert_eq!(keys.primary_key.as_deref(), Some("Z3JvdXAta2V5LXByaW1hcnkx"));
@@ -361,15 +357,15 @@ fn record(id: &str, group: Option<&str>) -> RegistrationRecord {
 
 async fn registrations_are_listed_by_group(s: &Store) {
     for (id, g) in [("a1", Some("ga")), ("a2", Some("GA")), ("b1", Some("gb")), ("solo", None)] {
-        s.put_registration(record(id, g)).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_registration(record(id, g)).await.expect("put registration");
     }
     let all = PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None };
-    let ga = s.query_registrations(Some("ga"), all.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    let ga = s.query_registrations(Some("ga"), all.clone()).await.expect("query registrations");
     assert_eq!(ga.items.iter().map(|r| r.registration_id().to_owned()).collect::<Vec<_>>(), ["a1", "a2"]);
     assert_eq!(s.query_registrations(None, all.clone()).await.map(|p| p.items.len()), Ok(4));
     assert_eq!(s.get_registration("SOLO").await.map(|r| r.map(|r| r.trace)), Ok(Some(Some(serde_json::json!({ "why": "test" })))));
     assert_eq!(s.delete_registration("a1", Precondition::Etag("\"zz\"".into())).await, Err(StoreError::PreconditionFailed));
-    s.delete_registration("a1", Precondition::Etag("\"r1\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_registration("a1", Precondition::Etag("\"r1\"".into())).await.expect("delete registration");
     assert_eq!(s.delete_registration("a1", Precondition::None).await, Err(StoreError::NotFound));
 }
 
@@ -385,7 +381,7 @@ async fn operations_persist_and_purge(s: &Store) {
         force_registration: false,
         tpm: None,
         protocol: None,
-        source: Some("127.0.0.2".parse().unwrap_or_else(|e| panic!("{e}"))),
+        source: Some("127.0.0.2".parse().expect("parses")),
         api_version: Some("2019-03-31".into()),
         x509: None,
         csr: None,
@@ -393,12 +389,12 @@ async fn operations_persist_and_purge(s: &Store) {
         created: t0,
         updated: t0,
     };
-    s.put_operation(&mk("op-old", RegistrationStatus::Assigned)).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_operation(&mk("op-pending", RegistrationStatus::Assigning)).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_operation(&mk("op-old", RegistrationStatus::Assigned)).await.expect("put operation");
+    s.put_operation(&mk("op-pending", RegistrationStatus::Assigning)).await.expect("put operation");
     assert_eq!(s.get_operation("op-old").await.map(|o| o.map(|o| o.payload)), Ok(Some(Some(serde_json::json!({ "a": 1 })))));
     // More finished operations than one purge batch: all go, in batches.
     for i in 0..1_234 {
-        s.put_operation(&mk(&format!("op-done-{i}"), RegistrationStatus::Failed)).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_operation(&mk(&format!("op-done-{i}"), RegistrationStatus::Failed)).await.expect("put operation");
     }
     assert_eq!(s.purge_operations(dps_core::Clock::now(&dps_core::SystemClock) - chrono::Duration::hours(24)).await, Ok(1_235));
     assert_eq!(s.get_operation("op-old").await, Ok(None));
@@ -414,9 +410,9 @@ async fn hubs_and_policies_round_trip(s: &Store) {
         connector: "builtin".into(),
         ..Default::default()
     };
-    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_hub(hub.clone()).await.expect("put hub");
     assert_eq!(s.list_hubs().await, Ok(vec![hub]));
-    s.delete_hub("hub-a.example").await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_hub("hub-a.example").await.expect("delete hub");
     assert_eq!(s.delete_hub("hub-a.example").await, Err(StoreError::NotFound));
 
     let key = dps_crypto::generate_key();
@@ -427,8 +423,8 @@ async fn hubs_and_policies_round_trip(s: &Store) {
         rights: vec![Right::EnrollmentRead],
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let p = s.list_policies().await.unwrap_or_else(|e| panic!("{e}"));
+    .expect("put policy");
+    let p = s.list_policies().await.expect("list policies");
     assert_eq!((p[0].name.as_str(), p[0].primary_key.expose(), p[0].rights.clone()), ("reader", key.as_str(), vec![Right::EnrollmentRead]));
 }
 
@@ -444,12 +440,12 @@ async fn identities_keep_their_keys_sealed(s: &Store) {
         created_by: Some("dps-console:0ne00000001:group:fleet".into()),
     };
     let (p, q) = (Secret::new("primary"), Secret::new("secondary"));
-    s.put_identity(&id, Some((&p, &q))).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_identity(&id, Some((&p, &q))).await.expect("put identity");
     assert_eq!(s.get_identity("HUB", "dev").await, Ok(Some(id.clone())));
-    let keys = s.identity_keys("hub", "dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no keys"));
+    let keys = s.identity_keys("hub", "dev").await.expect("identity keys").unwrap_or_else(|| panic!("no keys"));
     assert_eq!((keys.0.expose(), keys.1.expose()), ("primary", "secondary"));
     assert_eq!(s.list_identities(Some("hub")).await.map(|v| v.len()), Ok(1));
-    s.delete_identity("hub", "DEV").await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_identity("hub", "DEV").await.expect("delete identity");
     assert_eq!(s.get_identity("hub", "dev").await, Ok(None));
 }
 
@@ -490,7 +486,7 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
         connection_string: Some("HostName=hub.example;SharedAccessKey=eA==".into()),
         ..Default::default()
     };
-    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_hub(hub.clone()).await.expect("put hub");
     let id = DeviceIdentity {
         hub_host_name: "hub.example".into(),
         device_id: "dev".into(),
@@ -501,22 +497,22 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
         initial_twin: None,
         created_by: None,
     };
-    s.put_identity(&id, Some((&Secret::new("p"), &Secret::new("q")))).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_identity(&id, Some((&Secret::new("p"), &Secret::new("q")))).await.expect("put identity");
     let old_id = s.master_key().id();
-    let before = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    let before = s.sealed_values().await.expect("sealed values");
     assert_eq!(before.len(), 8, "{before:?}");
     assert!(before.iter().all(|(_, _, v)| dps_crypto::sealed_key_id(v) == Some(old_id.as_str())));
 
     let (next, _) = MasterKey::generate();
     s.master_key().rotate_to(&next);
     // A write during the rotation is sealed with the new key at once.
-    s.put_enrollment(sym_enrollment("during"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    let first = s.reseal().await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(sym_enrollment("during"), Precondition::None).await.expect("put enrollment");
+    let first = s.reseal().await.expect("reseal");
     assert_eq!(first, dps_store::ResealReport { stale: 8, resealed: 8, unreadable: 0 });
     assert_eq!(s.reseal().await, Ok(dps_store::ResealReport::default()), "idempotent: nothing stale is left");
     s.master_key().retire_others();
 
-    let after = s.sealed_values().await.unwrap_or_else(|e| panic!("{e}"));
+    let after = s.sealed_values().await.expect("sealed values");
     assert_eq!(after.len(), 9);
     for (table, aad, v) in &after {
         assert_eq!(dps_crypto::sealed_key_id(v), Some(next.id().as_str()), "{table} {aad}");
@@ -526,13 +522,13 @@ async fn a_rotation_reseals_every_secret_under_the_new_key(s: &Store) {
     assert_eq!(s.get_enrollment("during").await, Ok(Some(sym_enrollment("during"))));
     assert!(matches!(s.get_group("g").await, Ok(Some(_))));
     assert_eq!(s.list_hubs().await, Ok(vec![hub]));
-    let keys = s.identity_keys("hub.example", "dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no keys"));
+    let keys = s.identity_keys("hub.example", "dev").await.expect("identity keys").unwrap_or_else(|| panic!("no keys"));
     assert_eq!((keys.0.expose(), keys.1.expose()), ("p", "q"));
-    let p = s.list_policies().await.unwrap_or_else(|e| panic!("{e}"));
+    let p = s.list_policies().await.expect("list policies");
     assert_eq!(p.first().map(|p| p.primary_key.expose().to_owned()).as_deref(), Some("UE9MSUNZLVBSSU1BUlk="));
-    let t = s.get_tpm_challenge("tpm-dev").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no challenge"));
+    let t = s.get_tpm_challenge("tpm-dev").await.expect("get tpm challenge").unwrap_or_else(|| panic!("no challenge"));
     assert_eq!(t.key.expose(), "VFBNLUNIQUxMRU5HRS1LMQ==");
-    let c = s.get_credential_policy("UPLOADED").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("no policy"));
+    let c = s.get_credential_policy("UPLOADED").await.expect("get credential policy").unwrap_or_else(|| panic!("no policy"));
     assert_eq!(c.key.as_ref().map(Secret::expose), Some("Q1JFRC1QT0xJQ1ktS0VZ"));
 }
 
@@ -542,14 +538,14 @@ async fn a_lost_key_reset_keeps_what_has_no_secret(s: &Store) {
     s.put_credential_policy(StoredCredentialPolicy { policy: CredentialPolicy::local("local"), key: None }, Precondition::None)
         .await
         .expect("put a local-CA policy");
-    s.put_group(group("x509-line", "x509"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("x509-line", "x509"), Precondition::None).await.expect("put group");
     let hub = LinkedHub {
         host_name: "hub.example".into(),
         connection_string: Some("HostName=hub.example;SharedAccessKey=eA==".into()),
         ..Default::default()
     };
-    s.put_hub(hub.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(s.forget_secrets().await.unwrap_or_else(|e| panic!("{e}")) >= 5);
+    s.put_hub(hub.clone()).await.expect("put hub");
+    assert!(s.forget_secrets().await.expect("forget secrets") >= 5);
     assert_eq!(s.sealed_values().await.map(|v| v.len()), Ok(0));
     assert_eq!(s.get_enrollment("dev").await, Ok(None), "a symmetric-key enrollment is useless without its keys");
     assert!(matches!(s.get_group("g").await, Ok(None)));
@@ -565,8 +561,8 @@ async fn a_lost_key_reset_keeps_what_has_no_secret(s: &Store) {
 
 /// Writes one secret of every kind: enrollment and group keys, a policy's keys, a TPM challenge's K1.
 async fn write_secrets(s: &Store) {
-    s.put_enrollment(sym_enrollment("dev"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_group(group("g", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(sym_enrollment("dev"), Precondition::None).await.expect("put enrollment");
+    s.put_group(group("g", "symmetricKey"), Precondition::None).await.expect("put group");
     s.put_policy(AccessPolicy {
         name: "p".into(),
         primary_key: Secret::new("UE9MSUNZLVBSSU1BUlk="),
@@ -574,7 +570,7 @@ async fn write_secrets(s: &Store) {
         rights: vec![],
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("put policy");
     s.put_tpm_challenge(&TpmChallenge {
         registration_id: "tpm-dev".into(),
         key: Secret::new("VFBNLUNIQUxMRU5HRS1LMQ=="),
@@ -612,23 +608,21 @@ fn assert_no_secret_in(text: &str) {
 /// Every byte of the SQLite files in `dir`.
 fn sqlite_text(dir: &std::path::Path) -> String {
     let mut all = Vec::new();
-    for f in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
-        all.extend(std::fs::read(f.path()).unwrap_or_default());
+    for f in std::fs::read_dir(dir).expect("read dir").flatten() {
+        all.extend(std::fs::read(f.path()).expect("reads the file"));
     }
     String::from_utf8_lossy(&all).into_owned()
 }
 
 /// Every row of every table of the PostgreSQL database at `url`, as text.
 async fn postgres_text(url: &str) -> String {
-    let pool = sqlx::PgPool::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
-    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::PgPool::connect(url).await.expect("connects");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'").fetch_all(&pool).await.expect("fetch all");
     let mut all = String::new();
     for t in tables {
         let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{t}\" t");
-        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.expect("fetch one");
         all.push_str(&rows);
         all.push('\n');
     }
@@ -713,9 +707,9 @@ async fn postgres_webhook_function_keys_are_sealed_at_rest() {
 async fn settings_round_trip(s: &Store) {
     use dps_store::Settings;
     assert_eq!(s.get_setting("id_scope").await, Ok(None));
-    s.put_setting("id_scope", "0ne00000001").await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_setting("other", "x").await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_setting("id_scope", "0ne00000002").await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_setting("id_scope", "0ne00000001").await.expect("put setting");
+    s.put_setting("other", "x").await.expect("put setting");
+    s.put_setting("id_scope", "0ne00000002").await.expect("put setting");
     assert_eq!(s.get_setting("id_scope").await, Ok(Some("0ne00000002".to_owned())));
     assert_eq!(s.get_setting("ID_SCOPE").await, Ok(None), "setting keys are the service's own, compared exactly");
 }
@@ -727,7 +721,7 @@ fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
 /// Issue #15 item 2: console sessions live in the store (any instance checks a session another opened).
 async fn console_sessions_are_shared_and_end(s: &Store) {
     use dps_store::ConsoleAccess;
-    let ok = |r: StoreResult<()>| r.unwrap_or_else(|e| panic!("{e}"));
+    let ok = |r: StoreResult<()>| r.expect("r");
     ok(s.open_session("a", at(100), at(0)).await);
     ok(s.open_session("b", at(200), at(0)).await);
     assert_eq!(s.session_expiry("a").await, Ok(Some(at(100))));
@@ -744,13 +738,13 @@ async fn console_sessions_are_shared_and_end(s: &Store) {
 async fn sign_in_attempts_are_counted_per_window(s: &Store) {
     use dps_store::{AttemptWindow, ConsoleAccess};
     let minute = chrono::Duration::minutes(1);
-    let count = |key: &'static str, secs| async move { s.count_attempt(key, 2, at(secs), minute).await.unwrap_or_else(|e| panic!("{e}")) };
+    let count = |key: &'static str, secs| async move { s.count_attempt(key, 2, at(secs), minute).await.expect("count attempt") };
     assert_eq!(count("ip:10.0.0.1", 0).await, AttemptWindow { count: 1, since: at(0), admitted: true });
     assert_eq!(count("ip:10.0.0.1", 10).await, AttemptWindow { count: 2, since: at(0), admitted: true });
     assert_eq!(count("ip:10.0.0.1", 20).await, AttemptWindow { count: 2, since: at(0), admitted: false });
     assert!(count("ip:10.0.0.2", 20).await.admitted, "another key has its own window");
     assert_eq!(count("ip:10.0.0.1", 60).await, AttemptWindow { count: 1, since: at(60), admitted: true }, "a new window");
-    s.forget_attempts("ip:10.0.0.1").await.unwrap_or_else(|e| panic!("{e}"));
+    s.forget_attempts("ip:10.0.0.1").await.expect("forget attempts");
     assert_eq!(count("ip:10.0.0.1", 61).await, AttemptWindow { count: 1, since: at(61), admitted: true });
 }
 
@@ -772,21 +766,21 @@ const CORRUPTIONS: [&str; 2] = [
 
 async fn quarantine_seed(s: &Store) {
     for id in ["bad-doc", "good"] {
-        s.put_enrollment(sym_enrollment(id), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        s.put_enrollment(sym_enrollment(id), Precondition::None).await.expect("put enrollment");
     }
-    s.put_group(group("group-bad", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("group-bad", "symmetricKey"), Precondition::None).await.expect("put group");
 }
 
 /// After [`CORRUPTIONS`]: the unreadable rows are moved aside and listed, the rest serves.
 async fn quarantine_checks(s: &Store) {
     use dps_store::Quarantine;
     let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 100, search: None };
-    let listed = s.query_enrollments(page).await.unwrap_or_else(|e| panic!("{e}"));
+    let listed = s.query_enrollments(page).await.expect("query enrollments");
     assert_eq!(listed.items.iter().map(|e| e.registration_id.as_str()).collect::<Vec<_>>(), ["good"]);
     assert_eq!(s.get_enrollment("bad-doc").await, Ok(None), "moved aside");
     assert_eq!(s.get_group("group-bad").await, Ok(None), "a secret that does not open: moved aside");
     assert_eq!(s.symmetric_key_groups().await.map(|g| g.len()), Ok(0));
-    let q = s.quarantined().await.unwrap_or_else(|e| panic!("{e}"));
+    let q = s.quarantined().await.expect("quarantined");
     let mut rows: Vec<(&str, &str)> = q.iter().map(|r| (r.table.as_str(), r.key.as_str())).collect();
     rows.sort();
     assert_eq!(rows, [("enrollment_groups", "group-bad"), ("enrollments", "bad-doc")]);
@@ -798,10 +792,9 @@ async fn unreadable_rows_are_quarantined() {
     let (s, dir) = sqlite_file().await;
     let s = Store::from(s);
     quarantine_seed(&s).await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.expect("connects");
     for sql in CORRUPTIONS {
-        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query(sql).execute(&pool).await.expect("execute");
     }
     pool.close().await;
     quarantine_checks(&s).await;
@@ -811,9 +804,9 @@ async fn unreadable_rows_are_quarantined() {
 async fn postgres_unreadable_rows_are_quarantined() {
     let (s, url) = postgres().await;
     quarantine_seed(&s).await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
     for sql in CORRUPTIONS {
-        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query(sql).execute(&pool).await.expect("execute");
     }
     pool.close().await;
     quarantine_checks(&s).await;
@@ -831,12 +824,12 @@ async fn ca_certificates_round_trip(s: &Store) {
         last_updated_date_time_utc: None,
         etag: Some("\"c1\"".into()),
     };
-    s.put_ca(ca.clone(), Precondition::NotExists).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_ca(ca.clone(), Precondition::NotExists).await.expect("put ca");
     assert_eq!(s.get_ca("plant-root").await, Ok(Some(ca.clone())));
     assert_eq!(s.put_ca(ca.clone(), Precondition::NotExists).await.map(|_| ()), Err(StoreError::Conflict));
     assert_eq!(s.put_ca(ca.clone(), Precondition::Etag("\"old\"".into())).await.map(|_| ()), Err(StoreError::PreconditionFailed));
     assert_eq!(s.list_cas().await.map(|v| v.len()), Ok(1));
-    s.delete_ca("PLANT-ROOT", Precondition::Etag("\"c1\"".into())).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_ca("PLANT-ROOT", Precondition::Etag("\"c1\"".into())).await.expect("delete ca");
     assert_eq!(s.get_ca("plant-root").await, Ok(None));
 }
 
@@ -863,19 +856,19 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 async fn one_operation_assigning_per_device(s: &Store) {
     let t = now();
     let l = lease("me", t + chrono::Duration::seconds(30));
-    s.begin_registration(&operation("op-1", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+    s.begin_registration(&operation("op-1", "dev-1", t), &assigning_record("dev-1"), &l).await.expect("begin registration");
     let mut other = assigning_record("DEV-1");
     other.trace = Some(serde_json::json!({ "why": "second" }));
     assert_eq!(s.begin_registration(&operation("op-2", "DEV-1", t), &other, &l).await, Err(StoreError::Conflict));
     assert_eq!(s.get_operation("op-2").await, Ok(None), "the refused operation is not written");
-    let rec = s.get_registration("dev-1").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("record"));
+    let rec = s.get_registration("dev-1").await.expect("get registration").unwrap_or_else(|| panic!("record"));
     assert_eq!(rec.trace, Some(serde_json::json!({ "why": "test" })), "nor its record");
     // Another device is free.
-    s.begin_registration(&operation("op-3", "dev-2", t), &assigning_record("dev-2"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+    s.begin_registration(&operation("op-3", "dev-2", t), &assigning_record("dev-2"), &l).await.expect("begin registration");
     let mut done = operation("op-1", "dev-1", t);
     done.status = RegistrationStatus::Assigned;
     assert_eq!(s.finish_registration(&done, &record("dev-1", None), None, "me").await, Ok(true));
-    s.begin_registration(&operation("op-4", "dev-1", t), &assigning_record("dev-1"), &l).await.unwrap_or_else(|e| panic!("{e}"));
+    s.begin_registration(&operation("op-4", "dev-1", t), &assigning_record("dev-1"), &l).await.expect("begin registration");
 }
 
 /// The outcome is written — operation and record together — only by the lease's owner, and only once.
@@ -883,7 +876,7 @@ async fn finishing_needs_the_lease(s: &Store) {
     let t = now();
     s.begin_registration(&operation("op-f", "dev-f", t), &assigning_record("dev-f"), &lease("me", t + chrono::Duration::seconds(30)))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("begin registration");
     let mut done = operation("op-f", "dev-f", t);
     done.status = RegistrationStatus::Assigned;
     let mut rec = record("dev-f", None);
@@ -894,7 +887,7 @@ async fn finishing_needs_the_lease(s: &Store) {
     assert_eq!(s.renew_lease("op-f", &lease("me", t + chrono::Duration::seconds(60))).await, Ok(true));
     assert_eq!(s.finish_registration(&done, &rec, None, "me").await, Ok(true));
     assert_eq!(s.get_operation("op-f").await.map(|o| o.map(|o| o.status)), Ok(Some(RegistrationStatus::Assigned)));
-    let stored = s.get_registration("dev-f").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("record"));
+    let stored = s.get_registration("dev-f").await.expect("get registration").unwrap_or_else(|| panic!("record"));
     assert_eq!(stored.state.assigned_hub.as_deref(), Some("hub-a"));
     assert_eq!(s.finish_registration(&done, &rec, None, "me").await, Ok(false), "a finished operation is not finished twice");
     assert_eq!(s.renew_lease("op-f", &lease("me", t)).await, Ok(false));
@@ -912,14 +905,14 @@ async fn expired_leases_are_claimed_oldest_first(s: &Store) {
             &lease("old", until),
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("begin registration");
     }
-    s.put_operation(&operation("op-0", "dev-0", t)).await.unwrap_or_else(|e| panic!("{e}"));
-    let claimed = s.claim_operations(&lease("new", t + secs(30)), t, 2).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_operation(&operation("op-0", "dev-0", t)).await.expect("put operation");
+    let claimed = s.claim_operations(&lease("new", t + secs(30)), t, 2).await.expect("claim operations");
     assert_eq!(claimed.iter().map(|o| o.operation_id.as_str()).collect::<Vec<_>>(), ["op-0", "op-1"]);
-    let rest = s.claim_operations(&lease("new", t + secs(30)), t, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    let rest = s.claim_operations(&lease("new", t + secs(30)), t, 10).await.expect("claim operations");
     assert_eq!(rest.iter().map(|o| o.operation_id.as_str()).collect::<Vec<_>>(), ["op-3"], "op-2's lease is alive");
-    assert!(s.claim_operations(&lease("third", t + secs(30)), t, 10).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(s.claim_operations(&lease("third", t + secs(30)), t, 10).await.expect("claim operations").is_empty());
     let mut done = operation("op-1", "dev-1", t);
     done.status = RegistrationStatus::Failed;
     assert_eq!(s.finish_registration(&done, &record("dev-1", None), None, "old").await, Ok(false), "the old owner lost it");
@@ -945,7 +938,7 @@ async fn concurrent_writes_all_commit(s: &Store) {
     let mut ok = 0;
     let mut conflicts = 0;
     for task in tasks {
-        match task.await.unwrap_or_else(|e| panic!("{e}")) {
+        match task.await.expect("task") {
             Ok(()) => ok += 1,
             Err(StoreError::Conflict) => conflicts += 1,
             Err(e) => panic!("{e}"),
@@ -980,7 +973,7 @@ async fn the_identity_is_written_with_the_outcome(s: &Store) {
     for (op, owner, with_twin) in [("op-i1", "me", true), ("op-i2", "me", false)] {
         s.begin_registration(&operation(op, "dev-i", t), &assigning_record("dev-i"), &lease("me", t + chrono::Duration::seconds(30)))
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("begin registration");
         let mut done = operation(op, "dev-i", t);
         done.status = RegistrationStatus::Assigned;
         let write = identity(with_twin.then(|| twin.clone()));
@@ -989,9 +982,9 @@ async fn the_identity_is_written_with_the_outcome(s: &Store) {
             assert_eq!(s.get_identity("hub", "dev-i").await, Ok(None), "a lost lease writes no identity");
         }
         assert_eq!(s.finish_registration(&done, &record("dev-i", None), Some(&write), owner).await, Ok(true));
-        let stored = s.get_identity("hub", "dev-i").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("identity"));
+        let stored = s.get_identity("hub", "dev-i").await.expect("get identity").unwrap_or_else(|| panic!("identity"));
         assert_eq!(stored.initial_twin.as_ref(), Some(&twin), "{op}: the twin is written, then kept");
-        let keys = s.identity_keys("hub", "dev-i").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("keys"));
+        let keys = s.identity_keys("hub", "dev-i").await.expect("identity keys").unwrap_or_else(|| panic!("keys"));
         assert_eq!(keys.0.expose(), "cHJpbWFyeQ==");
     }
 }
@@ -1005,28 +998,28 @@ async fn every_configuration_write_changes_the_version(s: &Store) {
         assert_ne!(v, last, "{what} changes the version");
         last = v;
     };
-    s.put_enrollment(sym_enrollment("v-1"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollment(sym_enrollment("v-1"), Precondition::None).await.expect("put enrollment");
     changed("an enrollment write");
     let _ = s.put_enrollment(sym_enrollment("v-1"), Precondition::NotExists).await;
     changed("a refused enrollment write");
-    s.delete_enrollment("v-1", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_enrollment("v-1", Precondition::None).await.expect("delete enrollment");
     changed("an enrollment delete");
-    s.put_enrollments(vec![(sym_enrollment("v-2"), Precondition::None)]).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_enrollments(vec![(sym_enrollment("v-2"), Precondition::None)]).await.expect("put enrollments");
     changed("a bulk write");
-    s.put_group(group("g-v", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("g-v", "symmetricKey"), Precondition::None).await.expect("put group");
     changed("a group write");
-    s.delete_group("g-v", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_group("g-v", Precondition::None).await.expect("delete group");
     changed("a group delete");
     let hub = LinkedHub { host_name: "h.example".into(), ..Default::default() };
-    s.put_hub(hub).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_hub(hub).await.expect("put hub");
     changed("a hub write");
-    s.delete_hub("h.example").await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_hub("h.example").await.expect("delete hub");
     changed("a hub delete");
     let _ = s.delete_ca("none", Precondition::None).await;
     changed("a CA delete");
     let before = s.config_version();
-    s.put_registration(record("dev-v", None)).await.unwrap_or_else(|e| panic!("{e}"));
-    s.put_operation(&operation("op-v", "dev-v", now())).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_registration(record("dev-v", None)).await.expect("put registration");
+    s.put_operation(&operation("op-v", "dev-v", now())).await.expect("put operation");
     assert_eq!(s.config_version(), before, "registrations and operations are not configuration");
 }
 
@@ -1035,26 +1028,26 @@ async fn every_configuration_write_changes_the_version(s: &Store) {
 async fn the_configuration_cache_follows_every_write(s: &Store) {
     let cache = dps_core::cache::ConfigCache::new(Arc::new(s.clone()));
     assert_eq!(cache.get_enrollment("c-1").await, Ok(None));
-    s.put_enrollment(sym_enrollment("c-1"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(cache.get_enrollment("C-1").await.unwrap_or_else(|e| panic!("{e}")).is_some(), "a cached absence is dropped");
+    s.put_enrollment(sym_enrollment("c-1"), Precondition::None).await.expect("put enrollment");
+    assert!(cache.get_enrollment("C-1").await.expect("get enrollment").is_some(), "a cached absence is dropped");
     let mut e = sym_enrollment("c-1");
     e.device_id = Some("renamed".into());
-    cache.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    let got = cache.get_enrollment("c-1").await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("enrollment"));
+    cache.put_enrollment(e, Precondition::None).await.expect("put enrollment");
+    let got = cache.get_enrollment("c-1").await.expect("get enrollment").unwrap_or_else(|| panic!("enrollment"));
     assert_eq!(got.device_id.as_deref(), Some("renamed"));
     assert!(got.attestation.symmetric_key.and_then(|k| k.primary_key).is_some(), "keys come back");
 
     assert_eq!(cache.symmetric_key_group_keys().await.map(|g| g.len()), Ok(0));
-    s.put_group(group("g-c", "symmetricKey"), Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
-    let keys = cache.symmetric_key_group_keys().await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_group(group("g-c", "symmetricKey"), Precondition::None).await.expect("put group");
+    let keys = cache.symmetric_key_group_keys().await.expect("symmetric key group keys");
     assert_eq!(keys.iter().map(|g| g.group.enrollment_group_id.as_str()).collect::<Vec<_>>(), ["g-c"]);
     assert!(!keys[0].primary.is_empty(), "decoded");
-    s.delete_group("g-c", Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+    s.delete_group("g-c", Precondition::None).await.expect("delete group");
     assert_eq!(cache.symmetric_key_group_keys().await.map(|g| g.len()), Ok(0));
     assert_eq!(cache.get_group("g-c").await, Ok(None));
 
     assert_eq!(cache.list_hubs().await.map(|h| h.len()), Ok(0));
-    s.put_hub(LinkedHub { host_name: "c.example".into(), ..Default::default() }).await.unwrap_or_else(|e| panic!("{e}"));
+    s.put_hub(LinkedHub { host_name: "c.example".into(), ..Default::default() }).await.expect("put hub");
     assert_eq!(cache.list_hubs().await.map(|h| h.len()), Ok(1));
     assert_eq!(cache.list_cas().await.map(|c| c.len()), Ok(0));
 }
@@ -1068,7 +1061,7 @@ fn etag(id: &str, etag: &str) -> IndividualEnrollment {
 /// `put_enrollments` / `put_groups`: each item under its own precondition, answered in order, as if the items
 /// were written one after the other (a later item sees an earlier one); only the accepted ones are written.
 async fn batch_writes_answer_per_item_in_order(s: &Store) {
-    let ok = |r: StoreResult<()>| r.unwrap_or_else(|e| panic!("{e}"));
+    let ok = |r: StoreResult<()>| r.expect("r");
     ok(s.put_enrollment(etag("b-exists", "\"e1\""), Precondition::None).await.map(|_| ()));
     ok(s.put_enrollment(etag("b-etag", "\"e1\""), Precondition::None).await.map(|_| ()));
     ok(s.put_enrollment(etag("b-replace", "\"e1\""), Precondition::None).await.map(|_| ()));
@@ -1085,7 +1078,7 @@ async fn batch_writes_answer_per_item_in_order(s: &Store) {
         (etag("b-dup", "\"d3\""), Precondition::Etag("\"d1\"".into())),
         (etag("b-missing", "\"m1\""), Precondition::Exists),
     ];
-    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    let results = s.put_enrollments(items).await.expect("put enrollments");
     let outcome: Vec<Result<String, StoreError>> = results.into_iter().map(|r| r.map(|e| e.etag.unwrap_or_default())).collect();
     assert_eq!(
         outcome,
@@ -1100,7 +1093,7 @@ async fn batch_writes_answer_per_item_in_order(s: &Store) {
             Err(StoreError::PreconditionFailed),
         ]
     );
-    let stored = |id: &'static str| async move { s.get_enrollment(id).await.unwrap_or_else(|e| panic!("{e}")) };
+    let stored = |id: &'static str| async move { s.get_enrollment(id).await.expect("get enrollment") };
     assert_eq!(stored("b-new").await.and_then(|e| e.etag).as_deref(), Some("\"n1\""));
     assert_eq!(stored("b-exists").await.and_then(|e| e.etag).as_deref(), Some("\"e1\""), "a refused item writes nothing");
     assert_eq!(stored("b-etag").await.and_then(|e| e.etag).as_deref(), Some("\"e1\""));
@@ -1114,7 +1107,7 @@ async fn batch_writes_answer_per_item_in_order(s: &Store) {
     let results = s
         .put_groups(vec![(group("bg-1", "symmetricKey"), Precondition::NotExists), (group("BG-1", "x509"), Precondition::NotExists)])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("put groups");
     assert_eq!(
         results.into_iter().map(|r| r.map(|g| g.enrollment_group_id)).collect::<Vec<_>>(),
         vec![Ok("bg-1".into()), Err(StoreError::Conflict)]
@@ -1126,7 +1119,7 @@ async fn batch_writes_answer_per_item_in_order(s: &Store) {
 /// A batch as large as a bulk import sends: every item written, keys sealed per item.
 async fn batch_of_ten_thousand_writes(s: &Store) {
     let items: Vec<_> = (0..10_000).map(|i| (sym_enrollment(&format!("many-{i:05}")), Precondition::NotExists)).collect();
-    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    let results = s.put_enrollments(items).await.expect("put enrollments");
     assert_eq!(results.len(), 10_000);
     assert!(results.iter().all(Result::is_ok));
     let page = PageRequest { filter: Vec::new(), continuation: None, max_items: 1, search: None };
@@ -1141,14 +1134,14 @@ async fn batch_of_ten_thousand_writes(s: &Store) {
 async fn a_failing_row_fails_alone_in_a_batch() {
     let (s, dir) = sqlite_file().await;
     let url = format!("sqlite://{}", dir.path().join("dps.sqlite").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("connects");
     sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON enrollments WHEN NEW.id_key = 'bad' BEGIN SELECT RAISE(ABORT, 'refused'); END")
         .execute(&pool)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("execute");
     pool.close().await;
     let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
-    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    let results = s.put_enrollments(items).await.expect("put enrollments");
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.message().contains("refused")), "{results:?}");
     for (id, there) in [("a", true), ("bad", false), ("c", true)] {
@@ -1163,8 +1156,8 @@ async fn a_failing_row_fails_alone_in_a_batch() {
 async fn postgres_another_store_configuration_writes_change_the_version() {
     let url = dps_store::testing::database_url().await;
     let key = Arc::new(MasterKey::generate().0);
-    let writer = PgStore::open(&url, Arc::clone(&key)).await.unwrap_or_else(|e| panic!("{e}"));
-    let reader = PgStore::open(&url, key).await.unwrap_or_else(|e| panic!("{e}"));
+    let writer = PgStore::open(&url, Arc::clone(&key)).await.expect("opens");
+    let reader = PgStore::open(&url, key).await.expect("opens");
     let cache = dps_core::cache::ConfigCache::new(Arc::new(reader.clone()));
     assert_eq!(cache.get_enrollment("shared").await, Ok(None), "an absence, cached");
     for round in 0..3 {
@@ -1172,13 +1165,13 @@ async fn postgres_another_store_configuration_writes_change_the_version() {
         let before = reader.config_version();
         let mut e = sym_enrollment("shared");
         e.device_id = Some(format!("round-{round}"));
-        writer.put_enrollment(e, Precondition::None).await.unwrap_or_else(|e| panic!("{e}"));
+        writer.put_enrollment(e, Precondition::None).await.expect("put enrollment");
         tokio::time::timeout(std::time::Duration::from_secs(60), changes.changed())
             .await
             .unwrap_or_else(|_| panic!("no notification of the other store's write"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("unwrap or else");
         assert_ne!(reader.config_version(), before, "round {round}");
-        let got = cache.get_enrollment("SHARED").await.unwrap_or_else(|e| panic!("{e}")).and_then(|e| e.device_id);
+        let got = cache.get_enrollment("SHARED").await.expect("get enrollment").and_then(|e| e.device_id);
         assert_eq!(got, Some(format!("round-{round}")), "the other store's cache reads the new enrollment");
     }
     writer.close().await;
@@ -1190,7 +1183,7 @@ async fn postgres_another_store_configuration_writes_change_the_version() {
 #[tokio::test]
 async fn postgres_a_failing_row_fails_alone_in_a_batch() {
     let (s, url) = postgres().await;
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
     sqlx::raw_sql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN IF NEW.id_key = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
@@ -1198,10 +1191,10 @@ async fn postgres_a_failing_row_fails_alone_in_a_batch() {
     )
     .execute(&pool)
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("execute");
     pool.close().await;
     let items = ["a", "bad", "c"].map(|id| (sym_enrollment(id), Precondition::NotExists)).to_vec();
-    let results = s.put_enrollments(items).await.unwrap_or_else(|e| panic!("{e}"));
+    let results = s.put_enrollments(items).await.expect("put enrollments");
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(matches!(&results[1], Err(StoreError::Backend(m)) if m.message().contains("refused")), "{results:?}");
     for (id, there) in [("a", true), ("bad", false), ("c", true)] {
@@ -1215,15 +1208,14 @@ async fn postgres_a_failing_row_fails_alone_in_a_batch() {
 async fn the_purge_walks_the_index_of_finished_operations_on_sqlite() {
     let (s, dir) = sqlite_file().await;
     s.close().await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("dps.sqlite").display())).await.expect("connects");
     let rows: Vec<(i64, i64, i64, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", dps_store::purge_sql::SQLITE)))
             .bind("2026-01-01T00:00:00Z")
             .bind(500)
             .fetch_all(&pool)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("fetch all");
     let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
     assert!(
         plan.iter().any(|p| p.contains("USING COVERING INDEX operations_finished") || p.contains("USING INDEX operations_finished")),
@@ -1236,15 +1228,15 @@ async fn the_purge_walks_the_index_of_finished_operations_on_sqlite() {
 async fn the_purge_walks_the_index_of_finished_operations_on_postgres() {
     let (s, url) = postgres().await;
     drop(s);
-    let pool = sqlx::PgPool::connect(&url).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let mut conn = pool.acquire().await.expect("acquire");
     // An empty table costs the same either way: ask the planner what it does when a scan would be dear.
-    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.expect("execute");
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", dps_store::purge_sql::POSTGRES)))
         .bind("2026-01-01T00:00:00Z")
         .bind(500i64)
         .fetch_all(&mut *conn)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("fetch all");
     assert!(plan.iter().any(|p| p.contains("operations_finished")), "{plan:?}");
 }

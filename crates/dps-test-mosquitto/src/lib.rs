@@ -27,7 +27,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A port nothing listens on now (bound and released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}")).port()
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("and then").port()
 }
 
 /// TLS material for the broker: a CA, a server certificate for 127.0.0.1, device certificates by CN.
@@ -44,21 +44,21 @@ impl Default for Pki {
 
 impl Pki {
     pub fn new() -> Self {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         params.distinguished_name.push(DnType::CommonName, "broker test CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let ca = params.self_signed(&key).expect("self-signs");
         Self { ca_pem: ca.pem(), issuer: Issuer::new(params, key) }
     }
 
     /// (certificate PEM, key PEM).
     pub fn issue(&self, cn: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> (String, KeyPair) {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(sans).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut params = CertificateParams::new(sans).expect("constructs");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.issuer).unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.signed_by(&key, &self.issuer).expect("signs");
         (cert.pem(), key)
     }
 }
@@ -97,7 +97,7 @@ impl Broker {
         for p in [MOSQUITTO, MOSQUITTO_CTRL, DYNSEC] {
             require(p);
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let file = |name: &str| dir.path().join(name);
         let dynsec = file("dynsec.json");
         let init = Command::new(MOSQUITTO_CTRL)
@@ -110,9 +110,9 @@ impl Broker {
 
         let pki = Pki::new();
         let (server_pem, server_key) = pki.issue("127.0.0.1", vec!["127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth);
-        std::fs::write(file("ca.pem"), &pki.ca_pem).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(file("server.pem"), server_pem).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(file("server.key"), server_key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(file("ca.pem"), &pki.ca_pem).expect("writes");
+        std::fs::write(file("server.pem"), server_pem).expect("writes");
+        std::fs::write(file("server.key"), server_key.serialize_pem()).expect("writes");
 
         let tls = |p: &Path| {
             format!(
@@ -140,7 +140,7 @@ impl Broker {
                 tls(broker.dir.path()),
                 tls(broker.dir.path()),
             );
-            std::fs::write(broker.dir.path().join("mosquitto.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(broker.dir.path().join("mosquitto.conf"), conf).expect("writes");
             match broker.launch() {
                 Ok(()) => return broker,
                 Err(e) if e.contains("Address already in use") => {
@@ -154,16 +154,12 @@ impl Broker {
 
     /// (Re)starts the process on the same configuration, ports and dynamic-security file.
     pub fn start_again(&mut self) {
-        self.launch().unwrap_or_else(|e| panic!("{e}"));
+        self.launch().expect("launch");
     }
 
     /// Starts the process and waits until it listens; `Err` with its log if it exits first.
     fn launch(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mosquitto.log"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("mosquitto.log")).expect("opens");
         let child = Command::new(MOSQUITTO)
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
@@ -251,19 +247,17 @@ impl Device {
     /// Over TLS with a client certificate, no user name (the broker takes the certificate's CN).
     pub async fn connect_x509(port: u16, client_id: &str, ca: &Path, cert_pem: &str, key: &KeyPair) -> Connected {
         let mut roots = rustls::RootCertStore::empty();
-        let ca_pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{e}"));
+        let ca_pem = std::fs::read(ca).expect("reads");
         for c in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
-            roots.add(c.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+            roots.add(c.expect("c")).expect("add");
         }
-        let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .collect::<Result<Vec<CertificateDer<'static>>, _>>()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let chain = rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<Vec<CertificateDer<'static>>, _>>().expect("collect");
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("with safe default protocol versions")
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("with client auth cert");
         let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
         Self::open(opts).await
@@ -324,7 +318,7 @@ impl Device {
     }
 
     pub async fn subscribe(&mut self, filter: &str) -> SubscribeReasonCode {
-        self.client.subscribe(filter, QoS::AtLeastOnce).await.unwrap_or_else(|e| panic!("{e}"));
+        self.client.subscribe(filter, QoS::AtLeastOnce).await.expect("subscribe");
         self.next("SUBACK", |p| match p {
             Packet::SubAck(a) => a.return_codes.first().copied(),
             _ => None,
@@ -334,7 +328,7 @@ impl Device {
 
     /// Publishes at QoS 1 and waits for the broker's PUBACK (the broker has routed it by then).
     pub async fn publish(&mut self, topic: &str, payload: &str) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.unwrap_or_else(|e| panic!("{e}"));
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec()).await.expect("publish");
         self.next("PUBACK", |p| matches!(p, Packet::PubAck(_)).then_some(())).await;
     }
 

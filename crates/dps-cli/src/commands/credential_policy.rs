@@ -11,27 +11,10 @@ use reqwest::Method;
 use crate::client::{seg, Client, Target};
 use crate::output::{print, Output};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KeyTypeArg {
-    EcP256,
-    EcP384,
-    Rsa2048,
-    Rsa3072,
-    Rsa4096,
-    Ed25519,
-}
-
-impl From<KeyTypeArg> for KeyType {
-    fn from(k: KeyTypeArg) -> Self {
-        match k {
-            KeyTypeArg::EcP256 => KeyType::EcP256,
-            KeyTypeArg::EcP384 => KeyType::EcP384,
-            KeyTypeArg::Rsa2048 => KeyType::Rsa2048,
-            KeyTypeArg::Rsa3072 => KeyType::Rsa3072,
-            KeyTypeArg::Rsa4096 => KeyType::Rsa4096,
-            KeyTypeArg::Ed25519 => KeyType::Ed25519,
-        }
-    }
+/// A key type as the API names it, in any case (`ecP256`, `RSA2048`…).
+fn key_type(s: &str) -> Result<KeyType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("'{s}' is not one of {}", KeyType::ALL.map(KeyType::as_str).join(", ")))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,9 +31,10 @@ pub enum CredentialPolicyCommand {
         /// Days an issued certificate is valid (1–3650; never past the CA's own expiry).
         #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
         validity_days: u32,
-        /// Key types a CSR may carry (repeat; default: ec-p256, ec-p384, rsa2048, rsa3072, rsa4096).
-        #[arg(long = "key-type", value_enum)]
-        key_types: Vec<KeyTypeArg>,
+        /// Key types a CSR may carry, repeated: ecP256, ecP384, rsa2048, rsa3072, rsa4096, ed25519 (default: all but
+        /// ed25519).
+        #[arg(long = "key-type", value_parser = key_type)]
+        key_types: Vec<KeyType>,
     },
     /// List policies.
     List,
@@ -86,13 +70,7 @@ fn read(p: &PathBuf) -> Result<String> {
 }
 
 /// The policy `set` sends.
-fn policy(
-    name: &str,
-    certificate: Option<&PathBuf>,
-    key: Option<&PathBuf>,
-    days: u32,
-    key_types: &[KeyTypeArg],
-) -> Result<CredentialPolicy> {
+fn policy(name: &str, certificate: Option<&PathBuf>, key: Option<&PathBuf>, days: u32, key_types: &[KeyType]) -> Result<CredentialPolicy> {
     let mut p = CredentialPolicy::local(name);
     if let (Some(c), Some(k)) = (certificate, key) {
         p.issuer = IssuerKind::Uploaded;
@@ -101,7 +79,7 @@ fn policy(
     }
     p.validity_days = days;
     if !key_types.is_empty() {
-        p.key_types = key_types.iter().map(|k| KeyType::from(*k)).collect();
+        p.key_types = key_types.to_vec();
     }
     Ok(p)
 }

@@ -183,7 +183,7 @@ mod tests {
             "--limits-azure-polls-per-window",
             "2",
         ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("try parse from");
         let o = s.args.settings;
         assert_eq!(o.https_port, Some(0));
         assert_eq!(o.extra_host_names, Some(vec!["a.example".to_owned(), "b.example".to_owned()]));

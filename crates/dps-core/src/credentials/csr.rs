@@ -116,31 +116,31 @@ mod tests {
     use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData};
 
     pub(crate) fn csr_of(cn: &str, key: &KeyPair) -> String {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
-        let csr = params.serialize_request(key).unwrap_or_else(|e| panic!("{e}"));
+        let csr = params.serialize_request(key).expect("serialize request");
         B64.encode(csr.der())
     }
 
     #[test]
     fn a_good_request_gives_its_key_and_type() {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let c = check(&csr_of("Dev-1", &key), "dev-1").unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let c = check(&csr_of("Dev-1", &key), "dev-1").expect("check");
         assert_eq!((c.key_type, c.common_name.as_str()), (KeyType::EcP256, "Dev-1"));
         assert_eq!(c.public_key, key.subject_public_key_info());
-        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap_or_else(|e| panic!("{e}"));
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("generate for");
         assert_eq!(check(&csr_of("d", &p384), "d").map(|c| c.key_type), Ok(KeyType::EcP384));
-        let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap_or_else(|e| panic!("{e}"));
+        let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("generate for");
         assert_eq!(check(&csr_of("d", &ed), "d").map(|c| c.key_type), Ok(KeyType::Ed25519));
     }
 
     #[test]
     fn bad_requests_are_refused_with_400011() {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
         let good = csr_of("dev-1", &key);
-        let mut der = B64.decode(&good).unwrap_or_default();
+        let mut der = B64.decode(&good).expect("decodes");
         let last = der.len() - 1;
         der[last] ^= 0x01; // the signature's last byte
         for (csr, id, says) in [
@@ -159,8 +159,8 @@ mod tests {
 
     #[test]
     fn the_policy_names_the_keys_it_allows() {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let c = check(&csr_of("d", &key), "d").unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let c = check(&csr_of("d", &key), "d").expect("check");
         assert!(check_key_type(&c, &KeyType::DEFAULT, "p").is_ok());
         let e = check_key_type(&c, &[KeyType::Rsa2048], "p").err().unwrap_or_else(|| panic!("accepted"));
         assert!(e.message.contains("ECDSA P-256") && e.message.contains("allows RSA 2048"), "{}", e.message);

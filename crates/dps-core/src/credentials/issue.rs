@@ -142,42 +142,42 @@ mod tests {
     use rcgen::BasicConstraints;
 
     pub(crate) fn test_ca(days: i64) -> (String, KeyPair) {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         p.distinguished_name.push(DnType::CommonName, "Issuing CA");
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-        (p.self_signed(&key).unwrap_or_else(|e| panic!("{e}")).pem(), key)
+        (p.self_signed(&key).expect("self-signs").pem(), key)
     }
 
     fn checked(id: &str) -> CheckedCsr {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         p.distinguished_name.push(DnType::CommonName, id);
         // A request for a CA certificate: the service ignores what a CSR asks beyond its subject and key.
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let der = p.serialize_request(&key).unwrap_or_else(|e| panic!("{e}"));
-        csr::check(&B64.encode(der.der()), id).unwrap_or_else(|e| panic!("{e}"))
+        let der = p.serialize_request(&key).expect("serialize request");
+        csr::check(&B64.encode(der.der()), id).expect("check")
     }
 
     #[test]
     fn the_issued_certificate_is_the_devices_leaf_under_the_ca() {
         let (pem, key) = test_ca(3650);
-        let ca = IssuingCa::new(&pem, Secret::new(key.serialize_pem())).unwrap_or_else(|e| panic!("{e}"));
+        let ca = IssuingCa::new(&pem, Secret::new(key.serialize_pem())).expect("constructs");
         let csr = checked("dev-1");
         let now = crate::Clock::now(&crate::SystemClock);
-        let issued = issue(&ca, &csr, &CredentialPolicy::local("p"), Subject { registration_id: "dev-1", operation_id: "op" }, now)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let issued =
+            issue(&ca, &csr, &CredentialPolicy::local("p"), Subject { registration_id: "dev-1", operation_id: "op" }, now).expect("issue");
         assert_eq!(issued.chain.len(), 2);
-        let der = B64.decode(&issued.chain[0]).unwrap_or_default();
-        let (_, leaf) = X509Certificate::from_der(&der).unwrap_or_else(|e| panic!("{e}"));
+        let der = B64.decode(&issued.chain[0]).expect("decodes");
+        let (_, leaf) = X509Certificate::from_der(&der).expect("from der");
         assert_eq!(leaf.subject().to_string(), "CN=dev-1");
         assert_eq!(leaf.issuer().to_string(), "CN=Issuing CA");
         assert!(!leaf.is_ca(), "a CSR asking for CA:TRUE gets an end-entity certificate");
         assert_eq!(leaf.public_key().raw, csr.public_key.as_slice());
         let days = (leaf.validity().not_after.timestamp() - now.timestamp()) / 86_400;
         assert_eq!(days, 30);
-        let (_, ca_cert) = X509Certificate::from_der(ca.certificate()).unwrap_or_else(|e| panic!("{e}"));
+        let (_, ca_cert) = X509Certificate::from_der(ca.certificate()).expect("from der");
         assert!(leaf.verify_signature(Some(ca_cert.public_key())).is_ok());
         assert_eq!(issued.certificate.info.subject_name, "CN=dev-1");
         assert_eq!(issued.certificate.key_type, Some(KeyType::EcP256));
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn validity_stops_at_the_cas_expiry() {
         let (pem, key) = test_ca(10);
-        let ca = IssuingCa::new(&pem, Secret::new(key.serialize_pem())).unwrap_or_else(|e| panic!("{e}"));
+        let ca = IssuingCa::new(&pem, Secret::new(key.serialize_pem())).expect("constructs");
         let issued = issue(
             &ca,
             &checked("d"),
@@ -194,19 +194,19 @@ mod tests {
             Subject { registration_id: "d", operation_id: "o" },
             crate::Clock::now(&crate::SystemClock),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("issue");
         assert_eq!(issued.certificate.info.not_after_utc.map(|t| t.timestamp()), ca.not_after().map(|t| t.timestamp()));
     }
 
     #[test]
     fn an_issuing_ca_must_be_a_ca_with_its_own_key() {
         let (pem, key) = test_ca(10);
-        let other = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let other = KeyPair::generate().expect("generates a key");
         let e = IssuingCa::new(&pem, Secret::new(other.serialize_pem())).err().unwrap_or_else(|| panic!("accepted"));
         assert!(e.message.contains("not the issuing CA certificate's key"), "{}", e.message);
-        let mut leaf = CertificateParams::new(vec!["x".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        let mut leaf = CertificateParams::new(vec!["x".to_owned()]).expect("constructs");
         leaf.is_ca = IsCa::ExplicitNoCa;
-        let leaf = leaf.self_signed(&key).unwrap_or_else(|e| panic!("{e}")).pem();
+        let leaf = leaf.self_signed(&key).expect("self-signs").pem();
         let e = IssuingCa::new(&leaf, Secret::new(key.serialize_pem())).err().unwrap_or_else(|| panic!("accepted"));
         assert!(e.message.contains("not a CA"), "{}", e.message);
     }

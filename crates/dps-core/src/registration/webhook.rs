@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_webhook_naming_a_huge_hub_gets_a_bounded_error() {
-        let body = serde_json::to_vec(&json!({ "iotHubHostName": "h".repeat(100_000) })).unwrap_or_default();
+        let body = serde_json::to_vec(&json!({ "iotHubHostName": "h".repeat(100_000) })).expect("serialises");
         let e = read_answer(Some(Ok(body)), &hubs(), 1).err().unwrap_or_else(|| panic!("an unknown hub is refused"));
         assert_eq!(e.code(), ErrorKind::CustomAllocationFailed.code());
         assert!(e.message.len() < 1000 && e.message.contains("more bytes]"), "{} bytes", e.message.len());

@@ -201,8 +201,8 @@ mod tests {
     }
 
     fn ca(cn: &str, parent: Option<&Ca>, path_len: Option<u8>, usages: Vec<KeyUsagePurpose>) -> Ca {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(path_len.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained));
         params.key_usages = usages;
@@ -210,17 +210,17 @@ mod tests {
             None => params.self_signed(&key),
             Some(p) => params.signed_by(&key, &Issuer::from_params(&p.params, &p.key)),
         }
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("set-up");
         Ca { params, key, der: cert.der().to_vec() }
     }
 
     fn leaf(cn: &str, parent: &Ca, f: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         f(&mut params);
-        params.signed_by(&key, &Issuer::from_params(&parent.params, &parent.key)).unwrap_or_else(|e| panic!("{e}")).der().to_vec()
+        params.signed_by(&key, &Issuer::from_params(&parent.params, &parent.key)).expect("signs").der().to_vec()
     }
 
     fn sign_usages() -> Vec<KeyUsagePurpose> {
@@ -236,9 +236,9 @@ mod tests {
         let root = ca("root", None, None, sign_usages());
         let int = ca("intermediate", Some(&root), Some(0), sign_usages());
         let dev = leaf("device-1", &int, |_| {});
-        let to_root = verify_chain(&dev, std::slice::from_ref(&int.der), &root.der, today()).unwrap_or_else(|e| panic!("{e}"));
+        let to_root = verify_chain(&dev, std::slice::from_ref(&int.der), &root.der, today()).expect("verify chain");
         assert_eq!(to_root.depth(), 2);
-        let to_int = verify_chain(&dev, &[int.der.clone(), root.der.clone()], &int.der, today()).unwrap_or_else(|e| panic!("{e}"));
+        let to_int = verify_chain(&dev, &[int.der.clone(), root.der.clone()], &int.der, today()).expect("verify chain");
         assert_eq!(to_int.depth(), 1);
         // Extra and out-of-order certificates are fine.
         let other = ca("other", None, None, sign_usages());
@@ -270,11 +270,11 @@ mod tests {
     #[test]
     fn a_non_ca_intermediate_is_refused() {
         let root = ca("root", None, None, sign_usages());
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         p.distinguished_name.push(DnType::CommonName, "not-a-ca");
         p.is_ca = IsCa::ExplicitNoCa;
-        let not_ca_der = p.signed_by(&key, &Issuer::from_params(&root.params, &root.key)).unwrap_or_else(|e| panic!("{e}")).der().to_vec();
+        let not_ca_der = p.signed_by(&key, &Issuer::from_params(&root.params, &root.key)).expect("signs").der().to_vec();
         let not_ca = Ca { params: p, key, der: not_ca_der };
         let dev = leaf("device-1", &not_ca, |_| {});
         assert_eq!(

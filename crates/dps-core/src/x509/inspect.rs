@@ -245,15 +245,15 @@ mod tests {
     }
 
     fn make(cn: &str, parent: Option<&Made>, f: impl FnOnce(&mut CertificateParams)) -> Made {
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let key = KeyPair::generate().expect("generates a key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("constructs");
         params.distinguished_name.push(DnType::CommonName, cn);
         f(&mut params);
         let cert = match parent {
             None => params.self_signed(&key),
             Some(p) => params.signed_by(&key, &Issuer::from_params(&p.params, &p.key)),
         }
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("set-up");
         Made { params, key, der: cert.der().to_vec(), pem: cert.pem() }
     }
 
@@ -275,7 +275,7 @@ mod tests {
     }
 
     fn report(certs: &[&Made]) -> ChainReport {
-        inspect(&certs.iter().map(|m| m.der.clone()).collect::<Vec<_>>(), now()).unwrap_or_else(|e| panic!("{e}"))
+        inspect(&certs.iter().map(|m| m.der.clone()).collect::<Vec<_>>(), now()).expect("inspect")
     }
 
     #[test]
@@ -284,9 +284,9 @@ mod tests {
         let dev = make("device-1", Some(&root), |p| {
             device(p);
             p.subject_alt_names = vec![
-                SanType::DnsName("device-1.local".try_into().unwrap_or_else(|e| panic!("{e}"))),
-                SanType::IpAddress("10.0.0.7".parse().unwrap_or_else(|e| panic!("{e}"))),
-                SanType::URI("urn:dev:1".try_into().unwrap_or_else(|e| panic!("{e}"))),
+                SanType::DnsName("device-1.local".try_into().expect("try into")),
+                SanType::IpAddress("10.0.0.7".parse().expect("parses")),
+                SanType::URI("urn:dev:1".try_into().expect("try into")),
             ];
         });
         let r = report(&[&dev, &root]);
@@ -301,7 +301,7 @@ mod tests {
         assert!(!d.self_signed);
         assert_eq!(d.public_key_algorithm, "ECDSA P-256");
         assert_eq!(d.signature_algorithm, "ecdsa-with-SHA256");
-        let info = certificate_info(&dev.pem).unwrap_or_else(|e| panic!("{e}"));
+        let info = certificate_info(&dev.pem).expect("certificate info");
         assert_eq!(
             (&d.sha1_thumbprint, &d.sha256_thumbprint, &d.serial_number, d.version, d.not_before_utc, d.not_after_utc),
             (&info.sha1_thumbprint, &info.sha256_thumbprint, &info.serial_number, info.version, info.not_before_utc, info.not_after_utc)
@@ -324,7 +324,7 @@ mod tests {
             assert_eq!(r.verdict.anchor.as_deref(), Some("CN=root"));
         }
         let bundle = format!("{}\n{}\n{}", dev.pem, int.pem, root.pem);
-        let r = inspect_bytes(bundle.as_bytes(), now()).unwrap_or_else(|e| panic!("{e}"));
+        let r = inspect_bytes(bundle.as_bytes(), now()).expect("inspect bytes");
         assert_eq!(r.certificates.len(), 3);
         assert!(r.verdict.valid);
         // Without the root, the intermediate is the anchor (a group's signing certificate), with a note.

@@ -163,7 +163,7 @@ g3Ukyi8CIQCrsqeYDJsb6JaEFu4LFA4Nb/YgSULIQ+tSD2WJKwyJkw==
 
     #[test]
     fn pem_and_base64_der_give_the_same_info() {
-        let a = certificate_info(PEM).unwrap_or_else(|e| panic!("{e}"));
+        let a = certificate_info(PEM).expect("certificate info");
         assert_eq!(a.subject_name, "CN=svc-x509-ec51564c47");
         assert_eq!(a.issuer_name, a.subject_name);
         assert_eq!(a.version, 3);

@@ -40,21 +40,17 @@ pub struct Answer {
 pub fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &ca_pem[..]).flatten() {
-        roots.add(c).unwrap_or_else(|e| panic!("{e}"));
+        roots.add(c).expect("add");
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("with safe default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
 }
 
 fn client(ca_pem: &[u8]) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls_client_config(ca_pem))
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+    reqwest::Client::builder().use_preconfigured_tls(tls_client_config(ca_pem)).timeout(Duration::from_secs(20)).build().expect("builds")
 }
 
 impl TestService {
@@ -69,7 +65,7 @@ impl TestService {
 
     /// Starts with extra configuration and an environment.
     pub async fn start_with_env(extra: Overrides, env: HashMap<String, String>) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let clock = Arc::new(ManualClock::new(dps_core::SystemClock.now()));
         let mut s = Self {
             dir,
@@ -101,7 +97,7 @@ impl TestService {
             ..Default::default()
         }
         .then(self.extra.clone());
-        Config::load(self.dir.path().to_path_buf(), None, &self.env, flags).unwrap_or_else(|e| panic!("{e}"))
+        Config::load(self.dir.path().to_path_buf(), None, &self.env, flags).expect("loads")
     }
 
     /// Starts (again) on the same data directory, on a new port.
@@ -110,10 +106,10 @@ impl TestService {
             r.shutdown().await;
         }
         let config = self.config();
-        let listeners = dps_service::bind(&config).unwrap_or_else(|e| panic!("{e}"));
+        let listeners = dps_service::bind(&config).expect("binds");
         let clock: Arc<dyn Clock> = self.clock.clone();
         let running = dps_service::start(&config, listeners, clock).await.unwrap_or_else(|e| panic!("{e:#}"));
-        let ca = std::fs::read(&running.info.ca_certificate).unwrap_or_else(|e| panic!("{e}"));
+        let ca = std::fs::read(&running.info.ca_certificate).expect("reads");
         self.http = client(&ca);
         self.mqtt_port = running.info.ports.mqtt.unwrap_or_default();
         self.amqp_port = running.info.ports.amqp.unwrap_or_default();
@@ -137,14 +133,14 @@ impl TestService {
 
     /// A device SAS as Node signs it (raw `sr`).
     pub fn device_sas(&self, registration_id: &str, key_b64: &str, se: u64) -> String {
-        let key = dps_crypto::decode_key(key_b64).unwrap_or_default();
+        let key = dps_crypto::decode_key(key_b64).expect("decodes the key");
         let sr = format!("{}/registrations/{registration_id}", self.scope);
         let sig = utf8_percent_encode(&dps_crypto::sign(&key, &sr, se), NON_ALPHANUMERIC).to_string();
         format!("SharedAccessSignature sr={sr}&sig={sig}&se={se}&skn=registration")
     }
 
     pub fn service_sas(&self) -> String {
-        let key = dps_crypto::decode_key(&self.owner_key).unwrap_or_default();
+        let key = dps_crypto::decode_key(&self.owner_key).expect("decodes the key");
         let se = self.now() + 3600;
         let sig = utf8_percent_encode(&dps_crypto::sign(&key, "127.0.0.1", se), NON_ALPHANUMERIC).to_string();
         format!("SharedAccessSignature sr=127.0.0.1&sig={sig}&se={se}&skn=provisioningserviceowner")
@@ -170,7 +166,7 @@ impl TestService {
         }
         let r = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let (status, headers) = (r.status().as_u16(), r.headers().clone());
-        let bytes = r.bytes().await.unwrap_or_default();
+        let bytes = r.bytes().await.expect("reads the body");
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -263,16 +259,16 @@ impl TestService {
 pub fn tls_client_config_with_cert(ca_pem: &[u8], chain: &[Vec<u8>], key: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &ca_pem[..]).flatten() {
-        roots.add(c).unwrap_or_else(|e| panic!("{e}"));
+        roots.add(c).expect("add");
     }
     let certs = chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.clone())).collect();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.to_vec()));
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("with safe default protocol versions")
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("with client auth cert")
 }
 
 impl TestService {
@@ -282,14 +278,14 @@ impl TestService {
             .use_preconfigured_tls(tls_client_config_with_cert(&self.ca_pem, chain, key))
             .timeout(Duration::from_secs(20))
             .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("builds")
     }
 
     /// Registers with a client certificate over HTTPS (no Authorization header) and polls to the end.
     pub async fn provision_x509(&self, id: &str, chain: &[Vec<u8>], key: &[u8]) -> Answer {
         let http = self.client_with_cert(chain, key);
         let send = |rb: reqwest::RequestBuilder| async move {
-            let r = rb.send().await.unwrap_or_else(|e| panic!("{e}"));
+            let r = rb.send().await.expect("sends");
             let status = r.status().as_u16();
             let headers = r.headers().clone();
             let body = r.json::<Value>().await.unwrap_or(Value::Null);
