@@ -18,13 +18,14 @@ pub const TRANSPORTS: [(SimTransport, &str, &str); 3] =
 pub const ATTESTATIONS: [(&str, &str); 2] = [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)")];
 
 /// The faults offered, as (value, wire name, label).
-pub const FAULTS: [(Fault, &str, &str); 9] = [
+pub const FAULTS: [(Fault, &str, &str); 10] = [
     (Fault::None, "none", "None — provision normally"),
     (Fault::WrongKey, "wrongKey", "Wrong key"),
     (Fault::OtherGroupKey, "otherGroupKey", "Key of another group"),
     (Fault::UnknownId, "unknownId", "Unknown registration id"),
     (Fault::ExpiredToken, "expiredToken", "Expired SAS token"),
     (Fault::DisabledGroup, "disabledGroup", "Disabled group"),
+    (Fault::HubDown, "hubDown", "Hub connector down"),
     (Fault::UntrustedCa, "untrustedCa", "Certificate of an untrusted CA"),
     (Fault::ExpiredCertificate, "expiredCertificate", "Expired certificate"),
     (Fault::CnMismatch, "cnMismatch", "Certificate CN ≠ registration id"),
@@ -62,6 +63,9 @@ pub fn fault_hint(f: Fault) -> &'static str {
             "Each device presents a certificate that expired in 2020: the TLS handshake or the attestation refuses it."
         }
         Fault::CnMismatch => "The certificate's subject CN is not the registration id the device asks for: 401002.",
+        Fault::HubDown => {
+            "Devices of simulated-devices-hub-down, whose only hub cannot be reached: they poll while the service retries the hub, then fail with 503001."
+        }
     }
 }
 
@@ -256,6 +260,7 @@ mod tests {
             error_code: None,
             message: None,
             millis: 42,
+            issued_certificate: None,
             steps,
         }
     }

@@ -99,6 +99,9 @@ pub enum Fault {
     ExpiredToken,
     /// Devices of a disabled group.
     DisabledGroup,
+    /// Devices of a group whose only hub cannot be reached: they see `assigning` while the service retries the
+    /// hub, then `failed` with 503001.
+    HubDown,
     /// X.509: certificates issued by a CA the group does not trust.
     UntrustedCa,
     /// X.509: certificates that expired (valid in 2020 only).
@@ -112,7 +115,7 @@ impl Fault {
     pub fn fits(self, attestation: &str) -> bool {
         match self {
             Self::None => true,
-            Self::WrongKey | Self::OtherGroupKey | Self::UnknownId | Self::ExpiredToken | Self::DisabledGroup => {
+            Self::WrongKey | Self::OtherGroupKey | Self::UnknownId | Self::ExpiredToken | Self::DisabledGroup | Self::HubDown => {
                 attestation == "symmetricKey"
             }
             Self::UntrustedCa | Self::ExpiredCertificate | Self::CnMismatch => attestation == "x509",

@@ -258,3 +258,22 @@ async fn devices_request_certificates_and_x509_devices_register_again_with_them(
     let g = s.service(Method::GET, "/enrollmentGroups/simulated-x509-devices", None).await;
     assert_eq!(g.body["credentialPolicyName"], "simulated-devices");
 }
+
+/// #16 item 3, `hubDown`: the devices' only hub cannot be reached; they see `assigning` (their polls) while the
+/// engine retries the hub (one retry here), then `failed` with 503001, and the hub is never chosen by allocation.
+#[tokio::test]
+async fn a_hub_that_is_down_fails_its_devices_with_503001_after_the_retries() {
+    let s = TestService::start_with(dps_service::config::Overrides { hub_retries: Some(1), ..Default::default() }).await;
+    let r = run(&s, json!({ "transport": "mqtt", "count": 2, "prefix": "down-", "fault": "hubDown" })).await;
+    assert_eq!(r["counts"], json!({ "failed": 2 }), "{r}");
+    assert_eq!(r["target"], "group simulated-devices-hub-down");
+    let d = device(&s, r["id"].as_str().unwrap_or_default(), "down-1").await;
+    assert_eq!(d["errorCode"], 503001, "{d}");
+    assert!(kinds(&d).iter().any(|k| k == "poll"), "the device polled while the hub was retried: {d}");
+    let hubs = s.service(Method::GET, "/linkedHubs", None).await;
+    let down = hubs.body.as_array().and_then(|h| h.iter().find(|h| h["hostName"] == "simulated-hub-down.dps.local")).cloned();
+    assert_eq!(down.map(|h| h["applyAllocationPolicy"].clone()), Some(json!(false)), "{}", hubs.body);
+    // Devices of the default group still provision: the hub that is down is never an allocation candidate.
+    let ok = run(&s, json!({ "transport": "https", "count": 3, "prefix": "up-" })).await;
+    assert_eq!(ok["counts"], json!({ "assigned": 3 }), "{ok}");
+}

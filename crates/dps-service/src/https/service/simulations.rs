@@ -5,8 +5,10 @@
 //!
 //! Faults (#16 item 3): `wrongKey` (a key nobody has), `otherGroupKey` (the key derived from the group
 //! `simulated-devices-other`: the service finds the group whose key verifies, so the device lands there), `unknownId` (ids no enrollment names), `expiredToken` (a SAS token that expired a
-//! minute ago), `disabledGroup` (the disabled group `simulated-devices-disabled`). The groups named here are
-//! made when missing, as symmetric-key groups with the service's defaults.
+//! minute ago), `disabledGroup` (the disabled group `simulated-devices-disabled`), `hubDown` (the group
+//! `simulated-devices-hub-down`, whose only hub is a linked hub nobody answers for: the devices poll while the
+//! engine retries it on its hub schedule, then fail with 503001). The groups named here are made when missing,
+//! as symmetric-key groups with the service's defaults.
 
 use base64::Engine;
 use dps_core::DpsError;
@@ -29,6 +31,12 @@ use crate::https::{empty_response, json_response, HttpResponse, Request};
 pub const DEFAULT_GROUP: &str = "simulated-devices";
 const DISABLED_GROUP: &str = "simulated-devices-disabled";
 const OTHER_GROUP: &str = "simulated-devices-other";
+/// The `hubDown` fault's group, whose only hub is [`DOWN_HUB`].
+const HUB_DOWN_GROUP: &str = "simulated-devices-hub-down";
+/// A hub that cannot be reached: a Mosquitto connector on a loopback port nothing listens on (1), never chosen by
+/// an allocation policy (only the group that names it goes there).
+pub const DOWN_HUB: &str = "simulated-hub-down.dps.local";
+const DOWN_BROKER: &str = "mqtt://dps:down@127.0.0.1:1";
 /// The X.509 devices' group: each X.509 run makes a CA and makes it this group's signing certificate.
 pub const X509_GROUP: &str = "simulated-x509-devices";
 /// The credential policy of devices that request a certificate (`requestCertificate`): the local CA.
@@ -162,6 +170,7 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     }
     let group = match (r.fault, &r.group) {
         (Fault::DisabledGroup, _) => group_key(app, DISABLED_GROUP).await?,
+        (Fault::HubDown, _) => hub_down_key(app).await?,
         (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
         (_, None) => group_key(app, DEFAULT_GROUP).await?,
     };
@@ -181,6 +190,7 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     }
     let name = match r.fault {
         Fault::DisabledGroup => DISABLED_GROUP,
+        Fault::HubDown => HUB_DOWN_GROUP,
         _ => r.group.as_deref().unwrap_or(DEFAULT_GROUP),
     };
     Ok((format!("group {name}"), devices))
@@ -235,6 +245,25 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
         devices.push(Planned { registration_id: id, credential, certificate_request: None });
     }
     Ok((format!("group {X509_GROUP}"), devices))
+}
+
+/// The `hubDown` group's key: the unreachable hub linked and the group naming it alone, made when missing.
+async fn hub_down_key(app: &App) -> Result<String, DpsError> {
+    let hub = dps_proto::LinkedHub {
+        host_name: DOWN_HUB.to_owned(),
+        apply_allocation_policy: false,
+        connector: dps_hub::MOSQUITTO.to_owned(),
+        connection_string: Some(DOWN_BROKER.to_owned()),
+        ..Default::default()
+    };
+    app.management.put_hub(hub).await?;
+    let key = group_key(app, HUB_DOWN_GROUP).await?;
+    let mut g = app.management.get::<Group>(HUB_DOWN_GROUP).await?;
+    if g.iot_hubs.as_deref() != Some(&[DOWN_HUB.to_owned()][..]) {
+        *g.shared().iot_hubs = Some(vec![DOWN_HUB.to_owned()]);
+        app.management.put(HUB_DOWN_GROUP, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    }
+    Ok(key)
 }
 
 /// The primary key of the symmetric-key group `name`, made when missing (disabled: the fault's group).
