@@ -28,7 +28,7 @@ fn ok(o: Output, what: &str) -> String {
 }
 
 fn swtpm() -> Swtpm {
-    Swtpm::start().unwrap_or_else(|e| panic!("{e:#}"))
+    Swtpm::start().expect("start")
 }
 
 /// `dps tpm show --output json` → (EK, SRK, registration id).

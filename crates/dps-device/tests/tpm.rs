@@ -15,11 +15,11 @@ use rand::RngCore;
 use sha2::Sha256;
 
 fn swtpm() -> Swtpm {
-    Swtpm::start().unwrap_or_else(|e| panic!("{e:#}"))
+    Swtpm::start().expect("start")
 }
 
 fn open(tpm: &Swtpm) -> TpmDevice {
-    TpmDevice::open(&tpm.tcti()).unwrap_or_else(|e| panic!("{e:#}"))
+    TpmDevice::open(&tpm.tcti()).expect("opens")
 }
 
 fn random_key(len: usize) -> Vec<u8> {

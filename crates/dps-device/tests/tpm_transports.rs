@@ -36,11 +36,11 @@ use tokio::net::TcpListener;
 const ID_SCOPE: &str = "0ne0001A2B3";
 
 fn swtpm() -> Swtpm {
-    Swtpm::start().unwrap_or_else(|e| panic!("{e:#}"))
+    Swtpm::start().expect("start")
 }
 
 async fn worker(tpm: &Swtpm) -> TpmWorker {
-    TpmWorker::open(Some(tpm.tcti())).await.unwrap_or_else(|e| panic!("{e:#}"))
+    TpmWorker::open(Some(tpm.tcti())).await.expect("opens")
 }
 
 fn random_key() -> Vec<u8> {
@@ -237,7 +237,7 @@ async fn https_registration_activates_the_challenge_then_the_hub_key() {
     }));
     let (endpoint, server) = start_device_api(Arc::clone(&state)).await;
     let device = HttpsDevice::new(endpoint, Polling::Every(Duration::from_millis(20))).expect("client");
-    let status = device.provision_tpm(&tpm, None).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let status = device.provision_tpm(&tpm, None).await.expect("provision tpm");
     server.abort();
     {
         let s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -272,11 +272,11 @@ async fn https_refusal_of_the_ek_is_an_error_with_its_code() {
 // AMQP (§3.3): the server's half of the `TPM` SASL mechanism, over an in-memory stream.
 
 async fn server_frame(stream: &mut DuplexStream) -> Frame {
-    read_frame(stream).await.unwrap_or_else(|e| panic!("{e:#}"))
+    read_frame(stream).await.expect("read frame")
 }
 
 async fn send(stream: &mut DuplexStream, frame: Frame) {
-    write_frame(stream, frame).await.unwrap_or_else(|e| panic!("{e:#}"));
+    write_frame(stream, frame).await.expect("write frame");
 }
 
 fn response_bytes(frame: Frame) -> Vec<u8> {
@@ -339,7 +339,7 @@ async fn amqp_tpm_sasl_exchange_frame_by_frame() {
         server
     });
     let id = tpm.registration_id().to_owned();
-    sasl_tpm(&mut client, &tpm, ID_SCOPE, &id).await.unwrap_or_else(|e| panic!("{e:#}"));
+    sasl_tpm(&mut client, &tpm, ID_SCOPE, &id).await.expect("sasl tpm");
     let mut server = service.await.expect("server");
     drop(client);
     let mut rest = Vec::new();

@@ -57,8 +57,7 @@ fn serve(dir: &Path) {
         };
         let config = dps_service::config::Config::load(dir.into(), None, &Default::default(), flags).expect("loads");
         let listeners = dps_service::bind(&config).expect("binds");
-        let _running =
-            dps_service::start(&config, listeners, std::sync::Arc::new(dps_core::SystemClock)).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let _running = dps_service::start(&config, listeners, std::sync::Arc::new(dps_core::SystemClock)).await.expect("start");
         println!("READY");
         std::future::pending::<()>().await;
     });

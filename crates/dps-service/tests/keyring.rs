@@ -143,7 +143,7 @@ async fn a_lost_entry_beside_a_database_stops_the_start_and_reset_writes_a_new_k
     let e = dps_service::start(&config, listeners, s.clock.clone()).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(e.contains("holds no master key") && e.contains("dps keys reset"), "{e}");
     assert!(lookup(&home.account).is_none(), "no second key was made");
-    let changed = dps_service::reset_master_key(&config).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let changed = dps_service::reset_master_key(&config).await.expect("reset master key");
     assert!(changed >= 1, "the enrollment's keys were dropped");
     let new = lookup(&home.account).unwrap_or_else(|| panic!("reset wrote no key to the keyring"));
     s.restart().await;

@@ -195,7 +195,10 @@ async fn mqtt_connected(s: &TestService, keep_alive: u16) -> Tls {
     let mut stream = tls(s, s.mqtt_port).await;
     stream.write_all(&connect_packet(s, "dev1", keep_alive)).await.expect("write all");
     let mut connack = [0u8; 4];
-    tokio::time::timeout(OUTCOME, stream.read_exact(&mut connack)).await.unwrap_or_else(|_| panic!("no CONNACK")).expect("unwrap or else");
+    tokio::time::timeout(OUTCOME, stream.read_exact(&mut connack))
+        .await
+        .unwrap_or_else(|_| panic!("no CONNACK"))
+        .expect("reads the CONNACK");
     assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
     stream
 }

@@ -25,7 +25,7 @@ async fn start() -> Service {
     };
     let config = Config::load(dir.path().to_path_buf(), None, &Default::default(), flags).expect("loads");
     let listeners = dps_service::bind(&config).expect("binds");
-    let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let running = dps_service::start(&config, listeners, Arc::new(dps_core::SystemClock)).await.expect("start");
     Service { _dir: dir, running: Some(running) }
 }
 
@@ -46,15 +46,15 @@ async fn run_and_reset(name: &str) {
     let running = service.running.as_ref().unwrap_or_else(|| panic!("not running"));
     let api = running.local_api();
     let runner = Runner { api: &api, target: target(running), on_event: &quiet };
-    let scenario = Scenario::built_in(name).unwrap_or_else(|| panic!("no scenario {name}")).unwrap_or_else(|e| panic!("{e:#}"));
+    let scenario = Scenario::built_in(name).unwrap_or_else(|| panic!("no scenario {name}")).expect("the built-in scenario loads");
     let report = runner.run(&scenario).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let problems: Vec<&String> = report.steps.iter().flat_map(|s| &s.problems).collect();
     assert!(problems.is_empty(), "{name}: {problems:#?}");
     let devices: usize = report.steps.iter().map(|s| s.outcomes.len()).sum();
     assert!(devices > 0, "{name}: no device registered");
-    assert!(!runner.leftovers(&scenario).await.unwrap_or_else(|e| panic!("{e:#}")).is_empty(), "{name}: the run made nothing?");
+    assert!(!runner.leftovers(&scenario).await.expect("leftovers").is_empty(), "{name}: the run made nothing?");
     runner.reset(&scenario).await.unwrap_or_else(|e| panic!("{name}: reset: {e:#}"));
-    let left = runner.leftovers(&scenario).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let left = runner.leftovers(&scenario).await.expect("leftovers");
     assert!(left.is_empty(), "{name}: the reset left {left:?}");
     // A second run after the reset starts from nothing again and passes too.
     let again = runner.run(&scenario).await.unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -97,12 +97,11 @@ async fn a_wrong_expectation_is_reported() {
     let api = running.local_api();
     let runner = Runner { api: &api, target: target(running), on_event: &quiet };
     let text = dps_sim::scenario::BUILT_IN.iter().find(|(n, _)| *n == "static").map(|(_, t)| *t).unwrap_or_default();
-    let wrong = Scenario::parse(&text.replace("hub = \"static-b.demo.local\"", "hub = \"static-a.demo.local\""))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let report = runner.run(&wrong).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let wrong = Scenario::parse(&text.replace("hub = \"static-b.demo.local\"", "hub = \"static-a.demo.local\"")).expect("parses");
+    let report = runner.run(&wrong).await.expect("run");
     assert!(!report.passed());
     assert!(report.steps.iter().flat_map(|s| &s.problems).all(|p| p.contains("expected hub static-a.demo.local, got static-b.demo.local")));
-    runner.reset(&wrong).await.unwrap_or_else(|e| panic!("{e:#}"));
+    runner.reset(&wrong).await.expect("reset");
     if let Some(r) = service.running.take() {
         r.shutdown().await;
     }

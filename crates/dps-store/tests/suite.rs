@@ -1169,7 +1169,7 @@ async fn postgres_another_store_configuration_writes_change_the_version() {
         tokio::time::timeout(std::time::Duration::from_secs(60), changes.changed())
             .await
             .unwrap_or_else(|_| panic!("no notification of the other store's write"))
-            .expect("unwrap or else");
+            .expect("the change notifications go on");
         assert_ne!(reader.config_version(), before, "round {round}");
         let got = cache.get_enrollment("SHARED").await.expect("get enrollment").and_then(|e| e.device_id);
         assert_eq!(got, Some(format!("round-{round}")), "the other store's cache reads the new enrollment");

@@ -108,7 +108,7 @@ impl TestService {
         let config = self.config();
         let listeners = dps_service::bind(&config).expect("binds");
         let clock: Arc<dyn Clock> = self.clock.clone();
-        let running = dps_service::start(&config, listeners, clock).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let running = dps_service::start(&config, listeners, clock).await.expect("start");
         let ca = std::fs::read(&running.info.ca_certificate).expect("reads");
         self.http = client(&ca);
         self.mqtt_port = running.info.ports.mqtt.unwrap_or_default();
