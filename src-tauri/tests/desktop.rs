@@ -206,11 +206,7 @@ async fn the_window_runs_the_service_and_clicks_through_to_enrollments() {
     wait_for(&c, "[data-testid=nav-enrollments]", Duration::from_secs(10)).await.click().await.expect("click");
     wait_for_text(&c, "[data-testid=page-title]", "Enrollments", Duration::from_secs(10)).await;
     wait_for(&c, "[data-testid=enrollment-new]", Duration::from_secs(10)).await.click().await.expect("click");
-    wait_for(&c, "[data-testid=form-registration-id]", Duration::from_secs(10))
-        .await
-        .send_keys("desk-1")
-        .await
-        .expect("send keys");
+    wait_for(&c, "[data-testid=form-registration-id]", Duration::from_secs(10)).await.send_keys("desk-1").await.expect("send keys");
     wait_for(&c, "[data-testid=form-submit]", Duration::from_secs(10)).await.click().await.expect("click");
     wait_for(&c, "[data-testid=enrollment-row][data-id=desk-1]", Duration::from_secs(20)).await;
     let shot = c.screenshot().await.expect("screenshot");

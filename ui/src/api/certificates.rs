@@ -1,6 +1,7 @@
-//! CA certificates (upload, proof of possession) and the chain inspector.
+//! CA certificates (upload, proof of possession), the chain inspector, and certificate issuance from a CSR (credential
+//! policies and the certificates issued).
 
-use dps_proto::{CaCertificate, CertificateVerification, ChainReport};
+use dps_proto::{CaCertificate, CertificateVerification, ChainReport, CredentialPolicy, IssuedCertificate};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -47,5 +48,30 @@ impl ApiClient {
     pub async fn inspect(&self, pem: &str) -> Result<ChainReport, ApiError> {
         let body = CertificateVerification { certificate: pem.to_string() };
         self.send_json("POST", "/certificates/inspect", &body).await
+    }
+
+    /// `GET /credentialPolicies`.
+    pub async fn credential_policies(&self) -> Result<Vec<CredentialPolicy>, ApiError> {
+        self.get_json("/credentialPolicies", &[]).await
+    }
+
+    /// `PUT /credentialPolicies/{name}`.
+    pub async fn put_credential_policy(&self, policy: &CredentialPolicy) -> Result<CredentialPolicy, ApiError> {
+        self.send_json("PUT", &format!("/credentialPolicies/{}", seg(&policy.name)), policy).await
+    }
+
+    /// `DELETE /credentialPolicies/{name}`.
+    pub async fn delete_credential_policy(&self, name: &str) -> Result<(), ApiError> {
+        self.send_unit("DELETE", &format!("/credentialPolicies/{}", seg(name)), &[], None).await
+    }
+
+    /// `GET /issuedCertificates`, the newest first; of one device when `registration_id` is not blank.
+    pub async fn issued_certificates(&self, registration_id: &str) -> Result<Vec<IssuedCertificate>, ApiError> {
+        let id = registration_id.trim();
+        let mut query = vec![("top", "200".to_owned())];
+        if !id.is_empty() {
+            query.push(("registrationId", id.to_owned()));
+        }
+        self.get_json("/issuedCertificates", &query).await
     }
 }

@@ -50,6 +50,8 @@ pub fn Certificates() -> impl IntoView {
                 </Loaded>
                 <CaUpload reload=reload />
             </div>
+            <super::credentials::CredentialPolicies />
+            <super::credentials::IssuedCertificates />
             <Inspector />
         </section>
     }

@@ -1,6 +1,7 @@
 //! One module per page; [`Page`] names them and maps the location's hash (`#/hubs`) to one.
 
 pub mod certificates;
+pub mod credentials;
 pub mod enrollments;
 pub mod groups;
 pub mod hubs;
