@@ -37,6 +37,8 @@ pub mod field {
     pub const WEBHOOK_URL: &str = "webhookUrl";
     pub const API_VERSION: &str = "apiVersion";
     pub const INITIAL_TWIN: &str = "initialTwin";
+    /// The credential policy that issues certificates to the devices that send a CSR.
+    pub const CREDENTIAL_POLICY: &str = "credentialPolicyName";
 
     /// The id field's name for a kind of form.
     pub fn id(kind: super::FormKind) -> &'static str {
@@ -109,6 +111,8 @@ pub struct EnrollmentForm {
     /// `{ "tags": {…}, "properties": { "desired": {…} } }`, or blank.
     pub initial_twin: String,
     pub iot_edge: bool,
+    /// The credential policy (`credentialPolicyName`) certificates are issued under; blank = none.
+    pub credential_policy_name: String,
     /// The etag of the document being edited (sent as If-Match); `None` for a new one.
     pub etag: Option<String>,
     /// Carried through an edit unchanged (the form does not show it).
@@ -128,6 +132,7 @@ impl std::fmt::Debug for EnrollmentForm {
             .field("status", &self.status)
             .field("iot_hubs", &self.iot_hubs)
             .field("allocation_policy", &self.allocation_policy)
+            .field("credential_policy_name", &self.credential_policy_name)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +162,7 @@ impl EnrollmentForm {
             migrate_device_data: true,
             initial_twin: String::new(),
             iot_edge: false,
+            credential_policy_name: String::new(),
             etag: None,
             optional_device_information: None,
             extra: Default::default(),
@@ -197,6 +203,7 @@ impl EnrollmentForm {
             twin: s.initial_twin.as_ref(),
             capabilities: *s.capabilities,
         });
+        f.credential_policy_name = s.credential_policy_name.clone().unwrap_or_default();
         f.etag.clone_from(s.etag);
         f.extra.clone_from(s.extra);
         f
@@ -270,6 +277,7 @@ impl EnrollmentForm {
         *s.allocation_policy = c.policy;
         *s.iot_hubs = c.iot_hubs;
         *s.custom_allocation_definition = c.custom;
+        *s.credential_policy_name = c.credential_policy_name;
         s.extra.clone_from(&self.extra);
         Ok(doc)
     }
@@ -426,6 +434,11 @@ impl EnrollmentForm {
             }
         };
 
+        let credential_policy_name = Some(self.credential_policy_name.trim().to_owned()).filter(|n| !n.is_empty());
+        if let Some(Err(m)) = credential_policy_name.as_deref().map(credential_policy) {
+            err(field::CREDENTIAL_POLICY, m);
+        }
+
         match attestation {
             Some(attestation) if errs.is_empty() => Ok(Parts {
                 attestation,
@@ -438,6 +451,7 @@ impl EnrollmentForm {
                     migrate_device_data: self.migrate_device_data,
                 },
                 initial_twin,
+                credential_policy_name,
             }),
             _ => Err(errs),
         }
@@ -465,6 +479,18 @@ struct Parts {
     custom: Option<CustomAllocationDefinition>,
     reprovision: ReprovisionPolicy,
     initial_twin: Option<InitialTwin>,
+    credential_policy_name: Option<String>,
+}
+
+/// A credential policy name as the service accepts it: 1–128 letters, digits, `-`, `.`, `_`.
+fn credential_policy(name: &str) -> Result<(), String> {
+    if name.len() > 128 {
+        return Err("the credential policy name is longer than 128 characters".into());
+    }
+    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-._".contains(*c))) {
+        Some(bad) => Err(format!("the credential policy name contains the character {bad:?}; allowed: letters, digits and - . _")),
+        None => Ok(()),
+    }
 }
 
 fn hubs_of(hubs: &Option<Vec<String>>, legacy: &Option<String>) -> Vec<String> {
@@ -648,6 +674,7 @@ mod tests {
           "reprovisionPolicy": { "updateHubAssignment": true, "migrateDeviceData": false },
           "allocationPolicy": "hashed", "iotHubs": [ "hub-a.example.net", "hub-b.example.net" ],
           "optionalDeviceInformation": { "model": "x" },
+          "credentialPolicyName": "line-1",
           "etag": "\"e1\"", "createdDateTimeUtc": "2024-01-01T00:00:00.0000000Z"
         }"#;
         let e: IndividualEnrollment = serde_json::from_str(doc).unwrap_or_else(|e| panic!("{e}"));
@@ -655,6 +682,7 @@ mod tests {
         assert!(f.is_edit());
         assert_eq!(f.status, "disabled");
         assert_eq!(f.iot_hubs, "hub-a.example.net\nhub-b.example.net");
+        assert_eq!(f.credential_policy_name, "line-1");
         assert!(f.iot_edge && f.update_hub_assignment && !f.migrate_device_data);
         let back = f.to_enrollment().unwrap_or_else(|e| panic!("{e:?}"));
         let expected = IndividualEnrollment { created_date_time_utc: None, ..e };
@@ -684,5 +712,30 @@ mod tests {
         let bad = EnrollmentForm { kind: FormKind::Group, ..form("bad id") };
         assert_eq!(fields(&bad.errors()), vec![field::GROUP_ID]);
         assert_eq!(field::id(FormKind::Individual), field::ID);
+    }
+
+    #[test]
+    fn the_credential_policy_round_trips() {
+        let f = EnrollmentForm { credential_policy_name: " line-1 ".into(), ..form("d") };
+        let e = f.to_enrollment().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(e.credential_policy_name.as_deref(), Some("line-1"));
+        assert_eq!(serde_json::to_value(&e).unwrap_or_default()["credentialPolicyName"], "line-1");
+        let again = EnrollmentForm::from_enrollment(&e);
+        assert_eq!(again.credential_policy_name, "line-1");
+        assert_eq!(again.to_enrollment(), Ok(e));
+
+        let g = EnrollmentForm { kind: FormKind::Group, credential_policy_name: "line_2.a".into(), ..form("grp") };
+        let grp = g.to_group().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(grp.credential_policy_name.as_deref(), Some("line_2.a"));
+        assert_eq!(EnrollmentForm::from_group(&grp).to_group(), Ok(grp));
+
+        // Blank is none (and clears it on an edit); a name the service would refuse is a field error.
+        let blank = EnrollmentForm { credential_policy_name: "  ".into(), ..again };
+        assert_eq!(blank.to_enrollment().map(|e| e.credential_policy_name), Ok(None));
+        assert_eq!(EnrollmentForm::new(FormKind::Individual).credential_policy_name, "");
+        let bad = EnrollmentForm { credential_policy_name: "line 1".into(), ..form("d") };
+        assert_eq!(fields(&bad.errors()), vec![field::CREDENTIAL_POLICY]);
+        let long = EnrollmentForm { credential_policy_name: "p".repeat(129), ..form("d") };
+        assert_eq!(fields(&long.errors()), vec![field::CREDENTIAL_POLICY]);
     }
 }

@@ -28,6 +28,7 @@
 //! | `updateHubAssignment`, `migrateDeviceData` | reprovision policy, `true`/`false` (default `true`) |
 //! | `iotEdge` | `true`/`false` (default `false`) |
 //! | `initialTwin` | JSON: `{"tags":{…},"properties":{"desired":{…}}}` |
+//! | `credentialPolicyName` | the credential policy of devices that send a CSR; blank = none |
 //!
 //! CSV cannot carry `optionalDeviceInformation`; use JSON for that. Import reports problems per row: CSV
 //! rows are numbered as a spreadsheet shows them (the header is row 1), JSON items from 1.
@@ -289,6 +290,7 @@ const COLUMNS: &[Column] = &[
     both("migrateDeviceData", Slot::Flag(|f| &mut f.migrate_device_data, true)),
     both("iotEdge", Slot::Flag(|f| &mut f.iot_edge, false)),
     both("initialTwin", Slot::Twin),
+    both("credentialPolicyName", Slot::Text(|f| &mut f.credential_policy_name)),
 ];
 
 fn columns(kind: FormKind) -> impl Iterator<Item = &'static Column> {
@@ -469,7 +471,8 @@ mod tests {
             "attestation": {{ "type": "x509", "x509": {{ "clientCertificates": {{ "primary": {{ "certificate": {pem} }} }} }} }},
             "allocationPolicy": "custom", "iotHubs": ["a.example.net", "b.example.net"],
             "customAllocationDefinition": {{ "webhookUrl": "https://fn.example.net/api?code=1", "apiVersion": "2021-10-01" }} }},
-          {{ "registrationId": "dev-4", "attestation": {{ "type": "tpm", "tpm": {{ "endorsementKey": "AAgAAQALAAMAsg==" }} }} }}
+          {{ "registrationId": "dev-4", "attestation": {{ "type": "tpm", "tpm": {{ "endorsementKey": "AAgAAQALAAMAsg==" }} }},
+            "credentialPolicyName": "line-1" }}
         ]"#,
             k1 = key(1),
             k2 = key(2),

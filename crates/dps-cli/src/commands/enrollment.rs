@@ -106,6 +106,14 @@ impl KeyType {
     }
 }
 
+/// `list`'s options, for enrollments and groups alike.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// At most this many.
+    #[arg(long)]
+    pub top: Option<usize>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum EnrollmentCommand {
     /// Create an individual enrollment.
@@ -137,11 +145,7 @@ pub enum EnrollmentCommand {
         show_keys: bool,
     },
     /// List enrollments.
-    List {
-        /// At most this many.
-        #[arg(long)]
-        top: Option<usize>,
-    },
+    List(ListArgs),
     /// Change an enrollment (only the given options; guarded by its etag).
     Update {
         /// The enrollment's registration id.
@@ -306,7 +310,7 @@ pub async fn run(cmd: EnrollmentCommand, target: &Target, output: Output) -> Res
         EnrollmentCommand::Show { enrollment_id, show_keys } => {
             documents::show::<E>(target, &enrollment_id, show_keys, COLUMNS, output).await
         }
-        EnrollmentCommand::List { top } => documents::list::<E>(target, top, COLUMNS, output).await,
+        EnrollmentCommand::List(ListArgs { top }) => documents::list::<E>(target, top, COLUMNS, output).await,
         EnrollmentCommand::Update { enrollment_id, device_id, endorsement_key, etag, common } => {
             let change = |e: &mut E| update(e, device_id, endorsement_key, &common);
             documents::update(target, &enrollment_id, etag, change, COLUMNS, output).await

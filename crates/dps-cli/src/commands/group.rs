@@ -4,7 +4,7 @@ use anyhow::Result;
 use dps_proto::*;
 
 use super::documents;
-use super::enrollment::{apply_common, attestation_of, AttestationArg, CommonArgs, KeyType};
+use super::enrollment::{apply_common, attestation_of, AttestationArg, CommonArgs, KeyType, ListArgs};
 use crate::client::Target;
 use crate::output::Output;
 
@@ -37,11 +37,7 @@ pub enum GroupCommand {
         show_keys: bool,
     },
     /// List enrollment groups.
-    List {
-        /// At most this many.
-        #[arg(long)]
-        top: Option<usize>,
-    },
+    List(ListArgs),
     /// Change an enrollment group (only the given options; guarded by its etag).
     Update {
         /// The enrollment group's id.
@@ -103,7 +99,7 @@ pub async fn run(cmd: GroupCommand, target: &Target, output: Output) -> Result<(
             documents::create(target, G::new(group_id, attestation), &common, COLUMNS, output).await
         }
         GroupCommand::Show { group_id, show_keys } => documents::show::<G>(target, &group_id, show_keys, COLUMNS, output).await,
-        GroupCommand::List { top } => documents::list::<G>(target, top, COLUMNS, output).await,
+        GroupCommand::List(ListArgs { top }) => documents::list::<G>(target, top, COLUMNS, output).await,
         GroupCommand::Update { group_id, etag, common } => {
             let change = |g: &mut G| apply_common(&common, g.shared());
             documents::update(target, &group_id, etag, change, COLUMNS, output).await

@@ -96,6 +96,7 @@ pub fn FormPanel(state: PageState, form: EnrollmentForm) -> impl IntoView {
                 <SelectField bind=form.field(field::STATUS, lens!(status)) label="Provisioning status" testid="form-status"
                     options=vec![("enabled", "Enabled"), ("disabled", "Disabled")] />
                 <AllocationFields form=form />
+                <CredentialPolicyField form=form />
                 <MoreFields form=form />
                 <MaybeError error=refused />
                 {move || form.refused().then(|| view! { <p class="field-error">"Correct the fields marked above."</p> })}
@@ -186,6 +187,20 @@ fn AllocationFields(form: Binding) -> impl IntoView {
                 placeholder="https://…" />
             <TextField bind=form.field(field::API_VERSION, lens!(api_version)) label="Webhook API version" testid="form-api-version"
                 placeholder="2021-10-01" />
+        })}
+    }
+}
+
+/// The credential policy that issues certificates to devices sending a CSR (with the existing ones as a reminder).
+#[component]
+fn CredentialPolicyField(form: Binding) -> impl IntoView {
+    let policies = load(|c| async move { c.credential_policies().await });
+    let names = move || policies.get().and_then(Result::ok).map(|p| p.into_iter().map(|p| p.name).collect::<Vec<_>>());
+    view! {
+        <TextField bind=form.field(field::CREDENTIAL_POLICY, lens!(credential_policy_name)) label="Credential policy"
+            testid="form-credential-policy" placeholder="blank = none (no certificate issued from a CSR)" />
+        {move || names().filter(|n| !n.is_empty()).map(|n| view! {
+            <p class="muted small">"Credential policies: " {n.join(", ")}</p>
         })}
     }
 }
