@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
         for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
             let puts = chunk.iter().map(|&i| s.put_enrollment(enrollment(i), Precondition::None));
             for r in futures_util::future::join_all(puts).await {
-                r.expect("r");
+                r.expect("lists a page of enrollments");
             }
         }
         eprintln!("filled {count} enrollments in {:?}", started.elapsed());

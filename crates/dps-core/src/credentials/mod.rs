@@ -150,14 +150,18 @@ impl Credentials {
         self.store.list_issued(registration_id, limit.clamp(1, MAX_LISTED)).await.map_err(store_error("issued certificates".into()))
     }
 
-    /// The policy `name` with its CA, or 400012.
-    async fn policy_with_ca(&self, name: Option<&str>) -> Result<(CredentialPolicy, Arc<IssuingCa>), DpsError> {
+    /// The stored policy `name` (with an uploaded CA's key), or 400012.
+    async fn stored_policy(&self, name: Option<&str>) -> Result<StoredCredentialPolicy, DpsError> {
         let name = name.ok_or_else(|| {
             DpsError::new(ErrorKind::CredentialPolicyMissing, "the device sent a csr, but its enrollment names no credentialPolicyName")
         })?;
-        let stored = self.store.get_credential_policy(name).await.map_err(store_error(Self::what(name)))?.ok_or_else(|| {
+        self.store.get_credential_policy(name).await.map_err(store_error(Self::what(name)))?.ok_or_else(|| {
             DpsError::new(ErrorKind::CredentialPolicyMissing, format!("the enrollment's {} does not exist", Self::what(name)))
-        })?;
+        })
+    }
+
+    /// The CA that signs under `stored`.
+    fn issuer(&self, stored: StoredCredentialPolicy) -> Result<(CredentialPolicy, Arc<IssuingCa>), DpsError> {
         let ca = match (stored.policy.issuer, stored.key, &self.local_ca) {
             (IssuerKind::Local, _, Some(local)) => Arc::clone(local),
             (IssuerKind::Local, _, None) => {
@@ -182,14 +186,14 @@ impl Credentials {
             ));
         }
         let checked = csr::check(csr, registration_id)?;
-        let (p, _) = self.policy_with_ca(policy).await?;
+        let p = self.stored_policy(policy).await?.policy;
         csr::check_key_type(&checked, &p.key_types, &p.name)
     }
 
     /// At the assignment: signs and logs the device's certificate.
     pub async fn issue(&self, csr: &str, subject: Subject<'_>, policy: Option<&str>) -> Result<Issued, DpsError> {
         let checked = csr::check(csr, subject.registration_id)?;
-        let (p, ca) = self.policy_with_ca(policy).await?;
+        let (p, ca) = self.issuer(self.stored_policy(policy).await?)?;
         csr::check_key_type(&checked, &p.key_types, &p.name)?;
         let issued = issue::issue(&ca, &checked, &p, subject, self.clock.now())?;
         self.store.record_issued(&issued.certificate).await.map_err(store_error("the issued certificate".into()))?;
