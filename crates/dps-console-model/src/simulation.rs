@@ -11,14 +11,25 @@ use dps_proto::simulation::{
 use crate::error_help;
 
 /// The transports offered, as (value, label).
-pub const TRANSPORTS: [(SimTransport, &str, &str); 3] =
-    [(SimTransport::Https, "https", "HTTPS"), (SimTransport::Mqtt, "mqtt", "MQTT"), (SimTransport::Amqp, "amqp", "AMQP")];
+pub const TRANSPORTS: [(SimTransport, &str, &str); 5] = [
+    (SimTransport::Https, "https", "HTTPS"),
+    (SimTransport::Mqtt, "mqtt", "MQTT"),
+    (SimTransport::Amqp, "amqp", "AMQP"),
+    (SimTransport::MqttWs, "mqttWs", "MQTT over WebSockets"),
+    (SimTransport::AmqpWs, "amqpWs", "AMQP over WebSockets"),
+];
+
+/// The transports devices of `attestation` can use (TPM: none over MQTT).
+pub fn transports_for(attestation: &str) -> Vec<(SimTransport, &'static str, &'static str)> {
+    TRANSPORTS.into_iter().filter(|(t, _, _)| attestation != "tpm" || t.carries_tpm()).collect()
+}
 
 /// The attestations offered, as (wire name, label).
-pub const ATTESTATIONS: [(&str, &str); 2] = [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)")];
+pub const ATTESTATIONS: [(&str, &str); 3] =
+    [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)"), ("tpm", "TPM (a software TPM per device)")];
 
 /// The faults offered, as (value, wire name, label).
-pub const FAULTS: [(Fault, &str, &str); 10] = [
+pub const FAULTS: [(Fault, &str, &str); 11] = [
     (Fault::None, "none", "None — provision normally"),
     (Fault::WrongKey, "wrongKey", "Wrong key"),
     (Fault::OtherGroupKey, "otherGroupKey", "Key of another group"),
@@ -29,6 +40,7 @@ pub const FAULTS: [(Fault, &str, &str); 10] = [
     (Fault::UntrustedCa, "untrustedCa", "Certificate of an untrusted CA"),
     (Fault::ExpiredCertificate, "expiredCertificate", "Expired certificate"),
     (Fault::CnMismatch, "cnMismatch", "Certificate CN ≠ registration id"),
+    (Fault::DisabledEnrollment, "disabledEnrollment", "Disabled enrollment"),
 ];
 
 /// The faults that apply to devices of `attestation`.
@@ -55,7 +67,10 @@ pub fn fault_hint(f: Fault) -> &'static str {
             "Each device signs with the key derived from another group (simulated-devices-other): the service finds the group \
              whose key verifies, so the device lands in that group, not the one you meant."
         }
-        Fault::UnknownId => "Registration ids no enrollment names, with a key nobody has: 401002, the same answer as a wrong key.",
+        Fault::UnknownId => {
+            "Registration ids no enrollment names — with a key nobody has, or a TPM whose endorsement key nobody enrolled: \
+             401002, the same answer as a wrong key."
+        }
         Fault::ExpiredToken => "The SAS token's expiry (se) passed a minute ago: the service refuses it with 401002.",
         Fault::DisabledGroup => "Devices of the disabled group simulated-devices-disabled: they get no hub.",
         Fault::UntrustedCa => "Each device presents a certificate issued by a CA no enrollment group trusts: 401002.",
@@ -63,6 +78,7 @@ pub fn fault_hint(f: Fault) -> &'static str {
             "Each device presents a certificate that expired in 2020: the TLS handshake or the attestation refuses it."
         }
         Fault::CnMismatch => "The certificate's subject CN is not the registration id the device asks for: 401002.",
+        Fault::DisabledEnrollment => "Each TPM's individual enrollment is disabled: the device attests, then gets no hub (disabled).",
         Fault::HubDown => {
             "Devices of simulated-devices-hub-down, whose only hub cannot be reached: they poll while the service retries the hub, then fail with 503001."
         }
@@ -125,6 +141,8 @@ pub fn arrow(d: Direction) -> &'static str {
 /// A step kind's short name.
 pub fn kind_label(k: FlowKind) -> &'static str {
     match k {
+        FlowKind::Setup => "set-up",
+        FlowKind::Challenge => "TPM challenge",
         FlowKind::Connect => "connect",
         FlowKind::Tls => "TLS",
         FlowKind::Login => "sign-in",

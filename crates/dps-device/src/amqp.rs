@@ -24,7 +24,9 @@ use tokio_rustls::TlsConnector;
 
 use dps_proto::simulation::FlowKind;
 
+use crate::carrier::Carrier;
 use crate::flow::{self, Flow};
+use crate::ws::Carried;
 use crate::{device_sas, tls_config, Endpoint, Polling, Registration};
 
 /// A device's AMQP connection with its two links.
@@ -54,14 +56,14 @@ impl AmqpSession {
         tls: Arc<rustls::ClientConfig>,
         sas: Option<String>,
     ) -> Result<Self> {
-        Self::connect_registering(endpoint, port, registration_id, tls, sas, Flow::default(), Registration::default()).await
+        Self::connect_registering(endpoint, Carrier::Port(port), registration_id, tls, sas, Flow::default(), Registration::default()).await
     }
 
-    /// [`Self::connect_with`], telling `flow` each step, for a register with `registration` (a CSR: its api-version
-    /// is the links' `com.microsoft:api-version` property, the body the registration JSON).
+    /// [`Self::connect_with`] as `carrier` says (the AMQP port or a WebSocket), telling `flow` each step, for a
+    /// register with `registration` (a CSR: its api-version is the links' `com.microsoft:api-version` property, the body the registration JSON).
     pub async fn connect_registering(
         endpoint: &Endpoint,
-        port: u16,
+        carrier: Carrier,
         registration_id: &str,
         tls: Arc<rustls::ClientConfig>,
         sas: Option<String>,
@@ -69,10 +71,7 @@ impl AmqpSession {
         registration: Registration,
     ) -> Result<Self> {
         let connected = async {
-            let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h);
-            flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (AMQP)")).await;
-            flow.local(FlowKind::Tls, flow::tls_title(&tls)).await;
-            let (host, stream) = tls_connect_with(endpoint, port, tls).await?;
+            let (host, stream) = crate::carrier::open(endpoint, carrier, Carried::Amqp, tls, &flow).await?;
             let user = address(&endpoint.id_scope, registration_id);
             let shown = match &sas {
                 Some(password) => format!("SASL PLAIN\nusername: {user}\npassword: {password}"),
@@ -143,6 +142,11 @@ impl AmqpSession {
             .await
             .context("attach the sender link")?;
         Ok(Self { connection, session, sender, receiver, next: 0, flow: Flow::default(), registration: Registration::default() })
+    }
+
+    /// Tells `flow` the steps from here on.
+    pub fn observe(&mut self, flow: Flow) {
+        self.flow = flow;
     }
 
     /// Sends one request and waits for its response; returns the status and the retry-after it carried.

@@ -6,6 +6,7 @@
 //! `swtpm-test` feature).
 
 pub mod amqp;
+pub mod carrier;
 pub mod flow;
 pub mod mqtt;
 #[cfg(feature = "swtpm-test")]
@@ -18,6 +19,7 @@ pub mod tpm_amqp;
 pub mod tpm_https;
 #[cfg(feature = "tpm")]
 pub mod tpm_worker;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -249,7 +251,7 @@ impl HttpsDevice {
     }
 
     /// The connection and TLS steps (reqwest makes both within the first request).
-    async fn connect_steps(&self) {
+    pub(crate) async fn connect_steps(&self) {
         if !self.flow.watched() {
             return;
         }
@@ -258,7 +260,7 @@ impl HttpsDevice {
     }
 
     /// `https://{host}/{idScope}/registrations/{registrationId}` (the id percent-encoded).
-    fn registration_url(&self, registration_id: &str) -> String {
+    pub(crate) fn registration_url(&self, registration_id: &str) -> String {
         format!(
             "https://{}/{}/registrations/{}",
             self.endpoint.host,
@@ -312,12 +314,12 @@ impl HttpsDevice {
 }
 
 /// The path and query of a URL (what a sequence diagram shows).
-fn path_of(url: &str) -> &str {
+pub(crate) fn path_of(url: &str) -> &str {
     url.find("://").and_then(|at| url.get(at + 3..)).and_then(|rest| rest.find('/').and_then(|p| rest.get(p..))).unwrap_or(url)
 }
 
 /// A request as shown: its Authorization header (if any) and body.
-fn request_shown(authorization: Option<&str>, body: &str) -> String {
+pub(crate) fn request_shown(authorization: Option<&str>, body: &str) -> String {
     match authorization {
         Some(a) => format!("Authorization: {a}\n\n{}", flow::shown(body.as_bytes())),
         None => flow::shown(body.as_bytes()),

@@ -4,24 +4,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::BytesMut;
 use dps_proto::mqtt::{operation_status_topic, register_topic, RESPONSE_FILTER};
 use dps_proto::RegistrationOperationStatus;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, PubAck, Publish, Subscribe};
 use rumqttc::mqttbytes::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 use dps_proto::simulation::FlowKind;
 
+use crate::carrier::{ByteStream, Carrier};
 use crate::flow::{self, Flow};
+use crate::ws::Carried;
 use crate::{device_sas, tls_config, Endpoint, Polling, Registration};
 
 /// A connected, subscribed MQTT session of one device.
 pub struct MqttSession {
-    stream: TlsStream<tokio::net::TcpStream>,
+    stream: Box<dyn ByteStream>,
     buf: BytesMut,
     next: u16,
     flow: Flow,
@@ -44,14 +44,15 @@ impl MqttSession {
         tls: Arc<rustls::ClientConfig>,
         password: Option<String>,
     ) -> Result<Self> {
-        Self::connect_registering(endpoint, port, registration_id, tls, password, Flow::default(), Registration::default()).await
+        Self::connect_registering(endpoint, Carrier::Port(port), registration_id, tls, password, Flow::default(), Registration::default())
+            .await
     }
 
-    /// [`Self::connect_with`], telling `flow` each step, for a register with `registration` (a CSR: its api-version
-    /// is in the CONNECT username).
+    /// [`Self::connect_with`] as `carrier` says (the MQTT port or a WebSocket), telling `flow` each step, for a
+    /// register with `registration` (a CSR: its api-version is in the CONNECT username).
     pub async fn connect_registering(
         endpoint: &Endpoint,
-        port: u16,
+        carrier: Carrier,
         registration_id: &str,
         tls: Arc<rustls::ClientConfig>,
         password: Option<String>,
@@ -59,13 +60,7 @@ impl MqttSession {
         registration: Registration,
     ) -> Result<Self> {
         let connected = async {
-            let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
-            flow.local(FlowKind::Connect, format!("TCP to {host}:{port} (MQTT)")).await;
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
-            let _ = tcp.set_nodelay(true);
-            let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-            flow.local(FlowKind::Tls, flow::tls_title(&tls)).await;
-            let stream = TlsConnector::from(tls).connect(name, tcp).await?;
+            let (_, stream) = crate::carrier::open(endpoint, carrier, Carried::Mqtt, tls, &flow).await?;
             let mut s = Self { stream, buf: BytesMut::new(), next: 0, flow: flow.clone(), registration };
             s.login(&endpoint.id_scope, registration_id, password).await?;
             Ok(s)

@@ -1,6 +1,6 @@
-//! Test support: a private software TPM ([swtpm](https://github.com/stefanberger/swtpm)) per test, on free
-//! loopback ports, with its state in a temporary directory; killed by its PID when dropped. Used by this crate's
-//! TPM tests and meant for the service's TPM attestation tests. Needs the Debian `swtpm` package; without it
+//! A private software TPM ([swtpm](https://github.com/stefanberger/swtpm)) per test or per simulated device, on
+//! free loopback ports, with its state in a temporary directory; killed by its PID when dropped. Used by the TPM
+//! tests and by the console's TPM simulated devices (`dps-sim`). Needs the Debian `swtpm` package; without it
 //! [`Swtpm::start`] fails with a message saying so (tests must fail, not skip).
 
 use std::net::{TcpListener, TcpStream};
@@ -112,7 +112,7 @@ struct Missing;
 impl std::fmt::Display for Missing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(
-            "swtpm is not installed: the TPM tests need a software TPM \
+            "swtpm is not installed: TPM tests and simulated TPM devices need a software TPM \
              (Debian: apt-get install swtpm swtpm-tools tpm2-tools libtss2-dev)",
         )
     }

@@ -23,8 +23,15 @@ use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslResponse};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::amqp::{tls_connect, AmqpSession};
+use std::sync::Arc;
+
+use dps_proto::simulation::FlowKind;
+
+use crate::amqp::AmqpSession;
+use crate::carrier::Carrier;
+use crate::flow::Flow;
 use crate::tpm_worker::TpmWorker;
+use crate::ws::Carried;
 use crate::{Endpoint, Polling};
 
 /// The SASL protocol header (protocol id 3, version 1.0.0).
@@ -36,26 +43,36 @@ const MAX_BLOB: usize = 4 * MAX_SASL_FRAME;
 /// The `skn` of the SAS token sent in the SASL exchange (§4.1: `registration` over AMQP).
 const KEY_NAME: &str = "registration";
 
-/// Registers the device whose TPM `tpm` holds over AMQP on `port` of `endpoint`'s host, as `registration_id` or
-/// else the id derived from its EK (§4.4.2): TLS, the `TPM` SASL exchange, links, register with the
-/// registration JSON, poll to the end; on `assigned`, activates the IoT hub key (the second blob). Returns the
-/// final operation status; a refusal is an error.
+/// Registers the device whose TPM `tpm` holds over AMQP (its port or a WebSocket, as `carrier` says), as
+/// `registration_id` or else the id derived from its EK (§4.4.2): TLS, the `TPM` SASL exchange, links, register
+/// with the registration JSON, poll to the end; on `assigned`, activates the IoT hub key (the second blob).
+/// Tells `flow` each step. Returns the final operation status; a refusal is an error.
 pub async fn provision(
     endpoint: &Endpoint,
-    port: u16,
+    carrier: Carrier,
     tpm: &TpmWorker,
     registration_id: Option<&str>,
     polling: Polling,
+    flow: Flow,
 ) -> Result<RegistrationOperationStatus> {
     let id = registration_id.unwrap_or(tpm.registration_id()).to_owned();
-    let (host, mut stream) = tls_connect(endpoint, port).await?;
-    sasl_tpm(&mut stream, tpm, &endpoint.id_scope, &id).await?;
-    let mut session = AmqpSession::open(stream, &host, &endpoint.id_scope, &id, None).await?;
+    let connected = async {
+        let tls = Arc::new(crate::tls_config(&endpoint.ca_pem)?);
+        let (host, mut stream) = crate::carrier::open(endpoint, carrier, Carried::Amqp, tls, &flow).await?;
+        sasl_tpm(&mut stream, tpm, (&endpoint.id_scope, &id), &flow).await?;
+        flow.send(FlowKind::Login, "AMQP open, begin, attach (no second SASL layer)", None).await;
+        let mut session = AmqpSession::open(stream, &host, &endpoint.id_scope, &id, None).await?;
+        flow.received(FlowKind::Login, format!("links attached on {}/registrations/{id}", endpoint.id_scope), None);
+        session.observe(flow.clone());
+        Ok(session)
+    }
+    .await;
+    let mut session = connected.inspect_err(|e| flow.failed(e))?;
     let body = serde_json::to_vec(&tpm.registration(&id))?;
     let result = session.provision_with_body(&id, body, polling).await;
     let _ = session.close().await;
     let status = result?;
-    tpm.activate_assigned(&status).await?;
+    crate::tpm_https::activate_assigned(tpm, &status, &flow).await?;
     Ok(status)
 }
 
@@ -64,8 +81,8 @@ pub async fn provision(
 pub async fn sasl_tpm<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     tpm: &TpmWorker,
-    id_scope: &str,
-    registration_id: &str,
+    (id_scope, registration_id): (&str, &str),
+    flow: &Flow,
 ) -> Result<()> {
     stream.write_all(&SASL_HEADER).await.context("writing the SASL header")?;
     let mut header = [0u8; 8];
@@ -81,6 +98,11 @@ pub async fn sasl_tpm<S: AsyncRead + AsyncWrite + Unpin>(
         bail!("the server does not offer the TPM SASL mechanism (offers {})", names.join(", "));
     }
 
+    let shown = format!(
+        "mechanism: TPM\ninitial response: 0x00 ‖ {id_scope} ‖ 0x00 ‖ {registration_id} ‖ 0x00 ‖ EK ({} bytes)",
+        tpm.endorsement_key().len()
+    );
+    flow.send(FlowKind::Login, "SASL init TPM: the endorsement key", Some(shown)).await;
     let init = [&[0u8][..], id_scope.as_bytes(), &[0], registration_id.as_bytes(), &[0], tpm.endorsement_key()].concat();
     let frame = SaslInit { mechanism: Symbol::from("TPM"), initial_response: Some(Binary::from(init)), hostname: None };
     write_frame(stream, Frame::Init(frame)).await?;
@@ -89,15 +111,28 @@ pub async fn sasl_tpm<S: AsyncRead + AsyncWrite + Unpin>(
     if first != [0] {
         bail!("the first TPM challenge is {} bytes, not the single byte 0x00 (§3.3)", first.len());
     }
+    flow.received(FlowKind::Challenge, "SASL challenge 0x00: send the storage root key", None);
+    flow.send(
+        FlowKind::Challenge,
+        "SASL response: the storage root key",
+        Some(format!("0x00 ‖ SRK ({} bytes)", tpm.storage_root_key().len())),
+    )
+    .await;
     respond(stream, [&[0u8][..], tpm.storage_root_key()].concat()).await?;
 
     let blob = read_blob(stream).await?;
+    flow.received(FlowKind::Challenge, format!("SASL challenges: the authenticationKey, {} bytes encrypted to the EK", blob.len()), None);
+    flow.local(FlowKind::Challenge, "TPM: ActivateCredential and import the key; the SAS token signed inside the TPM").await;
     tpm.activate(blob).await.context("activating the authenticationKey of the SASL challenges")?;
     let sas = tpm.sas_token(id_scope, registration_id, KEY_NAME).await?;
+    flow.send(FlowKind::Login, "SASL response: the SAS token the TPM signed", Some(format!("0x00 ‖ {sas}"))).await;
     respond(stream, [&[0u8][..], sas.as_bytes()].concat()).await?;
 
     match read_frame(stream).await? {
-        Frame::Outcome(o) if matches!(o.code, SaslCode::Ok) => Ok(()),
+        Frame::Outcome(o) if matches!(o.code, SaslCode::Ok) => {
+            flow.received(FlowKind::Login, "SASL outcome ok", None);
+            Ok(())
+        }
         Frame::Outcome(o) => Err(refused(&o.code, "the SAS token")),
         other => bail!("expected the sasl-outcome, got {}", frame_name(&other)),
     }

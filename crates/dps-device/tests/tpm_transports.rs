@@ -13,6 +13,7 @@ use base64::Engine;
 use bytes::Bytes;
 use dps_crypto::tpm::{self as ctpm, RsaPublic};
 use dps_crypto::SasToken;
+use dps_device::flow::Flow;
 use dps_device::swtpm::Swtpm;
 use dps_device::tpm_amqp::{read_frame, sasl_tpm, write_frame, SASL_HEADER};
 use dps_device::tpm_worker::TpmWorker;
@@ -264,8 +265,8 @@ async fn https_refusal_of_the_ek_is_an_error_with_its_code() {
     let device = HttpsDevice::new(endpoint, Polling::Every(Duration::from_millis(20))).expect("client");
     let err = device.provision_tpm(&tpm, None).await.expect_err("refused");
     server.abort();
-    let text = format!("{err:#}");
-    assert!(text.contains("HTTP 401") && text.contains("401002"), "{text}");
+    let refused = err.downcast_ref::<dps_device::Refused>().unwrap_or_else(|| panic!("a refusal with its code: {err:#}"));
+    assert_eq!(refused.code, 401002, "{err:#}");
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ async fn amqp_tpm_sasl_exchange_frame_by_frame() {
         server
     });
     let id = tpm.registration_id().to_owned();
-    sasl_tpm(&mut client, &tpm, ID_SCOPE, &id).await.expect("sasl tpm");
+    sasl_tpm(&mut client, &tpm, (ID_SCOPE, &id), &Flow::default()).await.expect("sasl tpm");
     let mut server = service.await.expect("server");
     drop(client);
     let mut rest = Vec::new();
@@ -361,7 +362,7 @@ async fn amqp_refusal_is_an_error_with_the_outcome() {
         let _ = server_frame(&mut server).await;
         outcome(&mut server, SaslCode::Auth).await;
     });
-    let err = sasl_tpm(&mut client, &tpm, ID_SCOPE, tpm.registration_id()).await.expect_err("refused");
+    let err = sasl_tpm(&mut client, &tpm, (ID_SCOPE, tpm.registration_id()), &Flow::default()).await.expect_err("refused");
     service.await.expect("server");
     assert!(format!("{err:#}").contains("SASL outcome auth (1)"), "{err:#}");
 }
@@ -374,7 +375,7 @@ async fn amqp_without_the_tpm_mechanism_is_an_error() {
     let (ek, id) = (tpm.endorsement_key().to_vec(), tpm.registration_id().to_owned());
     let (mut client, mut server) = tokio::io::duplex(4096);
     let service = tokio::spawn(async move { server_start(&mut server, &ek, &id, &["PLAIN"]).await });
-    let err = sasl_tpm(&mut client, &tpm, ID_SCOPE, tpm.registration_id()).await.expect_err("refused");
+    let err = sasl_tpm(&mut client, &tpm, (ID_SCOPE, tpm.registration_id()), &Flow::default()).await.expect_err("refused");
     service.await.expect("server");
     assert!(format!("{err:#}").contains("does not offer the TPM SASL mechanism (offers PLAIN)"), "{err:#}");
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FlowKind {
+    /// Before the device connects: its software TPM started, its endorsement key enrolled by the operator.
+    Setup,
     /// TCP to the service's port.
     Connect,
     /// The TLS handshake: the service's certificate checked against the trusted CA; a client certificate or not.
@@ -16,6 +18,8 @@ pub enum FlowKind {
     Login,
     /// The register request.
     Register,
+    /// TPM: the service's challenge — a key encrypted to the device's endorsement key — and its activation.
+    Challenge,
     /// The service took the request: operation id and retry-after.
     Accepted,
     /// The device waits what the service asked (retry-after).
@@ -34,6 +38,8 @@ impl FlowKind {
     /// What happens at this step, in a sentence (the step-through's explanation).
     pub fn explanation(self) -> &'static str {
         match self {
+            Self::Setup => "Before the device connects: its TPM is started and the operator enrolls the TPM's endorsement key (EK) in an individual enrollment — on a factory floor, read from the chip or its certificate.",
+            Self::Challenge => "TPM: the service encrypts a key to the endorsement key; only this TPM can activate it (ActivateCredential). The TPM imports it and signs the SAS token with it, so the key never leaves the chip.",
             Self::Connect => "The device opens a TCP connection to the service's device port (HTTPS 443, MQTT 8883, AMQP 5671 on Azure).",
             Self::Tls => "TLS: the device checks the service's certificate against the CA it trusts; an X.509 device also presents its own certificate here.",
             Self::Login => "The device signs in on the transport: MQTT CONNECT with the SAS token as password, or AMQP SASL PLAIN, then the links.",
@@ -81,6 +87,17 @@ pub enum SimTransport {
     Https,
     Mqtt,
     Amqp,
+    /// MQTT over a WebSocket on the HTTPS port.
+    MqttWs,
+    /// AMQP over a WebSocket on the HTTPS port.
+    AmqpWs,
+}
+
+impl SimTransport {
+    /// Whether TPM devices can use it (DPS has no TPM attestation over MQTT).
+    pub fn carries_tpm(self) -> bool {
+        matches!(self, Self::Https | Self::Amqp | Self::AmqpWs)
+    }
 }
 
 /// What a trainer breaks on purpose (#16 item 3).
@@ -108,17 +125,22 @@ pub enum Fault {
     ExpiredCertificate,
     /// X.509: certificates whose CN is not the registration id.
     CnMismatch,
+    /// TPM: each device's individual enrollment is disabled.
+    DisabledEnrollment,
 }
 
 impl Fault {
-    /// Whether the fault applies to devices of `attestation` (`symmetricKey` or `x509`).
+    /// Whether the fault applies to devices of `attestation` (`symmetricKey`, `x509` or `tpm`). For TPM devices,
+    /// `unknownId` is a TPM whose endorsement key nobody enrolled.
     pub fn fits(self, attestation: &str) -> bool {
         match self {
             Self::None => true,
-            Self::WrongKey | Self::OtherGroupKey | Self::UnknownId | Self::ExpiredToken | Self::DisabledGroup | Self::HubDown => {
+            Self::UnknownId => attestation == "symmetricKey" || attestation == "tpm",
+            Self::WrongKey | Self::OtherGroupKey | Self::ExpiredToken | Self::DisabledGroup | Self::HubDown => {
                 attestation == "symmetricKey"
             }
             Self::UntrustedCa | Self::ExpiredCertificate | Self::CnMismatch => attestation == "x509",
+            Self::DisabledEnrollment => attestation == "tpm",
         }
     }
 }

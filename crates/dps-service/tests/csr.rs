@@ -59,8 +59,16 @@ async fn over_mqtt(s: &TestService, id: &str, device_key: &str, csr: &str) -> an
     let sas = dps_device::device_sas(&ep.id_scope, id, device_key, Duration::from_secs(600))?;
     let tls = std::sync::Arc::new(dps_device::tls_config(&ep.ca_pem)?);
     let registration = Registration { csr: Some(csr.to_owned()) };
-    let mut session =
-        MqttSession::connect_registering(&ep, s.mqtt_port, id, tls, Some(sas), dps_device::flow::Flow::default(), registration).await?;
+    let mut session = MqttSession::connect_registering(
+        &ep,
+        dps_device::carrier::Carrier::Port(s.mqtt_port),
+        id,
+        tls,
+        Some(sas),
+        dps_device::flow::Flow::default(),
+        registration,
+    )
+    .await?;
     session.provision(id, FAST).await
 }
 
@@ -69,8 +77,16 @@ async fn over_amqp(s: &TestService, id: &str, device_key: &str, csr: &str) -> an
     let sas = dps_device::device_sas(&ep.id_scope, id, device_key, Duration::from_secs(600))?;
     let tls = std::sync::Arc::new(dps_device::tls_config(&ep.ca_pem)?);
     let registration = Registration { csr: Some(csr.to_owned()) };
-    let mut session =
-        AmqpSession::connect_registering(&ep, s.amqp_port, id, tls, Some(sas), dps_device::flow::Flow::default(), registration).await?;
+    let mut session = AmqpSession::connect_registering(
+        &ep,
+        dps_device::carrier::Carrier::Port(s.amqp_port),
+        id,
+        tls,
+        Some(sas),
+        dps_device::flow::Flow::default(),
+        registration,
+    )
+    .await?;
     session.provision(id, FAST).await
 }
 

@@ -49,7 +49,7 @@ fn kinds(device: &Value) -> Vec<String> {
 #[tokio::test]
 async fn devices_of_every_transport_provision_through_the_listeners_and_their_flow_is_recorded() {
     let s = TestService::start().await;
-    for transport in ["https", "mqtt", "amqp"] {
+    for transport in ["https", "mqtt", "amqp", "mqttWs", "amqpWs"] {
         let r = run(&s, json!({ "transport": transport, "count": 3, "prefix": format!("{transport}-dev-") })).await;
         assert_eq!(r["counts"], json!({ "assigned": 3 }), "{transport}: {r}");
         assert_eq!(r["target"], "group simulated-devices");
@@ -63,6 +63,9 @@ async fn devices_of_every_transport_provision_through_the_listeners_and_their_fl
         if transport != "https" {
             assert!(k.iter().any(|x| x == "login"), "{transport} signs in: {k:?}");
         }
+        let upgraded =
+            d["steps"].as_array().is_some_and(|st| st.iter().any(|x| x["title"].as_str().is_some_and(|t| t.starts_with("101 "))));
+        assert_eq!(upgraded, transport.ends_with("Ws"), "{transport}: a WebSocket upgrade only over WebSockets: {d}");
         let text = d["steps"].to_string();
         assert!(
             text.contains("sig=•••") && !text.contains("sig=%") && !text.contains("sig=\\u"),
@@ -73,7 +76,7 @@ async fn devices_of_every_transport_provision_through_the_listeners_and_their_fl
         assert_eq!(record.body["status"], "assigned", "{}", record.body);
     }
     let list = s.service(Method::GET, "/simulations", None).await;
-    assert_eq!(list.body.as_array().map(Vec::len), Some(3), "{}", list.body);
+    assert_eq!(list.body.as_array().map(Vec::len), Some(5), "{}", list.body);
 }
 
 #[tokio::test]
@@ -128,7 +131,12 @@ async fn bad_requests_are_refused_with_dps_codes() {
     for (body, status, code) in [
         (json!({ "count": 0 }), 400, 400004),
         (json!({ "count": 1001 }), 400, 400004),
-        (json!({ "count": 1, "attestation": "tpm" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "tpm", "transport": "mqtt" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "tpm", "transport": "mqttWs" }), 400, 400004),
+        (json!({ "count": 101, "attestation": "tpm" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "tpm", "group": "simulated-devices" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "tpm", "fault": "wrongKey" }), 400, 400004),
+        (json!({ "count": 1, "attestation": "psk" }), 400, 400004),
         (json!({ "count": 1, "prefix": "bad prefix/" }), 400, 400004),
         (json!({ "count": 2, "enrollment": "someone" }), 400, 400004),
         (json!({ "count": 1, "group": "no-such-group" }), 404, 404202),
@@ -195,7 +203,7 @@ async fn a_built_in_scenario_runs_from_the_service_api_and_its_reset_leaves_noth
 #[tokio::test]
 async fn x509_devices_present_certificates_from_a_ca_made_for_the_run_over_every_transport() {
     let s = TestService::start().await;
-    for transport in ["https", "mqtt", "amqp"] {
+    for transport in ["https", "mqtt", "amqp", "mqttWs", "amqpWs"] {
         let r = run(&s, json!({ "attestation": "x509", "transport": transport, "count": 2, "prefix": format!("x-{transport}-") })).await;
         assert_eq!(
             (r["counts"].clone(), r["target"].clone()),
@@ -276,4 +284,40 @@ async fn a_hub_that_is_down_fails_its_devices_with_503001_after_the_retries() {
     // Devices of the default group still provision: the hub that is down is never an allocation candidate.
     let ok = run(&s, json!({ "transport": "https", "count": 3, "prefix": "up-" })).await;
     assert_eq!(ok["counts"], json!({ "assigned": 3 }), "{ok}");
+}
+
+/// TPM devices (#16 item 1): each starts a software TPM (swtpm), the service enrolls its endorsement key, and
+/// the device answers the challenge inside its TPM — over HTTPS (the 401 challenge), AMQP and AMQP over
+/// WebSockets (the TPM SASL mechanism). An unenrolled TPM is refused; a disabled enrollment gets no hub.
+#[tokio::test]
+async fn tpm_devices_start_a_software_tpm_each_enroll_it_and_answer_the_challenge_over_https_and_amqp() {
+    let s = TestService::start().await;
+    for transport in ["https", "amqp", "amqpWs"] {
+        let prefix = format!("tpm-{transport}-");
+        let r = run(&s, json!({ "attestation": "tpm", "transport": transport, "count": 2, "prefix": prefix })).await;
+        assert_eq!(r["counts"], json!({ "assigned": 2 }), "{transport}: {r}");
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &format!("{prefix}1")).await;
+        let k = kinds(&d);
+        let expected = ["setup", "connect", "tls", "register", "challenge", "accepted", "answer"];
+        let order =
+            if transport == "https" { &expected[..] } else { &["setup", "connect", "tls", "login", "challenge", "register", "answer"][..] };
+        let mut at = k.iter();
+        assert!(order.iter().all(|e| at.any(|x| x == e)), "{transport}: the flow in order {order:?}, got {k:?}");
+        let text = d["steps"].to_string();
+        assert!(text.contains("ActivateCredential") && text.contains("sig=•••"), "{transport}: the challenge and a masked SAS: {text}");
+        let enrollment = s.service(Method::GET, &format!("/enrollments/{prefix}1"), None).await;
+        assert_eq!(enrollment.body["attestation"]["type"], "tpm", "{}", enrollment.body);
+        assert!(enrollment.body["attestation"]["tpm"]["endorsementKey"].is_string(), "{}", enrollment.body);
+        let record = s.service(Method::GET, &format!("/registrations/{prefix}1"), None).await;
+        assert_eq!(record.body["status"], "assigned", "{}", record.body);
+    }
+    let r = run(&s, json!({ "attestation": "tpm", "count": 1, "fault": "unknownId", "prefix": "tpm-stranger-" })).await;
+    assert_eq!(r["devices"][0]["state"], "refused", "an unenrolled TPM is refused: {r}");
+    assert_eq!(r["devices"][0]["errorCode"], 401002, "{r}");
+    assert_eq!(s.service(Method::GET, "/enrollments/tpm-stranger-1", None).await.status, 404, "nobody enrolled it");
+    let r = run(&s, json!({ "attestation": "tpm", "transport": "amqp", "count": 1, "fault": "disabledEnrollment", "prefix": "tpm-off-" }))
+        .await;
+    let d = &r["devices"][0];
+    assert!(d["state"] == "disabled" || d["state"] == "refused", "a disabled enrollment's TPM gets no hub: {d}");
+    assert!(d["assignedHub"].is_null(), "{d}");
 }

@@ -258,10 +258,16 @@ async fn a_tpm_device_registers_over_amqp_with_the_tpm_sasl_mechanism() {
     enroll_tpm(&s, &k.registration_id, &k.ek, json!({})).await;
     let endpoint = dps_device::Endpoint { host: "127.0.0.1".into(), id_scope: s.scope.clone(), ca_pem: s.ca_pem.clone() };
     let worker = dps_device::tpm_worker::TpmWorker::open(Some(tpm.tcti())).await.expect("open the TPM");
-    let status =
-        dps_device::tpm_amqp::provision(&endpoint, s.amqp_port, &worker, None, dps_device::Polling::Every(Duration::from_millis(50)))
-            .await
-            .expect("§3.3 TPM SASL, then register and poll over AMQP");
+    let status = dps_device::tpm_amqp::provision(
+        &endpoint,
+        dps_device::carrier::Carrier::Port(s.amqp_port),
+        &worker,
+        None,
+        dps_device::Polling::Every(Duration::from_millis(50)),
+        dps_device::flow::Flow::default(),
+    )
+    .await
+    .expect("§3.3 TPM SASL, then register and poll over AMQP");
     assert_eq!(status.status, dps_proto::RegistrationStatus::Assigned);
     let done = serde_json::to_value(&status).expect("json");
     drop(worker);

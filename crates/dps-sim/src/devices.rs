@@ -1,11 +1,12 @@
 //! Simulated devices are real clients (#16 item 1): `dps-device` drives them through the service's own
-//! listeners — HTTPS, MQTT, AMQP — never through an in-process shortcut, so what a scenario shows is what a device
+//! listeners — HTTPS, MQTT, AMQP, MQTT and AMQP over WebSockets; TPM devices through [`crate::tpm`] — never through an in-process shortcut, so what a scenario shows is what a device
 //! sees on the wire.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dps_device::amqp::AmqpSession;
+use dps_device::carrier::Carrier;
 use dps_device::flow::Flow;
 use dps_device::mqtt::MqttSession;
 use dps_device::{Endpoint, HttpsDevice, Polling, Refused, Registration};
@@ -50,13 +51,15 @@ pub enum Credential {
     Sas(String),
     /// A client certificate chain (leaf first, DER) and its PKCS#8 key.
     X509 { chain: Vec<Vec<u8>>, key: Vec<u8> },
+    /// A TPM of its own ([`crate::tpm`]), enrolled by `enroll` once it exists (none: never enrolled).
+    Tpm { enroll: Option<crate::tpm::Enroll> },
 }
 
 impl Credential {
     /// The TLS configuration: the service's CA trusted, and the device's certificate for X.509.
     fn tls(&self, ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
         match self {
-            Credential::Sas(_) => dps_device::tls_config(ca_pem),
+            Credential::Sas(_) | Credential::Tpm { .. } => dps_device::tls_config(ca_pem),
             Credential::X509 { chain, key } => {
                 let chain = chain.iter().map(|c| rustls::pki_types::CertificateDer::from(c.clone())).collect();
                 let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.clone().into());
@@ -68,7 +71,7 @@ impl Credential {
     fn sas(&self) -> Option<String> {
         match self {
             Credential::Sas(s) => Some(s.clone()),
-            Credential::X509 { .. } => None,
+            Credential::X509 { .. } | Credential::Tpm { .. } => None,
         }
     }
 }
@@ -107,6 +110,9 @@ async fn dial(
     (credential, registration): (&Credential, Registration),
     flow: Flow,
 ) -> anyhow::Result<RegistrationOperationStatus> {
+    if let Credential::Tpm { enroll } = credential {
+        return crate::tpm::provision(target, transport, id, enroll.as_ref(), flow).await;
+    }
     let (tls, sas) = (credential.tls(&target.endpoint.ca_pem)?, credential.sas());
     let ep = &target.endpoint;
     match transport {
@@ -117,16 +123,26 @@ async fn dial(
                 None => device.provision_x509(id).await,
             }
         }
-        Transport::Mqtt => {
-            let mut session = MqttSession::connect_registering(ep, target.mqtt_port, id, Arc::new(tls), sas, flow, registration).await?;
+        Transport::Mqtt | Transport::MqttWs => {
+            let carrier = carrier(transport, target.mqtt_port);
+            let mut session = MqttSession::connect_registering(ep, carrier, id, Arc::new(tls), sas, flow, registration).await?;
             session.provision(id, Polling::RetryAfter).await
         }
-        Transport::Amqp => {
-            let mut session = AmqpSession::connect_registering(ep, target.amqp_port, id, Arc::new(tls), sas, flow, registration).await?;
+        Transport::Amqp | Transport::AmqpWs => {
+            let carrier = carrier(transport, target.amqp_port);
+            let mut session = AmqpSession::connect_registering(ep, carrier, id, Arc::new(tls), sas, flow, registration).await?;
             let status = session.provision(id, Polling::RetryAfter).await;
             let _ = session.close().await;
             status
         }
+    }
+}
+
+/// A WebSocket on the HTTPS port for the `…Ws` transports, else the protocol's `port`.
+fn carrier(transport: Transport, port: u16) -> Carrier {
+    match transport {
+        Transport::MqttWs | Transport::AmqpWs => Carrier::WebSocket,
+        _ => Carrier::Port(port),
     }
 }
 

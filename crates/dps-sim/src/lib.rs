@@ -10,6 +10,7 @@ pub mod live;
 pub mod runner;
 pub mod scenario;
 pub mod scenario_runs;
+pub mod tpm;
 pub mod x509;
 
 pub use api::ServiceApi;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use dps_device::amqp::AmqpSession;
+use dps_device::carrier::Carrier;
 use dps_device::mqtt::MqttSession;
 use dps_device::{Endpoint, HttpsDevice, Polling, Registration};
 use dps_proto::{RegistrationOperationStatus, RegistrationStatus};
@@ -34,6 +35,10 @@ pub enum Transport {
     Amqp,
     /// Symmetric keys only: DPS has no TPM attestation over MQTT.
     Mqtt,
+    /// MQTT over a WebSocket on the HTTPS port (symmetric keys only).
+    MqttWs,
+    /// AMQP over a WebSocket on the HTTPS port (symmetric keys only).
+    AmqpWs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,14 +196,16 @@ async fn register(a: &RegisterArgs) -> Result<RegistrationOperationStatus> {
                 Transport::Https => {
                     HttpsDevice::new(endpoint.clone(), polling)?.registering(registration).provision_symmetric_key(id, key).await
                 }
-                Transport::Mqtt => {
+                Transport::Mqtt | Transport::MqttWs => {
+                    let carrier = if a.transport == Transport::Mqtt { Carrier::Port(mqtt_port) } else { Carrier::WebSocket };
                     let mut session =
-                        MqttSession::connect_registering(&endpoint, mqtt_port, id, tls()?, Some(sas()?), flow, registration).await?;
+                        MqttSession::connect_registering(&endpoint, carrier, id, tls()?, Some(sas()?), flow, registration).await?;
                     session.provision(id, polling).await
                 }
-                Transport::Amqp => {
+                Transport::Amqp | Transport::AmqpWs => {
+                    let carrier = if a.transport == Transport::Amqp { Carrier::Port(amqp_port) } else { Carrier::WebSocket };
                     let mut session =
-                        AmqpSession::connect_registering(&endpoint, amqp_port, id, tls()?, Some(sas()?), flow, registration).await?;
+                        AmqpSession::connect_registering(&endpoint, carrier, id, tls()?, Some(sas()?), flow, registration).await?;
                     let status = session.provision(id, polling).await;
                     let _ = session.close().await;
                     status
@@ -210,14 +217,16 @@ async fn register(a: &RegisterArgs) -> Result<RegistrationOperationStatus> {
 
 #[cfg(feature = "tpm")]
 async fn register_tpm(a: &RegisterArgs, endpoint: Endpoint, amqp_port: u16, polling: Polling) -> Result<RegistrationOperationStatus> {
+    use dps_device::flow::Flow;
     use dps_device::tpm_worker::TpmWorker;
-    if a.transport == Transport::Mqtt {
+    if matches!(a.transport, Transport::Mqtt | Transport::MqttWs) {
         bail!("TPM attestation runs over HTTPS or AMQP: DPS has none over MQTT");
     }
     let tpm = TpmWorker::open(a.tpm.tcti.clone()).await.context("pass --tcti (e.g. device:/dev/tpmrm0)")?;
     let id = a.registration_id.as_deref();
     match a.transport {
-        Transport::Amqp => dps_device::tpm_amqp::provision(&endpoint, amqp_port, &tpm, id, polling).await,
+        Transport::Amqp => dps_device::tpm_amqp::provision(&endpoint, Carrier::Port(amqp_port), &tpm, id, polling, Flow::default()).await,
+        Transport::AmqpWs => dps_device::tpm_amqp::provision(&endpoint, Carrier::WebSocket, &tpm, id, polling, Flow::default()).await,
         _ => HttpsDevice::new(endpoint, polling)?.provision_tpm(&tpm, id).await,
     }
 }

@@ -27,6 +27,8 @@ use http::StatusCode;
 use crate::app::App;
 use crate::https::{empty_response, json_response, HttpResponse, Request};
 
+/// TPM devices in one run: each runs a software TPM (a process) while it registers.
+pub const MAX_TPM_DEVICES: u32 = 100;
 /// The group devices use when the request names none.
 pub const DEFAULT_GROUP: &str = "simulated-devices";
 const DISABLED_GROUP: &str = "simulated-devices-disabled";
@@ -106,9 +108,12 @@ fn device_not_found(id: &str, registration_id: &str) -> DpsError {
 }
 
 fn check(r: &SimulationRequest) -> Result<(), DpsError> {
-    if r.attestation != "symmetricKey" && r.attestation != "x509" {
+    if !["symmetricKey", "x509", "tpm"].contains(&r.attestation.as_str()) {
         let a = r.attestation.escape_debug();
-        return Err(DpsError::invalid(format!("attestation '{a}' cannot be simulated yet; use symmetricKey or x509")));
+        return Err(DpsError::invalid(format!("attestation '{a}' cannot be simulated; use symmetricKey, x509 or tpm")));
+    }
+    if r.attestation == "tpm" {
+        check_tpm(r)?;
     }
     if !r.fault.fits(&r.attestation) {
         return Err(DpsError::invalid(format!("the fault {:?} does not apply to {} devices", r.fault, r.attestation)));
@@ -124,6 +129,26 @@ fn check(r: &SimulationRequest) -> Result<(), DpsError> {
     }
     if let Some(p) = &r.prefix {
         RegistrationId::try_from(format!("{p}1")).map_err(|e| DpsError::invalid(format!("prefix: {e}")))?;
+    }
+    Ok(())
+}
+
+/// TPM devices: an individual enrollment each, over a transport that carries TPM, where a software TPM runs.
+fn check_tpm(r: &SimulationRequest) -> Result<(), DpsError> {
+    dps_sim::tpm::available().map_err(DpsError::invalid)?;
+    if !r.transport.carries_tpm() {
+        return Err(DpsError::invalid("DPS has no TPM attestation over MQTT: TPM devices use HTTPS, AMQP or AMQP over WebSockets"));
+    }
+    if r.count > MAX_TPM_DEVICES {
+        return Err(DpsError::invalid(format!(
+            "TPM devices run a software TPM each: count must be 1 to {MAX_TPM_DEVICES}, not {}",
+            r.count
+        )));
+    }
+    if r.group.is_some() || r.enrollment.is_some() || r.request_certificate {
+        return Err(DpsError::invalid(
+            "TPM devices get an individual enrollment each, made for their TPM; name no group or enrollment, and ask for no certificate",
+        ));
     }
     Ok(())
 }
@@ -158,8 +183,10 @@ async fn with_credential_policy(app: &App, group: &str) -> Result<(), DpsError> 
 
 /// The devices of a run: ids and credentials, as the request and its fault say; and what they attest against.
 async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget) -> Result<(String, Vec<Planned>), DpsError> {
-    if r.attestation == "x509" {
-        return plan_x509(app, r, run, target).await;
+    match r.attestation.as_str() {
+        "x509" => return plan_x509(app, r, run, target).await,
+        "tpm" => return Ok(plan_tpm(app, r, run)),
+        _ => {}
     }
     // The devices sign by the service's clock: they run on its machine.
     let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
@@ -245,6 +272,36 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
         devices.push(Planned { registration_id: id, credential, certificate_request: None });
     }
     Ok((format!("group {X509_GROUP}"), devices))
+}
+
+/// TPM devices: each starts a software TPM of its own, then the service enrolls that TPM's endorsement key in
+/// an individual enrollment named by the device's id (disabled for `disabledEnrollment`; never for `unknownId`,
+/// so the device meets the challenge refused), then the device registers.
+fn plan_tpm(app: &App, r: &SimulationRequest, run: &str) -> (String, Vec<Planned>) {
+    let management = app.management.clone();
+    let disabled = r.fault == Fault::DisabledEnrollment;
+    let enroll: dps_sim::tpm::Enroll = std::sync::Arc::new(move |id: String, tpm: dps_proto::TpmAttestation| {
+        let management = management.clone();
+        Box::pin(async move {
+            let attestation = AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(tpm), x509: None, symmetric_key: None };
+            let mut e = Individual::new(id.clone(), attestation);
+            if disabled {
+                *e.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
+            }
+            let pre = dps_core::model::Precondition::None;
+            management.put(&id, e, pre, dps_core::api_version::Schema::Current).await.map(drop).map_err(|e| anyhow::anyhow!("{e}"))
+        })
+    });
+    let enroll = (r.fault != Fault::UnknownId).then_some(enroll);
+    let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
+    let devices = (1..=r.count)
+        .map(|n| Planned {
+            registration_id: format!("{prefix}{n}"),
+            credential: Credential::Tpm { enroll: enroll.clone() },
+            certificate_request: None,
+        })
+        .collect();
+    ("an individual enrollment each (TPM)".to_owned(), devices)
 }
 
 /// The `hubDown` group's key: the unreachable hub linked and the group naming it alone, made when missing.
