@@ -175,6 +175,42 @@ pub struct SimulationRequest {
     /// `simulated-devices` (the local CA); X.509 devices then register again with that certificate.
     #[serde(default)]
     pub request_certificate: bool,
+    /// X.509 devices: the CA that issues their certificates (default: a root made for the run).
+    #[serde(default, skip_serializing_if = "SimCa::is_run")]
+    pub x509_ca: SimCa,
+}
+
+/// The CA that issues simulated X.509 devices' certificates; the group `simulated-x509-devices` trusts its root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum SimCa {
+    /// A root CA made for the run.
+    #[default]
+    Run,
+    /// A root made for the run and an intermediate CA under it that issues the devices: they send the
+    /// intermediate with their certificate.
+    Intermediate,
+    /// The trainer's CA: its certificate chain (PEM, the issuing CA first, up to the root the group trusts) and its
+    /// private key (PEM), used in memory for the run, never stored and never shown again (a run's view has no key).
+    Uploaded {
+        certificate: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        key: String,
+    },
+}
+
+impl SimCa {
+    pub fn is_run(&self) -> bool {
+        *self == Self::Run
+    }
+
+    /// The same choice without the private key (what a run's view shows).
+    pub fn without_key(&self) -> Self {
+        match self {
+            Self::Uploaded { certificate, .. } => Self::Uploaded { certificate: certificate.clone(), key: String::new() },
+            other => other.clone(),
+        }
+    }
 }
 
 fn symmetric_key() -> String {

@@ -321,3 +321,50 @@ async fn tpm_devices_start_a_software_tpm_each_enroll_it_and_answer_the_challeng
     assert!(d["state"] == "disabled" || d["state"] == "refused", "a disabled enrollment's TPM gets no hub: {d}");
     assert!(d["assignedHub"].is_null(), "{d}");
 }
+
+/// X.509 devices from a CA the trainer picks: a root and an intermediate made for the run (devices send the
+/// intermediate with their certificate; the group trusts the root), or the trainer's own CA — made here by
+/// OpenSSL — uploaded with its key, which the run's view never shows.
+#[tokio::test]
+async fn x509_devices_are_issued_by_an_intermediate_or_by_the_trainers_own_ca() {
+    let s = TestService::start().await;
+    let r = run(
+        &s,
+        json!({ "attestation": "x509", "transport": "mqtt", "count": 2, "prefix": "x-mid-", "x509Ca": { "kind": "intermediate" } }),
+    )
+    .await;
+    assert_eq!(r["counts"], json!({ "assigned": 2 }), "{r}");
+    assert_eq!(r["request"]["x509Ca"], json!({ "kind": "intermediate" }));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir.path())
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=Trainer CA"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "30"])
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let certificate = std::fs::read_to_string(dir.path().join("ca.pem")).expect("ca.pem");
+    let key = std::fs::read_to_string(dir.path().join("ca.key")).expect("ca.key");
+    // OpenSSL dates the CA from this second; the service's clock starts at real time.
+    s.clock.advance(chrono::Duration::seconds(5));
+    let uploaded = json!({ "kind": "uploaded", "certificate": certificate, "key": key });
+    let r = run(&s, json!({ "attestation": "x509", "transport": "amqpWs", "count": 2, "prefix": "x-own-", "x509Ca": uploaded })).await;
+    assert_eq!(r["counts"], json!({ "assigned": 2 }), "{r}");
+    assert!(r["request"]["x509Ca"].get("key").is_none() && !r.to_string().contains("PRIVATE KEY"), "the key is never shown: {r}");
+    let g = s.service(Method::GET, "/enrollmentGroups/simulated-x509-devices", None).await;
+    let trusted =
+        g.body["attestation"]["x509"]["signingCertificates"]["primary"]["info"]["subjectName"].as_str().unwrap_or_default().to_owned();
+    assert!(trusted.contains("Trainer CA"), "the group trusts the trainer's CA: {}", g.body);
+
+    let other_key =
+        json!({ "kind": "uploaded", "certificate": certificate, "key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" });
+    for body in [
+        json!({ "attestation": "x509", "count": 1, "x509Ca": other_key }),
+        json!({ "attestation": "x509", "count": 1, "x509Ca": { "kind": "uploaded", "certificate": "no PEM", "key": key } }),
+        json!({ "attestation": "symmetricKey", "count": 1, "x509Ca": { "kind": "intermediate" } }),
+    ] {
+        TestService::assert_error(&s.service(Method::POST, "/simulations", Some(body)).await, 400, 400004);
+    }
+}

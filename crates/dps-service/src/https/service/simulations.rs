@@ -12,7 +12,7 @@
 
 use base64::Engine;
 use dps_core::DpsError;
-use dps_proto::simulation::{ContinueRequest, Fault, SimulationRequest};
+use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest};
 use dps_proto::Enrollment;
 use dps_proto::{
     AttestationMechanism, AttestationType, EnrollmentGroup as Group, X509Attestation, X509CertificateWithInfo, X509Certificates,
@@ -59,9 +59,10 @@ pub async fn start(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
             p.certificate_request = Some(certificate_request(&p.registration_id)?);
         }
     }
+    let shown = SimulationRequest { x509_ca: request.x509_ca.without_key(), ..request };
     let run = app
         .simulations
-        .start(id, (request, target_name), planned, target, app.clock.now(), app.shutdown.clone())
+        .start(id, (shown, target_name), planned, target, app.clock.now(), app.shutdown.clone())
         .map_err(|m| DpsError::new(dps_core::ErrorKind::Throttled, m))?;
     Ok(json_response(StatusCode::CREATED, &run.snapshot(true)))
 }
@@ -117,6 +118,9 @@ fn check(r: &SimulationRequest) -> Result<(), DpsError> {
     }
     if !r.fault.fits(&r.attestation) {
         return Err(DpsError::invalid(format!("the fault {:?} does not apply to {} devices", r.fault, r.attestation)));
+    }
+    if r.attestation != "x509" && !r.x509_ca.is_run() {
+        return Err(DpsError::invalid("x509Ca is for X.509 devices"));
     }
     if r.attestation == "x509" && (r.group.is_some() || r.enrollment.is_some()) {
         return Err(DpsError::invalid(format!("X.509 devices use the group {X509_GROUP}, made for each run with a CA of its own")));
@@ -234,13 +238,20 @@ fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault:
     Ok(Planned { registration_id, credential: Credential::Sas(sas), certificate_request: None })
 }
 
-/// X.509 devices: a CA made for the run becomes the signing certificate of [`X509_GROUP`]; each device gets a
-/// leaf of it (CN = its id) — or, as the fault says, one of another CA, an expired one, or one naming another id.
+/// X.509 devices: the run's CA (made for the run, with an intermediate, or the trainer's — see [`SimCaChoice`]) has
+/// its root made the signing certificate of [`X509_GROUP`]; each device gets a leaf of it (CN = its id) — or, as the fault says, one of another CA, an expired one, or one naming another id.
 /// Devices that request a certificate: the group names [`CREDENTIAL_POLICY`] and trusts the local CA as its
 /// secondary signing certificate, so the issued certificate attests in the same group.
 async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget) -> Result<(String, Vec<Planned>), DpsError> {
     let internal = |e: anyhow::Error| DpsError::internal(format!("{e:#}"));
-    let ca = SimCa::new(&format!("DPS Console simulated devices CA ({run})")).map_err(internal)?;
+    let cn = format!("DPS Console simulated devices CA ({run})");
+    let ca = match &r.x509_ca {
+        SimCaChoice::Run => SimCa::new(&cn).map_err(internal)?,
+        SimCaChoice::Intermediate => SimCa::with_intermediate(&cn).map_err(internal)?,
+        SimCaChoice::Uploaded { certificate, key } => {
+            SimCa::uploaded(certificate, key).map_err(|e| DpsError::invalid(format!("x509Ca: {e:#}")))?
+        }
+    };
     let x509 = X509Attestation {
         signing_certificates: Some(X509Certificates {
             primary: Some(X509CertificateWithInfo { certificate: Some(ca.pem.clone()), info: None }),
