@@ -1,6 +1,7 @@
 //! Every built-in scenario runs to its expected outcome from a clean data directory, through a real service:
-//! its devices register over HTTPS, MQTT and AMQP through the listeners, the set-up goes through the service
-//! API; and its reset leaves nothing behind (records, identities, groups, enrollments, hubs) — #16 item 5.
+//! its devices register over HTTPS, MQTT, AMQP and WebSockets through the listeners — with symmetric keys,
+//! certificates and software TPMs —, the set-up goes through the service API; and its reset leaves nothing
+//! behind (records, identities, groups, enrollments, certificates, hubs) — #16 item 5.
 
 use std::sync::Arc;
 
@@ -87,6 +88,32 @@ async fn key_rolling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_group() {
     run_and_reset("disabled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowest_latency_across_regions() {
+    run_and_reset("lowest-latency").await;
+}
+
+/// CAs verified by proof of possession, an intermediate sent by the devices; the reset deletes the certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_group_with_an_intermediate_ca() {
+    run_and_reset("x509-intermediate").await;
+}
+
+/// Software TPMs, their endorsement keys enrolled at register time, the challenge over HTTPS and AMQP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_challenge() {
+    run_and_reset("tpm-challenge").await;
+}
+
+/// Every built-in scenario has a test of its own here.
+#[test]
+fn every_built_in_scenario_is_run_by_a_test() {
+    let source = include_str!("scenarios.rs");
+    for (name, _) in dps_sim::scenario::BUILT_IN {
+        assert!(source.contains(&format!("run_and_reset(\"{name}\")")), "no test runs the scenario {name}");
+    }
 }
 
 /// A scenario whose expectation does not hold is reported, not passed.

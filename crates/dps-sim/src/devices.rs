@@ -111,7 +111,7 @@ async fn dial(
     flow: Flow,
 ) -> anyhow::Result<RegistrationOperationStatus> {
     if let Credential::Tpm { enroll } = credential {
-        return crate::tpm::provision(target, transport, id, enroll.as_ref(), flow).await;
+        return crate::tpm::provision(target, transport, id, enroll.as_ref().map(|e| |id, tpm| e(id, tpm)), flow).await;
     }
     let (tls, sas) = (credential.tls(&target.endpoint.ca_pem)?, credential.sas());
     let ep = &target.endpoint;
@@ -146,7 +146,8 @@ fn carrier(transport: Transport, port: u16) -> Carrier {
     }
 }
 
-fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOperationStatus>, took: Duration) -> Outcome {
+/// How a registration ended, from the device's answer.
+pub(crate) fn outcome(id: &str, transport: Transport, answer: anyhow::Result<RegistrationOperationStatus>, took: Duration) -> Outcome {
     let mut o = Outcome {
         registration_id: id.to_owned(),
         transport: format!("{transport:?}").to_ascii_lowercase(),

@@ -1,7 +1,8 @@
-//! Runs a scenario (#16 item 5): reset what an earlier run left, set up the hubs, groups and enrollments through
-//! the service API, then each step — devices register through the listeners ([`crate::devices`]), documents
-//! change — and check what every device ended with. [`Runner::reset`] removes everything the scenario makes:
-//! registration records, the identities created in its hubs, its groups, enrollments and hubs;
+//! Runs a scenario (#16 item 5): reset what an earlier run left, set up the CAs (verified by proof of
+//! possession), hubs, groups and enrollments through the service API, then each step — devices register through
+//! the listeners ([`crate::devices`]) with symmetric keys, certificates or TPMs of their own, documents change —
+//! and check what every device ended with. [`Runner::reset`] removes everything the scenario makes:
+//! registration records, the identities created in its hubs, its groups, enrollments, certificates and hubs;
 //! [`Runner::leftovers`] lists what of it still exists.
 
 use std::collections::HashMap;
@@ -12,9 +13,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{delete_if_there, ok, seg, ServiceApi};
-use crate::devices::{register, DeviceTarget, Outcome};
+use dps_device::flow::Flow;
+
+use crate::devices::{register_with, Credential, DeviceTarget, Outcome};
 use crate::expect;
 use crate::scenario::{Action, Devices, KeyChoice, Scenario, Step};
+use crate::x509::SimCa;
 
 /// Devices registering at once within a step.
 const AT_ONCE: usize = 16;
@@ -64,36 +68,60 @@ pub struct Runner<'a> {
 
 /// Keys a `renewKeys` step replaced, by document id (lower-case).
 type Previous = HashMap<String, String>;
+/// The scenario's CAs, made for the run, by name (lower-case).
+type Cas = HashMap<String, SimCa>;
 
 impl Runner<'_> {
     /// Resets, sets up and runs every step.
     pub async fn run(&self, s: &Scenario) -> Result<Report> {
         self.reset(s).await.context("reset before the run")?;
-        self.setup(s).await.context("set-up")?;
+        let cas = self.setup(s).await.context("set-up")?;
         let mut previous = Previous::new();
         let mut steps = Vec::with_capacity(s.steps.len());
         for (i, step) in s.steps.iter().enumerate() {
-            let report = self.step(i + 1, step, &mut previous).await.with_context(|| format!("step {}", i + 1))?;
+            let report = self.step(i + 1, (s, step), &mut previous, &cas).await.with_context(|| format!("step {}", i + 1))?;
             (self.on_event)(Event::StepDone(&report));
             steps.push(report);
         }
         Ok(Report { scenario: s.name.clone(), title: s.title.clone(), steps })
     }
 
-    async fn setup(&self, s: &Scenario) -> Result<()> {
+    /// Makes the CAs, hubs, groups and enrollments (a TPM enrollment waits for its device's TPM).
+    async fn setup(&self, s: &Scenario) -> Result<Cas> {
+        let cas = self.certificates(s).await?;
         for hub in &s.hubs {
             ok(self.api, "PUT", &format!("/linkedHubs/{}", seg(&hub.host_name)), Some(serde_json::to_value(hub)?)).await?;
         }
         for g in &s.groups {
             ok(self.api, "PUT", &format!("/enrollmentGroups/{}", seg(&g.enrollment_group_id)), Some(serde_json::to_value(g)?)).await?;
         }
-        for e in &s.enrollments {
+        for e in s.enrollments.iter().filter(|e| !s.is_tpm(&e.registration_id)) {
             ok(self.api, "PUT", &format!("/enrollments/{}", seg(&e.registration_id)), Some(serde_json::to_value(e)?)).await?;
         }
-        Ok(())
+        Ok(cas)
     }
 
-    async fn step(&self, index: usize, step: &Step, previous: &mut Previous) -> Result<StepReport> {
+    /// Each CA made, uploaded and verified by proof of possession: a certificate whose CN is the service's
+    /// verification code, signed by the CA.
+    async fn certificates(&self, s: &Scenario) -> Result<Cas> {
+        let mut cas = Cas::new();
+        for spec in &s.certificates {
+            let cn = format!("{} ({})", spec.name, s.title);
+            let ca = match &spec.issuer {
+                None => SimCa::new(&cn)?,
+                Some(issuer) => cas.get(&issuer.to_ascii_lowercase()).ok_or_else(|| anyhow!("no certificate '{issuer}'"))?.under(&cn)?,
+            };
+            let path = format!("/certificates/{}", seg(&spec.name));
+            ok(self.api, "PUT", &path, Some(serde_json::json!({ "certificate": ca.certificate_pem() }))).await?;
+            let code = ok(self.api, "POST", &format!("{path}/generateVerificationCode"), None).await?;
+            let code = code.get("verificationCode").and_then(Value::as_str).ok_or_else(|| anyhow!("{path}: no verification code"))?;
+            ok(self.api, "POST", &format!("{path}/verify"), Some(serde_json::json!({ "certificate": ca.sign_cn(code)? }))).await?;
+            cas.insert(spec.name.to_ascii_lowercase(), ca);
+        }
+        Ok(cas)
+    }
+
+    async fn step(&self, index: usize, (s, step): (&Scenario, &Step), previous: &mut Previous, cas: &Cas) -> Result<StepReport> {
         let devices = match &step.action {
             Action::Register(d) => d.ids().len(),
             _ => 0,
@@ -102,7 +130,7 @@ impl Runner<'_> {
         let (action, outcomes) = match &step.action {
             Action::Register(d) => (
                 format!("register {devices} device(s) over {}", format!("{:?}", d.transport).to_uppercase()),
-                self.register(d, previous).await?,
+                self.register((s, d), previous, cas).await?,
             ),
             Action::UpdateGroup(u) => {
                 (format!("update group {}", u.id), self.update("enrollmentGroups", &u.id, &u.set).await.map(|_| Vec::new())?)
@@ -122,8 +150,38 @@ impl Runner<'_> {
         Ok(StepReport { index, say: step.say.clone(), action, per_hub: expect::per_hub(&outcomes), outcomes, problems })
     }
 
-    /// Registers the step's devices, [`AT_ONCE`] at a time; outcomes in the order of the ids.
-    async fn register(&self, d: &Devices, previous: &Previous) -> Result<Vec<Outcome>> {
+    /// Registers the step's devices, [`AT_ONCE`] at a time, each with what attests it — a symmetric key, a
+    /// certificate of the step's issuer, or a TPM of its own; outcomes in the order of the ids.
+    async fn register(&self, (s, d): (&Scenario, &Devices), previous: &Previous, cas: &Cas) -> Result<Vec<Outcome>> {
+        if let Some(e) = d.enrollment.as_deref().filter(|e| s.is_tpm(e)) {
+            let outcome = self.register_tpm(s, d, e).await?;
+            (self.on_event)(Event::Device(&outcome));
+            return Ok(vec![outcome]);
+        }
+        let credentials = match &d.issuer {
+            Some(issuer) => {
+                let ca = cas.get(&issuer.to_ascii_lowercase()).ok_or_else(|| anyhow!("no certificate '{issuer}'"))?;
+                let leaf = |id: &String| ca.leaf(id, false).map(|l| Credential::X509 { chain: l.chain, key: l.key });
+                d.ids().iter().map(|id| Ok((id.clone(), leaf(id)?))).collect::<Result<Vec<_>>>()?
+            }
+            None => self.keyed(d, previous).await?,
+        };
+        let target = &self.target;
+        let mut outcomes: Vec<(usize, Outcome)> =
+            stream::iter(credentials.into_iter().enumerate())
+                .map(|(i, (device, credential))| async move {
+                    (i, register_with(target, d.transport, &device, &credential, Flow::default()).await)
+                })
+                .buffer_unordered(AT_ONCE)
+                .inspect(|(_, o)| (self.on_event)(Event::Device(o)))
+                .collect()
+                .await;
+        outcomes.sort_by_key(|(i, _)| *i);
+        Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+    }
+
+    /// The step's devices with the SAS tokens of their keys (derived from a group's, or an enrollment's own).
+    async fn keyed(&self, d: &Devices, previous: &Previous) -> Result<Vec<(String, Credential)>> {
         let (collection, id) = document(d.group.as_deref(), d.enrollment.as_deref())?;
         let key = match d.key {
             KeyChoice::Current => self.primary_key(collection, id).await?,
@@ -131,21 +189,28 @@ impl Runner<'_> {
                 previous.get(&id.to_ascii_lowercase()).cloned().ok_or_else(|| anyhow!("{id} has no previous key: renew its keys first"))?
             }
         };
-        let group = d.group.is_some();
+        let scope = &self.target.endpoint.id_scope;
         let mut keyed = Vec::new();
         for device in d.ids() {
-            let device_key = if group { dps_crypto::derive_device_key(&key, &device).map_err(|e| anyhow!("{e}"))? } else { key.clone() };
-            keyed.push((device, device_key));
+            let device_key =
+                if d.group.is_some() { dps_crypto::derive_device_key(&key, &device).map_err(|e| anyhow!("{e}"))? } else { key.clone() };
+            let sas = dps_device::device_sas(scope, &device, &device_key, std::time::Duration::from_secs(3600))?;
+            keyed.push((device, Credential::Sas(sas)));
         }
-        let target = &self.target;
-        let mut outcomes: Vec<(usize, Outcome)> = stream::iter(keyed.into_iter().enumerate())
-            .map(|(i, (device, device_key))| async move { (i, register(target, d.transport, &device, &device_key).await) })
-            .buffer_unordered(AT_ONCE)
-            .inspect(|(_, o)| (self.on_event)(Event::Device(o)))
-            .collect()
-            .await;
-        outcomes.sort_by_key(|(i, _)| *i);
-        Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+        Ok(keyed)
+    }
+
+    /// A TPM enrollment's device: its TPM started, the enrollment made with the TPM's keys, then the register.
+    async fn register_tpm(&self, s: &Scenario, d: &Devices, enrollment: &str) -> Result<Outcome> {
+        let doc = s.enrollment(enrollment).ok_or_else(|| anyhow!("no enrollment '{enrollment}'"))?;
+        let enroll = |id: String, tpm: dps_proto::TpmAttestation| async move {
+            let mut doc = doc.clone();
+            doc.attestation.tpm = Some(tpm);
+            ok(self.api, "PUT", &format!("/enrollments/{}", seg(&id)), Some(serde_json::to_value(&doc)?)).await.map(drop)
+        };
+        let started = std::time::Instant::now();
+        let answer = crate::tpm::provision(&self.target, d.transport, enrollment, Some(enroll), Flow::default()).await;
+        Ok(crate::devices::outcome(enrollment, d.transport, answer, started.elapsed()))
     }
 
     /// The primary symmetric key of a group or an enrollment, as the service holds it now.
@@ -183,6 +248,9 @@ impl Runner<'_> {
         for e in &s.enrollments {
             delete_if_there(self.api, &format!("/enrollments/{}", seg(&e.registration_id))).await?;
         }
+        for ca in s.certificates.iter().rev() {
+            delete_if_there(self.api, &format!("/certificates/{}", seg(&ca.name))).await?;
+        }
         for hub in &s.hubs {
             delete_if_there(self.api, &format!("/linkedHubs/{}", seg(&hub.host_name))).await?;
         }
@@ -194,6 +262,7 @@ impl Runner<'_> {
         let mut paths: Vec<String> = device_ids(s).iter().map(|id| format!("/registrations/{}", seg(id))).collect();
         paths.extend(s.groups.iter().map(|g| format!("/enrollmentGroups/{}", seg(&g.enrollment_group_id))));
         paths.extend(s.enrollments.iter().map(|e| format!("/enrollments/{}", seg(&e.registration_id))));
+        paths.extend(s.certificates.iter().map(|c| format!("/certificates/{}", seg(&c.name))));
         paths.extend(s.hubs.iter().map(|h| format!("/linkedHubs/{}", seg(&h.host_name))));
         let mut left = Vec::new();
         for path in paths {

@@ -23,14 +23,21 @@
 //! ```
 //!
 //! Actions: `register` (devices of a group, derived keys, or of an individual enrollment; `count`, `transport`
-//! https | mqtt | amqp, `prefix` of the generated ids, `key = "previous"` to use a key replaced by `renewKeys`),
+//! https | mqtt | amqp | mqttWs | amqpWs, `prefix` of the generated ids, `key = "previous"` to use a key replaced
+//! by `renewKeys`; `issuer = "<certificate>"` for X.509 devices, whose certificates that scenario CA issues),
 //! `updateGroup` / `updateEnrollment` (`{ id, set = { …members… } }`, merged into the stored document),
 //! `renewKeys` (`{ group | enrollment, keyType }`). Expectations: `status`, `errorCode`, `hub` (every device
 //! there), `hubs` (every device on one of them), `everyHubAtLeast` (each of `hubs` got at least that many),
 //! `substatus`. Every hub a group or an enrollment names must be one of the scenario's hubs, so that a run and
 //! its reset touch nothing else.
+//!
+//! X.509: `[[certificates]]` (`name`, and `issuer` for an intermediate under an earlier one) are CAs made for the
+//! run, uploaded to `/certificates/{name}` and verified by proof of possession; a group names one in
+//! `attestation.x509.caReferences.primary`. TPM: an individual enrollment with `attestation = { type = "tpm" }`
+//! and no endorsement key is made when its device registers, with the endorsement key of a software TPM started
+//! for it.
 
-use dps_proto::{EnrollmentGroup, IndividualEnrollment, LinkedHub, RegistrationStatus, Substatus};
+use dps_proto::{AttestationType, EnrollmentGroup, IndividualEnrollment, LinkedHub, RegistrationStatus, Substatus};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -51,7 +58,21 @@ pub struct Scenario {
     pub groups: Vec<EnrollmentGroup>,
     #[serde(default)]
     pub enrollments: Vec<IndividualEnrollment>,
+    /// CA certificates made for the run (their keys in memory only), uploaded to the service and verified by proof
+    /// of possession, in this order; groups name them in `caReferences`.
+    #[serde(default)]
+    pub certificates: Vec<CaSpec>,
     pub steps: Vec<Step>,
+}
+
+/// A CA made for the run: a root, or an intermediate under an earlier one (`issuer`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaSpec {
+    /// Its name in the service's certificate store (`/certificates/{name}`).
+    pub name: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +114,10 @@ pub struct Devices {
     /// `current` (default) or `previous`: the key a `renewKeys` step replaced.
     #[serde(default)]
     pub key: KeyChoice,
+    /// X.509 devices: the scenario certificate that issues theirs (CN = the registration id); they send it and the
+    /// CAs between it and its root with their certificate.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 fn one() -> u32 {
@@ -158,6 +183,9 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("reprovisioning", include_str!("../scenarios/reprovisioning.toml")),
     ("key-rolling", include_str!("../scenarios/key-rolling.toml")),
     ("disabled", include_str!("../scenarios/disabled.toml")),
+    ("lowest-latency", include_str!("../scenarios/lowest-latency.toml")),
+    ("x509-intermediate", include_str!("../scenarios/x509-intermediate.toml")),
+    ("tpm-challenge", include_str!("../scenarios/tpm-challenge.toml")),
 ];
 
 impl Scenario {
@@ -184,6 +212,19 @@ impl Scenario {
         for h in named {
             anyhow::ensure!(own(h), "{}: hub '{h}' is named but not among the scenario's hubs", self.name);
         }
+        for (i, ca) in self.certificates.iter().enumerate() {
+            let earlier = self.certificates.get(..i).unwrap_or_default();
+            anyhow::ensure!(
+                !earlier.iter().any(|c| c.name.eq_ignore_ascii_case(&ca.name)),
+                "{}: certificate '{}' twice",
+                self.name,
+                ca.name
+            );
+            if let Some(issuer) = &ca.issuer {
+                let known = earlier.iter().any(|c| c.name.eq_ignore_ascii_case(issuer));
+                anyhow::ensure!(known, "{}: certificate '{}': its issuer '{issuer}' is not an earlier certificate", self.name, ca.name);
+            }
+        }
         for (i, step) in self.steps.iter().enumerate() {
             self.check_step(step).map_err(|e| anyhow::anyhow!("{}: step {}: {e}", self.name, i + 1))?;
         }
@@ -195,6 +236,13 @@ impl Scenario {
             Action::Register(d) => {
                 anyhow::ensure!((1..=MAX_DEVICES).contains(&d.count), "count {} is outside 1–{MAX_DEVICES}", d.count);
                 anyhow::ensure!(d.enrollment.is_none() || d.count == 1, "an individual enrollment is one device");
+                if let Some(issuer) = &d.issuer {
+                    anyhow::ensure!(self.certificate(issuer).is_some(), "no certificate '{issuer}' in the scenario");
+                }
+                if d.enrollment.as_deref().is_some_and(|e| self.is_tpm(e)) {
+                    anyhow::ensure!(d.transport.carries_tpm(), "a TPM device registers over HTTPS or AMQP: DPS has no TPM over MQTT");
+                    anyhow::ensure!(d.issuer.is_none(), "a TPM device has no certificate issuer");
+                }
                 (d.group.as_deref(), d.enrollment.as_deref())
             }
             Action::UpdateGroup(u) => (Some(u.id.as_str()), None),
@@ -215,6 +263,18 @@ impl Scenario {
 
     pub fn enrollment(&self, id: &str) -> Option<&IndividualEnrollment> {
         self.enrollments.iter().find(|e| e.registration_id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn certificate(&self, name: &str) -> Option<&CaSpec> {
+        self.certificates.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether `enrollment` is a TPM enrollment without its endorsement key: its device's TPM is started when
+    /// the device registers, and the enrollment is made then, with that TPM's key.
+    pub fn is_tpm(&self, enrollment: &str) -> bool {
+        self.enrollment(enrollment).is_some_and(|e| {
+            e.attestation.kind == AttestationType::Tpm && e.attestation.tpm.as_ref().and_then(|t| t.endorsement_key.as_ref()).is_none()
+        })
     }
 }
 
@@ -271,6 +331,46 @@ mod tests {
     }
 
     #[test]
+    fn certificates_issuers_and_tpm_devices_are_checked() {
+        let base = r#"
+            name = "x"
+            title = "x"
+            summary = "x"
+            [[certificates]]
+            name = "root"
+            [[certificates]]
+            name = "mid"
+            issuer = "ISSUER"
+            [[hubs]]
+            hostName = "a.demo.local"
+            [[groups]]
+            enrollmentGroupId = "g"
+            attestation = { type = "x509", x509 = { caReferences = { primary = "root" } } }
+            [[enrollments]]
+            registrationId = "t"
+            attestation = { type = "tpm" }
+            [[steps]]
+            register = { group = "g", issuer = "DEVICE_ISSUER" }
+            [[steps]]
+            register = { enrollment = "t", transport = "TRANSPORT" }
+        "#;
+        let text = |issuer: &str, device: &str, transport: &str| {
+            base.replace("DEVICE_ISSUER", device).replace("ISSUER", issuer).replace("TRANSPORT", transport)
+        };
+        let ok = Scenario::parse(&text("root", "mid", "amqp")).expect("a valid scenario");
+        assert!(ok.is_tpm("t") && !ok.is_tpm("nobody"));
+        let refused = |t: String, what: &str| {
+            let e = Scenario::parse(&t).err().map(|e| format!("{e:#}"));
+            assert!(e.as_deref().is_some_and(|e| e.contains(what)), "{what}: {e:?}");
+        };
+        refused(text("later", "mid", "amqp"), "not an earlier certificate");
+        refused(text("root", "nope", "amqp"), "no certificate 'nope'");
+        refused(text("root", "mid", "mqtt"), "no TPM over MQTT");
+        refused(text("root", "mid", "mqttWs"), "no TPM over MQTT");
+        refused(text("root", "mid", "amqp").replace("name = \"mid\"", "name = \"root\""), "certificate 'root' twice");
+    }
+
+    #[test]
     fn a_group_step_names_its_devices_with_the_prefix() {
         let d = Devices {
             group: Some("g".into()),
@@ -279,6 +379,7 @@ mod tests {
             transport: Transport::Mqtt,
             prefix: None,
             key: KeyChoice::Current,
+            issuer: None,
         };
         assert_eq!(d.ids(), ["g-dev-1", "g-dev-2", "g-dev-3"]);
     }

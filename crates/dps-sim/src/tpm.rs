@@ -1,7 +1,7 @@
 //! TPM simulated devices (#16 item 1): each device has a TPM of its own — a private software TPM (swtpm, through
 //! tss-esapi, the same device code as `dps device register --attestation tpm`), started when the device starts
 //! and stopped when it ends. The operator's part comes first, as on a factory floor: the TPM's endorsement key
-//! is read and enrolled (an individual enrollment, by the caller's [`Enroll`]); then the device registers over
+//! is read and enrolled (an individual enrollment, by the caller's `enroll`); then the device registers over
 //! HTTPS or AMQP (on its port or a WebSocket) and answers the service's challenge inside its TPM. DPS has no TPM
 //! attestation over MQTT. Needs the `tpm` feature (libtss2) and the `swtpm` program.
 
@@ -15,8 +15,8 @@ use futures_util::future::BoxFuture;
 use crate::devices::DeviceTarget;
 use crate::scenario::Transport;
 
-/// The operator enrolling a device's TPM: registration id and the TPM's keys, as an individual enrollment takes
-/// them.
+/// The operator enrolling a device's TPM (a live run's devices share one): registration id and the TPM's keys, as
+/// an individual enrollment takes them.
 pub type Enroll = Arc<dyn Fn(String, TpmAttestation) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// Whether TPM devices can be simulated here: the build has TPM support and `swtpm` runs. The error says what
@@ -34,13 +34,17 @@ pub fn available() -> Result<(), String> {
 /// Starts a TPM, enrolls it with `enroll` (none: nobody enrolls it), and registers as `id` over `transport`,
 /// telling `flow` each step.
 #[cfg(feature = "tpm")]
-pub async fn provision(
+pub async fn provision<F, Fut>(
     target: &DeviceTarget,
     transport: Transport,
     id: &str,
-    enroll: Option<&Enroll>,
+    enroll: Option<F>,
     flow: Flow,
-) -> Result<RegistrationOperationStatus> {
+) -> Result<RegistrationOperationStatus>
+where
+    F: FnOnce(String, TpmAttestation) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     use anyhow::Context;
     use dps_device::carrier::Carrier;
     use dps_device::{HttpsDevice, Polling};
@@ -72,6 +76,10 @@ pub async fn provision(
 }
 
 #[cfg(not(feature = "tpm"))]
-pub async fn provision(_: &DeviceTarget, _: Transport, _: &str, _: Option<&Enroll>, _: Flow) -> Result<RegistrationOperationStatus> {
+pub async fn provision<F, Fut>(_: &DeviceTarget, _: Transport, _: &str, _: Option<F>, _: Flow) -> Result<RegistrationOperationStatus>
+where
+    F: FnOnce(String, TpmAttestation) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     Err(anyhow::anyhow!("{}", available().err().unwrap_or_default()))
 }

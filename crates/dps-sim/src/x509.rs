@@ -10,7 +10,10 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose
 /// A CA that issues simulated devices' certificates.
 pub struct SimCa {
     issuer: Issuer<'static, KeyPair>,
-    /// The certificates a device sends after its own (DER): the intermediates up to, not including, [`Self::pem`].
+    /// Its own certificate (DER).
+    certificate: Vec<u8>,
+    /// The certificates a device sends after its own (DER): this CA and its issuers up to, not including, the
+    /// root [`Self::pem`] (empty for a root).
     below_trusted: Vec<Vec<u8>>,
     /// The certificate an enrollment group trusts (its signing certificate): the root.
     pub pem: String,
@@ -42,18 +45,27 @@ impl SimCa {
     /// A root CA that issues devices itself.
     pub fn new(cn: &str) -> Result<Self> {
         let (params, key) = ca_params(cn)?;
-        let pem = params.self_signed(&key)?.pem();
-        Ok(Self { issuer: Issuer::new(params, key), below_trusted: Vec::new(), pem })
+        let root = params.self_signed(&key)?;
+        Ok(Self { issuer: Issuer::new(params, key), certificate: root.der().to_vec(), below_trusted: Vec::new(), pem: root.pem() })
+    }
+
+    /// An intermediate CA (`cn`) issued by this one: groups still trust the root, devices also send this CA.
+    pub fn under(&self, cn: &str) -> Result<Self> {
+        let (params, key) = ca_params(cn)?;
+        let der = params.signed_by(&key, &self.issuer)?.der().to_vec();
+        let below_trusted = std::iter::once(der.clone()).chain(self.below_trusted.iter().cloned()).collect();
+        Ok(Self { issuer: Issuer::new(params, key), certificate: der, below_trusted, pem: self.pem.clone() })
     }
 
     /// A root CA (`cn`) and an intermediate CA under it that issues devices: groups trust the root, devices send
     /// the intermediate with their certificate.
     pub fn with_intermediate(cn: &str) -> Result<Self> {
-        let (root_params, root_key) = ca_params(cn)?;
-        let pem = root_params.self_signed(&root_key)?.pem();
-        let (params, key) = ca_params(&format!("{cn} — intermediate"))?;
-        let intermediate = params.signed_by(&key, &Issuer::new(root_params, root_key))?;
-        Ok(Self { issuer: Issuer::new(params, key), below_trusted: vec![intermediate.der().to_vec()], pem })
+        Self::new(cn)?.under(&format!("{cn} — intermediate"))
+    }
+
+    /// Its own certificate (PEM).
+    pub fn certificate_pem(&self) -> String {
+        pem_of(&self.certificate)
     }
 
     /// The trainer's CA: `chain_pem` (PEM, the issuing CA first, then its issuers, if any, up to the root) and its
@@ -71,7 +83,7 @@ impl SimCa {
         let issuer = Issuer::from_ca_cert_der(&first.clone().into(), key).context("the issuing CA certificate")?;
         let pem = pem_of(last);
         let below_trusted = chain.get(..chain.len() - 1).unwrap_or_default().to_vec();
-        Ok(Self { issuer, below_trusted, pem })
+        Ok(Self { issuer, certificate: first.clone(), below_trusted, pem })
     }
 
     /// A device certificate with subject CN `cn`, issued by this CA; `expired`: valid in 2020 only. The chain is
