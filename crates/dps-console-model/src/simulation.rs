@@ -29,7 +29,7 @@ pub const ATTESTATIONS: [(&str, &str); 3] =
     [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)"), ("tpm", "TPM (a software TPM per device)")];
 
 /// The faults offered, as (value, wire name, label).
-pub const FAULTS: [(Fault, &str, &str); 11] = [
+pub const FAULTS: [(Fault, &str, &str); 14] = [
     (Fault::None, "none", "None — provision normally"),
     (Fault::WrongKey, "wrongKey", "Wrong key"),
     (Fault::OtherGroupKey, "otherGroupKey", "Key of another group"),
@@ -41,6 +41,9 @@ pub const FAULTS: [(Fault, &str, &str); 11] = [
     (Fault::ExpiredCertificate, "expiredCertificate", "Expired certificate"),
     (Fault::CnMismatch, "cnMismatch", "Certificate CN ≠ registration id"),
     (Fault::DisabledEnrollment, "disabledEnrollment", "Disabled enrollment"),
+    (Fault::WebhookError, "webhookError", "Allocation webhook error"),
+    (Fault::WebhookTimeout, "webhookTimeout", "Allocation webhook time-out"),
+    (Fault::Throttled, "throttled", "Throttled (polls too fast)"),
 ];
 
 /// The faults that apply to devices of `attestation`.
@@ -78,6 +81,18 @@ pub fn fault_hint(f: Fault) -> &'static str {
             "Each device presents a certificate that expired in 2020: the TLS handshake or the attestation refuses it."
         }
         Fault::CnMismatch => "The certificate's subject CN is not the registration id the device asks for: 401002.",
+        Fault::WebhookError => {
+            "Devices of simulated-devices-webhook-error, whose custom allocation calls the built-in demo webhook, which refuses \
+             them (HTTP 400): they fail at once with 400207."
+        }
+        Fault::WebhookTimeout => {
+            "Devices of simulated-devices-webhook-timeout, whose webhook answers after the service stopped waiting: they poll \
+             while the service retries the webhook on its schedule (webhook_timeout_secs, webhook_retries), then fail with 400207."
+        }
+        Fault::Throttled => {
+            "Each device ignores retry-after and polls its operation back to back: with the Azure limits profile (5 polls per \
+             device per 10 s) the service answers 429001 with a retry-after. Switch the profile in Settings first."
+        }
         Fault::DisabledEnrollment => "Each TPM's individual enrollment is disabled: the device attests, then gets no hub (disabled).",
         Fault::HubDown => {
             "Devices of simulated-devices-hub-down, whose only hub cannot be reached: they poll while the service retries the hub, then fail with 503001."

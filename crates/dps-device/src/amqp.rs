@@ -230,7 +230,7 @@ impl AmqpSession {
         let (started, mut polls) = (std::time::Instant::now(), 0);
         while polling.again(polls, started) {
             polls += 1;
-            if status.status.is_terminal() {
+            if polling.ends_at(&status) {
                 return Ok(status);
             }
             let secs = retry_after.unwrap_or(2);
@@ -240,7 +240,7 @@ impl AmqpSession {
             self.flow.send(FlowKind::Poll, "message on the sender link", Some(shown)).await;
             (status, retry_after) = self.request(GET_OPERATION_STATUS, Some(&status.operation_id), Vec::new()).await?;
         }
-        bail!("{registration_id}: the operation did not finish")
+        polling.after_polls(registration_id, status)
     }
 
     /// Detaches, ends the session and closes the connection.

@@ -101,7 +101,13 @@ pub enum Polling {
     RetryAfter,
     /// Poll at a fixed interval (load tests measure the service, not the wait); zero polls again at once.
     Every(Duration),
+    /// A misbehaving device (the simulator's `throttled` fault): ignores retry-after and polls back to back
+    /// [`STORM_POLLS`] times, even after the answer — more than a limits profile allows one device.
+    Storm,
 }
+
+/// The polls of [`Polling::Storm`].
+pub const STORM_POLLS: usize = 8;
 
 impl Polling {
     /// Waits before the next poll: `retry_after` as the service said, the fixed interval, or not at all.
@@ -109,6 +115,7 @@ impl Polling {
         let d = match self {
             Polling::RetryAfter => retry_after,
             Polling::Every(d) => d,
+            Polling::Storm => Duration::ZERO,
         };
         if !d.is_zero() {
             tokio::time::sleep(d).await;
@@ -120,7 +127,23 @@ impl Polling {
     pub fn again(self, polls: usize, started: std::time::Instant) -> bool {
         match self {
             Polling::Every(d) if d.is_zero() => started.elapsed() < Duration::from_secs(60),
+            Polling::Storm => polls <= STORM_POLLS,
             _ => polls < MAX_POLLS,
+        }
+    }
+
+    /// Whether the device stops at `status`: a terminal one, except in a storm, which ends by its count
+    /// ([`Self::after_polls`]).
+    pub fn ends_at(self, status: &RegistrationOperationStatus) -> bool {
+        status.status.is_terminal() && !matches!(self, Polling::Storm)
+    }
+
+    /// What the device ends with when its polls ran out: a storm's last answer; else the operation did not
+    /// finish.
+    pub fn after_polls(self, registration_id: &str, last: RegistrationOperationStatus) -> Result<RegistrationOperationStatus> {
+        match self {
+            Polling::Storm => Ok(last),
+            _ => bail!("{registration_id}: the operation did not finish"),
         }
     }
 }
@@ -281,7 +304,7 @@ impl HttpsDevice {
         let (started, mut polls) = (std::time::Instant::now(), 0);
         while self.polling.again(polls, started) {
             polls += 1;
-            if status.status.is_terminal() {
+            if self.polling.ends_at(&status) {
                 return Ok(status);
             }
             self.flow.local(FlowKind::Wait, format!("wait {} s", wait.as_secs())).await;
@@ -294,7 +317,7 @@ impl HttpsDevice {
             }
             (status, wait) = self.read(rb.send().await?).await?;
         }
-        bail!("{registration_id}: the operation did not finish")
+        self.polling.after_polls(registration_id, status)
     }
 
     async fn read(&self, r: reqwest::Response) -> Result<(RegistrationOperationStatus, Duration)> {

@@ -157,10 +157,10 @@ impl MqttSession {
         self.flow.send(FlowKind::Register, format!("PUBLISH {topic}"), Some(flow::shown(&body))).await;
         let (mut topic, mut payload) = self.request(topic, &body).await?;
         let (started, mut polls) = (std::time::Instant::now(), 0);
+        let mut status = self.answer(&topic, &payload)?;
         while polling.again(polls, started) {
             polls += 1;
-            let status = self.answer(&topic, &payload)?;
-            if status.status.is_terminal() {
+            if polling.ends_at(&status) {
                 return Ok(status);
             }
             let secs = topic.split("retry-after=").nth(1).and_then(|v| v.split('&').next()?.parse().ok()).unwrap_or(2);
@@ -170,8 +170,9 @@ impl MqttSession {
             let poll = operation_status_topic(&rid.to_string(), &status.operation_id);
             self.flow.send(FlowKind::Poll, format!("PUBLISH {poll}"), None).await;
             (topic, payload) = self.request(poll, b"").await?;
+            status = self.answer(&topic, &payload)?;
         }
-        bail!("{registration_id}: the operation did not finish")
+        polling.after_polls(registration_id, status)
     }
 
     /// The operation status a response carries, or the refusal its `res/{status}` topic says.

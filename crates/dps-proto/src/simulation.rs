@@ -127,6 +127,13 @@ pub enum Fault {
     CnMismatch,
     /// TPM: each device's individual enrollment is disabled.
     DisabledEnrollment,
+    /// Devices of a group whose custom allocation webhook (the built-in demo webhook) refuses them: 400207.
+    WebhookError,
+    /// Devices of a group whose custom allocation webhook answers too late: the service retries it on its
+    /// schedule, then fails them with 400207.
+    WebhookTimeout,
+    /// Devices that ignore retry-after and poll back to back: the Azure limits profile throttles them (429001).
+    Throttled,
 }
 
 impl Fault {
@@ -136,9 +143,14 @@ impl Fault {
         match self {
             Self::None => true,
             Self::UnknownId => attestation == "symmetricKey" || attestation == "tpm",
-            Self::WrongKey | Self::OtherGroupKey | Self::ExpiredToken | Self::DisabledGroup | Self::HubDown => {
-                attestation == "symmetricKey"
-            }
+            Self::WrongKey
+            | Self::OtherGroupKey
+            | Self::ExpiredToken
+            | Self::DisabledGroup
+            | Self::HubDown
+            | Self::WebhookError
+            | Self::WebhookTimeout
+            | Self::Throttled => attestation == "symmetricKey",
             Self::UntrustedCa | Self::ExpiredCertificate | Self::CnMismatch => attestation == "x509",
             Self::DisabledEnrollment => attestation == "tpm",
         }
@@ -149,7 +161,8 @@ impl Fault {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimulationRequest {
-    /// `symmetricKey` (keys of a group or an enrollment) or `x509` (certificates from a CA made for the run).
+    /// `symmetricKey` (keys of a group or an enrollment), `x509` (certificates of the CA `x509Ca` says) or `tpm` (a
+    /// software TPM per device, enrolled in an individual enrollment of its own).
     #[serde(default = "symmetric_key")]
     pub attestation: String,
     #[serde(default)]

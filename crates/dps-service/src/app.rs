@@ -44,6 +44,9 @@ pub struct App {
     pub data_dir: std::path::PathBuf,
     /// Master-key rotation (`POST /service/keys/rotate`).
     pub rotation: Arc<crate::keys::Rotation>,
+    /// How long the webhook client waits for a custom allocation webhook (the demo webhook's `slow` mode waits
+    /// longer).
+    pub webhook_timeout: std::time::Duration,
     /// Simulated devices started from the console (`/simulations`), and the scenarios run from it.
     /// Credential policies and the certificates issued from devices' CSRs.
     pub credentials: dps_core::credentials::Credentials,

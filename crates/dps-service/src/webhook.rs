@@ -1,6 +1,7 @@
 //! The custom allocation webhook client (§6): a JSON POST with a time-out; the retry schedule and the
-//! mapping of outcomes live in the engine (`dps_core::registration`). Trusts the system's roots and,
-//! optionally, one more CA (`webhook_ca_file`) for lab webhooks with a private CA.
+//! mapping of outcomes live in the engine (`dps_core::registration`). Trusts the system's roots, the service's
+//! own CA (its built-in demo webhook, and lab webhooks whose certificates the local CA issued) and, optionally,
+//! one more CA (`webhook_ca_file`) for lab webhooks with a private CA.
 //!
 //! Hardened against the webhook's side (issue #14): redirects are not followed (a 3xx is the answer, which the
 //! engine refuses — following one would send the device's data, and the function key in the URL, elsewhere);
@@ -23,13 +24,16 @@ pub struct HttpWebhook {
 }
 
 impl HttpWebhook {
-    pub fn new(timeout: Duration, extra_ca: Option<&Path>) -> Result<Self> {
+    pub fn new(timeout: Duration, own_ca_pem: &str, extra_ca: Option<&Path>) -> Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         let bundle = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into());
         if let Ok(pem) = std::fs::read(&bundle) {
             for c in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
                 let _ = roots.add(c);
             }
+        }
+        for c in rustls_pemfile::certs(&mut own_ca_pem.as_bytes()) {
+            roots.add(c?)?;
         }
         if let Some(ca) = extra_ca {
             let pem = std::fs::read(ca).with_context(|| format!("webhook_ca_file {}", ca.display()))?;

@@ -107,6 +107,12 @@ async fn tpm_challenge() {
     run_and_reset("tpm-challenge").await;
 }
 
+/// The built-in demo webhook chooses by the registration id, then refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_allocation_by_the_demo_webhook() {
+    run_and_reset("custom-webhook").await;
+}
+
 /// Every built-in scenario has a test of its own here.
 #[test]
 fn every_built_in_scenario_is_run_by_a_test() {

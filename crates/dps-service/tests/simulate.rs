@@ -368,3 +368,68 @@ async fn x509_devices_are_issued_by_an_intermediate_or_by_the_trainers_own_ca() 
         TestService::assert_error(&s.service(Method::POST, "/simulations", Some(body)).await, 400, 400004);
     }
 }
+
+/// The built-in demo allocation webhook behind the webhook faults: `webhookError` fails devices at once with
+/// 400207 (the webhook's 400); `webhookTimeout` makes the service wait out its time-out on each call and retry,
+/// then fail them with 400207; the webhook itself refuses a call without its code.
+#[tokio::test]
+async fn the_webhook_faults_go_through_the_demo_webhook_and_fail_with_400207() {
+    let overrides = dps_service::config::Overrides {
+        webhook_timeout_secs: Some(1),
+        webhook_retries: Some(1),
+        webhook_retry_initial_ms: Some(100),
+        webhook_retry_increment_ms: Some(0),
+        ..Default::default()
+    };
+    let s = TestService::start_with(overrides).await;
+    let r = run(&s, json!({ "count": 2, "fault": "webhookError", "transport": "amqp", "prefix": "wh-err-" })).await;
+    assert_eq!(r["counts"], json!({ "failed": 2 }), "{r}");
+    assert_eq!(r["devices"][0]["errorCode"], 400207, "{r}");
+    let trace = s.service(Method::GET, "/registrations/wh-err-1/trace", None).await;
+    assert!(trace.body.to_string().contains("/demo/allocationWebhook"), "the trace names the webhook: {}", trace.body);
+    assert!(!trace.body.to_string().contains("code="), "the trace hides the webhook's code: {}", trace.body);
+
+    let r = run(&s, json!({ "count": 1, "fault": "webhookTimeout", "prefix": "wh-slow-" })).await;
+    assert_eq!(r["devices"][0]["state"], "failed", "{r}");
+    assert_eq!(r["devices"][0]["errorCode"], 400207, "{r}");
+    assert!(r["target"].as_str().is_some_and(|t| t.contains("2 webhook calls of 1 s")), "{r}");
+    let d = device(&s, r["id"].as_str().unwrap_or_default(), "wh-slow-1").await;
+    assert!(kinds(&d).iter().any(|k| k == "poll"), "the device polled while the service waited: {d}");
+
+    let url = s.service(Method::GET, "/demo/allocationWebhook", None).await;
+    let url = url.body["url"].as_str().expect("the webhook's URL").to_owned();
+    assert!(url.contains("code="), "{url}");
+    let client =
+        reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&s.ca_pem).expect("CA")).build().expect("client");
+    let path = url.split("/demo/").nth(1).unwrap_or_default();
+    let base = url.split("/demo/").next().unwrap_or_default();
+    let body = json!({ "deviceRuntimeContext": { "registrationId": "north-1" }, "linkedHubs": ["south.demo.local", "north.demo.local"] });
+    let chosen = client.post(format!("{base}/demo/{path}")).json(&body).send().await.expect("webhook call");
+    assert_eq!(chosen.status(), 200);
+    let answer: Value = chosen.json().await.expect("json");
+    assert_eq!(answer["iotHubHostName"], "north.demo.local", "{answer}");
+    let wrong = client.post(format!("{base}/demo/allocationWebhook?code=nope")).json(&body).send().await.expect("call");
+    assert_eq!(wrong.status(), 401);
+    let none = client.post(format!("{base}/demo/allocationWebhook")).json(&body).send().await.expect("call");
+    assert_eq!(none.status(), 401);
+}
+
+/// `throttled`: devices that poll back to back meet the Azure profile's 5 polls per device per 10 s (429001);
+/// without that profile the fault is refused with the reason.
+#[tokio::test]
+async fn throttled_devices_meet_the_azure_profiles_poll_limit() {
+    let s = TestService::start().await;
+    let refused = s.service(Method::POST, "/simulations", Some(json!({ "count": 1, "fault": "throttled" }))).await;
+    TestService::assert_error(&refused, 400, 400004);
+    assert!(refused.body.to_string().contains("azure"), "{}", refused.body);
+    let s = TestService::start_with(dps_service::config::Overrides { limits: Some("azure".into()), ..Default::default() }).await;
+    for transport in ["https", "mqtt", "amqp"] {
+        let prefix = format!("storm-{transport}-");
+        let r = run(&s, json!({ "count": 2, "fault": "throttled", "transport": transport, "prefix": prefix })).await;
+        assert_eq!(r["counts"], json!({ "refused": 2 }), "{transport}: {r}");
+        assert_eq!(r["devices"][0]["errorCode"], 429001, "{transport}: {r}");
+        let d = device(&s, r["id"].as_str().unwrap_or_default(), &format!("{prefix}1")).await;
+        let polls = kinds(&d).iter().filter(|k| *k == "poll").count();
+        assert!(polls >= 5, "{transport}: throttled after its allowed polls: {d}");
+    }
+}

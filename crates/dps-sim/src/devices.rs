@@ -84,21 +84,29 @@ pub async fn register(target: &DeviceTarget, transport: Transport, id: &str, key
     }
 }
 
-/// Registers one device with `credential` over `transport`, telling `flow` each step.
-pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, credential: &Credential, flow: Flow) -> Outcome {
-    register_requesting(target, transport, id, (credential, Registration::default()), flow).await
+/// How one registration is made: what attests the device, what the register carries (a CSR), how it polls.
+pub struct Attempt<'a> {
+    pub credential: &'a Credential,
+    pub registration: Registration,
+    pub polling: Polling,
 }
 
-/// [`register_with`], the register carrying `registration` (a CSR).
-pub async fn register_requesting(
-    target: &DeviceTarget,
-    transport: Transport,
-    id: &str,
-    (credential, registration): (&Credential, Registration),
-    flow: Flow,
-) -> Outcome {
+impl<'a> Attempt<'a> {
+    /// A plain register with `credential`, polling as the service says.
+    pub fn with(credential: &'a Credential) -> Self {
+        Self { credential, registration: Registration::default(), polling: Polling::RetryAfter }
+    }
+}
+
+/// Registers one device with `credential` over `transport`, telling `flow` each step.
+pub async fn register_with(target: &DeviceTarget, transport: Transport, id: &str, credential: &Credential, flow: Flow) -> Outcome {
+    register_requesting(target, transport, id, Attempt::with(credential), flow).await
+}
+
+/// [`register_with`] as `attempt` says.
+pub async fn register_requesting(target: &DeviceTarget, transport: Transport, id: &str, attempt: Attempt<'_>, flow: Flow) -> Outcome {
     let started = Instant::now();
-    let answer = dial(target, transport, id, (credential, registration), flow).await;
+    let answer = dial(target, transport, id, attempt, flow).await;
     outcome(id, transport, answer, started.elapsed())
 }
 
@@ -107,9 +115,10 @@ async fn dial(
     target: &DeviceTarget,
     transport: Transport,
     id: &str,
-    (credential, registration): (&Credential, Registration),
+    attempt: Attempt<'_>,
     flow: Flow,
 ) -> anyhow::Result<RegistrationOperationStatus> {
+    let Attempt { credential, registration, polling } = attempt;
     if let Credential::Tpm { enroll } = credential {
         return crate::tpm::provision(target, transport, id, enroll.as_ref().map(|e| |id, tpm| e(id, tpm)), flow).await;
     }
@@ -117,7 +126,7 @@ async fn dial(
     let ep = &target.endpoint;
     match transport {
         Transport::Https => {
-            let device = HttpsDevice::with_tls(ep.clone(), Polling::RetryAfter, tls)?.observed(flow).registering(registration);
+            let device = HttpsDevice::with_tls(ep.clone(), polling, tls)?.observed(flow).registering(registration);
             match sas {
                 Some(sas) => device.provision_with_sas(id, &sas).await,
                 None => device.provision_x509(id).await,
@@ -126,12 +135,12 @@ async fn dial(
         Transport::Mqtt | Transport::MqttWs => {
             let carrier = carrier(transport, target.mqtt_port);
             let mut session = MqttSession::connect_registering(ep, carrier, id, Arc::new(tls), sas, flow, registration).await?;
-            session.provision(id, Polling::RetryAfter).await
+            session.provision(id, polling).await
         }
         Transport::Amqp | Transport::AmqpWs => {
             let carrier = carrier(transport, target.amqp_port);
             let mut session = AmqpSession::connect_registering(ep, carrier, id, Arc::new(tls), sas, flow, registration).await?;
-            let status = session.provision(id, Polling::RetryAfter).await;
+            let status = session.provision(id, polling).await;
             let _ = session.close().await;
             status
         }

@@ -20,9 +20,9 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::{watch, Semaphore};
 
 use base64::Engine;
-use dps_device::Registration;
+use dps_device::{Polling, Registration};
 
-use crate::devices::{register_requesting, register_with, Credential, DeviceTarget, Outcome};
+use crate::devices::{register_requesting, register_with, Attempt, Credential, DeviceTarget, Outcome};
 use crate::scenario::Transport;
 use crate::x509::CertificateRequest;
 
@@ -35,11 +35,19 @@ pub const MAX_STEPS: usize = 200;
 /// Devices registering at once within a run.
 const AT_ONCE: usize = 16;
 
-/// One device to start: its registration id and credential, and the CSR it sends.
+/// One device to start: its registration id and credential, the CSR it sends, and how it polls.
 pub struct Planned {
     pub registration_id: String,
     pub credential: Credential,
     pub certificate_request: Option<CertificateRequest>,
+    pub polling: Polling,
+}
+
+impl Planned {
+    /// A device that sends no CSR and polls as the service says.
+    pub fn new(registration_id: String, credential: Credential) -> Self {
+        Self { registration_id, credential, certificate_request: None, polling: Polling::RetryAfter }
+    }
 }
 
 impl Planned {
@@ -47,7 +55,8 @@ impl Planned {
     /// with the issued certificate (the chain up to, not including, the root) and the CSR's key.
     async fn register(&self, target: &DeviceTarget, transport: Transport, flow: Flow) -> Outcome {
         let registration = Registration { csr: self.certificate_request.as_ref().map(|c| c.csr.clone()) };
-        let first = register_requesting(target, transport, &self.registration_id, (&self.credential, registration), flow.clone()).await;
+        let attempt = Attempt { credential: &self.credential, registration, polling: self.polling };
+        let first = register_requesting(target, transport, &self.registration_id, attempt, flow.clone()).await;
         let (Some(chain), Some(request), Credential::X509 { .. }) = (&first.issued_chain, &self.certificate_request, &self.credential)
         else {
             return first;

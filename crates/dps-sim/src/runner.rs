@@ -93,12 +93,30 @@ impl Runner<'_> {
             ok(self.api, "PUT", &format!("/linkedHubs/{}", seg(&hub.host_name)), Some(serde_json::to_value(hub)?)).await?;
         }
         for g in &s.groups {
-            ok(self.api, "PUT", &format!("/enrollmentGroups/{}", seg(&g.enrollment_group_id)), Some(serde_json::to_value(g)?)).await?;
+            let doc = self.with_demo_webhook(serde_json::to_value(g)?).await?;
+            ok(self.api, "PUT", &format!("/enrollmentGroups/{}", seg(&g.enrollment_group_id)), Some(doc)).await?;
         }
         for e in s.enrollments.iter().filter(|e| !s.is_tpm(&e.registration_id)) {
-            ok(self.api, "PUT", &format!("/enrollments/{}", seg(&e.registration_id)), Some(serde_json::to_value(e)?)).await?;
+            let doc = self.with_demo_webhook(serde_json::to_value(e)?).await?;
+            ok(self.api, "PUT", &format!("/enrollments/{}", seg(&e.registration_id)), Some(doc)).await?;
         }
         Ok(cas)
+    }
+
+    /// A document whose webhook URL is `demo` or `demo:<mode>` with the service's built-in demo webhook's URL in
+    /// its place (`GET /demo/allocationWebhook`, code included).
+    async fn with_demo_webhook(&self, mut doc: Value) -> Result<Value> {
+        let Some(url) = doc.pointer_mut("/customAllocationDefinition/webhookUrl") else { return Ok(doc) };
+        let mode = match url.as_str() {
+            Some("demo") => "",
+            Some(u) if u.starts_with("demo:") => u.trim_start_matches("demo:"),
+            _ => return Ok(doc),
+        }
+        .to_owned();
+        let demo = ok(self.api, "GET", "/demo/allocationWebhook", None).await?;
+        let base = demo.get("url").and_then(Value::as_str).ok_or_else(|| anyhow!("GET /demo/allocationWebhook: no url"))?;
+        *url = Value::String(if mode.is_empty() { base.to_owned() } else { format!("{base}&mode={mode}") });
+        Ok(doc)
     }
 
     /// Each CA made, uploaded and verified by proof of possession: a certificate whose CN is the service's
@@ -229,6 +247,7 @@ impl Runner<'_> {
         let members = doc.as_object_mut().ok_or_else(|| anyhow!("{id}: the document is not an object"))?;
         members.remove("registrationState");
         members.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let doc = self.with_demo_webhook(doc).await?;
         ok(self.api, "PUT", &path, Some(doc)).await.map(drop)
     }
 

@@ -31,6 +31,10 @@
 //! `substatus`. Every hub a group or an enrollment names must be one of the scenario's hubs, so that a run and
 //! its reset touch nothing else.
 //!
+//! Custom allocation: a `customAllocationDefinition.webhookUrl` of `demo` is the service's built-in demo webhook
+//! (it sends a device to the hub whose first name label begins its registration id, else the first hub);
+//! `demo:error` and `demo:slow` are its refusing and too-late modes.
+//!
 //! X.509: `[[certificates]]` (`name`, and `issuer` for an intermediate under an earlier one) are CAs made for the
 //! run, uploaded to `/certificates/{name}` and verified by proof of possession; a group names one in
 //! `attestation.x509.caReferences.primary`. TPM: an individual enrollment with `attestation = { type = "tpm" }`
@@ -186,6 +190,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("lowest-latency", include_str!("../scenarios/lowest-latency.toml")),
     ("x509-intermediate", include_str!("../scenarios/x509-intermediate.toml")),
     ("tpm-challenge", include_str!("../scenarios/tpm-challenge.toml")),
+    ("custom-webhook", include_str!("../scenarios/custom-webhook.toml")),
 ];
 
 impl Scenario {

@@ -109,6 +109,18 @@ impl Default for WebhookRetry {
     }
 }
 
+impl WebhookRetry {
+    /// The wait before retry `n` (1-based): `initial`, then `increment` more each time.
+    pub fn delay(&self, n: u32) -> std::time::Duration {
+        self.initial.saturating_add(self.increment.saturating_mul(n.saturating_sub(1)))
+    }
+
+    /// Every retry's wait together.
+    pub fn total_delay(&self) -> std::time::Duration {
+        (1..=self.retries).map(|n| self.delay(n)).fold(std::time::Duration::ZERO, std::time::Duration::saturating_add)
+    }
+}
+
 /// The engine's schedule for a hub connector that reports the hub unavailable (after the connector's own
 /// short retries): waits of `first`, doubling up to `max`, `retries` times; then the registration fails. A
 /// device SDK treats `failed` as final, so a hub that is down for a minute must not fail its devices.

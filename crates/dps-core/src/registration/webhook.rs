@@ -69,7 +69,7 @@ impl RegistrationEngine {
         let mut attempts = Vec::new();
         for attempt in 0..=retry.retries {
             if attempt > 0 {
-                tokio::time::sleep(retry.initial.saturating_add(retry.increment.saturating_mul(attempt - 1))).await;
+                tokio::time::sleep(retry.delay(attempt)).await;
             }
             let started = std::time::Instant::now();
             let outcome = self.ports.webhook.call(url, body).await;

@@ -10,8 +10,8 @@ use super::router::Access::{Device, Open, Right};
 use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
 use super::service::{
-    certificates, console, credential_policies, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies, registrations,
-    scenarios, simulations,
+    certificates, console, credential_policies, demo_webhook, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies,
+    registrations, scenarios, simulations,
 };
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
@@ -111,6 +111,8 @@ pub static ROUTES: &[Row] = &[
     Row::new(GET, "/issuedCertificates", Right(RegistrationStatusRead), Extension, |a, r, _| Box::pin(credential_policies::issued(a, r))),
 
     // simulated devices (the console's Simulate page)
+    Row::new(GET, "/demo/allocationWebhook", Right(ServiceConfig), Extension, |a, _, _| Box::pin(demo_webhook::url(a))),
+    Row::new(POST, "/demo/allocationWebhook", Open, Extension, |a, r, _| Box::pin(demo_webhook::call(a, r))),
     Row::new(GET, "/simulations", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(simulations::list(a))),
     Row::new(POST, "/simulations", Right(EnrollmentWrite), Extension, |a, r, _| Box::pin(simulations::start(a, r))),
     Row::new(GET, "/scenarios", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(scenarios::list(a))),

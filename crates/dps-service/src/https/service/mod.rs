@@ -5,6 +5,7 @@
 pub mod certificates;
 pub mod console;
 pub mod credential_policies;
+pub mod demo_webhook;
 pub mod diagnostics;
 pub mod enrollments;
 pub mod keys;

@@ -39,6 +39,12 @@ const HUB_DOWN_GROUP: &str = "simulated-devices-hub-down";
 /// an allocation policy (only the group that names it goes there).
 pub const DOWN_HUB: &str = "simulated-hub-down.dps.local";
 const DOWN_BROKER: &str = "mqtt://dps:down@127.0.0.1:1";
+/// The `webhookError` and `webhookTimeout` faults' groups: custom allocation by the demo webhook in its `error` and
+/// `slow` modes.
+const WEBHOOK_ERROR_GROUP: &str = "simulated-devices-webhook-error";
+const WEBHOOK_TIMEOUT_GROUP: &str = "simulated-devices-webhook-timeout";
+/// The webhook request schema those groups ask for (§6.1).
+const WEBHOOK_API_VERSION: &str = "2021-10-01";
 /// The X.509 devices' group: each X.509 run makes a CA and makes it this group's signing certificate.
 pub const X509_GROUP: &str = "simulated-x509-devices";
 /// The credential policy of devices that request a certificate (`requestCertificate`): the local CA.
@@ -50,7 +56,7 @@ pub async fn list(app: &App) -> Result<HttpResponse, DpsError> {
 
 pub async fn start(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
     let request: SimulationRequest = req.json_or(|| None)?;
-    check(&request)?;
+    check(app, &request)?;
     let id = app.simulations.next_id();
     let target = device_target(app)?;
     let (target_name, mut planned) = plan(app, &request, &id, &target).await?;
@@ -108,7 +114,7 @@ fn device_not_found(id: &str, registration_id: &str) -> DpsError {
     )
 }
 
-fn check(r: &SimulationRequest) -> Result<(), DpsError> {
+fn check(app: &App, r: &SimulationRequest) -> Result<(), DpsError> {
     if !["symmetricKey", "x509", "tpm"].contains(&r.attestation.as_str()) {
         let a = r.attestation.escape_debug();
         return Err(DpsError::invalid(format!("attestation '{a}' cannot be simulated; use symmetricKey, x509 or tpm")));
@@ -124,6 +130,11 @@ fn check(r: &SimulationRequest) -> Result<(), DpsError> {
     }
     if r.attestation == "x509" && (r.group.is_some() || r.enrollment.is_some()) {
         return Err(DpsError::invalid(format!("X.509 devices use the group {X509_GROUP}, made for each run with a CA of its own")));
+    }
+    if r.fault == Fault::Throttled && app.limits.profile() != dps_core::limits::Profile::Azure {
+        return Err(DpsError::invalid(
+            "the throttled fault shows the Azure limits profile's throttling: switch the limits profile to azure (Settings, or limits = \"azure\") first",
+        ));
     }
     if r.count == 0 || r.count > MAX_DEVICES {
         return Err(DpsError::invalid(format!("count must be 1 to {MAX_DEVICES}, not {}", r.count)));
@@ -202,6 +213,8 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     let group = match (r.fault, &r.group) {
         (Fault::DisabledGroup, _) => group_key(app, DISABLED_GROUP).await?,
         (Fault::HubDown, _) => hub_down_key(app).await?,
+        (Fault::WebhookError, _) => webhook_group_key(app, WEBHOOK_ERROR_GROUP, "error").await?,
+        (Fault::WebhookTimeout, _) => webhook_group_key(app, WEBHOOK_TIMEOUT_GROUP, "slow").await?,
         (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
         (_, None) => group_key(app, DEFAULT_GROUP).await?,
     };
@@ -222,9 +235,44 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     let name = match r.fault {
         Fault::DisabledGroup => DISABLED_GROUP,
         Fault::HubDown => HUB_DOWN_GROUP,
+        Fault::WebhookError => WEBHOOK_ERROR_GROUP,
+        Fault::WebhookTimeout => WEBHOOK_TIMEOUT_GROUP,
         _ => r.group.as_deref().unwrap_or(DEFAULT_GROUP),
     };
-    Ok((format!("group {name}"), devices))
+    Ok((format!("group {name}{}", waits(app, r.fault)), devices))
+}
+
+/// What a fault's devices wait for, when the service's schedule makes it long (the webhook time-out's retries).
+fn waits(app: &App, fault: Fault) -> String {
+    if fault != Fault::WebhookTimeout {
+        return String::new();
+    }
+    let retry = app.engine.config().webhook_retry;
+    let calls = retry.retries + 1;
+    let waiting = app.webhook_timeout * calls + retry.total_delay();
+    format!(
+        " (each device waits {calls} webhook calls of {} s and the retries between: about {} s)",
+        app.webhook_timeout.as_secs(),
+        waiting.as_secs()
+    )
+}
+
+/// A group whose custom allocation calls the built-in demo webhook in `mode` (made when missing, its webhook URL
+/// brought up to date): its key.
+async fn webhook_group_key(app: &App, name: &str, mode: &str) -> Result<String, DpsError> {
+    let key = group_key(app, name).await?;
+    let mut g = app.management.get::<Group>(name).await?;
+    let definition = dps_proto::CustomAllocationDefinition {
+        webhook_url: super::demo_webhook::webhook_url(app, mode).await?,
+        api_version: WEBHOOK_API_VERSION.to_owned(),
+    };
+    if g.custom_allocation_definition.as_ref() != Some(&definition) {
+        let shared = g.shared();
+        *shared.allocation_policy = Some(dps_proto::AllocationPolicy::Custom);
+        *shared.custom_allocation_definition = Some(definition);
+        app.management.put(name, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    }
+    Ok(key)
 }
 
 /// One device: its id and the SAS token the fault gives it.
@@ -235,7 +283,11 @@ fn planned((scope, now): (&str, u64), registration_id: String, key: &str, fault:
     let key = stranger.as_deref().unwrap_or(key);
     let se = if fault == Fault::ExpiredToken { now.saturating_sub(60) } else { now + 3600 };
     let sas = dps_device::device_sas_expiring(scope, &registration_id, key, se).map_err(|e| DpsError::internal(format!("{e:#}")))?;
-    Ok(Planned { registration_id, credential: Credential::Sas(sas), certificate_request: None })
+    let mut device = Planned::new(registration_id, Credential::Sas(sas));
+    if fault == Fault::Throttled {
+        device.polling = dps_device::Polling::Storm;
+    }
+    Ok(device)
 }
 
 /// X.509 devices: the run's CA (made for the run, with an intermediate, or the trainer's — see [`SimCaChoice`]) has
@@ -280,7 +332,7 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
         let cn = if r.fault == Fault::CnMismatch { format!("{id}-other") } else { id.clone() };
         let leaf = issuer.leaf(&cn, r.fault == Fault::ExpiredCertificate).map_err(internal)?;
         let credential = Credential::X509 { chain: leaf.chain, key: leaf.key };
-        devices.push(Planned { registration_id: id, credential, certificate_request: None });
+        devices.push(Planned::new(id, credential));
     }
     Ok((format!("group {X509_GROUP}"), devices))
 }
@@ -305,13 +357,7 @@ fn plan_tpm(app: &App, r: &SimulationRequest, run: &str) -> (String, Vec<Planned
     });
     let enroll = (r.fault != Fault::UnknownId).then_some(enroll);
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
-    let devices = (1..=r.count)
-        .map(|n| Planned {
-            registration_id: format!("{prefix}{n}"),
-            credential: Credential::Tpm { enroll: enroll.clone() },
-            certificate_request: None,
-        })
-        .collect();
+    let devices = (1..=r.count).map(|n| Planned::new(format!("{prefix}{n}"), Credential::Tpm { enroll: enroll.clone() })).collect();
     ("an individual enrollment each (TPM)".to_owned(), devices)
 }
 
