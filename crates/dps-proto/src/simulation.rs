@@ -334,13 +334,16 @@ pub struct ScenarioStepView {
     pub problems: Option<Vec<String>>,
 }
 
-/// A built-in scenario (`GET /simulations/scenarios`) and its last run from the console, if any.
+/// A scenario (`GET /scenarios`) and its last run from the console, if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScenarioView {
     pub name: String,
     pub title: String,
     pub summary: String,
+    /// A trainer's own scenario file (`POST /scenarios`), not a built-in one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<ScenarioState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -433,3 +433,87 @@ async fn throttled_devices_meet_the_azure_profiles_poll_limit() {
         assert!(polls >= 5, "{transport}: throttled after its allowed polls: {d}");
     }
 }
+
+/// A trainer's own scenario file (#16 item 5): uploaded as TOML, listed beside the built-ins, run to its
+/// expected outcome, kept across a restart of the list (the settings store), and deleted — which resets what it
+/// made first. Files that do not check, and built-in names, are refused with the reason.
+#[tokio::test]
+async fn a_trainers_own_scenario_file_is_uploaded_run_and_deleted() {
+    let s = TestService::start().await;
+    let file = r#"
+name = "my-lab"
+title = "My lab"
+summary = "Two hubs, a weighted group, four devices."
+
+[[hubs]]
+hostName = "lab-a.demo.local"
+allocationWeight = 1
+
+[[hubs]]
+hostName = "lab-b.demo.local"
+allocationWeight = 3
+
+[[groups]]
+enrollmentGroupId = "my-lab-group"
+attestation = { type = "symmetricKey" }
+allocationPolicy = "hashed"
+iotHubs = ["lab-a.demo.local", "lab-b.demo.local"]
+
+[[steps]]
+say = "Four devices over MQTT over WebSockets."
+register = { group = "my-lab-group", count = 4, transport = "mqttWs" }
+expect = { status = "assigned", hubs = ["lab-a.demo.local", "lab-b.demo.local"] }
+"#;
+    let sas = s.service_sas();
+    let upload = |body: String| {
+        let sas = sas.clone();
+        let s = &s;
+        async move {
+            s.send(
+                Method::POST,
+                "/scenarios?api-version=2021-10-01",
+                Some(&sas),
+                &[("content-type", "application/toml")],
+                Some(body.into_bytes()),
+            )
+            .await
+        }
+    };
+    let made = upload(file.to_owned()).await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!((made.body["name"].clone(), made.body["own"].clone()), (json!("my-lab"), json!(true)), "{}", made.body);
+    let list = s.service(Method::GET, "/scenarios", None).await;
+    let mine = list.body.as_array().and_then(|l| l.iter().find(|v| v["name"] == "my-lab").cloned()).expect("listed");
+    assert_eq!(mine["own"], true);
+    assert!(list.body.as_array().is_some_and(|l| l.iter().any(|v| v["name"] == "static" && v.get("own").is_none())), "{}", list.body);
+
+    assert_eq!(s.service(Method::POST, "/scenarios/my-lab/run", None).await.status, 202);
+    let mut view = Value::Null;
+    for _ in 0..300 {
+        view = s.service(Method::GET, "/scenarios/my-lab", None).await.body;
+        if view["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["state"], "passed", "{view}");
+    assert_eq!(s.service(Method::GET, "/enrollmentGroups/my-lab-group", None).await.status, 200);
+
+    for (bad, why) in [
+        (file.replace("name = \"my-lab\"", "name = \"static\""), "built-in"),
+        (file.replace("count = 4", "count = 4000"), "1000"),
+        (file.replace("\"lab-b.demo.local\"]", "\"elsewhere.example\"]"), "elsewhere.example"),
+        ("not toml at all [".to_owned(), "scenario file"),
+        (file.replace("[[steps]]", "[[stepz]]"), "stepz"),
+    ] {
+        let a = upload(bad).await;
+        TestService::assert_error(&a, 400, 400004);
+        assert!(a.body.to_string().contains(why), "{why}: {}", a.body);
+    }
+
+    assert_eq!(s.service(Method::DELETE, "/scenarios/my-lab", None).await.status, 204);
+    assert_eq!(s.service(Method::GET, "/enrollmentGroups/my-lab-group", None).await.status, 404, "the delete reset what it made");
+    assert_eq!(s.service(Method::GET, "/linkedHubs/lab-a.demo.local", None).await.status, 404);
+    TestService::assert_error(&s.service(Method::GET, "/scenarios/my-lab", None).await, 404, 404204);
+    TestService::assert_error(&s.service(Method::DELETE, "/scenarios/static", None).await, 404, 404204);
+}

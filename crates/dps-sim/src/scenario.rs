@@ -47,6 +47,10 @@ use serde_json::Value;
 
 /// The most devices one step registers.
 pub const MAX_DEVICES: u32 = 1000;
+/// The most steps, hubs, groups, enrollments and certificates a scenario has (each).
+pub const MAX_ITEMS: usize = 100;
+/// The largest scenario file read.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -196,6 +200,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 impl Scenario {
     /// Reads and checks a scenario file's text.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(text.len() <= MAX_FILE_BYTES, "a scenario file is at most {} KiB", MAX_FILE_BYTES / 1024);
         let s: Scenario = toml::from_str(text)?;
         s.check()?;
         Ok(s)
@@ -208,6 +213,14 @@ impl Scenario {
 
     /// Every hub a document names is the scenario's; every step names what exists; counts are bounded.
     fn check(&self) -> anyhow::Result<()> {
+        dps_proto::RegistrationId::try_from(self.name.clone()).map_err(|e| anyhow::anyhow!("name: {e}"))?;
+        let sizes = [self.steps.len(), self.hubs.len(), self.groups.len(), self.enrollments.len(), self.certificates.len()];
+        anyhow::ensure!(
+            sizes.iter().all(|n| *n <= MAX_ITEMS),
+            "{}: at most {MAX_ITEMS} steps, hubs, groups, enrollments and certificates each",
+            self.name
+        );
+        anyhow::ensure!(!self.steps.is_empty(), "{}: no steps", self.name);
         let own = |h: &String| self.hubs.iter().any(|o| o.host_name.eq_ignore_ascii_case(h));
         let named = self
             .groups

@@ -1,5 +1,6 @@
-//! Scenarios run from the console (#16 item 5): the built-in scenarios with the last run of each, as the
-//! Simulate page shows them — state, and each step with where its devices went and what was not as expected.
+//! Scenarios run from the console (#16 item 5): the built-in scenarios and the trainer's own (their files are
+//! the caller's to keep) with the last run of each, as the Simulate page shows them — state, and each step with
+//! where its devices went and what was not as expected.
 //! A run goes through the same [`Runner`] as `dps simulate`; this keeps its view as the events arrive.
 
 use std::collections::BTreeMap;
@@ -23,21 +24,21 @@ impl ScenarioRuns {
         self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Every built-in scenario with its last run (a scenario that does not parse is left out: the built-ins are
-    /// tested).
-    pub fn list(&self) -> Vec<ScenarioView> {
+    /// Every scenario of `scenarios` (the built-in ones, then the trainer's `own`) with its last run.
+    pub fn list(&self, own: &[Scenario]) -> Vec<ScenarioView> {
         let runs = self.runs();
-        BUILT_IN
-            .iter()
-            .filter_map(|(name, _)| match runs.get(*name) {
-                Some(view) => Some(view.clone()),
-                None => Some(idle(&Scenario::built_in(name)?.ok()?)),
+        let built_in = BUILT_IN.iter().filter_map(|(name, _)| Some((Scenario::built_in(name)?.ok()?, false)));
+        built_in
+            .chain(own.iter().map(|s| (s.clone(), true)))
+            .map(|(s, own)| {
+                let view = runs.get(&s.name).cloned().unwrap_or_else(|| idle(&s));
+                ScenarioView { own, ..view }
             })
             .collect()
     }
 
-    pub fn get(&self, name: &str) -> Option<ScenarioView> {
-        self.list().into_iter().find(|v| v.name.eq_ignore_ascii_case(name))
+    pub fn get(&self, own: &[Scenario], name: &str) -> Option<ScenarioView> {
+        self.list(own).into_iter().find(|v| v.name.eq_ignore_ascii_case(name))
     }
 
     /// Marks `s` running (refused while a run of it is still going).
@@ -88,7 +89,15 @@ impl ScenarioRuns {
 }
 
 fn idle(s: &Scenario) -> ScenarioView {
-    ScenarioView { name: s.name.clone(), title: s.title.clone(), summary: s.summary.clone(), state: None, steps: Vec::new(), error: None }
+    ScenarioView {
+        name: s.name.clone(),
+        title: s.title.clone(),
+        summary: s.summary.clone(),
+        own: false,
+        state: None,
+        steps: Vec::new(),
+        error: None,
+    }
 }
 
 /// Runs `s` through `api` (reset, set-up, every step) with devices against `target`, keeping its view in `runs`.

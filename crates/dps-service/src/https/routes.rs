@@ -116,6 +116,8 @@ pub static ROUTES: &[Row] = &[
     Row::new(GET, "/simulations", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(simulations::list(a))),
     Row::new(POST, "/simulations", Right(EnrollmentWrite), Extension, |a, r, _| Box::pin(simulations::start(a, r))),
     Row::new(GET, "/scenarios", Right(EnrollmentRead), Extension, |a, _, _| Box::pin(scenarios::list(a))),
+    Row::new(POST, "/scenarios", Right(ServiceConfig), Extension, |a, r, _| Box::pin(scenarios::upload(a, r))),
+    Row::new(DELETE, "/scenarios/{name}", Right(ServiceConfig), Extension, |a, _, p| Box::pin(scenarios::delete(a, p.get("name")))),
     Row::new(GET, "/scenarios/{name}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(scenarios::get(a, p.get("name")))),
     Row::new(POST, "/scenarios/{name}/run", Right(ServiceConfig), Extension, |a, _, p| Box::pin(scenarios::run(a, p.get("name")))),
     Row::new(POST, "/scenarios/{name}/reset", Right(ServiceConfig), Extension,
