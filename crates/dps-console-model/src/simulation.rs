@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use dps_proto::simulation::{
-    Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, SimDevice, SimState, SimTransport, Simulation,
+    Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, SimCa, SimDevice, SimState, SimTransport, Simulation,
 };
 
 use crate::error_help;
@@ -27,6 +27,31 @@ pub fn transports_for(attestation: &str) -> Vec<(SimTransport, &'static str, &'s
 /// The attestations offered, as (wire name, label).
 pub const ATTESTATIONS: [(&str, &str); 3] =
     [("symmetricKey", "Symmetric key"), ("x509", "X.509 (a CA made for the run)"), ("tpm", "TPM (a software TPM per device)")];
+
+/// Where X.509 devices' certificates come from, as (kind, label).
+pub const X509_CAS: [(&str, &str); 3] = [
+    ("run", "A root CA made for the run"),
+    ("intermediate", "An intermediate under a root made for the run"),
+    ("uploaded", "Your own CA (paste its chain and key)"),
+];
+
+/// The CA choice of the form: kind, and for `uploaded` the pasted chain and key.
+pub fn x509_ca_of(kind: &str, certificate: &str, key: &str) -> SimCa {
+    match kind {
+        "intermediate" => SimCa::Intermediate,
+        "uploaded" => SimCa::Uploaded { certificate: certificate.trim().to_owned(), key: key.trim().to_owned() },
+        _ => SimCa::Run,
+    }
+}
+
+/// The most devices a run of `attestation` may have (TPM devices run a software TPM each).
+pub fn max_devices(attestation: &str) -> u32 {
+    if attestation == "tpm" {
+        dps_proto::simulation::MAX_TPM_DEVICES
+    } else {
+        1000
+    }
+}
 
 /// The faults offered, as (value, wire name, label).
 pub const FAULTS: [(Fault, &str, &str); 14] = [

@@ -79,6 +79,9 @@ pub struct FlowStep {
     pub message: Option<String>,
 }
 
+/// TPM devices in one run: each runs a software TPM (a process) while it registers.
+pub const MAX_TPM_DEVICES: u32 = 100;
+
 /// The transports a simulated device can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -41,7 +41,18 @@ impl ApiClient {
         self.send_unit("DELETE", &format!("/simulations/{}", seg(id)), &[], None).await
     }
 
-    /// `GET /scenarios`: the built-in scenarios with their last run.
+    /// `POST /scenarios`: keeps a scenario file of the trainer's own (TOML text); its view.
+    pub async fn upload_scenario(&self, toml: &str) -> Result<ScenarioView, ApiError> {
+        let headers = [("Content-Type", "application/toml".to_owned())];
+        decode(&self.call("POST", "/scenarios", &[], &headers, Some(toml.to_owned())).await?)
+    }
+
+    /// `DELETE /scenarios/{name}`: resets what a scenario of the trainer's made, then forgets it.
+    pub async fn delete_scenario(&self, name: &str) -> Result<(), ApiError> {
+        self.send_unit("DELETE", &format!("/scenarios/{}", seg(name)), &[], None).await
+    }
+
+    /// `GET /scenarios`: the built-in scenarios and the trainer's own, with their last run.
     pub async fn scenarios(&self) -> Result<Vec<ScenarioView>, ApiError> {
         self.get_json("/scenarios", &[]).await
     }

@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
-use dps_console_model::simulation::{self as model, ATTESTATIONS, TRANSPORTS};
-use dps_proto::simulation::{Direction, ScenarioState, ScenarioView, SimDevice, Simulation, SimulationRequest};
+use dps_console_model::simulation::{self as model, ATTESTATIONS};
+use dps_proto::simulation::{Direction, ScenarioState, ScenarioView, SimCa, SimDevice, Simulation, SimulationRequest};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{Page, PageHeader};
 use crate::api::{ApiClient, ApiError};
-use crate::components::files::download_text;
+use crate::components::files::{clear_input, download_text, files_of_input, native_picker, read_all, Picked};
 use crate::components::loaded::{load, refetch_every, Loaded};
 use crate::components::status::{EmptyState, ErrorPanel, MaybeError};
 
@@ -66,6 +66,7 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
         RwSignal::new(false),
     );
     let certificate = RwSignal::new(false);
+    let (ca_kind, ca_certificate, ca_key) = (RwSignal::new("run".to_owned()), RwSignal::new(String::new()), RwSignal::new(String::new()));
     let start: Action<(), Result<Simulation, ApiError>> = Action::new_local(move |_| {
         let c = client.get_untracked();
         let request = SimulationRequest {
@@ -77,7 +78,12 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
             prefix: None,
             fault: model::fault_of(&fault.get_untracked()),
             step_through: stepped.get_untracked(),
-            request_certificate: certificate.get_untracked(),
+            request_certificate: certificate.get_untracked() && attestation.get_untracked() != "tpm",
+            x509_ca: if attestation.get_untracked() == "x509" {
+                model::x509_ca_of(&ca_kind.get_untracked(), &ca_certificate.get_untracked(), &ca_key.get_untracked())
+            } else {
+                SimCa::Run
+            },
         };
         async move {
             let run = c.start_simulation(&request).await?;
@@ -93,22 +99,29 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
             <div class="row">
                 <label class="field"><span>"Attestation"</span>
                     <select data-testid="sim-attestation" prop:value=move || attestation.get()
-                        on:change=move |ev| { attestation.set(event_target_value(&ev)); fault.set("none".into()); }>
+                        on:change=move |ev| {
+                            let a = event_target_value(&ev);
+                            if !model::transports_for(&a).iter().any(|(_, v, _)| *v == transport.get_untracked()) {
+                                transport.set("https".into());
+                            }
+                            attestation.set(a);
+                            fault.set("none".into());
+                        }>
                         {ATTESTATIONS.iter().map(|(v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="field"><span>"Transport"</span>
                     <select data-testid="sim-transport" prop:value=move || transport.get() on:change=move |ev| transport.set(event_target_value(&ev))>
-                        {TRANSPORTS.iter().map(|(_, v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                        {move || model::transports_for(&attestation.get()).into_iter().map(|(_, v, l)| view! { <option value=v>{l}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="field"><span>"Devices (1–1000)"</span>
-                    <input type="number" min="1" max="1000" data-testid="sim-count" prop:value=move || count.get()
+                <label class="field"><span>{move || format!("Devices (1–{})", model::max_devices(&attestation.get()))}</span>
+                    <input type="number" min="1" max=move || model::max_devices(&attestation.get()) data-testid="sim-count" prop:value=move || count.get()
                         on:input=move |ev| count.set(event_target_value(&ev)) />
                 </label>
                 <label class="field"><span>"Group"</span>
                     <input type="text" data-testid="sim-group" placeholder="simulated-devices (made when missing)" prop:value=move || group.get()
-                        disabled=move || attestation.get() == "x509"
+                        disabled=move || attestation.get() != "symmetricKey"
                         on:input=move |ev| group.set(event_target_value(&ev)) />
                 </label>
                 <label class="field"><span>"Fault"</span>
@@ -119,13 +132,41 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
                 <label class="check"><input type="checkbox" data-testid="sim-step-through" prop:checked=move || stepped.get()
                     on:change=move |ev| stepped.set(event_target_checked(&ev)) /> " Step through"</label>
                 <label class="check" title="Each device sends a CSR and receives a certificate from the policy simulated-devices (the local CA); X.509 devices then register again with it">
-                    <input type="checkbox" data-testid="sim-certificate" prop:checked=move || certificate.get()
+                    <input type="checkbox" data-testid="sim-certificate" prop:checked=move || certificate.get() disabled=move || attestation.get() == "tpm"
                         on:change=move |ev| certificate.set(event_target_checked(&ev)) /> " Request a certificate"</label>
                 <button type="submit" class="btn primary" data-testid="sim-start" disabled=move || start.pending().get()>"Start devices"</button>
             </div>
+            <Show when=move || attestation.get() == "x509">
+                <X509CaChoice kind=ca_kind certificate=ca_certificate key=ca_key />
+            </Show>
             <p class="muted small hint" data-testid="sim-fault-hint">{move || model::fault_hint(model::fault_of(&fault.get()))}</p>
             <MaybeError error=Signal::derive(move || result.get().and_then(Result::err)) />
         </form>
+    }
+}
+
+/// Where simulated X.509 devices' certificates come from: a CA made for the run, with an intermediate, or the
+/// trainer's own (its chain and key pasted; the key is used for the run only and never shown again).
+#[component]
+fn X509CaChoice(kind: RwSignal<String>, certificate: RwSignal<String>, key: RwSignal<String>) -> impl IntoView {
+    view! {
+        <div class="row">
+            <label class="field"><span>"Certificates issued by"</span>
+                <select data-testid="sim-x509-ca" prop:value=move || kind.get() on:change=move |ev| kind.set(event_target_value(&ev))>
+                    {model::X509_CAS.iter().map(|(v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+                </select>
+            </label>
+            <Show when=move || kind.get() == "uploaded">
+                <label class="field grow"><span>"Your CA's certificate chain (PEM, the issuing CA first)"</span>
+                    <textarea rows="4" data-testid="sim-ca-certificate" placeholder="-----BEGIN CERTIFICATE-----" prop:value=move || certificate.get()
+                        on:input=move |ev| certificate.set(event_target_value(&ev))></textarea>
+                </label>
+                <label class="field grow"><span>"Its private key (PEM; used for this run only, never stored)"</span>
+                    <textarea rows="4" data-testid="sim-ca-key" placeholder="-----BEGIN PRIVATE KEY-----" prop:value=move || key.get()
+                        on:input=move |ev| key.set(event_target_value(&ev))></textarea>
+                </label>
+            </Show>
+        </div>
     }
 }
 
@@ -351,14 +392,53 @@ fn Scenarios() -> impl IntoView {
     view! {
         <div class="card" data-testid="scenarios">
             <h3>"Scenarios"</h3>
-            <p class="muted">"Ready-made demos: each sets up the hubs, groups and enrollments it needs, runs devices through them "
-                "and checks where they went. Reset removes everything it made. Write your own as a TOML file and run it with "
-                <code>"dps simulate scenario FILE"</code> " (README: Teaching with DPS Console)."</p>
+            <p class="muted">"Ready-made demos: each sets up the hubs, groups, enrollments and certificates it needs, runs devices "
+                "through them and checks where they went. Reset removes everything it made. Write your own as a TOML file "
+                "(README: Teaching with DPS Console) and add it here, or run it with " <code>"dps simulate scenario FILE"</code> "."</p>
+            <OwnScenarioButton on_added=Callback::new(move |()| list.refetch()) />
             <Loaded data=list what="scenarios" let:all>
                 <div class="scenario-list">
                     {all.into_iter().map(|s| view! { <ScenarioCard scenario=s on_change=Callback::new(move |()| list.refetch()) /> }).collect_view()}
                 </div>
             </Loaded>
+        </div>
+    }
+}
+
+/// Adds a scenario file of the trainer's own (the service checks it as it checks the built-ins).
+#[component]
+fn OwnScenarioButton(on_added: Callback<()>) -> impl IntoView {
+    let client = expect_context::<RwSignal<ApiClient>>();
+    let add: Action<Result<Vec<Picked>, String>, Result<ScenarioView, String>> =
+        Action::new_local(move |picked: &Result<Vec<Picked>, String>| {
+            let (c, picked) = (client.get_untracked(), picked.clone());
+            async move {
+                let file = picked?.into_iter().next().ok_or_else(|| "no file chosen".to_owned())?;
+                let view = c.upload_scenario(&file.text()?).await.map_err(|e| e.to_string())?;
+                on_added.run(());
+                Ok(view)
+            }
+        });
+    let result = add.value();
+    let on_file = move |ev: leptos::ev::Event| {
+        let files = files_of_input(&ev);
+        clear_input(&ev);
+        spawn_local(async move {
+            add.dispatch_local(read_all(files).await);
+        });
+    };
+    view! {
+        <div class="row">
+            <label class="btn small file-button" title="A scenario file (TOML): the format is in README, Teaching with DPS Console">
+                "Add your own scenario…"
+                <input type="file" accept=".toml,text/plain" data-testid="scenario-upload" class="file-hidden"
+                    on:change=on_file on:click=native_picker(false, &["toml"], move |picked| { add.dispatch_local(picked); }) />
+            </label>
+            {move || match result.get() {
+                Some(Ok(v)) => view! { <span class="muted small" data-testid="scenario-added">{format!("Added “{}”.", v.title)}</span> }.into_any(),
+                Some(Err(e)) => view! { <p class="form-error" data-testid="scenario-upload-error">{e}</p> }.into_any(),
+                None => ().into_any(),
+            }}
         </div>
     }
 }
@@ -376,12 +456,24 @@ fn ScenarioCard(scenario: ScenarioView, on_change: Callback<()>) -> impl IntoVie
         }
     });
     let result = act.value();
+    let name = scenario.name.clone();
+    let delete: Action<(), Result<(), ApiError>> = Action::new_local(move |_| {
+        let (c, name) = (client.get_untracked(), name.clone());
+        async move {
+            let done = c.delete_scenario(&name).await;
+            on_change.run(());
+            done
+        }
+    });
+    let deleted = delete.value();
     let running = scenario.state == Some(ScenarioState::Running);
     let (label, class) = model::scenario_badge(scenario.state);
+    let own = scenario.own;
     view! {
         <div class="scenario" data-testid="scenario" data-name=scenario.name.clone()>
             <div class="panel-head">
                 <strong>{scenario.title.clone()}</strong>
+                {own.then(|| view! { <span class="badge muted" data-testid="scenario-own">"yours"</span> })}
                 <span class=format!("badge {class}") data-testid="scenario-state">{label}</span>
             </div>
             <p class="muted small">{scenario.summary.clone()}</p>
@@ -390,7 +482,12 @@ fn ScenarioCard(scenario: ScenarioView, on_change: Callback<()>) -> impl IntoVie
                     on:click=move |_| { act.dispatch_local(false); }>"Run"</button>
                 <button type="button" class="btn small" data-testid="scenario-reset" disabled=move || running || act.pending().get()
                     on:click=move |_| { act.dispatch_local(true); }>"Reset"</button>
+                {own.then(|| view! {
+                    <button type="button" class="btn small danger" data-testid="scenario-delete" title="Reset what it made, then forget the scenario"
+                        disabled=move || running || delete.pending().get() on:click=move |_| { delete.dispatch_local(()); }>"Delete"</button>
+                })}
             </span>
+            <MaybeError error=Signal::derive(move || deleted.get().and_then(Result::err)) />
             {scenario.error.clone().map(|e| view! { <p class="form-error">{e}</p> })}
             <ol class="steps">
                 {scenario.steps.into_iter().map(|st| view! {

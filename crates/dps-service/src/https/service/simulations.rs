@@ -12,7 +12,7 @@
 
 use base64::Engine;
 use dps_core::DpsError;
-use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest};
+use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest, MAX_TPM_DEVICES};
 use dps_proto::Enrollment;
 use dps_proto::{
     AttestationMechanism, AttestationType, EnrollmentGroup as Group, X509Attestation, X509CertificateWithInfo, X509Certificates,
@@ -27,8 +27,6 @@ use http::StatusCode;
 use crate::app::App;
 use crate::https::{empty_response, json_response, HttpResponse, Request};
 
-/// TPM devices in one run: each runs a software TPM (a process) while it registers.
-pub const MAX_TPM_DEVICES: u32 = 100;
 /// The group devices use when the request names none.
 pub const DEFAULT_GROUP: &str = "simulated-devices";
 const DISABLED_GROUP: &str = "simulated-devices-disabled";
