@@ -158,3 +158,77 @@ test('a built-in scenario runs from the page to its expected outcome, and its re
     assert.equal((await svc.api('GET', '/enrollmentGroups/demo-static')).status, 404, 'the reset removed the group');
   });
 });
+
+test('TPM devices: a software TPM each, its key enrolled, the challenge answered in the TPM; MQTT is not offered', async () => {
+  await withEvidence('simulate-tpm', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    await tid(page, 'sim-attestation').selectOption('tpm');
+    const offered = await tid(page, 'sim-transport').locator('option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(offered, ['https', 'amqp', 'amqpWs'], 'TPM devices are offered the transports that carry TPM');
+    const run = await start(page, { attestation: 'tpm', transport: 'amqpWs', count: '1' });
+    const id = `${run}-1`;
+    await waitForText(stateOf(page, id), 'assigned', { what: `${id}'s state`, timeout: 90000 });
+    await openDevice(page, id);
+    const kinds = await page.locator('[data-testid="sim-step"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-kind')));
+    for (const k of ['set-up', 'connect', 'TLS', 'sign-in', 'TPM challenge', 'register', 'answer']) {
+      assert.ok(kinds.includes(k), `the TPM sequence shows ${k}: ${kinds}`);
+    }
+    const shown = await tid(page, 'sim-sequence').innerText();
+    assert.ok(shown.includes('ActivateCredential') && shown.includes('101 Switching Protocols'), `the challenge and the WebSocket upgrade: ${shown}`);
+    const enrollment = await svc.call('GET', `/enrollments/${id}`);
+    assert.equal(enrollment.attestation.type, 'tpm', 'the device\'s TPM was enrolled');
+    await scrollTopTo(tid(page, 'sim-runs'), 16);
+    await screenshot(page, 'simulate-tpm');
+  });
+});
+
+test('X.509 devices issued by an intermediate CA, over MQTT over WebSockets', async () => {
+  await withEvidence('simulate-x509-intermediate', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    await tid(page, 'sim-attestation').selectOption('x509');
+    await tid(page, 'sim-x509-ca').selectOption('intermediate');
+    const run = await start(page, { attestation: 'x509', transport: 'mqttWs', count: '2' });
+    await waitForText(stateOf(page, `${run}-2`), 'assigned', { what: 'the device issued by the intermediate', timeout: 60000 });
+    const api = await svc.call('GET', `/simulations/${run}`);
+    assert.deepEqual(api.request.x509Ca, { kind: 'intermediate' });
+    assert.deepEqual(api.counts, { assigned: 2 });
+  });
+});
+
+test('a scenario file of your own is added on the page, runs to its outcome, and its delete removes what it made', async () => {
+  await withEvidence('simulate-own-scenario', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    const file = [
+      'name = "e2e-lab"',
+      'title = "E2E lab"',
+      'summary = "One hub, one group, three devices over AMQP over WebSockets."',
+      '[[hubs]]',
+      'hostName = "e2e-lab.demo.local"',
+      '[[groups]]',
+      'enrollmentGroupId = "e2e-lab-group"',
+      'attestation = { type = "symmetricKey" }',
+      'iotHubs = ["e2e-lab.demo.local"]',
+      '[[steps]]',
+      'say = "Three devices."',
+      'register = { group = "e2e-lab-group", count = 3, transport = "amqpWs" }',
+      'expect = { status = "assigned", hub = "e2e-lab.demo.local" }',
+    ].join('\n');
+    await tid(page, 'scenario-upload').setInputFiles({ name: 'e2e-lab.toml', mimeType: 'text/plain', buffer: Buffer.from(file) });
+    await waitForText(tid(page, 'scenario-added'), (t) => t.includes('E2E lab'), { what: 'the added scenario' });
+    const card = page.locator('[data-testid="scenario"][data-name="e2e-lab"]');
+    await card.waitFor({ state: 'visible' });
+    assert.equal(await textOf(card.locator('[data-testid="scenario-own"]')), 'yours');
+    await card.locator('[data-testid="scenario-run"]').click();
+    await waitForText(card.locator('[data-testid="scenario-state"]'), 'passed', { what: 'the own scenario passed', timeout: 90000 });
+    assert.equal((await svc.api('GET', '/enrollmentGroups/e2e-lab-group')).status, 200, 'the scenario made its group');
+    await card.locator('[data-testid="scenario-delete"]').click();
+    await card.waitFor({ state: 'detached', timeout: 30000 });
+    assert.equal((await svc.api('GET', '/enrollmentGroups/e2e-lab-group')).status, 404, 'the delete reset what it made');
+    const bad = file.replace('count = 3', 'count = 3000');
+    await tid(page, 'scenario-upload').setInputFiles({ name: 'bad.toml', mimeType: 'text/plain', buffer: Buffer.from(bad) });
+    await waitForText(tid(page, 'scenario-upload-error'), (t) => t.includes('1000'), { what: 'the refusal of a bad file' });
+  });
+});
