@@ -78,3 +78,29 @@ fn a_scenario_file_that_does_not_hold_exits_non_zero_and_says_why() {
     let bad = s.dps(&["simulate", "scenario", "no-such-scenario"], None);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("neither a built-in scenario"));
 }
+
+/// `dps simulate devices`: the Simulate page's devices from a terminal — they run in the service, the CLI follows
+/// them and prints one row per device; a fault's devices end with their DPS code, and the exit status says
+/// whether a run without a fault placed every device.
+#[test]
+fn devices_start_in_the_service_and_the_summary_names_each_outcome() {
+    let s = Serve::start();
+    let o = s.dps(&["simulate", "devices", "--transport", "amqpWs", "--count", "3", "--prefix", "cli-dev-", "--output", "json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = json(&o);
+    let rows = rows.as_array().unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r["state"] == "assigned" && r["assignedHub"].is_string()), "{rows:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("3 assigned"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = s.dps(&["simulate", "devices", "--count", "2", "--fault", "wrongKey", "--output", "json"], None);
+    assert!(o.status.success(), "a fault's refusals are the expected outcome: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(json(&o).as_array().into_iter().flatten().all(|r| r["errorCode"] == 401002), "{}", String::from_utf8_lossy(&o.stdout));
+
+    let o = s.dps(&["simulate", "devices", "--count", "1", "--group", "no-such-group"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-group"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.dps(&["simulate", "devices", "--fault", "carrierPigeon"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("carrierPigeon"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod registration;
 pub mod serve;
 pub mod simulate;
+pub mod simulate_devices;
 #[cfg(feature = "tpm")]
 pub mod tpm;
 

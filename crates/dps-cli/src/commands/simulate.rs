@@ -35,6 +35,8 @@ pub enum SimulateCommand {
         /// A built-in scenario's name or a scenario file.
         scenario: String,
     },
+    /// Start simulated devices, as the console's Simulate page does, and follow them to the end.
+    Devices(super::simulate_devices::DevicesArgs),
 }
 
 /// The service API over HTTPS with the CLI's signed client.
@@ -62,6 +64,7 @@ pub async fn run(cmd: SimulateCommand, target: &Target, out: Output) -> Result<(
             print(out, &rows, &[("NAME", "/name"), ("TITLE", "/title")]);
             Ok(())
         }
+        SimulateCommand::Devices(a) => super::simulate_devices::run(&a, target, out).await,
         SimulateCommand::Scenario { scenario, reset_after } => run_scenario(&load(&scenario)?, target, reset_after, out).await,
         SimulateCommand::Reset { scenario } => {
             let s = load(&scenario)?;
@@ -146,7 +149,7 @@ fn show(bar: &std::sync::Mutex<ProgressBar>, e: Event<'_>) {
     }
 }
 
-fn new_bar(len: u64) -> ProgressBar {
+pub(super) fn new_bar(len: u64) -> ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
