@@ -178,6 +178,9 @@ test('TPM devices: a software TPM each, its key enrolled, the challenge answered
     assert.ok(shown.includes('ActivateCredential') && shown.includes('101 Switching Protocols'), `the challenge and the WebSocket upgrade: ${shown}`);
     const enrollment = await svc.call('GET', `/enrollments/${id}`);
     assert.equal(enrollment.attestation.type, 'tpm', 'the device\'s TPM was enrolled');
+    await waitForText(page.locator('[data-testid="sim-run"]').first(), (t) => t.includes('1 assigned'), { what: 'the run tab updated' });
+    // The sequence's own scroll shows the TPM steps; the page shows the run from its tabs.
+    await page.locator('[data-testid="sim-step"][data-kind="sign-in"]').first().evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await scrollTopTo(tid(page, 'sim-runs'), 16);
     await screenshot(page, 'simulate-tpm');
   });

@@ -511,6 +511,9 @@ expect = { status = "assigned", hubs = ["lab-a.demo.local", "lab-b.demo.local"] 
         assert!(a.body.to_string().contains(why), "{why}: {}", a.body);
     }
 
+    // As JSON too (what the console sends: its port takes JSON bodies only).
+    let again = s.service(Method::POST, "/scenarios", Some(json!({ "file": file }))).await;
+    assert_eq!((again.status, again.body["name"].clone()), (201, json!("my-lab")), "{}", again.body);
     assert_eq!(s.service(Method::DELETE, "/scenarios/my-lab", None).await.status, 204);
     assert_eq!(s.service(Method::GET, "/enrollmentGroups/my-lab-group", None).await.status, 404, "the delete reset what it made");
     assert_eq!(s.service(Method::GET, "/linkedHubs/lab-a.demo.local", None).await.status, 404);

@@ -43,8 +43,7 @@ impl ApiClient {
 
     /// `POST /scenarios`: keeps a scenario file of the trainer's own (TOML text); its view.
     pub async fn upload_scenario(&self, toml: &str) -> Result<ScenarioView, ApiError> {
-        let headers = [("Content-Type", "application/toml".to_owned())];
-        decode(&self.call("POST", "/scenarios", &[], &headers, Some(toml.to_owned())).await?)
+        self.send_json("POST", "/scenarios", &serde_json::json!({ "file": toml })).await
     }
 
     /// `DELETE /scenarios/{name}`: resets what a scenario of the trainer's made, then forgets it.

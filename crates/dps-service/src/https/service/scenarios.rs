@@ -3,7 +3,7 @@
 //! `dps simulate` over HTTPS) and its devices through the listeners; it runs in the background and `GET` shows
 //! where it stands. `reset` removes everything the scenario made.
 //!
-//! A trainer's own scenario (`POST /scenarios`, the TOML file as the body) is checked as the built-ins are and
+//! A trainer's own scenario (`POST /scenarios`, the TOML file as the body, or `{"file": …}` as JSON) is checked as the built-ins are and
 //! kept in the service's settings (every instance and restart sees it) — at most [`MAX_OWN`], replaced by name;
 //! a built-in scenario's name is refused. `DELETE /scenarios/{name}` resets what it made, then forgets it.
 
@@ -30,9 +30,22 @@ pub async fn get(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &app.scenarios.get(&own(app).await?, name).ok_or_else(|| not_found(name))?))
 }
 
-/// Keeps a trainer's scenario file (201 with its view; a scenario of the same name is replaced).
+/// A scenario upload in JSON (the console's port takes JSON bodies only): the file's text.
+#[derive(serde::Deserialize)]
+struct Upload {
+    file: String,
+}
+
+/// Keeps a trainer's scenario file (201 with its view; a scenario of the same name is replaced). The body is the
+/// TOML itself, or `{"file": "<the TOML>"}` with `Content-Type: application/json`.
 pub async fn upload(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
-    let text = std::str::from_utf8(&req.body).map_err(|_| DpsError::invalid("a scenario file is UTF-8 TOML"))?;
+    let json = req.header("content-type").is_some_and(|t| t.trim_start().starts_with("application/json"));
+    let text = if json {
+        req.json_or::<Upload>(|| None)?.file
+    } else {
+        std::str::from_utf8(&req.body).map_err(|_| DpsError::invalid("a scenario file is UTF-8 TOML"))?.to_owned()
+    };
+    let text = text.as_str();
     let scenario = Scenario::parse(text).map_err(|e| DpsError::invalid(format!("the scenario file: {e:#}")))?;
     let key = scenario.name.to_ascii_lowercase();
     if Scenario::built_in(&key).is_some() {
