@@ -4,6 +4,7 @@
 // stepped through by hand. Simulated devices are real clients through the service's listeners; what the page
 // shows is checked against the service API. Screenshots: simulate, simulate-refused (README "Teaching").
 
+const fs = require('node:fs');
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startService } = require('./lib/service');
@@ -151,6 +152,11 @@ test('a built-in scenario runs from the page to its expected outcome, and its re
     const api = await svc.call('GET', '/scenarios/static');
     assert.equal(api.state, 'passed');
     assert.equal((await svc.api('GET', '/enrollmentGroups/demo-static')).status, 200, 'the scenario made its group');
+    const [download] = await Promise.all([page.waitForEvent('download'), card.locator('[data-testid="scenario-transcript"]').click()]);
+    const md = fs.readFileSync(await download.path(), 'utf8');
+    assert.ok(md.startsWith('# Scenario: Static allocation'), `the transcript's heading: ${md.slice(0, 200)}`);
+    assert.ok(md.includes('```mermaid') && md.includes('static-b.demo.local'), 'each step with its first device\'s sequence');
+    assert.ok(!/sig=[A-Za-z0-9%]/.test(md), 'no SAS signature in the transcript');
     await scrollTopTo(tid(page, 'scenarios'), 16);
     await screenshot(page, 'simulate-scenarios');
     await card.locator('[data-testid="scenario-reset"]').click();
@@ -233,5 +239,24 @@ test('a scenario file of your own is added on the page, runs to its outcome, and
     const bad = file.replace('count = 3', 'count = 3000');
     await tid(page, 'scenario-upload').setInputFiles({ name: 'bad.toml', mimeType: 'text/plain', buffer: Buffer.from(bad) });
     await waitForText(tid(page, 'scenario-upload-error'), (t) => t.includes('1000'), { what: 'the refusal of a bad file' });
+  });
+});
+
+test('an individual enrollment named on the page is made in place and its one device provisions', async () => {
+  await withEvidence('simulate-create-in-place', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    await tid(page, 'sim-attestation').selectOption('symmetricKey');
+    await tid(page, 'sim-use').selectOption('enrollment');
+    await tid(page, 'sim-group').fill('e2e-solo');
+    if (!(await tid(page, 'sim-create').isChecked())) await tid(page, 'sim-create').click();
+    const run = await start(page, { transport: 'https', count: '5' });
+    await waitForText(stateOf(page, 'e2e-solo'), 'assigned', { what: 'the enrollment\'s device', timeout: 60000 });
+    const api = await svc.call('GET', `/simulations/${run}`);
+    assert.equal(api.devices.length, 1, 'an individual enrollment is one device');
+    assert.equal(api.target, 'enrollment e2e-solo');
+    assert.equal((await svc.call('GET', '/enrollments/e2e-solo')).attestation.type, 'symmetricKey', 'made in place');
+    await tid(page, 'sim-group').fill('');
+    await tid(page, 'sim-use').selectOption('group');
   });
 });

@@ -1,11 +1,12 @@
 //! The Simulate page's logic: the choices it offers (transports, faults), a device state's label and badge,
-//! a flow step's arrow, and the Markdown transcript of a device's flow or a whole run (#16 item 6) — a Mermaid
+//! a flow step's arrow, and the Markdown transcript of a device's flow, a whole run or a scenario run (#16 item 6) — a Mermaid
 //! sequence diagram, then every step with its message as sent (secrets were masked by the service).
 
 use std::fmt::Write;
 
 use dps_proto::simulation::{
-    Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, SimCa, SimDevice, SimState, SimTransport, Simulation,
+    Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, ScenarioView, SimCa, SimDevice, SimState, SimTransport,
+    Simulation,
 };
 
 use crate::error_help;
@@ -240,9 +241,15 @@ fn mermaid_line(out: &mut String, s: &FlowStep) {
 
 /// The Markdown transcript of one device's flow: heading, outcome, sequence diagram, steps with messages.
 pub fn transcript(run: &Simulation, d: &SimDevice) -> String {
-    let mut out = format!("## Device `{}`\n\n", d.registration_id);
+    let context = format!("Run: {} ({:?} over {}, {})", run.id, run.request.fault, transport_name(run.request.transport), run.target);
+    device_section(d, &context, "##")
+}
+
+/// A device's section under a heading of `level`: `context`, its outcome and why, its sequence, its messages.
+fn device_section(d: &SimDevice, context: &str, level: &str) -> String {
+    let mut out = format!("{level} Device `{}`\n\n", d.registration_id);
     let (state, _) = state_badge(d.state);
-    let _ = writeln!(out, "- Run: {} ({:?} over {}, {})", run.id, run.request.fault, transport_name(run.request.transport), run.target);
+    let _ = writeln!(out, "- {context}");
     let _ = writeln!(out, "- Outcome: **{state}** in {} ms", d.millis);
     if let (Some(hub), Some(id)) = (&d.assigned_hub, &d.device_id) {
         let _ = writeln!(out, "- Assigned to `{hub}` as device `{id}`");
@@ -259,6 +266,32 @@ pub fn transcript(run: &Simulation, d: &SimDevice) -> String {
     }
     for (i, s) in d.steps.iter().enumerate().filter(|(_, s)| s.message.is_some()) {
         let _ = write!(out, "\n**Step {} — {}**\n\n```\n{}\n```\n", i + 1, kind_label(s.kind), s.message.as_deref().unwrap_or_default());
+    }
+    out
+}
+
+/// The Markdown transcript of a scenario run: what it shows, how it ended, and each step — what it said and did,
+/// where its devices went, what was not as expected, and its first device's flow.
+pub fn scenario_transcript(s: &ScenarioView) -> String {
+    let mut out = format!("# Scenario: {}\n\n{}\n\n", s.title, s.summary);
+    let (state, _) = scenario_badge(s.state);
+    let _ = writeln!(out, "- Scenario `{}`: **{state}**", s.name);
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "- Stopped: {e}");
+    }
+    for st in &s.steps {
+        let _ = write!(out, "\n## Step {}\n\n", st.index);
+        if let Some(say) = &st.say {
+            let _ = writeln!(out, "{say}\n");
+        }
+        let _ = writeln!(out, "- {}", step_line(st));
+        for p in st.problems.iter().flatten() {
+            let _ = writeln!(out, "- Not as expected: {p}");
+        }
+        if let Some(d) = &st.sample {
+            out.push('\n');
+            out.push_str(&device_section(d, &format!("The first of the step's {} device(s)", st.devices), "###"));
+        }
     }
     out
 }
@@ -359,6 +392,7 @@ mod tests {
             devices: 3,
             per_hub: Default::default(),
             problems: None,
+            sample: None,
         };
         assert_eq!((step_line(&st), step_class(&st)), ("3 device(s) registering…".to_owned(), "step-running"));
         st.per_hub.insert("hub-a".into(), 2);
@@ -368,6 +402,20 @@ mod tests {
         st.problems = Some(vec!["d1 went to hub-b".into()]);
         assert_eq!(step_class(&st), "step-failed");
         assert_eq!(scenario_badge(None).0, "not run");
+        st.sample = Some(device(SimState::Assigned, vec![step(FlowKind::Login, Direction::Out, "CONNECT", Some("password: sig=•••"))]));
+        let view = ScenarioView {
+            name: "static".into(),
+            title: "Static allocation".into(),
+            summary: "One hub.".into(),
+            own: false,
+            state: Some(ScenarioState::Failed),
+            steps: vec![st],
+            error: None,
+        };
+        let md = scenario_transcript(&view);
+        assert!(md.starts_with("# Scenario: Static allocation\n\nOne hub."), "{md}");
+        assert!(md.contains("**not as expected**") && md.contains("- Not as expected: d1 went to hub-b"), "{md}");
+        assert!(md.contains("### Device `dev-1`") && md.contains("```mermaid") && md.contains("Device->>DPS: CONNECT"), "{md}");
     }
 
     #[test]

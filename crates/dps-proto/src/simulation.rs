@@ -179,6 +179,9 @@ pub struct SimulationRequest {
     /// An individual symmetric-key enrollment (then `count` is 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment: Option<String>,
+    /// The named group or enrollment is made when missing (symmetric key, the service's defaults).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create: bool,
     /// The devices' registration ids are `{prefix}{n}` (default `sim-{run}-`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
@@ -335,6 +338,9 @@ pub struct ScenarioStepView {
     /// Where devices did not end as expected (empty: as expected); absent while the step runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<String>>,
+    /// A register step's first device with every step of its flow (the run's transcript shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SimDevice>,
 }
 
 /// A scenario (`GET /scenarios`) and its last run from the console, if any.

@@ -164,6 +164,12 @@ async fn an_individual_enrollment_and_a_named_group_are_used_and_a_run_can_be_fo
     assert_eq!(r["counts"], json!({ "assigned": 4 }), "{r}");
     let id = r["id"].as_str().expect("id").to_owned();
     assert_eq!(s.service(Method::DELETE, &format!("/simulations/{id}"), None).await.status, 204);
+    // Made in place: a group and an individual enrollment that did not exist.
+    let r = run(&s, json!({ "count": 2, "group": "line-9", "create": true, "prefix": "line9-" })).await;
+    assert_eq!(r["counts"], json!({ "assigned": 2 }), "{r}");
+    assert_eq!(s.service(Method::GET, "/enrollmentGroups/line-9", None).await.body["attestation"]["type"], "symmetricKey");
+    let r = run(&s, json!({ "count": 1, "enrollment": "solo-made", "create": true, "transport": "mqttWs" })).await;
+    assert_eq!((r["counts"].clone(), r["target"].clone()), (json!({ "assigned": 1 }), json!("enrollment solo-made")), "{r}");
     assert_eq!(s.service(Method::GET, &format!("/simulations/{id}"), None).await.status, 404);
 }
 
@@ -188,6 +194,9 @@ async fn a_built_in_scenario_runs_from_the_service_api_and_its_reset_leaves_noth
     assert_eq!(view["state"], "passed", "{view}");
     let steps = view["steps"].as_array().expect("steps");
     assert!(!steps.is_empty() && steps.iter().all(|st| st["problems"] == json!([])), "{view}");
+    let sample = &steps[0]["sample"];
+    assert!(sample["steps"].as_array().is_some_and(|s| s.len() > 3), "a register step keeps its first device's flow: {view}");
+    assert_eq!(sample["state"], "assigned", "{view}");
     let devices: u64 = steps.iter().filter_map(|st| st["devices"].as_u64()).sum();
     let on_hubs: u64 = steps.iter().flat_map(|st| st["perHub"].as_object().into_iter().flatten()).filter_map(|(_, n)| n.as_u64()).sum();
     assert!(devices > 0 && devices == on_hubs, "every device of the run is on a hub: {view}");

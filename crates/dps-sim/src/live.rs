@@ -82,7 +82,7 @@ pub struct Watched {
 }
 
 impl Watched {
-    fn new(registration_id: String, step_through: bool) -> Self {
+    pub(crate) fn new(registration_id: String, step_through: bool) -> Self {
         let view = SimDevice {
             registration_id: registration_id.clone(),
             state: SimState::Waiting,
@@ -130,7 +130,7 @@ impl Watched {
         v
     }
 
-    fn finish(&self, o: &Outcome) {
+    pub(crate) fn finish(&self, o: &Outcome) {
         let mut v = self.view();
         v.state = match (o.status, o.error_code) {
             (Some(RegistrationStatus::Assigned), _) => SimState::Assigned,

@@ -17,8 +17,10 @@ use dps_device::flow::Flow;
 
 use crate::devices::{register_with, Credential, DeviceTarget, Outcome};
 use crate::expect;
+use crate::live::Watched;
 use crate::scenario::{Action, Devices, KeyChoice, Scenario, Step};
 use crate::x509::SimCa;
+use std::sync::Arc;
 
 /// Devices registering at once within a step.
 const AT_ONCE: usize = 16;
@@ -35,6 +37,9 @@ pub struct StepReport {
     pub per_hub: std::collections::BTreeMap<String, u32>,
     /// Where the devices did not end as expected (empty: as expected).
     pub problems: Vec<String>,
+    /// A register step's first device with its flow, step by step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<dps_proto::simulation::SimDevice>,
 }
 
 /// What a run did.
@@ -145,10 +150,11 @@ impl Runner<'_> {
             _ => 0,
         };
         (self.on_event)(Event::Step { index, step, devices });
+        let sample = Arc::new(Watched::new(String::new(), false));
         let (action, outcomes) = match &step.action {
             Action::Register(d) => (
-                format!("register {devices} device(s) over {}", format!("{:?}", d.transport).to_uppercase()),
-                self.register((s, d), previous, cas).await?,
+                format!("register {devices} device(s) over {}", transport_name(d.transport)),
+                self.register((s, d), previous, cas, Flow::new(sample.clone())).await?,
             ),
             Action::UpdateGroup(u) => {
                 (format!("update group {}", u.id), self.update("enrollmentGroups", &u.id, &u.set).await.map(|_| Vec::new())?)
@@ -165,14 +171,19 @@ impl Runner<'_> {
             }
         };
         let problems = step.expect.as_ref().map(|e| expect::problems(e, &outcomes)).unwrap_or_default();
-        Ok(StepReport { index, say: step.say.clone(), action, per_hub: expect::per_hub(&outcomes), outcomes, problems })
+        let sample = outcomes.first().map(|o| {
+            sample.finish(o);
+            dps_proto::simulation::SimDevice { registration_id: o.registration_id.clone(), ..sample.snapshot(true) }
+        });
+        Ok(StepReport { index, say: step.say.clone(), action, per_hub: expect::per_hub(&outcomes), outcomes, problems, sample })
     }
 
     /// Registers the step's devices, [`AT_ONCE`] at a time, each with what attests it — a symmetric key, a
     /// certificate of the step's issuer, or a TPM of its own; outcomes in the order of the ids.
-    async fn register(&self, (s, d): (&Scenario, &Devices), previous: &Previous, cas: &Cas) -> Result<Vec<Outcome>> {
+    /// The first device tells `first` its flow.
+    async fn register(&self, (s, d): (&Scenario, &Devices), previous: &Previous, cas: &Cas, first: Flow) -> Result<Vec<Outcome>> {
         if let Some(e) = d.enrollment.as_deref().filter(|e| s.is_tpm(e)) {
-            let outcome = self.register_tpm(s, d, e).await?;
+            let outcome = self.register_tpm(s, d, e, first).await?;
             (self.on_event)(Event::Device(&outcome));
             return Ok(vec![outcome]);
         }
@@ -185,15 +196,15 @@ impl Runner<'_> {
             None => self.keyed(d, previous).await?,
         };
         let target = &self.target;
-        let mut outcomes: Vec<(usize, Outcome)> =
-            stream::iter(credentials.into_iter().enumerate())
-                .map(|(i, (device, credential))| async move {
-                    (i, register_with(target, d.transport, &device, &credential, Flow::default()).await)
-                })
-                .buffer_unordered(AT_ONCE)
-                .inspect(|(_, o)| (self.on_event)(Event::Device(o)))
-                .collect()
-                .await;
+        let mut outcomes: Vec<(usize, Outcome)> = stream::iter(credentials.into_iter().enumerate())
+            .map(|(i, (device, credential))| {
+                let flow = if i == 0 { first.clone() } else { Flow::default() };
+                async move { (i, register_with(target, d.transport, &device, &credential, flow).await) }
+            })
+            .buffer_unordered(AT_ONCE)
+            .inspect(|(_, o)| (self.on_event)(Event::Device(o)))
+            .collect()
+            .await;
         outcomes.sort_by_key(|(i, _)| *i);
         Ok(outcomes.into_iter().map(|(_, o)| o).collect())
     }
@@ -219,7 +230,7 @@ impl Runner<'_> {
     }
 
     /// A TPM enrollment's device: its TPM started, the enrollment made with the TPM's keys, then the register.
-    async fn register_tpm(&self, s: &Scenario, d: &Devices, enrollment: &str) -> Result<Outcome> {
+    async fn register_tpm(&self, s: &Scenario, d: &Devices, enrollment: &str, flow: Flow) -> Result<Outcome> {
         let doc = s.enrollment(enrollment).ok_or_else(|| anyhow!("no enrollment '{enrollment}'"))?;
         let enroll = |id: String, tpm: dps_proto::TpmAttestation| async move {
             let mut doc = doc.clone();
@@ -227,7 +238,7 @@ impl Runner<'_> {
             ok(self.api, "PUT", &format!("/enrollments/{}", seg(&id)), Some(serde_json::to_value(&doc)?)).await.map(drop)
         };
         let started = std::time::Instant::now();
-        let answer = crate::tpm::provision(&self.target, d.transport, enrollment, Some(enroll), Flow::default()).await;
+        let answer = crate::tpm::provision(&self.target, d.transport, enrollment, Some(enroll), flow).await;
         Ok(crate::devices::outcome(enrollment, d.transport, answer, started.elapsed()))
     }
 
@@ -303,6 +314,18 @@ impl Runner<'_> {
         }
         let items = list.as_array().ok_or_else(|| anyhow!("GET /linkedHubs/{host}/devices: {status} {list}"))?;
         Ok(items.iter().filter_map(|d| d.get("deviceId").and_then(Value::as_str).map(str::to_owned)).collect())
+    }
+}
+
+/// A transport as the console names it (`MQTT over WebSockets`).
+fn transport_name(t: crate::scenario::Transport) -> &'static str {
+    use crate::scenario::Transport;
+    match t {
+        Transport::Https => "HTTPS",
+        Transport::Mqtt => "MQTT",
+        Transport::Amqp => "AMQP",
+        Transport::MqttWs => "MQTT over WebSockets",
+        Transport::AmqpWs => "AMQP over WebSockets",
     }
 }
 

@@ -68,10 +68,12 @@ impl ScenarioRuns {
                 devices: u32::try_from(devices).unwrap_or(u32::MAX),
                 per_hub: BTreeMap::new(),
                 problems: None,
+                sample: None,
             }),
             Event::StepDone(r) => {
                 if let Some(s) = view.steps.iter_mut().find(|s| s.index == r.index) {
                     (s.action, s.per_hub, s.problems) = (r.action.clone(), r.per_hub.clone(), Some(r.problems.clone()));
+                    s.sample = r.sample.clone();
                 }
             }
             Event::Device(_) => {}

@@ -66,15 +66,22 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
         RwSignal::new(false),
     );
     let certificate = RwSignal::new(false);
+    // Devices of a group (`group`) or one individual enrollment (`enrollment`); made when missing if `create`.
+    let (uses, create) = (RwSignal::new("group".to_owned()), RwSignal::new(false));
     let (ca_kind, ca_certificate, ca_key) = (RwSignal::new("run".to_owned()), RwSignal::new(String::new()), RwSignal::new(String::new()));
+    // The name typed, for symmetric-key devices (X.509 and TPM devices have groups and enrollments of their own).
+    let named =
+        move || Some(group.get_untracked().trim().to_owned()).filter(|g| !g.is_empty() && attestation.get_untracked() == "symmetricKey");
+    let enrollment_named = move || named().is_some() && uses.get_untracked() == "enrollment";
     let start: Action<(), Result<Simulation, ApiError>> = Action::new_local(move |_| {
         let c = client.get_untracked();
         let request = SimulationRequest {
             attestation: attestation.get_untracked(),
             transport: model::transport_of(&transport.get_untracked()),
-            count: count.get_untracked().trim().parse().unwrap_or(0),
-            group: Some(group.get_untracked().trim().to_owned()).filter(|g| !g.is_empty() && attestation.get_untracked() == "symmetricKey"),
-            enrollment: None,
+            count: if enrollment_named() { 1 } else { count.get_untracked().trim().parse().unwrap_or(0) },
+            group: named().filter(|_| uses.get_untracked() == "group"),
+            enrollment: named().filter(|_| uses.get_untracked() == "enrollment"),
+            create: create.get_untracked() && named().is_some(),
             prefix: None,
             fault: model::fault_of(&fault.get_untracked()),
             step_through: stepped.get_untracked(),
@@ -119,11 +126,22 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
                     <input type="number" min="1" max=move || model::max_devices(&attestation.get()) data-testid="sim-count" prop:value=move || count.get()
                         on:input=move |ev| count.set(event_target_value(&ev)) />
                 </label>
-                <label class="field"><span>"Group"</span>
-                    <input type="text" data-testid="sim-group" placeholder="simulated-devices (made when missing)" prop:value=move || group.get()
+                <label class="field"><span>"Devices of"</span>
+                    <select data-testid="sim-use" prop:value=move || uses.get() disabled=move || attestation.get() != "symmetricKey"
+                        on:change=move |ev| uses.set(event_target_value(&ev))>
+                        <option value="group">"a group"</option>
+                        <option value="enrollment">"an individual enrollment (1 device)"</option>
+                    </select>
+                </label>
+                <label class="field"><span>{move || if uses.get() == "enrollment" { "Enrollment" } else { "Group" }}</span>
+                    <input type="text" data-testid="sim-group" prop:value=move || group.get()
+                        placeholder=move || if uses.get() == "enrollment" { "its registration id" } else { "simulated-devices (made when missing)" }
                         disabled=move || attestation.get() != "symmetricKey"
                         on:input=move |ev| group.set(event_target_value(&ev)) />
                 </label>
+                <label class="check" title="Make the group or enrollment named here when it does not exist (symmetric key, the service's defaults)">
+                    <input type="checkbox" data-testid="sim-create" prop:checked=move || create.get() disabled=move || attestation.get() != "symmetricKey"
+                        on:change=move |ev| create.set(event_target_checked(&ev)) /> " Create it if missing"</label>
                 <label class="field"><span>"Fault"</span>
                     <select data-testid="sim-fault" prop:value=move || fault.get() on:change=move |ev| fault.set(event_target_value(&ev))>
                         {move || model::faults_for(&attestation.get()).into_iter().map(|(_, v, l)| view! { <option value=v>{l}</option> }).collect_view()}
@@ -482,6 +500,15 @@ fn ScenarioCard(scenario: ScenarioView, on_change: Callback<()>) -> impl IntoVie
                     on:click=move |_| { act.dispatch_local(false); }>"Run"</button>
                 <button type="button" class="btn small" data-testid="scenario-reset" disabled=move || running || act.pending().get()
                     on:click=move |_| { act.dispatch_local(true); }>"Reset"</button>
+                {(!scenario.steps.is_empty() && !running).then(|| {
+                    let v = scenario.clone();
+                    view! {
+                        <button type="button" class="btn small" data-testid="scenario-transcript" title="Each step, where its devices went, and its first device's flow"
+                            on:click=move |_| download_text(&format!("scenario-{}.md", v.name), "text/markdown", &model::scenario_transcript(&v))>
+                            "Transcript (Markdown)"
+                        </button>
+                    }
+                })}
                 {own.then(|| view! {
                     <button type="button" class="btn small danger" data-testid="scenario-delete" title="Reset what it made, then forget the scenario"
                         disabled=move || running || delete.pending().get() on:click=move |_| { delete.dispatch_local(()); }>"Delete"</button>

@@ -34,6 +34,9 @@ pub struct DevicesArgs {
     /// An individual symmetric-key enrollment (one device).
     #[arg(long)]
     enrollment: Option<String>,
+    /// Make the --group or --enrollment when it does not exist (symmetric key, the service's defaults).
+    #[arg(long)]
+    create: bool,
     /// Registration ids are PREFIX1, PREFIX2…
     #[arg(long)]
     prefix: Option<String>,
@@ -76,6 +79,7 @@ impl DevicesArgs {
             count: self.count,
             group: self.group.clone(),
             enrollment: self.enrollment.clone(),
+            create: self.create,
             prefix: self.prefix.clone(),
             fault: self.fault,
             step_through: false,

@@ -204,7 +204,10 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     // The devices sign by the service's clock: they run on its machine.
     let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
     if let Some(e) = &r.enrollment {
-        let key = primary_key(&app.management.get::<Individual>(e).await?)?;
+        let key = match r.create {
+            true => made_key::<Individual>(app, e, false).await?,
+            false => primary_key(&app.management.get::<Individual>(e).await?)?,
+        };
         let id = if r.fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
         return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, r.fault)?]));
     }
@@ -213,6 +216,7 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
         (Fault::HubDown, _) => hub_down_key(app).await?,
         (Fault::WebhookError, _) => webhook_group_key(app, WEBHOOK_ERROR_GROUP, "error").await?,
         (Fault::WebhookTimeout, _) => webhook_group_key(app, WEBHOOK_TIMEOUT_GROUP, "slow").await?,
+        (_, Some(g)) if r.create => group_key(app, g).await?,
         (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
         (_, None) => group_key(app, DEFAULT_GROUP).await?,
     };
@@ -380,15 +384,21 @@ async fn hub_down_key(app: &App) -> Result<String, DpsError> {
 
 /// The primary key of the symmetric-key group `name`, made when missing (disabled: the fault's group).
 async fn group_key(app: &App, name: &str) -> Result<String, DpsError> {
-    match app.management.get::<Group>(name).await {
-        Ok(g) => primary_key(&g),
+    made_key::<Group>(app, name, name == DISABLED_GROUP).await
+}
+
+/// The primary key of the symmetric-key group or enrollment `id`, made when missing with the service's defaults
+/// (`disabled`: made disabled).
+async fn made_key<E: dps_core::management::Managed>(app: &App, id: &str, disabled: bool) -> Result<String, DpsError> {
+    match app.management.get::<E>(id).await {
+        Ok(doc) => primary_key(&doc),
         Err(e) if e.status() == 404 => {
-            let mut g = Group::new(name.to_owned(), AttestationMechanism::symmetric_key(None, None));
-            if name == DISABLED_GROUP {
-                *g.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
+            let mut doc = E::new(id.to_owned(), AttestationMechanism::symmetric_key(None, None));
+            if disabled {
+                *doc.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
             }
             let pre = dps_core::model::Precondition::None;
-            primary_key(&app.management.put(name, g, pre, dps_core::api_version::Schema::Current).await?)
+            primary_key(&app.management.put(id, doc, pre, dps_core::api_version::Schema::Current).await?)
         }
         Err(e) => Err(e),
     }
