@@ -3,7 +3,8 @@
 //! and stopped when it ends. The operator's part comes first, as on a factory floor: the TPM's endorsement key
 //! is read and enrolled (an individual enrollment, by the caller's `enroll`); then the device registers over
 //! HTTPS or AMQP (on its port or a WebSocket) and answers the service's challenge inside its TPM. DPS has no TPM
-//! attestation over MQTT. Needs the `tpm` feature (libtss2) and the `swtpm` program.
+//! attestation over MQTT. At most 16 software TPMs run at once in the process, whatever the runs. Needs the `tpm`
+//! feature (libtss2) and the `swtpm` program.
 
 use std::sync::Arc;
 
@@ -14,6 +15,12 @@ use futures_util::future::BoxFuture;
 
 use crate::devices::DeviceTarget;
 use crate::scenario::Transport;
+
+/// Software TPMs running at once, over every run and scenario of the process (each is a process of its own).
+#[cfg(feature = "tpm")]
+const AT_ONCE: usize = 16;
+#[cfg(feature = "tpm")]
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ONCE);
 
 /// The operator enrolling a device's TPM (a live run's devices share one): registration id and the TPM's keys, as
 /// an individual enrollment takes them.
@@ -50,6 +57,8 @@ where
     use dps_device::{HttpsDevice, Polling};
     use dps_proto::simulation::FlowKind;
 
+    // Held until the device is done: its TPM runs as long as it registers.
+    let _turn = RUNNING.acquire().await.context("the software TPMs' semaphore")?;
     let set_up = async {
         flow.local(FlowKind::Setup, "a software TPM started (swtpm): endorsement key and storage root key created").await;
         let swtpm = tokio::task::spawn_blocking(dps_device::swtpm::Swtpm::start).await.context("the swtpm start")??;
