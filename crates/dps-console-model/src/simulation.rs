@@ -13,11 +13,11 @@ use crate::error_help;
 
 /// The transports offered, as (value, label).
 pub const TRANSPORTS: [(SimTransport, &str, &str); 5] = [
-    (SimTransport::Https, "https", "HTTPS"),
-    (SimTransport::Mqtt, "mqtt", "MQTT"),
-    (SimTransport::Amqp, "amqp", "AMQP"),
-    (SimTransport::MqttWs, "mqttWs", "MQTT over WebSockets"),
-    (SimTransport::AmqpWs, "amqpWs", "AMQP over WebSockets"),
+    (SimTransport::Https, "https", SimTransport::Https.label()),
+    (SimTransport::Mqtt, "mqtt", SimTransport::Mqtt.label()),
+    (SimTransport::Amqp, "amqp", SimTransport::Amqp.label()),
+    (SimTransport::MqttWs, "mqttWs", SimTransport::MqttWs.label()),
+    (SimTransport::AmqpWs, "amqpWs", SimTransport::AmqpWs.label()),
 ];
 
 /// The transports devices of `attestation` can use (TPM: none over MQTT).
@@ -241,7 +241,7 @@ fn mermaid_line(out: &mut String, s: &FlowStep) {
 
 /// The Markdown transcript of one device's flow: heading, outcome, sequence diagram, steps with messages.
 pub fn transcript(run: &Simulation, d: &SimDevice) -> String {
-    let context = format!("Run: {} ({:?} over {}, {})", run.id, run.request.fault, transport_name(run.request.transport), run.target);
+    let context = format!("Run: {} ({:?} over {}, {})", run.id, run.request.fault, run.request.transport.label(), run.target);
     device_section(d, &context, "##")
 }
 
@@ -300,7 +300,7 @@ pub fn scenario_transcript(s: &ScenarioView) -> String {
 pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
     let mut out = format!("# Simulation {}\n\n", run.id);
     let _ = writeln!(out, "- Started: {}", run.started.to_rfc3339());
-    let _ = writeln!(out, "- {} device(s) over {}, {}", run.request.count, transport_name(run.request.transport), run.target);
+    let _ = writeln!(out, "- {} device(s) over {}, {}", run.request.count, run.request.transport.label(), run.target);
     let _ = writeln!(out, "- Fault: {}", fault_label(run.request.fault));
     let counts: Vec<String> = run.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(out, "- Outcome: {}\n", counts.join(", "));
@@ -309,10 +309,6 @@ pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
         out.push('\n');
     }
     out
-}
-
-pub fn transport_name(t: SimTransport) -> &'static str {
-    TRANSPORTS.iter().find(|(x, _, _)| *x == t).map_or("HTTPS", |(_, _, l)| l)
 }
 
 pub fn fault_label(f: Fault) -> &'static str {

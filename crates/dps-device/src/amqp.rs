@@ -18,9 +18,6 @@ use fe2o3_amqp::types::messaging::{ApplicationProperties, Body, Data, Message, M
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Value};
 use fe2o3_amqp::{Connection, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
 
 use dps_proto::simulation::FlowKind;
 
@@ -256,19 +253,4 @@ impl AmqpSession {
 /// The node address of both links (§3.2).
 fn address(id_scope: &str, registration_id: &str) -> String {
     format!("{id_scope}/registrations/{registration_id}")
-}
-
-/// TCP (no delay) and TLS to the AMQP port of `endpoint`'s host, trusting its CA; returns the host name too.
-pub async fn tls_connect(endpoint: &Endpoint, port: u16) -> Result<(String, TlsStream<TcpStream>)> {
-    tls_connect_with(endpoint, port, Arc::new(tls_config(&endpoint.ca_pem)?)).await
-}
-
-/// [`tls_connect`] with the caller's TLS configuration (an X.509 device's certificate, resumption off).
-pub async fn tls_connect_with(endpoint: &Endpoint, port: u16, tls: Arc<rustls::ClientConfig>) -> Result<(String, TlsStream<TcpStream>)> {
-    let host = endpoint.host.rsplit_once(':').map_or(endpoint.host.as_str(), |(h, _)| h).to_owned();
-    let tcp = TcpStream::connect((host.as_str(), port)).await.with_context(|| format!("{host}:{port}"))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-    let stream = TlsConnector::from(tls).connect(name, tcp).await.context("AMQP TLS")?;
-    Ok((host, stream))
 }

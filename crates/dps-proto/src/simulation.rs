@@ -97,6 +97,17 @@ pub enum SimTransport {
 }
 
 impl SimTransport {
+    /// Its name for people (`MQTT over WebSockets`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Https => "HTTPS",
+            Self::Mqtt => "MQTT",
+            Self::Amqp => "AMQP",
+            Self::MqttWs => "MQTT over WebSockets",
+            Self::AmqpWs => "AMQP over WebSockets",
+        }
+    }
+
     /// Whether TPM devices can use it (DPS has no TPM attestation over MQTT).
     pub fn carries_tpm(self) -> bool {
         matches!(self, Self::Https | Self::Amqp | Self::AmqpWs)

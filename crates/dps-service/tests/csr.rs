@@ -7,12 +7,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use common::TestService;
 use dps_device::amqp::AmqpSession;
+use dps_device::carrier::Carrier;
+use dps_device::flow::Flow;
 use dps_device::mqtt::MqttSession;
 use dps_device::{Endpoint, HttpsDevice, Polling, Registration};
 use dps_proto::RegistrationOperationStatus;
@@ -54,39 +57,30 @@ async fn over_https(s: &TestService, id: &str, device_key: &str, csr: &str) -> a
     device.provision_symmetric_key(id, device_key).await
 }
 
-async fn over_mqtt(s: &TestService, id: &str, device_key: &str, csr: &str) -> anyhow::Result<RegistrationOperationStatus> {
+/// What a register over MQTT or AMQP starts from: the endpoint by address, TLS, the device's SAS token and the CSR.
+fn sign_in(
+    s: &TestService,
+    id: &str,
+    device_key: &str,
+    csr: &str,
+) -> anyhow::Result<(Endpoint, Arc<rustls::ClientConfig>, String, Registration)> {
     let ep = Endpoint { host: "127.0.0.1".into(), ..endpoint(s) };
     let sas = dps_device::device_sas(&ep.id_scope, id, device_key, Duration::from_secs(600))?;
-    let tls = std::sync::Arc::new(dps_device::tls_config(&ep.ca_pem)?);
-    let registration = Registration { csr: Some(csr.to_owned()) };
-    let mut session = MqttSession::connect_registering(
-        &ep,
-        dps_device::carrier::Carrier::Port(s.mqtt_port),
-        id,
-        tls,
-        Some(sas),
-        dps_device::flow::Flow::default(),
-        registration,
-    )
-    .await?;
+    let tls = Arc::new(dps_device::tls_config(&ep.ca_pem)?);
+    Ok((ep, tls, sas, Registration { csr: Some(csr.to_owned()) }))
+}
+
+async fn over_mqtt(s: &TestService, id: &str, device_key: &str, csr: &str) -> anyhow::Result<RegistrationOperationStatus> {
+    let (ep, tls, sas, registration) = sign_in(s, id, device_key, csr)?;
+    let mut session =
+        MqttSession::connect_registering(&ep, Carrier::Port(s.mqtt_port), id, tls, Some(sas), Flow::default(), registration).await?;
     session.provision(id, FAST).await
 }
 
 async fn over_amqp(s: &TestService, id: &str, device_key: &str, csr: &str) -> anyhow::Result<RegistrationOperationStatus> {
-    let ep = Endpoint { host: "127.0.0.1".into(), ..endpoint(s) };
-    let sas = dps_device::device_sas(&ep.id_scope, id, device_key, Duration::from_secs(600))?;
-    let tls = std::sync::Arc::new(dps_device::tls_config(&ep.ca_pem)?);
-    let registration = Registration { csr: Some(csr.to_owned()) };
-    let mut session = AmqpSession::connect_registering(
-        &ep,
-        dps_device::carrier::Carrier::Port(s.amqp_port),
-        id,
-        tls,
-        Some(sas),
-        dps_device::flow::Flow::default(),
-        registration,
-    )
-    .await?;
+    let (ep, tls, sas, registration) = sign_in(s, id, device_key, csr)?;
+    let mut session =
+        AmqpSession::connect_registering(&ep, Carrier::Port(s.amqp_port), id, tls, Some(sas), Flow::default(), registration).await?;
     session.provision(id, FAST).await
 }
 

@@ -153,7 +153,7 @@ impl Runner<'_> {
         let sample = Arc::new(Watched::new(String::new(), false));
         let (action, outcomes) = match &step.action {
             Action::Register(d) => (
-                format!("register {devices} device(s) over {}", transport_name(d.transport)),
+                format!("register {devices} device(s) over {}", d.transport.label()),
                 self.register((s, d), previous, cas, Flow::new(sample.clone())).await?,
             ),
             Action::UpdateGroup(u) => {
@@ -314,18 +314,6 @@ impl Runner<'_> {
         }
         let items = list.as_array().ok_or_else(|| anyhow!("GET /linkedHubs/{host}/devices: {status} {list}"))?;
         Ok(items.iter().filter_map(|d| d.get("deviceId").and_then(Value::as_str).map(str::to_owned)).collect())
-    }
-}
-
-/// A transport as the console names it (`MQTT over WebSockets`).
-fn transport_name(t: crate::scenario::Transport) -> &'static str {
-    use crate::scenario::Transport;
-    match t {
-        Transport::Https => "HTTPS",
-        Transport::Mqtt => "MQTT",
-        Transport::Amqp => "AMQP",
-        Transport::MqttWs => "MQTT over WebSockets",
-        Transport::AmqpWs => "AMQP over WebSockets",
     }
 }
 

@@ -26,14 +26,21 @@ static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AT_ON
 /// an individual enrollment takes them.
 pub type Enroll = Arc<dyn Fn(String, TpmAttestation) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
-/// Whether TPM devices can be simulated here: the build has TPM support and `swtpm` runs. The error says what
-/// to install.
+/// Whether TPM devices can be simulated here: the build has TPM support and `swtpm` runs (`swtpm --version`,
+/// asked until it first answers — installing swtpm needs no restart). The error says what to install.
 pub fn available() -> Result<(), String> {
+    static FOUND: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     if !cfg!(feature = "tpm") {
         return Err("this build of DPS Console has no TPM support (it is built with the `tpm` feature and libtss2-dev)".into());
     }
+    if FOUND.get().is_some() {
+        return Ok(());
+    }
     match std::process::Command::new("swtpm").arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) if o.status.success() => {
+            let _ = FOUND.set(());
+            Ok(())
+        }
         _ => Err("TPM devices need a software TPM: install swtpm (Debian: apt-get install swtpm swtpm-tools)".into()),
     }
 }

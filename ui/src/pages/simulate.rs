@@ -202,7 +202,7 @@ fn RunTabs(list: Vec<Simulation>, selection: Selection) -> impl IntoView {
                 view! {
                     <button type="button" class="btn small" data-testid="sim-run" class:primary=move || selection.run.get().as_deref() == Some(id.as_str())
                         on:click=move |_| { selection.run.set(Some(r.id.clone())); selection.device.set(None); }>
-                        {format!("{} · {} · {}", r.id, model::transport_name(r.request.transport), counts.join(", "))}
+                        {format!("{} · {} · {}", r.id, r.request.transport.label(), counts.join(", "))}
                     </button>
                 }
             }).collect_view()}
@@ -255,7 +255,7 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
     };
     view! {
         <div class="panel-head">
-            <h3>{format!("{} — {} device(s), {}, {}", id, run.devices.len(), model::transport_name(run.request.transport), run.target)}</h3>
+            <h3>{format!("{} — {} device(s), {}, {}", id, run.devices.len(), run.request.transport.label(), run.target)}</h3>
             <button type="button" class="btn small" data-testid="sim-forget" on:click=forget>"Forget run"</button>
             {paused.then(|| view! {
                 <span class="row">

@@ -52,7 +52,7 @@ pub async fn upload(app: &App, req: &Request) -> Result<HttpResponse, DpsError> 
         return Err(DpsError::invalid(format!("'{}' is a built-in scenario's name: name yours otherwise", scenario.name)));
     }
     let mut files = files(app).await?;
-    if running(app, &scenario.name).await? {
+    if running(app, &parsed(&files), &scenario.name) {
         return Err(DpsError::new(ErrorKind::Conflict, "this scenario is running: replace it when it ends"));
     }
     if !files.contains_key(&key) && files.len() >= MAX_OWN {
@@ -71,7 +71,10 @@ pub async fn delete(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
     if !files.contains_key(&key) {
         return Err(DpsError::new(ErrorKind::NotFound, format!("there is no scenario of yours named '{}'", name.escape_debug())));
     }
-    reset(app, name).await?;
+    let own = parsed(&files);
+    if let Some(scenario) = own.iter().find(|s| s.name.eq_ignore_ascii_case(name)) {
+        reset_scenario(app, &own, scenario).await?;
+    }
     files.remove(&key);
     save(app, &files).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
@@ -79,7 +82,7 @@ pub async fn delete(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
 
 /// Starts a run (202 with the scenario's view, `running`); a run of it still going is a 409201.
 pub async fn run(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
-    let scenario = find(app, name).await?;
+    let (scenario, _) = find(app, name).await?;
     let target = device_target(app)?;
     let this = app.me.upgrade().ok_or_else(|| DpsError::new(ErrorKind::Unavailable, "the service is stopping"))?;
     let view = app.scenarios.begin(&scenario).map_err(|m| DpsError::new(ErrorKind::Conflict, m))?;
@@ -98,29 +101,36 @@ pub async fn run(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
 /// Removes what the scenario makes (records, hub identities, groups, enrollments, certificates, hubs) and
 /// forgets its run.
 pub async fn reset(app: &App, name: &str) -> Result<HttpResponse, DpsError> {
-    let scenario = find(app, name).await?;
-    if running(app, name).await? {
+    let (scenario, own) = find(app, name).await?;
+    reset_scenario(app, &own, &scenario).await?;
+    Ok(json_response(StatusCode::OK, &app.scenarios.get(&own, name).ok_or_else(|| not_found(name))?))
+}
+
+/// Removes what `scenario` made (refused while it runs) and forgets its run; `own`: the trainer's scenarios.
+async fn reset_scenario(app: &App, own: &[Scenario], scenario: &Scenario) -> Result<(), DpsError> {
+    if running(app, own, &scenario.name) {
         return Err(DpsError::new(ErrorKind::Conflict, "this scenario is running: reset it when it ends"));
     }
     let this = app.me.upgrade().ok_or_else(|| DpsError::new(ErrorKind::Unavailable, "the service is stopping"))?;
     let api = crate::local::LocalApi::new(this);
     let runner = Runner { api: &api, target: device_target(app)?, on_event: &|_| {} };
-    runner.reset(&scenario).await.map_err(|e| DpsError::internal(format!("reset: {e:#}")))?;
+    runner.reset(scenario).await.map_err(|e| DpsError::internal(format!("reset: {e:#}")))?;
     app.scenarios.forget(&scenario.name);
-    Ok(json_response(StatusCode::OK, &app.scenarios.get(&own(app).await?, name).ok_or_else(|| not_found(name))?))
+    Ok(())
 }
 
-async fn running(app: &App, name: &str) -> Result<bool, DpsError> {
-    let view = app.scenarios.get(&own(app).await?, name);
-    Ok(view.is_some_and(|v| v.state == Some(dps_proto::simulation::ScenarioState::Running)))
+fn running(app: &App, own: &[Scenario], name: &str) -> bool {
+    app.scenarios.get(own, name).is_some_and(|v| v.state == Some(dps_proto::simulation::ScenarioState::Running))
 }
 
-/// A built-in scenario, or one of the trainer's.
-async fn find(app: &App, name: &str) -> Result<Scenario, DpsError> {
-    if let Some(s) = Scenario::built_in(name) {
-        return s.map_err(|e| DpsError::internal(format!("scenario {name}: {e:#}")));
-    }
-    own(app).await?.into_iter().find(|s| s.name.eq_ignore_ascii_case(name)).ok_or_else(|| not_found(name))
+/// A built-in scenario, or one of the trainer's; and the trainer's scenarios (read once per request).
+async fn find(app: &App, name: &str) -> Result<(Scenario, Vec<Scenario>), DpsError> {
+    let own = own(app).await?;
+    let scenario = match Scenario::built_in(name) {
+        Some(s) => s.map_err(|e| DpsError::internal(format!("scenario {name}: {e:#}")))?,
+        None => own.iter().find(|s| s.name.eq_ignore_ascii_case(name)).cloned().ok_or_else(|| not_found(name))?,
+    };
+    Ok((scenario, own))
 }
 
 /// The trainer's scenarios that still read (a file kept by an older version that no longer does is left out).

@@ -205,7 +205,7 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
     let scope = (app.info.id_scope.as_str(), u64::try_from(app.clock.now().timestamp()).unwrap_or_default());
     if let Some(e) = &r.enrollment {
         let key = match r.create {
-            true => made_key::<Individual>(app, e, false).await?,
+            true => primary_key(&made::<Individual>(app, e, false).await?)?,
             false => primary_key(&app.management.get::<Individual>(e).await?)?,
         };
         let id = if r.fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
@@ -262,19 +262,16 @@ fn waits(app: &App, fault: Fault) -> String {
 /// A group whose custom allocation calls the built-in demo webhook in `mode` (made when missing, its webhook URL
 /// brought up to date): its key.
 async fn webhook_group_key(app: &App, name: &str, mode: &str) -> Result<String, DpsError> {
-    let key = group_key(app, name).await?;
-    let mut g = app.management.get::<Group>(name).await?;
     let definition = dps_proto::CustomAllocationDefinition {
         webhook_url: super::demo_webhook::webhook_url(app, mode).await?,
         api_version: WEBHOOK_API_VERSION.to_owned(),
     };
-    if g.custom_allocation_definition.as_ref() != Some(&definition) {
+    group_key_with(app, name, |g| {
         let shared = g.shared();
         *shared.allocation_policy = Some(dps_proto::AllocationPolicy::Custom);
         *shared.custom_allocation_definition = Some(definition);
-        app.management.put(name, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
-    }
-    Ok(key)
+    })
+    .await
 }
 
 /// One device: its id and the SAS token the fault gives it.
@@ -373,32 +370,37 @@ async fn hub_down_key(app: &App) -> Result<String, DpsError> {
         ..Default::default()
     };
     app.management.put_hub(hub).await?;
-    let key = group_key(app, HUB_DOWN_GROUP).await?;
-    let mut g = app.management.get::<Group>(HUB_DOWN_GROUP).await?;
-    if g.iot_hubs.as_deref() != Some(&[DOWN_HUB.to_owned()][..]) {
-        *g.shared().iot_hubs = Some(vec![DOWN_HUB.to_owned()]);
-        app.management.put(HUB_DOWN_GROUP, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
-    }
-    Ok(key)
+    group_key_with(app, HUB_DOWN_GROUP, |g| *g.shared().iot_hubs = Some(vec![DOWN_HUB.to_owned()])).await
 }
 
 /// The primary key of the symmetric-key group `name`, made when missing (disabled: the fault's group).
 async fn group_key(app: &App, name: &str) -> Result<String, DpsError> {
-    made_key::<Group>(app, name, name == DISABLED_GROUP).await
+    primary_key(&made::<Group>(app, name, name == DISABLED_GROUP).await?)
 }
 
-/// The primary key of the symmetric-key group or enrollment `id`, made when missing with the service's defaults
-/// (`disabled`: made disabled).
-async fn made_key<E: dps_core::management::Managed>(app: &App, id: &str, disabled: bool) -> Result<String, DpsError> {
+/// The key of the group `name` (made when missing) once `set` is applied to it; written back only when `set`
+/// changed it.
+async fn group_key_with(app: &App, name: &str, set: impl FnOnce(&mut Group)) -> Result<String, DpsError> {
+    let mut g = made::<Group>(app, name, false).await?;
+    let before = g.clone();
+    set(&mut g);
+    if g != before {
+        g = app.management.put(name, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    }
+    primary_key(&g)
+}
+
+/// The symmetric-key group or enrollment `id`, made when missing with the service's defaults (`disabled`: made
+/// disabled).
+async fn made<E: dps_core::management::Managed>(app: &App, id: &str, disabled: bool) -> Result<E, DpsError> {
     match app.management.get::<E>(id).await {
-        Ok(doc) => primary_key(&doc),
+        Ok(doc) => Ok(doc),
         Err(e) if e.status() == 404 => {
             let mut doc = E::new(id.to_owned(), AttestationMechanism::symmetric_key(None, None));
             if disabled {
                 *doc.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
             }
-            let pre = dps_core::model::Precondition::None;
-            primary_key(&app.management.put(id, doc, pre, dps_core::api_version::Schema::Current).await?)
+            app.management.put(id, doc, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await
         }
         Err(e) => Err(e),
     }
