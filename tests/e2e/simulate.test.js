@@ -47,6 +47,9 @@ const stateOf = (page, id) => page.locator(`[data-testid="sim-device"][data-id="
 async function openDevice(page, id) {
   await page.locator(`[data-testid="sim-device"][data-id="${id}"] [data-testid="sim-device-open"]`).click();
   await tid(page, 'sim-flow').waitFor({ state: 'visible' });
+  // The panel shows "Loading" until the device's flow has been fetched: wait for that device's own flow.
+  await waitForText(page.locator('[data-testid="sim-flow"] h3'), (t) => t.trim() === id, { what: `${id}'s flow panel` });
+  await tid(page, 'sim-flow-state').waitFor({ state: 'visible' });
 }
 
 for (const transport of ['https', 'mqtt', 'amqp']) {
