@@ -195,6 +195,25 @@ test('TPM devices: a software TPM each, its key enrolled, the challenge answered
   });
 });
 
+test('a finished run is cleaned up from the page: its records and hub identities go, the run with them', async () => {
+  await withEvidence('simulate-clean-up', con, async () => {
+    const { page } = con;
+    await goTo(page, 'simulate', 'Simulate');
+    const run = await start(page, { transport: 'mqtt', count: '2' });
+    await waitForText(page.locator('[data-testid="sim-run"]', { hasText: run }), (t) => t.includes('2 assigned'), { what: `${run} ended`, timeout: 60000 });
+    const record = await svc.call('GET', `/registrations/${run}-1`);
+    assert.equal(record.status, 'assigned', 'the run left a record');
+    await tid(page, 'sim-clean-up').click();
+    await waitForText(tid(page, 'sim-notice'), (t) => t.includes(`${run} cleaned up: 2 registration records, 2 hub identities`), { what: 'the clean-up summary' });
+    for (const n of [1, 2]) {
+      assert.equal((await svc.api('GET', `/registrations/${run}-${n}`)).status, 404, `${run}-${n}'s record is gone`);
+    }
+    const hub = await svc.call('GET', `/linkedHubs/${encodeURIComponent(record.assignedHub)}/devices`);
+    assert.ok(!JSON.stringify(hub).includes(`${run}-`), `no identity of ${run} is left in the hub: ${JSON.stringify(hub)}`);
+    assert.equal((await svc.api('GET', `/simulations/${run}`)).status, 404, 'the run is forgotten');
+  });
+});
+
 test('X.509 devices issued by an intermediate CA, over MQTT over WebSockets', async () => {
   await withEvidence('simulate-x509-intermediate', con, async () => {
     const { page } = con;

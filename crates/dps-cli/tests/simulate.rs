@@ -92,6 +92,15 @@ fn devices_start_in_the_service_and_the_summary_names_each_outcome() {
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r["state"] == "assigned" && r["assignedHub"].is_string()), "{rows:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("3 assigned"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = s.dps(&["registration", "show", "--registration-id", "cli-dev-1", "--output", "json"], None);
+    assert!(o.status.success(), "the run left its record: {}", String::from_utf8_lossy(&o.stderr));
+
+    let o = s.dps(&["simulate", "devices", "--count", "2", "--prefix", "cli-tidy-", "--clean-up", "--output", "json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("cleaned up: 2 registration records, 2 hub identities and 0 enrollments removed"), "{said}");
+    let o = s.dps(&["registration", "show", "--registration-id", "cli-tidy-1"], None);
+    assert!(!o.status.success(), "the clean-up removed the record");
 
     let o = s.dps(&["simulate", "devices", "--count", "2", "--fault", "wrongKey", "--output", "json"], None);
     assert!(o.status.success(), "a fault's refusals are the expected outcome: {}", String::from_utf8_lossy(&o.stderr));

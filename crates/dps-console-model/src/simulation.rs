@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use dps_proto::simulation::{
     Direction, Fault, FlowKind, FlowStep, ScenarioState, ScenarioStepView, ScenarioView, SimCa, SimDevice, SimState, SimTransport,
-    Simulation,
+    Simulation, SimulationCleanUp,
 };
 
 use crate::error_help;
@@ -311,6 +311,21 @@ pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
     out
 }
 
+/// What a run's clean-up removed, in a sentence, and what it could not.
+pub fn clean_up_summary(run: &str, done: &SimulationCleanUp) -> String {
+    let plural = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut out = format!(
+        "{run} cleaned up: {}, {} and {} removed.",
+        plural(done.registrations, "registration record", "registration records"),
+        plural(done.identities, "hub identity", "hub identities"),
+        plural(done.enrollments, "enrollment", "enrollments"),
+    );
+    if !done.problems.is_empty() {
+        let _ = write!(out, " Not removed: {}", done.problems.join("; "));
+    }
+    out
+}
+
 pub fn fault_label(f: Fault) -> &'static str {
     FAULTS.iter().find(|(x, _, _)| *x == f).map_or("None", |(_, _, l)| l)
 }
@@ -322,6 +337,14 @@ mod tests {
 
     fn step(kind: FlowKind, direction: Direction, title: &str, message: Option<&str>) -> FlowStep {
         FlowStep { kind, direction, at_ms: 5, title: title.into(), message: message.map(str::to_owned) }
+    }
+
+    #[test]
+    fn a_clean_up_is_summed_up_in_a_sentence_with_what_was_not_removed() {
+        let done = SimulationCleanUp { registrations: 3, identities: 1, enrollments: 0, problems: vec![] };
+        assert_eq!(clean_up_summary("sim-2", &done), "sim-2 cleaned up: 3 registration records, 1 hub identity and 0 enrollments removed.");
+        let partly = SimulationCleanUp { problems: vec!["hub 'h': unreachable".into()], ..done };
+        assert!(clean_up_summary("sim-2", &partly).ends_with("Not removed: hub 'h': unreachable"));
     }
 
     fn run() -> Simulation {

@@ -320,6 +320,21 @@ pub struct ContinueRequest {
     pub to_end: bool,
 }
 
+/// `POST /simulations/{id}/cleanUp`'s answer: what a finished run left in the service and was removed, and what
+/// could not be (each in a sentence).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimulationCleanUp {
+    /// Registration records deleted.
+    pub registrations: u32,
+    /// Device identities removed from the hubs the devices were assigned to.
+    pub identities: u32,
+    /// Individual enrollments the run made (its TPM devices') deleted.
+    pub enrollments: u32,
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
 /// Where a scenario run from the console stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -529,3 +529,71 @@ expect = { status = "assigned", hubs = ["lab-a.demo.local", "lab-b.demo.local"] 
     TestService::assert_error(&s.service(Method::GET, "/scenarios/my-lab", None).await, 404, 404204);
     TestService::assert_error(&s.service(Method::DELETE, "/scenarios/static", None).await, 404, 404204);
 }
+
+async fn clean_up(s: &TestService, run: &Value) -> common::Answer {
+    let id = run["id"].as_str().expect("the run has an id");
+    s.service(Method::POST, &format!("/simulations/{id}/cleanUp"), Some(json!({}))).await
+}
+
+/// What a finished run left — its devices' registration records, their identities in the hub, the enrollments
+/// made for its TPM devices — is removed by its clean-up, which then forgets the run; the groups it used stay.
+#[tokio::test]
+async fn a_finished_runs_clean_up_removes_its_records_identities_and_tpm_enrollments() {
+    let s = TestService::start().await;
+    for (request, enrollments) in [
+        (json!({ "count": 3, "transport": "mqtt", "prefix": "tidy-" }), 0),
+        (json!({ "count": 3, "attestation": "x509", "transport": "amqp", "prefix": "tidy-x-" }), 0),
+        (json!({ "count": 3, "attestation": "tpm", "transport": "https", "prefix": "tidy-t-" }), 3),
+    ] {
+        let r = run(&s, request.clone()).await;
+        assert_eq!(r["counts"], json!({ "assigned": 3 }), "{request}: {r}");
+        let hub = r["devices"][0]["assignedHub"].as_str().expect("assigned to a hub").to_owned();
+        let prefix = request["prefix"].as_str().expect("prefix");
+        let done = clean_up(&s, &r).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        let expected = json!({ "registrations": 3, "identities": 3, "enrollments": enrollments, "problems": [] });
+        assert_eq!(done.body, expected, "{request}");
+        for n in 1..=3 {
+            assert_eq!(s.service(Method::GET, &format!("/registrations/{prefix}{n}"), None).await.status, 404, "{prefix}{n}'s record");
+            assert_eq!(s.service(Method::GET, &format!("/enrollments/{prefix}{n}"), None).await.status, 404, "{prefix}{n}'s enrollment");
+        }
+        let identities = s.service(Method::GET, &format!("/linkedHubs/{hub}/devices"), None).await;
+        assert!(!identities.body.to_string().contains(prefix), "no identity of the run is left in {hub}: {}", identities.body);
+        let id = r["id"].as_str().unwrap_or_default();
+        assert_eq!(s.service(Method::GET, &format!("/simulations/{id}"), None).await.status, 404, "the run is forgotten");
+    }
+    for group in ["simulated-devices", "simulated-x509-devices"] {
+        assert_eq!(s.service(Method::GET, &format!("/enrollmentGroups/{group}"), None).await.status, 200, "{group} stays for the next run");
+    }
+    assert_eq!(clean_up(&s, &json!({ "id": "sim-404" })).await.status, 404, "an unknown run");
+}
+
+/// A run whose devices have not all ended is not cleaned up (409201). A TPM run never replaces an enrollment
+/// that no simulation made — its device fails and says why — and its clean-up leaves that enrollment as it was.
+#[tokio::test]
+async fn a_run_still_going_is_not_cleaned_up_and_the_trainers_own_enrollments_are_never_touched() {
+    let s = TestService::start().await;
+    let started = s.service(Method::POST, "/simulations", Some(json!({ "count": 1, "stepThrough": true, "prefix": "busy-" }))).await;
+    let paused = wait_until(&s, started.body["id"].as_str().unwrap_or_default(), |r| r["devices"][0]["state"] == "paused").await;
+    let refused = clean_up(&s, &paused).await;
+    assert_eq!((refused.status, refused.body["errorCode"].as_u64()), (409, Some(409201)), "{}", refused.body);
+    let id = paused["id"].as_str().unwrap_or_default();
+    let resumed = s.service(Method::POST, &format!("/simulations/{id}/continue"), Some(json!({ "toEnd": true }))).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    let ended = wait_until(&s, id, |r| r["devices"][0]["state"] == "assigned").await;
+    assert_eq!(clean_up(&s, &ended).await.body["registrations"], 1);
+
+    let own = json!({ "registrationId": "press-1", "attestation": { "type": "symmetricKey" } });
+    let before = s.service(Method::PUT, "/enrollments/press-1", Some(own)).await;
+    assert!(before.status == 200 || before.status == 201, "{}", before.body);
+    let r = run(&s, json!({ "count": 2, "attestation": "tpm", "transport": "https", "prefix": "press-" })).await;
+    let first = &r["devices"][0];
+    assert_ne!(first["state"], "assigned", "press-1 is the trainer's: {r}");
+    assert!(first["message"].as_str().unwrap_or_default().contains("no simulation made"), "the device says why: {first}");
+    assert_eq!(r["devices"][1]["state"], "assigned", "{r}");
+    let done = clean_up(&s, &r).await;
+    assert_eq!((&done.body["enrollments"], &done.body["registrations"]), (&json!(1), &json!(1)), "{}", done.body);
+    let after = s.service(Method::GET, "/enrollments/press-1", None).await;
+    assert_eq!(after.status, 200, "the trainer's enrollment stays: {}", after.body);
+    assert_eq!((&after.body["etag"], &after.body["attestation"]["type"]), (&before.body["etag"], &json!("symmetricKey")), "unchanged");
+}

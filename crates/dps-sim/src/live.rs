@@ -206,7 +206,8 @@ impl Run {
         self.devices.iter().find(|d| d.registration_id.eq_ignore_ascii_case(registration_id))
     }
 
-    fn finished(&self) -> bool {
+    /// Whether every device has ended.
+    pub fn finished(&self) -> bool {
         self.devices.iter().all(|d| d.view().state.is_final())
     }
 }

@@ -1,7 +1,7 @@
 //! Simulated devices (`/simulations…`): start a run, read it and one device's flow, continue a stepped device,
-//! forget a run.
+//! clean up after a run, forget a run.
 
-use dps_proto::simulation::{ContinueRequest, ScenarioView, SimDevice, Simulation, SimulationRequest};
+use dps_proto::simulation::{ContinueRequest, ScenarioView, SimDevice, Simulation, SimulationCleanUp, SimulationRequest};
 
 use super::{decode, seg, ApiClient, ApiError};
 
@@ -39,6 +39,12 @@ impl ApiClient {
     /// `DELETE /simulations/{id}`.
     pub async fn delete_simulation(&self, id: &str) -> Result<(), ApiError> {
         self.send_unit("DELETE", &format!("/simulations/{}", seg(id)), &[], None).await
+    }
+
+    /// `POST /simulations/{id}/cleanUp`: removes what a finished run left (records, hub identities, its TPM
+    /// devices' enrollments), then forgets it; what was removed.
+    pub async fn clean_up_simulation(&self, id: &str) -> Result<SimulationCleanUp, ApiError> {
+        self.send_json("POST", &format!("/simulations/{}/cleanUp", seg(id)), &serde_json::json!({})).await
     }
 
     /// `POST /scenarios`: keeps a scenario file of the trainer's own (TOML text); its view.

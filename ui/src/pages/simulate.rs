@@ -23,11 +23,13 @@ use crate::components::status::{EmptyState, ErrorPanel, MaybeError};
 struct Selection {
     run: RwSignal<Option<String>>,
     device: RwSignal<Option<String>>,
+    /// What the last clean-up removed (the run it cleaned is gone from the tabs).
+    notice: RwSignal<Option<String>>,
 }
 
 #[component]
 pub fn Simulate() -> impl IntoView {
-    let selection = Selection { run: RwSignal::new(None), device: RwSignal::new(None) };
+    let selection = Selection { run: RwSignal::new(None), device: RwSignal::new(None), notice: RwSignal::new(None) };
     let runs = load(|c| async move { c.simulations().await });
     refetch_every(runs, Duration::from_millis(1500));
     // The newest run is shown until the trainer picks another.
@@ -44,7 +46,8 @@ pub fn Simulate() -> impl IntoView {
             <PageHeader page=Page::Simulate />
             <p class="muted">"Simulated devices are real device clients: they connect to this service's own listeners over HTTPS, MQTT or "
                 "AMQP, exactly as a device on the network would. Open a device to see its flow step by step."</p>
-            <StartForm selection=selection on_started=Callback::new(move |()| runs.refetch()) />
+            <StartForm selection=selection on_started=Callback::new(move |()| { selection.notice.set(None); runs.refetch(); }) />
+            {move || selection.notice.get().map(|n| view! { <p class="note" data-testid="sim-notice">{n}</p> })}
             <Loaded data=runs what="simulations" let:list>
                 <RunTabs list=list selection=selection />
             </Loaded>
@@ -253,10 +256,30 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
             }
         });
     };
+    let error = RwSignal::new(None::<ApiError>);
+    let clean_id = run.id.clone();
+    let clean_up = move |_| {
+        let (c, id) = (client.get_untracked(), clean_id.clone());
+        spawn_local(async move {
+            match c.clean_up_simulation(&id).await {
+                Ok(done) => {
+                    selection.notice.set(Some(model::clean_up_summary(&id, &done)));
+                    selection.device.set(None);
+                    selection.run.set(None);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let ended = run.devices.iter().all(|d| d.state.is_final());
     view! {
         <div class="panel-head">
             <h3>{format!("{} — {} device(s), {}, {}", id, run.devices.len(), run.request.transport.label(), run.target)}</h3>
-            <button type="button" class="btn small" data-testid="sim-forget" on:click=forget>"Forget run"</button>
+            <button type="button" class="btn small" data-testid="sim-forget" title="Forget the run's view; what it made in the service stays"
+                on:click=forget>"Forget run"</button>
+            <button type="button" class="btn small danger" data-testid="sim-clean-up" disabled=!ended
+                title="Remove what the run left: its registration records, its devices' identities in their hubs, the enrollments made for its TPM devices; then forget it"
+                on:click=clean_up>"Clean up"</button>
             {paused.then(|| view! {
                 <span class="row">
                     <button type="button" class="btn small" data-testid="sim-continue-all" on:click=move |_| resume_all(false)>"Next step (all)"</button>
@@ -264,6 +287,7 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
                 </span>
             })}
         </div>
+        {move || error.get().map(|e| view! { <ErrorPanel error=e /> })}
         <table class="table compact" data-testid="sim-devices">
             <thead><tr><th>"Registration id"</th><th>"State"</th><th>"Hub"</th><th>"Code"</th><th class="num">"ms"</th></tr></thead>
             <tbody>
@@ -407,16 +431,19 @@ fn SequenceDiagram(device: SimDevice) -> impl IntoView {
 fn Scenarios() -> impl IntoView {
     let list = load(|c| async move { c.scenarios().await });
     refetch_every(list, Duration::from_millis(1000));
+    // Made once, here: the cards are made again at each refetch, and a card's action that ends after that still
+    // calls this (a callback made inside the list would be gone by then).
+    let changed = Callback::new(move |()| list.refetch());
     view! {
         <div class="card" data-testid="scenarios">
             <h3>"Scenarios"</h3>
             <p class="muted">"Ready-made demos: each sets up the hubs, groups, enrollments and certificates it needs, runs devices "
                 "through them and checks where they went. Reset removes everything it made. Write your own as a TOML file "
                 "(README: Teaching with DPS Console) and add it here, or run it with " <code>"dps simulate scenario FILE"</code> "."</p>
-            <OwnScenarioButton on_added=Callback::new(move |()| list.refetch()) />
+            <OwnScenarioButton on_added=changed />
             <Loaded data=list what="scenarios" let:all>
                 <div class="scenario-list">
-                    {all.into_iter().map(|s| view! { <ScenarioCard scenario=s on_change=Callback::new(move |()| list.refetch()) /> }).collect_view()}
+                    {all.into_iter().map(|s| view! { <ScenarioCard scenario=s on_change=changed /> }).collect_view()}
                 </div>
             </Loaded>
         </div>

@@ -1,13 +1,13 @@
 //! `dps simulate devices` (#16 item 7): the Simulate page's devices from a terminal. The service starts them
 //! (`POST /simulations`: real clients through its own listeners, as the console's are), the CLI follows the run
 //! with a progress bar and prints a summary — devices per state and per hub, and each device that did not get a
-//! hub with its DPS code and message. Exit status 1 when a run without a fault left devices without a hub.
+//! hub with its DPS code and message; `--clean-up` then removes what the run left. Exit status 1 when a run without a fault left devices without a hub.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use dps_proto::simulation::{Fault, SimCa, SimState, SimTransport, Simulation, SimulationRequest};
+use dps_proto::simulation::{Fault, SimCa, SimState, SimTransport, Simulation, SimulationCleanUp, SimulationRequest};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -57,6 +57,10 @@ pub struct DevicesArgs {
     /// X.509: your own CA's private key (PEM), used for the run only.
     #[arg(long, requires = "ca_certificate")]
     ca_key: Option<PathBuf>,
+    /// Afterwards, remove what the run left: its registration records, its devices' identities in their hubs and
+    /// the enrollments made for its TPM devices (default: keep them, to look at in the console).
+    #[arg(long)]
+    clean_up: bool,
 }
 
 /// A wire name (`mqttWs`, `wrongKey`) read as the wire type.
@@ -112,6 +116,10 @@ pub async fn run(a: &DevicesArgs, target: &Target, out: Output) -> Result<()> {
     };
     bar.finish_and_clear();
     summary(&run, out);
+    if a.clean_up {
+        let done: SimulationCleanUp = client.call(Method::POST, &format!("{path}/cleanUp"), Some(&serde_json::json!({})), &[]).await?;
+        eprintln!("{}", dps_console_model::simulation::clean_up_summary(&run.id, &done));
+    }
     let unplaced = run.devices.iter().filter(|d| d.state != SimState::Assigned).count();
     if a.fault == Fault::None && unplaced > 0 {
         bail!("{unplaced} of {} device(s) got no hub", run.devices.len());

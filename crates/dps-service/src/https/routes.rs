@@ -11,7 +11,7 @@ use super::router::Doc::{Azure, Extension};
 use super::router::{Answer, Row};
 use super::service::{
     certificates, console, credential_policies, demo_webhook, diagnostics, enrollments, keys, limits, linked_hubs, logs, policies,
-    registrations, scenarios, simulations,
+    registrations, scenarios, simulation_cleanup, simulations,
 };
 use super::{device, service, HttpResponse};
 use dps_core::DpsError;
@@ -124,6 +124,8 @@ pub static ROUTES: &[Row] = &[
         |a, _, p| Box::pin(scenarios::reset(a, p.get("name")))),
     Row::new(GET, "/simulations/{id}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(simulations::get(a, p.get("id")))),
     Row::new(DELETE, "/simulations/{id}", Right(EnrollmentWrite), Extension, |a, _, p| Box::pin(simulations::delete(a, p.get("id")))),
+    Row::new(POST, "/simulations/{id}/cleanUp", Right(EnrollmentWrite), Extension,
+        |a, _, p| Box::pin(simulation_cleanup::clean_up(a, p.get("id")))),
     Row::new(POST, "/simulations/{id}/continue", Right(EnrollmentWrite), Extension,
         |a, r, p| Box::pin(simulations::resume(a, r, p.get("id"), None))),
     Row::new(GET, "/simulations/{id}/devices/{registrationId}", Right(EnrollmentRead), Extension,

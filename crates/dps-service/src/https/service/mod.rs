@@ -15,6 +15,7 @@ pub mod logs;
 pub mod policies;
 pub mod registrations;
 pub mod scenarios;
+pub mod simulation_cleanup;
 pub mod simulations;
 
 use dps_core::model::{Page, PageRequest, Precondition, Right};

@@ -45,6 +45,9 @@ const WEBHOOK_TIMEOUT_GROUP: &str = "simulated-devices-webhook-timeout";
 const WEBHOOK_API_VERSION: &str = "2021-10-01";
 /// The X.509 devices' group: each X.509 run makes a CA and makes it this group's signing certificate.
 pub const X509_GROUP: &str = "simulated-x509-devices";
+/// The initial-twin tag of the enrollments a simulation makes (its TPM devices'), naming the run: what a run's
+/// clean-up may delete, and what a later run may replace.
+pub const SIMULATION_TAG: &str = "dpsConsoleSimulation";
 /// The credential policy of devices that request a certificate (`requestCertificate`): the local CA.
 pub const CREDENTIAL_POLICY: &str = "simulated-devices";
 
@@ -101,7 +104,7 @@ pub async fn resume(app: &App, req: &Request, id: &str, registration_id: Option<
     Ok(json_response(StatusCode::OK, &run.snapshot(true)))
 }
 
-fn not_found(id: &str) -> DpsError {
+pub(super) fn not_found(id: &str) -> DpsError {
     DpsError::new(dps_core::ErrorKind::NotFound, format!("there is no simulation '{}'", id.escape_debug()))
 }
 
@@ -340,24 +343,51 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
 /// an individual enrollment named by the device's id (disabled for `disabledEnrollment`; never for `unknownId`,
 /// so the device meets the challenge refused), then the device registers.
 fn plan_tpm(app: &App, r: &SimulationRequest, run: &str) -> (String, Vec<Planned>) {
-    let management = app.management.clone();
+    let (management, run_id) = (app.management.clone(), run.to_owned());
     let disabled = r.fault == Fault::DisabledEnrollment;
     let enroll: dps_sim::tpm::Enroll = std::sync::Arc::new(move |id: String, tpm: dps_proto::TpmAttestation| {
-        let management = management.clone();
-        Box::pin(async move {
-            let attestation = AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(tpm), x509: None, symmetric_key: None };
-            let mut e = Individual::new(id.clone(), attestation);
-            if disabled {
-                *e.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
-            }
-            let pre = dps_core::model::Precondition::None;
-            management.put(&id, e, pre, dps_core::api_version::Schema::Current).await.map(drop).map_err(|e| anyhow::anyhow!("{e}"))
-        })
+        let (management, run_id) = (management.clone(), run_id.clone());
+        Box::pin(async move { enroll_tpm(&management, (&run_id, &id), tpm, disabled).await.map_err(|e| anyhow::anyhow!("{e}")) })
     });
     let enroll = (r.fault != Fault::UnknownId).then_some(enroll);
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
     let devices = (1..=r.count).map(|n| Planned::new(format!("{prefix}{n}"), Credential::Tpm { enroll: enroll.clone() })).collect();
     ("an individual enrollment each (TPM)".to_owned(), devices)
+}
+
+/// Enrolls a simulated TPM device's endorsement key as the individual enrollment `id`, tagged with the run
+/// ([`SIMULATION_TAG`] in its initial twin). An enrollment of that id that no simulation made is left as it is
+/// and the device refused: a simulation never replaces the trainer's own enrollments.
+async fn enroll_tpm(
+    management: &dps_core::management::Management,
+    (run, id): (&str, &str),
+    tpm: dps_proto::TpmAttestation,
+    disabled: bool,
+) -> Result<(), DpsError> {
+    match management.get::<Individual>(id).await {
+        Ok(existing) if !made_by_simulation(&existing) => {
+            return Err(DpsError::new(
+                dps_core::ErrorKind::Conflict,
+                format!("an enrollment '{id}' that no simulation made exists: it is left as it is; choose another prefix"),
+            ))
+        }
+        Err(e) if e.status() != 404 => return Err(e),
+        _ => {}
+    }
+    let attestation = AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(tpm), x509: None, symmetric_key: None };
+    let mut e = Individual::new(id.to_owned(), attestation);
+    let tags = dps_proto::TwinCollection::from_iter([(SIMULATION_TAG.to_owned(), serde_json::Value::from(run))]);
+    *e.shared().initial_twin = Some(dps_proto::InitialTwin { tags: Some(tags), properties: None });
+    if disabled {
+        *e.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
+    }
+    let pre = dps_core::model::Precondition::None;
+    management.put(id, e, pre, dps_core::api_version::Schema::Current).await.map(drop)
+}
+
+/// Whether a simulation made the enrollment `e` (its initial twin carries [`SIMULATION_TAG`]).
+pub(crate) fn made_by_simulation(e: &Individual) -> bool {
+    e.initial_twin.as_ref().and_then(|t| t.tags.as_ref()).is_some_and(|tags| tags.contains_key(SIMULATION_TAG))
 }
 
 /// The `hubDown` group's key: the unreachable hub linked and the group naming it alone, made when missing.
