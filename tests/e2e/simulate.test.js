@@ -24,12 +24,13 @@ after(async () => {
 });
 
 /** Fill the start form and start; returns the new run's id (the selected run tab). */
-async function start(page, { attestation = 'symmetricKey', transport = 'https', count = '3', fault = 'none', step = false } = {}) {
+async function start(page, { attestation = 'symmetricKey', transport = 'https', count = '3', fault = 'none', faulty = '', step = false } = {}) {
   await goTo(page, 'simulate', 'Simulate');
   await tid(page, 'sim-attestation').selectOption(attestation);
   await tid(page, 'sim-transport').selectOption(transport);
   await tid(page, 'sim-count').fill(count);
   await tid(page, 'sim-fault').selectOption(fault);
+  if (fault !== 'none') await tid(page, 'sim-faulty').fill(faulty);
   if ((await tid(page, 'sim-step-through').isChecked()) !== step) await tid(page, 'sim-step-through').click();
   const before = await svc.call('GET', '/simulations');
   await tid(page, 'sim-start').click();
@@ -119,6 +120,21 @@ test('a wrong key shows the refusal, its DPS code and the cause in plain words',
     assert.equal(api.errorCode, 401002);
     await scrollTopTo(tid(page, 'sim-fault-hint'), 16);
     await screenshot(page, 'simulate-refused');
+  });
+});
+
+test('faulty devices: the first device gets the fault and shows it, the others provision in the same run', async () => {
+  await withEvidence('simulate-faulty', con, async () => {
+    const { page } = con;
+    const run = await start(page, { transport: 'amqp', count: '3', fault: 'wrongKey', faulty: '1' });
+    await waitForText(stateOf(page, `${run}-1`), 'refused', { what: 'the faulty device refused', timeout: 60000 });
+    for (const n of [2, 3]) await waitForText(stateOf(page, `${run}-${n}`), 'assigned', { what: `healthy device ${n}`, timeout: 60000 });
+    const row = (n) => page.locator(`[data-testid="sim-device"][data-id="${run}-${n}"] [data-testid="sim-device-fault"]`);
+    assert.equal(await row(1).count(), 1, 'the faulty device shows its fault');
+    assert.equal(await row(2).count(), 0, 'a healthy device shows none');
+    const api = await svc.call('GET', `/simulations/${run}`);
+    assert.deepEqual([api.request.faulty, api.counts], [1, { assigned: 2, refused: 1 }]);
+    assert.equal(api.devices[0].fault, 'wrongKey');
   });
 });
 

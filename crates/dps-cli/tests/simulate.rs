@@ -106,6 +106,11 @@ fn devices_start_in_the_service_and_the_summary_names_each_outcome() {
     assert!(o.status.success(), "a fault's refusals are the expected outcome: {}", String::from_utf8_lossy(&o.stderr));
     assert!(json(&o).as_array().into_iter().flatten().all(|r| r["errorCode"] == 401002), "{}", String::from_utf8_lossy(&o.stdout));
 
+    let o = s.dps(&["simulate", "devices", "--count", "3", "--fault", "wrongKey", "--faulty", "1", "--output", "json"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let states: Vec<Value> = json(&o).as_array().into_iter().flatten().map(|r| r["state"].clone()).collect();
+    assert_eq!(states, ["refused", "assigned", "assigned"], "the first device only is faulty");
+
     let o = s.dps(&["simulate", "devices", "--count", "1", "--group", "no-such-group"], None);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-group"), "{}", String::from_utf8_lossy(&o.stderr));

@@ -87,6 +87,13 @@ pub fn fault_of(name: &str) -> Fault {
     FAULTS.iter().find(|(_, n, _)| *n == name).map_or(Fault::None, |(f, _, _)| *f)
 }
 
+/// The "Faulty devices" field: empty is every device (`None`); anything else is a count, or 0 — which the
+/// service refuses with the range — when it is not a number.
+pub fn faulty_of(text: &str) -> Option<u32> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.parse().unwrap_or(0))
+}
+
 /// What a fault shows a class, in a sentence.
 pub fn fault_hint(f: Fault) -> &'static str {
     match f {
@@ -340,6 +347,11 @@ mod tests {
     }
 
     #[test]
+    fn the_faulty_field_is_all_devices_when_empty() {
+        assert_eq!((faulty_of(""), faulty_of(" 3 "), faulty_of("three")), (None, Some(3), Some(0)));
+    }
+
+    #[test]
     fn a_clean_up_is_summed_up_in_a_sentence_with_what_was_not_removed() {
         let done = SimulationCleanUp { registrations: 3, identities: 1, enrollments: 0, problems: vec![] };
         assert_eq!(clean_up_summary("sim-2", &done), "sim-2 cleaned up: 3 registration records, 1 hub identity and 0 enrollments removed.");
@@ -363,6 +375,7 @@ mod tests {
         SimDevice {
             registration_id: "dev-1".into(),
             state,
+            fault: None,
             paused_before: None,
             assigned_hub: Some("hub-a".into()),
             device_id: Some("dev-1".into()),

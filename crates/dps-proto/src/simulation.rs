@@ -198,6 +198,10 @@ pub struct SimulationRequest {
     pub prefix: Option<String>,
     #[serde(default)]
     pub fault: Fault,
+    /// How many devices get the fault — the first ones; the others are healthy, so one run shows both. Absent:
+    /// every device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faulty: Option<u32>,
     /// Pause every device before each step until the trainer continues it.
     #[serde(default)]
     pub step_through: bool,
@@ -208,6 +212,18 @@ pub struct SimulationRequest {
     /// X.509 devices: the CA that issues their certificates (default: a root made for the run).
     #[serde(default, skip_serializing_if = "SimCa::is_run")]
     pub x509_ca: SimCa,
+}
+
+impl SimulationRequest {
+    /// The fault of the `n`th device (from 1): the run's fault for the first [`Self::faulty`] devices (all when
+    /// absent), none for the others.
+    pub fn fault_of(&self, n: u32) -> Fault {
+        if self.faulty.is_none_or(|k| n <= k) {
+            self.fault
+        } else {
+            Fault::None
+        }
+    }
 }
 
 /// The CA that issues simulated X.509 devices' certificates; the group `simulated-x509-devices` trusts its root.
@@ -273,6 +289,9 @@ impl SimState {
 pub struct SimDevice {
     pub registration_id: String,
     pub state: SimState,
+    /// The fault this device was given (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
     /// The step it waits before (step-through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_before: Option<FlowKind>,

@@ -142,6 +142,9 @@ async fn bad_requests_are_refused_with_dps_codes() {
         (json!({ "count": 1, "group": "no-such-group" }), 404, 404202),
         (json!({ "count": 1, "enrollment": "no-such-enrollment" }), 404, 404202),
         (json!({ "count": 1, "transport": "carrier-pigeon" }), 400, 400001),
+        (json!({ "count": 2, "faulty": 1 }), 400, 400004),
+        (json!({ "count": 2, "fault": "wrongKey", "faulty": 0 }), 400, 400004),
+        (json!({ "count": 2, "fault": "wrongKey", "faulty": 3 }), 400, 400004),
     ] {
         let a = s.service(Method::POST, "/simulations", Some(body.clone())).await;
         TestService::assert_error(&a, status, code);
@@ -596,4 +599,38 @@ async fn a_run_still_going_is_not_cleaned_up_and_the_trainers_own_enrollments_ar
     let after = s.service(Method::GET, "/enrollments/press-1", None).await;
     assert_eq!(after.status, 200, "the trainer's enrollment stays: {}", after.body);
     assert_eq!((&after.body["etag"], &after.body["attestation"]["type"]), (&before.body["etag"], &json!("symmetricKey")), "unchanged");
+}
+
+/// `faulty`: the fault goes to the first devices only and the others provision — a group fault puts the two kinds
+/// in two groups, X.509 and TPM faults are per device — and each device says which fault it was given.
+#[tokio::test]
+async fn faulty_gives_the_fault_to_the_first_devices_only() {
+    let s = TestService::start().await;
+    for request in [
+        json!({ "count": 3, "fault": "wrongKey", "faulty": 1, "transport": "mqtt", "prefix": "part-k-" }),
+        json!({ "count": 3, "fault": "disabledGroup", "faulty": 2, "transport": "amqp", "prefix": "part-g-" }),
+        json!({ "count": 3, "attestation": "x509", "fault": "untrustedCa", "faulty": 1, "transport": "https", "prefix": "part-x-" }),
+        json!({ "count": 2, "attestation": "tpm", "fault": "unknownId", "faulty": 1, "transport": "https", "prefix": "part-t-" }),
+    ] {
+        let r = run(&s, request.clone()).await;
+        let faulty = request["faulty"].as_u64().unwrap_or_default();
+        let devices = r["devices"].as_array().expect("devices");
+        assert_eq!(devices.len() as u64, request["count"].as_u64().unwrap_or_default(), "{r}");
+        for (n, d) in (1..).zip(devices) {
+            if n <= faulty {
+                assert_eq!((&d["fault"], d["state"] != "assigned"), (&request["fault"], true), "{request}: device {n} is faulty: {d}");
+            } else {
+                assert_eq!((&d["fault"], &d["state"]), (&Value::Null, &json!("assigned")), "{request}: device {n} is healthy: {d}");
+            }
+        }
+        if request["fault"] != "disabledGroup" {
+            assert_eq!(devices[0]["errorCode"], 401002, "{request}: {r}");
+        }
+    }
+    let r = run(&s, json!({ "count": 2, "fault": "disabledGroup", "faulty": 1, "prefix": "part-n-" })).await;
+    let target = r["target"].as_str().unwrap_or_default();
+    assert!(
+        target.contains("simulated-devices-disabled (the faulty devices) and group simulated-devices (the healthy devices)"),
+        "{target}"
+    );
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use dps_device::flow::{Flow, Observer};
-use dps_proto::simulation::{FlowKind, FlowStep, SimDevice, SimState, Simulation, SimulationRequest};
+use dps_proto::simulation::{Fault, FlowKind, FlowStep, SimDevice, SimState, Simulation, SimulationRequest};
 use dps_proto::RegistrationStatus;
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::{watch, Semaphore};
@@ -82,10 +82,12 @@ pub struct Watched {
 }
 
 impl Watched {
-    pub(crate) fn new(registration_id: String, step_through: bool) -> Self {
+    /// A device not started yet; `fault`: what it was given to break (shown with it).
+    pub(crate) fn new(registration_id: String, step_through: bool, fault: Fault) -> Self {
         let view = SimDevice {
             registration_id: registration_id.clone(),
             state: SimState::Waiting,
+            fault: (fault != Fault::None).then_some(fault),
             paused_before: None,
             assigned_hub: None,
             device_id: None,
@@ -249,8 +251,10 @@ impl Simulations {
         now: DateTime<Utc>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Run>, &'static str> {
-        let watched: Vec<Arc<Watched>> =
-            devices.iter().map(|p| Arc::new(Watched::new(p.registration_id.clone(), request.step_through))).collect();
+        let watched: Vec<Arc<Watched>> = (1..)
+            .zip(&devices)
+            .map(|(n, p)| Arc::new(Watched::new(p.registration_id.clone(), request.step_through, request.fault_of(n))))
+            .collect();
         let run = Arc::new(Run { id, started: now, request, target: target_name, devices: watched });
         self.keep(Arc::clone(&run))?;
         tokio::spawn(drive(Arc::clone(&run), devices, target, shutdown));
@@ -317,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stepped_device_waits_at_each_gate_until_continued() {
-        let d = Arc::new(Watched::new("d1".into(), true));
+        let d = Arc::new(Watched::new("d1".into(), true, Fault::None));
         let gate = tokio::spawn({
             let d = Arc::clone(&d);
             async move { d.gate(FlowKind::Register).await }
@@ -335,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_long_flow_keeps_its_first_and_last_steps() {
-        let d = Watched::new("d1".into(), false);
+        let d = Watched::new("d1".into(), false, Fault::None);
         d.record(step(FlowKind::Connect));
         for _ in 0..MAX_STEPS + 50 {
             d.record(step(FlowKind::Poll));
@@ -348,7 +352,7 @@ mod tests {
 
     #[test]
     fn an_outcome_sets_the_final_state() {
-        let d = Watched::new("d1".into(), false);
+        let d = Watched::new("d1".into(), false, Fault::None);
         let refused = Outcome {
             registration_id: "d1".into(),
             transport: "https".into(),

@@ -150,7 +150,7 @@ impl Runner<'_> {
             _ => 0,
         };
         (self.on_event)(Event::Step { index, step, devices });
-        let sample = Arc::new(Watched::new(String::new(), false));
+        let sample = Arc::new(Watched::new(String::new(), false, dps_proto::simulation::Fault::None));
         let (action, outcomes) = match &step.action {
             Action::Register(d) => (
                 format!("register {devices} device(s) over {}", d.transport.label()),

@@ -69,6 +69,8 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
         RwSignal::new(false),
     );
     let certificate = RwSignal::new(false);
+    // How many devices get the fault (empty: all).
+    let faulty = RwSignal::new(String::new());
     // Devices of a group (`group`) or one individual enrollment (`enrollment`); made when missing if `create`.
     let (uses, create) = (RwSignal::new("group".to_owned()), RwSignal::new(false));
     let (ca_kind, ca_certificate, ca_key) = (RwSignal::new("run".to_owned()), RwSignal::new(String::new()), RwSignal::new(String::new()));
@@ -87,6 +89,7 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
             create: create.get_untracked() && named().is_some(),
             prefix: None,
             fault: model::fault_of(&fault.get_untracked()),
+            faulty: model::faulty_of(&faulty.get_untracked()).filter(|_| fault.get_untracked() != "none"),
             step_through: stepped.get_untracked(),
             request_certificate: certificate.get_untracked() && attestation.get_untracked() != "tpm",
             x509_ca: if attestation.get_untracked() == "x509" {
@@ -150,6 +153,12 @@ fn StartForm(selection: Selection, on_started: Callback<()>) -> impl IntoView {
                         {move || model::faults_for(&attestation.get()).into_iter().map(|(_, v, l)| view! { <option value=v>{l}</option> }).collect_view()}
                     </select>
                 </label>
+                <Show when=move || fault.get() != "none">
+                    <label class="field" title="The first devices get the fault, the others are healthy: one run shows both"><span>"Faulty devices"</span>
+                        <input type="number" min="1" data-testid="sim-faulty" placeholder="all" prop:value=move || faulty.get()
+                            on:input=move |ev| faulty.set(event_target_value(&ev)) />
+                    </label>
+                </Show>
                 <label class="check"><input type="checkbox" data-testid="sim-step-through" prop:checked=move || stepped.get()
                     on:change=move |ev| stepped.set(event_target_checked(&ev)) /> " Step through"</label>
                 <label class="check" title="Each device sends a CSR and receives a certificate from the policy simulated-devices (the local CA); X.509 devices then register again with it">
@@ -305,7 +314,8 @@ fn DeviceRow(device: SimDevice, selection: Selection) -> impl IntoView {
     view! {
         <tr data-testid="sim-device" data-id=rid.clone() class:selected=move || selection.device.get().as_deref() == Some(rid.as_str())>
             <td><button type="button" class="btn link" data-testid="sim-device-open" on:click=move |_| selection.device.set(Some(rid_click.clone()))>
-                <code>{device.registration_id.clone()}</code></button></td>
+                <code>{device.registration_id.clone()}</code></button>
+                {device.fault.map(|f| view! { <span class="chip" data-testid="sim-device-fault" title="The fault this device was given">{model::fault_label(f)}</span> })}</td>
             <td><span class=format!("badge {class}") data-testid="sim-device-state">{label}</span><span class="muted small">{paused}</span></td>
             <td>{device.assigned_hub.clone().unwrap_or_else(|| "—".into())}</td>
             <td>{device.error_code.map(|c| c.to_string()).unwrap_or_default()}</td>

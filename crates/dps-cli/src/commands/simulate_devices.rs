@@ -1,7 +1,8 @@
 //! `dps simulate devices` (#16 item 7): the Simulate page's devices from a terminal. The service starts them
 //! (`POST /simulations`: real clients through its own listeners, as the console's are), the CLI follows the run
 //! with a progress bar and prints a summary — devices per state and per hub, and each device that did not get a
-//! hub with its DPS code and message; `--clean-up` then removes what the run left. Exit status 1 when a run without a fault left devices without a hub.
+//! hub with its DPS code and message; `--clean-up` then removes what the run left. Exit status 1 when a device
+//! given no fault got no hub.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub struct DevicesArgs {
     /// disabledEnrollment.
     #[arg(long, default_value = "none", value_parser = wire::<Fault>)]
     fault: Fault,
+    /// Give the fault to the first K devices only; the others are healthy (default: every device).
+    #[arg(long, value_name = "K", requires = "fault")]
+    faulty: Option<u32>,
     /// Each device sends a CSR and receives a certificate (the credential policy simulated-devices).
     #[arg(long)]
     request_certificate: bool,
@@ -86,6 +90,7 @@ impl DevicesArgs {
             create: self.create,
             prefix: self.prefix.clone(),
             fault: self.fault,
+            faulty: self.faulty,
             step_through: false,
             request_certificate: self.request_certificate,
             x509_ca,
@@ -120,9 +125,9 @@ pub async fn run(a: &DevicesArgs, target: &Target, out: Output) -> Result<()> {
         let done: SimulationCleanUp = client.call(Method::POST, &format!("{path}/cleanUp"), Some(&serde_json::json!({})), &[]).await?;
         eprintln!("{}", dps_console_model::simulation::clean_up_summary(&run.id, &done));
     }
-    let unplaced = run.devices.iter().filter(|d| d.state != SimState::Assigned).count();
-    if a.fault == Fault::None && unplaced > 0 {
-        bail!("{unplaced} of {} device(s) got no hub", run.devices.len());
+    let unplaced = run.devices.iter().filter(|d| d.fault.is_none() && d.state != SimState::Assigned).count();
+    if unplaced > 0 {
+        bail!("{unplaced} device(s) without a fault got no hub");
     }
     Ok(())
 }
@@ -145,6 +150,7 @@ fn summary(run: &Simulation, out: Output) {
             serde_json::json!({
                 "registrationId": d.registration_id,
                 "state": d.state,
+                "fault": d.fault,
                 "assignedHub": d.assigned_hub,
                 "errorCode": d.error_code,
                 "message": d.message,
@@ -155,6 +161,13 @@ fn summary(run: &Simulation, out: Output) {
     print(
         out,
         &rows,
-        &[("DEVICE", "/registrationId"), ("STATE", "/state"), ("HUB", "/assignedHub"), ("CODE", "/errorCode"), ("MESSAGE", "/message")],
+        &[
+            ("DEVICE", "/registrationId"),
+            ("STATE", "/state"),
+            ("FAULT", "/fault"),
+            ("HUB", "/assignedHub"),
+            ("CODE", "/errorCode"),
+            ("MESSAGE", "/message"),
+        ],
     );
 }

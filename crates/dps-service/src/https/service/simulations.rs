@@ -8,7 +8,8 @@
 //! minute ago), `disabledGroup` (the disabled group `simulated-devices-disabled`), `hubDown` (the group
 //! `simulated-devices-hub-down`, whose only hub is a linked hub nobody answers for: the devices poll while the
 //! engine retries it on its hub schedule, then fail with 503001). The groups named here are made when missing,
-//! as symmetric-key groups with the service's defaults.
+//! as symmetric-key groups with the service's defaults. `faulty: k` gives the fault to the first k devices only:
+//! the others are healthy (their own group, their own CA, an enabled enrollment), so one run shows both.
 
 use base64::Engine;
 use dps_core::DpsError;
@@ -140,6 +141,13 @@ fn check(app: &App, r: &SimulationRequest) -> Result<(), DpsError> {
     if r.count == 0 || r.count > MAX_DEVICES {
         return Err(DpsError::invalid(format!("count must be 1 to {MAX_DEVICES}, not {}", r.count)));
     }
+    match r.faulty {
+        Some(_) if r.fault == Fault::None => return Err(DpsError::invalid("faulty counts the devices given the fault: name a fault")),
+        Some(k) if k == 0 || k > r.count => {
+            return Err(DpsError::invalid(format!("faulty must be 1 to count ({}), not {k}", r.count)));
+        }
+        _ => {}
+    }
     if r.enrollment.is_some() && (r.count != 1 || r.group.is_some()) {
         return Err(DpsError::invalid("an individual enrollment is one device: count 1 and no group"));
     }
@@ -211,40 +219,61 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
             true => primary_key(&made::<Individual>(app, e, false).await?)?,
             false => primary_key(&app.management.get::<Individual>(e).await?)?,
         };
-        let id = if r.fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
-        return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, r.fault)?]));
+        let fault = r.fault_of(1);
+        let id = if fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
+        return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, fault)?]));
     }
-    let group = match (r.fault, &r.group) {
-        (Fault::DisabledGroup, _) => group_key(app, DISABLED_GROUP).await?,
-        (Fault::HubDown, _) => hub_down_key(app).await?,
-        (Fault::WebhookError, _) => webhook_group_key(app, WEBHOOK_ERROR_GROUP, "error").await?,
-        (Fault::WebhookTimeout, _) => webhook_group_key(app, WEBHOOK_TIMEOUT_GROUP, "slow").await?,
-        (_, Some(g)) if r.create => group_key(app, g).await?,
-        (_, Some(g)) => primary_key(&app.management.get::<Group>(g).await?)?,
-        (_, None) => group_key(app, DEFAULT_GROUP).await?,
-    };
-    if r.request_certificate && r.group.is_none() && r.fault != Fault::DisabledGroup {
-        with_credential_policy(app, DEFAULT_GROUP).await?;
-    }
-    let signing = match r.fault {
-        Fault::OtherGroupKey => group_key(app, OTHER_GROUP).await?,
-        _ => group.clone(),
-    };
+    // The groups the devices attest in: one for the faulty devices, one for the healthy ones (when `faulty`).
+    let mut groups: Vec<(Fault, &str, String)> = Vec::new();
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
     let mut devices = Vec::new();
     for n in 1..=r.count {
-        let id = if r.fault == Fault::UnknownId { format!("{prefix}unknown-{n}") } else { format!("{prefix}{n}") };
-        let key = dps_crypto::derive_device_key(&signing, &id).map_err(|e| DpsError::internal(e.to_string()))?;
-        devices.push(planned(scope, id, &key, r.fault)?);
+        let fault = r.fault_of(n);
+        if !groups.iter().any(|(f, _, _)| *f == fault) {
+            let (name, signing) = group_for(app, r, fault).await?;
+            groups.push((fault, name, signing));
+        }
+        let signing = groups.iter().find(|(f, _, _)| *f == fault).map(|(_, _, k)| k.as_str()).unwrap_or_default();
+        let id = if fault == Fault::UnknownId { format!("{prefix}unknown-{n}") } else { format!("{prefix}{n}") };
+        let key = dps_crypto::derive_device_key(signing, &id).map_err(|e| DpsError::internal(e.to_string()))?;
+        devices.push(planned(scope, id, &key, fault)?);
     }
-    let name = match r.fault {
-        Fault::DisabledGroup => DISABLED_GROUP,
-        Fault::HubDown => HUB_DOWN_GROUP,
-        Fault::WebhookError => WEBHOOK_ERROR_GROUP,
-        Fault::WebhookTimeout => WEBHOOK_TIMEOUT_GROUP,
-        _ => r.group.as_deref().unwrap_or(DEFAULT_GROUP),
+    if r.request_certificate && groups.iter().any(|(_, name, _)| *name == DEFAULT_GROUP) {
+        with_credential_policy(app, DEFAULT_GROUP).await?;
+    }
+    Ok((format!("{}{}", target_groups(&groups), waits(app, r.fault)), devices))
+}
+
+/// The group devices with `fault` attest in, and the key they derive theirs from (for `otherGroupKey`, another
+/// group's, so they land there).
+async fn group_for<'a>(app: &App, r: &'a SimulationRequest, fault: Fault) -> Result<(&'a str, String), DpsError> {
+    let (name, key) = match (fault, &r.group) {
+        (Fault::DisabledGroup, _) => (DISABLED_GROUP, group_key(app, DISABLED_GROUP).await?),
+        (Fault::HubDown, _) => (HUB_DOWN_GROUP, hub_down_key(app).await?),
+        (Fault::WebhookError, _) => (WEBHOOK_ERROR_GROUP, webhook_group_key(app, WEBHOOK_ERROR_GROUP, "error").await?),
+        (Fault::WebhookTimeout, _) => (WEBHOOK_TIMEOUT_GROUP, webhook_group_key(app, WEBHOOK_TIMEOUT_GROUP, "slow").await?),
+        (_, Some(g)) if r.create => (g.as_str(), group_key(app, g).await?),
+        (_, Some(g)) => (g.as_str(), primary_key(&app.management.get::<Group>(g).await?)?),
+        (_, None) => (DEFAULT_GROUP, group_key(app, DEFAULT_GROUP).await?),
     };
-    Ok((format!("group {name}{}", waits(app, r.fault)), devices))
+    match fault {
+        Fault::OtherGroupKey => Ok((name, group_key(app, OTHER_GROUP).await?)),
+        _ => Ok((name, key)),
+    }
+}
+
+/// The groups a run's devices attest in: `group NAME`, or when the faulty and the healthy devices attest in
+/// different groups, both, each saying which devices it has.
+fn target_groups(groups: &[(Fault, &str, String)]) -> String {
+    let first = groups.first().map(|(_, name, _)| *name).unwrap_or_default();
+    if groups.iter().all(|(_, name, _)| *name == first) {
+        return format!("group {first}");
+    }
+    let named = |(fault, name, _): &(Fault, &str, String)| match fault {
+        Fault::None => format!("group {name} (the healthy devices)"),
+        _ => format!("group {name} (the faulty devices)"),
+    };
+    groups.iter().map(named).collect::<Vec<_>>().join(" and ")
 }
 
 /// What a fault's devices wait for, when the service's schedule makes it long (the webhook time-out's retries).
@@ -323,16 +352,17 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
         group.credential_policy_name = Some(CREDENTIAL_POLICY.to_owned());
     }
     app.management.put(X509_GROUP, group, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
-    let issuer = match r.fault {
-        Fault::UntrustedCa => SimCa::new("an untrusted CA").map_err(internal)?,
-        _ => ca,
+    let untrusted = match r.fault {
+        Fault::UntrustedCa => Some(SimCa::new("an untrusted CA").map_err(internal)?),
+        _ => None,
     };
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
     let mut devices = Vec::new();
     for n in 1..=r.count {
-        let id = format!("{prefix}{n}");
-        let cn = if r.fault == Fault::CnMismatch { format!("{id}-other") } else { id.clone() };
-        let leaf = issuer.leaf(&cn, r.fault == Fault::ExpiredCertificate).map_err(internal)?;
+        let (id, fault) = (format!("{prefix}{n}"), r.fault_of(n));
+        let issuer = untrusted.as_ref().filter(|_| fault == Fault::UntrustedCa).unwrap_or(&ca);
+        let cn = if fault == Fault::CnMismatch { format!("{id}-other") } else { id.clone() };
+        let leaf = issuer.leaf(&cn, fault == Fault::ExpiredCertificate).map_err(internal)?;
         let credential = Credential::X509 { chain: leaf.chain, key: leaf.key };
         devices.push(Planned::new(id, credential));
     }
@@ -343,15 +373,25 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
 /// an individual enrollment named by the device's id (disabled for `disabledEnrollment`; never for `unknownId`,
 /// so the device meets the challenge refused), then the device registers.
 fn plan_tpm(app: &App, r: &SimulationRequest, run: &str) -> (String, Vec<Planned>) {
-    let (management, run_id) = (app.management.clone(), run.to_owned());
-    let disabled = r.fault == Fault::DisabledEnrollment;
-    let enroll: dps_sim::tpm::Enroll = std::sync::Arc::new(move |id: String, tpm: dps_proto::TpmAttestation| {
-        let (management, run_id) = (management.clone(), run_id.clone());
-        Box::pin(async move { enroll_tpm(&management, (&run_id, &id), tpm, disabled).await.map_err(|e| anyhow::anyhow!("{e}")) })
-    });
-    let enroll = (r.fault != Fault::UnknownId).then_some(enroll);
+    let enroll = |disabled: bool| -> dps_sim::tpm::Enroll {
+        let (management, run_id) = (app.management.clone(), run.to_owned());
+        std::sync::Arc::new(move |id: String, tpm: dps_proto::TpmAttestation| {
+            let (management, run_id) = (management.clone(), run_id.clone());
+            Box::pin(async move { enroll_tpm(&management, (&run_id, &id), tpm, disabled).await.map_err(|e| anyhow::anyhow!("{e}")) })
+        })
+    };
+    let (enabled, disabled) = (enroll(false), enroll(true));
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
-    let devices = (1..=r.count).map(|n| Planned::new(format!("{prefix}{n}"), Credential::Tpm { enroll: enroll.clone() })).collect();
+    let devices = (1..=r.count)
+        .map(|n| {
+            let enroll = match r.fault_of(n) {
+                Fault::UnknownId => None,
+                Fault::DisabledEnrollment => Some(disabled.clone()),
+                _ => Some(enabled.clone()),
+            };
+            Planned::new(format!("{prefix}{n}"), Credential::Tpm { enroll })
+        })
+        .collect();
     ("an individual enrollment each (TPM)".to_owned(), devices)
 }
 
