@@ -135,6 +135,11 @@ test('faulty devices: the first device gets the fault and shows it, the others p
     const api = await svc.call('GET', `/simulations/${run}`);
     assert.deepEqual([api.request.faulty, api.counts], [1, { assigned: 2, refused: 1 }]);
     assert.equal(api.devices[0].fault, 'wrongKey');
+    const [download] = await Promise.all([page.waitForEvent('download'), tid(page, 'sim-run-transcript').click()]);
+    const md = fs.readFileSync(await download.path(), 'utf8');
+    assert.ok(md.startsWith(`# Simulation ${run}`) && md.includes('- Fault: Wrong key (the first device)'), `the run's transcript: ${md.slice(0, 400)}`);
+    assert.ok(md.includes(`| \`${run}-1\` | Wrong key | refused |`) && md.includes(`## Device \`${run}-3\``), `a row and a flow per device: ${md.slice(0, 1200)}`);
+    assert.ok(md.includes('- Fault given: Wrong key') && md.includes('```mermaid'), 'the faulty device\'s flow');
   });
 });
 

@@ -248,7 +248,7 @@ fn mermaid_line(out: &mut String, s: &FlowStep) {
 
 /// The Markdown transcript of one device's flow: heading, outcome, sequence diagram, steps with messages.
 pub fn transcript(run: &Simulation, d: &SimDevice) -> String {
-    let context = format!("Run: {} ({:?} over {}, {})", run.id, run.request.fault, run.request.transport.label(), run.target);
+    let context = format!("Run: {} (over {}, {})", run.id, run.request.transport.label(), run.target);
     device_section(d, &context, "##")
 }
 
@@ -257,6 +257,9 @@ fn device_section(d: &SimDevice, context: &str, level: &str) -> String {
     let mut out = format!("{level} Device `{}`\n\n", d.registration_id);
     let (state, _) = state_badge(d.state);
     let _ = writeln!(out, "- {context}");
+    if let Some(f) = d.fault {
+        let _ = writeln!(out, "- Fault given: {}", fault_label(f));
+    }
     let _ = writeln!(out, "- Outcome: **{state}** in {} ms", d.millis);
     if let (Some(hub), Some(id)) = (&d.assigned_hub, &d.device_id) {
         let _ = writeln!(out, "- Assigned to `{hub}` as device `{id}`");
@@ -303,14 +306,35 @@ pub fn scenario_transcript(s: &ScenarioView) -> String {
     out
 }
 
-/// The Markdown transcript of a run: what was asked, the counts, and each device given with its steps.
+/// Devices whose whole flow a run's transcript carries (each is one request to fetch); the others are rows of its
+/// table.
+pub const TRANSCRIPT_FLOWS: usize = 50;
+
+/// The Markdown transcript of a run: what was asked, the counts, a row per device (`run.devices`), then the flow of
+/// each device given (`devices`: the first [`TRANSCRIPT_FLOWS`], fetched with their steps).
 pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
     let mut out = format!("# Simulation {}\n\n", run.id);
     let _ = writeln!(out, "- Started: {}", run.started.to_rfc3339());
     let _ = writeln!(out, "- {} device(s) over {}, {}", run.request.count, run.request.transport.label(), run.target);
-    let _ = writeln!(out, "- Fault: {}", fault_label(run.request.fault));
+    let faulty = match run.request.faulty {
+        None => String::new(),
+        Some(1) => " (the first device)".to_owned(),
+        Some(k) => format!(" (the first {k} devices)"),
+    };
+    let _ = writeln!(out, "- Fault: {}{faulty}", fault_label(run.request.fault));
     let counts: Vec<String> = run.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(out, "- Outcome: {}\n", counts.join(", "));
+    out.push_str("| device | fault | outcome | hub | code | ms |\n|---|---|---|---|---|---|\n");
+    for d in &run.devices {
+        let fault = d.fault.map_or("—", fault_label);
+        let code = d.error_code.map(|c| c.to_string()).unwrap_or_default();
+        let hub = d.assigned_hub.as_deref().unwrap_or("—");
+        let _ = writeln!(out, "| `{}` | {fault} | {} | {hub} | {code} | {} |", d.registration_id, state_badge(d.state).0, d.millis);
+    }
+    if devices.len() < run.devices.len() {
+        let _ = writeln!(out, "\nThe flows of the first {} of {} devices follow.", devices.len(), run.devices.len());
+    }
+    out.push('\n');
     for d in devices {
         out.push_str(&transcript(run, d));
         out.push('\n');
@@ -410,9 +434,18 @@ mod tests {
     fn a_refused_device_says_why_in_plain_words() {
         let mut d = device(SimState::Refused, vec![]);
         (d.assigned_hub, d.device_id, d.error_code, d.message) = (None, None, Some(401002), Some("no enrollment accepts it".into()));
+        d.fault = Some(Fault::WrongKey);
         let why = cause(&d).expect("a cause");
         assert!(why.contains("401002"), "{why}");
-        assert!(run_transcript(&run(), &[d]).contains("- Why: "), "the run's transcript carries it");
+        let mut r = run();
+        r.devices = vec![d.clone(), device(SimState::Assigned, vec![])];
+        let md = run_transcript(&r, &[d]);
+        assert!(md.contains("| `dev-1` | Wrong key | refused | — | 401002 | 42 |"), "a row per device: {md}");
+        assert!(md.contains("The flows of the first 1 of 2 devices follow."), "{md}");
+        assert!(
+            md.contains("- Why: ") && md.contains("- Fault given: Wrong key"),
+            "the run's transcript carries the cause and the fault: {md}"
+        );
     }
 
     #[test]

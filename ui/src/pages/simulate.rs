@@ -281,6 +281,17 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
         });
     };
     let ended = run.devices.iter().all(|d| d.state.is_final());
+    let whole = run.clone();
+    let transcript = move |_| {
+        let (c, run) = (client.get_untracked(), whole.clone());
+        spawn_local(async move {
+            let mut flows = Vec::new();
+            for d in run.devices.iter().take(model::TRANSCRIPT_FLOWS) {
+                flows.push(c.simulated_device(&run.id, &d.registration_id).await.unwrap_or_else(|_| d.clone()));
+            }
+            download_text(&format!("{}.md", run.id), "text/markdown", &model::run_transcript(&run, &flows));
+        });
+    };
     view! {
         <div class="panel-head">
             <h3>{format!("{} — {} device(s), {}, {}", id, run.devices.len(), run.request.transport.label(), run.target)}</h3>
@@ -289,6 +300,9 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
             <button type="button" class="btn small danger" data-testid="sim-clean-up" disabled=!ended
                 title="Remove what the run left: its registration records, its devices' identities in their hubs, the enrollments made for its TPM devices; then forget it"
                 on:click=clean_up>"Clean up"</button>
+            <button type="button" class="btn small" data-testid="sim-run-transcript"
+                title=format!("A row per device and the flows of the first {} (Markdown)", model::TRANSCRIPT_FLOWS) on:click=transcript>
+                "Run transcript"</button>
             {paused.then(|| view! {
                 <span class="row">
                     <button type="button" class="btn small" data-testid="sim-continue-all" on:click=move |_| resume_all(false)>"Next step (all)"</button>
