@@ -41,14 +41,14 @@ pub async fn clean_up(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
     Ok(json_response(StatusCode::OK, &done))
 }
 
-/// Deletes the individual enrollment `id` when a simulation made it (`Ok(false)`: none, or not a simulation's).
+/// Deletes the individual enrollment `id` when a simulation made it (`Ok(false)`: not a simulation's), on
+/// condition that it is still the one read.
 async fn delete_simulated_enrollment(app: &App, id: &str) -> Result<bool, DpsError> {
-    match app.management.get::<Individual>(id).await {
-        Ok(e) if made_by_simulation(&e) => app.management.delete::<Individual>(id, Precondition::None).await.map(|()| true),
-        Ok(_) => Ok(false),
-        Err(e) if e.status() == 404 => Ok(false),
-        Err(e) => Err(e),
+    let e = app.management.get::<Individual>(id).await?;
+    if !made_by_simulation(&e) {
+        return Ok(false);
     }
+    app.management.delete::<Individual>(id, Precondition::Etag(e.etag.unwrap_or_default())).await.map(|()| true)
 }
 
 /// Counts one removal: done (`Ok(true)`), nothing there (`Ok(false)`, a 404), or a problem kept in words.

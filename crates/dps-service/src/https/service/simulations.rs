@@ -12,6 +12,7 @@
 //! the others are healthy (their own group, their own CA, an enabled enrollment), so one run shows both.
 
 use base64::Engine;
+use dps_core::model::Precondition;
 use dps_core::DpsError;
 use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest, MAX_TPM_DEVICES};
 use dps_proto::Enrollment;
@@ -187,7 +188,7 @@ async fn ensure_credential_policy(app: &App) -> Result<(), DpsError> {
         Ok(_) => Ok(()),
         Err(e) if e.status() == 404 => {
             let policy = dps_proto::CredentialPolicy::local(CREDENTIAL_POLICY);
-            app.credentials.put_policy(CREDENTIAL_POLICY, policy, dps_core::model::Precondition::None).await.map(|_| ())
+            app.credentials.put_policy(CREDENTIAL_POLICY, policy, Precondition::None).await.map(|_| ())
         }
         Err(e) => Err(e),
     }
@@ -200,7 +201,7 @@ async fn with_credential_policy(app: &App, group: &str) -> Result<(), DpsError> 
     let mut g = app.management.get::<Group>(group).await?;
     if g.credential_policy_name.is_none() {
         *g.shared().credential_policy_name = Some(CREDENTIAL_POLICY.to_owned());
-        app.management.put(group, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+        app.management.put(group, g, Precondition::None, dps_core::api_version::Schema::Current).await?;
     }
     Ok(())
 }
@@ -223,25 +224,26 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
         let id = if fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
         return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, fault)?]));
     }
-    // The groups the devices attest in: one for the faulty devices, one for the healthy ones (when `faulty`).
-    let mut groups: Vec<(Fault, &str, String)> = Vec::new();
+    // The group the devices with the fault attest in, and when only some have it, the healthy devices' group.
+    let faulty = group_for(app, r, r.fault).await?;
+    let healthy = match r.faulty {
+        Some(k) if k < r.count => Some(group_for(app, r, Fault::None).await?),
+        _ => None,
+    };
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
     let mut devices = Vec::new();
     for n in 1..=r.count {
         let fault = r.fault_of(n);
-        if !groups.iter().any(|(f, _, _)| *f == fault) {
-            let (name, signing) = group_for(app, r, fault).await?;
-            groups.push((fault, name, signing));
-        }
-        let signing = groups.iter().find(|(f, _, _)| *f == fault).map(|(_, _, k)| k.as_str()).unwrap_or_default();
+        let (_, signing) = healthy.as_ref().filter(|_| fault == Fault::None).unwrap_or(&faulty);
         let id = if fault == Fault::UnknownId { format!("{prefix}unknown-{n}") } else { format!("{prefix}{n}") };
         let key = dps_crypto::derive_device_key(signing, &id).map_err(|e| DpsError::internal(e.to_string()))?;
         devices.push(planned(scope, id, &key, fault)?);
     }
-    if r.request_certificate && groups.iter().any(|(_, name, _)| *name == DEFAULT_GROUP) {
+    let names: Vec<&str> = std::iter::once(faulty.0).chain(healthy.as_ref().map(|(name, _)| *name)).collect();
+    if r.request_certificate && names.contains(&DEFAULT_GROUP) {
         with_credential_policy(app, DEFAULT_GROUP).await?;
     }
-    Ok((format!("{}{}", target_groups(&groups), waits(app, r.fault)), devices))
+    Ok((format!("{}{}", target_groups(&names), waits(app, r.fault)), devices))
 }
 
 /// The group devices with `fault` attest in, and the key they derive theirs from (for `otherGroupKey`, another
@@ -262,18 +264,16 @@ async fn group_for<'a>(app: &App, r: &'a SimulationRequest, fault: Fault) -> Res
     }
 }
 
-/// The groups a run's devices attest in: `group NAME`, or when the faulty and the healthy devices attest in
-/// different groups, both, each saying which devices it has.
-fn target_groups(groups: &[(Fault, &str, String)]) -> String {
-    let first = groups.first().map(|(_, name, _)| *name).unwrap_or_default();
-    if groups.iter().all(|(_, name, _)| *name == first) {
-        return format!("group {first}");
+/// The groups a run's devices attest in (the faulty devices' first): `group NAME`, or when the faulty and the
+/// healthy devices attest in different groups, both, each saying which devices it has.
+fn target_groups(names: &[&str]) -> String {
+    match names {
+        [faulty, healthy] if faulty != healthy => {
+            format!("group {faulty} (the faulty devices) and group {healthy} (the healthy devices)")
+        }
+        [name, ..] => format!("group {name}"),
+        [] => String::new(),
     }
-    let named = |(fault, name, _): &(Fault, &str, String)| match fault {
-        Fault::None => format!("group {name} (the healthy devices)"),
-        _ => format!("group {name} (the faulty devices)"),
-    };
-    groups.iter().map(named).collect::<Vec<_>>().join(" and ")
 }
 
 /// What a fault's devices wait for, when the service's schedule makes it long (the webhook time-out's retries).
@@ -351,7 +351,7 @@ async fn plan_x509(app: &App, r: &SimulationRequest, run: &str, target: &DeviceT
         ensure_credential_policy(app).await?;
         group.credential_policy_name = Some(CREDENTIAL_POLICY.to_owned());
     }
-    app.management.put(X509_GROUP, group, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+    app.management.put(X509_GROUP, group, Precondition::None, dps_core::api_version::Schema::Current).await?;
     let untrusted = match r.fault {
         Fault::UntrustedCa => Some(SimCa::new("an untrusted CA").map_err(internal)?),
         _ => None,
@@ -397,23 +397,25 @@ fn plan_tpm(app: &App, r: &SimulationRequest, run: &str) -> (String, Vec<Planned
 
 /// Enrolls a simulated TPM device's endorsement key as the individual enrollment `id`, tagged with the run
 /// ([`SIMULATION_TAG`] in its initial twin). An enrollment of that id that no simulation made is left as it is
-/// and the device refused: a simulation never replaces the trainer's own enrollments.
+/// and the device refused: a simulation never replaces the trainer's own enrollments. The write is conditional
+/// (the simulation's enrollment unchanged since read, or none at all), so one made meanwhile is not replaced either.
 async fn enroll_tpm(
     management: &dps_core::management::Management,
     (run, id): (&str, &str),
     tpm: dps_proto::TpmAttestation,
     disabled: bool,
 ) -> Result<(), DpsError> {
-    match management.get::<Individual>(id).await {
-        Ok(existing) if !made_by_simulation(&existing) => {
+    let pre = match management.get::<Individual>(id).await {
+        Ok(existing) if made_by_simulation(&existing) => Precondition::Etag(existing.etag.unwrap_or_default()),
+        Ok(_) => {
             return Err(DpsError::new(
                 dps_core::ErrorKind::Conflict,
                 format!("an enrollment '{id}' that no simulation made exists: it is left as it is; choose another prefix"),
             ))
         }
-        Err(e) if e.status() != 404 => return Err(e),
-        _ => {}
-    }
+        Err(e) if e.status() == 404 => Precondition::NotExists,
+        Err(e) => return Err(e),
+    };
     let attestation = AttestationMechanism { kind: AttestationType::Tpm, tpm: Some(tpm), x509: None, symmetric_key: None };
     let mut e = Individual::new(id.to_owned(), attestation);
     let tags = dps_proto::TwinCollection::from_iter([(SIMULATION_TAG.to_owned(), serde_json::Value::from(run))]);
@@ -421,7 +423,6 @@ async fn enroll_tpm(
     if disabled {
         *e.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
     }
-    let pre = dps_core::model::Precondition::None;
     management.put(id, e, pre, dps_core::api_version::Schema::Current).await.map(drop)
 }
 
@@ -455,7 +456,7 @@ async fn group_key_with(app: &App, name: &str, set: impl FnOnce(&mut Group)) -> 
     let before = g.clone();
     set(&mut g);
     if g != before {
-        g = app.management.put(name, g, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await?;
+        g = app.management.put(name, g, Precondition::None, dps_core::api_version::Schema::Current).await?;
     }
     primary_key(&g)
 }
@@ -470,7 +471,7 @@ async fn made<E: dps_core::management::Managed>(app: &App, id: &str, disabled: b
             if disabled {
                 *doc.shared().provisioning_status = Some(ProvisioningStatus::Disabled);
             }
-            app.management.put(id, doc, dps_core::model::Precondition::None, dps_core::api_version::Schema::Current).await
+            app.management.put(id, doc, Precondition::None, dps_core::api_version::Schema::Current).await
         }
         Err(e) => Err(e),
     }
