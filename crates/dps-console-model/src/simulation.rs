@@ -257,8 +257,8 @@ fn device_section(d: &SimDevice, context: &str, level: &str) -> String {
     let mut out = format!("{level} Device `{}`\n\n", d.registration_id);
     let (state, _) = state_badge(d.state);
     let _ = writeln!(out, "- {context}");
-    if let Some(f) = d.fault {
-        let _ = writeln!(out, "- Fault given: {}", fault_label(f));
+    if !d.fault.is_none() {
+        let _ = writeln!(out, "- Fault given: {}", fault_label(d.fault));
     }
     let _ = writeln!(out, "- Outcome: **{state}** in {} ms", d.millis);
     if let (Some(hub), Some(id)) = (&d.assigned_hub, &d.device_id) {
@@ -306,13 +306,13 @@ pub fn scenario_transcript(s: &ScenarioView) -> String {
     out
 }
 
-/// Devices whose whole flow a run's transcript carries (each is one request to fetch); the others are rows of its
-/// table.
+/// Devices whose whole flow a run's transcript carries (`GET /simulations/{id}?flows=50`); the others are rows of
+/// its table.
 pub const TRANSCRIPT_FLOWS: usize = 50;
 
-/// The Markdown transcript of a run: what was asked, the counts, a row per device (`run.devices`), then the flow of
-/// each device given (`devices`: the first [`TRANSCRIPT_FLOWS`], fetched with their steps).
-pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
+/// The Markdown transcript of a run: what was asked, the counts, a row per device, then the flows of the first
+/// `flows` devices (the run as read with `?flows=`, so these carry their steps).
+pub fn run_transcript(run: &Simulation, flows: usize) -> String {
     let mut out = format!("# Simulation {}\n\n", run.id);
     let _ = writeln!(out, "- Started: {}", run.started.to_rfc3339());
     let _ = writeln!(out, "- {} device(s) over {}, {}", run.request.count, run.request.transport.label(), run.target);
@@ -326,16 +326,17 @@ pub fn run_transcript(run: &Simulation, devices: &[SimDevice]) -> String {
     let _ = writeln!(out, "- Outcome: {}\n", counts.join(", "));
     out.push_str("| device | fault | outcome | hub | code | ms |\n|---|---|---|---|---|---|\n");
     for d in &run.devices {
-        let fault = d.fault.map_or("—", fault_label);
+        let fault = if d.fault.is_none() { "—" } else { fault_label(d.fault) };
         let code = d.error_code.map(|c| c.to_string()).unwrap_or_default();
         let hub = d.assigned_hub.as_deref().unwrap_or("—");
         let _ = writeln!(out, "| `{}` | {fault} | {} | {hub} | {code} | {} |", d.registration_id, state_badge(d.state).0, d.millis);
     }
-    if devices.len() < run.devices.len() {
-        let _ = writeln!(out, "\nThe flows of the first {} of {} devices follow.", devices.len(), run.devices.len());
+    let flows = flows.min(run.devices.len());
+    if flows < run.devices.len() {
+        let _ = writeln!(out, "\nThe flows of the first {flows} of {} devices follow.", run.devices.len());
     }
     out.push('\n');
-    for d in devices {
+    for d in run.devices.iter().take(flows) {
         out.push_str(&transcript(run, d));
         out.push('\n');
     }
@@ -399,7 +400,7 @@ mod tests {
         SimDevice {
             registration_id: "dev-1".into(),
             state,
-            fault: None,
+            fault: Fault::None,
             paused_before: None,
             assigned_hub: Some("hub-a".into()),
             device_id: Some("dev-1".into()),
@@ -434,12 +435,12 @@ mod tests {
     fn a_refused_device_says_why_in_plain_words() {
         let mut d = device(SimState::Refused, vec![]);
         (d.assigned_hub, d.device_id, d.error_code, d.message) = (None, None, Some(401002), Some("no enrollment accepts it".into()));
-        d.fault = Some(Fault::WrongKey);
+        d.fault = Fault::WrongKey;
         let why = cause(&d).expect("a cause");
         assert!(why.contains("401002"), "{why}");
         let mut r = run();
         r.devices = vec![d.clone(), device(SimState::Assigned, vec![])];
-        let md = run_transcript(&r, &[d]);
+        let md = run_transcript(&r, 1);
         assert!(md.contains("| `dev-1` | Wrong key | refused | — | 401002 | 42 |"), "a row per device: {md}");
         assert!(md.contains("The flows of the first 1 of 2 devices follow."), "{md}");
         assert!(

@@ -81,6 +81,8 @@ pub struct FlowStep {
 
 /// TPM devices in one run: each runs a software TPM (a process) while it registers.
 pub const MAX_TPM_DEVICES: u32 = 100;
+/// The most devices `GET /simulations/{id}?flows=N` answers with their whole flow.
+pub const MAX_FLOWS: usize = 100;
 
 /// The transports a simulated device can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -151,6 +153,11 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// No fault (a healthy device): what a device's `fault` leaves out on the wire.
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
     /// Whether the fault applies to devices of `attestation` (`symmetricKey`, `x509` or `tpm`). For TPM devices,
     /// `unknownId` is a TPM whose endorsement key nobody enrolled.
     pub fn fits(self, attestation: &str) -> bool {
@@ -290,8 +297,8 @@ pub struct SimDevice {
     pub registration_id: String,
     pub state: SimState,
     /// The fault this device was given (absent: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<Fault>,
+    #[serde(default, skip_serializing_if = "Fault::is_none")]
+    pub fault: Fault,
     /// The step it waits before (step-through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_before: Option<FlowKind>,

@@ -77,6 +77,21 @@ async fn devices_of_every_transport_provision_through_the_listeners_and_their_fl
     }
     let list = s.service(Method::GET, "/simulations", None).await;
     assert_eq!(list.body.as_array().map(Vec::len), Some(5), "{}", list.body);
+
+    // `?flows=N`: the first N devices with their whole flow, in one answer (a run's transcript).
+    let id = list.body[0]["id"].as_str().expect("the newest run").to_owned();
+    let with = s.service(Method::GET, &format!("/simulations/{id}?flows=2"), None).await;
+    assert_eq!(with.status, 200, "{}", with.body);
+    let devices = with.body["devices"].as_array().expect("devices");
+    for d in devices.iter().take(2) {
+        let own = device(&s, &id, d["registrationId"].as_str().unwrap_or_default()).await;
+        assert_eq!(d["steps"], own["steps"], "the device's flow as its own route answers it");
+    }
+    assert_eq!(devices.get(2).map(kinds), Some(vec![]), "the third device without its steps: {}", with.body);
+    for bad in ["101", "x", "-1"] {
+        let a = s.service(Method::GET, &format!("/simulations/{id}?flows={bad}"), None).await;
+        TestService::assert_error(&a, 400, 400004);
+    }
 }
 
 #[tokio::test]

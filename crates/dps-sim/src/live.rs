@@ -87,7 +87,7 @@ impl Watched {
         let view = SimDevice {
             registration_id: registration_id.clone(),
             state: SimState::Waiting,
-            fault: (fault != Fault::None).then_some(fault),
+            fault,
             paused_before: None,
             assigned_hub: None,
             device_id: None,
@@ -187,9 +187,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// The run's view: counts per state, and with `devices` each device's summary.
-    pub fn snapshot(&self, devices: bool) -> Simulation {
-        let all: Vec<SimDevice> = self.devices.iter().map(|d| d.snapshot(false)).collect();
+    /// The run's view: counts per state, and with `devices` each device's summary — the first `flows` of them
+    /// with every step of their flow (a run's transcript).
+    pub fn snapshot(&self, devices: bool, flows: usize) -> Simulation {
+        let all: Vec<SimDevice> = self.devices.iter().enumerate().map(|(i, d)| d.snapshot(i < flows)).collect();
         let mut counts = BTreeMap::new();
         for d in &all {
             *counts.entry(format!("{:?}", d.state).to_ascii_lowercase()).or_insert(0) += 1;
@@ -272,7 +273,7 @@ impl Simulations {
     }
 
     pub fn list(&self) -> Vec<Simulation> {
-        self.runs().iter().rev().map(|r| r.snapshot(false)).collect()
+        self.runs().iter().rev().map(|r| r.snapshot(false, 0)).collect()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Run>> {

@@ -16,9 +16,10 @@ impl ApiClient {
         self.send_json("POST", "/simulations", request).await
     }
 
-    /// `GET /simulations/{id}`.
-    pub async fn simulation(&self, id: &str) -> Result<Simulation, ApiError> {
-        self.get_json(&format!("/simulations/{}", seg(id)), &[]).await
+    /// `GET /simulations/{id}`; the first `flows` devices with every step of their flow (`?flows=`).
+    pub async fn simulation(&self, id: &str, flows: usize) -> Result<Simulation, ApiError> {
+        let query = if flows == 0 { vec![] } else { vec![("flows", flows.to_string())] };
+        self.get_json(&format!("/simulations/{}", seg(id)), &query).await
     }
 
     /// `GET /simulations/{id}/devices/{registrationId}`: the device with every step of its flow.

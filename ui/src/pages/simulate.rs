@@ -228,7 +228,7 @@ fn RunView(id: String, selection: Selection) -> impl IntoView {
     let run_id = id.clone();
     let run = load(move |c| {
         let id = run_id.clone();
-        async move { c.simulation(&id).await }
+        async move { c.simulation(&id, 0).await }
     });
     refetch_every(run, Duration::from_millis(700));
     view! {
@@ -281,15 +281,14 @@ fn RunDevices(run: Simulation, selection: Selection) -> impl IntoView {
         });
     };
     let ended = run.devices.iter().all(|d| d.state.is_final());
-    let whole = run.clone();
+    let transcript_id = run.id.clone();
     let transcript = move |_| {
-        let (c, run) = (client.get_untracked(), whole.clone());
+        let (c, id) = (client.get_untracked(), transcript_id.clone());
         spawn_local(async move {
-            let mut flows = Vec::new();
-            for d in run.devices.iter().take(model::TRANSCRIPT_FLOWS) {
-                flows.push(c.simulated_device(&run.id, &d.registration_id).await.unwrap_or_else(|_| d.clone()));
+            match c.simulation(&id, model::TRANSCRIPT_FLOWS).await {
+                Ok(run) => download_text(&format!("{id}.md"), "text/markdown", &model::run_transcript(&run, model::TRANSCRIPT_FLOWS)),
+                Err(e) => error.set(Some(e)),
             }
-            download_text(&format!("{}.md", run.id), "text/markdown", &model::run_transcript(&run, &flows));
         });
     };
     view! {
@@ -329,7 +328,7 @@ fn DeviceRow(device: SimDevice, selection: Selection) -> impl IntoView {
         <tr data-testid="sim-device" data-id=rid.clone() class:selected=move || selection.device.get().as_deref() == Some(rid.as_str())>
             <td><button type="button" class="btn link" data-testid="sim-device-open" on:click=move |_| selection.device.set(Some(rid_click.clone()))>
                 <code>{device.registration_id.clone()}</code></button>
-                {device.fault.map(|f| view! { <span class="chip" data-testid="sim-device-fault" title="The fault this device was given">{model::fault_label(f)}</span> })}</td>
+                {(!device.fault.is_none()).then(|| view! { <span class="chip" data-testid="sim-device-fault" title="The fault this device was given">{model::fault_label(device.fault)}</span> })}</td>
             <td><span class=format!("badge {class}") data-testid="sim-device-state">{label}</span><span class="muted small">{paused}</span></td>
             <td>{device.assigned_hub.clone().unwrap_or_else(|| "—".into())}</td>
             <td>{device.error_code.map(|c| c.to_string()).unwrap_or_default()}</td>

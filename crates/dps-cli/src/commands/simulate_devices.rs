@@ -150,7 +150,7 @@ fn summary(run: &Simulation, out: Output) {
             serde_json::json!({
                 "registrationId": d.registration_id,
                 "state": d.state,
-                "fault": d.fault,
+                "fault": (!d.fault.is_none()).then_some(d.fault),
                 "assignedHub": d.assigned_hub,
                 "errorCode": d.error_code,
                 "message": d.message,

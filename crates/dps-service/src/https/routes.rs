@@ -122,7 +122,7 @@ pub static ROUTES: &[Row] = &[
     Row::new(POST, "/scenarios/{name}/run", Right(ServiceConfig), Extension, |a, _, p| Box::pin(scenarios::run(a, p.get("name")))),
     Row::new(POST, "/scenarios/{name}/reset", Right(ServiceConfig), Extension,
         |a, _, p| Box::pin(scenarios::reset(a, p.get("name")))),
-    Row::new(GET, "/simulations/{id}", Right(EnrollmentRead), Extension, |a, _, p| Box::pin(simulations::get(a, p.get("id")))),
+    Row::new(GET, "/simulations/{id}", Right(EnrollmentRead), Extension, |a, r, p| Box::pin(simulations::get(a, r, p.get("id")))),
     Row::new(DELETE, "/simulations/{id}", Right(EnrollmentWrite), Extension, |a, _, p| Box::pin(simulations::delete(a, p.get("id")))),
     Row::new(POST, "/simulations/{id}/cleanUp", Right(EnrollmentWrite), Extension,
         |a, _, p| Box::pin(simulation_cleanup::clean_up(a, p.get("id")))),

@@ -14,7 +14,7 @@
 use base64::Engine;
 use dps_core::model::Precondition;
 use dps_core::DpsError;
-use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest, MAX_TPM_DEVICES};
+use dps_proto::simulation::{ContinueRequest, Fault, SimCa as SimCaChoice, SimulationRequest, MAX_FLOWS, MAX_TPM_DEVICES};
 use dps_proto::Enrollment;
 use dps_proto::{
     AttestationMechanism, AttestationType, EnrollmentGroup as Group, X509Attestation, X509CertificateWithInfo, X509Certificates,
@@ -73,12 +73,22 @@ pub async fn start(app: &App, req: &Request) -> Result<HttpResponse, DpsError> {
         .simulations
         .start(id, (shown, target_name), planned, target, app.clock.now(), app.shutdown.clone())
         .map_err(|m| DpsError::new(dps_core::ErrorKind::Throttled, m))?;
-    Ok(json_response(StatusCode::CREATED, &run.snapshot(true)))
+    Ok(json_response(StatusCode::CREATED, &run.snapshot(true, 0)))
 }
 
-pub async fn get(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
+/// `GET /simulations/{id}`; `?flows=N`: the first N devices (at most [`MAX_FLOWS`]) with every step of their flow,
+/// in one answer (a run's transcript).
+pub async fn get(app: &App, req: &Request, id: &str) -> Result<HttpResponse, DpsError> {
+    let flows = match req.query("flows") {
+        None => 0,
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| *n <= MAX_FLOWS)
+            .ok_or_else(|| DpsError::invalid(format!("flows must be 0 to {MAX_FLOWS}, not '{}'", n.escape_debug())))?,
+    };
     let run = app.simulations.get(id).ok_or_else(|| not_found(id))?;
-    Ok(json_response(StatusCode::OK, &run.snapshot(true)))
+    Ok(json_response(StatusCode::OK, &run.snapshot(true, flows)))
 }
 
 pub async fn delete(app: &App, id: &str) -> Result<HttpResponse, DpsError> {
@@ -103,7 +113,7 @@ pub async fn resume(app: &App, req: &Request, id: &str, registration_id: Option<
         Some(r) => run.device(r).ok_or_else(|| device_not_found(id, r))?.resume(body.to_end),
         None => run.devices.iter().for_each(|d| d.resume(body.to_end)),
     }
-    Ok(json_response(StatusCode::OK, &run.snapshot(true)))
+    Ok(json_response(StatusCode::OK, &run.snapshot(true, 0)))
 }
 
 pub(super) fn not_found(id: &str) -> DpsError {
@@ -224,10 +234,11 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
         let id = if fault == Fault::UnknownId { format!("{e}-unknown") } else { e.clone() };
         return Ok((format!("enrollment {e}"), vec![planned(scope, id, &key, fault)?]));
     }
-    // The group the devices with the fault attest in, and when only some have it, the healthy devices' group.
+    // The group the devices with the fault attest in; and when only some have it and it takes them to a group of
+    // its own, the healthy devices' group (otherwise the healthy devices attest in the faulty devices' group).
     let faulty = group_for(app, r, r.fault).await?;
     let healthy = match r.faulty {
-        Some(k) if k < r.count => Some(group_for(app, r, Fault::None).await?),
+        Some(k) if k < r.count && takes_its_own_group(r.fault) => Some(group_for(app, r, Fault::None).await?),
         _ => None,
     };
     let prefix = r.prefix.clone().unwrap_or_else(|| format!("{run}-"));
@@ -239,11 +250,17 @@ async fn plan(app: &App, r: &SimulationRequest, run: &str, target: &DeviceTarget
         let key = dps_crypto::derive_device_key(signing, &id).map_err(|e| DpsError::internal(e.to_string()))?;
         devices.push(planned(scope, id, &key, fault)?);
     }
-    let names: Vec<&str> = std::iter::once(faulty.0).chain(healthy.as_ref().map(|(name, _)| *name)).collect();
-    if r.request_certificate && names.contains(&DEFAULT_GROUP) {
+    let healthy = healthy.map(|(name, _)| name);
+    if r.request_certificate && (faulty.0 == DEFAULT_GROUP || healthy == Some(DEFAULT_GROUP)) {
         with_credential_policy(app, DEFAULT_GROUP).await?;
     }
-    Ok((format!("{}{}", target_groups(&names), waits(app, r.fault)), devices))
+    Ok((format!("{}{}", target_groups(faulty.0, healthy), waits(app, r.fault)), devices))
+}
+
+/// Whether devices with `fault` attest in a group of the fault's own, or with another group's key, rather than in
+/// the run's group: the faults [`group_for`] gives a group.
+fn takes_its_own_group(fault: Fault) -> bool {
+    matches!(fault, Fault::DisabledGroup | Fault::HubDown | Fault::WebhookError | Fault::WebhookTimeout | Fault::OtherGroupKey)
 }
 
 /// The group devices with `fault` attest in, and the key they derive theirs from (for `otherGroupKey`, another
@@ -264,15 +281,12 @@ async fn group_for<'a>(app: &App, r: &'a SimulationRequest, fault: Fault) -> Res
     }
 }
 
-/// The groups a run's devices attest in (the faulty devices' first): `group NAME`, or when the faulty and the
-/// healthy devices attest in different groups, both, each saying which devices it has.
-fn target_groups(names: &[&str]) -> String {
-    match names {
-        [faulty, healthy] if faulty != healthy => {
-            format!("group {faulty} (the faulty devices) and group {healthy} (the healthy devices)")
-        }
-        [name, ..] => format!("group {name}"),
-        [] => String::new(),
+/// The groups a run's devices attest in: `group NAME`, or when the healthy devices attest in another group than the
+/// faulty ones, both, each saying which devices it has.
+fn target_groups(faulty: &str, healthy: Option<&str>) -> String {
+    match healthy {
+        Some(healthy) if healthy != faulty => format!("group {faulty} (the faulty devices) and group {healthy} (the healthy devices)"),
+        _ => format!("group {faulty}"),
     }
 }
 
